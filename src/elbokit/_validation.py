@@ -1,0 +1,133 @@
+"""Array and parameter checks that fail with a clear message.
+
+The estimators call :func:`validate_X` (through scikit-learn's ``validate_data``
+so that ``n_features_in_`` and feature-name bookkeeping follow scikit-learn), and
+everything else that takes user data calls :func:`check_data`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.utils.validation import validate_data
+
+from .exceptions import DataError, ParameterError
+
+
+def describe_nonfinite(X: np.ndarray, name: str = "X") -> str | None:
+    """Return a message naming how many NaN/inf entries ``X`` has and where, or None."""
+    bad = ~np.isfinite(X)
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return None
+    rows, cols = np.nonzero(bad)
+    n_nan = int(np.isnan(X).sum())
+    where = ", ".join(f"(row {r}, column {c})" for r, c in zip(rows[:3], cols[:3]))
+    more = " ..." if n_bad > 3 else ""
+    return (
+        f"{name} contains {n_bad} non-finite value(s) ({n_nan} NaN, {n_bad - n_nan} inf), "
+        f"at {where}{more}; remove or impute them (PPCA(solver='em') accepts NaN as missing)"
+    )
+
+
+def check_finite(X: np.ndarray, name: str = "X", allow_nan: bool = False) -> None:
+    """Raise :class:`DataError` if ``X`` holds inf, or NaN when ``allow_nan`` is false."""
+    if allow_nan:
+        if np.isinf(X).any():
+            n_inf = int(np.isinf(X).sum())
+            r, c = np.argwhere(np.isinf(X))[0]
+            raise DataError(
+                f"{name} contains {n_inf} inf value(s), first at (row {r}, column {c}); "
+                "NaN is accepted as missing, inf is not"
+            )
+        return
+    message = describe_nonfinite(X, name)
+    if message is not None:
+        raise DataError(message)
+
+
+def _check_shape(X: np.ndarray, name: str, min_samples: int) -> None:
+    if X.ndim != 2:
+        raise DataError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {X.ndim}-D "
+            f"with shape {X.shape}"
+        )
+    if X.shape[1] == 0:
+        raise DataError(f"{name} has 0 feature(s) (shape {X.shape}); at least 1 is required")
+    if X.shape[0] < min_samples:
+        raise DataError(
+            f"{name} has {X.shape[0]} sample(s) (shape {X.shape}); at least {min_samples} "
+            "are required"
+        )
+
+
+def check_data(X, name: str = "X", *, min_samples: int = 1, allow_nan: bool = False,
+               dtype=np.float64) -> np.ndarray:
+    """Convert ``X`` to a 2-D float array and check it, with messages that name the problem."""
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:  # ragged lists and the like
+        raise DataError(f"{name} cannot be read as a numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{name} must be numeric; got an array of dtype {arr.dtype}"
+            ) from None
+    if arr.dtype.kind == "c":
+        raise DataError(f"{name} must be real; got complex values")
+    _check_shape(arr, name, min_samples)
+    arr = arr.astype(dtype, copy=False)
+    check_finite(arr, name, allow_nan=allow_nan)
+    return arr
+
+
+def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
+               min_samples: int = 1) -> np.ndarray:
+    """scikit-learn's ``validate_data`` (feature counts, names, dtype) plus our own
+    shape and finiteness messages. Returns a float64 (or float32) 2-D array."""
+    arr = X
+    if not hasattr(X, "__array__") and not hasattr(X, "iloc"):
+        arr = np.asarray(X) if not isinstance(X, (list, tuple)) else X
+    if hasattr(arr, "ndim") and arr.ndim != 2 and not hasattr(arr, "iloc"):
+        _check_shape(np.asarray(arr), "X", min_samples)
+    arr = validate_data(
+        estimator, arr, reset=reset, dtype=[np.float64, np.float32],
+        ensure_all_finite=False, ensure_min_samples=min_samples,
+    )
+    _check_shape(arr, "X", min_samples)
+    check_finite(arr, "X", allow_nan=allow_nan)
+    return arr
+
+
+def check_int(value, name: str, *, minimum: int = 0, allow_none: bool = False) -> int | None:
+    """Check an integer hyper-parameter is >= ``minimum``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_float(value, name: str, *, low: float | None = None, high: float | None = None,
+                low_inclusive: bool = True) -> float:
+    """Check a real hyper-parameter lies in the given range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ParameterError(f"{name} must be a finite real number; got {value!r}")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        bound = ">=" if low_inclusive else ">"
+        raise ParameterError(f"{name} must be {bound} {low}; got {value}")
+    if high is not None and value > high:
+        raise ParameterError(f"{name} must be <= {high}; got {value}")
+    return float(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    """Check a string hyper-parameter is one of ``choices``."""
+    if value not in choices:
+        raise ParameterError(f"{name} must be one of {sorted(choices)}; got {value!r}")
+    return value

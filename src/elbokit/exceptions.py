@@ -1,0 +1,44 @@
+"""Exception types raised by elbokit.
+
+Every error a user can cause (bad data, a bad file, a bad hyper-parameter) is an
+:class:`ElbokitError`. The subclasses also derive from the built-in type a Python
+user would expect (``ValueError``, ``FileNotFoundError``), so ``except ValueError``
+keeps working. The CLI turns any ``ElbokitError`` into one line on stderr and exit
+code 2.
+"""
+
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = [
+    "ElbokitError",
+    "DataError",
+    "DataFileNotFoundError",
+    "ParameterError",
+    "ModelFileError",
+    "TrainingError",
+    "ConvergenceWarning",
+]
+
+
+class ElbokitError(Exception):
+    """Base class of every error elbokit raises on purpose."""
+
+
+class DataError(ElbokitError, ValueError):
+    """The data has the wrong shape, type, values or file format."""
+
+
+class DataFileNotFoundError(ElbokitError, FileNotFoundError):
+    """A data file or directory does not exist."""
+
+
+class ParameterError(ElbokitError, ValueError):
+    """A hyper-parameter is out of its valid range or of the wrong type."""
+
+
+class ModelFileError(ElbokitError, ValueError):
+    """A saved model directory is missing, truncated, tampered with or too new."""
+
+
+class TrainingError(ElbokitError, RuntimeError):
+    """Training cannot go on (for example the loss became NaN or infinite)."""

@@ -1,0 +1,146 @@
+"""The shared algebra of x = W z + mu + noise, z ~ N(0, I), noise ~ N(0, diag(psi)).
+
+:class:`LinearGaussianMixin` gives every classical model (PCA, PPCA, factor
+analysis, the linear autoencoder's probabilistic reading) the same estimator API:
+``transform`` (posterior mean E[z|x]), ``inverse_transform``, ``score_samples``
+(log p(x) in nats), ``score``, ``sample``, ``get_covariance``, ``get_precision``.
+A subclass fits and then exposes its loading matrix through ``_loadings()`` and its
+noise variances through ``_noise_diag()``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._math import LowRankGaussian
+from .._validation import check_int, validate_X
+from ..exceptions import DataError, ParameterError
+
+
+def sample_covariance(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and maximum-likelihood covariance (divisor N) in one pass over X."""
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    return mean, (Xc.T @ Xc) / X.shape[0]
+
+
+def variance_floor(variances: np.ndarray, relative: float) -> float:
+    """The smallest noise variance we allow: ``relative`` times the mean feature
+    variance (with an absolute floor for all-constant data). It keeps precisions
+    of constant features finite (see ``warn_constant_features``)."""
+    scale = float(np.mean(variances))
+    return max(relative * scale, 1e-12) if scale > 0 else 1e-12
+
+
+def warn_constant_features(variances: np.ndarray, floor: float, model: str) -> np.ndarray:
+    """Warn, naming them, about features whose variance is below the noise floor."""
+    constant = np.flatnonzero(variances < floor)
+    if constant.size:
+        shown = ", ".join(str(i) for i in constant[:10]) + (" ..." if constant.size > 10 else "")
+        warnings.warn(
+            f"{model}: {constant.size} feature(s) have (near-)zero variance (indices {shown}); "
+            f"their noise variance is floored at {floor:.3g} so the log-likelihood stays "
+            "finite. Consider dropping them.",
+            UserWarning, stacklevel=3,
+        )
+    return constant
+
+
+class LinearGaussianMixin(TransformerMixin, BaseEstimator):
+    """Estimator API shared by the linear-Gaussian models."""
+
+    #: whether fit accepts NaN (as missing values)
+    _accepts_nan = False
+
+    # ---- implemented by subclasses
+    def _loadings(self) -> np.ndarray:  # (d, L)
+        raise NotImplementedError
+
+    def _noise_diag(self) -> np.ndarray:  # (d,)
+        raise NotImplementedError
+
+    # ---- helpers
+    def _check_n_components(self, n_samples: int, n_features: int, *, max_components: int):
+        if self.n_components is None:
+            return max_components
+        n = check_int(self.n_components, "n_components", minimum=1)
+        if n > max_components:
+            raise ParameterError(
+                f"n_components={n} is too large for data with {n_samples} samples and "
+                f"{n_features} feature(s); at most {max_components} is possible")
+        return n
+
+    def _gaussian(self) -> LowRankGaussian:
+        return LowRankGaussian(self._loadings(), self._noise_diag())
+
+    def _validate(self, X, *, reset: bool):
+        return validate_X(self, X, reset=reset, allow_nan=self._allow_nan_now(),
+                          min_samples=2 if reset else 1)
+
+    def _allow_nan_now(self) -> bool:
+        return False
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._allow_nan_now()
+        return tags
+
+    # ---- public API
+    def transform(self, X):
+        """Posterior mean E[z|x] = (I + W' Psi^-1 W)^-1 W' Psi^-1 (x - mu), shape (n, L)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return self._gaussian().posterior_mean(X - self.mean_)
+
+    def inverse_transform(self, Z):
+        """Decoder mean W z + mu for latent codes Z of shape (n, L)."""
+        check_is_fitted(self)
+        Z = np.asarray(Z, dtype=float)
+        W = self._loadings()
+        if Z.ndim != 2 or Z.shape[1] != W.shape[1]:
+            raise DataError(f"Z must have shape (n, {W.shape[1]}); got {Z.shape}")
+        return Z @ W.T + self.mean_
+
+    def score_samples(self, X):
+        """log p(x) under N(mu, Psi + W W^T) for each row, in nats."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return self._gaussian().logpdf(X - self.mean_)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample, in nats."""
+        return float(np.mean(self.score_samples(X)))
+
+    def get_covariance(self):
+        """Model covariance Psi + W W^T, shape (d, d)."""
+        check_is_fitted(self)
+        return self._gaussian().covariance()
+
+    def get_precision(self):
+        """Model precision (Psi + W W^T)^-1 by the Woodbury identity, shape (d, d)."""
+        check_is_fitted(self)
+        return self._gaussian().precision()
+
+    def posterior_covariance(self):
+        """Covariance of z given x, G = (I + W' Psi^-1 W)^-1 (the same for every x)."""
+        check_is_fitted(self)
+        return self._gaussian().posterior_cov()
+
+    def sample(self, n_samples: int = 1, random_state=None):
+        """Draw x = W z + mu + noise with z ~ N(0, I); returns shape (n_samples, d)."""
+        check_is_fitted(self)
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        rng = check_random_state(random_state)
+        W, psi = self._loadings(), self._noise_diag()
+        z = rng.standard_normal((n_samples, W.shape[1]))
+        noise = rng.standard_normal((n_samples, W.shape[0])) * np.sqrt(psi)
+        return z @ W.T + self.mean_ + noise
+
+    def bits_per_dim(self, X) -> float:
+        """Negative mean log-likelihood in bits per dimension (no dequantization)."""
+        return -self.score(X) / (self.n_features_in_ * np.log(2.0))
