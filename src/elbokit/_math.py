@@ -96,11 +96,15 @@ class LowRankGaussian:
         """log N(x | 0, Psi + W W^T) for each centred row of ``Xc``, in nats."""
         return -0.5 * (self.dim * LOG_2PI + self.logdet() + self.quadratic(Xc))
 
-    def mean_logpdf_from_cov(self, S: np.ndarray) -> float:
+    def mean_logpdf_from_cov(self, S: np.ndarray, S_psi_inv_W: np.ndarray | None = None) -> float:
         """Mean log-density over a data set whose (biased) covariance about the model
-        mean is ``S``: -1/2 (d log 2pi + log|C| + tr(C^-1 S))."""
+        mean is ``S``: -1/2 (d log 2pi + log|C| + tr(C^-1 S)).
+
+        ``S_psi_inv_W`` (= S Psi^-1 W) may be passed when the caller has it already."""
+        if S_psi_inv_W is None:
+            S_psi_inv_W = S @ self.psi_inv_W
         trace = float(np.sum(np.diag(S) / self.psi))
-        B = self.psi_inv_W.T @ S @ self.psi_inv_W  # W' Psi^-1 S Psi^-1 W, (L, L)
+        B = self.psi_inv_W.T @ S_psi_inv_W  # W' Psi^-1 S Psi^-1 W, (L, L)
         trace -= float(np.trace(cho_solve(self.chol_M, B)))
         return -0.5 * (self.dim * LOG_2PI + self.logdet() + trace)
 

@@ -1,0 +1,59 @@
+"""Command-line interface: a thin layer over the library.
+
+Known errors (any :class:`elbokit.ElbokitError`, and usage errors) become one line
+on stderr and exit code 2; set ``ELBOKIT_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+from ..exceptions import ElbokitError
+from . import demo, evaluate, fit  # noqa: F401  (register commands)
+from ._app import app, fit_app
+
+
+def _register_optional():
+    for module_name in ("fit_vae", "fit_vbpca"):
+        try:
+            module = __import__(f"{__name__}.{module_name}", fromlist=["register"])
+        except ImportError as exc:
+            if f"{__name__}.{module_name}" in str(exc) or module_name in str(exc):
+                continue
+            raise
+        module.register(fit_app)
+
+
+_register_optional()
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"elbokit: {category.__name__}: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``elbokit`` console script; returns the exit code.
+
+    Usage errors are reported by Typer itself (exit code 2); elbokit's own errors
+    and file-system errors become one line on stderr with exit code 2."""
+    debug = os.environ.get("ELBOKIT_DEBUG", "") not in ("", "0")
+    warnings.formatwarning = _one_line_warning
+    try:
+        app(args=argv, prog_name="elbokit", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except (ElbokitError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"elbokit: error: {message} (set ELBOKIT_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""The Typer application objects. Command modules register themselves on these."""
+
+import typer
+
+app = typer.Typer(
+    name="elbokit", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Latent-variable models fitted by maximizing the ELBO: PCA, PPCA, FA, VAEs.",
+)
+fit_app = typer.Typer(no_args_is_help=True, help="Fit a model and save it to a run directory.")
+app.add_typer(fit_app, name="fit")

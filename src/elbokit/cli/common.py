@@ -1,0 +1,43 @@
+"""Options shared by several commands, and table printing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DataSpec = Annotated[str, typer.Option("--data", help="digits, mnist, fashion-mnist, or a "
+                                                      ".npy/.npz/.csv path.")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of IDX files "
+                                                                    "(else $ELBOKIT_DATA).")]
+Latent = Annotated[int, typer.Option("--latent", help="Latent dimension L.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit.")]
+TestFraction = Annotated[float, typer.Option("--test-fraction",
+                                             help="Held-out share for digits and user files.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a saved model in --out.")]
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(h) for h in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in
+                       enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+def print_metrics(title: str, metrics: dict) -> None:
+    """Print the metrics of one run as a two-column table."""
+    rows = [[k, v] for k, v in metrics.items() if not k.endswith("note") and k != "quantity"]
+    typer.echo(title)
+    typer.echo(format_table(["metric", "value"], rows))
+    if "quantity" in metrics:
+        typer.echo(f"(values: {metrics['quantity']})")

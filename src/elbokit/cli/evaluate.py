@@ -1,0 +1,53 @@
+"""``elbokit evaluate DIR --data SPEC`` and ``elbokit sample DIR -n N --out PNG``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import app
+from .common import DataDir, DataSpec, Seed, TestFraction, print_metrics
+
+
+@app.command("evaluate")
+def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+             data: DataSpec = "digits", data_dir: DataDir = None, seed: Seed = 0,
+             test_fraction: TestFraction = 0.2):
+    """Print a saved model's log-likelihood (ELBO for a VAE) on other data."""
+    from .. import data as data_module
+    from ..exceptions import DataError
+    from ..models import load_model
+    from ..runs import metrics_for
+
+    model = load_model(run_dir)
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    if dataset.n_features != model.n_features_in_:
+        raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
+                        f"was fitted on {model.n_features_in_}")
+    print_metrics(f"{run_dir} on {data}", metrics_for(model, dataset))
+
+
+@app.command("sample")
+def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+           n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 64,
+           out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path(
+               "samples.png"),
+           seed: Seed = 0):
+    """Draw samples from a saved model and save them as an image grid."""
+    from ..exceptions import DataError, ParameterError
+    from ..models import load_model
+    from ..plots import image_grid
+    from ..runs import image_shape_of
+
+    if n < 1:
+        raise ParameterError(f"-n must be >= 1; got {n}")
+    model = load_model(run_dir)
+    shape = image_shape_of(run_dir, model.n_features_in_)
+    if shape is None:
+        raise DataError(f"the model in {run_dir} was not fitted on images "
+                        f"({model.n_features_in_} features); cannot draw a grid")
+    images = model.sample(n, random_state=seed)
+    image_grid(images, shape, out, title=f"{n} samples from {run_dir}")
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,150 @@
+"""The tied linear autoencoder of the lecture's slide "Auto-encoders and PCA":
+x_hat = W' W x, trained by gradient descent on E||x - W' W x||^2.
+
+Its minima span the top-L principal subspace (Baldi & Hornik 1989); the tests
+check the learned subspace against PCA's. For ``score`` the autoencoder is read
+probabilistically: the maximum-likelihood PPCA whose loading matrix is confined
+to the learned subspace (exactly PPCA when the subspace is the principal one).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_float, check_int
+from ..exceptions import ConvergenceWarning, DataError
+from ..progress import progress_bar
+from ._gaussian import LinearGaussianMixin, sample_covariance, variance_floor
+
+
+def reconstruction_loss_and_grad(W: np.ndarray, S: np.ndarray):
+    """Mean squared reconstruction error of x_hat = W' W x over centred data with
+    covariance S, and its gradient in W (L, d).
+
+    f(W) = tr(S) - 2 tr(W S W') + tr(W' W S W' W)
+    df/dW = -4 W S + 2 (W S W' W + W W' W S)
+    """
+    WS = W @ S  # (L, d)
+    WWt = W @ W.T  # (L, L)
+    WSWt = WS @ W.T  # (L, L)
+    loss = float(np.trace(S) - 2.0 * np.trace(WSWt) + np.sum(WSWt * WWt))
+    grad = -4.0 * WS + 2.0 * (WSWt @ W + WWt @ WS)
+    return loss, grad
+
+
+class LinearAutoencoder(LinearGaussianMixin):
+    """Tied linear autoencoder trained by gradient descent (with Nesterov momentum).
+
+    Parameters
+    ----------
+    n_components : int or None
+        Code size L; None uses ``n_features - 1``.
+    learning_rate : float
+        Step size relative to 1 / (largest eigenvalue of the covariance).
+    momentum : float
+        Nesterov momentum in [0, 1).
+    tol : float
+        Stop when the relative change of the loss is below ``tol``.
+    max_iter : int
+        Maximum number of full-batch gradient steps (``ConvergenceWarning``).
+    random_state : seed of the random initial weights.
+
+    Attributes
+    ----------
+    weights_ : (L, d) the encoder W (the decoder is W').
+    loss_ : list of the mean squared reconstruction error per iteration.
+    components_ : (L, d) orthonormal basis of the learned subspace, ordered by variance.
+    explained_variance_ : (L,) data variance along each basis vector.
+    noise_variance_ : float, ML noise variance outside the subspace.
+    mean_ : (d,)
+    n_iter_ : gradient steps run.
+    """
+
+    def __init__(self, n_components=None, *, learning_rate=0.1, momentum=0.9, tol=1e-10,
+                 max_iter=20000, random_state=None, verbose=False):
+        self.n_components = n_components
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Train W on ``X`` (centred by its mean) by full-batch gradient descent."""
+        check_float(self.learning_rate, "learning_rate", low=0.0, low_inclusive=False)
+        check_float(self.momentum, "momentum", low=0.0, high=0.999)
+        check_float(self.tol, "tol", low=0.0)
+        check_int(self.max_iter, "max_iter", minimum=1)
+        X = self._validate(X, reset=True).astype(np.float64)
+        n, d = X.shape
+        if d < 2:
+            raise DataError(f"LinearAutoencoder needs at least 2 features; X has {d} feature(s)")
+        L = self._check_n_components(n, d, max_components=d - 1)
+        self.mean_, S = sample_covariance(X)
+        top = float(linalg.eigvalsh(S, subset_by_index=[d - 1, d - 1])[0])
+        step = self.learning_rate / max(top, 1e-300)
+        rng = check_random_state(self.random_state)
+        W = rng.standard_normal((L, d)) * (0.1 / np.sqrt(d))
+        velocity = np.zeros_like(W)
+        self.loss_ = []
+        converged = False
+        with progress_bar(total=self.max_iter, desc="linear AE", disable=not self.verbose) as bar:
+            for it in range(self.max_iter):
+                loss, grad = reconstruction_loss_and_grad(W + self.momentum * velocity, S)
+                velocity = self.momentum * velocity - step * grad
+                W = W + velocity
+                self.loss_.append(loss)
+                bar.update(1)
+                if it > 10 and abs(self.loss_[-2] - loss) <= self.tol * max(abs(loss), 1e-300):
+                    converged = True
+                    break
+        self.n_iter_ = it + 1
+        if not converged:
+            warnings.warn(f"LinearAutoencoder did not converge in max_iter={self.max_iter} "
+                          "steps; raise max_iter.", ConvergenceWarning, stacklevel=2)
+        self.weights_ = W
+        self._fit_probabilistic_reading(S, L)
+        self.n_components_ = L
+        return self
+
+    def _fit_probabilistic_reading(self, S, L):
+        """ML PPCA with the loadings confined to span(W'): eigen-decompose S inside
+        the subspace; sigma^2 is the mean variance left outside it."""
+        basis = linalg.orth(self.weights_.T)  # (d, L') orthonormal
+        if basis.shape[1] < L:
+            raise DataError("the learned weights are rank-deficient; the data may have fewer "
+                            f"than {L} directions of non-zero variance")
+        inside, rotation = linalg.eigh(basis.T @ S @ basis)
+        order = np.argsort(inside)[::-1]
+        d = S.shape[0]
+        self.components_ = (basis @ rotation[:, order]).T
+        self.explained_variance_ = np.maximum(inside[order], 0.0)
+        floor = variance_floor(np.diag(S), 1e-6)
+        self.noise_variance_ = max(float((np.trace(S) - inside.sum()) / (d - L)), floor)
+
+    def _loadings(self):
+        scale = np.sqrt(np.maximum(self.explained_variance_ - self.noise_variance_, 0.0))
+        return self.components_.T * scale
+
+    def _noise_diag(self):
+        return np.full(self.components_.shape[1], self.noise_variance_)
+
+    def transform(self, X):
+        """The code W (x - mean), shape (n, L)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return (X - self.mean_) @ self.weights_.T
+
+    def inverse_transform(self, Z):
+        """The decoder W' z + mean."""
+        check_is_fitted(self)
+        Z = np.asarray(Z, dtype=float)
+        if Z.ndim != 2 or Z.shape[1] != self.weights_.shape[0]:
+            raise DataError(f"Z must have shape (n, {self.weights_.shape[0]}); got {Z.shape}")
+        return Z @ self.weights_ + self.mean_

@@ -1,0 +1,100 @@
+"""Principal component analysis by SVD, with the probabilistic-PCA log-likelihood.
+
+The lecture's slide "Auto-encoders and PCA": the top-L principal directions are
+the subspace a tied linear autoencoder finds. ``score`` reads PCA as the
+limit of probabilistic PCA (Tipping & Bishop 1999) with the maximum-likelihood
+noise variance: sigma^2 = mean of the discarded eigenvalues of the covariance
+with divisor N (scikit-learn divides by N - 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+from ._gaussian import LinearGaussianMixin, variance_floor
+
+
+class PCA(LinearGaussianMixin):
+    """PCA by singular value decomposition.
+
+    Parameters
+    ----------
+    n_components : int or None
+        Number of components L; None keeps ``min(n_samples, n_features)``.
+    whiten : bool
+        If True, ``transform`` returns unit-variance scores, which equal the
+        posterior mean E[z|x] of the sigma^2 -> 0 limit of probabilistic PCA.
+        If False (default), the projections onto the components (scikit-learn's).
+
+    Attributes
+    ----------
+    components_ : (L, d) orthonormal principal directions.
+    explained_variance_ : (L,) eigenvalues of the ML covariance (divisor N).
+    explained_variance_ratio_ : (L,) share of the total variance.
+    singular_values_ : (L,) singular values of the centred data.
+    noise_variance_ : float, mean of the discarded eigenvalues (ML estimate).
+    mean_ : (d,) feature means.
+    """
+
+    def __init__(self, n_components=None, *, whiten=False):
+        self.n_components = n_components
+        self.whiten = whiten
+
+    def fit(self, X, y=None):
+        """Fit the principal directions of ``X`` (n_samples, n_features)."""
+        X = self._validate(X, reset=True)
+        n, d = X.shape
+        L = self._check_n_components(n, d, max_components=min(n, d))
+        self.mean_ = X.mean(axis=0)
+        _, s, Vt = linalg.svd(X - self.mean_, full_matrices=False, check_finite=False)
+        # sign convention: largest absolute loading of each component positive
+        signs = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
+        Vt *= signs[:, None]
+        eigenvalues = s**2 / n  # ML covariance eigenvalues (divisor N)
+        all_eigen = np.zeros(d)
+        all_eigen[: eigenvalues.size] = eigenvalues
+        total = all_eigen.sum()
+        self.components_ = Vt[:L]
+        self.singular_values_ = s[:L]
+        self.explained_variance_ = eigenvalues[:L]
+        self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 \
+            else np.zeros(L)
+        discarded = all_eigen[L:]
+        floor = variance_floor(np.var(X, axis=0), 1e-6)
+        self.noise_variance_ = float(max(discarded.mean(), floor)) if discarded.size else floor
+        self.n_components_ = L
+        return self
+
+    def _loadings(self):
+        scale = np.sqrt(np.maximum(self.explained_variance_ - self.noise_variance_, 0.0))
+        return self.components_.T * scale
+
+    def _noise_diag(self):
+        return np.full(self.components_.shape[1], self.noise_variance_)
+
+    def transform(self, X):
+        """Projections onto the components (divided by sqrt of the eigenvalues if whiten)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        Z = (X - self.mean_) @ self.components_.T
+        if self.whiten:
+            Z /= np.sqrt(np.maximum(self.explained_variance_, 1e-300))
+        return Z
+
+    def inverse_transform(self, Z):
+        """Map scores back to data space (the inverse of ``transform`` on the subspace)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        Z = np.asarray(Z, dtype=float)
+        if Z.ndim != 2 or Z.shape[1] != self.components_.shape[0]:
+            from ..exceptions import DataError
+
+            raise DataError(f"Z must have shape (n, {self.components_.shape[0]}); "
+                            f"got {Z.shape}")
+        if self.whiten:
+            Z = Z * np.sqrt(self.explained_variance_)
+        return Z @ self.components_ + self.mean_

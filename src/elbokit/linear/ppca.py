@@ -1,0 +1,295 @@
+"""Probabilistic PCA (Tipping & Bishop 1999): factor analysis with Psi = sigma^2 I.
+
+Two solvers: the closed form (``solver="closed"``) and EM (``solver="em"``). EM
+treats NaN entries as missing values: its E step conditions on the observed entries
+of each sample, and ``transform``, ``score_samples`` and :meth:`PPCA.impute` do the
+same, so PPCA(solver="em") is the estimator to use on incomplete data.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._math import LOG_2PI, LowRankGaussian
+from .._validation import check_choice, check_float, check_int
+from ..exceptions import ConvergenceWarning
+from ..progress import progress_bar
+from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
+                        warn_constant_features)
+
+
+def ppca_closed_form(S: np.ndarray, L: int, floor: float):
+    """Maximum-likelihood PPCA from the covariance S (Tipping & Bishop, eqs. 7-8):
+    sigma^2 = mean of the d - L discarded eigenvalues, W = U_L (Lambda_L - sigma^2 I)^(1/2).
+
+    Returns ``(W, sigma2)`` with W of shape (d, L)."""
+    eigenvalues, eigenvectors = linalg.eigh(S, check_finite=False)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
+    discarded = eigenvalues[L:]
+    sigma2 = max(float(discarded.mean()), floor) if discarded.size else floor
+    U = eigenvectors[:, :L]
+    U = U * np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(L)])  # deterministic signs
+    W = U * np.sqrt(np.maximum(eigenvalues[:L] - sigma2, 0.0))
+    return W, sigma2
+
+
+def ppca_em_step(S: np.ndarray, W: np.ndarray, sigma2: float, floor: float):
+    """One EM iteration on complete data from the covariance S (Tipping & Bishop 1999,
+    eqs. 29-30). Returns ``(W_new, sigma2_new, loglike)``, the log-likelihood being
+    the mean per sample of the input parameters."""
+    d, L = W.shape
+    SW = S @ W  # (d, L)
+    loglike = LowRankGaussian(W, np.full(d, sigma2)).mean_logpdf_from_cov(S, SW / sigma2)
+    M = W.T @ W + sigma2 * np.eye(L)
+    Minv_WtSW = linalg.solve(M, W.T @ SW, assume_a="pos", check_finite=False)
+    W_new = linalg.solve((sigma2 * np.eye(L) + Minv_WtSW).T, SW.T, check_finite=False).T
+    Minv_Wnew_t = linalg.solve(M, W_new.T, assume_a="pos", check_finite=False)  # (L, d)
+    sigma2_new = (np.trace(S) - np.sum(SW * Minv_Wnew_t.T)) / d
+    return W_new, max(float(sigma2_new), floor), loglike
+
+
+# --------------------------------------------------------------------------- missing data
+
+def _observed_posteriors(X0, mask, W, mu, sigma2):
+    """Per-sample posterior of z given the observed entries (mask == 1).
+
+    Returns M_i = sigma^2 I + W_o' W_o (n, L, L), E[z_i] (n, L), the residuals
+    r = (x - mu) * mask, and the Cholesky factors of M_i."""
+    n, d = X0.shape
+    L = W.shape[1]
+    outer = (W[:, :, None] * W[:, None, :]).reshape(d, L * L)  # w_j w_j' per feature
+    M = sigma2 * np.eye(L) + (mask @ outer).reshape(n, L, L)
+    R = (X0 - mu) * mask
+    chol = np.linalg.cholesky(M)
+    b = R @ W  # W_o' (x_o - mu_o), (n, L)
+    Ez = _batched_cho_solve(chol, b)
+    return M, chol, Ez, R, b
+
+
+def _batched_cho_solve(chol, b):
+    y = np.linalg.solve(chol, b[..., None])
+    return np.linalg.solve(np.swapaxes(chol, -1, -2), y)[..., 0]
+
+
+def observed_loglike(X0, mask, W, mu, sigma2):
+    """log N(x_o | mu_o, sigma^2 I + W_o W_o') for each sample, over its observed entries."""
+    _, chol, Ez, R, b = _observed_posteriors(X0, mask, W, mu, sigma2)
+    L = W.shape[1]
+    d_obs = mask.sum(axis=1)
+    logdet_M = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    logdet_C = (d_obs - L) * np.log(sigma2) + logdet_M
+    quad = (np.sum(R**2, axis=1) - np.sum(b * Ez, axis=1)) / sigma2
+    return -0.5 * (d_obs * LOG_2PI + logdet_C + quad)
+
+
+def ppca_em_step_missing(X0, mask, W, mu, sigma2, floor):
+    """One exact EM iteration of PPCA with missing entries (mask == 0).
+
+    The mean is estimated jointly with W through the augmented loadings [W, mu]
+    and latent [z, 1], so each iteration is an exact M step and the observed-data
+    log-likelihood never decreases. Returns ``(W, mu, sigma2, mean loglike)``."""
+    n, d = X0.shape
+    L = W.shape[1]
+    M, chol, Ez, R, b = _observed_posteriors(X0, mask, W, mu, sigma2)
+    d_obs = mask.sum(axis=1)
+    logdet_M = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    quad = (np.sum(R**2, axis=1) - np.sum(b * Ez, axis=1)) / sigma2
+    loglike = -0.5 * (d_obs * LOG_2PI + (d_obs - L) * np.log(sigma2) + logdet_M + quad)
+    # E[z z'] = sigma^2 M^-1 + E[z] E[z]', then augment with the constant 1
+    cov = sigma2 * np.linalg.inv(M)
+    K = L + 1
+    Ezt = np.concatenate([Ez, np.ones((n, 1))], axis=1)  # (n, K)
+    Ezzt = np.empty((n, K, K))
+    Ezzt[:, :L, :L] = cov + Ez[:, :, None] * Ez[:, None, :]
+    Ezzt[:, :L, L] = Ez
+    Ezzt[:, L, :L] = Ez
+    Ezzt[:, L, L] = 1.0
+    # M step, row by row of [W, mu]: w_j = (sum_i m_ij x_ij E[z_i]) (sum_i m_ij E[z z']_i)^-1
+    Xm = X0 * mask
+    A = (mask.T @ Ezzt.reshape(n, K * K)).reshape(d, K, K)
+    B = Xm.T @ Ezt  # (d, K)
+    Wt = np.linalg.solve(A + 1e-12 * np.eye(K), B[..., None])[..., 0]  # (d, K)
+    WWt = (Wt[:, :, None] * Wt[:, None, :]).reshape(d, K * K)
+    sq = np.sum(Xm**2) - 2.0 * np.sum(Xm * (Ezt @ Wt.T)) + np.sum(mask * (Ezzt.reshape(n, K * K) @ WWt.T))
+    sigma2_new = max(float(sq / mask.sum()), floor)
+    return Wt[:, :L], Wt[:, L], sigma2_new, float(loglike.mean())
+
+
+class PPCA(LinearGaussianMixin):
+    """Probabilistic PCA.
+
+    Parameters
+    ----------
+    n_components : int or None
+        Latent dimension L; None uses ``n_features - 1``.
+    solver : "closed" or "em"
+        Closed-form maximum likelihood, or EM (which accepts NaN as missing).
+    tol, max_iter : EM stopping rule: change of the mean log-likelihood per sample
+        below ``tol`` nats, or ``max_iter`` iterations (``ConvergenceWarning``).
+    noise_floor : float
+        Smallest sigma^2 relative to the mean feature variance.
+    random_state : seed of EM's random initialisation.
+    verbose : bool
+        Show a progress bar during EM.
+
+    Attributes
+    ----------
+    components_ : (L, d) loadings W'.
+    noise_variance_ : float, sigma^2.
+    mean_ : (d,)
+    loglike_ : (EM) mean log-likelihood per sample at each iteration, non-decreasing.
+    n_iter_ : (EM) iterations run.
+    """
+
+    def __init__(self, n_components=None, *, solver="closed", tol=1e-8, max_iter=2000,
+                 noise_floor=1e-6, random_state=None, verbose=False):
+        self.n_components = n_components
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.noise_floor = noise_floor
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _allow_nan_now(self):
+        return getattr(self, "solver", None) == "em"
+
+    def fit(self, X, y=None):
+        """Fit W, sigma^2 and mu to ``X``; with solver="em", NaN entries are missing."""
+        check_choice(self.solver, "solver", {"closed", "em"})
+        check_float(self.tol, "tol", low=0.0)
+        check_int(self.max_iter, "max_iter", minimum=1)
+        check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)
+        X = self._validate(X, reset=True).astype(np.float64)
+        n, d = X.shape
+        if d < 2:
+            from ..exceptions import DataError
+
+            raise DataError(f"PPCA needs at least 2 features (it keeps L < d and estimates "
+                            f"the noise from the rest); X has {d} feature(s)")
+        L = self._check_n_components(n, d, max_components=d - 1)
+        missing = np.isnan(X)
+        if missing.any():
+            self._fit_missing(X, missing, L)
+        else:
+            mean, S = sample_covariance(X)
+            variances = np.diag(S)
+            floor = variance_floor(variances, self.noise_floor)
+            warn_constant_features(variances, floor, "PPCA")
+            self.mean_ = mean
+            if self.solver == "closed":
+                W, sigma2 = ppca_closed_form(S, L, floor)
+            else:
+                W, sigma2 = self._em_complete(S, L, floor)
+            self.components_, self.noise_variance_ = W.T, float(sigma2)
+        self.n_components_ = L
+        return self
+
+    def _init_em(self, variances, L, d):
+        rng = check_random_state(self.random_state)
+        scale = np.sqrt(np.mean(variances) / max(L, 1))
+        return rng.standard_normal((d, L)) * scale, float(np.mean(variances))
+
+    def _iterate(self, step, desc):
+        """Run ``step() -> loglike`` until the change is below tol or max_iter."""
+        self.loglike_ = []
+        converged = False
+        with progress_bar(total=self.max_iter, desc=desc, disable=not self.verbose) as bar:
+            for it in range(self.max_iter):
+                self.loglike_.append(step())
+                bar.update(1)
+                if it > 0 and abs(self.loglike_[-1] - self.loglike_[-2]) < self.tol:
+                    converged = True
+                    break
+        self.n_iter_ = it + 1
+        if not converged:
+            warnings.warn(f"PPCA EM did not converge in max_iter={self.max_iter} iterations; "
+                          "raise max_iter or tol.", ConvergenceWarning, stacklevel=4)
+
+    def _em_complete(self, S, L, floor):
+        W, sigma2 = self._init_em(np.diag(S), L, S.shape[0])
+        state = {"W": W, "sigma2": sigma2}
+
+        def step():
+            state["W"], state["sigma2"], loglike = ppca_em_step(S, state["W"], state["sigma2"],
+                                                                floor)
+            return loglike
+
+        self._iterate(step, "PPCA EM")
+        self.loglike_.append(LowRankGaussian(state["W"], np.full(S.shape[0], state["sigma2"]))
+                             .mean_logpdf_from_cov(S))
+        return state["W"], state["sigma2"]
+
+    def _fit_missing(self, X, missing, L):
+        n, d = X.shape
+        mask = (~missing).astype(np.float64)
+        empty_cols = np.flatnonzero(mask.sum(axis=0) == 0)
+        if empty_cols.size:
+            from ..exceptions import DataError
+
+            raise DataError(f"feature(s) {empty_cols[:10].tolist()} are missing (NaN) in every "
+                            "sample; drop them")
+        X0 = np.where(missing, 0.0, X)
+        counts = mask.sum(axis=0)
+        mean = X0.sum(axis=0) / counts
+        variances = ((X0 - mean) ** 2 * mask).sum(axis=0) / counts
+        floor = variance_floor(variances, self.noise_floor)
+        warn_constant_features(variances, floor, "PPCA")
+        W, sigma2 = self._init_em(variances, L, d)
+        state = {"W": W, "mu": mean, "sigma2": sigma2}
+
+        def step():
+            state["W"], state["mu"], state["sigma2"], loglike = ppca_em_step_missing(
+                X0, mask, state["W"], state["mu"], state["sigma2"], floor)
+            return loglike
+
+        self._iterate(step, "PPCA EM (missing)")
+        self.loglike_.append(float(observed_loglike(X0, mask, state["W"], state["mu"],
+                                                    state["sigma2"]).mean()))
+        self.components_, self.mean_ = state["W"].T, state["mu"]
+        self.noise_variance_ = float(state["sigma2"])
+
+    def _loadings(self):
+        return self.components_.T
+
+    def _noise_diag(self):
+        return np.full(self.components_.shape[1], self.noise_variance_)
+
+    # ---- NaN-aware inference (solver="em")
+    def _split_missing(self, X):
+        missing = np.isnan(X)
+        return np.where(missing, 0.0, X), (~missing).astype(np.float64)
+
+    def transform(self, X):
+        """Posterior mean E[z | observed entries of x], shape (n, L)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        if not np.isnan(X).any():
+            return super().transform(X)
+        X0, mask = self._split_missing(X)
+        return _observed_posteriors(X0, mask, self._loadings(), self.mean_,
+                                    self.noise_variance_)[2]
+
+    def score_samples(self, X):
+        """log p(x_o) of the observed entries of each row, in nats."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        if not np.isnan(X).any():
+            return super().score_samples(X)
+        X0, mask = self._split_missing(X)
+        return observed_loglike(X0, mask, self._loadings(), self.mean_, self.noise_variance_)
+
+    def impute(self, X):
+        """Fill each NaN with its conditional mean E[x_m | x_o] = W_m E[z|x_o] + mu_m."""
+        check_is_fitted(self)
+        X = np.array(self._validate(X, reset=False), dtype=np.float64)
+        missing = np.isnan(X)
+        if missing.any():
+            X[missing] = self.inverse_transform(self.transform(X))[missing]
+        return X

@@ -1,0 +1,60 @@
+"""One entry point to save and load any elbokit model directory.
+
+Each model kind has a name (``pca``, ``ppca``, ``fa``, ``linear-ae``, ``vbpca``,
+``vae``); ``model.json`` records it and :func:`load_model` dispatches on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .exceptions import ModelFileError, ParameterError
+from .io import MODEL_FILE, check_format_version, load_estimator, read_json, save_estimator
+
+
+def classical_registry() -> dict[str, type]:
+    """Kind name -> estimator class, for the numpy models (VBPCA when available)."""
+    from .linear import PCA, PPCA, FactorAnalysis, LinearAutoencoder
+
+    registry = {"pca": PCA, "ppca": PPCA, "fa": FactorAnalysis, "linear-ae": LinearAutoencoder}
+    try:
+        from .vi import VBPCA
+
+        registry["vbpca"] = VBPCA
+    except ImportError:
+        pass
+    return registry
+
+
+def kind_of(model) -> str:
+    """The kind name of a model instance."""
+    if type(model).__name__ == "VAE":
+        return "vae"
+    for kind, cls in classical_registry().items():
+        if type(model) is cls:
+            return kind
+    raise ParameterError(f"cannot save a {type(model).__name__}: not an elbokit model")
+
+
+def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Save a fitted model to ``directory`` (arrays in safetensors, the rest in JSON)."""
+    kind = kind_of(model)
+    if kind == "vae":
+        model.save(directory)
+        return Path(directory)
+    return save_estimator(model, directory, kind=kind, extra=extra)
+
+
+def load_model(directory: str | os.PathLike):
+    """Load any model saved by elbokit, checking its format version and files."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelFileError(f"model directory {directory} does not exist")
+    meta = read_json(directory / MODEL_FILE, "model file")
+    check_format_version(meta, directory / MODEL_FILE)
+    if meta.get("kind") == "vae":
+        from .nn import VAE
+
+        return VAE.load(directory)
+    return load_estimator(directory, classical_registry())
