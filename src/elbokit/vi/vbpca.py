@@ -1,0 +1,225 @@
+"""Variational Bayesian PCA with automatic relevance determination (Bishop, 1999).
+
+The lecture's slides "Variational Inference" and "Mean Field update" describe
+coordinate ascent on a factorised q; :class:`VBPCA` is that algorithm applied to a
+fully Bayesian PPCA whose ARD priors switch off the latent dimensions the data does
+not need. The update equations and the bound live in :mod:`._mean_field`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
+
+from .._validation import check_float, check_int
+from ..exceptions import ConvergenceWarning, ModelFileError
+from ..linear._gaussian import LinearGaussianMixin
+from ._mean_field import Priors, elbo, initial_posterior, permute_components, sweep
+
+
+class VBPCA(LinearGaussianMixin):
+    """Variational Bayesian PCA with automatic relevance determination.
+
+    The model is ``x = W z + mu + noise`` with ``z ~ N(0, I_L)``, columns
+    ``w_i ~ N(0, alpha_i^-1 I_d)``, ``alpha_i ~ Gamma(alpha_shape, alpha_rate)``,
+    isotropic noise of precision ``tau ~ Gamma(tau_shape, tau_rate)`` and
+    ``mu ~ N(0, mean_precision^-1 I_d)``. The posterior is approximated by the
+    mean-field family ``q(Z) q(W) q(mu) q(alpha) q(tau)``; each factor is updated in
+    closed form as ``q_j ∝ exp(E_{-j}[log p(X, ...)])`` (the lecture's "Mean Field
+    update", PRML eq. 10.9), so the ELBO never decreases. Components whose
+    ``E[alpha_i]`` grows large are switched off: the user gives only an upper bound
+    ``n_components`` on the latent dimension.
+
+    The priors apply to the data divided by its overall scale ``scale_`` (the root
+    mean feature variance), so the fit does not depend on the units of ``X``; in the
+    units of ``X`` the rate parameters are multiplied by ``scale_**2``.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Largest latent dimension L to start from. None means
+        ``min(n_samples, n_features) - 1`` (at least 1).
+    max_iter : int, default=1000
+        Maximum number of coordinate-ascent sweeps.
+    tol : float, default=1e-6
+        Stop when the ELBO rises by less than ``tol * |ELBO|`` in one sweep.
+    alpha_shape, alpha_rate : float, default=1e-3
+        Gamma prior on each ARD precision alpha_i (broad by default).
+    tau_shape, tau_rate : float, default=1e-3
+        Gamma prior on the noise precision tau.
+    mean_precision : float, default=1e-3
+        Precision beta of the Gaussian prior on mu.
+    active_threshold : float, default=1.0
+        Component i is active when the squared norm of its posterior-mean loading
+        exceeds ``active_threshold`` times its posterior variance, ``||E[w_i]||^2 >
+        t tr Cov_q(w_i)``. Because ``E[alpha_i] = (a + d/2) / (b + E||w_i||^2 / 2)``
+        this is the same as ``E[alpha_i] < alpha_threshold_[i] = (a + d/2) /
+        (b + (1 + t) tr Cov_q(w_i) / 2)``.
+    random_state : int, RandomState or None, default=None
+        Seeds the tiny random start of components with no variance in the PCA start.
+
+    Attributes
+    ----------
+    loadings_ : ndarray of shape (n_features, L)
+        E[W], all L columns, ordered by increasing E[alpha_i] (most relevant first).
+    loadings_cov_ : ndarray of shape (L, L)
+        Covariance of each row of W under q (the same for every row).
+    components_ : ndarray of shape (n_components_, n_features)
+        The active columns of E[W], transposed (scikit-learn's convention).
+    mean_ : ndarray of shape (n_features,)
+        E[mu]; ``mean_var_`` holds its posterior variances.
+    alpha_ : ndarray of shape (L,)
+        E[alpha_i]; ``alpha_shape_`` and ``alpha_rate_`` are the parameters of q(alpha_i).
+    alpha_threshold_ : ndarray of shape (L,)
+        The value of E[alpha_i] below which component i counts as active.
+    tau_ : float
+        E[tau]; ``tau_shape_`` and ``tau_rate_`` are the parameters of q(tau).
+    noise_variance_ : float
+        1 / E[tau], the plug-in noise variance.
+    active_components_ : ndarray of int
+        Indices (into the L columns) of the active components.
+    n_components_ : int
+        The selected latent dimension, ``len(active_components_)``.
+    elbo_ : ndarray of shape (n_iter_,)
+        The ELBO (nats, for the data in its own units) after each sweep.
+    n_iter_ : int
+        Number of sweeps run.
+    scale_ : float
+        The scale the priors refer to.
+
+    Notes
+    -----
+    ``transform``, ``score_samples``, ``score`` and ``sample`` use the plug-in model
+    ``N(E[mu], E[W_active] E[W_active]^T + E[tau]^-1 I)`` restricted to the active
+    components (pruned columns of E[W] are numerically zero).
+
+    References
+    ----------
+    C. M. Bishop, "Variational principal components", ICANN 1999.
+    C. M. Bishop, Pattern Recognition and Machine Learning, 2006, sections 10.1, 12.2.3.
+    """
+
+    def __init__(self, n_components=None, *, max_iter=1000, tol=1e-6, alpha_shape=1e-3,
+                 alpha_rate=1e-3, tau_shape=1e-3, tau_rate=1e-3, mean_precision=1e-3,
+                 active_threshold=1.0, random_state=None):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.alpha_shape = alpha_shape
+        self.alpha_rate = alpha_rate
+        self.tau_shape = tau_shape
+        self.tau_rate = tau_rate
+        self.mean_precision = mean_precision
+        self.active_threshold = active_threshold
+        self.random_state = random_state
+
+    # ---- fitting
+    def _priors(self) -> Priors:
+        positive = {name: check_float(getattr(self, name), name, low=0.0, low_inclusive=False)
+                    for name in ("alpha_shape", "alpha_rate", "tau_shape", "tau_rate",
+                                 "mean_precision")}
+        return Priors(**positive)
+
+    def fit(self, X, y=None):
+        """Fit q by coordinate ascent on the ELBO.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate(X, reset=True).astype(np.float64, copy=False)
+        n, d = X.shape
+        priors = self._priors()
+        L = self._check_n_components(n, d, max_components=d) if self.n_components is not None \
+            else max(1, min(n, d) - 1)
+        max_iter = check_int(self.max_iter, "max_iter", minimum=1)
+        tol = check_float(self.tol, "tol", low=0.0)
+        check_float(self.active_threshold, "active_threshold", low=0.0)
+        rng = check_random_state(self.random_state)
+
+        scale = float(np.sqrt(np.mean(X.var(axis=0))))
+        scale = scale if scale > 0 else 1.0
+        X_scaled = X / scale
+        # Small (L x L) linear algebra in a loop: one BLAS thread is faster.
+        with threadpool_limits(limits=1, user_api="blas"):
+            post, history = self._coordinate_ascent(X_scaled, L, priors, max_iter, tol, rng)
+        history = np.asarray(history) - n * d * np.log(scale)  # density of X, not X/scale
+        self._store(post, history, scale, priors)
+        return self
+
+    def _coordinate_ascent(self, X, L, priors, max_iter, tol, rng):
+        post = initial_posterior(X, L, priors, rng)
+        history = []
+        for _ in range(max_iter):
+            post = sweep(X, post, priors)
+            history.append(elbo(X, post, priors))
+            if len(history) > 1 and history[-1] - history[-2] < tol * abs(history[-1]):
+                break
+        else:
+            warnings.warn(
+                f"VBPCA did not converge in max_iter={max_iter} sweeps (last relative ELBO "
+                f"change {_relative_change(history):.2e} > tol={tol:g}); increase max_iter",
+                ConvergenceWarning, stacklevel=3)
+        return post, history
+
+    def _store(self, post, history, scale, priors):
+        d = post.w_mean.shape[0]
+        order = np.argsort(post.alpha_expected, kind="stable")
+        post = permute_components(post, order)
+        s2 = scale**2
+        self.scale_ = scale
+        self.loadings_ = scale * post.w_mean
+        self.loadings_cov_ = s2 * post.w_cov
+        self.mean_ = scale * post.mu_mean
+        self.mean_var_ = s2 * post.mu_var
+        self.alpha_shape_ = post.alpha_shape.copy()
+        self.alpha_rate_ = s2 * post.alpha_rate
+        self.alpha_ = self.alpha_shape_ / self.alpha_rate_
+        self.tau_shape_ = float(post.tau_shape)
+        self.tau_rate_ = float(s2 * post.tau_rate)
+        self.tau_ = self.tau_shape_ / self.tau_rate_
+        self.noise_variance_ = 1.0 / self.tau_
+        spread = d * np.diag(self.loadings_cov_)  # tr Cov_q(w_i)
+        self.alpha_threshold_ = (priors.alpha_shape + 0.5 * d) / (
+            s2 * priors.alpha_rate + 0.5 * (1.0 + self.active_threshold) * spread)
+        self.active_components_ = np.flatnonzero(self.alpha_ < self.alpha_threshold_)
+        self.n_components_ = int(self.active_components_.size)
+        self.components_ = self.loadings_[:, self.active_components_].T.copy()
+        self.elbo_ = history
+        self.n_iter_ = int(history.size)
+
+    # ---- LinearGaussianMixin hooks
+    def _loadings(self) -> np.ndarray:
+        return self.components_.T
+
+    def _noise_diag(self) -> np.ndarray:
+        return np.full(self.n_features_in_, self.noise_variance_)
+
+    def _check_loaded(self) -> None:
+        """Called by :func:`elbokit.io.load_estimator`: the arrays must fit together."""
+        d = np.shape(getattr(self, "mean_", ()))[0] if np.ndim(getattr(self, "mean_", 0)) else 0
+        ok = (d > 0 and getattr(self, "n_features_in_", None) == d
+              and np.shape(self.components_)[1:] == (d,)
+              and np.shape(self.loadings_)[0] == d
+              and np.shape(self.components_)[0] == np.size(self.active_components_)
+              and np.isfinite(self.noise_variance_) and self.noise_variance_ > 0)
+        if not ok:
+            raise ModelFileError("the saved VBPCA arrays do not fit together (shapes or "
+                                 "noise variance); the model files were modified")
+
+
+def _relative_change(history) -> float:
+    if len(history) < 2:
+        return float("nan")
+    return abs(history[-1] - history[-2]) / max(abs(history[-1]), 1e-300)
+
+
+__all__ = ["VBPCA"]
