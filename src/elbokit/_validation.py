@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from scipy import sparse
 from sklearn.utils.validation import validate_data
 
 from .exceptions import DataError, ParameterError
@@ -51,7 +52,8 @@ def _check_shape(X: np.ndarray, name: str, min_samples: int) -> None:
     if X.ndim != 2:
         raise DataError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); got {X.ndim}-D "
-            f"with shape {X.shape}"
+            f"with shape {X.shape}. Reshape your data: X.reshape(-1, 1) for a single "
+            "feature, X.reshape(1, -1) for a single sample"
         )
     if X.shape[1] == 0:
         raise DataError(f"{name} has 0 feature(s) (shape {X.shape}); at least 1 is required")
@@ -88,11 +90,11 @@ def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
                min_samples: int = 1) -> np.ndarray:
     """scikit-learn's ``validate_data`` (feature counts, names, dtype) plus our own
     shape and finiteness messages. Returns a float64 (or float32) 2-D array."""
+    if sparse.issparse(X):
+        raise DataError("sparse input is not supported; convert it with X.toarray()")
     arr = X
-    if not hasattr(X, "__array__") and not hasattr(X, "iloc"):
-        arr = np.asarray(X) if not isinstance(X, (list, tuple)) else X
-    if hasattr(arr, "ndim") and arr.ndim != 2 and not hasattr(arr, "iloc"):
-        _check_shape(np.asarray(arr), "X", min_samples)
+    if isinstance(X, np.ndarray) and X.ndim != 2:
+        _check_shape(X, "X", min_samples)
     arr = validate_data(
         estimator, arr, reset=reset, dtype=[np.float64, np.float32],
         ensure_all_finite=False, ensure_min_samples=min_samples,

@@ -37,15 +37,17 @@ def variance_floor(variances: np.ndarray, relative: float) -> float:
     return max(relative * scale, 1e-12) if scale > 0 else 1e-12
 
 
-def warn_constant_features(variances: np.ndarray, floor: float, model: str) -> np.ndarray:
+def warn_constant_features(variances: np.ndarray, floor: float, model: str,
+                           consequence: str | None = None) -> np.ndarray:
     """Warn, naming them, about features whose variance is below the noise floor."""
     constant = np.flatnonzero(variances < floor)
     if constant.size:
         shown = ", ".join(str(i) for i in constant[:10]) + (" ..." if constant.size > 10 else "")
         warnings.warn(
             f"{model}: {constant.size} feature(s) have (near-)zero variance (indices {shown}); "
-            f"their noise variance is floored at {floor:.3g} so the log-likelihood stays "
-            "finite. Consider dropping them.",
+            + (consequence or f"their noise variance is floored at {floor:.3g} so the "
+               "log-likelihood stays finite")
+            + ". Consider dropping them.",
             UserWarning, stacklevel=3,
         )
     return constant

@@ -43,7 +43,7 @@ class PCA(LinearGaussianMixin):
 
     def fit(self, X, y=None):
         """Fit the principal directions of ``X`` (n_samples, n_features)."""
-        X = self._validate(X, reset=True)
+        X = self._validate(X, reset=True).astype(np.float64)  # accuracy: always float64
         n, d = X.shape
         L = self._check_n_components(n, d, max_components=min(n, d))
         self.mean_ = X.mean(axis=0)

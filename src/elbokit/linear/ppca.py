@@ -23,6 +23,10 @@ from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
                         warn_constant_features)
 
 
+_SHARED_NOISE = ("PPCA models them with the shared noise variance alone, which stays finite, "
+                 "but they add nothing to the fit")
+
+
 def ppca_closed_form(S: np.ndarray, L: int, floor: float):
     """Maximum-likelihood PPCA from the covariance S (Tipping & Bishop, eqs. 7-8):
     sigma^2 = mean of the d - L discarded eigenvalues, W = U_L (Lambda_L - sigma^2 I)^(1/2).
@@ -144,7 +148,7 @@ class PPCA(LinearGaussianMixin):
     noise_variance_ : float, sigma^2.
     mean_ : (d,)
     loglike_ : (EM) mean log-likelihood per sample at each iteration, non-decreasing.
-    n_iter_ : (EM) iterations run.
+    n_iter_ : EM iterations run (1 for the closed form).
     """
 
     def __init__(self, n_components=None, *, solver="closed", tol=1e-8, max_iter=2000,
@@ -181,10 +185,11 @@ class PPCA(LinearGaussianMixin):
             mean, S = sample_covariance(X)
             variances = np.diag(S)
             floor = variance_floor(variances, self.noise_floor)
-            warn_constant_features(variances, floor, "PPCA")
+            warn_constant_features(variances, floor, "PPCA", _SHARED_NOISE)
             self.mean_ = mean
             if self.solver == "closed":
                 W, sigma2 = ppca_closed_form(S, L, floor)
+                self.n_iter_ = 1  # one eigendecomposition
             else:
                 W, sigma2 = self._em_complete(S, L, floor)
             self.components_, self.noise_variance_ = W.T, float(sigma2)
@@ -240,7 +245,7 @@ class PPCA(LinearGaussianMixin):
         mean = X0.sum(axis=0) / counts
         variances = ((X0 - mean) ** 2 * mask).sum(axis=0) / counts
         floor = variance_floor(variances, self.noise_floor)
-        warn_constant_features(variances, floor, "PPCA")
+        warn_constant_features(variances, floor, "PPCA", _SHARED_NOISE)
         W, sigma2 = self._init_em(variances, L, d)
         state = {"W": W, "mu": mean, "sigma2": sigma2}
 
