@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from elbokit.cli import main
+
+
+def test_fit_evaluate_sample(tmp_path, capsys):
+    out = tmp_path / "fa"
+    assert main(["fit", "fa", "--data", "digits", "--latent", "4", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_loglike"] < metrics["train_loglike"]
+    assert metrics["iterations"] > 1 and metrics["fit_seconds"] > 0
+    assert json.loads((out / "run.json").read_text())["image_shape"] == [8, 8]
+    assert main(["evaluate", str(out), "--data", "digits"]) == 0
+    assert f"{metrics['test_loglike']:.3f}" in capsys.readouterr().out
+    assert main(["sample", str(out), "-n", "16", "--out", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "pca", "--latent", "0"], "n_components must be >= 1"),
+    (["fit", "pca", "--data", "missing.csv"], "missing.csv does not exist"),
+    (["fit", "ppca", "--solver", "magic"], "solver must be one of"),
+    (["evaluate", "no-such-run"], "does not exist"),
+])
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
+    argv = argv + (["--out", str(tmp_path / "o")] if argv[0] == "fit" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_run_is_left_unchanged(tmp_path, capsys):
+    out = tmp_path / "pca"
+    assert main(["fit", "pca", "--latent", "3", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["fit", "pca", "--latent", "5", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["fit", "fa", "--latent", "999", "--out", str(out), "--overwrite"]) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_console_script_runs_without_torch(tmp_path):
+    code = ("import sys, elbokit; from elbokit.cli import main; "
+            f"rc = main(['fit', 'ppca', '--latent', '3', '--out', r'{tmp_path / 'p'}']); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_demo_prints_the_table(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    for kind in ("pca", "ppca", "fa", "linear-ae"):
+        assert kind in out
+        assert (tmp_path / "demo" / kind / "samples.png").exists()
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["fa"]["test_loglike"] > summary["ppca"]["test_loglike"]
