@@ -36,6 +36,7 @@ def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Te
 
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log Bernoulli(x | sigmoid(logits)) elementwise, = x l - softplus(l)."""
+    x = x.expand_as(logits)  # x (B, d) against logits (S, B, d): a view, no copy
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 
 

@@ -1,0 +1,126 @@
+"""Encoders and decoders: MLPs, linear maps and small conv nets for images.
+
+An encoder maps x (B, d) to the mean and log-variance of q(z|x), each (B, L).
+A decoder maps z (..., L) to ``n_heads`` per-pixel tensors (..., d), which the
+likelihood interprets (logits; mean and variance pre-activation; ...). Leading
+axes of z (the L samples per point) pass through.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """d -> hidden... -> (mean, logvar); with no hidden layer it is a linear map."""
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...], latent_dim: int):
+        super().__init__()
+        self.net = mlp([n_features, *hidden, 2 * latent_dim])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.net(x).chunk(2, dim=-1)  # (B, L) each
+        return mean, logvar
+
+
+class MLPDecoder(nn.Module):
+    """L -> hidden... -> n_heads * d, split into n_heads tensors (..., d)."""
+
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], n_features: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.net = mlp([latent_dim, *hidden, n_heads * n_features])
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net(z).chunk(self.n_heads, dim=-1)
+
+
+class LinearDecoder(nn.Module):
+    """x = W z + b (+ noise): factor analysis when the likelihood is Gaussian.
+
+    With two heads (the learned-variance Gaussian) the variance pre-activation is a
+    free per-pixel parameter, not a function of z, so the model is exactly FA:
+    x ~ N(W z + b, diag psi)."""
+
+    def __init__(self, latent_dim: int, n_features: int, n_heads: int):
+        super().__init__()
+        self.linear = nn.Linear(latent_dim, n_features)
+        self.raw_variance = nn.Parameter(torch.zeros(n_features)) if n_heads == 2 else None
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mean = self.linear(z)  # (..., d)
+        if self.raw_variance is None:
+            return (mean,)
+        return mean, self.raw_variance.expand_as(mean)
+
+
+class ConvEncoder(nn.Module):
+    """(B, H*W) -> two stride-2 convolutions (H/4, W/4) -> linear -> (mean, logvar)."""
+
+    def __init__(self, image_shape: tuple[int, int], latent_dim: int, channels=(32, 64)):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        c1, c2 = channels
+        h, w = image_shape[0] // 4, image_shape[1] // 4
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        self.head = nn.Linear(c2 * h * w, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = x.view(-1, 1, *self.image_shape)  # (B, 1, H, W)
+        features = self.conv(images).flatten(1)  # (B, c2 * H/4 * W/4)
+        mean, logvar = self.head(features).chunk(2, dim=-1)
+        return mean, logvar
+
+
+class ConvDecoder(nn.Module):
+    """z -> linear -> (c2, H/4, W/4) -> two stride-2 transposed convolutions -> n_heads maps."""
+
+    def __init__(self, image_shape: tuple[int, int], latent_dim: int, n_heads: int,
+                 channels=(32, 64)):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.n_heads = n_heads
+        c1, c2 = channels
+        self.grid = (c2, image_shape[0] // 4, image_shape[1] // 4)
+        self.head = nn.Sequential(nn.Linear(latent_dim, c2 * self.grid[1] * self.grid[2]),
+                                  nn.ReLU())
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(c1, n_heads, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        lead = z.shape[:-1]  # (..., B)
+        grid = self.head(z.reshape(-1, z.shape[-1])).view(-1, *self.grid)
+        maps = self.deconv(grid).flatten(2)  # (N, n_heads, H*W)
+        return tuple(maps[:, k].reshape(*lead, -1) for k in range(self.n_heads))
+
+
+def build_encoder(config) -> nn.Module:
+    if config.encoder == "conv":
+        return ConvEncoder(config.image_shape, config.latent_dim)
+    hidden = () if config.encoder == "linear" else config.hidden
+    return MLPEncoder(config.n_features, hidden, config.latent_dim)
+
+
+def build_decoder(config, n_heads: int) -> nn.Module:
+    if config.decoder == "conv":
+        return ConvDecoder(config.image_shape, config.latent_dim, n_heads)
+    if config.decoder == "linear":
+        return LinearDecoder(config.latent_dim, config.n_features, n_heads)
+    return MLPDecoder(config.latent_dim, tuple(reversed(config.hidden)), config.n_features,
+                      n_heads)

@@ -1,0 +1,203 @@
+"""The training loop: Adam on minibatches sliced from tensors held in memory,
+validation ELBO per epoch, early stopping, a checkpoint per epoch, resume.
+
+No globals: :func:`train` takes the model, the data and a :class:`TrainingConfig`
+and returns the history. All randomness (the permutation of each epoch, dynamic
+binarisation, the reparameterisation noise) comes from one ``torch.Generator``
+seeded with ``config.seed``, whose state is checkpointed: a resumed run ends with
+the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..exceptions import ParameterError, TrainingError
+from . import checkpoint as ckpt
+from .config import ArchitectureConfig, TrainingConfig
+from .objectives import ELBOEstimator, EstimatorB, get_estimator
+
+EVAL_BATCH = 4096
+POSTFIX_EVERY = 25  # steps between progress-bar updates of the running loss
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' was asked for but no CUDA device is available; "
+                             "use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate_elbo(model, X: torch.Tensor, *, estimator: ELBOEstimator | None = None,
+                  n_samples: int = 1, seed: int | None = 0) -> torch.Tensor:
+    """Per-sample ELBO estimates of X (n, d) in batches, (n,); seeded for repeatability."""
+    estimator = estimator or EstimatorB()
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=X.device)
+        generator.manual_seed(seed)
+    out = [estimator(model, X[i:i + EVAL_BATCH], n_samples, generator)
+           for i in range(0, X.shape[0], EVAL_BATCH)]
+    return torch.cat(out)
+
+
+class _LoopState:
+    """What the loop carries between epochs besides weights and optimiser."""
+
+    def __init__(self):
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best_elbo = -math.inf
+        self.best_epoch = 0
+        self.best_weights: dict | None = None
+
+    def to_json(self) -> dict:
+        return {"best_elbo": ckpt.json_number(self.best_elbo), "best_epoch": self.best_epoch}
+
+
+def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
+          validation=None, objective=None, run_dir=None, resume: bool = False) -> list[dict]:
+    """Fit ``model`` in place on X (n, d) and return the history (one dict per epoch:
+    ``epoch``, ``train_elbo``, ``val_elbo`` (nats per sample), ``seconds``)."""
+    device = next(model.parameters()).device
+    objective = get_estimator(objective or config.objective)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    state = _LoopState()
+    if resume and ckpt.has_checkpoint(run_dir):
+        _restore(run_dir, model, optimizer, generator, state, config, architecture)
+    elif resume:
+        warnings.warn(f"resume=True but {run_dir} holds no checkpoint; training from the start",
+                      UserWarning, stacklevel=3)
+    X, X_val = _prepare_data(X, validation, config, device)
+    last_good = copy.deepcopy(model.state_dict())
+    bar = _progress_bar(config, state.epoch, X.shape[0])
+    try:
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            start = time.perf_counter()
+            try:
+                train_elbo = _run_epoch(model, X, optimizer, objective, config, generator,
+                                        epoch, bar)
+            except TrainingError as exc:
+                model.load_state_dict(last_good)
+                kept = (f"the last good checkpoint (epoch {state.epoch}) is kept in {run_dir}"
+                        if ckpt.has_checkpoint(run_dir) else
+                        f"the model keeps the weights of epoch {state.epoch}")
+                raise TrainingError(f"{exc}; {kept}. Lower the learning rate (lr={config.lr}) "
+                                    "or check the data") from None
+            record = {"epoch": epoch, "train_elbo": train_elbo,
+                      "seconds": time.perf_counter() - start}
+            if X_val is not None:
+                record["val_elbo"] = float(evaluate_elbo(model, X_val, seed=config.seed).mean())
+            state.epoch = epoch
+            state.history.append(record)
+            stop = _early_stopping(model, state, config, record)
+            last_good = copy.deepcopy(model.state_dict())
+            if run_dir is not None:
+                ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer,
+                                     generator=generator, architecture=architecture,
+                                     training=config, epoch=epoch, history=state.history,
+                                     loop_state=state.to_json(), best_weights=state.best_weights)
+            if stop:
+                break
+    finally:
+        bar.close()
+    if config.patience and state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    return state.history
+
+
+def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) -> float:
+    """One pass over a seeded permutation of X; returns the mean training ELBO."""
+    n = X.shape[0]
+    n_steps = math.ceil(n / config.batch_size)
+    order = torch.randperm(n, generator=generator, device=X.device)
+    total = torch.zeros((), device=X.device)
+    for step in range(n_steps):
+        x = X[order[step * config.batch_size:(step + 1) * config.batch_size]]  # (B, d)
+        if config.binarize == "dynamic":
+            x = torch.bernoulli(x, generator=generator)
+        elbo = objective(model, x, config.n_samples, generator)  # (B,)
+        loss = -elbo.mean()
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at epoch {epoch}, step "
+                                f"{step + 1} of {n_steps}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += elbo.detach().sum()
+        bar.update(1)
+        if bar.disable is False and (step + 1) % POSTFIX_EVERY == 0:
+            bar.set_postfix(epoch=epoch, loss=f"{-total.item() / min(n, (step + 1) * config.batch_size):.2f}",
+                            refresh=False)
+    return float(total) / n
+
+
+def _prepare_data(X, validation, config: TrainingConfig, device):
+    """Move data to the device once; binarise the static training set and the
+    validation set with a generator of their own (so resuming does not depend on it)."""
+    X = torch.as_tensor(X, dtype=torch.float32, device=device)
+    X_val = None if validation is None else torch.as_tensor(validation, dtype=torch.float32,
+                                                              device=device)
+    if config.binarize != "none":
+        fixed = torch.Generator(device=device)
+        fixed.manual_seed(config.seed + 1)
+        if config.binarize == "static":
+            X = torch.bernoulli(X, generator=fixed)
+        if X_val is not None:
+            X_val = torch.bernoulli(X_val, generator=fixed)
+    return X, X_val
+
+
+def _early_stopping(model, state: _LoopState, config: TrainingConfig, record: dict) -> bool:
+    """Track the best validation ELBO; True when ``patience`` epochs passed without one."""
+    if not config.patience or "val_elbo" not in record:
+        return False
+    if record["val_elbo"] > state.best_elbo:
+        state.best_elbo, state.best_epoch = record["val_elbo"], record["epoch"]
+        state.best_weights = copy.deepcopy(model.state_dict())
+        return False
+    return record["epoch"] - state.best_epoch >= config.patience
+
+
+def _restore(run_dir, model, optimizer, generator, state, config, architecture) -> None:
+    saved = ckpt.load_checkpoint(run_dir)
+    where = saved["path"]
+    if saved["architecture"] != architecture:
+        raise ParameterError(f"{where} was written for another architecture "
+                             f"({saved['architecture']}); use a new run directory or the same "
+                             "model settings")
+    same = ("batch_size", "lr", "objective", "n_samples", "binarize", "seed")
+    changed = [k for k in same if getattr(saved["training"], k) != getattr(config, k)]
+    if changed:
+        warnings.warn(f"resuming {where} with changed training settings {changed}: the result "
+                      "will differ from an uninterrupted run", UserWarning, stacklevel=4)
+    ckpt.check_state_dict(model, saved["model"], where)
+    model.load_state_dict(saved["model"])
+    ckpt.restore_optimizer(optimizer, saved["optim"], saved["optimizer"], where)
+    if saved["rng"] is None:
+        raise ckpt.ModelFileError(f"{where}: the random generator state is missing")
+    generator.set_state(saved["rng"])
+    state.epoch, state.history = saved["epoch"], saved["history"]
+    best = saved["loop_state"].get("best_elbo")
+    state.best_elbo = -math.inf if best is None else float(best)
+    state.best_epoch = int(saved["loop_state"].get("best_epoch", 0))
+    state.best_weights = saved["best"]
+
+
+def _progress_bar(config: TrainingConfig, done_epochs: int, n: int):
+    from tqdm.auto import tqdm
+
+    steps = math.ceil(n / config.batch_size) * max(config.epochs - done_epochs, 0)
+    return tqdm(total=steps, disable=not config.progress, unit="step", desc="fit VAE",
+                leave=False, mininterval=0.5)
