@@ -53,11 +53,14 @@ class VBPCA(LinearGaussianMixin):
     mean_precision : float, default=1e-3
         Precision beta of the Gaussian prior on mu.
     active_threshold : float, default=1.0
-        Component i is active when the squared norm of its posterior-mean loading
-        exceeds ``active_threshold`` times its posterior variance, ``||E[w_i]||^2 >
-        t tr Cov_q(w_i)``. Because ``E[alpha_i] = (a + d/2) / (b + E||w_i||^2 / 2)``
-        this is the same as ``E[alpha_i] < alpha_threshold_[i] = (a + d/2) /
-        (b + (1 + t) tr Cov_q(w_i) / 2)``.
+        Component i is active when its posterior-mean loading adds at least
+        ``t = active_threshold`` times the noise variance, plus its own posterior
+        spread, to the variance along its direction: ``||E[w_i]||^2 > t (1/E[tau] +
+        tr Cov_q(w_i))``. Because ``E[alpha_i] = (a + d/2) / (b + E||w_i||^2 / 2)``,
+        this is the same as ``E[alpha_i] < alpha_threshold_[i] = (a + d/2) / (b +
+        (t / E[tau] + (1 + t) tr Cov_q(w_i)) / 2)``. Mean-field VB keeps, with a tiny
+        loading, a component whose sample eigenvalue sits just above the noise edge
+        (about ``sigma^2 (1 + sqrt(d/N))^2``); the default threshold does not count it.
     random_state : int, RandomState or None, default=None
         Seeds the tiny random start of components with no variance in the PCA start.
 
@@ -188,8 +191,10 @@ class VBPCA(LinearGaussianMixin):
         self.tau_ = self.tau_shape_ / self.tau_rate_
         self.noise_variance_ = 1.0 / self.tau_
         spread = d * np.diag(self.loadings_cov_)  # tr Cov_q(w_i)
+        # active  <=>  ||E[w_i]||^2 > t (1/E[tau] + spread_i)  <=>  E[alpha_i] below this
+        t = self.active_threshold
         self.alpha_threshold_ = (priors.alpha_shape + 0.5 * d) / (
-            s2 * priors.alpha_rate + 0.5 * (1.0 + self.active_threshold) * spread)
+            s2 * priors.alpha_rate + 0.5 * (t * self.noise_variance_ + (1.0 + t) * spread))
         self.active_components_ = np.flatnonzero(self.alpha_ < self.alpha_threshold_)
         self.n_components_ = int(self.active_components_.size)
         self.components_ = self.loadings_[:, self.active_components_].T.copy()
