@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from scipy import linalg
 
-from .._math import LowRankGaussian, cho_solve
+from .._math import LowRankGaussian, cho_solve, cholesky
 from .._validation import check_choice, check_float, check_int
 from ..exceptions import ConvergenceWarning
 from ..progress import progress_bar
@@ -44,7 +44,7 @@ def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor: float):
     G = gaussian.posterior_cov()  # (L, L)
     x_Ez = S_piw @ G  # (d, L)
     Ezz = G + G @ (gaussian.psi_inv_W.T @ S_piw) @ G  # (L, L)
-    W_new = linalg.solve(Ezz, x_Ez.T, assume_a="pos", check_finite=False).T
+    W_new = cho_solve(cholesky(Ezz), x_Ez.T).T
     psi_new = np.maximum(np.diag(S) - np.sum(W_new * x_Ez, axis=1), floor)
     return W_new, psi_new, loglike
 
@@ -116,7 +116,7 @@ class FactorAnalysis(LinearGaussianMixin):
         self._check_params()
         n, d = X.shape
         L = self._check_n_components(n, d, max_components=max(d - 1, 1))
-        mean, S = sample_covariance(X.astype(np.float64))
+        mean, S = sample_covariance(X)
         return self._fit_covariance(mean, S, n, L)
 
     def _check_params(self):

@@ -15,7 +15,7 @@ from scipy import linalg
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._math import LOG_2PI, LowRankGaussian
+from .._math import LOG_2PI, LowRankGaussian, cho_solve, cholesky
 from .._validation import check_choice, check_float, check_int
 from ..exceptions import ConvergenceWarning
 from ..progress import progress_bar
@@ -32,11 +32,14 @@ def ppca_closed_form(S: np.ndarray, L: int, floor: float):
     sigma^2 = mean of the d - L discarded eigenvalues, W = U_L (Lambda_L - sigma^2 I)^(1/2).
 
     Returns ``(W, sigma2)`` with W of shape (d, L)."""
-    eigenvalues, eigenvectors = linalg.eigh(S, check_finite=False)
+    d = S.shape[0]
+    # only the top L eigenpairs: the discarded ones enter through their sum, tr(S) - top
+    eigenvalues, eigenvectors = linalg.eigh(S, subset_by_index=[d - L, d - 1],
+                                            check_finite=False)
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
-    discarded = eigenvalues[L:]
-    sigma2 = max(float(discarded.mean()), floor) if discarded.size else floor
+    discarded_sum = max(float(np.trace(S)) - float(eigenvalues.sum()), 0.0)
+    sigma2 = max(discarded_sum / (d - L), floor) if d > L else floor
     U = eigenvectors[:, :L]
     U = U * np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(L)])  # deterministic signs
     W = U * np.sqrt(np.maximum(eigenvalues[:L] - sigma2, 0.0))
@@ -50,10 +53,11 @@ def ppca_em_step(S: np.ndarray, W: np.ndarray, sigma2: float, floor: float):
     d, L = W.shape
     SW = S @ W  # (d, L)
     loglike = LowRankGaussian(W, np.full(d, sigma2)).mean_logpdf_from_cov(S, SW / sigma2)
-    M = W.T @ W + sigma2 * np.eye(L)
-    Minv_WtSW = linalg.solve(M, W.T @ SW, assume_a="pos", check_finite=False)
-    W_new = linalg.solve((sigma2 * np.eye(L) + Minv_WtSW).T, SW.T, check_finite=False).T
-    Minv_Wnew_t = linalg.solve(M, W_new.T, assume_a="pos", check_finite=False)  # (L, d)
+    chol_M = cholesky(W.T @ W + sigma2 * np.eye(L))
+    Minv_WtSW = cho_solve(chol_M, W.T @ SW)
+    W_new = linalg.lu_solve(linalg.lu_factor((sigma2 * np.eye(L) + Minv_WtSW).T,
+                                             check_finite=False), SW.T, check_finite=False).T
+    Minv_Wnew_t = cho_solve(chol_M, W_new.T)  # (L, d)
     sigma2_new = (np.trace(S) - np.sum(SW * Minv_Wnew_t.T)) / d
     return W_new, max(float(sigma2_new), floor), loglike
 
@@ -170,7 +174,7 @@ class PPCA(LinearGaussianMixin):
         check_float(self.tol, "tol", low=0.0)
         check_int(self.max_iter, "max_iter", minimum=1)
         check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)
-        X = self._validate(X, reset=True).astype(np.float64)
+        X = self._validate(X, reset=True).astype(np.float64, copy=False)
         n, d = X.shape
         if d < 2:
             from ..exceptions import DataError
