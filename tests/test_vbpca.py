@@ -231,7 +231,9 @@ def test_digits_heldout_loglike_matches_ppca_at_the_selected_dimension(digits):
     from elbokit.linear import PPCA
 
     model = VBPCA(40).fit(digits.train)
-    ppca = PPCA(model.n_components_).fit(digits.train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PPCA's warning about the constant pixels
+        ppca = PPCA(model.n_components_).fit(digits.train)
     vb, ref = model.score(digits.test), ppca.score(digits.test)
     assert abs(vb - ref) < 1.0
     assert model.n_components_ > 20  # not a trivially small model
@@ -299,3 +301,41 @@ def test_sample_and_transform_shapes(five_factors):
     draws = model.sample(20000, random_state=0)
     cov = model.get_covariance()
     np.testing.assert_allclose(np.cov(draws.T), cov, atol=0.05 * np.max(np.diag(cov)))
+
+
+# --------------------------------------------------------------------------- command line
+
+def test_cli_fit_vbpca_reports_the_chosen_dimension(five_factors, tmp_path, capsys):
+    import json
+
+    from elbokit.cli import main
+    from elbokit.models import load_model
+
+    X, _ = five_factors
+    np.save(tmp_path / "five.npy", X)
+    out = tmp_path / "run"
+    code = main(["fit", "vbpca", "--data", str(tmp_path / "five.npy"), "--max-latent", "15",
+                 "--out", str(out)])
+    assert code == 0
+    assert "chosen dimension: 5 of 15" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chosen_dimension"] == 5 and metrics["max_latent"] == 15
+    for key in ("train_loglike", "test_loglike", "train_bits_per_dim", "test_bits_per_dim",
+                "fit_seconds", "iterations"):
+        assert np.isfinite(metrics[key])
+    assert (out / "alpha.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = load_model(out)
+    assert isinstance(model, VBPCA) and model.n_components_ == 5
+    from elbokit import data
+
+    test_rows = data.load(str(tmp_path / "five.npy"), seed=0).test
+    assert metrics["test_loglike"] == pytest.approx(model.score(test_rows), rel=1e-10)
+
+
+def test_cli_fit_vbpca_rejects_a_bad_max_latent(tmp_path, capsys):
+    from elbokit.cli import main
+
+    code = main(["fit", "vbpca", "--max-latent", "0", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "--max-latent must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "model.json").exists()

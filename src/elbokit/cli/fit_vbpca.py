@@ -1,0 +1,54 @@
+"""``elbokit fit vbpca``: variational Bayesian PCA, which chooses its own dimension."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DataDir, DataSpec, Overwrite, Seed, TestFraction, print_metrics
+
+PLOT_FILE = "alpha.png"
+
+MaxLatent = Annotated[int, typer.Option(
+    "--max-latent", help="Largest latent dimension to start from; ARD switches off the "
+                         "ones the data does not need.")]
+MaxIter = Annotated[int, typer.Option("--max-iter", help="Maximum coordinate-ascent sweeps.")]
+Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+
+
+def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
+              out: Out = Path("runs/vbpca"), max_iter: MaxIter = 1000,
+              data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+              overwrite: Overwrite = False):
+    """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
+    from .. import data as data_module
+    from ..exceptions import ParameterError
+    from ..io import atomic_write_json
+    from ..runs import METRICS_FILE, fit_and_record, prepare_out_dir
+    from ..vi import VBPCA
+    from ..vi.plots import plot_relevance
+
+    if max_latent < 1:
+        raise ParameterError(f"--max-latent must be >= 1; got {max_latent}")
+    prepare_out_dir(out, overwrite=overwrite)
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    if max_latent > dataset.n_features:
+        raise ParameterError(f"--max-latent {max_latent} exceeds the {dataset.n_features} "
+                             f"features of {data}")
+    model = VBPCA(max_latent, max_iter=max_iter, random_state=seed)
+    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite)
+    metrics.update(chosen_dimension=model.n_components_, max_latent=max_latent,
+                   final_elbo=float(model.elbo_[-1]), noise_variance=model.noise_variance_)
+    atomic_write_json(Path(out) / METRICS_FILE, metrics)
+    plot_relevance(model, Path(out) / PLOT_FILE,
+                   title=f"VBPCA on {data}: {model.n_components_} of {max_latent} active")
+    print_metrics(f"vbpca (max L={max_latent}) on {data}", metrics)
+    typer.echo(f"chosen dimension: {model.n_components_} of {max_latent}")
+    typer.echo(f"saved to {out} (E[alpha] plot: {Path(out) / PLOT_FILE})")
+
+
+def register(fit_app: typer.Typer) -> None:
+    """Add ``vbpca`` to the ``elbokit fit`` group."""
+    fit_app.command("vbpca")(fit_vbpca)
