@@ -16,13 +16,17 @@ from conftest import sample_linear_gaussian
 
 # --------------------------------------------------------------------------- a small problem
 
-@pytest.fixture(scope="module")
-def small():
+@pytest.fixture(scope="module", params=["complete", "missing"])
+def small(request):
     """N=10 rows, d=4, L=2, and a posterior two sweeps from the start (not converged,
-    so every update has work to do)."""
+    so every update has work to do); in the "missing" variant 8 of the 40 entries
+    are NaN (one row entirely), so each row of Z and W has its own covariance."""
     rng = np.random.RandomState(3)
     W = rng.standard_normal((4, 2)) * [2.0, 1.0]
     X = sample_linear_gaussian(10, W, np.full(4, 0.3), rng.standard_normal(4), seed=3)
+    if request.param == "missing":
+        X[[0, 2, 5, 7], [1, 3, 0, 2]] = np.nan
+        X[9] = np.nan
     priors = mf.Priors(alpha_shape=0.5, alpha_rate=0.2, tau_shape=0.7, tau_rate=0.3,
                        mean_precision=0.4)  # not the defaults, to exercise every term
     post = mf.initial_posterior(X, 2, priors, np.random.RandomState(0))
@@ -58,7 +62,7 @@ def _log_joint_and_log_q(X, post, priors, rng, n_draws):
         mu = post.mu_mean + np.sqrt(post.mu_var) * rng.standard_normal(d)
         alpha = rng.gamma(post.alpha_shape, 1.0 / post.alpha_rate)
         tau = rng.gamma(post.tau_shape, 1.0 / post.tau_rate)
-        log_p = (stats.norm.logpdf(X, Z @ W.T + mu, 1 / np.sqrt(tau)).sum()
+        log_p = (np.nansum(stats.norm.logpdf(X, Z @ W.T + mu, 1 / np.sqrt(tau)))
                  + stats.norm.logpdf(Z).sum()
                  + stats.norm.logpdf(W, 0, 1 / np.sqrt(alpha)).sum()
                  + stats.gamma.logpdf(alpha, priors.alpha_shape, scale=1 / priors.alpha_rate).sum()
@@ -177,6 +181,17 @@ def test_update_is_the_numerical_argmax_of_the_elbo_in_its_factor(small, name):
         assert -negative_elbo(perturbed) < best
 
 
+def test_missing_entries_give_each_row_its_own_covariance(small):
+    X, post, priors = small
+    post = mf.sweep(X, post, priors)
+    if np.isnan(X).any():
+        assert post.z_cov.shape == (10, 2, 2) and post.w_cov.shape == (4, 2, 2)
+        np.testing.assert_allclose(post.z_cov[9], np.eye(2))  # nothing observed: the prior
+        assert not np.allclose(post.z_cov[0], post.z_cov[1])
+    else:
+        assert post.z_cov.shape == (2, 2) and post.w_cov.shape == (2, 2)
+
+
 def test_each_coordinate_step_never_lowers_the_elbo(small):
     X, post, priors = small
     post = replace(post, z_mean=np.zeros_like(post.z_mean))
@@ -262,6 +277,46 @@ def test_fit_does_not_depend_on_the_units(five_factors):
     np.testing.assert_allclose(1000.0 * a.components_, b.components_, rtol=1e-6, atol=1e-6)
     assert b.score(1000.0 * X) == pytest.approx(a.score(X) - 30 * np.log(1000.0), rel=1e-8)
     np.testing.assert_allclose(b.elbo_, a.elbo_ - X.size * np.log(1000.0), rtol=1e-8)
+
+
+def test_missing_values_still_recover_five_factors(five_factors):
+    """Ilin & Raiko's (2010) treatment: 20% of the entries missing at random."""
+    X, W = five_factors
+    X = X.copy()
+    X[np.random.RandomState(0).uniform(size=X.shape) < 0.2] = np.nan
+    model = VBPCA(15, tol=1e-7, random_state=0).fit(X)
+    assert np.all(np.diff(model.elbo_) >= -1e-10 * np.abs(model.elbo_[1:]))
+    assert model.n_components_ == 5
+    assert np.max(linalg.subspace_angles(W, model.components_.T)) < 0.15
+    assert model.noise_variance_ == pytest.approx(1.0, rel=0.15)
+
+
+def test_score_and_transform_with_nan_marginalise_the_missing_entries(five_factors):
+    X, _ = five_factors
+    model = VBPCA(15, random_state=0).fit(X)
+    rows = X[:3].copy()
+    rows[0, [1, 4, 7]] = np.nan
+    rows[2, :10] = np.nan
+    cov = model.get_covariance()
+    expected = []
+    for row in rows:
+        seen = ~np.isnan(row)
+        expected.append(stats.multivariate_normal.logpdf(
+            row[seen], model.mean_[seen], cov[np.ix_(seen, seen)]))
+    np.testing.assert_allclose(model.score_samples(rows), expected, rtol=1e-10)
+    np.testing.assert_allclose(model.transform(rows)[1], model.transform(X[1:2])[0])
+    filled = model.impute(rows)
+    assert not np.isnan(filled).any() and np.array_equal(filled[1], X[1])
+
+
+def test_rejects_a_feature_with_no_observed_value(five_factors):
+    from elbokit.exceptions import DataError
+
+    X, _ = five_factors
+    X = X.copy()
+    X[:, 3] = np.nan
+    with pytest.raises(DataError, match="no observed value"):
+        VBPCA(5).fit(X)
 
 
 def test_warns_at_max_iter(five_factors):

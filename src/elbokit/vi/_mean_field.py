@@ -17,9 +17,10 @@ take a :class:`Posterior` and return a new one, so tests can check each update
 against a numerical maximisation of :func:`elbo` in that factor alone.
 
 Gaussian factors store their covariances either shared, of shape (L, L), or one per
-row, of shape (n, L, L). The closed-form updates always produce the shared form
-(with complete data every row has the same optimal covariance); :func:`elbo` accepts
-both, which is what lets the tests search over the wider family.
+row, of shape (n, L, L). With complete data the closed-form updates produce the
+shared form (every row has the same optimal covariance); with missing entries (NaN
+in X, handled as in Ilin & Raiko, 2010) each row of Z and of W gets its own.
+:func:`elbo` accepts both, which is what lets the tests search over the wider family.
 
 The update equations are those of Bishop (1999), "Variational principal
 components", ICANN, section 3; the general mean-field result is PRML eq. (10.9).
@@ -133,35 +134,86 @@ def _spd_inverse(precision: np.ndarray) -> np.ndarray:
     return 0.5 * (cov + cov.T)  # exactly symmetric
 
 
+def _batched_spd_inverse(precisions: np.ndarray) -> np.ndarray:
+    """Inverses of a stack (m, L, L) of symmetric positive-definite matrices."""
+    chol = np.linalg.cholesky(precisions)
+    chol_inv = np.linalg.inv(chol)
+    return np.swapaxes(chol_inv, -1, -2) @ chol_inv  # (C C')^-1 = C'^-1 C^-1
+
+
+def _rows(cov: np.ndarray, count: int) -> np.ndarray:
+    """The covariances as a stack (count, L, L), whether shared or per row."""
+    return np.broadcast_to(cov, (count,) + cov.shape[-2:]) if cov.ndim == 2 else cov
+
+
+def _second_moments(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """E[v v'] = m m' + S for each row, flattened to (count, L*L)."""
+    count, L = mean.shape
+    outer = mean[:, :, None] * mean[:, None, :]
+    return (outer + _rows(cov, count)).reshape(count, L * L)
+
+
+def split_missing(X: np.ndarray):
+    """``(X with NaN set to 0, mask of observed entries as floats)``, or ``(X, None)``
+    when nothing is missing (the fast complete-data formulas then apply)."""
+    missing = np.isnan(X)
+    if not missing.any():
+        return X, None
+    return np.where(missing, 0.0, X), (~missing).astype(np.float64)
+
+
 # --------------------------------------------------------------------------- the updates
+#
+# With missing entries (NaN), every sum over n or k runs over the observed entries
+# only (Ilin & Raiko, 2010, section 3): each row of Z and of W then has its own
+# covariance. Without, the covariances are shared and the sums are matrix products.
 
 def update_z(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
-    """q(z_n) = N(m_n, Sigma_z) with Sigma_z = (I + E[tau] E[W^T W])^-1 and
-    m_n = E[tau] Sigma_z E[W]^T (x_n - E[mu])."""
+    """q(z_n) = N(m_n, Sigma_n) with Sigma_n = (I + E[tau] sum_{k in O_n} E[w_k w_k'])^-1
+    and m_n = E[tau] Sigma_n sum_{k in O_n} E[w_k] (x_nk - E[mu_k]); O_n = observed
+    entries of row n (all of them: Sigma_n = (I + E[tau] E[W'W])^-1 for every n)."""
+    X, mask = split_missing(X)
     tau = post.tau_expected
-    L = post.w_mean.shape[1]
-    z_cov = _spd_inverse(np.eye(L) + tau * post.w_second_moment())
-    z_mean = tau * (X - post.mu_mean) @ post.w_mean @ z_cov  # (N, L)
+    n, L = X.shape[0], post.w_mean.shape[1]
+    if mask is None:
+        z_cov = _spd_inverse(np.eye(L) + tau * post.w_second_moment())
+        z_mean = tau * (X - post.mu_mean) @ post.w_mean @ z_cov  # (N, L)
+        return replace(post, z_mean=z_mean, z_cov=z_cov)
+    observed_w = (mask @ _second_moments(post.w_mean, post.w_cov)).reshape(n, L, L)
+    z_cov = _batched_spd_inverse(np.eye(L) + tau * observed_w)  # (N, L, L)
+    projected = tau * ((X - post.mu_mean) * mask) @ post.w_mean  # (N, L)
+    z_mean = np.einsum("nij,nj->ni", z_cov, projected)
     return replace(post, z_mean=z_mean, z_cov=z_cov)
 
 
 def update_mu(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
-    """q(mu) = N(m_mu, sigma_mu^2 I) with sigma_mu^2 = 1 / (beta + N E[tau]) and
-    m_mu = E[tau] sigma_mu^2 sum_n (x_n - E[W] E[z_n])."""
-    n, d = X.shape
+    """q(mu_k) = N(m_k, s_k^2) with s_k^2 = 1 / (beta + |O_k| E[tau]) and
+    m_k = E[tau] s_k^2 sum_{n in O_k} (x_nk - E[w_k]' E[z_n]); O_k = rows where
+    feature k is observed (all N of them without missing data)."""
+    X, mask = split_missing(X)
     tau = post.tau_expected
-    var = 1.0 / (priors.mean_precision + n * tau)
-    mu_mean = tau * var * (X.sum(axis=0) - post.w_mean @ post.z_mean.sum(axis=0))
-    return replace(post, mu_mean=mu_mean, mu_var=np.full(d, var))
+    if mask is None:
+        mask = np.ones_like(X)
+    var = 1.0 / (priors.mean_precision + tau * mask.sum(axis=0))
+    residual = (X - post.z_mean @ post.w_mean.T) * mask
+    return replace(post, mu_mean=tau * var * residual.sum(axis=0), mu_var=var)
 
 
 def update_w(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
-    """q(w_k) = N(m_k, Sigma_w) for each row k with
-    Sigma_w = (diag E[alpha] + E[tau] E[Z^T Z])^-1 and
-    m_k = E[tau] Sigma_w sum_n E[z_n] (x_nk - E[mu_k])."""
+    """q(w_k) = N(m_k, Sigma_k) for each row k of W with
+    Sigma_k = (diag E[alpha] + E[tau] sum_{n in O_k} E[z_n z_n'])^-1 and
+    m_k = E[tau] Sigma_k sum_{n in O_k} E[z_n] (x_nk - E[mu_k])."""
+    X, mask = split_missing(X)
     tau = post.tau_expected
-    w_cov = _spd_inverse(np.diag(post.alpha_expected) + tau * post.z_second_moment())
-    w_mean = tau * (X - post.mu_mean).T @ post.z_mean @ w_cov  # (d, L)
+    d, L = X.shape[1], post.w_mean.shape[1]
+    if mask is None:
+        w_cov = _spd_inverse(np.diag(post.alpha_expected) + tau * post.z_second_moment())
+        w_mean = tau * (X - post.mu_mean).T @ post.z_mean @ w_cov  # (d, L)
+        return replace(post, w_mean=w_mean, w_cov=w_cov)
+    observed_z = (mask.T @ _second_moments(post.z_mean, post.z_cov)).reshape(d, L, L)
+    w_cov = _batched_spd_inverse(np.diag(post.alpha_expected) + tau * observed_z)
+    projected = tau * ((X - post.mu_mean) * mask).T @ post.z_mean  # (d, L)
+    w_mean = np.einsum("kij,kj->ki", w_cov, projected)
     return replace(post, w_mean=w_mean, w_cov=w_cov)
 
 
@@ -174,26 +226,43 @@ def update_alpha(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
 
 
 def expected_sse(X: np.ndarray, post: Posterior) -> float:
-    """E[sum_n ||x_n - W z_n - mu||^2] under q.
+    """E[sum_{(n,k) observed} (x_nk - w_k' z_n - mu_k)^2] under q.
 
-    = ||X - E[mu] - E[Z] E[W]^T||^2 + N tr Cov(mu) + tr(E[W]'E[W] S_z) + tr(S_w E[Z]'E[Z])
-      + tr(S_w S_z), with S_z, S_w the summed covariances (the variance terms are
-    written out rather than as tr(E[W'W] E[Z'Z]) - tr(...) to avoid cancellation)."""
+    Complete data: ||X - E[mu] - E[Z] E[W]'||^2 + N tr Cov(mu) + tr(E[W]'E[W] S_z)
+    + tr(S_w E[Z]'E[Z]) + tr(S_w S_z), with S_z, S_w the summed covariances (the
+    variance terms are written out rather than as tr(E[W'W] E[Z'Z]) - tr(...) to
+    avoid cancellation). With missing data the same terms, entry by entry."""
+    X, mask = split_missing(X)
     n, d = X.shape
     residual = X - post.mu_mean - post.z_mean @ post.w_mean.T
-    s_z = summed_cov(post.z_cov, n)
-    s_w = summed_cov(post.w_cov, d)
+    if mask is None:
+        s_z = summed_cov(post.z_cov, n)
+        s_w = summed_cov(post.w_cov, d)
+        return float(
+            np.sum(residual**2) + n * np.sum(post.mu_var)
+            + np.sum((post.w_mean.T @ post.w_mean) * s_z)
+            + np.sum(s_w * (post.z_mean.T @ post.z_mean)) + np.sum(s_w * s_z))
+    L = post.w_mean.shape[1]
+    z_cov = _rows(post.z_cov, n).reshape(n, L * L)
+    w_cov = _rows(post.w_cov, d).reshape(d, L * L)
+    w_outer = (post.w_mean[:, :, None] * post.w_mean[:, None, :]).reshape(d, L * L)
+    z_outer = (post.z_mean[:, :, None] * post.z_mean[:, None, :]).reshape(n, L * L)
     return float(
-        np.sum(residual**2) + n * np.sum(post.mu_var)
-        + np.sum((post.w_mean.T @ post.w_mean) * s_z)
-        + np.sum(s_w * (post.z_mean.T @ post.z_mean)) + np.sum(s_w * s_z)
-    )
+        np.sum(mask * residual**2) + mask.sum(axis=0) @ post.mu_var
+        + np.sum((mask @ w_outer) * z_cov)  # E[w_k]' Sigma_n E[w_k]
+        + np.sum((mask.T @ z_outer) * w_cov)  # E[z_n]' Sigma_k E[z_n]
+        + np.sum((mask @ w_cov) * z_cov))  # tr(Sigma_k Sigma_n)
+
+
+def n_observed(X: np.ndarray) -> int:
+    """Number of observed (non-NaN) entries."""
+    return int(X.size - np.count_nonzero(np.isnan(X)))
 
 
 def update_tau(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
-    """q(tau) = Gamma(a_tau + N d / 2, b_tau + E[sum_n ||x_n - W z_n - mu||^2] / 2)."""
-    n, d = X.shape
-    shape = priors.tau_shape + 0.5 * n * d
+    """q(tau) = Gamma(a_tau + |O| / 2, b_tau + E[sum_{O} (x_nk - w_k' z_n - mu_k)^2] / 2),
+    |O| the number of observed entries (N d without missing data)."""
+    shape = priors.tau_shape + 0.5 * n_observed(X)
     rate = priors.tau_rate + 0.5 * expected_sse(X, post)
     return replace(post, tau_shape=float(shape), tau_rate=float(rate))
 
@@ -222,7 +291,8 @@ def elbo_terms(X: np.ndarray, post: Posterior, priors: Priors) -> dict[str, floa
     mu_sq = float(np.sum(post.mu_mean**2) + np.sum(post.mu_var))
     return {
         # E[log p(X | Z, W, mu, tau)]
-        "likelihood": 0.5 * n * d * (e_log_tau - LOG_2PI) - 0.5 * e_tau * expected_sse(X, post),
+        "likelihood": 0.5 * n_observed(X) * (e_log_tau - LOG_2PI)
+        - 0.5 * e_tau * expected_sse(X, post),
         # E[log p(Z)]
         "prior_z": -0.5 * n * L * LOG_2PI - 0.5 * float(np.trace(post.z_second_moment())),
         # E[log p(W | alpha)]
@@ -256,11 +326,13 @@ def initial_posterior(X: np.ndarray, n_components: int, priors: Priors,
     (Tipping & Bishop, 1999): E[W] = U (Lambda - sigma^2 I)^(1/2), E[tau] = 1/sigma^2,
     sigma^2 the mean discarded eigenvalue. Columns with no variance left get a tiny
     random direction so the data, not the start, decides whether they are pruned.
-    q(Z) is left at its prior; the first update of a sweep replaces it."""
+    q(Z) is left at its prior; the first update of a sweep replaces it. Missing
+    entries (NaN) are filled with their feature's mean for this start only."""
     n, d = X.shape
     L = n_components
-    mean = X.mean(axis=0)
-    _, singular, vt = np.linalg.svd(X - mean, full_matrices=False)
+    mean = np.nanmean(X, axis=0) if np.isnan(X).any() else X.mean(axis=0)
+    centred = np.nan_to_num(X - mean, nan=0.0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
     eig = np.zeros(d)
     eig[: singular.size] = singular**2 / n  # ML covariance eigenvalues, padded with zeros
     total = max(float(eig.mean()), 1e-12)

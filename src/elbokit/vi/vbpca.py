@@ -12,12 +12,15 @@ import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .._validation import check_float, check_int
-from ..exceptions import ConvergenceWarning, ModelFileError
+from ..exceptions import ConvergenceWarning, DataError, ModelFileError
 from ..linear._gaussian import LinearGaussianMixin
-from ._mean_field import Priors, elbo, initial_posterior, permute_components, sweep
+from ..linear.ppca import _observed_posteriors, observed_loglike
+from ._mean_field import (Priors, elbo, initial_posterior, n_observed, permute_components,
+                          split_missing, summed_cov, sweep)
 
 
 class VBPCA(LinearGaussianMixin):
@@ -68,8 +71,9 @@ class VBPCA(LinearGaussianMixin):
     ----------
     loadings_ : ndarray of shape (n_features, L)
         E[W], all L columns, ordered by increasing E[alpha_i] (most relevant first).
-    loadings_cov_ : ndarray of shape (L, L)
-        Covariance of each row of W under q (the same for every row).
+    loadings_cov_ : ndarray of shape (L, L), or (n_features, L, L) with missing data
+        Covariance of each row of W under q: shared by every row when X is complete,
+        one per row when X had NaN entries.
     components_ : ndarray of shape (n_components_, n_features)
         The active columns of E[W], transposed (scikit-learn's convention).
     mean_ : ndarray of shape (n_features,)
@@ -140,6 +144,7 @@ class VBPCA(LinearGaussianMixin):
         """
         X = self._validate(X, reset=True).astype(np.float64, copy=False)
         n, d = X.shape
+        _check_observed(X)
         priors = self._priors()
         L = self._check_n_components(n, d, max_components=d) if self.n_components is not None \
             else max(1, min(n, d) - 1)
@@ -148,13 +153,14 @@ class VBPCA(LinearGaussianMixin):
         check_float(self.active_threshold, "active_threshold", low=0.0)
         rng = check_random_state(self.random_state)
 
-        scale = float(np.sqrt(np.mean(X.var(axis=0))))
+        scale = float(np.sqrt(np.mean(np.nanvar(X, axis=0))))
         scale = scale if scale > 0 else 1.0
         X_scaled = X / scale
         # Small (L x L) linear algebra in a loop: one BLAS thread is faster.
         with threadpool_limits(limits=1, user_api="blas"):
             post, history = self._coordinate_ascent(X_scaled, L, priors, max_iter, tol, rng)
-        history = np.asarray(history) - n * d * np.log(scale)  # density of X, not X/scale
+        # the bound on the density of X, not of X / scale
+        history = np.asarray(history) - n_observed(X) * np.log(scale)
         self._store(post, history, scale, priors)
         return self
 
@@ -190,7 +196,7 @@ class VBPCA(LinearGaussianMixin):
         self.tau_rate_ = float(s2 * post.tau_rate)
         self.tau_ = self.tau_shape_ / self.tau_rate_
         self.noise_variance_ = 1.0 / self.tau_
-        spread = d * np.diag(self.loadings_cov_)  # tr Cov_q(w_i)
+        spread = np.diag(summed_cov(self.loadings_cov_, d))  # tr Cov_q(w_i), (L,)
         # active  <=>  ||E[w_i]||^2 > t (1/E[tau] + spread_i)  <=>  E[alpha_i] below this
         t = self.active_threshold
         self.alpha_threshold_ = (priors.alpha_shape + 0.5 * d) / (
@@ -200,6 +206,40 @@ class VBPCA(LinearGaussianMixin):
         self.components_ = self.loadings_[:, self.active_components_].T.copy()
         self.elbo_ = history
         self.n_iter_ = int(history.size)
+
+    # ---- missing values (NaN): condition on the observed entries of each row
+    def _allow_nan_now(self) -> bool:
+        return True
+
+    def transform(self, X):
+        """Posterior mean of z under the plug-in model, given the observed entries of
+        each row: E[z | x_o] = (sigma^2 I + W_o' W_o)^-1 W_o' (x_o - mu_o), shape (n, L)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        X0, mask = split_missing(X)
+        if mask is None:
+            return super().transform(X)
+        return _observed_posteriors(X0, mask, self._loadings(), self.mean_,
+                                    self.noise_variance_)[2]
+
+    def score_samples(self, X):
+        """Plug-in predictive log-density of the observed entries of each row,
+        log N(x_o | mu_o, W_o W_o' + sigma^2 I), in nats (NaN entries marginalised)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        X0, mask = split_missing(X)
+        if mask is None:
+            return super().score_samples(X)
+        return observed_loglike(X0, mask, self._loadings(), self.mean_, self.noise_variance_)
+
+    def impute(self, X):
+        """Fill each NaN with its conditional mean E[x_m | x_o] = W_m E[z | x_o] + mu_m."""
+        check_is_fitted(self)
+        X = np.array(self._validate(X, reset=False), dtype=np.float64)
+        missing = np.isnan(X)
+        if missing.any():
+            X[missing] = self.inverse_transform(self.transform(X))[missing]
+        return X
 
     # ---- LinearGaussianMixin hooks
     def _loadings(self) -> np.ndarray:
@@ -219,6 +259,15 @@ class VBPCA(LinearGaussianMixin):
         if not ok:
             raise ModelFileError("the saved VBPCA arrays do not fit together (shapes or "
                                  "noise variance); the model files were modified")
+
+
+def _check_observed(X: np.ndarray) -> None:
+    """Every feature needs at least one observed (non-NaN) value."""
+    empty = np.flatnonzero(np.all(np.isnan(X), axis=0))
+    if empty.size:
+        shown = ", ".join(str(i) for i in empty[:10]) + (" ..." if empty.size > 10 else "")
+        raise DataError(f"{empty.size} feature(s) of X have no observed value (all NaN; "
+                        f"indices {shown}); drop them before fitting VBPCA")
 
 
 def _relative_change(history) -> float:
