@@ -319,6 +319,25 @@ def test_rejects_a_feature_with_no_observed_value(five_factors):
         VBPCA(5).fit(X)
 
 
+def test_active_set_is_the_documented_rule(five_factors):
+    """E[alpha_i] < alpha_threshold_[i]  <=>  ||E[w_i]||^2 > t (1/E[tau] + tr Cov(w_i))."""
+    X, _ = five_factors
+    for t in (0.1, 1.0, 10.0):
+        model = VBPCA(15, active_threshold=t, random_state=0).fit(X)
+        spread = 30 * np.diag(model.loadings_cov_)
+        rule = np.sum(model.loadings_**2, axis=0) > t * (model.noise_variance_ + spread)
+        np.testing.assert_array_equal(np.flatnonzero(rule), model.active_components_)
+
+
+def test_pure_noise_keeps_no_component():
+    X = 2.0 * np.random.RandomState(0).standard_normal((300, 10)) + 1.0
+    model = VBPCA(random_state=0).fit(X)
+    assert model.n_components_ == 0 and model.transform(X).shape == (300, 0)
+    expected = stats.multivariate_normal(model.mean_, model.noise_variance_ * np.eye(10))
+    assert model.score(X) == pytest.approx(np.mean(expected.logpdf(X)), rel=1e-12)
+    assert model.noise_variance_ == pytest.approx(4.0, rel=0.1)
+
+
 def test_warns_at_max_iter(five_factors):
     X, _ = five_factors
     with pytest.warns(ConvergenceWarning, match="max_iter=3"):
@@ -385,6 +404,22 @@ def test_cli_fit_vbpca_reports_the_chosen_dimension(five_factors, tmp_path, caps
 
     test_rows = data.load(str(tmp_path / "five.npy"), seed=0).test
     assert metrics["test_loglike"] == pytest.approx(model.score(test_rows), rel=1e-10)
+
+
+def test_cli_fit_vbpca_accepts_missing_values(five_factors, tmp_path, capsys):
+    import json
+
+    from elbokit.cli import main
+
+    X, _ = five_factors
+    X = X.copy()
+    X[np.random.RandomState(1).uniform(size=X.shape) < 0.1] = np.nan
+    np.save(tmp_path / "holes.npy", X)
+    code = main(["fit", "vbpca", "--data", str(tmp_path / "holes.npy"), "--max-latent", "10",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["chosen_dimension"] == 5 and np.isfinite(metrics["test_loglike"])
 
 
 def test_cli_fit_vbpca_rejects_a_bad_max_latent(tmp_path, capsys):

@@ -33,7 +33,9 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
     if max_latent < 1:
         raise ParameterError(f"--max-latent must be >= 1; got {max_latent}")
     prepare_out_dir(out, overwrite=overwrite)
-    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    # VBPCA treats NaN entries of user files as missing values
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
+                               allow_nan=True)
     if max_latent > dataset.n_features:
         raise ParameterError(f"--max-latent {max_latent} exceeds the {dataset.n_features} "
                              f"features of {data}")
@@ -46,6 +48,9 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
                    title=f"VBPCA on {data}: {model.n_components_} of {max_latent} active")
     print_metrics(f"vbpca (max L={max_latent}) on {data}", metrics)
     typer.echo(f"chosen dimension: {model.n_components_} of {max_latent}")
+    if model.n_components_ == max_latent:
+        typer.echo("every component stayed active: the data may support more; try a larger "
+                   "--max-latent")
     typer.echo(f"saved to {out} (E[alpha] plot: {Path(out) / PLOT_FILE})")
 
 
