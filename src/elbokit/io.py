@@ -22,6 +22,16 @@ import numpy as np
 from .exceptions import ModelFileError
 
 FORMAT_VERSION = 1
+
+
+def _default_mode() -> int:
+    """Permissions a new file would get (0o666 less the umask); mkstemp uses 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_mode()
 MODEL_FILE = "model.json"
 ARRAYS_FILE = "arrays.safetensors"
 
@@ -38,6 +48,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -62,6 +73,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
         writer(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -152,6 +164,8 @@ def save_estimator(estimator, directory: str | os.PathLike, *, kind: str,
             arrays[name] = value
         elif isinstance(value, (int, float, str, bool, np.integer, np.floating)):
             scalars[name] = _json_scalar(value)
+        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+            scalars[name] = [_json_scalar(v) for v in value]  # e.g. loglike_ traces
     params = {k: _json_scalar(v) for k, v in estimator.get_params(deep=False).items()}
     save_arrays(directory / ARRAYS_FILE, arrays)
     meta = {

@@ -51,3 +51,12 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     images = model.sample(n, random_state=seed)
     image_grid(images, shape, out, title=f"{n} samples from {run_dir}")
     typer.echo(f"wrote {out}")
+
+
+@app.command("report")
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a directory "
+                                                        "of runs.")]):
+    """Write a self-contained report.html (metrics, settings, all figures)."""
+    from ..report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir)}")
