@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._math import LowRankGaussian
 from .._validation import check_int, validate_X
 from ..exceptions import DataError, ParameterError
+from ._streaming import as_chunk_source, streaming_moments, streams_rows
 
 
 def sample_covariance(X: np.ndarray, chunk_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +111,19 @@ class LinearGaussianMixin(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = self._allow_nan_now()
         return tags
 
+    @staticmethod
+    def _out_of_core(X):
+        """A chunk source for out-of-core X (memmap, .npy path, directory of .npy
+        shards, Dask array), None for in-memory data (the unchanged path)."""
+        return as_chunk_source(X)
+
+    def _moments(self, source, *, min_samples: int = 2):
+        """``(mean, S, n_samples)`` of an out-of-core source in one streaming pass;
+        sets ``n_features_in_``."""
+        return streaming_moments(self, source, min_samples=min_samples)
+
     # ---- public API
+    @streams_rows
     def transform(self, X):
         """Posterior mean E[z|x] = (I + W' Psi^-1 W)^-1 W' Psi^-1 (x - mu), shape (n, L)."""
         check_is_fitted(self)
@@ -126,6 +139,7 @@ class LinearGaussianMixin(TransformerMixin, BaseEstimator):
             raise DataError(f"Z must have shape (n, {W.shape[1]}); got {Z.shape}")
         return Z @ W.T + self.mean_
 
+    @streams_rows
     def score_samples(self, X):
         """log p(x) under N(mu, Psi + W W^T) for each row, in nats."""
         check_is_fitted(self)

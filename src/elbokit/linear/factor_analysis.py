@@ -111,12 +111,18 @@ class FactorAnalysis(LinearGaussianMixin):
         self.verbose = verbose
 
     def fit(self, X, y=None):
-        """Fit W, Psi and mu to ``X`` (n_samples, n_features) by EM."""
-        X = self._validate(X, reset=True)
-        self._check_params()
-        n, d = X.shape
-        L = self._check_n_components(n, d, max_components=max(d - 1, 1))
-        mean, S = sample_covariance(X)
+        """Fit W, Psi and mu to ``X`` (n_samples, n_features) by EM. ``X`` may also be
+        out of core (memmap, .npy path, directory of .npy shards, Dask array)."""
+        source = self._out_of_core(X)
+        if source is None:
+            X = self._validate(X, reset=True)
+            self._check_params()
+            mean, S = sample_covariance(X)
+            n = X.shape[0]
+        else:
+            self._check_params()
+            mean, S, n = self._moments(source)
+        L = self._check_n_components(n, S.shape[0], max_components=max(S.shape[0] - 1, 1))
         return self._fit_covariance(mean, S, n, L)
 
     def _check_params(self):

@@ -20,6 +20,7 @@ from .._validation import check_float, check_int
 from ..exceptions import ConvergenceWarning, DataError
 from ..progress import progress_bar
 from ._gaussian import LinearGaussianMixin, sample_covariance, variance_floor
+from ._streaming import streams_rows
 
 
 def reconstruction_loss_and_grad(W: np.ndarray, S: np.ndarray):
@@ -81,12 +82,19 @@ class LinearAutoencoder(LinearGaussianMixin):
         check_float(self.momentum, "momentum", low=0.0, high=0.999)
         check_float(self.tol, "tol", low=0.0)
         check_int(self.max_iter, "max_iter", minimum=1)
-        X = self._validate(X, reset=True).astype(np.float64)
-        n, d = X.shape
+        source = self._out_of_core(X)
+        if source is not None:
+            n, d = source.n_samples, source.n_features
+        else:
+            X = self._validate(X, reset=True).astype(np.float64)
+            n, d = X.shape
         if d < 2:
             raise DataError(f"LinearAutoencoder needs at least 2 features; X has {d} feature(s)")
         L = self._check_n_components(n, d, max_components=d - 1)
-        self.mean_, S = sample_covariance(X)
+        if source is not None:  # memmap, .npy path, shard directory, Dask array
+            self.mean_, S, _ = self._moments(source)
+        else:
+            self.mean_, S = sample_covariance(X)
         top = float(linalg.eigvalsh(S, subset_by_index=[d - 1, d - 1])[0])
         step = self.learning_rate / max(top, 1e-300)
         rng = check_random_state(self.random_state)
@@ -135,6 +143,7 @@ class LinearAutoencoder(LinearGaussianMixin):
     def _noise_diag(self):
         return np.full(self.components_.shape[1], self.noise_variance_)
 
+    @streams_rows
     def transform(self, X):
         """The code W (x - mean), shape (n, L)."""
         check_is_fitted(self)

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import linalg
 
 from ._gaussian import LinearGaussianMixin, variance_floor
+from ._streaming import streams_rows
 
 
 class PCA(LinearGaussianMixin):
@@ -42,16 +43,40 @@ class PCA(LinearGaussianMixin):
         self.whiten = whiten
 
     def fit(self, X, y=None):
-        """Fit the principal directions of ``X`` (n_samples, n_features)."""
+        """Fit the principal directions of ``X`` (n_samples, n_features).
+
+        Out-of-core ``X`` (memmap, .npy path, directory of .npy shards, Dask array)
+        is reduced to its mean and covariance S in one pass, and S is
+        eigen-decomposed instead (the same components, up to rounding)."""
+        source = self._out_of_core(X)
+        if source is not None:
+            return self._fit_covariance(*self._moments(source))
         X = self._validate(X, reset=True).astype(np.float64)  # accuracy: always float64
         n, d = X.shape
         L = self._check_n_components(n, d, max_components=min(n, d))
         self.mean_ = X.mean(axis=0)
         _, s, Vt = linalg.svd(X - self.mean_, full_matrices=False, check_finite=False)
+        return self._set_spectrum(Vt, s, n, L, np.var(X, axis=0))
+
+    def _fit_covariance(self, mean, S, n):
+        """PCA from the mean and the ML covariance S (divisor N): eigenvectors of S."""
+        d = S.shape[0]
+        L = self._check_n_components(n, d, max_components=min(n, d))
+        eigenvalues, vectors = linalg.eigh(S, check_finite=False)
+        rank = min(n, d)  # centred data of n rows: at most n nonzero eigenvalues
+        eigenvalues = np.maximum(eigenvalues[::-1][:rank], 0.0)
+        self.mean_ = mean
+        return self._set_spectrum(vectors[:, ::-1][:, :rank].T.copy(),
+                                  np.sqrt(eigenvalues * n), n, L, np.diag(S))
+
+    def _set_spectrum(self, Vt, s, n, L, variances):
+        """Set the fitted attributes from the principal directions Vt (rows) and the
+        singular values s of the centred data, in decreasing order."""
+        d = Vt.shape[1]
+        eigenvalues = s**2 / n  # ML covariance eigenvalues (divisor N)
         # sign convention: largest absolute loading of each component positive
         signs = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
         Vt *= signs[:, None]
-        eigenvalues = s**2 / n  # ML covariance eigenvalues (divisor N)
         all_eigen = np.zeros(d)
         all_eigen[: eigenvalues.size] = eigenvalues
         total = all_eigen.sum()
@@ -61,7 +86,7 @@ class PCA(LinearGaussianMixin):
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 \
             else np.zeros(L)
         discarded = all_eigen[L:]
-        floor = variance_floor(np.var(X, axis=0), 1e-6)
+        floor = variance_floor(variances, 1e-6)
         self.noise_variance_ = float(max(discarded.mean(), floor)) if discarded.size else floor
         self.n_components_ = L
         return self
@@ -73,6 +98,7 @@ class PCA(LinearGaussianMixin):
     def _noise_diag(self):
         return np.full(self.components_.shape[1], self.noise_variance_)
 
+    @streams_rows
     def transform(self, X):
         """Projections onto the components (divided by sqrt of the eigenvalues if whiten)."""
         from sklearn.utils.validation import check_is_fitted

@@ -21,6 +21,7 @@ from ..exceptions import ConvergenceWarning
 from ..progress import progress_bar
 from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
                         warn_constant_features)
+from ._streaming import streams_rows
 
 
 _SHARED_NOISE = ("PPCA models them with the shared noise variance alone, which stays finite, "
@@ -169,36 +170,51 @@ class PPCA(LinearGaussianMixin):
         return getattr(self, "solver", None) == "em"
 
     def fit(self, X, y=None):
-        """Fit W, sigma^2 and mu to ``X``; with solver="em", NaN entries are missing."""
+        """Fit W, sigma^2 and mu to ``X``; with solver="em", NaN entries are missing.
+
+        ``X`` may also be out of core (memmap, .npy path, directory of .npy shards,
+        Dask array), reduced to its mean and covariance in one pass; it must then be
+        complete (no NaN)."""
         check_choice(self.solver, "solver", {"closed", "em"})
         check_float(self.tol, "tol", low=0.0)
         check_int(self.max_iter, "max_iter", minimum=1)
         check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)
-        X = self._validate(X, reset=True).astype(np.float64, copy=False)
-        n, d = X.shape
+        source = self._out_of_core(X)
+        if source is not None:
+            n, d = source.n_samples, source.n_features
+        else:
+            X = self._validate(X, reset=True).astype(np.float64, copy=False)
+            n, d = X.shape
         if d < 2:
             from ..exceptions import DataError
 
             raise DataError(f"PPCA needs at least 2 features (it keeps L < d and estimates "
                             f"the noise from the rest); X has {d} feature(s)")
         L = self._check_n_components(n, d, max_components=d - 1)
+        if source is not None:
+            self._fit_complete(*self._moments(source)[:2], L)
+            self.n_components_ = L
+            return self
         missing = np.isnan(X)
         if missing.any():
             self._fit_missing(X, missing, L)
         else:
-            mean, S = sample_covariance(X)
-            variances = np.diag(S)
-            floor = variance_floor(variances, self.noise_floor)
-            warn_constant_features(variances, floor, "PPCA", _SHARED_NOISE)
-            self.mean_ = mean
-            if self.solver == "closed":
-                W, sigma2 = ppca_closed_form(S, L, floor)
-                self.n_iter_ = 1  # one eigendecomposition
-            else:
-                W, sigma2 = self._em_complete(S, L, floor)
-            self.components_, self.noise_variance_ = W.T, float(sigma2)
+            self._fit_complete(*sample_covariance(X), L)
         self.n_components_ = L
         return self
+
+    def _fit_complete(self, mean, S, L):
+        """Closed form or EM from the mean and ML covariance of complete data."""
+        variances = np.diag(S)
+        floor = variance_floor(variances, self.noise_floor)
+        warn_constant_features(variances, floor, "PPCA", _SHARED_NOISE)
+        self.mean_ = mean
+        if self.solver == "closed":
+            W, sigma2 = ppca_closed_form(S, L, floor)
+            self.n_iter_ = 1  # one eigendecomposition
+        else:
+            W, sigma2 = self._em_complete(S, L, floor)
+        self.components_, self.noise_variance_ = W.T, float(sigma2)
 
     def _init_em(self, variances, L, d):
         rng = check_random_state(self.random_state)
@@ -275,6 +291,7 @@ class PPCA(LinearGaussianMixin):
         missing = np.isnan(X)
         return np.where(missing, 0.0, X), (~missing).astype(np.float64)
 
+    @streams_rows
     def transform(self, X):
         """Posterior mean E[z | observed entries of x], shape (n, L)."""
         check_is_fitted(self)
@@ -285,6 +302,7 @@ class PPCA(LinearGaussianMixin):
         return _observed_posteriors(X0, mask, self._loadings(), self.mean_,
                                     self.noise_variance_)[2]
 
+    @streams_rows
     def score_samples(self, X):
         """log p(x_o) of the observed entries of each row, in nats."""
         check_is_fitted(self)
@@ -294,6 +312,7 @@ class PPCA(LinearGaussianMixin):
         X0, mask = self._split_missing(X)
         return observed_loglike(X0, mask, self._loadings(), self.mean_, self.noise_variance_)
 
+    @streams_rows
     def impute(self, X):
         """Fill each NaN with its conditional mean E[x_m | x_o] = W_m E[z|x_o] + mu_m."""
         check_is_fitted(self)
