@@ -119,8 +119,8 @@ class VBPCA(LinearGaussianMixin):
     >>> import numpy as np
     >>> from elbokit.vi import VBPCA
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.standard_normal((500, 3)) @ rng.standard_normal((3, 20)) \
-    ...     + 0.5 * rng.standard_normal((500, 20))
+    >>> signal = rng.standard_normal((500, 3)) @ rng.standard_normal((3, 20))
+    >>> X = signal + 0.5 * rng.standard_normal((500, 20))
     >>> VBPCA(10).fit(X).n_components_
     3
 
