@@ -60,3 +60,19 @@ def test_demo_prints_the_table(tmp_path, capsys):
         assert (tmp_path / "demo" / kind / "samples.png").exists()
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["fa"]["test_loglike"] > summary["ppca"]["test_loglike"]
+
+
+def test_compare_linear_models_and_reload(tmp_path, capsys):
+    argv = ["compare", "--data", "digits", "--latent", "3", "--models", "pca,ppca,fa",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "exact" in out and "fa" in out
+    table = json.loads((tmp_path / "compare.json").read_text())["models"]
+    assert table["fa"]["test_loglike"] > table["ppca"]["test_loglike"] - 1e-9
+    assert table["pca"]["test_loglike"] == pytest.approx(table["ppca"]["test_loglike"])
+    # a second call loads the saved runs instead of refitting
+    stamp = (tmp_path / "fa" / "model.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert (tmp_path / "fa" / "model.json").stat().st_mtime_ns == stamp
+    assert main(["compare", "--models", "pca,nope", "--out", str(tmp_path)]) == 2

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from ..exceptions import ElbokitError
-from . import demo, evaluate, fit  # noqa: F401  (register commands)
+from . import compare, demo, evaluate, fit  # noqa: F401  (register commands)
 from ._app import app, fit_app
 
 
