@@ -77,7 +77,10 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     model.fit(dataset.train)
     seconds = time.perf_counter() - start
     metrics = metrics_for(model, dataset)
-    metrics.update(fit_seconds=seconds, iterations=getattr(model, "n_iter_", None),
+    iterations = getattr(model, "n_iter_", None)
+    if iterations is None and getattr(model, "history_", None):
+        iterations = len(model.history_)  # VAE: epochs run
+    metrics.update(fit_seconds=seconds, iterations=iterations,
                    n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
                    n_features=int(dataset.train.shape[1]))
     run = {"kind": kind_of(model), "data": spec, "seed": seed,
