@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..exceptions import ModelFileError, ParameterError
 
+LR_SCHEDULES = ("constant", "cosine")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
 NETWORKS = ("mlp", "linear", "conv")
 OBJECTIVES = ("a", "b", "iwae")
@@ -79,7 +80,8 @@ class ArchitectureConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     """How the weights are fitted: the estimator of the ELBO, the optimiser, the data
-    protocol. ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``;
+    protocol. ``lr_schedule="cosine"`` anneals the learning rate to 0 over the run
+    (per step), which removes the noise floor of the stochastic gradient. ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``;
     ``n_samples`` is L, the number of z drawn per data point. ``binarize="dynamic"``
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
     ``patience`` > 0 turns on early stopping on the validation ELBO."""
@@ -87,6 +89,7 @@ class TrainingConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     objective: str = "b"
     n_samples: int = 1
     binarize: str = "none"
@@ -99,6 +102,7 @@ class TrainingConfig:
         _check_int(self.epochs, "epochs", 1)
         _check_int(self.batch_size, "batch_size", 1)
         _check_positive(self.lr, "lr")
+        _check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
         _check_choice(self.objective, "objective", OBJECTIVES)
         _check_int(self.n_samples, "n_samples", 1)
         _check_choice(self.binarize, "binarize", BINARIZE)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .likelihoods import Bernoulli
+
 
 def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers of the given sizes with ReLU between them (none after the last)."""
@@ -57,6 +59,23 @@ class LinearDecoder(nn.Module):
         super().__init__()
         self.linear = nn.Linear(latent_dim, n_features)
         self.raw_variance = nn.Parameter(torch.zeros(n_features)) if n_heads == 2 else None
+
+    @torch.no_grad()
+    def init_from_data(self, X: torch.Tensor, likelihood) -> None:
+        """Start as FA's EM does, from the data's moments: b at the mean (the
+        Bernoulli's at its logit), psi at the pixel variances (at least the floor), and
+        W small, so that the first steps do not swamp low-variance pixels."""
+        mean = X.mean(0)  # (d,)
+        self.linear.weight.mul_(0.01)
+        if self.raw_variance is None:
+            if isinstance(likelihood, Bernoulli):
+                p = mean.clamp(1e-3, 1 - 1e-3)
+                mean = torch.log(p) - torch.log1p(-p)
+        else:
+            floor = likelihood.min_variance
+            excess = (X.var(0) - floor).clamp_min(1e-2 * floor)  # softplus(raw) = excess
+            self.raw_variance.copy_(excess + torch.log(-torch.expm1(-excess)))
+        self.linear.bias.copy_(mean)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mean = self.linear(z)  # (..., d)

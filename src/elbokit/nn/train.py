@@ -79,6 +79,8 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     elif resume:
         warnings.warn(f"resume=True but {run_dir} holds no checkpoint; training from the start",
                       UserWarning, stacklevel=3)
+    _set_lr(optimizer, config, state.epoch * math.ceil(len(X) / config.batch_size),
+            math.ceil(len(X) / config.batch_size))
     X, X_val = _prepare_data(X, validation, config, device)
     last_good = copy.deepcopy(model.state_dict())
     bar = _progress_bar(config, state.epoch, X.shape[0])
@@ -135,12 +137,25 @@ def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) ->
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        _set_lr(optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps)
         total += elbo.detach().sum()
         bar.update(1)
         if bar.disable is False and (step + 1) % POSTFIX_EVERY == 0:
             bar.set_postfix(epoch=epoch, loss=f"{-total.item() / min(n, (step + 1) * config.batch_size):.2f}",
                             refresh=False)
     return float(total) / n
+
+
+def _set_lr(optimizer, config: TrainingConfig, step: int, steps_per_epoch: int) -> None:
+    """The learning rate after ``step`` optimiser steps: constant, or cosine-annealed
+    from ``lr`` to 0 over ``epochs * steps_per_epoch`` steps. A function of the step
+    alone, so a resumed run needs no scheduler state."""
+    if config.lr_schedule == "constant":
+        return
+    progress = min(step / (config.epochs * steps_per_epoch), 1.0)
+    lr = 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _prepare_data(X, validation, config: TrainingConfig, device):
@@ -177,7 +192,7 @@ def _restore(run_dir, model, optimizer, generator, state, config, architecture) 
         raise ParameterError(f"{where} was written for another architecture "
                              f"({saved['architecture']}); use a new run directory or the same "
                              "model settings")
-    same = ("batch_size", "lr", "objective", "n_samples", "binarize", "seed")
+    same = ("batch_size", "lr", "lr_schedule", "objective", "n_samples", "binarize", "seed")
     changed = [k for k in same if getattr(saved["training"], k) != getattr(config, k)]
     if changed:
         warnings.warn(f"resuming {where} with changed training settings {changed}: the result "

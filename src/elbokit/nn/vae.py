@@ -42,7 +42,7 @@ class VAE(BaseEstimator):
     arch : ``"mlp"`` or ``"conv"``, the family of the non-linear networks (conv needs
         ``image_shape`` with sides divisible by 4, e.g. 8x8 or 28x28).
     hidden : hidden layer sizes of the MLP encoder; the MLP decoder mirrors them.
-    epochs, batch_size, lr, objective, n_samples, binarize, patience, seed, device,
+    epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience, seed, device,
     progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``.
 
@@ -58,7 +58,7 @@ class VAE(BaseEstimator):
                  decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
                  sigma: float = 1.0, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
-                 objective: str = "b", n_samples: int = 1, binarize: str = "none",
+                 lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1, binarize: str = "none",
                  patience: int = 0, seed: int = 0, device: str = "auto", progress: bool = True):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
@@ -72,6 +72,7 @@ class VAE(BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.objective = objective
         self.n_samples = n_samples
         self.binarize = binarize
@@ -102,7 +103,7 @@ class VAE(BaseEstimator):
 
     def _training(self, **overrides) -> TrainingConfig:
         settings = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                        objective=self.objective, n_samples=self.n_samples,
+                        lr_schedule=self.lr_schedule, objective=self.objective, n_samples=self.n_samples,
                         binarize=self.binarize, patience=self.patience, seed=self.seed,
                         device=self.device, progress=self.progress)
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -135,6 +136,9 @@ class VAE(BaseEstimator):
             raise ParameterError("early stopping (patience > 0) needs validation data")
         device = resolve_device(training.device)
         self.model_ = self._build(architecture, training.seed).to(device)
+        if hasattr(self.model_.decoder, "init_from_data"):
+            self.model_.decoder.init_from_data(torch.as_tensor(X, device=device),
+                                               self.model_.likelihood)
         self.history_ = train(self.model_, X, training, architecture, validation=validation,
                               objective=objective, run_dir=checkpoint_dir, resume=resume)
         self.architecture_, self.training_ = architecture, training
@@ -296,7 +300,7 @@ class VAE(BaseEstimator):
         vae = cls(a.latent_dim, likelihood=a.likelihood, decoder=a.decoder, encoder=a.encoder,
                   hidden=a.hidden, image_shape=a.image_shape, min_variance=a.min_variance,
                   sigma=a.sigma, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                  objective=t.objective, n_samples=t.n_samples, binarize=t.binarize,
+                  lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples, binarize=t.binarize,
                   patience=t.patience, seed=t.seed, device=device, progress=t.progress)
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history

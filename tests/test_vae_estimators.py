@@ -1,0 +1,160 @@
+"""The ELBO estimators L_A and L_B on a linear-Gaussian model, where everything is
+known in closed form (the lecture's slides "Computing the loss" and "A lower variance
+estimator of the loss").
+
+The model is a VAE with a linear decoder and Gaussian likelihood,
+x = W z + b + noise, noise ~ N(0, diag psi), z ~ N(0, I), so log p(x) is
+N(x | b, Psi + W W^T) (elbokit._math.LowRankGaussian) and, for q = N(m, diag s^2),
+
+    ELBO = sum_d -1/2 [log(2 pi psi_d) + ((x_d - W_d m - b_d)^2 + sum_l W_dl^2 s_l^2) / psi_d]
+           - 1/2 sum_l (s_l^2 + m_l^2 - 1 - log s_l^2).
+
+Weights are set by hand in float64; W is rotated so that W^T Psi^-1 W is diagonal,
+which makes the exact posterior N(G W^T Psi^-1 (x - b), G), G = (I + W^T Psi^-1 W)^-1,
+a diagonal Gaussian the encoder can represent.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from elbokit._math import LowRankGaussian  # noqa: E402
+from elbokit.nn import ArchitectureConfig, EstimatorA, EstimatorB, IWAE, VAEModel  # noqa: E402
+
+D, L = 6, 2
+N_DRAWS = 40_000
+
+
+def _problem(seed=0):
+    rng = np.random.default_rng(seed)
+    psi = rng.uniform(0.2, 1.0, size=D)
+    W0 = rng.normal(size=(D, L))
+    _, U = np.linalg.eigh(W0.T @ (W0 / psi[:, None]))
+    W = W0 @ U  # W^T Psi^-1 W diagonal
+    b = rng.normal(size=D)
+    X = b + rng.normal(size=(5, D)) @ np.linalg.cholesky(W @ W.T + np.diag(psi)).T
+    return W, psi, b, X
+
+
+def _model(W, psi, b, enc_weight, enc_bias, enc_logvar):
+    """A float64 VAEModel with decoder (W, b, psi) and encoder mean = A x + c,
+    logvar = e (constant)."""
+    config = ArchitectureConfig(n_features=D, latent_dim=L, likelihood="gaussian",
+                                encoder="linear", decoder="linear", min_variance=1e-8)
+    model = VAEModel(config).double()
+    with torch.no_grad():
+        model.decoder.linear.weight.copy_(torch.tensor(W))
+        model.decoder.linear.bias.copy_(torch.tensor(b))
+        excess = torch.tensor(psi - 1e-8)
+        model.decoder.raw_variance.copy_(torch.log(torch.expm1(excess)))
+        linear = model.encoder.net[0]
+        linear.weight.zero_()
+        linear.weight[:L].copy_(torch.tensor(enc_weight))
+        linear.bias[:L].copy_(torch.tensor(enc_bias))
+        linear.bias[L:].copy_(torch.tensor(enc_logvar))
+    # the variance the model really uses (softplus round trip)
+    psi_model = model.likelihood.variance(model.decoder.raw_variance).detach().numpy()
+    np.testing.assert_allclose(psi_model, psi, rtol=1e-10)
+    return model
+
+
+def _exact_posterior(W, psi, b):
+    gaussian = LowRankGaussian(W, psi)
+    G = gaussian.posterior_cov()
+    A = G @ W.T / psi  # posterior mean = A (x - b)
+    return gaussian, G, A
+
+
+def _closed_form_elbo(X, W, psi, b, A, c, logvar):
+    m = X @ A.T + c  # (n, L)
+    s2 = np.exp(logvar)  # (L,)
+    resid = X - m @ W.T - b
+    expected_log_lik = -0.5 * np.sum(np.log(2 * np.pi * psi)
+                                     + (resid**2 + (W**2 @ s2)) / psi, axis=1)
+    kl = 0.5 * np.sum(s2 + m**2 - 1 - logvar, axis=1)
+    return expected_log_lik - kl
+
+
+def _draws(estimator, model, X, n_draws=N_DRAWS, seed=0):
+    """n_draws independent one-sample estimates for each row of X: shape (n_draws, n)."""
+    x = torch.tensor(X).repeat(n_draws, 1)  # row k * n + i is X[i]
+    with torch.no_grad():
+        values = estimator(model, x, 1, torch.Generator().manual_seed(seed))
+    return values.numpy().reshape(n_draws, X.shape[0])
+
+
+@pytest.fixture(scope="module")
+def perturbed():
+    """A q that is not the posterior: a wrong mean map and too wide a variance."""
+    W, psi, b, X = _problem()
+    gaussian, G, A = _exact_posterior(W, psi, b)
+    rng = np.random.default_rng(1)
+    A_q = A + 0.3 * rng.normal(size=A.shape)
+    c_q = -A_q @ b + 0.5
+    logvar_q = np.log(np.diag(G)) + 0.8
+    model = _model(W, psi, b, A_q, c_q, logvar_q)
+    exact = _closed_form_elbo(X, W, psi, b, A_q, c_q, logvar_q)
+    log_px = gaussian.logpdf(X - b)
+    return model, X, exact, log_px
+
+
+@pytest.mark.parametrize("estimator", [EstimatorA(), EstimatorB()], ids=["L_A", "L_B"])
+def test_estimators_are_unbiased(perturbed, estimator):
+    model, X, exact, log_px = perturbed
+    assert np.all(log_px - exact > 0.5)  # a loose bound: bias would show
+    draws = _draws(estimator, model, X)
+    mean = draws.mean(0)
+    standard_error = draws.std(0, ddof=1) / np.sqrt(N_DRAWS)
+    assert np.all(np.abs(mean - exact) < 4 * standard_error), (mean, exact, standard_error)
+
+
+def test_l_b_has_lower_variance_than_l_a(perturbed):
+    model, X, _, _ = perturbed
+    var_a = _draws(EstimatorA(), model, X).var(0)
+    var_b = _draws(EstimatorB(), model, X).var(0)
+    assert np.all(var_b < var_a), (var_a, var_b)
+    # and the closed-form KL carries a real share of the variance away
+    assert np.mean(var_b / var_a) < 0.9
+
+
+def test_more_samples_per_point_divide_the_variance(perturbed):
+    model, X, exact, _ = perturbed
+    x = torch.tensor(X).repeat(4000, 1)
+    with torch.no_grad():
+        one = EstimatorB()(model, x, 1, torch.Generator().manual_seed(3)).numpy()
+        eight = EstimatorB()(model, x, 8, torch.Generator().manual_seed(4)).numpy()
+    ratio = one.reshape(4000, -1).var(0) / eight.reshape(4000, -1).var(0)
+    assert np.all((ratio > 5) & (ratio < 12)), ratio  # ~8
+    assert np.all(np.abs(eight.reshape(4000, -1).mean(0) - exact)
+                  < 4 * np.sqrt(eight.reshape(4000, -1).var(0) / 4000))
+
+
+def test_exact_posterior_makes_the_bound_tight():
+    """q = p(z|x): ELBO = log p(x), the lecture's EM argument. L_A then has zero
+    variance: every draw equals log p(x)."""
+    W, psi, b, X = _problem(seed=2)
+    gaussian, G, A = _exact_posterior(W, psi, b)
+    np.testing.assert_allclose(G, np.diag(np.diag(G)), atol=1e-12)  # diagonal by construction
+    model = _model(W, psi, b, A, -A @ b, np.log(np.diag(G)))
+    log_px = gaussian.logpdf(X - b)
+    np.testing.assert_allclose(_closed_form_elbo(X, W, psi, b, A, -A @ b, np.log(np.diag(G))),
+                               log_px, rtol=1e-10)
+    draws_a = _draws(EstimatorA(), model, X, n_draws=200)
+    np.testing.assert_allclose(draws_a, np.broadcast_to(log_px, draws_a.shape), rtol=1e-9)
+    draws_b = _draws(EstimatorB(), model, X)
+    standard_error = draws_b.std(0, ddof=1) / np.sqrt(N_DRAWS)
+    assert np.all(np.abs(draws_b.mean(0) - log_px) < 4 * standard_error)
+    # the importance-weighted bound is exact too, for any number of samples
+    with torch.no_grad():
+        iwae = IWAE()(model, torch.tensor(X), 5, torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(iwae, log_px, rtol=1e-9)
+
+
+def test_iwae_lies_between_elbo_and_log_likelihood(perturbed):
+    model, X, exact, log_px = perturbed
+    x = torch.tensor(X).repeat(2000, 1)
+    with torch.no_grad():
+        iwae = IWAE()(model, x, 50, torch.Generator().manual_seed(5)).numpy()
+    iwae = iwae.reshape(2000, -1).mean(0)
+    assert np.all(iwae > exact) and np.all(iwae < log_px + 1e-3)
