@@ -108,6 +108,10 @@ def test_float32_memmap_matches_in_memory_float32(tmp_path):
     # float32 chunk products: agreement to float32 rounding, not to the last bit
     np.testing.assert_allclose(est.get_covariance(), ref.get_covariance(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(est.score_samples(mm), ref.score_samples(X), rtol=1e-5)
+    # PCA works in float64 in memory; out of core its products are float64 too
+    ref, est = PCA(L).fit(X), PCA(L).fit(mm)
+    np.testing.assert_allclose(est.components_, ref.components_, atol=1e-9)
+    np.testing.assert_allclose(est.explained_variance_, ref.explained_variance_, rtol=1e-10)
 
 
 def test_one_pass_moments_are_accurate_with_a_huge_mean(data, tmp_path):

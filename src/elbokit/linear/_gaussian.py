@@ -117,10 +117,11 @@ class LinearGaussianMixin(TransformerMixin, BaseEstimator):
         shards, Dask array), None for in-memory data (the unchanged path)."""
         return as_chunk_source(X)
 
-    def _moments(self, source, *, min_samples: int = 2):
+    def _moments(self, source, *, data_precision: bool = False):
         """``(mean, S, n_samples)`` of an out-of-core source in one streaming pass;
-        sets ``n_features_in_``."""
-        return streaming_moments(self, source, min_samples=min_samples)
+        sets ``n_features_in_``. Chunk products are float64 unless ``data_precision``
+        (float32 for float32 data), matching each model's in-memory path."""
+        return streaming_moments(self, source, data_precision=data_precision)
 
     # ---- public API
     @streams_rows

@@ -75,16 +75,18 @@ class ChunkSource:
             check_chunk_finite(chunk, first, origin, allow_nan=allow_nan)
             yield first, chunk
 
-    def moments(self, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self, chunk_rows: int = CHUNK_ROWS, *,
+                data_precision: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Mean and ML covariance (divisor N) in one pass.
 
         Sums are taken about a shift (the mean of the first chunk), so the
         one-pass formula S = C/N - (s/N)(s/N)' with s = sum(x - shift),
         C = sum (x - shift)(x - shift)' loses no accuracy to a large mean. Chunk
-        products use ``syrk`` in the data's precision, accumulated in float64,
-        as :func:`sample_covariance` does in memory."""
+        products use ``syrk`` in the data's precision (float64 if not
+        ``data_precision``), accumulated in float64, as :func:`sample_covariance`
+        does in memory."""
         d = self.n_features
-        single = self.dtype == np.float32
+        single = self.dtype == np.float32 and data_precision
         syrk, dtype = (blas.ssyrk, np.float32) if single else (blas.dsyrk, np.float64)
         shift = total = None
         upper = np.zeros((d, d))
@@ -266,7 +268,7 @@ class DaskSource(ChunkSource):
         for i, start in enumerate(self._starts):
             yield int(start), self.X.blocks[i].compute(), None
 
-    def moments(self, chunk_rows: int = CHUNK_ROWS):
+    def moments(self, chunk_rows: int = CHUNK_ROWS, *, data_precision: bool = True):
         import dask
         import dask.array as da
 
@@ -332,13 +334,15 @@ def as_chunk_source(X) -> ChunkSource | None:
     return None
 
 
-def streaming_moments(estimator, source: ChunkSource, *, min_samples: int = 2):
+def streaming_moments(estimator, source: ChunkSource, *, min_samples: int = 2,
+                      data_precision: bool = False):
     """Mean, ML covariance and sample count of ``source`` in one pass; records
-    ``n_features_in_`` on ``estimator`` (no feature names, as for a plain array)."""
+    ``n_features_in_`` on ``estimator`` (no feature names, as for a plain array).
+    ``data_precision``: float32 chunk products for float32 data (else float64)."""
     if source.n_samples < min_samples:
         raise DataError(f"X has {source.n_samples} sample(s); at least {min_samples} "
                         "are required")
-    mean, S = source.moments()
+    mean, S = source.moments(data_precision=data_precision)
     estimator.n_features_in_ = source.n_features
     if hasattr(estimator, "feature_names_in_"):
         del estimator.feature_names_in_

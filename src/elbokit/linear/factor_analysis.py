@@ -116,13 +116,12 @@ class FactorAnalysis(LinearGaussianMixin):
         source = self._out_of_core(X)
         if source is None:
             X = self._validate(X, reset=True)
-            self._check_params()
-            mean, S = sample_covariance(X)
-            n = X.shape[0]
+            n, d = X.shape
         else:
-            self._check_params()
-            mean, S, n = self._moments(source)
-        L = self._check_n_components(n, S.shape[0], max_components=max(S.shape[0] - 1, 1))
+            n, d = source.n_samples, source.n_features
+        self._check_params()
+        L = self._check_n_components(n, d, max_components=max(d - 1, 1))
+        mean, S = sample_covariance(X) if source is None else self._moments(source, data_precision=True)[:2]
         return self._fit_covariance(mean, S, n, L)
 
     def _check_params(self):
