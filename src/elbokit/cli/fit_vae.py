@@ -1,0 +1,159 @@
+"""``elbokit fit vae``: train a VAE, checkpointing each epoch to the run directory.
+
+A thin layer over :class:`elbokit.nn.VAE`; torch is imported only when the command
+runs. The run directory gets the saved model (``model.json``, ``weights.safetensors``),
+``metrics.json``, ``run.json`` and ``checkpoints/`` (``--resume`` continues from it).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DataDir, DataSpec, Latent, Overwrite, Seed, TestFraction, print_metrics
+
+CHECKPOINTS = "checkpoints"
+EVAL_SEED = 12345  # seed of the fixed binarisation of the evaluation data
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    from ..exceptions import ParameterError
+
+    try:
+        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise ParameterError(f"--hidden must be comma-separated integers like 400 or "
+                             f"512,256; got {text!r}") from None
+    return sizes
+
+
+def fit_vae(
+    data: DataSpec = "digits",
+    latent: Latent = 10,
+    likelihood: Annotated[str, typer.Option(help="bernoulli, gaussian or gaussian-fixed.")]
+    = "bernoulli",
+    decoder: Annotated[Optional[str], typer.Option(help="mlp, linear or conv (default: "
+                                                        "conv for --arch conv, else mlp).")]
+    = None,
+    arch: Annotated[str, typer.Option(help="mlp or conv (images 8x8, 28x28, ...).")] = "mlp",
+    hidden: Annotated[str, typer.Option(help="Hidden sizes of the MLP, e.g. 400 or "
+                                             "512,256.")] = "400",
+    objective: Annotated[str, typer.Option(help="a (L_A), b (L_B) or iwae.")] = "b",
+    n_samples: Annotated[int, typer.Option("--n-samples", help="z samples per point (L).")]
+    = 1,
+    binarize: Annotated[str, typer.Option(help="none, dynamic or static (bernoulli only).")]
+    = "none",
+    sigma: Annotated[float, typer.Option(help="Std of likelihood gaussian-fixed.")] = 1.0,
+    min_variance: Annotated[float, typer.Option("--min-variance",
+                                                help="Variance floor of likelihood "
+                                                     "gaussian.")] = 1e-3,
+    epochs: Annotated[int, typer.Option(help="Epochs (in total, when resuming).")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant or cosine.")]
+    = "constant",
+    validation_fraction: Annotated[float, typer.Option(
+        "--validation-fraction", help="Share of the training rows held out to record a "
+                                      "validation ELBO each epoch (0: none).")] = 0.0,
+    patience: Annotated[int, typer.Option(help="Early stopping on the validation ELBO "
+                                               "after this many epochs without gain "
+                                               "(0: off; needs --validation-fraction).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
+    = False,
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+    = Path("runs/vae"),
+    data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+    overwrite: Overwrite = False,
+):
+    """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
+    from .. import data as data_module
+    from ..io import atomic_write_json
+    from ..runs import METRICS_FILE, RUN_FILE, prepare_out_dir
+
+    prepare_out_dir(out, overwrite=overwrite or resume)
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    from ..nn import VAE
+
+    model = VAE(latent, likelihood=likelihood, decoder=decoder, arch=arch,
+                hidden=_hidden(hidden), image_shape=dataset.image_shape, min_variance=min_variance,
+                sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                objective=objective, n_samples=n_samples, binarize=binarize, patience=patience,
+                seed=seed, device=device, progress=progress)
+    fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
+    train, test = evaluation_data(dataset, binarize)
+    start = time.perf_counter()
+    model.fit(fit_rows, validation=validation, checkpoint_dir=out / CHECKPOINTS, resume=resume)
+    seconds = time.perf_counter() - start
+    model.save(out)
+    metrics = vae_metrics(model, train, test)
+    metrics.update(fit_seconds=seconds, epochs=len(model.history_),
+                   images_per_second=_throughput(model, dataset.train.shape[0]),
+                   n_train=int(train.shape[0]), n_test=int(test.shape[0]),
+                   n_features=int(train.shape[1]), binarized_evaluation=binarize != "none")
+    run = {"kind": "vae", "data": data, "validation_fraction": validation_fraction, "seed": seed, "latent": latent,
+           "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+           "params": {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in model.get_params().items()},
+           "resumed": resume}
+    atomic_write_json(out / RUN_FILE, run)
+    atomic_write_json(out / METRICS_FILE, metrics)
+    print_metrics(f"vae (L={latent}, {likelihood}) on {data}", metrics)
+    typer.echo(f"saved to {out}")
+
+
+def split_validation(X, fraction: float, seed: int):
+    """(fit rows, validation rows or None): a seeded share of the training rows."""
+    import numpy as np
+
+    from ..exceptions import ParameterError
+
+    if not 0.0 <= fraction < 1.0:
+        raise ParameterError(f"--validation-fraction must lie in [0, 1); got {fraction}")
+    if fraction == 0.0:
+        return X, None
+    n_val = max(1, int(round(fraction * X.shape[0])))
+    order = np.random.default_rng(seed + 7).permutation(X.shape[0])
+    return X[order[n_val:]], X[order[:n_val]]
+
+
+def evaluation_data(dataset, binarize: str):
+    """Train and test rows to score: binarised once, with a fixed seed, when the model
+    is trained on binary pixels (the standard protocol for binarised MNIST)."""
+    if binarize == "none":
+        return dataset.train, dataset.test
+    import numpy as np
+
+    from ..data import binarize as binarize_rows
+
+    rng = np.random.default_rng(EVAL_SEED)
+    return binarize_rows(dataset.train, rng), binarize_rows(dataset.test, rng)
+
+
+def vae_metrics(model, train, test) -> dict:
+    """Train/test ELBO (L_B, one seeded sample per point) in nats/sample and bits/dim."""
+    import math
+
+    d = train.shape[1]
+    result = {}
+    for split, X in (("train", train), ("test", test)):
+        value = model.score(X)
+        result[f"{split}_elbo"] = value
+        result[f"{split}_bits_per_dim"] = -value / (d * math.log(2.0))
+    result["quantity"] = "ELBO (lower bound on log p(x)), nats/sample"
+    result["bits_per_dim_note"] = ("-ELBO / (d ln 2) of the data as scored (no dequantization)")
+    return result
+
+
+def _throughput(model, n_train: int) -> float | None:
+    seconds = sum(h["seconds"] for h in model.history_)
+    return n_train * len(model.history_) / seconds if seconds > 0 else None
+
+
+def register(fit_app: typer.Typer) -> None:
+    """Add ``vae`` to the ``elbokit fit`` group."""
+    fit_app.command("vae")(fit_vae)

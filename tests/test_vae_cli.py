@@ -1,0 +1,63 @@
+"""``elbokit fit vae``, and ``evaluate`` / ``sample`` on its run directory."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from elbokit.cli import main  # noqa: E402
+
+FAST = ["--data", "digits", "--latent", "3", "--hidden", "32", "--no-progress"]
+
+
+def test_fit_vae_writes_a_run_that_evaluate_and_sample_use(tmp_path, capsys):
+    out = tmp_path / "vae"
+    argv = ["fit", "vae", *FAST, "--epochs", "3", "--binarize", "dynamic",
+            "--validation-fraction", "0.1", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["fit_seconds"] > 0
+    assert metrics["binarized_evaluation"] is True
+    assert metrics["test_elbo"] < 0
+    assert metrics["test_bits_per_dim"] == pytest.approx(-metrics["test_elbo"] /
+                                                         (64 * np.log(2)))
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == "vae" and run["image_shape"] == [8, 8]
+    model = json.loads((out / "model.json").read_text())
+    assert model["kind"] == "vae" and len(model["history"]) == 3
+    assert "val_elbo" in model["history"][0]
+    assert (out / "checkpoints" / "checkpoint.json").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", "digits"]) == 0
+    assert "test_elbo" in capsys.readouterr().out
+    assert main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    from elbokit.nn import VAE
+
+    base = ["fit", "vae", *FAST, "--likelihood", "gaussian"]
+    assert main(base + ["--epochs", "3", "--out", str(tmp_path / "full")]) == 0
+    assert main(base + ["--epochs", "1", "--out", str(tmp_path / "cut")]) == 0
+    assert main(base + ["--epochs", "3", "--resume", "--out", str(tmp_path / "cut")]) == 0
+    full, resumed = VAE.load(tmp_path / "full"), VAE.load(tmp_path / "cut")
+    for name, value in full.model_.state_dict().items():
+        assert np.array_equal(value.numpy(), resumed.model_.state_dict()[name].numpy()), name
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["epochs"] == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--latent", "0"], "latent_dim must be >= 1"),
+    (["--likelihood", "poisson"], "likelihood must be one of"),
+    (["--hidden", "4x"], "--hidden must be comma-separated"),
+    (["--patience", "2"], "needs validation data"),
+    (["--validation-fraction", "1.5"], "validation-fraction"),
+])
+def test_fit_vae_errors_are_one_line_with_exit_code_2(tmp_path, capsys, extra, message):
+    argv = ["fit", "vae", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "o"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
