@@ -53,13 +53,17 @@ def test_console_script_runs_without_torch(tmp_path):
 
 
 def test_demo_prints_the_table(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--out", str(out_dir), "--vae-epochs", "2", "--k", "20"]) == 0
     out = capsys.readouterr().out
-    for kind in ("pca", "ppca", "fa", "linear-ae"):
+    for kind in ("pca", "ppca", "fa", "linear-ae", "vae"):
         assert kind in out
-        assert (tmp_path / "demo" / kind / "samples.png").exists()
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+        assert (out_dir / kind / "figures" / "samples.png").exists()
+    assert "IS k=20" in out and (out_dir / "report.html").exists()
+    summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["fa"]["test_loglike"] > summary["ppca"]["test_loglike"]
+    # the importance-sampled log p(x) of the VAE is above its ELBO
+    assert summary["vae"]["test_loglike_is"] > summary["vae"]["test_elbo"]
 
 
 def test_compare_linear_models_and_reload(tmp_path, capsys):

@@ -39,7 +39,8 @@ def render(html_path: Path):
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--vae-epochs", "2", "--k", "10",
+                 "--no-report"]) == 0
     assert main(["report", str(out)]) == 0
     return out / "report.html"
 
@@ -50,7 +51,7 @@ def test_report_is_self_contained(demo_report):
     # no network and no local files: every src is inline data
     assert not re.search(r'src="(?!data:)', text)
     assert not re.search(r"https?://", text)
-    for kind in ("pca", "ppca", "fa", "linear-ae"):
+    for kind in ("pca", "ppca", "fa", "linear-ae", "vae"):
         assert f">{kind} (" in text
 
 
@@ -58,7 +59,7 @@ def test_report_is_self_contained(demo_report):
                     "(apt-get install chromium); the browser check is skipped")
 def test_report_renders_in_chromium(demo_report, tmp_path):
     n_images, n_broken, console = render(demo_report)
-    assert n_images >= 4 * 6 and n_broken == 0 and console == []
+    assert n_images >= 5 * 6 and n_broken == 0 and console == []
     # the probe itself must catch a broken image and a console error (negative control)
     control = tmp_path / "control.html"
     control.write_text("<html><body><img src='data:image/png;base64,AAAA'>"
