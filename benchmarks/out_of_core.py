@@ -18,6 +18,12 @@ Target: peak resident memory below 1 GB on the 6 GB file. What is compared, hone
 in-memory fit on all 2,000,000 rows does not fit the target, so the full streamed fit is
 compared with the generating model (W W', Psi, held-out log-likelihood), and streaming is
 checked against in-memory fitting on a subset that fits.
+
+Measured (2 CPU cores, OpenBLAS, file in the page cache): generation 73 s; streamed fit
+from the path 47.8 s (7 EM iterations), from the memmap 68.2 s; streaming score 50 s;
+peak RSS 252 MiB (path) and 257 MiB (memmap), 111 MiB of it the interpreter and imports,
+so peak RSS / file size = 0.042; on the first 200,000 rows streamed vs in memory:
+W W' 8.7e-09, Psi 1.5e-06 relative, held-out log-likelihood equal to 1e-6 nats.
 """
 
 from __future__ import annotations
