@@ -45,7 +45,8 @@ class MLPDecoder(nn.Module):
         self.net = mlp([latent_dim, *hidden, n_heads * n_features])
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.net(z).chunk(self.n_heads, dim=-1)
+        out = self.net(z)  # (..., n_heads * d)
+        return (out,) if self.n_heads == 1 else out.chunk(self.n_heads, dim=-1)
 
 
 class LinearDecoder(nn.Module):

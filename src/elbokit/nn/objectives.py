@@ -62,7 +62,8 @@ class EstimatorB(ELBOEstimator):
     name = "b"
 
     def from_encoding(self, model, x, mean, logvar, z):
-        expected_log_lik = model.log_likelihood(x, z).mean(0)  # (B,)
+        log_lik = model.log_likelihood(x, z)  # (S, B)
+        expected_log_lik = log_lik[0] if log_lik.shape[0] == 1 else log_lik.mean(0)
         return expected_log_lik - kl_diag_gaussian_standard(mean, logvar)
 
 

@@ -24,7 +24,7 @@ from .config import ArchitectureConfig, TrainingConfig
 from .objectives import ELBOEstimator, EstimatorB, get_estimator
 
 EVAL_BATCH = 4096
-POSTFIX_EVERY = 25  # steps between progress-bar updates of the running loss
+CHECK_EVERY = 25  # steps between NaN checks and progress-bar updates
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +50,15 @@ def evaluate_elbo(model, X: torch.Tensor, *, estimator: ELBOEstimator | None = N
     return torch.cat(out)
 
 
+def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
+    """Adam; PyTorch's fused kernel (the same update in one pass over the parameters,
+    about 10% faster per step for an MLP VAE on the CPU) where the device supports it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 class _LoopState:
     """What the loop carries between epochs besides weights and optimiser."""
 
@@ -72,7 +81,7 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     objective = get_estimator(objective or config.objective)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr)
     state = _LoopState()
     if resume and ckpt.has_checkpoint(run_dir):
         _restore(run_dir, model, optimizer, generator, state, config, architecture)
@@ -120,30 +129,47 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
 
 
 def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) -> float:
-    """One pass over a seeded permutation of X; returns the mean training ELBO."""
-    n = X.shape[0]
-    n_steps = math.ceil(n / config.batch_size)
+    """One pass over a seeded permutation of X; returns the mean training ELBO.
+
+    Losses go to a tensor on the device and are checked for NaN/inf every
+    ``CHECK_EVERY`` steps (no per-step host sync on a GPU); the error names the first
+    bad step, and the caller restores the last good weights."""
+    n, batch_size = X.shape[0], config.batch_size
+    n_steps = math.ceil(n / batch_size)
     order = torch.randperm(n, generator=generator, device=X.device)
-    total = torch.zeros((), device=X.device)
+    losses = torch.empty(n_steps, device=X.device)  # mean -ELBO of each step
+    schedule = config.lr_schedule != "constant"
+    checked = 0
     for step in range(n_steps):
-        x = X[order[step * config.batch_size:(step + 1) * config.batch_size]]  # (B, d)
+        x = X[order[step * batch_size:(step + 1) * batch_size]]  # (B, d)
         if config.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
-        elbo = objective(model, x, config.n_samples, generator)  # (B,)
-        loss = -elbo.mean()
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at epoch {epoch}, step "
-                                f"{step + 1} of {n_steps}")
+        loss = -objective(model, x, config.n_samples, generator).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _set_lr(optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps)
-        total += elbo.detach().sum()
-        bar.update(1)
-        if bar.disable is False and (step + 1) % POSTFIX_EVERY == 0:
-            bar.set_postfix(epoch=epoch, loss=f"{-total.item() / min(n, (step + 1) * config.batch_size):.2f}",
-                            refresh=False)
-    return float(total) / n
+        losses[step] = loss.detach()
+        if schedule:
+            _set_lr(optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps)
+        if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
+            _check_losses(losses, checked, step + 1, epoch, n_steps)
+            bar.update(step + 1 - checked)
+            checked = step + 1
+            if not bar.disable:
+                bar.set_postfix(epoch=epoch, loss=f"{float(losses[:checked].mean()):.2f}",
+                                refresh=False)
+    sizes = torch.full((n_steps,), float(batch_size), device=X.device)
+    sizes[-1] = n - (n_steps - 1) * batch_size  # the last batch may be smaller
+    return -float((losses * sizes).sum()) / n
+
+
+def _check_losses(losses, start, stop, epoch, n_steps) -> None:
+    window = losses[start:stop]
+    finite = torch.isfinite(window)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        raise TrainingError(f"the loss became {float(window[first])} at epoch {epoch}, step "
+                            f"{start + first + 1} of {n_steps}")
 
 
 def _set_lr(optimizer, config: TrainingConfig, step: int, steps_per_epoch: int) -> None:
