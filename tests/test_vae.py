@@ -122,6 +122,21 @@ def test_every_variant_trains_and_improves(digits, kwargs):
     assert np.isfinite(vae.score(digits.test))
 
 
+def test_fit_from_a_memmap_matches_in_memory(digits, tmp_path):
+    """A float32 memmap is used in place (no copy) and gives the same fit."""
+    X = np.ascontiguousarray(digits.train[:300], dtype=np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+    settings = dict(hidden=(16,), epochs=2, binarize="dynamic", progress=False)
+    a = VAE(2, **settings).fit(mapped, validation=mapped[:50])
+    b = VAE(2, **settings).fit(X, validation=X[:50])
+    _assert_same_weights(_weights(a), _weights(b))
+    assert a.history_[-1]["val_elbo"] == b.history_[-1]["val_elbo"]
+    shared = torch.as_tensor(mapped)
+    assert shared.data_ptr() == mapped.ctypes.data  # the tensor is a view of the map
+
+
 def test_conv_on_28x28_images():
     rng = np.random.default_rng(0)
     X = (rng.uniform(size=(40, 784)) > 0.7).astype(np.float32)

@@ -29,7 +29,8 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + z.square()).sum(-1)
 
 
-def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor,
+                           logvar: torch.Tensor) -> torch.Tensor:
     """log N(z | mean, diag exp(logvar)) summed over the last axis."""
     return gaussian_log_prob(z, mean, logvar).sum(-1)
 

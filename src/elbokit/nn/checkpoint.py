@@ -12,7 +12,6 @@ complete checkpoint in place.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -227,7 +226,3 @@ def load_checkpoint(run_dir) -> dict:
         "rng": tensors.get("rng.generator"),
         "path": path,
     }
-
-
-def to_json(obj) -> str:
-    return json.dumps(obj)

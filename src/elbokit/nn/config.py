@@ -81,8 +81,10 @@ class ArchitectureConfig:
 class TrainingConfig:
     """How the weights are fitted: the estimator of the ELBO, the optimiser, the data
     protocol. ``lr_schedule="cosine"`` anneals the learning rate to 0 over the run
-    (per step), which removes the noise floor of the stochastic gradient. ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``;
-    ``n_samples`` is L, the number of z drawn per data point. ``binarize="dynamic"``
+    (per step), which removes the noise floor of the stochastic gradient (a resumed
+    run matches an uninterrupted one only with the same ``epochs``). ``objective`` is
+    ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``; ``n_samples`` is L, the number of z
+    drawn per data point. ``binarize="dynamic"``
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
     ``patience`` > 0 turns on early stopping on the validation ELBO."""
 

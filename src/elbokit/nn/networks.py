@@ -66,7 +66,7 @@ class LinearDecoder(nn.Module):
         """Start as FA's EM does, from the data's moments: b at the mean (the
         Bernoulli's at its logit), psi at the pixel variances (at least the floor), and
         W small, so that the first steps do not swamp low-variance pixels."""
-        mean = X.mean(0)  # (d,)
+        mean = X.mean(0).to(self.linear.bias.device)  # (d,)
         self.linear.weight.mul_(0.01)
         if self.raw_variance is None:
             if isinstance(likelihood, Bernoulli):

@@ -39,13 +39,16 @@ def resolve_device(name: str) -> torch.device:
 @torch.no_grad()
 def evaluate_elbo(model, X: torch.Tensor, *, estimator: ELBOEstimator | None = None,
                   n_samples: int = 1, seed: int | None = 0) -> torch.Tensor:
-    """Per-sample ELBO estimates of X (n, d) in batches, (n,); seeded for repeatability."""
+    """Per-sample ELBO estimates of X (n, d) in batches, (n,); seeded for repeatability.
+
+    X may live on the host while the model is on a GPU: batches are copied over."""
     estimator = estimator or EstimatorB()
+    device = next(model.parameters()).device
     generator = None
     if seed is not None:
-        generator = torch.Generator(device=X.device)
+        generator = torch.Generator(device=device)
         generator.manual_seed(seed)
-    out = [estimator(model, X[i:i + EVAL_BATCH], n_samples, generator)
+    out = [estimator(model, X[i:i + EVAL_BATCH].to(device), n_samples, generator)
            for i in range(0, X.shape[0], EVAL_BATCH)]
     return torch.cat(out)
 
@@ -136,12 +139,13 @@ def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) ->
     bad step, and the caller restores the last good weights."""
     n, batch_size = X.shape[0], config.batch_size
     n_steps = math.ceil(n / batch_size)
-    order = torch.randperm(n, generator=generator, device=X.device)
-    losses = torch.empty(n_steps, device=X.device)  # mean -ELBO of each step
+    device = generator.device  # the model's
+    order = torch.randperm(n, generator=generator, device=device).to(X.device)
+    losses = torch.empty(n_steps, device=device)  # mean -ELBO of each step
     schedule = config.lr_schedule != "constant"
     checked = 0
     for step in range(n_steps):
-        x = X[order[step * batch_size:(step + 1) * batch_size]]  # (B, d)
+        x = X[order[step * batch_size:(step + 1) * batch_size]].to(device)  # (B, d)
         if config.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
         loss = -objective(model, x, config.n_samples, generator).mean()
@@ -158,7 +162,7 @@ def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) ->
             if not bar.disable:
                 bar.set_postfix(epoch=epoch, loss=f"{float(losses[:checked].mean()):.2f}",
                                 refresh=False)
-    sizes = torch.full((n_steps,), float(batch_size), device=X.device)
+    sizes = torch.full((n_steps,), float(batch_size), device=device)
     sizes[-1] = n - (n_steps - 1) * batch_size  # the last batch may be smaller
     return -float((losses * sizes).sum()) / n
 
@@ -185,19 +189,47 @@ def _set_lr(optimizer, config: TrainingConfig, step: int, steps_per_epoch: int) 
 
 
 def _prepare_data(X, validation, config: TrainingConfig, device):
-    """Move data to the device once; binarise the static training set and the
-    validation set with a generator of their own (so resuming does not depend on it)."""
-    X = torch.as_tensor(X, dtype=torch.float32, device=device)
-    X_val = None if validation is None else torch.as_tensor(validation, dtype=torch.float32,
-                                                              device=device)
+    """Put the data on the device once (minibatches are then slices, no per-sample
+    work); binarise the static training set and the validation set with generators of
+    their own (so resuming does not depend on them)."""
+    X = _to_device(X, device, "the training data")
+    X_val = None if validation is None else _to_device(validation, device, "the validation data")
     if config.binarize != "none":
-        fixed = torch.Generator(device=device)
-        fixed.manual_seed(config.seed + 1)
         if config.binarize == "static":
-            X = torch.bernoulli(X, generator=fixed)
+            X = torch.bernoulli(X, generator=_seeded(X.device, config.seed + 1))
         if X_val is not None:
-            X_val = torch.bernoulli(X_val, generator=fixed)
+            X_val = torch.bernoulli(X_val, generator=_seeded(X_val.device, config.seed + 2))
     return X, X_val
+
+
+def _seeded(device, seed: int) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def as_float_tensor(X, device=None) -> torch.Tensor:
+    """torch.as_tensor without the warning about read-only arrays (memmaps opened
+    read-only): elbokit never writes into its inputs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(X, dtype=torch.float32, device=device)
+
+
+def _to_device(X, device: torch.device, what: str) -> torch.Tensor:
+    """X as a float32 tensor on ``device``; a float32 numpy array (or memmap) is shared,
+    not copied, on the CPU. Data too large for the GPU stays in host memory and each
+    minibatch is copied over."""
+    tensor = as_float_tensor(X)
+    if device.type == "cpu":
+        return tensor
+    try:
+        return tensor.to(device)
+    except torch.OutOfMemoryError:
+        warnings.warn(f"{what} ({tensor.numel() * 4 / 2**30:.1f} GiB) does not fit in {device} "
+                      "memory; it stays in host memory and each minibatch is copied over",
+                      UserWarning, stacklevel=4)
+        return tensor
 
 
 def _early_stopping(model, state: _LoopState, config: TrainingConfig, record: dict) -> bool:

@@ -22,7 +22,7 @@ from . import checkpoint as ckpt
 from .config import ArchitectureConfig, TrainingConfig
 from .model import VAEModel
 from .objectives import get_estimator
-from .train import EVAL_BATCH, evaluate_elbo, resolve_device, train
+from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
 
 class VAE(BaseEstimator):
@@ -58,7 +58,8 @@ class VAE(BaseEstimator):
                  decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
                  sigma: float = 1.0, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
-                 lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1, binarize: str = "none",
+                 lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
+                 binarize: str = "none",
                  patience: int = 0, seed: int = 0, device: str = "auto", progress: bool = True):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
@@ -103,7 +104,8 @@ class VAE(BaseEstimator):
 
     def _training(self, **overrides) -> TrainingConfig:
         settings = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                        lr_schedule=self.lr_schedule, objective=self.objective, n_samples=self.n_samples,
+                        lr_schedule=self.lr_schedule, objective=self.objective,
+                        n_samples=self.n_samples,
                         binarize=self.binarize, patience=self.patience, seed=self.seed,
                         device=self.device, progress=self.progress)
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -137,8 +139,7 @@ class VAE(BaseEstimator):
         device = resolve_device(training.device)
         self.model_ = self._build(architecture, training.seed).to(device)
         if hasattr(self.model_.decoder, "init_from_data"):
-            self.model_.decoder.init_from_data(torch.as_tensor(X, device=device),
-                                               self.model_.likelihood)
+            self.model_.decoder.init_from_data(as_float_tensor(X), self.model_.likelihood)
         self.history_ = train(self.model_, X, training, architecture, validation=validation,
                               objective=objective, run_dir=checkpoint_dir, resume=resume)
         self.architecture_, self.training_ = architecture, training
@@ -154,15 +155,15 @@ class VAE(BaseEstimator):
             return VAEModel(architecture)
 
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
-        X = check_data(X, name, dtype=np.float32)
+        X, low, high = _checked_float32(X, name)
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
             raise DataError(f"{name} has {X.shape[1]} features, but the VAE was fitted on "
                             f"{self.n_features_in_}")
-        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise DataError(f"{name} has values outside [0, 1] (min {X.min():.3g}, max "
-                            f"{X.max():.3g}); the Bernoulli likelihood needs intensities in "
+        if self.likelihood == "bernoulli" and (low < 0 or high > 1):
+            raise DataError(f"{name} has values outside [0, 1] (min {low:.3g}, max "
+                            f"{high:.3g}); the Bernoulli likelihood needs intensities in "
                             "[0, 1]: rescale the data or use likelihood='gaussian'")
         return X
 
@@ -183,7 +184,7 @@ class VAE(BaseEstimator):
         return self.architecture_.image_shape
 
     def _tensor(self, X) -> torch.Tensor:
-        return torch.as_tensor(X, dtype=torch.float32, device=self.device_)
+        return as_float_tensor(X, self.device_)
 
     def _generator(self, random_state) -> torch.Generator | None:
         if random_state is None:
@@ -300,12 +301,28 @@ class VAE(BaseEstimator):
         vae = cls(a.latent_dim, likelihood=a.likelihood, decoder=a.decoder, encoder=a.encoder,
                   hidden=a.hidden, image_shape=a.image_shape, min_variance=a.min_variance,
                   sigma=a.sigma, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                  lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples, binarize=t.binarize,
+                  lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples,
+                  binarize=t.binarize,
                   patience=t.patience, seed=t.seed, device=device, progress=t.progress)
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
         vae.n_features_in_ = architecture.n_features
         return vae
+
+
+def _checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:
+    """X as a checked 2-D float32 array, with its min and max.
+
+    A float32 matrix whose min and max are finite holds no NaN or inf (NaN propagates
+    through min and max), so it skips the full check (one pass over the data instead
+    of three); anything else goes through :func:`check_data` and its messages."""
+    if not (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2
+            and X.size > 0):
+        X = check_data(X, name, dtype=np.float32)
+    low, high = float(X.min()), float(X.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        X = check_data(X, name, dtype=np.float32)  # raises, naming the bad entries
+    return X, low, high
 
 
 def load_vae(directory, device: str = "cpu") -> VAE:
