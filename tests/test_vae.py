@@ -157,6 +157,15 @@ def test_early_stopping_keeps_the_best_epoch(digits):
                                                                                        abs=1e-3)
 
 
+def test_resuming_an_early_stopped_run_does_not_train_on(digits, tmp_path):
+    settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False)
+    X, V = digits.train[:300], digits.test[:100]
+    first = VAE(3, **settings).fit(X, validation=V, checkpoint_dir=tmp_path)
+    again = VAE(3, **settings).fit(X, validation=V, checkpoint_dir=tmp_path, resume=True)
+    assert again.history_ == first.history_
+    _assert_same_weights(_weights(first), _weights(again))
+
+
 # --------------------------------------------------------------------------- errors
 
 def test_bad_inputs_raise_clear_errors(fitted, digits):

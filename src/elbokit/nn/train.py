@@ -70,10 +70,12 @@ class _LoopState:
         self.history: list[dict] = []
         self.best_elbo = -math.inf
         self.best_epoch = 0
+        self.stopped_early = False
         self.best_weights: dict | None = None
 
     def to_json(self) -> dict:
-        return {"best_elbo": ckpt.json_number(self.best_elbo), "best_epoch": self.best_epoch}
+        return {"best_elbo": ckpt.json_number(self.best_elbo), "best_epoch": self.best_epoch,
+                "stopped_early": self.stopped_early}
 
 
 def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
@@ -97,7 +99,8 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     last_good = copy.deepcopy(model.state_dict())
     bar = _progress_bar(config, state.epoch, X.shape[0])
     try:
-        for epoch in range(state.epoch + 1, config.epochs + 1):
+        last_epoch = state.epoch if state.stopped_early else config.epochs
+        for epoch in range(state.epoch + 1, last_epoch + 1):
             start = time.perf_counter()
             try:
                 train_elbo = _run_epoch(model, X, optimizer, objective, config, generator,
@@ -115,14 +118,14 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
                 record["val_elbo"] = float(evaluate_elbo(model, X_val, seed=config.seed).mean())
             state.epoch = epoch
             state.history.append(record)
-            stop = _early_stopping(model, state, config, record)
+            state.stopped_early = _early_stopping(model, state, config, record)
             last_good = copy.deepcopy(model.state_dict())
             if run_dir is not None:
                 ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer,
                                      generator=generator, architecture=architecture,
                                      training=config, epoch=epoch, history=state.history,
                                      loop_state=state.to_json(), best_weights=state.best_weights)
-            if stop:
+            if state.stopped_early:
                 break
     finally:
         bar.close()
@@ -265,6 +268,7 @@ def _restore(run_dir, model, optimizer, generator, state, config, architecture) 
     best = saved["loop_state"].get("best_elbo")
     state.best_elbo = -math.inf if best is None else float(best)
     state.best_epoch = int(saved["loop_state"].get("best_epoch", 0))
+    state.stopped_early = saved["loop_state"].get("stopped_early") is True
     state.best_weights = saved["best"]
 
 
