@@ -47,13 +47,15 @@ def kl_diag_gaussian_standard(mean: torch.Tensor, logvar: torch.Tensor) -> torch
     return 0.5 * (torch.exp(logvar) + mean.square() - 1.0 - logvar).sum(-1)
 
 
-def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int,
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I): shape (n_samples, B, L).
+    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I): shape (n_samples, B, L), or
+    (B, L) for ``n_samples=None`` (one sample, the same draw as n_samples=1).
 
     The lecture's reparameterisation: the randomness lives in eps, so gradients
     flow to the encoder through mean and logvar."""
-    eps = torch.randn((n_samples,) + tuple(mean.shape), generator=generator,
+    shape = tuple(mean.shape) if n_samples is None else (n_samples,) + tuple(mean.shape)
+    eps = torch.randn(shape, generator=generator,
                       device=mean.device, dtype=mean.dtype)
     return mean + torch.exp(0.5 * logvar) * eps
 

@@ -33,9 +33,7 @@ class VAEModel(nn.Module):
         return self.decoder(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) for x (B, d) and z (S, B, L): shape (S, B)."""
-        if z.shape[0] == 1:  # one sample per point (the usual case): views, no broadcast
-            return self.likelihood.log_prob(x, self.decode(z[0])).unsqueeze(0)
+        """log p(x|z) for x (B, d) and z (S, B, L) or (B, L): shape (S, B) or (B,)."""
         return self.likelihood.log_prob(x, self.decode(z))
 
     def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:

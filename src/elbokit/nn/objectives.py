@@ -27,19 +27,23 @@ class ELBOEstimator:
     """Base class: subclasses implement :meth:`from_encoding`."""
 
     name = "base"
+    #: whether one sample per point may come as z of shape (B, L) instead of (1, B, L)
+    #: (fewer autograd nodes on the hot path of training)
+    accepts_single_sample = True
 
     def __call__(self, model, x: torch.Tensor, n_samples: int = 1,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         mean, logvar = model.encode(x)  # (B, L) each
-        z = reparameterize(mean, logvar, n_samples, generator)  # (S, B, L)
-        return self.from_encoding(model, x, mean, logvar, z)
+        single = n_samples == 1 and self.accepts_single_sample
+        z = reparameterize(mean, logvar, None if single else n_samples, generator)
+        return self.from_encoding(model, x, mean, logvar, z)  # z: (S, B, L) or (B, L)
 
     def from_encoding(self, model, x, mean, logvar, z) -> torch.Tensor:
         raise NotImplementedError
 
     @staticmethod
     def log_weights(model, x, mean, logvar, z) -> torch.Tensor:
-        """log p(x, z_j) - log q(z_j|x), shape (S, B)."""
+        """log p(x, z_j) - log q(z_j|x), shape (S, B) (or (B,) for z of shape (B, L))."""
         log_joint = model.log_likelihood(x, z) + standard_normal_log_prob(z)
         return log_joint - diag_gaussian_log_prob(z, mean, logvar)
 
@@ -53,7 +57,7 @@ class EstimatorA(ELBOEstimator):
     name = "a"
 
     def from_encoding(self, model, x, mean, logvar, z):
-        return self.log_weights(model, x, mean, logvar, z).mean(0)
+        return _sample_mean(self.log_weights(model, x, mean, logvar, z), z)
 
 
 class EstimatorB(ELBOEstimator):
@@ -62,8 +66,7 @@ class EstimatorB(ELBOEstimator):
     name = "b"
 
     def from_encoding(self, model, x, mean, logvar, z):
-        log_lik = model.log_likelihood(x, z)  # (S, B)
-        expected_log_lik = log_lik[0] if log_lik.shape[0] == 1 else log_lik.mean(0)
+        expected_log_lik = _sample_mean(model.log_likelihood(x, z), z)  # (B,)
         return expected_log_lik - kl_diag_gaussian_standard(mean, logvar)
 
 
@@ -71,9 +74,15 @@ class IWAE(ELBOEstimator):
     """The importance-weighted bound log mean_j exp(log w_j)."""
 
     name = "iwae"
+    accepts_single_sample = False
 
     def from_encoding(self, model, x, mean, logvar, z):
         return log_mean_exp(self.log_weights(model, x, mean, logvar, z), dim=0)
+
+
+def _sample_mean(values: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Average (S, B) values over the samples; (B,) values (one sample) pass through."""
+    return values if z.dim() == 2 else values.mean(0)
 
 
 ESTIMATORS = {cls.name: cls for cls in (EstimatorA, EstimatorB, IWAE)}
