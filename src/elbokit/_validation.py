@@ -95,10 +95,15 @@ def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
     arr = X
     if isinstance(X, np.ndarray) and X.ndim != 2:
         _check_shape(X, "X", min_samples)
-    arr = validate_data(
-        estimator, arr, reset=reset, dtype=[np.float64, np.float32],
-        ensure_all_finite=False, ensure_min_samples=min_samples,
-    )
+    try:
+        arr = validate_data(
+            estimator, arr, reset=reset, dtype=[np.float64, np.float32],
+            ensure_all_finite=False, ensure_min_samples=min_samples,
+        )
+    except ValueError as exc:  # scikit-learn's messages are clear; give them our type
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(str(exc)) from None
     _check_shape(arr, "X", min_samples)
     check_finite(arr, "X", allow_nan=allow_nan)
     return arr
