@@ -239,6 +239,22 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(digits, tmp_path):
                            resumed.model_.encoder.net[0].weight)
 
 
+def test_resume_uses_only_the_committed_checkpoint(digits, tmp_path):
+    """checkpoint.json, written last, names the tensor file: a stray file from an
+    interrupted later save is ignored, and a tensor file that does not match the
+    recorded checksum is refused."""
+    X = digits.train[:200]
+    settings = dict(hidden=(16,), progress=False)
+    VAE(2, epochs=1, **settings).fit(X, checkpoint_dir=tmp_path)
+    (tmp_path / "checkpoint-e0002.safetensors").write_bytes(b"half a file")
+    resumed = VAE(2, epochs=2, **settings).fit(X, checkpoint_dir=tmp_path, resume=True)
+    full = VAE(2, epochs=2, **settings).fit(X)
+    _assert_same_weights(_weights(full), _weights(resumed))
+    _edit_json(tmp_path / "checkpoint.json", lambda m: m.update(sha256="0" * 64))
+    with pytest.raises(ModelFileError, match="checksum"):
+        VAE(2, epochs=3, **settings).fit(X, checkpoint_dir=tmp_path, resume=True)
+
+
 def test_resume_refuses_another_architecture(digits, tmp_path):
     X = digits.train[:200]
     VAE(3, hidden=(32,), epochs=1, progress=False).fit(X, checkpoint_dir=tmp_path)
