@@ -157,6 +157,9 @@ class VAE(BaseEstimator):
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
         X, low, high = _checked_float32(X, name)
         if reset:
+            if X.shape[0] < 2:
+                raise DataError(f"{name} has {X.shape[0]} sample(s) (shape {X.shape}); at "
+                                "least 2 are required to fit")
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
             raise DataError(f"{name} has {X.shape[1]} features, but the VAE was fitted on "
