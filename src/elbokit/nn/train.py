@@ -36,7 +36,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_elbo(model, X: torch.Tensor, *, estimator: ELBOEstimator | None = None,
                   n_samples: int = 1, seed: int | None = 0) -> torch.Tensor:
     """Per-sample ELBO estimates of X (n, d) in batches, (n,); seeded for repeatability.
