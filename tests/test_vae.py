@@ -48,6 +48,15 @@ def test_import_elbokit_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_docstring_example_runs():
+    import doctest
+
+    import elbokit.nn.vae
+
+    result = doctest.testmod(elbokit.nn.vae, verbose=False)
+    assert result.attempted >= 7 and result.failed == 0
+
+
 def test_shapes_of_every_method(fitted, digits):
     X = digits.test[:7]
     assert fitted.n_features_in_ == 64

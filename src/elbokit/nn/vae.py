@@ -52,6 +52,23 @@ class VAE(BaseEstimator):
     architecture_, training_ : the configs it was built and fitted with.
     history_ : list of per-epoch dicts (``train_elbo``, ``val_elbo``, ``seconds``).
     n_features_in_ : d.
+
+    Examples
+    --------
+    >>> from elbokit.data import load
+    >>> from elbokit.nn import VAE
+    >>> digits = load("digits")
+    >>> vae = VAE(4, hidden=(64,), epochs=2, binarize="dynamic", progress=False)
+    >>> vae = vae.fit(digits.train, validation=digits.test)
+    >>> vae.encode(digits.test[:3]).shape            # posterior means
+    (3, 4)
+    >>> samples, std = vae.encode(digits.test[:3], n_samples=10)
+    >>> samples.shape, std.shape                     # draws from q(z|x), its std
+    ((3, 10, 4), (3, 4))
+    >>> vae.sample(5, random_state=0).shape          # decoder means of z ~ N(0, I)
+    (5, 64)
+    >>> bool(vae.elbo(digits.test, "a", n_samples=10).mean() < 0)   # nats per image
+    True
     """
 
     def __init__(self, latent_dim: int = 20, *, likelihood: str = "bernoulli",
