@@ -118,3 +118,32 @@ def test_fixed_gaussian_and_bernoulli_means():
     torch.testing.assert_close(FixedGaussian(0.5).mean(params), params[0])
     expected = torch.distributions.Normal(params[0], 0.5).log_prob(torch.ones(1, 2)).sum(-1)
     torch.testing.assert_close(FixedGaussian(0.5).log_prob(torch.ones(1, 2), params), expected)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=_finite, mean=_finite, logvar=st.floats(-30, 30, width=32),
+       logit=st.floats(-1e4, 1e4, width=32), pixel=st.floats(0, 1, width=32))
+def test_every_term_is_finite_with_finite_gradients(x, mean, logvar, logit, pixel):
+    """Over the whole range the VAE can meet (|logvar| <= 30, pixels in [0, 1], any
+    logit): values and gradients of every log-density and of the KL stay finite, and
+    the log-probabilities of discrete outcomes stay <= 0."""
+    m = torch.tensor([mean], requires_grad=True)
+    lv = torch.tensor([logvar], requires_grad=True)
+    lg = torch.tensor([logit], requires_grad=True)
+    bern = _math.bernoulli_log_prob(torch.tensor([pixel]), lg)
+    terms = [_math.gaussian_log_prob(torch.tensor([x]), m, lv), bern,
+             _math.kl_diag_gaussian_standard(m, lv), _math.diag_gaussian_log_prob(m, m, lv)]
+    total = sum(t.sum() for t in terms)
+    total.backward()
+    assert torch.isfinite(total)
+    for grad in (m.grad, lv.grad, lg.grad):
+        assert torch.isfinite(grad).all()
+    if pixel in (0.0, 1.0):
+        assert float(bern.detach()) <= 0.0
+    assert float(terms[2].detach()) >= 0.0  # KL is non-negative
