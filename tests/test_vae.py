@@ -210,6 +210,26 @@ class _NaNAfter(EstimatorB):
         return value * float("nan") if self.calls >= self.n else value
 
 
+class _Halved(EstimatorB):
+    """A custom objective object: half of L_B."""
+
+    name = "halved"
+
+    def from_encoding(self, model, x, mean, logvar, z):
+        return 0.5 * super().from_encoding(model, x, mean, logvar, z)
+
+
+def test_custom_objective_objects_train_and_are_recorded(digits, tmp_path):
+    X = digits.train[:200]
+    vae = VAE(2, hidden=(16,), epochs=1, objective=_Halved(), progress=False).fit(X)
+    plain = VAE(2, hidden=(16,), epochs=1, progress=False).fit(X)
+    assert vae.training_.objective == "custom"
+    assert vae.history_[0]["train_elbo"] == pytest.approx(0.5 * plain.history_[0]["train_elbo"],
+                                                          rel=0.05)
+    vae.save(tmp_path)
+    assert VAE.load(tmp_path).training_.objective == "custom"
+
+
 def test_nan_loss_names_epoch_and_step_and_keeps_last_good_checkpoint(digits, tmp_path):
     X = digits.train  # 1437 rows: 12 steps per epoch at batch size 128
     vae = VAE(3, hidden=(32,), epochs=5, objective=_NaNAfter(12 + 3), progress=False)

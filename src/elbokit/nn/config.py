@@ -17,7 +17,7 @@ from ..exceptions import ModelFileError, ParameterError
 LR_SCHEDULES = ("constant", "cosine")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
 NETWORKS = ("mlp", "linear", "conv")
-OBJECTIVES = ("a", "b", "iwae")
+OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object was given
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -24,9 +24,10 @@ from ._math import (diag_gaussian_log_prob, kl_diag_gaussian_standard, log_mean_
 
 
 class ELBOEstimator:
-    """Base class: subclasses implement :meth:`from_encoding`."""
+    """Base class: subclasses implement :meth:`from_encoding` (and set ``name``; a
+    name outside "a", "b", "iwae" is recorded as "custom" in the training config)."""
 
-    name = "base"
+    name = "custom"
     #: whether one sample per point may come as z of shape (B, L) instead of (1, B, L)
     #: (fewer autograd nodes on the hot path of training)
     accepts_single_sample = True

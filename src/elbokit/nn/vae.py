@@ -127,7 +127,8 @@ class VAE(BaseEstimator):
                         device=self.device, progress=self.progress)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         if not isinstance(settings["objective"], str):  # an ELBOEstimator object
-            settings["objective"] = getattr(settings["objective"], "name", "custom")
+            name = getattr(settings["objective"], "name", "custom")
+            settings["objective"] = name if name in ("a", "b", "iwae") else "custom"
         return TrainingConfig(**settings)
 
     # ------------------------------------------------------------------ fitting
