@@ -14,7 +14,6 @@ import copy
 import math
 import time
 import warnings
-from pathlib import Path
 
 import torch
 

@@ -17,7 +17,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from .._validation import check_data
-from ..exceptions import DataError, ModelFileError, ParameterError
+from ..exceptions import DataError, ParameterError
 from . import checkpoint as ckpt
 from .config import ArchitectureConfig, TrainingConfig
 from .model import VAEModel
@@ -351,4 +351,4 @@ def load_vae(directory, device: str = "cpu") -> VAE:
     return VAE.load(directory, device=device)
 
 
-__all__ = ["VAE", "load_vae", "ModelFileError"]
+__all__ = ["VAE", "load_vae"]
