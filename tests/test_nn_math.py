@@ -146,4 +146,4 @@ def test_every_term_is_finite_with_finite_gradients(x, mean, logvar, logit, pixe
         assert torch.isfinite(grad).all()
     if pixel in (0.0, 1.0):
         assert float(bern.detach()) <= 0.0
-    assert float(terms[2].detach()) >= 0.0  # KL is non-negative
+    assert float(terms[2].detach()) >= -1e-5  # KL is non-negative (up to float32 round-off)
