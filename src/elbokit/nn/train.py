@@ -92,13 +92,12 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     elif resume:
         warnings.warn(f"resume=True but {run_dir} holds no checkpoint; training from the start",
                       UserWarning, stacklevel=3)
-    _set_lr(optimizer, config, state.epoch * math.ceil(len(X) / config.batch_size),
-            math.ceil(len(X) / config.batch_size))
+    steps_per_epoch = math.ceil(len(X) / config.batch_size)
+    _set_lr(optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch)
     X, X_val = _prepare_data(X, validation, config, device)
     last_good = copy.deepcopy(model.state_dict())
-    bar = _progress_bar(config, state.epoch, X.shape[0])
-    try:
-        last_epoch = state.epoch if state.stopped_early else config.epochs
+    last_epoch = state.epoch if state.stopped_early else config.epochs
+    with _progress_bar(config, state.epoch, X.shape[0]) as bar:
         for epoch in range(state.epoch + 1, last_epoch + 1):
             start = time.perf_counter()
             try:
@@ -106,18 +105,12 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
                                         epoch, bar)
             except TrainingError as exc:
                 model.load_state_dict(last_good)
-                kept = (f"the last good checkpoint (epoch {state.epoch}) is kept in {run_dir}"
-                        if ckpt.has_checkpoint(run_dir) else
-                        f"the model keeps the weights of epoch {state.epoch}")
-                raise TrainingError(f"{exc}; {kept}. Lower the learning rate (lr={config.lr}) "
-                                    "or check the data") from None
+                raise _stopped(exc, state.epoch, run_dir, config) from None
             record = {"epoch": epoch, "train_elbo": train_elbo,
                       "seconds": time.perf_counter() - start}
             if X_val is not None:
                 record["val_elbo"] = float(evaluate_elbo(model, X_val, seed=config.seed).mean())
-            state.epoch = epoch
-            state.history.append(record)
-            state.stopped_early = _early_stopping(model, state, config, record)
+            _end_epoch(model, state, record, config)
             last_good = copy.deepcopy(model.state_dict())
             if run_dir is not None:
                 ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer,
@@ -126,11 +119,24 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
                                      loop_state=state.to_json(), best_weights=state.best_weights)
             if state.stopped_early:
                 break
-    finally:
-        bar.close()
     if config.patience and state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     return state.history
+
+
+def _stopped(exc: TrainingError, good_epoch: int, run_dir, config) -> TrainingError:
+    """The error for a NaN/inf loss, saying which weights survive."""
+    kept = (f"the last good checkpoint (epoch {good_epoch}) is kept in {run_dir}"
+            if ckpt.has_checkpoint(run_dir) else
+            f"the model keeps the weights of epoch {good_epoch}")
+    return TrainingError(f"{exc}; {kept}. Lower the learning rate (lr={config.lr}) or check "
+                         "the data")
+
+
+def _end_epoch(model, state: _LoopState, record: dict, config: TrainingConfig) -> None:
+    state.epoch = record["epoch"]
+    state.history.append(record)
+    state.stopped_early = _early_stopping(model, state, config, record)
 
 
 def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) -> float:
