@@ -95,7 +95,8 @@ def fit_vae(
                    images_per_second=_throughput(model, dataset.train.shape[0]),
                    n_train=int(train.shape[0]), n_test=int(test.shape[0]),
                    n_features=int(train.shape[1]), binarized_evaluation=binarize != "none")
-    run = {"kind": "vae", "data": data, "validation_fraction": validation_fraction, "seed": seed, "latent": latent,
+    run = {"kind": "vae", "data": data, "validation_fraction": validation_fraction,
+           "seed": seed, "latent": latent,
            "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
            "params": {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in model.get_params().items()},
