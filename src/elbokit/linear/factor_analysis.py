@@ -12,6 +12,7 @@ import time
 import warnings
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from scipy import linalg
 
 from .._math import LowRankGaussian, cho_solve, cholesky
@@ -142,7 +143,10 @@ class FactorAnalysis(LinearGaussianMixin):
         self.loglike_ = []
         converged = False
         start = time.perf_counter()
-        with progress_bar(total=self.max_iter, desc="FA EM", disable=not self.verbose) as bar:
+        # the iterations are d x L products and L x L solves: BLAS threads only add
+        # synchronisation (ruinous on a busy machine), so run them single-threaded
+        with progress_bar(total=self.max_iter, desc="FA EM", disable=not self.verbose) as bar, \
+                threadpool_limits(limits=1, user_api="blas"):
             for it in range(self.max_iter):
                 W, psi, loglike = fa_em_step(S, W, psi, floor)
                 self.loglike_.append(loglike)
