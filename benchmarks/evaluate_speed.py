@@ -1,0 +1,80 @@
+"""Throughput of the importance-sampled log-likelihood against its arithmetic bound.
+
+    .venv/bin/python benchmarks/evaluate_speed.py [--n-test 10000] [--k 5000]
+
+Times ``elbokit.evaluate.log_likelihood`` with k importance samples on Fashion-MNIST
+test images for the 784-400-20 VAE (Bernoulli decoder), and compares it with the
+bound set by arithmetic alone: decoder FLOPs per sample x samples / the matmul FLOP
+rate of this machine, measured in the same run on the decoder's own layer shapes.
+Target (issue 4): at least 50% of that bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def matmul_rate(rows: int, shapes, repeats: int = 7) -> float:
+    """FLOP/s of torch.mm on the decoder's layer shapes (float32), median of repeats."""
+    import torch
+
+    torch.manual_seed(0)
+    mats = [(torch.randn(rows, a), torch.randn(a, b)) for a, b in shapes]
+    flops = sum(2.0 * rows * a * b for a, b in shapes)
+    for x, w in mats:  # warm up
+        x @ w
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for x, w in mats:
+            x @ w
+        times.append(time.perf_counter() - start)
+    return flops / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-test", type=int, default=10000)
+    parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (speed only)")
+    args = parser.parse_args()
+
+    import torch
+
+    import elbokit
+    from elbokit import evaluate
+
+    ds = elbokit.data.load("fashion-mnist")
+    vae = elbokit.VAE(20, likelihood="bernoulli", hidden=(400,), epochs=args.epochs, seed=0,
+                      progress=False).fit(ds.train)
+    X = ds.test[: args.n_test]
+    latent, hidden, d = 20, 400, X.shape[1]
+    decoder_flops = 2.0 * (latent * hidden + hidden * d)  # per latent sample
+    encoder_flops = 2.0 * (d * hidden + hidden * 2 * latent)  # per data point
+    total_flops = X.shape[0] * (args.k * decoder_flops + encoder_flops)
+    rate = matmul_rate(16384, [(latent, hidden), (hidden, d)])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"matmul rate on the decoder's shapes: {rate / 1e9:.1f} GFLOP/s")
+    start = time.perf_counter()
+    ll = evaluate.log_likelihood(vae, X, n_importance=args.k, progress=True)
+    seconds = time.perf_counter() - start
+    rate_after = matmul_rate(16384, [(latent, hidden), (hidden, d)])
+    rate = max(rate, rate_after)  # the faster measurement gives the stricter bound
+    bound = total_flops / rate
+    samples = X.shape[0] * args.k
+    print(f"test log p(x) = {ll.mean:.2f} +- {ll.stderr:.2f} nats (k = {args.k}, "
+          f"{X.shape[0]} images)")
+    print(f"{'':<28}{'seconds':>10}{'samples/s':>14}")
+    print(f"{'log_likelihood (measured)':<28}{seconds:>10.1f}{samples / seconds:>14,.0f}")
+    print(f"{'arithmetic bound':<28}{bound:>10.1f}{samples / bound:>14,.0f}")
+    print(f"achieved / bound = {bound / seconds:.2f} (target >= 0.50); "
+          f"matmul rate {rate / 1e9:.1f} GFLOP/s, "
+          f"{decoder_flops:,.0f} decoder FLOPs per sample")
+
+
+if __name__ == "__main__":
+    main()
