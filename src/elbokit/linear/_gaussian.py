@@ -72,6 +72,13 @@ def warn_constant_features(variances: np.ndarray, floor: float, model: str,
     return constant
 
 
+def subspace_loadings(components: np.ndarray, explained_variance: np.ndarray,
+                      noise_variance: float) -> np.ndarray:
+    """PPCA loadings W = U (Lambda - sigma^2 I)^(1/2) from orthonormal directions U'
+    (L, d) and the data variance Lambda along them (Tipping & Bishop 1999, eq. 7)."""
+    return components.T * np.sqrt(np.maximum(explained_variance - noise_variance, 0.0))
+
+
 class LinearGaussianMixin(TransformerMixin, BaseEstimator):
     """Estimator API shared by the linear-Gaussian models."""
 
@@ -150,6 +157,17 @@ class LinearGaussianMixin(TransformerMixin, BaseEstimator):
     def score(self, X, y=None):
         """Mean log-likelihood per sample, in nats."""
         return float(np.mean(self.score_samples(X)))
+
+    @streams_rows
+    def impute(self, X):
+        """Fill each NaN with its conditional mean E[x_m | x_o] = W_m E[z | x_o] + mu_m
+        (for the estimators that accept NaN: PPCA(solver="em"), VBPCA)."""
+        check_is_fitted(self)
+        X = np.array(self._validate(X, reset=False), dtype=np.float64)
+        missing = np.isnan(X)
+        if missing.any():
+            X[missing] = self.inverse_transform(self.transform(X))[missing]
+        return X
 
     def get_covariance(self):
         """Model covariance Psi + W W^T, shape (d, d)."""

@@ -19,7 +19,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_float, check_int
 from ..exceptions import ConvergenceWarning, DataError
 from ..progress import progress_bar
-from ._gaussian import LinearGaussianMixin, sample_covariance, variance_floor
+from ._gaussian import (LinearGaussianMixin, sample_covariance, subspace_loadings,
+                        variance_floor)
 from ._streaming import streams_rows
 
 
@@ -137,8 +138,8 @@ class LinearAutoencoder(LinearGaussianMixin):
         self.noise_variance_ = max(float((np.trace(S) - inside.sum()) / (d - L)), floor)
 
     def _loadings(self):
-        scale = np.sqrt(np.maximum(self.explained_variance_ - self.noise_variance_, 0.0))
-        return self.components_.T * scale
+        return subspace_loadings(self.components_, self.explained_variance_,
+                                 self.noise_variance_)
 
     def _noise_diag(self):
         return np.full(self.components_.shape[1], self.noise_variance_)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ._gaussian import LinearGaussianMixin, variance_floor
+from ._gaussian import LinearGaussianMixin, subspace_loadings, variance_floor
 from ._streaming import streams_rows
 
 
@@ -92,8 +92,8 @@ class PCA(LinearGaussianMixin):
         return self
 
     def _loadings(self):
-        scale = np.sqrt(np.maximum(self.explained_variance_ - self.noise_variance_, 0.0))
-        return self.components_.T * scale
+        return subspace_loadings(self.components_, self.explained_variance_,
+                                 self.noise_variance_)
 
     def _noise_diag(self):
         return np.full(self.components_.shape[1], self.noise_variance_)

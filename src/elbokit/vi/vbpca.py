@@ -255,15 +255,6 @@ class VBPCA(LinearGaussianMixin):
             return super().score_samples(X)
         return observed_loglike(X0, mask, self._loadings(), self.mean_, self.noise_variance_)
 
-    def impute(self, X):
-        """Fill each NaN with its conditional mean E[x_m | x_o] = W_m E[z | x_o] + mu_m."""
-        check_is_fitted(self)
-        X = np.array(self._validate(X, reset=False), dtype=np.float64)
-        missing = np.isnan(X)
-        if missing.any():
-            X[missing] = self.inverse_transform(self.transform(X))[missing]
-        return X
-
     # ---- LinearGaussianMixin hooks
     def _loadings(self) -> np.ndarray:
         return self.components_.T
