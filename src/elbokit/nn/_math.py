@@ -29,6 +29,11 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + z.square()).sum(-1)
 
 
+def standard_normal_log_prob_dims(z: torch.Tensor) -> torch.Tensor:
+    """log N(z_i | 0, 1) elementwise (no sum)."""
+    return -0.5 * (LOG_2PI + z.square())
+
+
 def diag_gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor,
                            logvar: torch.Tensor) -> torch.Tensor:
     """log N(z | mean, diag exp(logvar)) summed over the last axis."""
@@ -44,7 +49,12 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 def kl_diag_gaussian_standard(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL( N(mean, diag exp(logvar)) || N(0, I) ) summed over the last axis:
     1/2 sum(exp(logvar) + mean^2 - 1 - logvar) (Kingma & Welling 2014, appendix B)."""
-    return 0.5 * (torch.exp(logvar) + mean.square() - 1.0 - logvar).sum(-1)
+    return kl_diag_gaussian_standard_dims(mean, logvar).sum(-1)
+
+
+def kl_diag_gaussian_standard_dims(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The same KL per dimension (no sum): 1/2 (exp(logvar) + mean^2 - 1 - logvar)."""
+    return 0.5 * (torch.exp(logvar) + mean.square() - 1.0 - logvar)
 
 
 def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | None,

@@ -20,6 +20,7 @@ NETWORKS = ("mlp", "linear", "conv")
 OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object was given
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda")
+POSTERIORS = ("gaussian", "iaf")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class ArchitectureConfig:
     variance, ``var = min_variance + softplus(s(z))``: without it the likelihood of a
     constant pixel runs to infinity. ``sigma`` is the standard deviation of
     ``likelihood="gaussian-fixed"``.
+
+    ``posterior="iaf"`` puts an inverse autoregressive flow on the Gaussian encoder's
+    sample (see :mod:`elbokit.nn.flows`): ``flow_steps`` steps, each a MADE network
+    with hidden layers ``flow_hidden`` and a context vector of ``flow_context`` numbers
+    from the encoder (extra outputs of its last layer).
     """
 
     n_features: int
@@ -43,6 +49,10 @@ class ArchitectureConfig:
     image_shape: tuple[int, int] | None = None
     min_variance: float = 1e-3
     sigma: float = 1.0
+    posterior: str = "gaussian"
+    flow_steps: int = 2
+    flow_hidden: tuple[int, ...] = (320,)
+    flow_context: int = 64
 
     def __post_init__(self):
         _check_int(self.n_features, "n_features", 1)
@@ -54,6 +64,13 @@ class ArchitectureConfig:
             _check_int(h, "hidden size", 1)
         _check_positive(self.min_variance, "min_variance")
         _check_positive(self.sigma, "sigma")
+        _check_choice(self.posterior, "posterior", POSTERIORS)
+        _check_int(self.flow_steps, "flow_steps", 1)
+        if not self.flow_hidden:
+            raise ParameterError("flow_hidden needs at least one hidden layer size")
+        for h in self.flow_hidden:
+            _check_int(h, "flow hidden size", 1)
+        _check_int(self.flow_context, "flow_context", 0)
         if "conv" in (self.encoder, self.decoder):
             self._check_conv_shape()
 
@@ -86,7 +103,14 @@ class TrainingConfig:
     ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``; ``n_samples`` is L, the number of z
     drawn per data point. ``binarize="dynamic"``
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
-    ``patience`` > 0 turns on early stopping on the validation ELBO."""
+    ``patience`` > 0 turns on early stopping on the validation ELBO.
+
+    The KL term of the training loss (objectives "a" and "b" only) can be weighted:
+    ``beta`` multiplies it; ``kl_warmup=N`` raises its weight linearly from 0 to
+    ``beta`` over the first N epochs (per step); ``free_bits=lambda`` (nats per latent
+    dimension, Kingma et al. 2016) replaces each dimension's batch-mean KL by
+    max(lambda, KL_j). These change the gradients only: the ELBO recorded in the
+    history is always the true, unweighted bound."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -99,6 +123,9 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    kl_warmup: int = 0
+    free_bits: float = 0.0
+    beta: float = 1.0
 
     def __post_init__(self):
         _check_int(self.epochs, "epochs", 1)
@@ -113,6 +140,19 @@ class TrainingConfig:
         _check_choice(self.device, "device", DEVICES)
         if not isinstance(self.progress, bool):
             raise ParameterError(f"progress must be True or False; got {self.progress!r}")
+        _check_int(self.kl_warmup, "kl_warmup", 0)
+        _check_positive(self.beta, "beta")
+        if self.free_bits != 0:
+            _check_positive(self.free_bits, "free_bits")
+        if self.kl_weighted and self.objective not in ("a", "b"):
+            raise ParameterError(f"kl_warmup, free_bits and beta weight the KL term of "
+                                 f"objectives 'a' and 'b'; objective {self.objective!r} has "
+                                 "no separate KL term")
+
+    @property
+    def kl_weighted(self) -> bool:
+        """Whether the training loss differs from the plain -ELBO."""
+        return bool(self.kl_warmup or self.free_bits or self.beta != 1)
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -153,8 +193,8 @@ def _to_dict(config) -> dict:
 
 
 # JSON type of each field: the checks below run before __post_init__'s range checks
-_INT_TUPLES = {"hidden", "image_shape"}
-_FLOATS = {"min_variance", "sigma", "lr"}
+_INT_TUPLES = {"hidden", "image_shape", "flow_hidden"}
+_FLOATS = {"min_variance", "sigma", "lr", "free_bits", "beta"}
 
 
 def _from_dict(cls, obj, where: str):

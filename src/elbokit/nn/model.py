@@ -1,18 +1,56 @@
 """The VAE as a torch module, built from an :class:`ArchitectureConfig` alone.
 
-Encoder q(z|x) = N(mean(x), diag exp(logvar(x))), prior p(z) = N(0, I), decoder
-p(x|z) given by the likelihood. No training code here (see ``train.py``) and no
-estimator of the ELBO (see ``objectives.py``).
+Encoder q(z|x) = N(mean(x), diag exp(logvar(x))), optionally followed by an inverse
+autoregressive flow (``posterior="iaf"``, see ``flows.py``); prior p(z) = N(0, I);
+decoder p(x|z) given by the likelihood. No training code here (see ``train.py``) and
+no estimator of the ELBO (see ``objectives.py``): they draw z and log q(z|x) from
+:meth:`VAEModel.posterior`, which accounts for the flow's log-determinant.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from ._math import gaussian_log_prob, reparameterize
 from .config import ArchitectureConfig
+from .flows import IAF
 from .likelihoods import build_likelihood
 from .networks import build_decoder, build_encoder
+
+
+@dataclass
+class PosteriorSample:
+    """Draws z ~ q(z|x) with what the estimators need about them.
+
+    ``z0`` is the Gaussian draw, ``z`` the latent (after the flow, if any), both
+    (S, B, L) or (B, L); ``mean``, ``logvar`` (B, L) the Gaussian's parameters;
+    ``log_det`` (like z) each coordinate's share of the flow's log-determinant, or
+    None for the plain Gaussian posterior."""
+
+    z0: torch.Tensor
+    z: torch.Tensor
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    log_det: torch.Tensor | None = None
+
+    @property
+    def gaussian(self) -> bool:
+        return self.log_det is None
+
+    def log_q_dims(self) -> torch.Tensor:
+        """Per-coordinate terms of log q(z|x), like z; their sum over the last axis is
+        log q(z|x) = log N(z0 | mean, diag exp(logvar)) - log |det dz/dz0|."""
+        log_q = gaussian_log_prob(self.z0, self.mean, self.logvar)
+        return log_q if self.log_det is None else log_q - self.log_det
+
+    def log_q(self) -> torch.Tensor:
+        """log q(z|x), shape (S, B) or (B,)."""
+        return self.log_q_dims().sum(-1)
 
 
 class VAEModel(nn.Module):
@@ -21,12 +59,54 @@ class VAEModel(nn.Module):
         self.config = config
         self.likelihood = build_likelihood(config.likelihood, min_variance=config.min_variance,
                                            sigma=config.sigma)
-        self.encoder = build_encoder(config)
+        self.flow = None
+        self._context_half = 0
+        if config.posterior == "iaf":
+            # the context h(x) comes out of the encoder's last layer, as extra outputs
+            # of its "mean" and "logvar" halves (any encoder type, unchanged code)
+            self._context_half = math.ceil(config.flow_context / 2)
+            widened = dataclasses.replace(config, latent_dim=config.latent_dim
+                                          + self._context_half)
+            self.encoder = build_encoder(widened)
+            self.flow = IAF(config.latent_dim, config.flow_steps, config.flow_hidden,
+                            config.flow_context)
+        else:
+            self.encoder = build_encoder(config)
         self.decoder = build_decoder(config, self.likelihood.n_heads)
 
+    def encode_posterior(self, x: torch.Tensor):
+        """x (B, d) -> mean, logvar (B, L) of the Gaussian and the flow's context
+        (B, flow_context), None without a flow."""
+        mean, logvar = self.encoder(x)
+        if self.flow is None:
+            return mean, logvar, None
+        latent = self.config.latent_dim
+        context = torch.cat([mean[:, latent:], logvar[:, latent:]], dim=-1)
+        return mean[:, :latent], logvar[:, :latent], context[:, :self.config.flow_context]
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, d) -> mean, logvar of q(z|x), (B, L) each."""
-        return self.encoder(x)
+        """x (B, d) -> mean, logvar of the Gaussian part of q(z|x), (B, L) each (the
+        whole q(z|x) without a flow)."""
+        mean, logvar, _ = self.encode_posterior(x)
+        return mean, logvar
+
+    def posterior(self, x: torch.Tensor, n_samples: int | None,
+                  generator: torch.Generator | None = None, *, encoding=None) -> PosteriorSample:
+        """Reparameterised draws from q(z|x): z of shape (n_samples, B, L), or (B, L)
+        for ``n_samples=None``. ``encoding``: a precomputed :meth:`encode_posterior`."""
+        mean, logvar, context = self.encode_posterior(x) if encoding is None else encoding
+        z0 = reparameterize(mean, logvar, n_samples, generator)
+        if self.flow is None:
+            return PosteriorSample(z0, z0, mean, logvar)
+        z, log_det = self.flow(z0, context)
+        return PosteriorSample(z0, z, mean, logvar, log_det)
+
+    def sample_posterior(self, x: torch.Tensor, n_samples: int,
+                         generator: torch.Generator | None = None):
+        """(z, log q(z|x)): z (n_samples, B, L) ~ q(z|x) and its log-density (n_samples, B),
+        the flow's log-determinant included."""
+        post = self.posterior(x, n_samples, generator)
+        return post.z, post.log_q()
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """z (..., L) -> the likelihood's per-pixel parameters, (..., d) each."""

@@ -2,30 +2,60 @@
 Pyro's ``Trace_ELBO`` / ``TraceMeanField_ELBO``).
 
 Each is called as ``estimator(model, x, n_samples, generator)`` and returns one
-estimate per data point, shape (B,), in nats. With z_j = mean + sigma * eps_j,
-j = 1..L (the lecture's reparameterisation):
+estimate per data point, shape (B,), in nats. With z_j ~ q(z|x), j = 1..L, drawn by
+reparameterisation (z_j = mean + sigma * eps_j, then the flow if the model has one;
+see :meth:`~elbokit.nn.model.VAEModel.posterior`):
 
 * :class:`EstimatorA`, L_A = 1/L sum_j [log p(x, z_j) - log q(z_j|x)]
   (slide "Computing the loss").
 * :class:`EstimatorB`, L_B = -KL(q(z|x) || p(z)) + 1/L sum_j log p(x|z_j), the KL in
-  closed form (slide "A lower variance estimator of the loss").
+  closed form (slide "A lower variance estimator of the loss"). With an IAF
+  posterior the KL has no closed form: L_B then uses its Monte-Carlo form
+  1/L sum_j [log q(z_j|x) - log p(z_j)] and equals L_A.
 * :class:`IWAE`, log 1/L sum_j p(x, z_j) / q(z_j|x): a tighter bound
   (Burda et al. 2016) that tends to log p(x) as L grows; equal to L_A for L = 1.
 
 All three are unbiased for their target; A and B share the target, the ELBO.
+log q(z|x) always includes the flow's log-determinant.
+
+:func:`training_loss` is what the training loop minimises: -ELBO, or with
+``beta`` / ``kl_warmup`` / ``free_bits`` a reweighted KL term (the ELBO itself is
+returned alongside, unweighted).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._math import (diag_gaussian_log_prob, kl_diag_gaussian_standard, log_mean_exp,
-                    reparameterize, standard_normal_log_prob)
+from ._math import (diag_gaussian_log_prob, kl_diag_gaussian_standard,
+                    kl_diag_gaussian_standard_dims, log_mean_exp, reparameterize,
+                    standard_normal_log_prob, standard_normal_log_prob_dims)
+
+
+def draw_posterior(model, x: torch.Tensor, n_samples: int | None,
+                   generator: torch.Generator | None = None, encoding=None):
+    """``model.posterior(...)`` (a :class:`~elbokit.nn.model.PosteriorSample`); a
+    duck-typed model with only ``encode`` (a Gaussian q) is served too."""
+    if hasattr(model, "posterior"):
+        return model.posterior(x, n_samples, generator, encoding=encoding)
+    from .model import PosteriorSample
+
+    mean, logvar = model.encode(x) if encoding is None else encoding[:2]
+    z = reparameterize(mean, logvar, n_samples, generator)
+    return PosteriorSample(z, z, mean, logvar)
+
+
+def encode_posterior(model, x: torch.Tensor):
+    """(mean, logvar, flow context or None) of q(z|x) for x (B, d)."""
+    if hasattr(model, "encode_posterior"):
+        return model.encode_posterior(x)
+    return (*model.encode(x), None)
 
 
 class ELBOEstimator:
-    """Base class: subclasses implement :meth:`from_encoding` (and set ``name``; a
-    name outside "a", "b", "iwae" is recorded as "custom" in the training config)."""
+    """Base class: subclasses implement :meth:`from_posterior` (any posterior) or
+    :meth:`from_encoding` (the Gaussian posterior only), and set ``name``; a name
+    outside "a", "b", "iwae" is recorded as "custom" in the training config."""
 
     name = "custom"
     #: whether one sample per point may come as z of shape (B, L) instead of (1, B, L)
@@ -34,22 +64,53 @@ class ELBOEstimator:
 
     def __call__(self, model, x: torch.Tensor, n_samples: int = 1,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        mean, logvar = model.encode(x)  # (B, L) each
         single = n_samples == 1 and self.accepts_single_sample
-        z = reparameterize(mean, logvar, None if single else n_samples, generator)
-        return self.from_encoding(model, x, mean, logvar, z)  # z: (S, B, L) or (B, L)
+        post = draw_posterior(model, x, None if single else n_samples, generator)
+        return self.from_posterior(model, x, post)  # z: (S, B, L) or (B, L)
+
+    def from_posterior(self, model, x, post) -> torch.Tensor:
+        """The estimate from draws ``post`` of q(z|x); by default
+        :meth:`from_encoding`, which knows the Gaussian posterior only."""
+        if not post.gaussian:
+            from ..exceptions import ParameterError
+
+            raise ParameterError(f"{type(self).__name__} implements from_encoding only, for "
+                                 "the Gaussian posterior; implement from_posterior to use it "
+                                 "with posterior='iaf'")
+        return self.from_encoding(model, x, post.mean, post.logvar, post.z)
 
     def from_encoding(self, model, x, mean, logvar, z) -> torch.Tensor:
         raise NotImplementedError
 
     @staticmethod
     def log_weights(model, x, mean, logvar, z) -> torch.Tensor:
-        """log p(x, z_j) - log q(z_j|x), shape (S, B) (or (B,) for z of shape (B, L))."""
+        """log p(x, z_j) - log q(z_j|x) for the Gaussian posterior, shape (S, B) (or
+        (B,) for z of shape (B, L))."""
         log_joint = model.log_likelihood(x, z) + standard_normal_log_prob(z)
         return log_joint - diag_gaussian_log_prob(z, mean, logvar)
 
+    @staticmethod
+    def posterior_log_weights(model, x, post) -> torch.Tensor:
+        """log p(x, z_j) - log q(z_j|x) for any posterior (flow included), like
+        :meth:`log_weights`."""
+        log_joint = model.log_likelihood(x, post.z) + standard_normal_log_prob(post.z)
+        return log_joint - post.log_q()
+
+    def kl_dims(self, post) -> torch.Tensor:
+        """Per-dimension terms of KL(q || p) (B, L) summing to this estimator's KL
+        estimate; used by the KL-weighted training loss."""
+        raise NotImplementedError(f"{type(self).__name__} has no separate KL term")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _mc_kl_dims(post) -> torch.Tensor:
+    """Monte-Carlo KL per dimension: the sample mean of log q(z|x) - log p(z), split
+    into per-coordinate terms (for a flow, coordinate i carries its share -s_i of the
+    log-determinant; only the sum is a KL)."""
+    terms = post.log_q_dims() - standard_normal_log_prob_dims(post.z)
+    return terms if post.z.dim() == 2 else terms.mean(0)
 
 
 class EstimatorA(ELBOEstimator):
@@ -57,18 +118,37 @@ class EstimatorA(ELBOEstimator):
 
     name = "a"
 
+    def from_posterior(self, model, x, post):
+        if post.gaussian:
+            return self.from_encoding(model, x, post.mean, post.logvar, post.z)
+        return _sample_mean(self.posterior_log_weights(model, x, post), post.z)
+
     def from_encoding(self, model, x, mean, logvar, z):
         return _sample_mean(self.log_weights(model, x, mean, logvar, z), z)
 
+    def kl_dims(self, post):
+        return _mc_kl_dims(post)
+
 
 class EstimatorB(ELBOEstimator):
-    """L_B: closed-form -KL(q || p) plus the Monte-Carlo average of log p(x|z)."""
+    """L_B: closed-form -KL(q || p) plus the Monte-Carlo average of log p(x|z). With a
+    flow posterior the KL has no closed form and its Monte-Carlo form is used."""
 
     name = "b"
+
+    def from_posterior(self, model, x, post):
+        if post.gaussian:
+            return self.from_encoding(model, x, post.mean, post.logvar, post.z)
+        return EstimatorA.from_posterior(self, model, x, post)
 
     def from_encoding(self, model, x, mean, logvar, z):
         expected_log_lik = _sample_mean(model.log_likelihood(x, z), z)  # (B,)
         return expected_log_lik - kl_diag_gaussian_standard(mean, logvar)
+
+    def kl_dims(self, post):
+        if post.gaussian:
+            return kl_diag_gaussian_standard_dims(post.mean, post.logvar)
+        return _mc_kl_dims(post)
 
 
 class IWAE(ELBOEstimator):
@@ -76,6 +156,9 @@ class IWAE(ELBOEstimator):
 
     name = "iwae"
     accepts_single_sample = False
+
+    def from_posterior(self, model, x, post):
+        return log_mean_exp(self.posterior_log_weights(model, x, post), dim=0)
 
     def from_encoding(self, model, x, mean, logvar, z):
         return log_mean_exp(self.log_weights(model, x, mean, logvar, z), dim=0)
@@ -99,3 +182,41 @@ def get_estimator(estimator) -> ELBOEstimator:
         raise ParameterError(f"estimator must be one of {sorted(ESTIMATORS)} or an "
                              f"ELBOEstimator; got {estimator!r}")
     return ESTIMATORS[estimator]()
+
+
+# --------------------------------------------------------------------------- KL weighting
+
+def kl_weight(config, step: int, steps_per_epoch: int) -> float:
+    """Weight of the KL term at optimiser step ``step`` (0-based, counted over the
+    whole run): ``beta``, ramped linearly from 0 over the first ``kl_warmup`` epochs."""
+    if not config.kl_warmup:
+        return config.beta
+    return config.beta * min(1.0, step / (config.kl_warmup * steps_per_epoch))
+
+
+def weighted_loss(estimator, model, x, n_samples: int, generator, weight: float,
+                  free_bits: float = 0.0):
+    """(loss, elbo): loss = -mean log p(x|z) + weight * KL penalty, where the penalty
+    is the batch-mean KL, or with ``free_bits`` = lambda, sum_j max(lambda, KL_j) over
+    the batch-mean KL of each latent dimension j (Kingma et al. 2016): a dimension
+    below lambda nats gets no KL gradient. ``elbo`` (B,) is the unweighted estimate."""
+    post = draw_posterior(model, x, None if n_samples == 1 else n_samples, generator)
+    log_lik = _sample_mean(model.log_likelihood(x, post.z), post.z)  # (B,)
+    kl = estimator.kl_dims(post)  # (B, L)
+    elbo = log_lik - kl.sum(-1)
+    if free_bits:
+        penalty = torch.clamp(kl.mean(0), min=free_bits).sum()
+    else:
+        penalty = kl.sum(-1).mean()
+    return -log_lik.mean() + weight * penalty, elbo
+
+
+def training_loss(objective, model, x, config, generator, step: int, steps_per_epoch: int):
+    """(loss to minimise, -ELBO of the batch (mean, unweighted)) for one step."""
+    if not config.kl_weighted:
+        loss = -objective(model, x, config.n_samples, generator).mean()
+        return loss, loss
+    weight = kl_weight(config, step, steps_per_epoch)
+    loss, elbo = weighted_loss(objective, model, x, config.n_samples, generator, weight,
+                               config.free_bits)
+    return loss, -elbo.mean()

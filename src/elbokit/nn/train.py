@@ -20,7 +20,7 @@ import torch
 from ..exceptions import ParameterError, TrainingError
 from . import checkpoint as ckpt
 from .config import ArchitectureConfig, TrainingConfig
-from .objectives import ELBOEstimator, EstimatorB, get_estimator
+from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
 
 EVAL_BATCH = 4096
 CHECK_EVERY = 25  # steps between NaN checks and progress-bar updates
@@ -156,11 +156,13 @@ def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) ->
         x = X[order[step * batch_size:(step + 1) * batch_size]].to(device)  # (B, d)
         if config.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
-        loss = -objective(model, x, config.n_samples, generator).mean()
+        # the loss may weight the KL (beta, warm-up, free bits); neg_elbo never does
+        loss, neg_elbo = training_loss(objective, model, x, config, generator,
+                                       (epoch - 1) * n_steps + step, n_steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses[step] = loss.detach()
+        losses[step] = neg_elbo.detach()
         if schedule:
             _set_lr(optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps)
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:

@@ -24,6 +24,8 @@ from .model import VAEModel
 from .objectives import get_estimator
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
+FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
+
 
 class VAE(BaseEstimator):
     """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior.
@@ -42,9 +44,15 @@ class VAE(BaseEstimator):
     arch : ``"mlp"`` or ``"conv"``, the family of the non-linear networks (conv needs
         ``image_shape`` with sides divisible by 4, e.g. 8x8 or 28x28).
     hidden : hidden layer sizes of the MLP encoder; the MLP decoder mirrors them.
+    posterior : ``"gaussian"`` (diagonal) or ``"iaf"``: an inverse autoregressive flow
+        of ``flow_steps`` MADE steps (hidden sizes ``flow_hidden``, a context of
+        ``flow_context`` numbers from the encoder) on the Gaussian sample.
     epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience, seed, device,
     progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
-        ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``.
+        ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
+        ``n_samples=k``, the k-sample bound of Burda et al.).
+    kl_warmup, free_bits, beta : weighting of the KL term in the training loss
+        (objectives "a" and "b"); the recorded ELBO stays unweighted.
 
     Attributes
     ----------
@@ -74,10 +82,12 @@ class VAE(BaseEstimator):
     def __init__(self, latent_dim: int = 20, *, likelihood: str = "bernoulli",
                  decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
-                 sigma: float = 1.0, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
+                 sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
+                 flow_hidden=(320,), flow_context: int = 64, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
                  binarize: str = "none",
-                 patience: int = 0, seed: int = 0, device: str = "auto", progress: bool = True):
+                 patience: int = 0, seed: int = 0, device: str = "auto", progress: bool = True,
+                 kl_warmup: int = 0, free_bits: float = 0.0, beta: float = 1.0):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         self.decoder = decoder
@@ -87,6 +97,10 @@ class VAE(BaseEstimator):
         self.image_shape = image_shape
         self.min_variance = min_variance
         self.sigma = sigma
+        self.posterior = posterior
+        self.flow_steps = flow_steps
+        self.flow_hidden = flow_hidden
+        self.flow_context = flow_context
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -98,6 +112,9 @@ class VAE(BaseEstimator):
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.kl_warmup = kl_warmup
+        self.free_bits = free_bits
+        self.beta = beta
 
     # ------------------------------------------------------------------ configs
 
@@ -110,21 +127,22 @@ class VAE(BaseEstimator):
         if image_shape is None and "conv" in (encoder, decoder):
             side = math.isqrt(n_features)
             image_shape = (side, side) if side * side == n_features else None
-        hidden = self.hidden
-        if isinstance(hidden, (int, np.integer)):
-            hidden = (int(hidden),)
+        hidden = _sizes(self.hidden)
         return ArchitectureConfig(
             n_features=n_features, latent_dim=self.latent_dim, likelihood=self.likelihood,
-            encoder=encoder, decoder=decoder, hidden=tuple(hidden),
+            encoder=encoder, decoder=decoder, hidden=hidden,
             image_shape=None if image_shape is None else tuple(image_shape),
-            min_variance=self.min_variance, sigma=self.sigma)
+            min_variance=self.min_variance, sigma=self.sigma, posterior=self.posterior,
+            flow_steps=self.flow_steps, flow_hidden=_sizes(self.flow_hidden),
+            flow_context=self.flow_context)
 
     def _training(self, **overrides) -> TrainingConfig:
         settings = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                         lr_schedule=self.lr_schedule, objective=self.objective,
                         n_samples=self.n_samples,
                         binarize=self.binarize, patience=self.patience, seed=self.seed,
-                        device=self.device, progress=self.progress)
+                        device=self.device, progress=self.progress, kl_warmup=self.kl_warmup,
+                        free_bits=self.free_bits, beta=self.beta)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         if not isinstance(settings["objective"], str):  # an ELBOEstimator object
             name = getattr(settings["objective"], "name", "custom")
@@ -228,8 +246,13 @@ class VAE(BaseEstimator):
 
         With ``n_samples=k``: returns ``(samples, std)``: k draws from q(z|x) per
         point, shape (n, k, L), and the per-dimension posterior standard deviation,
-        shape (n, L): the encoder's uncertainty about z."""
+        shape (n, L): the encoder's uncertainty about z.
+
+        With ``posterior="iaf"`` q(z|x) has no closed-form moments: the mean and std
+        are Monte-Carlo estimates over ``max(k, 256)`` seeded draws of the flow."""
         x = self._input(X)
+        if self.model_.flow is not None:
+            return self._encode_flow(x, n_samples, random_state)
         means, logvars = zip(*(self.model_.encode(x[i:i + EVAL_BATCH])
                                for i in range(0, x.shape[0], EVAL_BATCH)))
         mean, logvar = torch.cat(means), torch.cat(logvars)  # (n, L) each
@@ -240,6 +263,18 @@ class VAE(BaseEstimator):
                           generator=self._generator(random_state), device=mean.device)
         samples = mean[:, None, :] + std[:, None, :] * eps  # (n, k, L)
         return samples.cpu().numpy(), std.cpu().numpy()
+
+    def _encode_flow(self, x, n_samples, random_state):
+        generator = self._generator(random_state)
+        m = max(n_samples or 0, FLOW_MOMENT_SAMPLES)
+        batch = max(1, (1 << 22) // (m * max(self.architecture_.flow_hidden)))
+        draws = torch.cat([self.model_.posterior(x[i:i + batch], m, generator).z
+                           for i in range(0, x.shape[0], batch)], dim=1)  # (m, n, L)
+        mean = draws.mean(0)
+        if n_samples is None:
+            return mean.cpu().numpy()
+        std = draws.std(0)
+        return draws[:n_samples].transpose(0, 1).cpu().numpy(), std.cpu().numpy()
 
     @torch.no_grad()
     def decode(self, Z) -> np.ndarray:
@@ -321,14 +356,23 @@ class VAE(BaseEstimator):
         a, t = architecture, training
         vae = cls(a.latent_dim, likelihood=a.likelihood, decoder=a.decoder, encoder=a.encoder,
                   hidden=a.hidden, image_shape=a.image_shape, min_variance=a.min_variance,
-                  sigma=a.sigma, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                  sigma=a.sigma, posterior=a.posterior, flow_steps=a.flow_steps,
+                  flow_hidden=a.flow_hidden, flow_context=a.flow_context, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
                   lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples,
                   binarize=t.binarize,
-                  patience=t.patience, seed=t.seed, device=device, progress=t.progress)
+                  patience=t.patience, seed=t.seed, device=device, progress=t.progress,
+                  kl_warmup=t.kl_warmup, free_bits=t.free_bits, beta=t.beta)
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
         vae.n_features_in_ = architecture.n_features
         return vae
+
+
+def _sizes(value) -> tuple:
+    """Layer sizes given as an int or a sequence, as a tuple."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),)
+    return tuple(value)
 
 
 def _checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:
