@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
-from ..exceptions import ModelFileError
+from ..exceptions import ModelFileError, TrainingError
 from ..io import (FORMAT_VERSION, atomic_write_json, atomic_write_with, check_format_version,
                   read_json, sha256_file)
 from .config import ArchitectureConfig, TrainingConfig
@@ -191,6 +192,35 @@ def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
         if old.name != name:
             old.unlink(missing_ok=True)
     return run_dir / CHECKPOINT_FILE
+
+
+def checkpoint_bytes(model: torch.nn.Module, *, with_best: bool = False) -> int:
+    """About the size of one checkpoint file: the weights, Adam's two moments (and the
+    best weights for early stopping)."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return weights * (4 if with_best else 3) + (1 << 16)  # + headers, generator state
+
+
+def check_writable(run_dir, checkpoint_size: int) -> None:
+    """Raise :class:`TrainingError` before training if ``run_dir`` cannot be created or
+    written, or its disk has less free space than two checkpoints (a new one is
+    written before the old one is deleted) and the saved model need."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"elbokit")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"cannot write checkpoints to {run_dir} "
+                            f"({exc.strerror or exc}); choose another output directory") from None
+    free = shutil.disk_usage(run_dir).free
+    needed = 3 * checkpoint_size
+    if free < needed:
+        raise TrainingError(f"{run_dir} has {free / 2**20:.1f} MiB free; training needs about "
+                            f"{needed / 2**20:.1f} MiB (two checkpoints of "
+                            f"{checkpoint_size / 2**20:.1f} MiB and the saved model); free "
+                            "space or choose another output directory")
 
 
 def has_checkpoint(run_dir) -> bool:

@@ -19,20 +19,24 @@ import torch
 
 from ..exceptions import ParameterError, TrainingError
 from . import checkpoint as ckpt
+from . import distributed
 from .config import ArchitectureConfig, TrainingConfig
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
 
 EVAL_BATCH = 4096
 CHECK_EVERY = 25  # steps between NaN checks and progress-bar updates
+ON_NAN = ("stop", "skip-batch")
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of ``name``; under torchrun "cuda" means this process's GPU
+    (``LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device='cuda' was asked for but no CUDA device is available; "
                              "use device='auto' or 'cpu'")
-    return torch.device(name)
+    return distributed.local_device(torch.device(name))
 
 
 @torch.inference_mode()
@@ -77,60 +81,147 @@ class _LoopState:
                 "stopped_early": self.stopped_early}
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message names the checkpoint a resumed run starts
+    from (the last completed epoch: the interrupted one is redone)."""
+
+
+class _Run:
+    """What a training run works with: the model, its optimiser and random generator,
+    the loss of a step (wrapped in DDP under torchrun), where checkpoints go."""
+
+    def __init__(self, model, config: TrainingConfig, architecture: ArchitectureConfig,
+                 objective, run_dir, on_nan: str, n_rows: int):
+        if on_nan not in ON_NAN:
+            raise ParameterError(f"on_nan must be one of {list(ON_NAN)}; got {on_nan!r}")
+        self.model, self.config, self.architecture = model, config, architecture
+        self.objective = get_estimator(objective or config.objective)
+        self.run_dir, self.on_nan = run_dir, on_nan
+        device = next(model.parameters()).device
+        distributed.init(device)
+        self.generator = _seeded(device, config.seed)
+        self.optimizer = make_optimizer(model, config.lr)
+        self.shard = distributed.Shard(config.batch_size, n_rows, self.generator)
+        self.loss = training_loss  # wrapped in DDP once the weights are final
+        self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk
+
+
 def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
-          validation=None, objective=None, run_dir=None, resume: bool = False) -> list[dict]:
+          validation=None, objective=None, run_dir=None, resume: bool = False,
+          on_nan: str = "stop") -> list[dict]:
     """Fit ``model`` in place on X (n, d) and return the history (one dict per epoch:
-    ``epoch``, ``train_elbo``, ``val_elbo`` (nats per sample), ``seconds``)."""
-    device = next(model.parameters()).device
-    objective = get_estimator(objective or config.objective)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
-    optimizer = make_optimizer(model, config.lr)
-    state = _LoopState()
-    if resume and ckpt.has_checkpoint(run_dir):
-        _restore(run_dir, model, optimizer, generator, state, config, architecture)
-    elif resume:
-        warnings.warn(f"resume=True but {run_dir} holds no checkpoint; training from the start",
-                      UserWarning, stacklevel=3)
+    ``epoch``, ``train_elbo``, ``val_elbo`` (nats per sample), ``seconds``).
+
+    ``run_dir``: a checkpoint is written there before the first epoch and after each
+    one (rank 0 only under torchrun); the directory is checked for write access and
+    free space first. ``on_nan``: ``"stop"`` raises :class:`TrainingError` at a NaN/inf
+    loss, keeping the last good epoch's weights and checkpoint; ``"skip-batch"`` skips
+    each step whose loss or gradient is not finite and records the count per epoch as
+    ``skipped_batches``. Ctrl-C raises :class:`TrainingInterrupted` with the weights of
+    the last completed epoch, whose checkpoint is on disk. Under ``torchrun`` the
+    processes share each minibatch (see :mod:`elbokit.nn.distributed`)."""
+    run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
+    state = _start(run, resume)
+    run.loss = run.shard.wrap(training_loss, model)
     steps_per_epoch = math.ceil(len(X) / config.batch_size)
-    _set_lr(optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch)
-    X, X_val = _prepare_data(X, validation, config, device)
-    last_good = copy.deepcopy(model.state_dict())
-    last_epoch = state.epoch if state.stopped_early else config.epochs
-    with _progress_bar(config, state.epoch, X.shape[0]) as bar:
-        for epoch in range(state.epoch + 1, last_epoch + 1):
-            start = time.perf_counter()
-            try:
-                train_elbo = _run_epoch(model, X, optimizer, objective, config, generator,
-                                        epoch, bar)
-            except TrainingError as exc:
-                model.load_state_dict(last_good)
-                raise _stopped(exc, state.epoch, run_dir, config) from None
-            record = {"epoch": epoch, "train_elbo": train_elbo,
-                      "seconds": time.perf_counter() - start}
-            if X_val is not None:
-                record["val_elbo"] = float(evaluate_elbo(model, X_val, seed=config.seed).mean())
-            _end_epoch(model, state, record, config)
-            last_good = copy.deepcopy(model.state_dict())
-            if run_dir is not None:
-                ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer,
-                                     generator=generator, architecture=architecture,
-                                     training=config, epoch=epoch, history=state.history,
-                                     loop_state=state.to_json(), best_weights=state.best_weights)
-            if state.stopped_early:
-                break
+    _set_lr(run.optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch)
+    X, X_val = _prepare_data(X, validation, config, run.generator.device)
+    _epochs(run, state, X, X_val)
     if config.patience and state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     return state.history
 
 
-def _stopped(exc: TrainingError, good_epoch: int, run_dir, config) -> TrainingError:
+def _start(run: _Run, resume: bool) -> _LoopState:
+    """Check the run directory, restore the checkpoint or write that of epoch 0 (so the
+    directory is loadable from the start)."""
+    state, run_dir = _LoopState(), run.run_dir
+    if run_dir is not None:
+        size = ckpt.checkpoint_bytes(run.model, with_best=bool(run.config.patience))
+        run.shard.on_main(lambda: ckpt.check_writable(run_dir, size))
+    saved = None
+    if resume:
+        saved = run.shard.on_main(
+            lambda: ckpt.load_checkpoint(run_dir) if ckpt.has_checkpoint(run_dir) else None)
+        if saved is None and distributed.is_main():
+            warnings.warn(f"resume=True but {run_dir} holds no checkpoint; training from the "
+                          "start", UserWarning, stacklevel=4)
+    if saved is not None:
+        _restore(saved, run, state)
+        run.saved_epoch = state.epoch
+    else:
+        _save(run, state)
+    return state
+
+
+def _epochs(run: _Run, state: _LoopState, X, X_val) -> None:
+    model, config = run.model, run.config
+    last_good = copy.deepcopy(model.state_dict())
+    last_epoch = state.epoch if state.stopped_early else config.epochs
+    show = config.progress and distributed.is_main()
+    with _progress_bar(config, state.epoch, X.shape[0], show) as bar:
+        try:
+            for epoch in range(state.epoch + 1, last_epoch + 1):
+                start = time.perf_counter()
+                try:
+                    record = _run_epoch(run, X, epoch, bar)
+                except TrainingError as exc:
+                    model.load_state_dict(last_good)
+                    raise _stopped(exc, state.epoch, run) from None
+                record["seconds"] = time.perf_counter() - start
+                if X_val is not None:
+                    record["val_elbo"] = run.shard.on_main(
+                        lambda: float(evaluate_elbo(model, X_val, seed=config.seed).mean()))
+                _end_epoch(model, state, record, config)
+                last_good = copy.deepcopy(model.state_dict())
+                _save(run, state)
+                if state.stopped_early:
+                    break
+        except KeyboardInterrupt:
+            model.load_state_dict(last_good)
+            raise _interrupted(run, state.epoch) from None
+
+
+def _save(run: _Run, state: _LoopState) -> None:
+    """Write the checkpoint of ``state.epoch`` (rank 0); a failed write leaves the
+    previous checkpoint in place and says so."""
+    if run.run_dir is None:
+        return
+
+    def write():
+        try:
+            ckpt.save_checkpoint(run.run_dir, model=run.model, optimizer=run.optimizer,
+                                 generator=run.generator, architecture=run.architecture,
+                                 training=run.config, epoch=state.epoch,
+                                 history=state.history, loop_state=state.to_json(),
+                                 best_weights=state.best_weights)
+        except OSError as exc:
+            kept = ("no checkpoint was written" if run.saved_epoch is None else
+                    f"the checkpoint of epoch {run.saved_epoch} is kept")
+            raise TrainingError(f"cannot write the checkpoint of epoch {state.epoch} to "
+                                f"{run.run_dir} ({exc}); {kept}") from None
+
+    run.shard.on_main(write)
+    run.saved_epoch = state.epoch
+
+
+def _stopped(exc: TrainingError, good_epoch: int, run: _Run) -> TrainingError:
     """The error for a NaN/inf loss, saying which weights survive."""
-    kept = (f"the last good checkpoint (epoch {good_epoch}) is kept in {run_dir}"
-            if ckpt.has_checkpoint(run_dir) else
+    kept = (f"the last good checkpoint (epoch {run.saved_epoch}) is kept in {run.run_dir}"
+            if run.saved_epoch is not None else
             f"the model keeps the weights of epoch {good_epoch}")
-    return TrainingError(f"{exc}; {kept}. Lower the learning rate (lr={config.lr}) or check "
-                         "the data")
+    return TrainingError(f"{exc}; {kept}. Lower the learning rate (lr={run.config.lr}), "
+                         "check the data, or pass on_nan='skip-batch' (--on-nan skip-batch)")
+
+
+def _interrupted(run: _Run, done_epoch: int) -> TrainingInterrupted:
+    where = f"training interrupted in epoch {done_epoch + 1}"
+    if run.saved_epoch is None:
+        return TrainingInterrupted(f"{where}; no checkpoint directory was given, nothing is "
+                                   "saved")
+    return TrainingInterrupted(f"{where}; the checkpoint of epoch {run.saved_epoch} is in "
+                               f"{run.run_dir}: run the same command with --resume "
+                               "(resume=True) to continue from it")
 
 
 def _end_epoch(model, state: _LoopState, record: dict, config: TrainingConfig) -> None:
@@ -139,42 +230,75 @@ def _end_epoch(model, state: _LoopState, record: dict, config: TrainingConfig) -
     state.stopped_early = _early_stopping(model, state, config, record)
 
 
-def _run_epoch(model, X, optimizer, objective, config, generator, epoch, bar) -> float:
-    """One pass over a seeded permutation of X; returns the mean training ELBO.
+def _run_epoch(run: _Run, X, epoch: int, bar) -> dict:
+    """One pass over a seeded permutation of X; returns the epoch's record (the mean
+    training ELBO; the number of skipped steps with on_nan="skip-batch").
 
     Losses go to a tensor on the device and are checked for NaN/inf every
     ``CHECK_EVERY`` steps (no per-step host sync on a GPU); the error names the first
     bad step, and the caller restores the last good weights."""
+    config, generator, shard = run.config, run.generator, run.shard
     n, batch_size = X.shape[0], config.batch_size
     n_steps = math.ceil(n / batch_size)
     device = generator.device  # the model's
     order = torch.randperm(n, generator=generator, device=device).to(X.device)
-    losses = torch.empty(n_steps, device=device)  # mean -ELBO of each step
+    losses = torch.zeros(n_steps, device=device)  # mean -ELBO of each step (over all ranks)
+    kept = torch.ones(n_steps, dtype=torch.bool, device=device)  # False: a skipped step
     schedule = config.lr_schedule != "constant"
     checked = 0
     for step in range(n_steps):
         x = X[order[step * batch_size:(step + 1) * batch_size]].to(device)  # (B, d)
         if config.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
+        x = shard.take(x)  # this process's rows of the minibatch (all, without torchrun)
         # the loss may weight the KL (beta, warm-up, free bits); neg_elbo never does
-        loss, neg_elbo = training_loss(objective, model, x, config, generator,
-                                       (epoch - 1) * n_steps + step, n_steps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses[step] = neg_elbo.detach()
+        loss, neg_elbo = run.loss(run.objective, run.model, x, config, generator,
+                                  (epoch - 1) * n_steps + step, n_steps)
+        if _optimise(run, loss):
+            losses[step] = neg_elbo.detach()
+        else:
+            kept[step] = False
         if schedule:
-            _set_lr(optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps)
+            _set_lr(run.optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps)
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
+            shard.average_(losses[checked:step + 1])  # so a NaN on one rank stops all
             _check_losses(losses, checked, step + 1, epoch, n_steps)
             bar.update(step + 1 - checked)
             checked = step + 1
             if not bar.disable:
                 bar.set_postfix(epoch=epoch, loss=f"{float(losses[:checked].mean()):.2f}",
                                 refresh=False)
-    sizes = torch.full((n_steps,), float(batch_size), device=device)
+    return _epoch_record(run, epoch, losses, kept, n)
+
+
+def _optimise(run: _Run, loss: torch.Tensor) -> bool:
+    """One optimiser step; with on_nan="skip-batch" only where the loss and the
+    gradients are finite on every rank (returns False for a skipped step)."""
+    run.optimizer.zero_grad(set_to_none=True)
+    skip = run.on_nan == "skip-batch"
+    if skip and not run.shard.all_true(bool(torch.isfinite(loss))):
+        return False
+    loss.backward()
+    if skip and not all(bool(torch.isfinite(p.grad).all()) for group in
+                        run.optimizer.param_groups for p in group["params"]
+                        if p.grad is not None):  # averaged by DDP: alike on every rank
+        return False
+    run.optimizer.step()
+    return True
+
+
+def _epoch_record(run: _Run, epoch: int, losses, kept, n: int) -> dict:
+    n_steps, batch_size = losses.shape[0], run.config.batch_size
+    sizes = torch.full((n_steps,), float(batch_size), device=losses.device)
     sizes[-1] = n - (n_steps - 1) * batch_size  # the last batch may be smaller
-    return -float((losses * sizes).sum()) / n
+    sizes *= kept
+    if not bool(kept.any()):
+        raise TrainingError(f"every step of epoch {epoch} had a NaN/inf loss or gradient "
+                            "and was skipped")
+    record = {"epoch": epoch, "train_elbo": -float((losses * sizes).sum()) / float(sizes.sum())}
+    if run.on_nan == "skip-batch":
+        record["skipped_batches"] = int((~kept).sum())
+    return record
 
 
 def _check_losses(losses, start, stop, epoch, n_steps) -> None:
@@ -253,24 +377,23 @@ def _early_stopping(model, state: _LoopState, config: TrainingConfig, record: di
     return record["epoch"] - state.best_epoch >= config.patience
 
 
-def _restore(run_dir, model, optimizer, generator, state, config, architecture) -> None:
-    saved = ckpt.load_checkpoint(run_dir)
-    where = saved["path"]
-    if saved["architecture"] != architecture:
+def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
+    where, model = saved["path"], run.model
+    if saved["architecture"] != run.architecture:
         raise ParameterError(f"{where} was written for another architecture "
                              f"({saved['architecture']}); use a new run directory or the same "
                              "model settings")
     same = ("batch_size", "lr", "lr_schedule", "objective", "n_samples", "binarize", "seed")
-    changed = [k for k in same if getattr(saved["training"], k) != getattr(config, k)]
-    if changed:
+    changed = [k for k in same if getattr(saved["training"], k) != getattr(run.config, k)]
+    if changed and distributed.is_main():
         warnings.warn(f"resuming {where} with changed training settings {changed}: the result "
-                      "will differ from an uninterrupted run", UserWarning, stacklevel=4)
+                      "will differ from an uninterrupted run", UserWarning, stacklevel=5)
     ckpt.check_state_dict(model, saved["model"], where)
     model.load_state_dict(saved["model"])
-    ckpt.restore_optimizer(optimizer, saved["optim"], saved["optimizer"], where)
+    ckpt.restore_optimizer(run.optimizer, saved["optim"], saved["optimizer"], where)
     if saved["rng"] is None:
         raise ckpt.ModelFileError(f"{where}: the random generator state is missing")
-    generator.set_state(saved["rng"])
+    run.generator.set_state(saved["rng"])
     state.epoch, state.history = saved["epoch"], saved["history"]
     best = saved["loop_state"].get("best_elbo")
     state.best_elbo = -math.inf if best is None else float(best)
@@ -279,9 +402,9 @@ def _restore(run_dir, model, optimizer, generator, state, config, architecture) 
     state.best_weights = saved["best"]
 
 
-def _progress_bar(config: TrainingConfig, done_epochs: int, n: int):
+def _progress_bar(config: TrainingConfig, done_epochs: int, n: int, show: bool = True):
     from tqdm.auto import tqdm
 
     steps = math.ceil(n / config.batch_size) * max(config.epochs - done_epochs, 0)
-    return tqdm(total=steps, disable=not config.progress, unit="step", desc="fit VAE",
+    return tqdm(total=steps, disable=not show, unit="step", desc="fit VAE",
                 leave=False, mininterval=0.5)

@@ -1,0 +1,202 @@
+"""Data-parallel training under ``torchrun``: one process per device, each working on
+its part of every minibatch, gradients averaged by DistributedDataParallel.
+
+A run under ``torchrun --nproc_per_node=N`` ends with the weights of the
+single-process run with the same batch size and seed, to float rounding:
+
+* the global minibatch of step t is the same slice of the same seeded permutation;
+  rank r takes its contiguous part (every rank holds the data; a memory-mapped file
+  is only read where a rank's rows lie);
+* the randomness of a step (dynamic binarisation, the reparameterisation noise) is
+  drawn for the whole minibatch on every rank from the shared seeded generator and
+  sliced, so each row gets the noise it gets in one process;
+* each rank's ELBO is scaled by (its rows * N / rows of the minibatch), so that
+  DDP's average of the ranks' gradients is the gradient of the minibatch mean.
+
+Rank 0 alone reads and writes files; what it reads or computes (a checkpoint, the
+validation ELBO) is broadcast, and an error it meets is raised on every rank. The
+process group (gloo on the CPU, NCCL on GPUs) comes from torchrun's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch.overrides import TorchFunctionMode
+
+from ..exceptions import ParameterError, TrainingError
+
+
+def world_size() -> int:
+    """The number of training processes: torchrun's ``WORLD_SIZE``, else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    """Whether this process writes files and prints (rank 0, or no torchrun)."""
+    return rank() == 0
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun."""
+    return world_size() > 1
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun, each process of a node takes the GPU of its ``LOCAL_RANK``."""
+    if device.type == "cuda" and device.index is None and launched():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def init(device: torch.device) -> None:
+    """Join torchrun's process group (once per process): NCCL for GPUs, else gloo."""
+    if not launched() or dist.is_initialized():
+        return
+    if not dist.is_available():
+        raise ParameterError("this PyTorch build has no torch.distributed; run one process")
+    if device.type == "cuda":
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+
+
+def shutdown() -> None:
+    """Leave the process group (the end of a torchrun job)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class Shard:
+    """This rank's view of training: its part of each minibatch, the objective wrapped
+    in DDP, collective helpers. With one process every method is the identity."""
+
+    def __init__(self, batch_size: int, n_rows: int, generator: torch.Generator):
+        self.rank, self.size = rank(), world_size()
+        self.generator = generator
+        self.start, self.stop, self.total = 0, 0, 0  # rows of the current minibatch
+        if self.size == 1:
+            return
+        if batch_size % self.size:
+            raise ParameterError(f"batch_size {batch_size} must be divisible by the number of "
+                                 f"processes ({self.size}): each takes batch_size / "
+                                 f"{self.size} rows of every minibatch")
+        last = n_rows % batch_size
+        if 0 < last < self.size:
+            raise ParameterError(f"the last minibatch of each epoch has {last} row(s), fewer "
+                                 f"than the {self.size} processes; choose a batch size for "
+                                 f"which n_rows ({n_rows}) % batch_size is 0 or >= {self.size}")
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """Rank r's contiguous part of the global minibatch x (b, d)."""
+        if not self.active:
+            return x
+        total = x.shape[0]
+        sizes = [total // self.size + (r < total % self.size) for r in range(self.size)]
+        self.start = sum(sizes[:self.rank])
+        self.stop, self.total = self.start + sizes[self.rank], total
+        return x[self.start:self.stop]
+
+    def wrap(self, objective, model):
+        """The objective as a callable of the same signature whose gradients DDP averages
+        (the identity with one process)."""
+        if not self.active:
+            return objective
+        device = next(model.parameters()).device
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            _ShardedObjective(model, objective, self),
+            device_ids=[device] if device.type == "cuda" else None)
+
+        def sharded(_model, x, n_samples, generator, **kwargs):
+            return ddp(x, n_samples, generator, **kwargs)
+
+        sharded.name = getattr(objective, "name", "custom")
+        return sharded
+
+    def average_(self, values: torch.Tensor) -> torch.Tensor:
+        """Replace ``values`` by its mean over the ranks, in place."""
+        if self.active:
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+            values /= self.size
+        return values
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every rank."""
+        if not self.active:
+            return flag
+        device = self.generator.device
+        value = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item() == 1.0)
+
+    def on_main(self, function):
+        """``function()`` run on rank 0, its result given to every rank; an exception
+        there is raised on every rank (so no rank waits for a dead one)."""
+        if not self.active:
+            return function()
+        box = [None, None]
+        if self.rank == 0:
+            try:
+                box[0] = function()
+            except Exception as exc:  # re-raised below, on every rank
+                box[1] = exc
+        dist.broadcast_object_list(box, src=0)
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+
+class _ShardedObjective(torch.nn.Module):
+    """The objective on this rank's rows as a module DDP can wrap, scaled so that the
+    average over ranks of the gradient of ``forward(x).mean()`` is the gradient of the
+    mean ELBO of the global minibatch."""
+
+    def __init__(self, model, objective, shard: Shard):
+        super().__init__()
+        self.model, self.objective, self.shard = model, objective, shard
+
+    def forward(self, x, n_samples, generator, **kwargs):
+        shard = self.shard
+        with _SlicedNoise(generator, shard.start, shard.stop, shard.total):
+            elbo = self.objective(self.model, x, n_samples, generator, **kwargs)
+        return elbo * (x.shape[0] * shard.size / shard.total)
+
+
+class _SlicedNoise(TorchFunctionMode):
+    """Inside: ``torch.randn`` with the training generator draws the noise of the
+    whole minibatch (rows on the second-to-last axis, as in ``(B, L)`` and
+    ``(S, B, L)``) and returns this rank's rows; any other use of the generator is an
+    error (it would make the ranks' streams diverge silently)."""
+
+    def __init__(self, generator, start: int, stop: int, total: int):
+        super().__init__()
+        self.generator, self.start, self.stop, self.total = generator, start, stop, total
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("generator") is not self.generator:
+            return func(*args, **kwargs)
+        shape = args[0] if len(args) == 1 and not isinstance(args[0], int) else args
+        shape = list(shape)
+        if func is not torch.randn or len(shape) < 2 or shape[-2] != self.stop - self.start:
+            raise TrainingError(f"the objective draws random numbers by {func.__name__} "
+                                f"{tuple(shape)}; distributed training can split only "
+                                "torch.randn noise of shape (..., rows, L)")
+        shape[-2] = self.total
+        return func(tuple(shape), **kwargs)[..., self.start:self.stop, :].contiguous()
