@@ -140,3 +140,36 @@ def test_reconstruction_error_is_the_linear_projection_error(digits):
     small = PPCA(2).fit(digits.train)
     assert evaluate.reconstruction_error(model, digits.test) < \
         evaluate.reconstruction_error(small, digits.test)
+
+
+def test_log_likelihood_of_a_real_linear_gaussian_vae():
+    """The same properties through the public API: an elbokit.VAE whose linear
+    decoder and encoder are set by hand, so that log p(x) and the ELBO are known."""
+    from elbokit import VAE
+    from test_vae_estimators import (_closed_form_elbo, _exact_posterior, _model,
+                                     _problem)
+
+    W, psi, b, _ = _problem()
+    gaussian, G, A = _exact_posterior(W, psi, b)
+    rng = np.random.default_rng(5)
+    X = b + rng.normal(size=(300, W.shape[1])) @ W.T + rng.normal(size=(300, len(psi))) \
+        * np.sqrt(psi)
+    A_q, c_q = 0.8 * A, -0.8 * A @ b + 0.2  # an imperfect encoder
+    logvar_q = np.log(np.diag(G)) + 0.5
+    vae = VAE(W.shape[1], likelihood="gaussian", decoder="linear", encoder="linear")
+    vae.model_ = _model(W, psi, b, A_q, c_q, logvar_q).float().eval()
+    vae.architecture_ = vae.model_.config
+    vae.n_features_in_ = len(psi)
+    exact = gaussian.logpdf(X - b)
+    bound = _closed_form_elbo(X, W, psi, b, A_q, c_q, logvar_q)
+    assert np.mean(exact - bound) > 0.1  # the bound is loose: something to close
+    gaps = []
+    for k in (1, 30, 3000):
+        ll = evaluate.log_likelihood(vae, X, n_importance=k, random_state=k)
+        assert not ll.exact and ll.n_importance == k
+        diff = exact - ll.values
+        se = np.std(diff, ddof=1) / np.sqrt(len(diff))
+        assert np.mean(diff) > -4 * se - 1e-4  # never above log p(x) in expectation
+        assert np.mean(ll.values - bound) > -4 * se - 1e-4  # and >= the ELBO
+        gaps.append(np.mean(diff))
+    assert gaps[0] > gaps[1] > gaps[2] and abs(gaps[2]) < 0.01
