@@ -55,6 +55,15 @@ def fit_vae(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant or cosine.")]
     = "constant",
+    posterior: Annotated[str, typer.Option(help="gaussian, or iaf (inverse autoregressive "
+                                                "flow on the Gaussian encoder).")] = "gaussian",
+    flow_steps: Annotated[int, typer.Option("--flow-steps", help="IAF steps.")] = 2,
+    kl_warmup: Annotated[int, typer.Option("--kl-warmup", help="Epochs over which the KL "
+                                                               "weight rises from 0 (a, b).")] = 0,
+    free_bits: Annotated[float, typer.Option("--free-bits", help="Free bits: nats per latent "
+                                                                 "dimension (a, b).")] = 0.0,
+    beta: Annotated[float, typer.Option(help="Weight of the KL in the loss (a, b); the "
+                                             "reported ELBO is unweighted.")] = 1.0,
     validation_fraction: Annotated[float, typer.Option(
         "--validation-fraction", help="Share of the training rows held out to record a "
                                       "validation ELBO each epoch (0: none).")] = 0.0,
@@ -83,7 +92,8 @@ def fit_vae(
                 hidden=_hidden(hidden), image_shape=dataset.image_shape, min_variance=min_variance,
                 sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                 objective=objective, n_samples=n_samples, binarize=binarize, patience=patience,
-                seed=seed, device=device, progress=progress)
+                seed=seed, device=device, progress=progress, posterior=posterior,
+                flow_steps=flow_steps, kl_warmup=kl_warmup, free_bits=free_bits, beta=beta)
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
     train, test = evaluation_data(dataset, binarize)
     start = time.perf_counter()
