@@ -91,7 +91,7 @@ def run_model(name, train_X, test, setting, args) -> dict:
     params = dict(MODELS[name])
     if name == "iwae":
         params["n_samples"] = args.iwae_k
-    vae = lambda epochs, **extra: VAE(  # noqa: E731
+    vae = lambda epochs, **extra: VAE(
         setting["latent"], hidden=setting["hidden"], epochs=epochs, batch_size=100, lr=1e-3,
         binarize="dynamic", seed=args.seed, progress=args.progress, **params, **extra)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -130,8 +130,8 @@ def _print_row(row, base) -> None:
 
 
 def _print_table(rows, setting, args) -> None:
-    print(f"\n| model | objective | k | epochs | train (min) | test NLL (nats) | vs {rows[0]['model']} "
-          f"| active units | IS eval (min) |")
+    print(f"\n| model | objective | k | epochs | train (min) | test NLL (nats) | "
+          f"vs {rows[0]['model']} | active units | IS eval (min) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         d = row["nll"] - rows[0]["nll"]

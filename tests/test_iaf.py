@@ -47,8 +47,10 @@ def test_each_step_is_autoregressive_in_alternating_orders():
     context = torch.randn(1, 3, dtype=torch.float64)
     z0 = torch.randn(5, dtype=torch.float64)
     for t, made in enumerate(flow.steps):
-        jac_m = torch.autograd.functional.jacobian(lambda z: made(z[None], context)[0][0], z0)
-        jac_s = torch.autograd.functional.jacobian(lambda z: made(z[None], context)[1][0], z0)
+        jac_m = torch.autograd.functional.jacobian(
+            lambda z, made=made: made(z[None], context)[0][0], z0)
+        jac_s = torch.autograd.functional.jacobian(
+            lambda z, made=made: made(z[None], context)[1][0], z0)
         # step 0: output i depends on z_{<i} (strictly lower triangular); step 1 reversed
         mask = torch.tril(torch.ones(5, 5), -1) if t == 0 else torch.triu(torch.ones(5, 5), 1)
         for jac in (jac_m, jac_s):

@@ -10,8 +10,14 @@ import torch
 from elbokit.exceptions import ParameterError
 from elbokit.nn import VAE
 from elbokit.nn.config import TrainingConfig
-from elbokit.nn.objectives import (IWAE, EstimatorA, EstimatorB, kl_weight, training_loss,
-                                   weighted_loss)
+from elbokit.nn.objectives import (
+    IWAE,
+    EstimatorA,
+    EstimatorB,
+    kl_weight,
+    training_loss,
+    weighted_loss,
+)
 
 
 class LinearGaussian(torch.nn.Module):

@@ -3,8 +3,9 @@
 log p(x) ~= log 1/k sum_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)   (Burda et al. 2016)
 
 (log q includes the flow's log-determinant for ``posterior="iaf"``), computed with a
-running log-sum-exp over chunks of samples and batches of data, so memory stays bounded (about ``max_elements`` decoder outputs at a time) whatever k is.
-Its expectation is a lower bound on log p(x) that rises to it as k grows, and is
+running log-sum-exp over chunks of samples and batches of data, so memory stays
+bounded (about ``max_elements`` decoder outputs at a time) whatever k is. Its
+expectation is a lower bound on log p(x) that rises to it as k grows, and is
 never below the ELBO's.
 """
 

@@ -27,9 +27,15 @@ from __future__ import annotations
 
 import torch
 
-from ._math import (diag_gaussian_log_prob, kl_diag_gaussian_standard,
-                    kl_diag_gaussian_standard_dims, log_mean_exp, reparameterize,
-                    standard_normal_log_prob, standard_normal_log_prob_dims)
+from ._math import (
+    diag_gaussian_log_prob,
+    kl_diag_gaussian_standard,
+    kl_diag_gaussian_standard_dims,
+    log_mean_exp,
+    reparameterize,
+    standard_normal_log_prob,
+    standard_normal_log_prob_dims,
+)
 
 
 def draw_posterior(model, x: torch.Tensor, n_samples: int | None,
