@@ -1,7 +1,8 @@
 """Command-line interface: a thin layer over the library.
 
 Known errors (any :class:`elbokit.ElbokitError`, and usage errors) become one line
-on stderr and exit code 2; set ``ELBOKIT_DEBUG=1`` to see the traceback.
+on stderr and exit code 2; set ``ELBOKIT_DEBUG=1`` to see the traceback. Ctrl-C
+ends with exit code 130 and one line (from training: which checkpoint to resume from).
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ def _register_optional():
 _register_optional()
 
 
+INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+
+
+def _report_interrupt(exc: BaseException) -> None:
+    """One line on stderr for Ctrl-C: the KeyboardInterrupt's message (training says
+    which checkpoint survives), found where Typer chained it. Under torchrun only
+    rank 0 prints."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    seen = exc
+    while seen is not None and not isinstance(seen, KeyboardInterrupt):
+        seen = seen.__cause__ or seen.__context__
+    message = str(seen).splitlines()[0] if seen is not None and str(seen) else "interrupted"
+    print(f"elbokit: {message}", file=sys.stderr)
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"elbokit: {category.__name__}: {message}\n"
 
@@ -44,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="elbokit", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
+        if code == INTERRUPTED:  # Typer turned Ctrl-C into exit code 130
+            _report_interrupt(exc)
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt as exc:
+        _report_interrupt(exc)
+        return INTERRUPTED
     except (ElbokitError, OSError) as exc:
         if debug:
             raise

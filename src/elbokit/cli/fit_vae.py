@@ -3,6 +3,10 @@
 A thin layer over :class:`elbokit.nn.VAE`; torch is imported only when the command
 runs. The run directory gets the saved model (``model.json``, ``weights.safetensors``),
 ``metrics.json``, ``run.json`` and ``checkpoints/`` (``--resume`` continues from it).
+
+Runs unchanged under ``torchrun --nproc_per_node=N`` (data-parallel, see
+:mod:`elbokit.nn.distributed`): the processes share each minibatch of
+``--batch-size`` rows, and rank 0 alone writes the run directory and prints.
 """
 
 from __future__ import annotations
@@ -99,12 +103,17 @@ def fit_vae(
     start = time.perf_counter()
     model.fit(fit_rows, validation=validation, checkpoint_dir=out / CHECKPOINTS, resume=resume)
     seconds = time.perf_counter() - start
+    if _leave_process_group():  # under torchrun, rank 0 alone writes and prints
+        return
     model.save(out)
     metrics = vae_metrics(model, train, test)
     metrics.update(fit_seconds=seconds, epochs=len(model.history_),
                    images_per_second=_throughput(model, dataset.train.shape[0]),
                    n_train=int(train.shape[0]), n_test=int(test.shape[0]),
                    n_features=int(train.shape[1]), binarized_evaluation=binarize != "none")
+    skipped = [h["skipped_batches"] for h in model.history_ if "skipped_batches" in h]
+    if skipped:
+        metrics["skipped_batches"] = int(sum(skipped))
     run = {"kind": "vae", "data": data, "validation_fraction": validation_fraction,
            "seed": seed, "latent": latent,
            "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
@@ -115,6 +124,16 @@ def fit_vae(
     atomic_write_json(out / METRICS_FILE, metrics)
     print_metrics(f"vae (L={latent}, {likelihood}) on {data}", metrics)
     typer.echo(f"saved to {out}")
+
+
+def _leave_process_group() -> bool:
+    """After training under torchrun: leave the process group; True on the ranks other
+    than 0, which write nothing. False (nothing to do) in a single process."""
+    from ..nn import distributed
+
+    other = not distributed.is_main()
+    distributed.shutdown()
+    return other
 
 
 def split_validation(X, fraction: float, seed: int):

@@ -204,7 +204,8 @@ def checkpoint_bytes(model: torch.nn.Module, *, with_best: bool = False) -> int:
 def check_writable(run_dir, checkpoint_size: int) -> None:
     """Raise :class:`TrainingError` before training if ``run_dir`` cannot be created or
     written, or its disk has less free space than two checkpoints (a new one is
-    written before the old one is deleted) and the saved model need."""
+    written before the old one is deleted) and the saved model need. Removes the
+    temporary files a killed run may have left."""
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +215,8 @@ def check_writable(run_dir, checkpoint_size: int) -> None:
     except OSError as exc:
         raise TrainingError(f"cannot write checkpoints to {run_dir} "
                             f"({exc.strerror or exc}); choose another output directory") from None
+    for partial in run_dir.glob(".checkpoint*"):  # temporary files of a killed run
+        partial.unlink(missing_ok=True)
     free = shutil.disk_usage(run_dir).free
     needed = 3 * checkpoint_size
     if free < needed:

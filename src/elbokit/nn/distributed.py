@@ -113,21 +113,16 @@ class Shard:
         self.stop, self.total = self.start + sizes[self.rank], total
         return x[self.start:self.stop]
 
-    def wrap(self, objective, model):
-        """The objective as a callable of the same signature whose gradients DDP averages
-        (the identity with one process)."""
+    def wrap(self, loss_function, model):
+        """``loss_function`` (any arguments; returns per-sample means over this rank's
+        rows, one tensor or a tuple) as a callable of the same signature whose gradients
+        DDP averages over the ranks; ``loss_function`` itself with one process."""
         if not self.active:
-            return objective
+            return loss_function
         device = next(model.parameters()).device
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            _ShardedObjective(model, objective, self),
+        return torch.nn.parallel.DistributedDataParallel(
+            _ShardedLoss(model, loss_function, self),
             device_ids=[device] if device.type == "cuda" else None)
-
-        def sharded(_model, x, n_samples, generator, **kwargs):
-            return ddp(x, n_samples, generator, **kwargs)
-
-        sharded.name = getattr(objective, "name", "custom")
-        return sharded
 
     def average_(self, values: torch.Tensor) -> torch.Tensor:
         """Replace ``values`` by its mean over the ranks, in place."""
@@ -162,20 +157,23 @@ class Shard:
         return box[0]
 
 
-class _ShardedObjective(torch.nn.Module):
-    """The objective on this rank's rows as a module DDP can wrap, scaled so that the
-    average over ranks of the gradient of ``forward(x).mean()`` is the gradient of the
-    mean ELBO of the global minibatch."""
+class _ShardedLoss(torch.nn.Module):
+    """A loss on this rank's rows as a module DDP can wrap (``model`` is registered for
+    DDP's gradient hooks; the loss function receives it among its arguments). Each
+    output, a mean over this rank's rows, is scaled by rows * N / rows of the
+    minibatch: the average over ranks is then the mean over the minibatch, and so is
+    the average of the gradients that DDP computes."""
 
-    def __init__(self, model, objective, shard: Shard):
+    def __init__(self, model, loss_function, shard: Shard):
         super().__init__()
-        self.model, self.objective, self.shard = model, objective, shard
+        self.model, self.loss_function, self.shard = model, loss_function, shard
 
-    def forward(self, x, n_samples, generator, **kwargs):
+    def forward(self, *args, **kwargs):
         shard = self.shard
-        with _SlicedNoise(generator, shard.start, shard.stop, shard.total):
-            elbo = self.objective(self.model, x, n_samples, generator, **kwargs)
-        return elbo * (x.shape[0] * shard.size / shard.total)
+        with _SlicedNoise(shard.generator, shard.start, shard.stop, shard.total):
+            out = self.loss_function(*args, **kwargs)
+        scale = (shard.stop - shard.start) * shard.size / shard.total
+        return tuple(t * scale for t in out) if isinstance(out, tuple) else out * scale
 
 
 class _SlicedNoise(TorchFunctionMode):
