@@ -14,8 +14,8 @@ Norouzi et al. 2020); MNIST 784-200-200-50 (Burda et al.'s one-layer VAE, 86.76 
 with k = 1).
 
 Every model trains for the same wall-clock budget (``--minutes``, the comparison the
-targets ask for): one epoch is timed, then the run resumes from its checkpoint for as
-many epochs as fit in the budget. ``--epochs N`` trains a fixed number of epochs
+targets ask for): epoch after epoch, resuming from its checkpoint, while the next
+epoch (as long as the last one) still fits in the budget. ``--epochs N`` trains a fixed number of epochs
 instead. Adam, lr 1e-3, batch 100, constant learning rate.
 
     .venv/bin/python benchmarks/likelihood.py                       # default, < 1 h on 2 cores
@@ -58,6 +58,10 @@ FULL_EPOCHS = 3280  # Burda et al.'s schedule (sum of 3^i passes, i = 0..7)
 
 def main() -> None:
     args = _parse()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from elbokit import data as data_module
     from elbokit.exceptions import DataFileNotFoundError
 
@@ -71,7 +75,7 @@ def main() -> None:
     train = ds.train[:args.train_images]
     budget = "fixed epochs" if args.epochs else f"{args.minutes:g} min of training each"
     print(f"{args.data}: train {ds.train.shape}, test {test.shape} (binarized once, seed "
-          f"{TEST_SEED}); MLP {setting['hidden']}, latent {setting['latent']}; {budget}; "
+          f"{TEST_SEED}); {torch_threads()} torch thread(s); MLP {setting['hidden']}, latent {setting['latent']}; {budget}; "
           f"test NLL by importance sampling, k = {args.k}", flush=True)
     rows = []
     for name in args.models:
@@ -91,20 +95,21 @@ def run_model(name, train_X, test, setting, args) -> dict:
     params = dict(MODELS[name])
     if name == "iwae":
         params["n_samples"] = args.iwae_k
-    vae = lambda epochs, **extra: VAE(
-        setting["latent"], hidden=setting["hidden"], epochs=epochs, batch_size=100, lr=1e-3,
-        binarize="dynamic", seed=args.seed, progress=args.progress, **params, **extra)
+
+    def vae(epochs):
+        return VAE(setting["latent"], hidden=setting["hidden"], epochs=epochs, batch_size=100,
+                   lr=1e-3, binarize="dynamic", seed=args.seed, progress=args.progress,
+                   **params)
+
     with tempfile.TemporaryDirectory() as run_dir:
         if args.epochs:
-            epochs = args.epochs
-            model = vae(epochs).fit(train_X)
-        else:  # time one epoch, then resume for as many as fit in the budget
+            model = vae(args.epochs).fit(train_X)
+        else:  # epoch by epoch (resuming from the checkpoint) while the next one fits
             model = vae(1).fit(train_X, checkpoint_dir=run_dir)
-            first = model.history_[0]["seconds"]
-            epochs = max(1, math.floor(args.minutes * 60 / first))
-            if epochs > 1:
-                model = vae(epochs).fit(train_X, checkpoint_dir=run_dir, resume=True)
-    train_seconds = sum(h["seconds"] for h in model.history_)
+            while _seconds(model) + model.history_[-1]["seconds"] <= args.minutes * 60:
+                model = vae(len(model.history_) + 1).fit(train_X, checkpoint_dir=run_dir,
+                                                         resume=True)
+    train_seconds = _seconds(model)
     start = time.perf_counter()
     ll = log_likelihood(model, test, n_importance=args.k, random_state=args.seed,
                         progress=args.progress)
@@ -116,6 +121,16 @@ def run_model(name, train_X, test, setting, args) -> dict:
                 nll=-ll.mean, stderr=ll.stderr, active=count,
                 latent=setting["latent"], k_eval=args.k, n_test=len(test),
                 final_train_elbo=model.history_[-1]["train_elbo"], values=ll.values)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _seconds(model) -> float:
+    return sum(h["seconds"] for h in model.history_)
 
 
 def _print_row(row, base) -> None:
@@ -165,6 +180,9 @@ def _parse():
     parser.add_argument("--full", action="store_true",
                         help=f"the published protocol: k = 5000, {FULL_EPOCHS} epochs each "
                              "(days on a CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core); 1 "
+                             "avoids oversubscription when other jobs share the cores")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
