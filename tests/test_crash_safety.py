@@ -154,8 +154,8 @@ def test_skip_batch_skips_and_counts_the_poisoned_step(tmp_path, digits):
     state = ckpt.load_checkpoint(tmp_path)["optim"]
     assert float(state["0.step"]) == 29
     # without a bad step the counts are zero and the run is the plain one
-    clean, clean_history = _fit(X, None, EstimatorB(), "skip-batch")
-    plain, plain_history = _fit(X, None, EstimatorB(), "stop")
+    _, clean_history = _fit(X, None, EstimatorB(), "skip-batch")
+    _, plain_history = _fit(X, None, EstimatorB(), "stop")
     assert [h["skipped_batches"] for h in clean_history] == [0, 0, 0]
     assert [h["train_elbo"] for h in clean_history] == [h["train_elbo"] for h in plain_history]
 

@@ -42,7 +42,7 @@ def _torchrun(out: Path, epochs: int, *extra: str) -> str:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(ELBOKIT),
                *ARGS, "--epochs", str(epochs), "--out", str(out), *extra]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -150,6 +150,83 @@ def test_each_rank_gets_its_rows_of_the_whole_minibatch_noise(shape):
 
 def test_other_draws_from_the_training_generator_are_refused():
     generator = torch.Generator()
-    with _SlicedNoise(generator, 0, 4, total=8):
-        with pytest.raises(TrainingError, match="can split only torch.randn noise"):
-            torch.rand((4, 3), generator=generator)
+    with (_SlicedNoise(generator, 0, 4, total=8),
+          pytest.raises(TrainingError, match="can split only torch.randn noise")):
+        torch.rand((4, 3), generator=generator)
+
+
+# --------------------------------------------------------------------------- NaN on one rank
+
+NAN_SCRIPT = '''
+import json, sys
+import numpy as np
+import torch
+import elbokit
+from elbokit.exceptions import TrainingError
+from elbokit.nn import distributed
+from elbokit.nn.config import ArchitectureConfig, TrainingConfig
+from elbokit.nn.model import VAEModel
+from elbokit.nn.objectives import EstimatorB
+from elbokit.nn.train import train
+
+
+class PoisonedB(EstimatorB):
+    """NaN on the rows of rank ``bad_rank`` in the minibatch of call 5."""
+
+    def __init__(self, bad_rank):
+        self.bad_rank, self.calls = bad_rank, 0
+
+    def __call__(self, model, x, n_samples=1, generator=None):
+        self.calls += 1
+        elbo = super().__call__(model, x, n_samples, generator)
+        poisoned = self.calls == 5 and distributed.rank() == self.bad_rank
+        return elbo * float("nan") if poisoned else elbo
+
+
+def fit(on_nan, bad_rank):
+    X = elbokit.data.load("digits").train[:1280] / 16.0
+    architecture = ArchitectureConfig(n_features=64, latent_dim=3, hidden=(32,))
+    config = TrainingConfig(epochs=2, batch_size=64, binarize="dynamic", progress=False,
+                            device="cpu")
+    torch.manual_seed(0)
+    model = VAEModel(architecture)
+    history = train(model, X, config, architecture, objective=PoisonedB(bad_rank),
+                    on_nan=on_nan)
+    return model, history
+
+
+out = sys.argv[1]
+model, history = fit("skip-batch", bad_rank=int(sys.argv[2]))
+try:
+    fit("stop", bad_rank=int(sys.argv[2]))
+    error = None
+except TrainingError as exc:
+    error = str(exc)
+with open(f"{out}-rank{distributed.rank()}.json", "w") as handle:
+    json.dump({"history": history, "error": error,
+               "weights": {k: v.tolist() for k, v in model.state_dict().items()}}, handle)
+distributed.shutdown()
+'''
+
+
+@needs_gloo
+def test_a_nan_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path, one_thread):
+    script = tmp_path / "nan_run.py"
+    script.write_text(NAN_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(script),
+               str(tmp_path / "two"), "1"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "0"],
+                            check=False, capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr[-3000:]
+    one = json.loads((tmp_path / "one-rank0.json").read_text())
+    ranks = [json.loads((tmp_path / f"two-rank{r}.json").read_text()) for r in (0, 1)]
+    for rank in ranks:  # rank 1 alone saw the NaN; both skipped the step, then stopped
+        assert [h["skipped_batches"] for h in rank["history"]] == [1, 0]
+        assert rank["error"] == one["error"]
+        assert "epoch 1, step 5 of 20" in rank["error"]
+        for name, value in one["weights"].items():
+            assert np.allclose(rank["weights"][name], value, rtol=0, atol=1e-5), name

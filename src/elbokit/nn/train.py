@@ -102,6 +102,10 @@ class _Run:
         self.generator = _seeded(device, config.seed)
         self.optimizer = make_optimizer(model, config.lr)
         self.shard = distributed.Shard(config.batch_size, n_rows, self.generator)
+        if self.shard.active and config.free_bits and distributed.is_main():
+            warnings.warn("free_bits floors the minibatch-mean KL of each process's share of "
+                          "the minibatch: the run differs from a single-process one",
+                          UserWarning, stacklevel=4)
         self.loss = training_loss  # wrapped in DDP once the weights are final
         self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk
 
@@ -211,7 +215,7 @@ def _stopped(exc: TrainingError, good_epoch: int, run: _Run) -> TrainingError:
             if run.saved_epoch is not None else
             f"the model keeps the weights of epoch {good_epoch}")
     return TrainingError(f"{exc}; {kept}. Lower the learning rate (lr={run.config.lr}), "
-                         "check the data, or pass on_nan='skip-batch' (--on-nan skip-batch)")
+                         "check the data, or pass on_nan='skip-batch'")
 
 
 def _interrupted(run: _Run, done_epoch: int) -> TrainingInterrupted:
