@@ -3,6 +3,7 @@ the weights of one process with the same batch size and seed, and a resumed
 two-process run matches an uninterrupted one."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -38,13 +39,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(out: Path, epochs: int, *extra: str) -> str:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(ELBOKIT),
-               *ARGS, "--epochs", str(epochs), "--out", str(out), *extra]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+PORT_TAKEN = ("Address already in use", "EADDRINUSE", "DistNetworkError")
+
+
+def _launch(*args: str) -> subprocess.CompletedProcess:
+    """torchrun with 2 processes on loopback; a second try if the free port we picked
+    was taken meanwhile (another test run on this machine)."""
+    for _ in range(2):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                   "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
+        done = subprocess.run(command, check=False, capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode == 0 or not any(s in done.stderr for s in PORT_TAKEN):
+            break
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return done
+
+
+def _torchrun(out: Path, epochs: int, *extra: str) -> str:
+    return _launch(str(ELBOKIT), *ARGS, "--epochs", str(epochs), "--out", str(out),
+                   *extra).stdout
 
 
 def _weights(out: Path) -> dict:
@@ -213,14 +227,10 @@ distributed.shutdown()
 def test_a_nan_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path, one_thread):
     script = tmp_path / "nan_run.py"
     script.write_text(NAN_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(script),
-               str(tmp_path / "two"), "1"]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _launch(str(script), str(tmp_path / "two"), "1")
     single = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "0"],
                             check=False, capture_output=True, text=True, timeout=120,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert single.returncode == 0, single.stderr[-3000:]
     one = json.loads((tmp_path / "one-rank0.json").read_text())
     ranks = [json.loads((tmp_path / f"two-rank{r}.json").read_text()) for r in (0, 1)]
