@@ -226,6 +226,15 @@ def check_writable(run_dir, checkpoint_size: int) -> None:
                             "space or choose another output directory")
 
 
+def checkpoint_epoch(run_dir) -> int | None:
+    """The epoch of the checkpoint in ``run_dir`` (from its JSON record alone), or None."""
+    try:
+        epoch = read_json(Path(run_dir) / CHECKPOINT_FILE).get("epoch")
+    except ModelFileError:
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
 def has_checkpoint(run_dir) -> bool:
     return run_dir is not None and (Path(run_dir) / CHECKPOINT_FILE).is_file()
 

@@ -183,7 +183,7 @@ def _epochs(run: _Run, state: _LoopState, X, X_val) -> None:
                     break
         except KeyboardInterrupt:
             model.load_state_dict(last_good)
-            raise _interrupted(run, state.epoch) from None
+            raise _interrupted(run) from None
 
 
 def _save(run: _Run, state: _LoopState) -> None:
@@ -218,14 +218,18 @@ def _stopped(exc: TrainingError, good_epoch: int, run: _Run) -> TrainingError:
                          "check the data, or pass on_nan='skip-batch'")
 
 
-def _interrupted(run: _Run, done_epoch: int) -> TrainingInterrupted:
-    where = f"training interrupted in epoch {done_epoch + 1}"
-    if run.saved_epoch is None:
-        return TrainingInterrupted(f"{where}; no checkpoint directory was given, nothing is "
-                                   "saved")
-    return TrainingInterrupted(f"{where}; the checkpoint of epoch {run.saved_epoch} is in "
+def _interrupted(run: _Run) -> TrainingInterrupted:
+    """The Ctrl-C message, naming the checkpoint on disk (read back: the signal may
+    have landed after a checkpoint was committed but before the loop noted it)."""
+    saved = run.saved_epoch
+    if run.run_dir is not None and distributed.is_main():
+        saved = ckpt.checkpoint_epoch(run.run_dir)
+    if saved is None:
+        return TrainingInterrupted("training interrupted; no checkpoint directory was given, "
+                                   "nothing is saved")
+    return TrainingInterrupted(f"training interrupted; the checkpoint of epoch {saved} is in "
                                f"{run.run_dir}: run the same command with --resume "
-                               "(resume=True) to continue from it")
+                               f"(resume=True) to continue from epoch {saved + 1}")
 
 
 def _end_epoch(model, state: _LoopState, record: dict, config: TrainingConfig) -> None:
