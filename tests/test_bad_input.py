@@ -194,6 +194,7 @@ CLI_CASES = [
     (["fit", "fa", "--latent", "-2"], "n_components must be >= 1"),
     (["fit", "vae", "--latent", "3", "--epochs", "0"], "epochs must be >= 1"),
     (["fit", "vae", "--latent", "3", "--likelihood", "poisson"], "likelihood must be one of"),
+    (["fit", "vae", "--latent", "3", "--on-nan", "retry"], "on_nan must be one of"),
     (["fit", "pca", "--data", "nowhere.csv"], "does not exist"),
     (["fit", "pca", "--data", "{bad_csv}"], "non-numeric cell"),
     (["fit", "pca", "--data", "{nan_npy}"], "NaN"),

@@ -78,6 +78,9 @@ def fit_vae(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
     = False,
+    on_nan: Annotated[str, typer.Option("--on-nan", help="stop (keep the last good "
+                                        "checkpoint) or skip-batch (skip NaN/inf steps; "
+                                        "counted in metrics.json).")] = "stop",
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")]
     = Path("runs/vae"),
     data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
@@ -101,7 +104,8 @@ def fit_vae(
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
     train, test = evaluation_data(dataset, binarize)
     start = time.perf_counter()
-    model.fit(fit_rows, validation=validation, checkpoint_dir=out / CHECKPOINTS, resume=resume)
+    model.fit(fit_rows, validation=validation, checkpoint_dir=out / CHECKPOINTS, resume=resume,
+              on_nan=on_nan)
     seconds = time.perf_counter() - start
     if _leave_process_group():  # under torchrun, rank 0 alone writes and prints
         return

@@ -154,12 +154,15 @@ class VAE(BaseEstimator):
 
     def fit(self, X, y=None, *, validation=None, epochs: int | None = None,
             batch_size: int | None = None, lr: float | None = None, checkpoint_dir=None,
-            resume: bool = False):
+            resume: bool = False, on_nan: str = "stop"):
         """Maximise the ELBO of X (n, d) by Adam.
 
         ``validation``: held-out rows, whose ELBO (L_B, one sample) is recorded each
         epoch and drives early stopping (``patience``). ``checkpoint_dir``: where a
         checkpoint is written after every epoch; ``resume=True`` continues from it.
+        ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
+        checkpoint) or ``"skip-batch"`` (skip steps with a non-finite loss or gradient;
+        counted as ``skipped_batches`` in ``history_``).
         """
         X = self._check_X(X, "X", reset=True)
         if validation is not None:
@@ -178,7 +181,8 @@ class VAE(BaseEstimator):
         if hasattr(self.model_.decoder, "init_from_data"):
             self.model_.decoder.init_from_data(as_float_tensor(X), self.model_.likelihood)
         self.history_ = train(self.model_, X, training, architecture, validation=validation,
-                              objective=objective, run_dir=checkpoint_dir, resume=resume)
+                              objective=objective, run_dir=checkpoint_dir, resume=resume,
+                              on_nan=on_nan)
         self.architecture_, self.training_ = architecture, training
         self.model_.eval()
         return self
