@@ -15,7 +15,8 @@ with k = 1).
 
 Every model trains for the same wall-clock budget (``--minutes``, the comparison the
 targets ask for): epoch after epoch, resuming from its checkpoint, while the next
-epoch (as long as the last one) still fits in the budget. ``--epochs N`` trains a fixed number of epochs
+epoch (as long as the last one) still fits in the budget. ``--epochs N`` trains a fixed
+number of epochs
 instead. Adam, lr 1e-3, batch 100, constant learning rate.
 
     .venv/bin/python benchmarks/likelihood.py                       # default, < 1 h on 2 cores
@@ -26,7 +27,7 @@ Measured 2026-11-25 on this project's 2-core machine (other jobs sharing it, hen
 ``--threads 1``), ``benchmarks/likelihood.py --threads 1``: 10000 test images, k = 1000,
 12 min of training per model, about 46 min in all:
 
-| model | objective | k | epochs | train (min) | test NLL (nats) | vs vae | active units | IS (min) |
+| model | objective | k | epochs | train min | test NLL (nats) | vs vae | active | IS min |
 |---|---|---|---|---|---|---|---|---|
 | vae | b | 1 | 107 | 11.9 | 233.65 +- 0.76 |  | 7/40 | 1.9 |
 | iwae | iwae | 5 | 60 | 12.0 | 232.54 +- 0.76 | -1.11 +- 0.04 | 9/40 | 1.4 |
@@ -91,7 +92,8 @@ def main() -> None:
     train = ds.train[:args.train_images]
     budget = "fixed epochs" if args.epochs else f"{args.minutes:g} min of training each"
     print(f"{args.data}: train {ds.train.shape}, test {test.shape} (binarized once, seed "
-          f"{TEST_SEED}); {torch_threads()} torch thread(s); MLP {setting['hidden']}, latent {setting['latent']}; {budget}; "
+          f"{TEST_SEED}); {torch_threads()} torch thread(s); MLP {setting['hidden']}, "
+          f"latent {setting['latent']}; {budget}; "
           f"test NLL by importance sampling, k = {args.k}", flush=True)
     rows = []
     for name in args.models:
