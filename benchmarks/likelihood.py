@@ -16,8 +16,7 @@ with k = 1).
 Every model trains for the same wall-clock budget (``--minutes``, the comparison the
 targets ask for): epoch after epoch, resuming from its checkpoint, while the next
 epoch (as long as the last one) still fits in the budget. ``--epochs N`` trains a fixed
-number of epochs
-instead. Adam, lr 1e-3, batch 100, constant learning rate.
+number of epochs instead. Adam, lr 1e-3, batch 100, constant learning rate.
 
     .venv/bin/python benchmarks/likelihood.py                       # default, < 1 h on 2 cores
     .venv/bin/python benchmarks/likelihood.py --full                # k=5000, 3280 epochs each
