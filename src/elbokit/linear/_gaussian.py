@@ -197,3 +197,16 @@ class LinearGaussianMixin(TransformerMixin, BaseEstimator):
     def bits_per_dim(self, X) -> float:
         """Negative mean log-likelihood in bits per dimension (no dequantization)."""
         return -self.score(X) / (self.n_features_in_ * np.log(2.0))
+
+
+class SubspaceGaussianMixin(LinearGaussianMixin):
+    """Models described by orthonormal directions ``components_`` (L, d), the data
+    variance ``explained_variance_`` along them and one isotropic ``noise_variance_``
+    (PCA and the linear autoencoder read as PPCA)."""
+
+    def _loadings(self):
+        return subspace_loadings(self.components_, self.explained_variance_,
+                                 self.noise_variance_)
+
+    def _noise_diag(self):
+        return np.full(self.components_.shape[1], self.noise_variance_)

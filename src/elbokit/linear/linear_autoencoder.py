@@ -19,8 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_float, check_int
 from ..exceptions import ConvergenceWarning, DataError
 from ..progress import progress_bar
-from ._gaussian import (LinearGaussianMixin, sample_covariance, subspace_loadings,
-                        variance_floor)
+from ._gaussian import SubspaceGaussianMixin, sample_covariance, variance_floor
 from ._streaming import streams_rows
 
 
@@ -39,7 +38,7 @@ def reconstruction_loss_and_grad(W: np.ndarray, S: np.ndarray):
     return loss, grad
 
 
-class LinearAutoencoder(LinearGaussianMixin):
+class LinearAutoencoder(SubspaceGaussianMixin):
     """Tied linear autoencoder trained by gradient descent (with Nesterov momentum).
 
     Parameters
@@ -136,13 +135,6 @@ class LinearAutoencoder(LinearGaussianMixin):
         self.explained_variance_ = np.maximum(inside[order], 0.0)
         floor = variance_floor(np.diag(S), 1e-6)
         self.noise_variance_ = max(float((np.trace(S) - inside.sum()) / (d - L)), floor)
-
-    def _loadings(self):
-        return subspace_loadings(self.components_, self.explained_variance_,
-                                 self.noise_variance_)
-
-    def _noise_diag(self):
-        return np.full(self.components_.shape[1], self.noise_variance_)
 
     @streams_rows
     def transform(self, X):

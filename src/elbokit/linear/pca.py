@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ._gaussian import LinearGaussianMixin, subspace_loadings, variance_floor
+from ._gaussian import SubspaceGaussianMixin, variance_floor
 from ._streaming import streams_rows
 
 
-class PCA(LinearGaussianMixin):
+class PCA(SubspaceGaussianMixin):
     """PCA by singular value decomposition.
 
     Parameters
@@ -90,13 +90,6 @@ class PCA(LinearGaussianMixin):
         self.noise_variance_ = float(max(discarded.mean(), floor)) if discarded.size else floor
         self.n_components_ = L
         return self
-
-    def _loadings(self):
-        return subspace_loadings(self.components_, self.explained_variance_,
-                                 self.noise_variance_)
-
-    def _noise_diag(self):
-        return np.full(self.components_.shape[1], self.noise_variance_)
 
     @streams_rows
     def transform(self, X):
