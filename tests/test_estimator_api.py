@@ -1,6 +1,5 @@
 """scikit-learn's own API checks over every classical estimator."""
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from elbokit import PCA, PPCA, FactorAnalysis, LinearAutoencoder

@@ -9,16 +9,14 @@ covariance S (divisor N) every E- and M-step quantity is a d x L or L x L produc
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 from scipy import linalg
 
+from .._iteration import absolute_change_below, iterate
 from .._math import LowRankGaussian, cho_solve, cholesky
 from .._validation import check_choice, check_float, check_int
-from ..exceptions import ConvergenceWarning
-from ..progress import progress_bar
 from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
                         warn_constant_features)
 from .ppca import ppca_closed_form
@@ -140,27 +138,21 @@ class FactorAnalysis(LinearGaussianMixin):
         # start from the closed-form PPCA solution, Psi = sigma^2 I
         W, sigma2 = ppca_closed_form(S, L, floor)
         psi = np.full(S.shape[0], sigma2)
-        self.loglike_ = []
-        converged = False
         start = time.perf_counter()
+        state = {"W": W, "psi": psi}
+
+        def step():
+            state["W"], state["psi"], loglike = fa_em_step(S, state["W"], state["psi"], floor)
+            return loglike
+
         # the iterations are d x L products and L x L solves: BLAS threads only add
         # synchronisation (ruinous on a busy machine), so run them single-threaded
-        with progress_bar(total=self.max_iter, desc="FA EM", disable=not self.verbose) as bar, \
-                threadpool_limits(limits=1, user_api="blas"):
-            for it in range(self.max_iter):
-                W, psi, loglike = fa_em_step(S, W, psi, floor)
-                self.loglike_.append(loglike)
-                bar.update(1)
-                bar.set_postfix(loglike=f"{loglike:.6f}")
-                if it > 0 and abs(loglike - self.loglike_[-2]) < self.tol:
-                    converged = True
-                    break
-        self.n_iter_ = it + 1
-        if not converged:
-            warnings.warn(f"FactorAnalysis did not converge in max_iter={self.max_iter} "
-                          f"iterations (last change {abs(np.diff(self.loglike_[-2:])).sum():.3g} "
-                          f"nats/sample > tol={self.tol}); raise max_iter or tol.",
-                          ConvergenceWarning, stacklevel=3)
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.loglike_ = iterate(step, converged=absolute_change_below(self.tol),
+                                    max_iter=self.max_iter, model="FactorAnalysis",
+                                    desc="FA EM", verbose=self.verbose)
+        self.n_iter_ = len(self.loglike_)
+        W, psi = state["W"], state["psi"]
         self.loglike_.append(LowRankGaussian(W, psi).mean_logpdf_from_cov(S))
         if self.rotation == "varimax":
             W = varimax(W)

@@ -9,16 +9,14 @@ to the learned subspace (exactly PPCA when the subspace is the principal one).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import linalg
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._iteration import iterate, relative_change_below
 from .._validation import check_float, check_int
-from ..exceptions import ConvergenceWarning, DataError
-from ..progress import progress_bar
+from ..exceptions import DataError
 from ._gaussian import SubspaceGaussianMixin, sample_covariance, variance_floor
 from ._streaming import streams_rows
 
@@ -96,26 +94,23 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         else:
             self.mean_, S = sample_covariance(X)
         top = float(linalg.eigvalsh(S, subset_by_index=[d - 1, d - 1])[0])
-        step = self.learning_rate / max(top, 1e-300)
+        step_size = self.learning_rate / max(top, 1e-300)
         rng = check_random_state(self.random_state)
         W = rng.standard_normal((L, d)) * (0.1 / np.sqrt(d))
-        velocity = np.zeros_like(W)
-        self.loss_ = []
-        converged = False
-        with progress_bar(total=self.max_iter, desc="linear AE", disable=not self.verbose) as bar:
-            for it in range(self.max_iter):
-                loss, grad = reconstruction_loss_and_grad(W + self.momentum * velocity, S)
-                velocity = self.momentum * velocity - step * grad
-                W = W + velocity
-                self.loss_.append(loss)
-                bar.update(1)
-                if it > 10 and abs(self.loss_[-2] - loss) <= self.tol * max(abs(loss), 1e-300):
-                    converged = True
-                    break
-        self.n_iter_ = it + 1
-        if not converged:
-            warnings.warn(f"LinearAutoencoder did not converge in max_iter={self.max_iter} "
-                          "steps; raise max_iter.", ConvergenceWarning, stacklevel=2)
+        state = {"W": W, "velocity": np.zeros_like(W)}
+
+        def step():  # Nesterov: the gradient at the look-ahead point
+            W, velocity = state["W"], state["velocity"]
+            loss, grad = reconstruction_loss_and_grad(W + self.momentum * velocity, S)
+            state["velocity"] = self.momentum * velocity - step_size * grad
+            state["W"] = W + state["velocity"]
+            return loss
+
+        self.loss_ = iterate(step, converged=relative_change_below(self.tol, after=10),
+                             max_iter=self.max_iter, model="LinearAutoencoder",
+                             desc="linear AE", verbose=self.verbose)
+        self.n_iter_ = len(self.loss_)
+        W = state["W"]
         self.weights_ = W
         self._fit_probabilistic_reading(S, L)
         self.n_components_ = L

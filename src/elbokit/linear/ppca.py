@@ -8,17 +8,14 @@ same, so PPCA(solver="em") is the estimator to use on incomplete data.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import linalg
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._iteration import absolute_change_below, iterate
 from .._math import LOG_2PI, LowRankGaussian, cho_solve, cholesky
 from .._validation import check_choice, check_float, check_int
-from ..exceptions import ConvergenceWarning
-from ..progress import progress_bar
 from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
                         warn_constant_features)
 from ._streaming import streams_rows
@@ -223,19 +220,10 @@ class PPCA(LinearGaussianMixin):
 
     def _iterate(self, step, desc):
         """Run ``step() -> loglike`` until the change is below tol or max_iter."""
-        self.loglike_ = []
-        converged = False
-        with progress_bar(total=self.max_iter, desc=desc, disable=not self.verbose) as bar:
-            for it in range(self.max_iter):
-                self.loglike_.append(step())
-                bar.update(1)
-                if it > 0 and abs(self.loglike_[-1] - self.loglike_[-2]) < self.tol:
-                    converged = True
-                    break
-        self.n_iter_ = it + 1
-        if not converged:
-            warnings.warn(f"PPCA EM did not converge in max_iter={self.max_iter} iterations; "
-                          "raise max_iter or tol.", ConvergenceWarning, stacklevel=4)
+        self.loglike_ = iterate(step, converged=absolute_change_below(self.tol),
+                                max_iter=self.max_iter, model="PPCA EM", desc=desc,
+                                verbose=self.verbose)
+        self.n_iter_ = len(self.loglike_)
 
     def _em_complete(self, S, L, floor):
         W, sigma2 = self._init_em(np.diag(S), L, S.shape[0])

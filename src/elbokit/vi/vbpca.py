@@ -8,15 +8,14 @@ not need. The update equations and the bound live in :mod:`._mean_field`.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from .._iteration import iterate, relative_change_below
 from .._validation import check_float, check_int
-from ..exceptions import ConvergenceWarning, DataError, ModelFileError
+from ..exceptions import DataError, ModelFileError
 from ..linear._gaussian import LinearGaussianMixin
 from ..linear.ppca import _observed_posteriors, observed_loglike
 from ._mean_field import (Priors, elbo, initial_posterior, n_observed, permute_components,
@@ -188,19 +187,16 @@ class VBPCA(LinearGaussianMixin):
         return self
 
     def _coordinate_ascent(self, X, L, priors, max_iter, tol, rng):
-        post = initial_posterior(X, L, priors, rng)
-        history = []
-        for _ in range(max_iter):
-            post = sweep(X, post, priors)
-            history.append(elbo(X, post, priors))
-            if len(history) > 1 and history[-1] - history[-2] < tol * abs(history[-1]):
-                break
-        else:
-            warnings.warn(
-                f"VBPCA did not converge in max_iter={max_iter} sweeps (last relative ELBO "
-                f"change {_relative_change(history):.2e} > tol={tol:g}); increase max_iter",
-                ConvergenceWarning, stacklevel=3)
-        return post, history
+        state = {"post": initial_posterior(X, L, priors, rng)}
+
+        def step():
+            state["post"] = sweep(X, state["post"], priors)
+            return elbo(X, state["post"], priors)
+
+        # each sweep can only raise the ELBO: stop when it rose by < tol * |ELBO|
+        history = iterate(step, converged=relative_change_below(tol), max_iter=max_iter,
+                          model="VBPCA")
+        return state["post"], history
 
     def _store(self, post, history, scale, priors):
         d = post.w_mean.shape[0]
@@ -282,12 +278,6 @@ def _check_observed(X: np.ndarray) -> None:
         shown = ", ".join(str(i) for i in empty[:10]) + (" ..." if empty.size > 10 else "")
         raise DataError(f"{empty.size} feature(s) of X have no observed value (all NaN; "
                         f"indices {shown}); drop them before fitting VBPCA")
-
-
-def _relative_change(history) -> float:
-    if len(history) < 2:
-        return float("nan")
-    return abs(history[-1] - history[-2]) / max(abs(history[-1]), 1e-300)
 
 
 __all__ = ["VBPCA"]
