@@ -74,7 +74,7 @@ _CAPTIONS = {
 }
 
 
-def _section(run_dir: Path, with_figures: bool) -> tuple[str, dict]:
+def _section(run_dir: Path, with_figures: bool, datasets: dict) -> tuple[str, dict]:
     from . import data as data_module
     from .models import load_model
     from .plots import all_figures
@@ -89,7 +89,10 @@ def _section(run_dir: Path, with_figures: bool) -> tuple[str, dict]:
     parts.append(_table(metric_rows, ["metric", "value"]))
     if with_figures and run.get("data"):
         model = load_model(run_dir)
-        dataset = data_module.load(run["data"], seed=int(run.get("seed", 0)))
+        key = (run["data"], int(run.get("seed", 0)))
+        if key not in datasets:  # runs of one directory usually share their data
+            datasets[key] = data_module.load(key[0], seed=key[1])
+        dataset = datasets[key]
         history = getattr(model, "history_", None) or getattr(model, "loglike_", None)
         if isinstance(history, list) and history and not isinstance(history[0], dict):
             history = list(history)
@@ -107,9 +110,9 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True) -> Path:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
-    sections, summaries = [], []
+    sections, summaries, datasets = [], [], {}
     for run_dir in _run_dirs(path):
-        section, summary = _section(run_dir, with_figures)
+        section, summary = _section(run_dir, with_figures, datasets)
         sections.append(section)
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",
