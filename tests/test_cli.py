@@ -34,6 +34,14 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("rank, lines", [("0", 1), ("1", 0)])
+def test_under_torchrun_only_rank_0_prints_the_error(tmp_path, capsys, monkeypatch, rank,
+                                                     lines):
+    monkeypatch.setenv("RANK", rank)  # every rank fails alike; one line in all
+    assert main(["evaluate", str(tmp_path / "no-such-run")]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == lines
+
+
 def test_existing_run_is_left_unchanged(tmp_path, capsys):
     out = tmp_path / "pca"
     assert main(["fit", "pca", "--latent", "3", "--out", str(out)]) == 0

@@ -84,12 +84,15 @@ def _resume_and_compare(out: Path, uninterrupted: VAE) -> None:
     assert not list((out / "checkpoints").glob(".*")), "temporary files left behind"
 
 
-def test_ctrl_c_exits_130_with_one_line_and_resume_matches(tmp_path, uninterrupted):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_exit_with_one_line_and_resume_matches(tmp_path, uninterrupted,
+                                                                  signum, code):
     out = tmp_path / "run"
     process = _start_and_wait(out)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("elbokit: training interrupted;")
     epoch = ckpt.load_checkpoint(out / "checkpoints")["epoch"]
     assert f"the checkpoint of epoch {epoch} is in {out / 'checkpoints'}: run the same " \

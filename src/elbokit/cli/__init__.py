@@ -2,12 +2,15 @@
 
 Known errors (any :class:`elbokit.ElbokitError`, and usage errors) become one line
 on stderr and exit code 2; set ``ELBOKIT_DEBUG=1`` to see the traceback. Ctrl-C
-ends with exit code 130 and one line (from training: which checkpoint to resume from).
+ends with exit code 130 and one line (from training: which checkpoint to resume from);
+SIGTERM (``kill``, a job scheduler's stop) is handled the same way, exit code 143.
+Under torchrun only rank 0 prints these lines.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 
@@ -31,13 +34,31 @@ _register_optional()
 
 
 INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+TERMINATED = 143  # 128 + SIGTERM
+
+
+class _Terminated:
+    """A SIGTERM handler that raises KeyboardInterrupt, so that training stops as on
+    Ctrl-C (the last checkpoint kept, one line saying how to resume), and remembers
+    that it fired, for the exit code."""
+
+    def __init__(self):
+        self.fired = False
+
+    def __call__(self, signum, frame):
+        self.fired = True
+        raise KeyboardInterrupt("terminated")
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _report_interrupt(exc: BaseException) -> None:
     """One line on stderr for Ctrl-C: the KeyboardInterrupt's message (training says
     which checkpoint survives), found where Typer chained it. Under torchrun only
     rank 0 prints."""
-    if os.environ.get("RANK", "0") != "0":
+    if not _is_main_rank():
         return
     seen = exc
     while seen is not None and not isinstance(seen, KeyboardInterrupt):
@@ -57,24 +78,40 @@ def main(argv: list[str] | None = None) -> int:
     and file-system errors become one line on stderr with exit code 2."""
     debug = os.environ.get("ELBOKIT_DEBUG", "") not in ("", "0")
     warnings.formatwarning = _one_line_warning
+    terminated = _Terminated()
+    previous = _install_sigterm(terminated)
     try:
         app(args=argv, prog_name="elbokit", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         if code == INTERRUPTED:  # Typer turned Ctrl-C into exit code 130
             _report_interrupt(exc)
+            return TERMINATED if terminated.fired else INTERRUPTED
         return code if isinstance(code, int) else (0 if code is None else 1)
     except KeyboardInterrupt as exc:
         _report_interrupt(exc)
-        return INTERRUPTED
+        return TERMINATED if terminated.fired else INTERRUPTED
     except (ElbokitError, OSError) as exc:
         if debug:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"elbokit: error: {message} (set ELBOKIT_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        if _is_main_rank():  # under torchrun every rank fails alike: one line in all
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"elbokit: error: {message} (set ELBOKIT_DEBUG=1 for the traceback)",
+                  file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _install_sigterm(handler):
+    """Route SIGTERM to ``handler``; the previous handler, or None where signals cannot
+    be set (outside the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def run() -> None:
