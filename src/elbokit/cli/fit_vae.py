@@ -20,7 +20,6 @@ import typer
 from .common import DataDir, DataSpec, Latent, Overwrite, Seed, TestFraction, print_metrics
 
 CHECKPOINTS = "checkpoints"
-EVAL_SEED = 12345  # seed of the fixed binarisation of the evaluation data
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -89,7 +88,7 @@ def fit_vae(
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
     from .. import data as data_module
     from ..io import atomic_write_json
-    from ..runs import METRICS_FILE, RUN_FILE, prepare_out_dir
+    from ..runs import METRICS_FILE, RUN_FILE, metrics_for, prepare_out_dir
 
     prepare_out_dir(out, overwrite=overwrite or resume)
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
@@ -102,7 +101,6 @@ def fit_vae(
                 seed=seed, device=device, progress=progress, posterior=posterior,
                 flow_steps=flow_steps, kl_warmup=kl_warmup, free_bits=free_bits, beta=beta)
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
-    train, test = evaluation_data(dataset, binarize)
     start = time.perf_counter()
     model.fit(fit_rows, validation=validation, checkpoint_dir=out / CHECKPOINTS, resume=resume,
               on_nan=on_nan)
@@ -110,11 +108,11 @@ def fit_vae(
     if _leave_process_group():  # under torchrun, rank 0 alone writes and prints
         return
     model.save(out)
-    metrics = vae_metrics(model, train, test)
+    metrics = metrics_for(model, dataset)  # binarised once for a binary-pixel model
     metrics.update(fit_seconds=seconds, epochs=len(model.history_),
                    images_per_second=_throughput(model, dataset.train.shape[0]),
-                   n_train=int(train.shape[0]), n_test=int(test.shape[0]),
-                   n_features=int(train.shape[1]), binarized_evaluation=binarize != "none")
+                   n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
+                   n_features=int(dataset.n_features))
     skipped = [h["skipped_batches"] for h in model.history_ if "skipped_batches" in h]
     if skipped:
         metrics["skipped_batches"] = int(sum(skipped))
@@ -153,34 +151,6 @@ def split_validation(X, fraction: float, seed: int):
     n_val = max(1, int(round(fraction * X.shape[0])))
     order = np.random.default_rng(seed + 7).permutation(X.shape[0])
     return X[order[n_val:]], X[order[:n_val]]
-
-
-def evaluation_data(dataset, binarize: str):
-    """Train and test rows to score: binarised once, with a fixed seed, when the model
-    is trained on binary pixels (the standard protocol for binarised MNIST)."""
-    if binarize == "none":
-        return dataset.train, dataset.test
-    import numpy as np
-
-    from ..data import binarize as binarize_rows
-
-    rng = np.random.default_rng(EVAL_SEED)
-    return binarize_rows(dataset.train, rng), binarize_rows(dataset.test, rng)
-
-
-def vae_metrics(model, train, test) -> dict:
-    """Train/test ELBO (L_B, one seeded sample per point) in nats/sample and bits/dim."""
-    import math
-
-    d = train.shape[1]
-    result = {}
-    for split, X in (("train", train), ("test", test)):
-        value = model.score(X)
-        result[f"{split}_elbo"] = value
-        result[f"{split}_bits_per_dim"] = -value / (d * math.log(2.0))
-    result["quantity"] = "ELBO (lower bound on log p(x)), nats/sample"
-    result["bits_per_dim_note"] = ("-ELBO / (d ln 2) of the data as scored (no dequantization)")
-    return result
 
 
 def _throughput(model, n_train: int) -> float | None:
