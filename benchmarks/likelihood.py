@@ -49,7 +49,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -66,6 +68,8 @@ MODELS = {
     "iaf": dict(objective="b", n_samples=1, posterior="iaf", flow_steps=2,
                 flow_hidden=(320,), flow_context=64),
     "vae-fb": dict(objective="b", n_samples=1, kl_warmup=2, free_bits=0.1),
+    "iaf-fb": dict(objective="b", n_samples=1, posterior="iaf", flow_steps=2,
+                   flow_hidden=(320,), flow_context=64, kl_warmup=2, free_bits=0.1),
 }
 TEST_SEED = 12345
 FULL_EPOCHS = 3280  # Burda et al.'s schedule (sum of 3^i passes, i = 0..7)
@@ -86,21 +90,22 @@ def main() -> None:
     setting = SETTINGS[args.data]
     budget = "fixed epochs" if args.epochs else f"{args.minutes:g} min of training each"
     threads = 1 if args.jobs > 1 else torch_threads()
+    schedule = args.schedule if args.epochs else "constant"
     print(f"{args.data}: train {train.shape}, test {test.shape} (binarized once, seed "
           f"{TEST_SEED}); {args.jobs} model(s) at a time, {threads} torch thread(s) each; "
           f"MLP {setting['hidden']}, latent {setting['latent']}; {budget}, Adam lr "
-          f"{args.lr:g} ({args.schedule}); test NLL by importance sampling, k = {args.k}",
+          f"{args.lr:g} ({schedule}); test NLL by importance sampling, k = {args.k}",
           flush=True)
     if args.jobs > 1:  # one process per model, one torch thread each
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
             futures = [pool.submit(_run_in_worker, name, args) for name in args.models]
+            for future in as_completed(futures):  # each row as soon as it is ready
+                _print_row(future.result(), None)
             rows = [f.result() for f in futures]
-        for row in rows:
-            _print_row(row, rows[0])
     else:
         rows = []
         for name in args.models:
@@ -139,14 +144,22 @@ def run_model(name, train_X, test, setting, args) -> dict:
     if name == "iwae":
         params["n_samples"] = args.iwae_k
 
+    schedule = args.schedule if args.epochs else "constant"  # a budget: epochs not known
+
     def vae(epochs):
         return VAE(setting["latent"], hidden=setting["hidden"], epochs=epochs, batch_size=100,
-                   lr=args.lr, lr_schedule=args.schedule, binarize="dynamic", seed=args.seed,
+                   lr=args.lr, lr_schedule=schedule, binarize="dynamic", seed=args.seed,
                    progress=args.progress, **params)
 
-    epochs = args.epochs or calibrate_epochs(vae, train_X, args.minutes)
-    model = vae(epochs).fit(train_X)
-    train_seconds = sum(h["seconds"] for h in model.history_)
+    if args.epochs:
+        model = vae(args.epochs).fit(train_X)
+    else:  # epoch after epoch (resuming from the checkpoint) while the next one fits
+        with tempfile.TemporaryDirectory() as run_dir:
+            model = vae(1).fit(train_X, checkpoint_dir=run_dir)
+            while _seconds(model) + model.history_[-1]["seconds"] <= args.minutes * 60:
+                model = vae(len(model.history_) + 1).fit(train_X, checkpoint_dir=run_dir,
+                                                         resume=True)
+    train_seconds = _seconds(model)
     start = time.perf_counter()
     ll = log_likelihood(model, test, n_importance=args.k, random_state=args.seed,
                         progress=args.progress)
@@ -160,14 +173,8 @@ def run_model(name, train_X, test, setting, args) -> dict:
                 final_train_elbo=model.history_[-1]["train_elbo"], values=ll.values)
 
 
-def calibrate_epochs(vae, train_X, minutes: float) -> int:
-    """How many epochs fit in ``minutes``, from the second epoch of a throwaway model of
-    the same kind on (at most) 10000 images, scaled to the training set; the first epoch
-    carries one-off start-up costs. Not counted as training. The learning-rate schedule
-    needs the number of epochs in advance; the table reports the training time spent."""
-    subset = train_X[:10000]
-    seconds = vae(2).fit(subset).history_[-1]["seconds"] * len(train_X) / len(subset)
-    return max(1, int(minutes * 60 / seconds))
+def _seconds(model) -> float:
+    return sum(h["seconds"] for h in model.history_)
 
 
 def torch_threads() -> int:
@@ -177,8 +184,9 @@ def torch_threads() -> int:
 
 
 def _print_row(row, base) -> None:
+    """One line per model; with ``base`` (the first model's row), its paired difference."""
     diff = ""
-    if row is not base:
+    if base is not None and row is not base:
         d = row["nll"] - base["nll"]
         se = np.std(base["values"] - row["values"], ddof=1) / math.sqrt(row["n_test"])
         diff = f", {d:+.2f} +- {se:.2f} vs {base['model']}"
@@ -215,14 +223,17 @@ def _parse():
                         help="training wall-clock budget per model (default 12)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="train a fixed number of epochs instead of a time budget")
-    parser.add_argument("--lr", type=float, default=2e-3, help="Adam's (peak) learning rate")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's (peak) learning rate")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
-                        help="learning-rate schedule over the run (default cosine, to 0)")
-    parser.add_argument("--jobs", type=int, default=1,
+                        help="learning-rate schedule of a fixed --epochs run (default cosine, "
+                             "to 0); a --minutes budget trains at a constant rate")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="models trained at once, one process and one torch thread "
-                             "each (2 on a 2-core machine)")
+                             "each (default 2, or 1 on a 1-core machine)")
     parser.add_argument("--iwae-k", type=int, default=5)
-    parser.add_argument("--k", type=int, default=1000, help="importance samples at test")
+    parser.add_argument("--k", type=int, default=1000,
+                        help="importance samples at test (default 1000; Burda et al. and "
+                             "--full: 5000, about 5x the evaluation time)")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--train-images", type=int, default=None,
                         help="train on the first N images only (smoke runs)")
