@@ -77,11 +77,10 @@ def main() -> None:
     setting = SETTINGS[args.data]
     budget = "fixed epochs" if args.epochs else f"{args.minutes:g} min of training each"
     threads = 1 if args.jobs > 1 else torch_threads()
-    schedule = args.schedule if args.epochs else "constant"
     print(f"{args.data}: train {train.shape}, test {test.shape} (binarized once, seed "
           f"{TEST_SEED}); {args.jobs} model(s) at a time, {threads} torch thread(s) each; "
           f"MLP {setting['hidden']}, latent {setting['latent']}; {budget}, Adam lr "
-          f"{args.lr:g} ({schedule}); test NLL by importance sampling, k = {args.k}",
+          f"{args.lr:g} ({args.schedule}); test NLL by importance sampling, k = {args.k}",
           flush=True)
     if args.jobs > 1:  # one process per model, one torch thread each
         import multiprocessing
@@ -131,11 +130,9 @@ def run_model(name, train_X, test, setting, args) -> dict:
     if name == "iwae":
         params["n_samples"] = args.iwae_k
 
-    schedule = args.schedule if args.epochs else "constant"  # a budget: epochs not known
-
     def vae(epochs):
         return VAE(setting["latent"], hidden=setting["hidden"], epochs=epochs, batch_size=100,
-                   lr=args.lr, lr_schedule=schedule, binarize="dynamic", seed=args.seed,
+                   lr=args.lr, lr_schedule=args.schedule, binarize="dynamic", seed=args.seed,
                    progress=args.progress, **params)
 
     if args.epochs:
@@ -240,6 +237,8 @@ def _parse():
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
     if args.full:
         args.k, args.epochs, args.test_images = 5000, args.epochs or FULL_EPOCHS, 10000
+    if not args.epochs:  # a time budget: the number of epochs is not known in advance
+        args.schedule = "constant"
     return args
 
 

@@ -151,8 +151,6 @@ class EstimatorB(ELBOEstimator):
     name = "b"
 
     def from_posterior(self, model, x, post):
-        if post.gaussian:
-            return self.from_encoding(model, x, post.mean, post.logvar, post.z)
         expected_log_lik = _sample_mean(model.log_likelihood(x, post.z), post.z)  # (B,)
         return expected_log_lik - self.kl_dims(post).sum(-1)
 
@@ -165,7 +163,8 @@ class EstimatorB(ELBOEstimator):
         if post.gaussian:
             return closed
         # per coordinate: log p(z0_i) - log p(z_i) - s_i (only the sum is a KL term)
-        flow_terms = 0.5 * (post.z.square() - post.z0.square()) - post.log_det
+        flow_terms = (standard_normal_log_prob_dims(post.z0)
+                      - standard_normal_log_prob_dims(post.z) - post.log_det)
         return closed + (flow_terms if post.z.dim() == 2 else flow_terms.mean(0))
 
 
