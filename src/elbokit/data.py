@@ -42,6 +42,8 @@ class Dataset:
     image_shape : (height, width) when rows are flattened images, else None
     name : the spec the data came from
     value_range : (low, high) the documented range of the values, or None if unknown
+    feature_names : one name per column (a CSV header, a built-in table's names), or None
+    target_names : names of the label values (class names), or None
     """
 
     train: np.ndarray
@@ -51,6 +53,8 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     name: str = ""
     value_range: tuple[float, float] | None = None
+    feature_names: list[str] | None = None
+    target_names: list[str] | None = None
 
     @property
     def n_features(self) -> int:
