@@ -63,11 +63,18 @@ def test_at_least_sklearns_loglikelihood_on_digits(digits):
 def test_constant_features_are_floored_and_named(digits):
     with pytest.warns(UserWarning, match=r"indices 0, .*32, .*39"):
         model = FactorAnalysis(5).fit(digits.train)
-    floor = 1e-3 * np.var(digits.train.astype(np.float64), axis=0).mean()
-    assert model.noise_variance_.min() >= floor * (1 - 1e-12)
+    variances = np.var(digits.train.astype(np.float64), axis=0)
+    constant = np.flatnonzero(variances == 0)
+    np.testing.assert_array_equal(model.constant_features_, constant)
+    # the constant pixels (only they) get noise_floor x the mean pixel variance
+    np.testing.assert_allclose(model.noise_variance_[constant], 1e-3 * variances.mean(),
+                               rtol=1e-5)  # float32 data
+    others = np.setdiff1d(np.arange(64), constant)
+    assert np.all(model.noise_variance_[others] >= 1e-9 * variances[others])
+    # near-constant pixels are not floored at that value (the old mean-relative floor)
+    assert np.any(model.noise_variance_[others] < 0.1 * 1e-3 * variances.mean())
     assert np.max(np.abs(model.get_precision())) < 1e6  # no 1e12 precisions
     assert np.isfinite(model.score_samples(digits.test)).all()
-    assert 0 in model.constant_features_
 
 
 def test_varimax_keeps_the_likelihood(fa_problem):

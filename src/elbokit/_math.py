@@ -123,3 +123,88 @@ def gaussian_kl_to_standard(mean: np.ndarray, cov: np.ndarray) -> float:
     chol = cholesky(cov)
     k = mean.shape[-1]
     return 0.5 * (np.trace(cov) + float(mean @ mean) - k - logdet_from_cholesky(chol))
+
+
+# --------------------------------------------------------------------------- missing entries
+
+def batched_cho_solve(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``A_i x_i = b_i`` for a stack of lower Cholesky factors (n, L, L), b (n, L)."""
+    y = np.linalg.solve(chol, b[..., None])
+    return np.linalg.solve(np.swapaxes(chol, -1, -2), y)[..., 0]
+
+
+class ObservedPosteriors:
+    """Posterior of z given the observed entries of each row under x = W z + mu + noise,
+    noise ~ N(0, diag(psi)); ``mask`` is 1 where an entry is observed, 0 where missing.
+
+    For row i with observed set o: M_i = I + W_o' Psi_o^-1 W_o (L, L),
+    E[z_i] = M_i^-1 W_o' Psi_o^-1 (x_o - mu_o), Cov[z_i] = M_i^-1. The same M_i gives
+    log N(x_o | mu_o, Psi_o + W_o W_o') by the matrix-determinant lemma and Woodbury.
+
+    Parameters
+    ----------
+    Xc0 : (n, d) centred data ``x - mu`` with zeros at the missing entries.
+    mask : (n, d) float, 1 observed / 0 missing.
+    W : (d, L) loadings.  psi : (d,) or scalar noise variance(s).
+    """
+
+    def __init__(self, Xc0: np.ndarray, mask: np.ndarray, W: np.ndarray, psi):
+        n, d = Xc0.shape
+        L = W.shape[1]
+        psi = np.broadcast_to(np.asarray(psi, dtype=np.float64), (d,))
+        self.psi, self.mask = psi, mask
+        psi_inv_W = W / psi[:, None]  # (d, L)
+        outer = (psi_inv_W[:, :, None] * W[:, None, :]).reshape(d, L * L)  # w_j w_j' / psi_j
+        self.M = np.eye(L) + (mask @ outer).reshape(n, L, L)  # (n, L, L)
+        self.chol = np.linalg.cholesky(self.M)
+        self.R = Xc0 * mask  # observed residuals, (n, d)
+        self.b = self.R @ psi_inv_W  # W_o' Psi_o^-1 (x_o - mu_o), (n, L)
+        self.mean = batched_cho_solve(self.chol, self.b)  # E[z_i], (n, L)
+
+    def cov(self) -> np.ndarray:
+        """Cov[z_i | x_o] = M_i^-1, (n, L, L)."""
+        return np.linalg.inv(self.M)
+
+    def logpdf(self) -> np.ndarray:
+        """log N(x_o | mu_o, Psi_o + W_o W_o') of each row, in nats (observed entries only)."""
+        d_obs = self.mask.sum(axis=1)
+        logdet_M = 2.0 * np.sum(np.log(np.diagonal(self.chol, axis1=1, axis2=2)), axis=1)
+        logdet_C = self.mask @ np.log(self.psi) + logdet_M
+        quad = np.sum(self.R**2 / self.psi, axis=1) - np.sum(self.b * self.mean, axis=1)
+        return -0.5 * (d_obs * LOG_2PI + logdet_C + quad)
+
+
+def observed_logpdf(Xc0: np.ndarray, mask: np.ndarray, W: np.ndarray, psi) -> np.ndarray:
+    """log N(x_o | mu_o, Psi_o + W_o W_o') of each row over its observed entries (the one
+    place this density is computed; see :class:`ObservedPosteriors`)."""
+    return ObservedPosteriors(Xc0, mask, W, psi).logpdf()
+
+
+def augmented_m_step(X0: np.ndarray, mask: np.ndarray, post: ObservedPosteriors):
+    """The exact M step of a linear-Gaussian model with missing entries, for the loadings
+    and the mean together: augmented loadings [W, mu] and latent [z, 1], row by row,
+    w~_j = (sum_i m_ij x_ij E[z~_i]) (sum_i m_ij E[z~ z~']_i)^-1.
+
+    Returns ``(W (d, L), mu (d,), residual (d,), counts (d,))`` where ``residual_j =
+    sum_i m_ij E[(x_ij - w~_j' z~_i)^2]`` at the new loadings and ``counts_j`` the number
+    of observed entries of feature j: FA's noise update is ``residual / counts``, PPCA's
+    ``residual.sum() / counts.sum()``."""
+    n, d = X0.shape
+    L = post.mean.shape[1]
+    K = L + 1
+    Ez = post.mean
+    Ezt = np.concatenate([Ez, np.ones((n, 1))], axis=1)  # (n, K)
+    Ezzt = np.empty((n, K, K))
+    Ezzt[:, :L, :L] = post.cov() + Ez[:, :, None] * Ez[:, None, :]
+    Ezzt[:, :L, L] = Ez
+    Ezzt[:, L, :L] = Ez
+    Ezzt[:, L, L] = 1.0
+    Xm = X0 * mask
+    A = (mask.T @ Ezzt.reshape(n, K * K)).reshape(d, K, K)  # (d, K, K)
+    B = Xm.T @ Ezt  # (d, K)
+    ridge = 1e-12 * np.trace(A, axis1=1, axis2=2)[:, None, None] / K * np.eye(K)
+    Wt = np.linalg.solve(A + ridge, B[..., None])[..., 0]  # (d, K)
+    # sum_i m_ij E[(x_ij - w~'z~)^2] = sum m x^2 - 2 w~'B_j + w~'A_j w~
+    residual = (np.sum(Xm * X0, axis=0) - 2.0 * np.sum(Wt * B, axis=1)
+                + np.einsum("dk,dkl,dl->d", Wt, A, Wt))
+    return Wt[:, :L], Wt[:, L], np.maximum(residual, 0.0), mask.sum(axis=0)

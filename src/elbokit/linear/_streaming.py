@@ -342,6 +342,9 @@ def streaming_moments(estimator, source: ChunkSource, *, min_samples: int = 2,
     if source.n_samples < min_samples:
         raise DataError(f"X has {source.n_samples} sample(s); at least {min_samples} "
                         "are required")
+    from .._validation import check_covariance_memory
+
+    check_covariance_memory(source.n_features)
     mean, S = source.moments(data_precision=data_precision)
     estimator.n_features_in_ = source.n_features
     if hasattr(estimator, "feature_names_in_"):

@@ -9,16 +9,19 @@ covariance S (divisor N) every E- and M-step quantity is a d x L or L x L produc
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 from scipy import linalg
 
 from .._iteration import absolute_change_below, iterate
-from .._math import LowRankGaussian, cho_solve, cholesky
+from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
+                     cholesky, observed_logpdf)
 from .._validation import check_choice, check_float, check_int
-from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
-                        warn_constant_features)
+from ..exceptions import TrainingError
+from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
+                        nan_moments, sample_covariance, variance_scale, warn_constant_features)
 from .ppca import ppca_closed_form
 
 
@@ -68,24 +71,57 @@ def varimax(W: np.ndarray, *, gamma: float = 1.0, max_iter: int = 100, tol: floa
     return W @ R
 
 
+#: Heywood guard: no feature's noise variance goes below this times its own variance
+HEYWOOD_FLOOR = 1e-9
+#: a non-constant feature whose noise variance ends below this times its variance (a
+#: communality above 0.9999) is reported as a Heywood case
+HEYWOOD_WARN = 1e-4
+
+
+def fa_initial_loadings(S: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """EM's start: closed-form PPCA of the correlation matrix, mapped back to the units
+    of S (W = diag(s) W_corr, psi = s^2 sigma^2_corr). Scale-equivariant, so the whole
+    EM path is: rescaling feature j by c_j rescales row j of every iterate of W by c_j."""
+    d = S.shape[0]
+    s = np.sqrt(np.diag(S))
+    s = np.where(s > 0, s, 1.0)
+    R = S / np.outer(s, s)
+    if L < d:
+        W, sigma2 = ppca_closed_form(R, L, 1e-3)
+    else:  # as many factors as features: W W' = R / 2, Psi = I / 2
+        eigenvalues, U = linalg.eigh(R, check_finite=False)
+        W, sigma2 = U * np.sqrt(np.maximum(eigenvalues, 0.0) / 2.0), 0.5
+    return W * s[:, None], sigma2 * s**2
+
+
 class FactorAnalysis(LinearGaussianMixin):
-    """Factor analysis by EM on sufficient statistics.
+    """Factor analysis by EM on sufficient statistics (complete data) or on the observed
+    entries of each sample (NaN entries: missing at random).
+
+    Factor analysis is scale-equivariant: multiplying feature j by s_j multiplies row j
+    of W by s_j and psi_j by s_j^2 and lowers the log-likelihood by log s_j. The fit
+    keeps this exactly (the start, the floors and the stopping rule are all relative).
 
     Parameters
     ----------
     n_components : int or None
-        Number of factors L; None uses ``n_features - 1``.
+        Number of factors L (1 <= L <= n_features); None uses ``n_features``
+        (scikit-learn's convention).
     tol : float
         Stop when the mean log-likelihood per sample rises by less than ``tol`` nats.
     max_iter : int
         Maximum number of EM iterations (``ConvergenceWarning`` if reached).
     noise_floor : float
-        Smallest noise variance, relative to the mean feature variance. It keeps
-        the precisions of (near-)constant features, such as the corner pixels of
-        digits, finite (default 1e-3: at most 1000 / mean variance); they are
-        named in a warning.
+        Noise variance given to exactly constant features (the corner pixels of
+        digits), relative to the mean feature variance (default 1e-3); they are named
+        in a warning. No other feature is floored, except that a noise variance never
+        goes below 1e-9 of its feature's own variance (a Heywood case: the factors
+        explain the feature exactly), reported in a warning as well.
     rotation : None or "varimax"
         Rotate the loadings after fitting (the likelihood is unchanged).
+    standardize : bool
+        Fit to the standardized data (see :class:`LinearGaussianMixin`); for FA this
+        changes only which units ``components_`` and ``noise_variance_`` are in.
     verbose : bool
         Show a progress bar.
 
@@ -94,24 +130,31 @@ class FactorAnalysis(LinearGaussianMixin):
     components_ : (L, d) loadings W' (scikit-learn's convention).
     noise_variance_ : (d,) diagonal of Psi.
     mean_ : (d,) mean of the data.
-    loglike_ : list of the mean log-likelihood per sample at each iteration; it
-        never decreases (EM's guarantee, tested).
+    loglike_ : list of the mean log-likelihood per sample at each iteration (of the
+        observed entries when X has NaN); it never decreases (EM's guarantee, tested).
     n_iter_ : number of EM iterations run.
-    constant_features_ : indices of the features whose variance is below the floor.
+    constant_features_ : indices of the exactly constant features.
+    heywood_features_ : indices of the Heywood cases (noise variance ~0).
+    feature_scale_ : (d,) the standard deviations divided out (standardize=True only).
     """
 
     def __init__(self, n_components=None, *, tol=1e-7, max_iter=5000, noise_floor=1e-3,
-                 rotation=None, verbose=False):
+                 rotation=None, standardize=False, verbose=False):
         self.n_components = n_components
         self.tol = tol
         self.max_iter = max_iter
         self.noise_floor = noise_floor
         self.rotation = rotation
+        self.standardize = standardize
         self.verbose = verbose
 
+    def _allow_nan_now(self) -> bool:
+        return True  # in memory; out-of-core data are checked chunk by chunk
+
     def fit(self, X, y=None):
-        """Fit W, Psi and mu to ``X`` (n_samples, n_features) by EM. ``X`` may also be
-        out of core (memmap, .npy path, directory of .npy shards, Dask array)."""
+        """Fit W, Psi and mu to ``X`` (n_samples, n_features) by EM; NaN entries are
+        missing values. ``X`` may also be out of core (memmap, .npy path, directory of
+        .npy shards, Dask array), complete then."""
         source = self._out_of_core(X)
         if source is None:
             X = self._validate(X, reset=True)
@@ -119,9 +162,17 @@ class FactorAnalysis(LinearGaussianMixin):
         else:
             n, d = source.n_samples, source.n_features
         self._check_params()
-        L = self._check_n_components(n, d, max_components=max(d - 1, 1))
-        mean, S = sample_covariance(X) if source is None else self._moments(source, data_precision=True)[:2]
-        return self._fit_covariance(mean, S, n, L)
+        L = self._check_n_components(n, d, max_components=d)
+        missing = None if source is not None else np.isnan(X)
+        if missing is not None and missing.any():
+            return self._fit_missing(np.asarray(X, dtype=np.float64), missing, L)
+        mean, S = sample_covariance(X) if source is None else \
+            self._moments(source, data_precision=True)[:2]
+        mean, S, center, scale = self._standardize_moments(mean, S)
+        self._fit_covariance(mean, S, n, L)
+        self.loglike_ = [v - self._log_jacobian(scale) for v in self.loglike_]
+        self._finish_standardize(center, scale)
+        return self
 
     def _check_params(self):
         check_float(self.tol, "tol", low=0.0)
@@ -130,41 +181,112 @@ class FactorAnalysis(LinearGaussianMixin):
         if self.rotation is not None:
             check_choice(self.rotation, "rotation", {"varimax"})
 
+    def _floors(self, mean, variances):
+        """Per-feature noise floors: ``noise_floor`` x the mean variance for constant
+        features (named in a warning), ``HEYWOOD_FLOOR`` x its own variance for the rest."""
+        constant = constant_features(mean, variances)
+        self.constant_features_ = warn_constant_features(
+            constant, "FactorAnalysis", "their noise variance is set to "
+            f"{self.noise_floor:g} x the mean feature variance so the log-likelihood stays "
+            "finite")
+        floor = HEYWOOD_FLOOR * variances
+        floor[constant] = self.noise_floor * variance_scale(mean, variances)
+        return floor, constant
+
+    def _run_em(self, step, state, desc):
+        """Iterate ``step``; a numerically singular step becomes a TrainingError."""
+        def guarded():
+            try:
+                loglike = step()
+            except np.linalg.LinAlgError as exc:
+                raise TrainingError(_SINGULAR + f" ({exc})") from None
+            if not (np.isfinite(loglike) and np.all(np.isfinite(state["W"]))
+                    and np.all(np.isfinite(state["psi"]))):
+                raise TrainingError(_SINGULAR)
+            return loglike
+
+        # the iterations are small products and L x L solves: BLAS threads only add
+        # synchronisation (ruinous on a busy machine), so run them single-threaded
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.loglike_ = iterate(guarded, converged=absolute_change_below(self.tol),
+                                    max_iter=self.max_iter, model="FactorAnalysis",
+                                    desc=desc, verbose=self.verbose)
+        self.n_iter_ = len(self.loglike_)
+
     def _fit_covariance(self, mean, S, n_samples, L):
         """EM from the mean and ML covariance of the data (also used out of core)."""
-        variances = np.diag(S)
-        floor = variance_floor(variances, self.noise_floor)
-        self.constant_features_ = warn_constant_features(variances, floor, "FactorAnalysis")
-        # start from the closed-form PPCA solution, Psi = sigma^2 I
-        W, sigma2 = ppca_closed_form(S, L, floor)
-        psi = np.full(S.shape[0], sigma2)
+        variances = np.diag(S).copy()
+        floor, constant = self._floors(mean, variances)
+        W, psi = fa_initial_loadings(S, L)
         start = time.perf_counter()
-        state = {"W": W, "psi": psi}
+        state = {"W": W, "psi": np.maximum(psi, floor)}
 
         def step():
             state["W"], state["psi"], loglike = fa_em_step(S, state["W"], state["psi"], floor)
             return loglike
 
-        # the iterations are d x L products and L x L solves: BLAS threads only add
-        # synchronisation (ruinous on a busy machine), so run them single-threaded
-        with threadpool_limits(limits=1, user_api="blas"):
-            self.loglike_ = iterate(step, converged=absolute_change_below(self.tol),
-                                    max_iter=self.max_iter, model="FactorAnalysis",
-                                    desc="FA EM", verbose=self.verbose)
-        self.n_iter_ = len(self.loglike_)
+        self._run_em(step, state, "FA EM")
         W, psi = state["W"], state["psi"]
         self.loglike_.append(LowRankGaussian(W, psi).mean_logpdf_from_cov(S))
+        self._store(W, psi, mean, L, variances, constant)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _fit_missing(self, X, missing, L):
+        """Exact EM on the observed entries: per-sample posteriors given x_o, and the
+        mean estimated together with W (augmented loadings), as PPCA(solver="em")."""
+        start = time.perf_counter()
+        mask = (~missing).astype(np.float64)
+        check_observed_columns(mask, "FactorAnalysis")
+        X, center, scale = self._standardize_data(X)
+        X0 = np.where(missing, 0.0, X)
+        mean, variances = nan_moments(X)
+        floor, constant = self._floors(mean, variances)
+        # start from the covariance of the mean-imputed data
+        Xc = np.where(missing, 0.0, X - mean)
+        W, psi = fa_initial_loadings(Xc.T @ Xc / X.shape[0], L)
+        state = {"W": W, "mu": mean, "psi": np.maximum(psi, floor)}
+
+        def step():
+            post = ObservedPosteriors(X0 - state["mu"], mask, state["W"], state["psi"])
+            loglike = float(post.logpdf().mean())
+            state["W"], state["mu"], residual, counts = augmented_m_step(X0, mask, post)
+            state["psi"] = np.maximum(residual / counts, floor)
+            return loglike
+
+        self._run_em(step, state, "FA EM (missing)")
+        self.loglike_.append(float(observed_logpdf(X0 - state["mu"], mask, state["W"],
+                                                   state["psi"]).mean()))
+        jacobian = self._log_jacobian(scale, mask)
+        self.loglike_ = [v - jacobian for v in self.loglike_]
+        self._store(state["W"], state["psi"], state["mu"], L, variances, constant)
+        self._finish_standardize(center, scale)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _store(self, W, psi, mean, L, variances, constant):
+        heywood = np.setdiff1d(np.flatnonzero(psi <= HEYWOOD_WARN * variances), constant)
+        if heywood.size:
+            shown = ", ".join(str(i) for i in heywood[:10]) + (" ..." if heywood.size > 10 else "")
+            warnings.warn(f"FactorAnalysis: {heywood.size} feature(s) are Heywood cases (indices "
+                          f"{shown}): the {L} factors explain them almost exactly and their "
+                          "noise variance went to ~0. Consider fewer factors or dropping "
+                          "near-duplicate features.", UserWarning, stacklevel=4)
+        self.heywood_features_ = heywood
         if self.rotation == "varimax":
             W = varimax(W)
         self.components_ = W.T
         self.noise_variance_ = psi
         self.mean_ = mean
         self.n_components_ = L
-        self.fit_seconds_ = time.perf_counter() - start
-        return self
 
-    def _loadings(self):
+    def _model_loadings(self):
         return self.components_.T
 
-    def _noise_diag(self):
+    def _model_noise_diag(self):
         return self.noise_variance_
+
+
+_SINGULAR = ("FactorAnalysis: an EM step became numerically singular (non-finite or "
+             "not positive definite); the data may be rank-deficient at this scale. "
+             "Try fewer factors, standardize=True, or a larger tol")

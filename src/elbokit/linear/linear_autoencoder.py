@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._iteration import iterate, relative_change_below
 from .._validation import check_float, check_int
 from ..exceptions import DataError
-from ._gaussian import SubspaceGaussianMixin, sample_covariance, variance_floor
+from ._gaussian import SubspaceGaussianMixin, noise_guard, sample_covariance
 from ._streaming import streams_rows
 
 
@@ -51,6 +51,10 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         Stop when the relative change of the loss is below ``tol``.
     max_iter : int
         Maximum number of full-batch gradient steps (``ConvergenceWarning``).
+    standardize : bool
+        Train on the standardized data (see :class:`LinearGaussianMixin`); ``weights_``
+        and ``components_`` then refer to it, ``transform`` divides by
+        ``feature_scale_`` first.
     random_state : seed of the random initial weights.
 
     Attributes
@@ -65,8 +69,9 @@ class LinearAutoencoder(SubspaceGaussianMixin):
     """
 
     def __init__(self, n_components=None, *, learning_rate=0.1, momentum=0.9, tol=1e-10,
-                 max_iter=20000, random_state=None, verbose=False):
+                 max_iter=20000, standardize=False, random_state=None, verbose=False):
         self.n_components = n_components
+        self.standardize = standardize
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.tol = tol
@@ -90,9 +95,10 @@ class LinearAutoencoder(SubspaceGaussianMixin):
             raise DataError(f"LinearAutoencoder needs at least 2 features; X has {d} feature(s)")
         L = self._check_n_components(n, d, max_components=d - 1)
         if source is not None:  # memmap, .npy path, shard directory, Dask array
-            self.mean_, S, _ = self._moments(source)
+            mean, S, _ = self._moments(source)
         else:
-            self.mean_, S = sample_covariance(X)
+            mean, S = sample_covariance(X)
+        self.mean_, S, center, scale = self._standardize_moments(mean, S)
         top = float(linalg.eigvalsh(S, subset_by_index=[d - 1, d - 1])[0])
         step_size = self.learning_rate / max(top, 1e-300)
         rng = check_random_state(self.random_state)
@@ -113,6 +119,7 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         W = state["W"]
         self.weights_ = W
         self._fit_probabilistic_reading(S, L)
+        self._finish_standardize(center, scale)
         self.n_components_ = L
         return self
 
@@ -128,15 +135,15 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         d = S.shape[0]
         self.components_ = (basis @ rotation[:, order]).T
         self.explained_variance_ = np.maximum(inside[order], 0.0)
-        floor = variance_floor(np.diag(S), 1e-6)
-        self.noise_variance_ = max(float((np.trace(S) - inside.sum()) / (d - L)), floor)
+        guard = noise_guard(np.zeros(d), np.diag(S))
+        self.noise_variance_ = max(float((np.trace(S) - inside.sum()) / (d - L)), guard)
 
     @streams_rows
     def transform(self, X):
         """The code W (x - mean), shape (n, L)."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        return (X - self.mean_) @ self.weights_.T
+        return self._to_model_units(X) @ self.weights_.T
 
     def inverse_transform(self, Z):
         """The decoder W' z + mean."""
@@ -144,4 +151,4 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         Z = np.asarray(Z, dtype=float)
         if Z.ndim != 2 or Z.shape[1] != self.weights_.shape[0]:
             raise DataError(f"Z must have shape (n, {self.weights_.shape[0]}); got {Z.shape}")
-        return Z @ self.weights_ + self.mean_
+        return self._from_model_units(Z @ self.weights_)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ._gaussian import SubspaceGaussianMixin, variance_floor
+from ._gaussian import SubspaceGaussianMixin, noise_guard, warn_scale_spread
+from .._validation import check_memory
 from ._streaming import streams_rows
 
 
@@ -27,6 +28,10 @@ class PCA(SubspaceGaussianMixin):
         If True, ``transform`` returns unit-variance scores, which equal the
         posterior mean E[z|x] of the sigma^2 -> 0 limit of probabilistic PCA.
         If False (default), the projections onto the components (scikit-learn's).
+    standardize : bool
+        PCA of the standardized data (the correlation matrix); see
+        :class:`LinearGaussianMixin`. PCA is not scale-invariant: on data in mixed
+        units (a warning says so) you want it.
 
     Attributes
     ----------
@@ -38,9 +43,10 @@ class PCA(SubspaceGaussianMixin):
     mean_ : (d,) feature means.
     """
 
-    def __init__(self, n_components=None, *, whiten=False):
+    def __init__(self, n_components=None, *, whiten=False, standardize=False):
         self.n_components = n_components
         self.whiten = whiten
+        self.standardize = standardize
 
     def fit(self, X, y=None):
         """Fit the principal directions of ``X`` (n_samples, n_features).
@@ -50,13 +56,22 @@ class PCA(SubspaceGaussianMixin):
         eigen-decomposed instead (the same components, up to rounding)."""
         source = self._out_of_core(X)
         if source is not None:
-            return self._fit_covariance(*self._moments(source))
+            mean, S, n = self._moments(source)
+            mean, S, center, scale = self._standardize_moments(mean, S)
+            self._fit_covariance(mean, S, n)
+            self._finish_standardize(center, scale)
+            return self
         X = self._validate(X, reset=True).astype(np.float64)  # accuracy: always float64
         n, d = X.shape
         L = self._check_n_components(n, d, max_components=min(n, d))
+        check_memory(8.0 * (2 * n * d + 2 * min(n, d) * d),
+                     f"the SVD of a {n} x {d} data matrix", "use fewer samples or features")
+        X, center, scale = self._standardize_data(X)
         self.mean_ = X.mean(axis=0)
         _, s, Vt = linalg.svd(X - self.mean_, full_matrices=False, check_finite=False)
-        return self._set_spectrum(Vt, s, n, L, np.var(X, axis=0))
+        self._set_spectrum(Vt, s, n, L, self.mean_, np.var(X, axis=0))
+        self._finish_standardize(center, scale)
+        return self
 
     def _fit_covariance(self, mean, S, n):
         """PCA from the mean and the ML covariance S (divisor N): eigenvectors of S."""
@@ -67,9 +82,9 @@ class PCA(SubspaceGaussianMixin):
         eigenvalues = np.maximum(eigenvalues[::-1][:rank], 0.0)
         self.mean_ = mean
         return self._set_spectrum(vectors[:, ::-1][:, :rank].T.copy(),
-                                  np.sqrt(eigenvalues * n), n, L, np.diag(S))
+                                  np.sqrt(eigenvalues * n), n, L, mean, np.diag(S))
 
-    def _set_spectrum(self, Vt, s, n, L, variances):
+    def _set_spectrum(self, Vt, s, n, L, mean, variances):
         """Set the fitted attributes from the principal directions Vt (rows) and the
         singular values s of the centred data, in decreasing order."""
         d = Vt.shape[1]
@@ -86,8 +101,11 @@ class PCA(SubspaceGaussianMixin):
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 \
             else np.zeros(L)
         discarded = all_eigen[L:]
-        floor = variance_floor(variances, 1e-6)
-        self.noise_variance_ = float(max(discarded.mean(), floor)) if discarded.size else floor
+        # the ML value, guarded only when the kept components explain the data exactly
+        guard = noise_guard(mean, variances)
+        self.noise_variance_ = float(max(discarded.mean(), guard)) if discarded.size else guard
+        if not self._standardizing():
+            warn_scale_spread(variances, "PCA")
         self.n_components_ = L
         return self
 
@@ -98,7 +116,7 @@ class PCA(SubspaceGaussianMixin):
 
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        Z = (X - self.mean_) @ self.components_.T
+        Z = self._to_model_units(X) @ self.components_.T
         if self.whiten:
             Z /= np.sqrt(np.maximum(self.explained_variance_, 1e-300))
         return Z
@@ -116,4 +134,4 @@ class PCA(SubspaceGaussianMixin):
                             f"got {Z.shape}")
         if self.whiten:
             Z = Z * np.sqrt(self.explained_variance_)
-        return Z @ self.components_ + self.mean_
+        return self._from_model_units(Z @ self.components_)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from .._iteration import absolute_change_below, iterate
-from .._math import LOG_2PI, LowRankGaussian, cho_solve, cholesky
+from .._math import LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky
 from .._validation import check_choice, check_float, check_int
-from ._gaussian import (LinearGaussianMixin, sample_covariance, variance_floor,
-                        warn_constant_features)
-from ._streaming import streams_rows
+from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
+                        nan_moments, sample_covariance, variance_scale, warn_constant_features,
+                        warn_scale_spread)
 
 
 _SHARED_NOISE = ("PPCA models them with the shared noise variance alone, which stays finite, "
@@ -28,6 +27,7 @@ _SHARED_NOISE = ("PPCA models them with the shared noise variance alone, which s
 def ppca_closed_form(S: np.ndarray, L: int, floor: float):
     """Maximum-likelihood PPCA from the covariance S (Tipping & Bishop, eqs. 7-8):
     sigma^2 = mean of the d - L discarded eigenvalues, W = U_L (Lambda_L - sigma^2 I)^(1/2).
+    ``floor`` only guards the degenerate case (discarded eigenvalues ~0, or L = d).
 
     Returns ``(W, sigma2)`` with W of shape (d, L)."""
     d = S.shape[0]
@@ -62,69 +62,24 @@ def ppca_em_step(S: np.ndarray, W: np.ndarray, sigma2: float, floor: float):
 
 # --------------------------------------------------------------------------- missing data
 
-def _observed_posteriors(X0, mask, W, mu, sigma2):
-    """Per-sample posterior of z given the observed entries (mask == 1).
-
-    Returns M_i = sigma^2 I + W_o' W_o (n, L, L), E[z_i] (n, L), the residuals
-    r = (x - mu) * mask, and the Cholesky factors of M_i."""
-    n, d = X0.shape
-    L = W.shape[1]
-    outer = (W[:, :, None] * W[:, None, :]).reshape(d, L * L)  # w_j w_j' per feature
-    M = sigma2 * np.eye(L) + (mask @ outer).reshape(n, L, L)
-    R = (X0 - mu) * mask
-    chol = np.linalg.cholesky(M)
-    b = R @ W  # W_o' (x_o - mu_o), (n, L)
-    Ez = _batched_cho_solve(chol, b)
-    return M, chol, Ez, R, b
-
-
-def _batched_cho_solve(chol, b):
-    y = np.linalg.solve(chol, b[..., None])
-    return np.linalg.solve(np.swapaxes(chol, -1, -2), y)[..., 0]
-
-
 def observed_loglike(X0, mask, W, mu, sigma2):
-    """log N(x_o | mu_o, sigma^2 I + W_o W_o') for each sample, over its observed entries."""
-    _, chol, Ez, R, b = _observed_posteriors(X0, mask, W, mu, sigma2)
-    L = W.shape[1]
-    d_obs = mask.sum(axis=1)
-    logdet_M = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-    logdet_C = (d_obs - L) * np.log(sigma2) + logdet_M
-    quad = (np.sum(R**2, axis=1) - np.sum(b * Ez, axis=1)) / sigma2
-    return -0.5 * (d_obs * LOG_2PI + logdet_C + quad)
+    """log N(x_o | mu_o, sigma^2 I + W_o W_o') for each sample, over its observed entries
+    (``sigma2`` may also be a vector of per-feature noise variances)."""
+    return ObservedPosteriors(X0 - mu, mask, W, sigma2).logpdf()
 
 
 def ppca_em_step_missing(X0, mask, W, mu, sigma2, floor):
     """One exact EM iteration of PPCA with missing entries (mask == 0).
 
     The mean is estimated jointly with W through the augmented loadings [W, mu]
-    and latent [z, 1], so each iteration is an exact M step and the observed-data
-    log-likelihood never decreases. Returns ``(W, mu, sigma2, mean loglike)``."""
-    n, d = X0.shape
-    L = W.shape[1]
-    M, chol, Ez, R, b = _observed_posteriors(X0, mask, W, mu, sigma2)
-    d_obs = mask.sum(axis=1)
-    logdet_M = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-    quad = (np.sum(R**2, axis=1) - np.sum(b * Ez, axis=1)) / sigma2
-    loglike = -0.5 * (d_obs * LOG_2PI + (d_obs - L) * np.log(sigma2) + logdet_M + quad)
-    # E[z z'] = sigma^2 M^-1 + E[z] E[z]', then augment with the constant 1
-    cov = sigma2 * np.linalg.inv(M)
-    K = L + 1
-    Ezt = np.concatenate([Ez, np.ones((n, 1))], axis=1)  # (n, K)
-    Ezzt = np.empty((n, K, K))
-    Ezzt[:, :L, :L] = cov + Ez[:, :, None] * Ez[:, None, :]
-    Ezzt[:, :L, L] = Ez
-    Ezzt[:, L, :L] = Ez
-    Ezzt[:, L, L] = 1.0
-    # M step, row by row of [W, mu]: w_j = (sum_i m_ij x_ij E[z_i]) (sum_i m_ij E[z z']_i)^-1
-    Xm = X0 * mask
-    A = (mask.T @ Ezzt.reshape(n, K * K)).reshape(d, K, K)
-    B = Xm.T @ Ezt  # (d, K)
-    Wt = np.linalg.solve(A + 1e-12 * np.eye(K), B[..., None])[..., 0]  # (d, K)
-    WWt = (Wt[:, :, None] * Wt[:, None, :]).reshape(d, K * K)
-    sq = np.sum(Xm**2) - 2.0 * np.sum(Xm * (Ezt @ Wt.T)) + np.sum(mask * (Ezzt.reshape(n, K * K) @ WWt.T))
-    sigma2_new = max(float(sq / mask.sum()), floor)
-    return Wt[:, :L], Wt[:, L], sigma2_new, float(loglike.mean())
+    and latent [z, 1] (:func:`elbokit._math.augmented_m_step`), so each iteration is
+    an exact M step and the observed-data log-likelihood never decreases.
+    Returns ``(W, mu, sigma2, mean loglike)``."""
+    post = ObservedPosteriors(X0 - mu, mask, W, sigma2)
+    loglike = float(post.logpdf().mean())
+    W_new, mu_new, residual, counts = augmented_m_step(X0, mask, post)
+    sigma2_new = max(float(residual.sum() / counts.sum()), floor)
+    return W_new, mu_new, sigma2_new, loglike
 
 
 class PPCA(LinearGaussianMixin):
@@ -139,27 +94,34 @@ class PPCA(LinearGaussianMixin):
     tol, max_iter : EM stopping rule: change of the mean log-likelihood per sample
         below ``tol`` nats, or ``max_iter`` iterations (``ConvergenceWarning``).
     noise_floor : float
-        Smallest sigma^2 relative to the mean feature variance.
+        Smallest sigma^2 relative to the mean feature variance (default 1e-12). The ML
+        sigma^2 (the mean discarded eigenvalue) is never raised otherwise; the guard
+        binds only when the kept components explain the data exactly.
+    standardize : bool
+        Fit to the standardized data (see :class:`LinearGaussianMixin`); PPCA is not
+        scale-invariant, so data in mixed units want it (a warning says so).
     random_state : seed of EM's random initialisation.
     verbose : bool
         Show a progress bar during EM.
 
     Attributes
     ----------
-    components_ : (L, d) loadings W'.
+    components_ : (L, d) loadings W' (of the standardized data with standardize=True).
     noise_variance_ : float, sigma^2.
     mean_ : (d,)
     loglike_ : (EM) mean log-likelihood per sample at each iteration, non-decreasing.
     n_iter_ : EM iterations run (1 for the closed form).
+    feature_scale_ : (d,) the standard deviations divided out (standardize=True only).
     """
 
     def __init__(self, n_components=None, *, solver="closed", tol=1e-8, max_iter=2000,
-                 noise_floor=1e-6, random_state=None, verbose=False):
+                 noise_floor=1e-12, standardize=False, random_state=None, verbose=False):
         self.n_components = n_components
         self.solver = solver
         self.tol = tol
         self.max_iter = max_iter
         self.noise_floor = noise_floor
+        self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
 
@@ -188,27 +150,33 @@ class PPCA(LinearGaussianMixin):
             raise DataError(f"PPCA needs at least 2 features (it keeps L < d and estimates "
                             f"the noise from the rest); X has {d} feature(s)")
         L = self._check_n_components(n, d, max_components=d - 1)
-        if source is not None:
-            self._fit_complete(*self._moments(source)[:2], L)
-            self.n_components_ = L
-            return self
-        missing = np.isnan(X)
-        if missing.any():
+        missing = None if source is not None else np.isnan(X)
+        if missing is not None and missing.any():
             self._fit_missing(X, missing, L)
         else:
-            self._fit_complete(*sample_covariance(X), L)
+            mean, S = sample_covariance(X) if source is None else self._moments(source)[:2]
+            mean, S, center, scale = self._standardize_moments(mean, S)
+            self._fit_complete(mean, S, L)
+            self.loglike_ = [v - self._log_jacobian(scale) for v in self.loglike_]
+            self._finish_standardize(center, scale)
         self.n_components_ = L
         return self
 
+    def _check_data_scale(self, mean, variances):
+        warn_constant_features(constant_features(mean, variances), "PPCA", _SHARED_NOISE)
+        if not self._standardizing():
+            warn_scale_spread(variances, "PPCA")
+        return self.noise_floor * variance_scale(mean, variances)
+
     def _fit_complete(self, mean, S, L):
         """Closed form or EM from the mean and ML covariance of complete data."""
-        variances = np.diag(S)
-        floor = variance_floor(variances, self.noise_floor)
-        warn_constant_features(variances, floor, "PPCA", _SHARED_NOISE)
+        floor = self._check_data_scale(mean, np.diag(S))
         self.mean_ = mean
         if self.solver == "closed":
             W, sigma2 = ppca_closed_form(S, L, floor)
             self.n_iter_ = 1  # one eigendecomposition
+            self.loglike_ = [LowRankGaussian(W, np.full(S.shape[0], sigma2))
+                             .mean_logpdf_from_cov(S)]
         else:
             W, sigma2 = self._em_complete(S, L, floor)
         self.components_, self.noise_variance_ = W.T, float(sigma2)
@@ -242,18 +210,11 @@ class PPCA(LinearGaussianMixin):
     def _fit_missing(self, X, missing, L):
         n, d = X.shape
         mask = (~missing).astype(np.float64)
-        empty_cols = np.flatnonzero(mask.sum(axis=0) == 0)
-        if empty_cols.size:
-            from ..exceptions import DataError
-
-            raise DataError(f"feature(s) {empty_cols[:10].tolist()} are missing (NaN) in every "
-                            "sample; drop them")
+        check_observed_columns(mask, "PPCA")
+        X, center, scale = self._standardize_data(X)
         X0 = np.where(missing, 0.0, X)
-        counts = mask.sum(axis=0)
-        mean = X0.sum(axis=0) / counts
-        variances = ((X0 - mean) ** 2 * mask).sum(axis=0) / counts
-        floor = variance_floor(variances, self.noise_floor)
-        warn_constant_features(variances, floor, "PPCA", _SHARED_NOISE)
+        mean, variances = nan_moments(X)
+        floor = self._check_data_scale(mean, variances)
         W, sigma2 = self._init_em(variances, L, d)
         state = {"W": W, "mu": mean, "sigma2": sigma2}
 
@@ -265,38 +226,14 @@ class PPCA(LinearGaussianMixin):
         self._iterate(step, "PPCA EM (missing)")
         self.loglike_.append(float(observed_loglike(X0, mask, state["W"], state["mu"],
                                                     state["sigma2"]).mean()))
+        jacobian = self._log_jacobian(scale, mask)
+        self.loglike_ = [v - jacobian for v in self.loglike_]
         self.components_, self.mean_ = state["W"].T, state["mu"]
         self.noise_variance_ = float(state["sigma2"])
+        self._finish_standardize(center, scale)
 
-    def _loadings(self):
+    def _model_loadings(self):
         return self.components_.T
 
-    def _noise_diag(self):
+    def _model_noise_diag(self):
         return np.full(self.components_.shape[1], self.noise_variance_)
-
-    # ---- NaN-aware inference (solver="em")
-    def _split_missing(self, X):
-        missing = np.isnan(X)
-        return np.where(missing, 0.0, X), (~missing).astype(np.float64)
-
-    @streams_rows
-    def transform(self, X):
-        """Posterior mean E[z | observed entries of x], shape (n, L)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        if not np.isnan(X).any():
-            return super().transform(X)
-        X0, mask = self._split_missing(X)
-        return _observed_posteriors(X0, mask, self._loadings(), self.mean_,
-                                    self.noise_variance_)[2]
-
-    @streams_rows
-    def score_samples(self, X):
-        """log p(x_o) of the observed entries of each row, in nats."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        if not np.isnan(X).any():
-            return super().score_samples(X)
-        X0, mask = self._split_missing(X)
-        return observed_loglike(X0, mask, self._loadings(), self.mean_, self.noise_variance_)
-

@@ -16,10 +16,9 @@ from threadpoolctl import threadpool_limits
 from .._iteration import iterate, relative_change_below
 from .._validation import check_float, check_int
 from ..exceptions import DataError, ModelFileError
-from ..linear._gaussian import LinearGaussianMixin
-from ..linear.ppca import _observed_posteriors, observed_loglike
+from ..linear._gaussian import LinearGaussianMixin, nan_moments, warn_scale_spread
 from ._mean_field import (Priors, elbo, initial_posterior, n_observed, permute_components,
-                          split_missing, summed_cov, sweep)
+                          summed_cov, sweep)
 
 
 class VBPCA(LinearGaussianMixin):
@@ -63,6 +62,11 @@ class VBPCA(LinearGaussianMixin):
         (t / E[tau] + (1 + t) tr Cov_q(w_i)) / 2)``. Mean-field VB keeps, with a tiny
         loading, a component whose sample eigenvalue sits just above the noise edge
         (about ``sigma^2 (1 + sqrt(d/N))^2``); the default threshold does not count it.
+    standardize : bool, default=False
+        Fit to the standardized data (see :class:`~elbokit.linear._gaussian.LinearGaussianMixin`):
+        ``loadings_``, ``components_`` and the posteriors then refer to it, ``mean_``,
+        the methods and ``elbo_`` to X. The noise is isotropic, so data in mixed units
+        want it (a warning says so).
     random_state : int, RandomState or None, default=None
         Seeds the tiny random start of components with no variance in the PCA start.
 
@@ -133,8 +137,9 @@ class VBPCA(LinearGaussianMixin):
 
     def __init__(self, n_components=None, *, max_iter=1000, tol=1e-6, alpha_shape=1e-3,
                  alpha_rate=1e-3, tau_shape=1e-3, tau_rate=1e-3, mean_precision=1e-3,
-                 active_threshold=1.0, random_state=None):
+                 active_threshold=1.0, standardize=False, random_state=None):
         self.n_components = n_components
+        self.standardize = standardize
         self.max_iter = max_iter
         self.tol = tol
         self.alpha_shape = alpha_shape
@@ -174,6 +179,10 @@ class VBPCA(LinearGaussianMixin):
         tol = check_float(self.tol, "tol", low=0.0)
         check_float(self.active_threshold, "active_threshold", low=0.0)
         rng = check_random_state(self.random_state)
+        observed = (~np.isnan(X)).astype(np.float64)
+        X, center, feature_scale = self._standardize_data(X)
+        if feature_scale is None:
+            warn_scale_spread(nan_moments(X)[1], "VBPCA")
 
         scale = float(np.sqrt(np.mean(np.nanvar(X, axis=0))))
         scale = scale if scale > 0 else 1.0
@@ -183,7 +192,10 @@ class VBPCA(LinearGaussianMixin):
             post, history = self._coordinate_ascent(X_scaled, L, priors, max_iter, tol, rng)
         # the bound on the density of X, not of X / scale
         history = np.asarray(history) - n_observed(X) * np.log(scale)
+        if feature_scale is not None:  # and of X, not of the standardized X
+            history = history - observed.sum(axis=0) @ np.log(feature_scale)
         self._store(post, history, scale, priors)
+        self._finish_standardize(center, feature_scale)
         return self
 
     def _coordinate_ascent(self, X, L, priors, max_iter, tol, rng):
@@ -230,32 +242,11 @@ class VBPCA(LinearGaussianMixin):
     def _allow_nan_now(self) -> bool:
         return True
 
-    def transform(self, X):
-        """Posterior mean of z under the plug-in model, given the observed entries of
-        each row: E[z | x_o] = (sigma^2 I + W_o' W_o)^-1 W_o' (x_o - mu_o), shape (n, L)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        X0, mask = split_missing(X)
-        if mask is None:
-            return super().transform(X)
-        return _observed_posteriors(X0, mask, self._loadings(), self.mean_,
-                                    self.noise_variance_)[2]
-
-    def score_samples(self, X):
-        """Plug-in predictive log-density of the observed entries of each row,
-        log N(x_o | mu_o, W_o W_o' + sigma^2 I), in nats (NaN entries marginalised)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        X0, mask = split_missing(X)
-        if mask is None:
-            return super().score_samples(X)
-        return observed_loglike(X0, mask, self._loadings(), self.mean_, self.noise_variance_)
-
     # ---- LinearGaussianMixin hooks
-    def _loadings(self) -> np.ndarray:
+    def _model_loadings(self) -> np.ndarray:
         return self.components_.T
 
-    def _noise_diag(self) -> np.ndarray:
+    def _model_noise_diag(self) -> np.ndarray:
         return np.full(self.n_features_in_, self.noise_variance_)
 
     def _check_loaded(self) -> None:
