@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
@@ -52,10 +54,10 @@ def test_recovers_the_generating_model(fa_problem):
 def test_at_least_sklearns_loglikelihood_on_digits(digits):
     """Protocol: digits train set with its constant (all-zero) pixels removed, since
     scikit-learn floors their variance at 1e-12 (+13 nats each) and we at a relative
-    floor; our floor set as low as scikit-learn's effective one (1e-6 relative)."""
+    floor; both with default settings."""
     X = digits.train.astype(np.float64)
     X = X[:, X.var(axis=0) > 0]
-    ours = FactorAnalysis(10, noise_floor=1e-6).fit(X)
+    ours = FactorAnalysis(10).fit(X)
     theirs = SkFactorAnalysis(10, random_state=0).fit(X)
     assert ours.score(X) >= theirs.score(X) - 1e-3
 
@@ -101,3 +103,72 @@ def test_transform_is_posterior_mean(fa_problem):
     G = np.linalg.inv(np.eye(3) + Wh.T @ (Wh / ph[:, None]))
     expected = (X - model.mean_) @ (Wh / ph[:, None]) @ G
     np.testing.assert_allclose(model.transform(X), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("standardized", [False, True])
+def test_defaults_reach_sklearn_on_breast_cancer_raw_and_standardized(standardized):
+    """Raw breast cancer (variances 1e-5 .. 1e5): no feature is floored (22 of 30 were,
+    at 16.5), and the fit reaches scikit-learn's log-likelihood, train and test (80/20)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    X = load_breast_cancer().data
+    if standardized:
+        X = (X - X.mean(0)) / X.std(0)
+    train, test = train_test_split(X, test_size=0.2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no constant-feature warning
+        ours = FactorAnalysis(4).fit(train)
+    theirs = SkFactorAnalysis(4, random_state=0).fit(train)
+    assert ours.constant_features_.size == 0
+    assert ours.score(train) >= theirs.score(train) - 1e-3
+    assert ours.score(test) >= theirs.score(test) - 1e-3
+
+
+def test_heywood_cases_are_named():
+    from sklearn.datasets import load_iris
+
+    with pytest.warns(UserWarning, match=r"Heywood.*indices 2\)"):
+        model = FactorAnalysis(2).fit(load_iris().data)
+    np.testing.assert_array_equal(model.heywood_features_, [2])
+    X = load_iris().data
+    assert model.noise_variance_[2] >= 1e-9 * X[:, 2].var() * (1 - 1e-9)
+    assert np.isfinite(model.score(X))
+
+
+def test_tiny_floor_and_tol_never_raise_linalg_errors():
+    """Standardized breast cancer, 10 factors, noise_floor and tol near zero (a raw
+    numpy LinAlgError before): EM stays finite."""
+    from sklearn.datasets import load_breast_cancer
+
+    X = load_breast_cancer().data
+    X = (X - X.mean(0)) / X.std(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = FactorAnalysis(10, noise_floor=1e-12, tol=1e-12, max_iter=300).fit(X)
+    assert np.all(np.isfinite(model.loglike_)) and np.all(np.diff(model.loglike_) >= -1e-9)
+    assert np.all(model.noise_variance_ > 0)
+
+
+def test_data_near_the_float64_range_stays_finite_or_raises_an_elbokit_error(fa_problem):
+    from elbokit import PPCA
+    from elbokit.exceptions import ElbokitError
+
+    W, psi, mu = fa_problem
+    X = sample_linear_gaussian(200, W, psi, mu)
+    for c in (1e20, 1e-20, 1e150):
+        for model in (FactorAnalysis(3), PPCA(3, solver="em", random_state=0)):
+            try:
+                model.fit(X * c)
+            except ElbokitError:
+                continue
+            assert np.isfinite(model.score(X * c))
+
+
+def test_n_components_as_in_sklearn(fa_problem):
+    W, psi, mu = fa_problem
+    X = sample_linear_gaussian(300, W, psi, mu)
+    assert FactorAnalysis().fit(X).n_components_ == 12  # None: n_features
+    full = FactorAnalysis(12).fit(X)
+    assert full.components_.shape == (12, 12) and np.isfinite(full.score(X))
+    assert full.score(X) >= FactorAnalysis(3).fit(X).score(X) - 1e-6

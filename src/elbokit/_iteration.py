@@ -39,3 +39,29 @@ def iterate(step: Callable[[], float], *, converged: Callable[[list[float]], boo
     warnings.warn(f"{model} did not converge in max_iter={max_iter} iterations (last change "
                   f"{change:.3g}); raise max_iter or tol.", ConvergenceWarning, stacklevel=4)
     return values
+
+
+def finite_steps(step: Callable[[], float], *, model: str, hint: str,
+                 arrays: Callable[[], tuple] = tuple) -> Callable[[], float]:
+    """Wrap ``step`` so that a numerically broken iteration (LinAlgError, or a
+    non-finite value or parameter, e.g. from data near the float64 range) raises
+    :class:`~elbokit.exceptions.TrainingError` naming the model and the iteration."""
+    import numpy as np
+
+    from .exceptions import TrainingError
+
+    count = [0]
+
+    def guarded() -> float:
+        count[0] += 1
+        try:
+            value = step()
+        except np.linalg.LinAlgError as exc:
+            raise TrainingError(f"{model}: iteration {count[0]} became numerically singular "
+                                f"({exc}); {hint}") from None
+        if not np.isfinite(value) or not all(np.all(np.isfinite(a)) for a in arrays()):
+            raise TrainingError(f"{model}: iteration {count[0]} produced non-finite values; "
+                                f"{hint}")
+        return value
+
+    return guarded

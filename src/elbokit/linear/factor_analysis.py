@@ -15,11 +15,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from scipy import linalg
 
-from .._iteration import absolute_change_below, iterate
+from .._iteration import absolute_change_below, finite_steps, iterate
 from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
                      cholesky, observed_logpdf)
 from .._validation import check_choice, check_float, check_int
-from ..exceptions import TrainingError
 from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
                         nan_moments, sample_covariance, variance_scale, warn_constant_features)
 
@@ -214,16 +213,8 @@ class FactorAnalysis(LinearGaussianMixin):
 
     def _run_em(self, step, state, desc):
         """Iterate ``step``; a numerically singular step becomes a TrainingError."""
-        def guarded():
-            try:
-                loglike = step()
-            except np.linalg.LinAlgError as exc:
-                raise TrainingError(_SINGULAR + f" ({exc})") from None
-            if not (np.isfinite(loglike) and np.all(np.isfinite(state["W"]))
-                    and np.all(np.isfinite(state["psi"]))):
-                raise TrainingError(_SINGULAR)
-            return loglike
-
+        guarded = finite_steps(step, model="FactorAnalysis", hint=_SINGULAR,
+                               arrays=lambda: (state["W"], state["psi"]))
         # the iterations are small products and L x L solves: BLAS threads only add
         # synchronisation (ruinous on a busy machine), so run them single-threaded
         with threadpool_limits(limits=1, user_api="blas"):
@@ -307,6 +298,5 @@ class FactorAnalysis(LinearGaussianMixin):
         return self.noise_variance_
 
 
-_SINGULAR = ("FactorAnalysis: an EM step became numerically singular (non-finite or "
-             "not positive definite); the data may be rank-deficient at this scale. "
-             "Try fewer factors, standardize=True, or a larger tol")
+_SINGULAR = ("the data may be rank-deficient or too large for float64 at this scale; "
+             "try fewer factors or standardize=True")

@@ -133,7 +133,10 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         inside, rotation = linalg.eigh(basis.T @ S @ basis)
         order = np.argsort(inside)[::-1]
         d = S.shape[0]
-        self.components_ = (basis @ rotation[:, order]).T
+        components = (basis @ rotation[:, order]).T
+        # deterministic signs (largest absolute loading positive), as PCA
+        signs = np.sign(components[np.arange(L), np.argmax(np.abs(components), axis=1)])
+        self.components_ = components * signs[:, None]
         self.explained_variance_ = np.maximum(inside[order], 0.0)
         guard = noise_guard(np.zeros(d), np.diag(S))
         self.noise_variance_ = max(float((np.trace(S) - inside.sum()) / (d - L)), guard)

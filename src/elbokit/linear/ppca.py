@@ -12,7 +12,7 @@ import numpy as np
 from scipy import linalg
 from sklearn.utils import check_random_state
 
-from .._iteration import absolute_change_below, iterate
+from .._iteration import absolute_change_below, finite_steps, iterate
 from .._math import LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky
 from .._validation import check_choice, check_float, check_int
 from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
@@ -188,6 +188,8 @@ class PPCA(LinearGaussianMixin):
 
     def _iterate(self, step, desc):
         """Run ``step() -> loglike`` until the change is below tol or max_iter."""
+        step = finite_steps(step, model="PPCA EM", hint="the data may be too large for "
+                            "float64 at this scale; try standardize=True")
         self.loglike_ = iterate(step, converged=absolute_change_below(self.tol),
                                 max_iter=self.max_iter, model="PPCA EM", desc=desc,
                                 verbose=self.verbose)
