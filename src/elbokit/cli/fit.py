@@ -17,7 +17,8 @@ def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_frac
     from ..runs import fit_and_record, make_classical, prepare_out_dir
 
     prepare_out_dir(out, overwrite=overwrite)
-    allow_nan = kind == "ppca" and (options or {}).get("solver") == "em"
+    # NaN cells are missing values for the models that accept them
+    allow_nan = kind == "fa" or (kind == "ppca" and (options or {}).get("solver") == "em")
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
                                allow_nan=allow_nan)
     model = make_classical(kind, latent, seed=seed, verbose=True, **(options or {}))
@@ -27,40 +28,51 @@ def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_frac
 
 
 Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+Standardize = Annotated[bool, typer.Option(
+    "--standardize/--no-standardize",
+    help="Fit to the standardized features (each divided by its standard deviation); "
+         "log-likelihoods are still reported for the data in its own units.")]
 
 
 @fit_app.command("pca")
 def fit_pca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/pca"),
+            standardize: Standardize = False,
             data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
             overwrite: Overwrite = False):
     """PCA by SVD; score is the PPCA log-likelihood with the ML noise variance."""
-    _fit("pca", data, latent, out, data_dir, seed, test_fraction, overwrite)
+    _fit("pca", data, latent, out, data_dir, seed, test_fraction, overwrite,
+         {"standardize": standardize})
 
 
 @fit_app.command("ppca")
 def fit_ppca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/ppca"),
              solver: Annotated[str, typer.Option(help="closed or em (em accepts NaN)")] = "closed",
+             standardize: Standardize = False,
              data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
              overwrite: Overwrite = False):
     """Probabilistic PCA (closed form or EM with missing values)."""
     _fit("ppca", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"solver": solver})
+         {"solver": solver, "standardize": standardize})
 
 
 @fit_app.command("fa")
 def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/fa"),
            max_iter: Annotated[int, typer.Option(help="Maximum EM iterations.")] = 5000,
            rotation: Annotated[str, typer.Option(help="none or varimax")] = "none",
+           standardize: Standardize = False,
            data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
            overwrite: Overwrite = False):
-    """Factor analysis by EM (the lecture's E and M steps)."""
+    """Factor analysis by EM (the lecture's E and M steps); NaN cells are missing values."""
     _fit("fa", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"max_iter": max_iter, "rotation": None if rotation == "none" else rotation})
+         {"max_iter": max_iter, "rotation": None if rotation == "none" else rotation,
+          "standardize": standardize})
 
 
 @fit_app.command("linear-ae")
 def fit_linear_ae(data: DataSpec = "digits", latent: Latent = 10,
-                  out: Out = Path("runs/linear-ae"), data_dir: DataDir = None, seed: Seed = 0,
+                  out: Out = Path("runs/linear-ae"), standardize: Standardize = False,
+                  data_dir: DataDir = None, seed: Seed = 0,
                   test_fraction: TestFraction = 0.2, overwrite: Overwrite = False):
     """Tied linear autoencoder x_hat = W'W x trained by gradient descent."""
-    _fit("linear-ae", data, latent, out, data_dir, seed, test_fraction, overwrite)
+    _fit("linear-ae", data, latent, out, data_dir, seed, test_fraction, overwrite,
+         {"standardize": standardize})

@@ -16,10 +16,15 @@ MaxLatent = Annotated[int, typer.Option(
                          "ones the data does not need.")]
 MaxIter = Annotated[int, typer.Option("--max-iter", help="Maximum coordinate-ascent sweeps.")]
 Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+Standardize = Annotated[bool, typer.Option(
+    "--standardize/--no-standardize",
+    help="Fit to the standardized features; the ELBO and log-likelihoods stay in the "
+         "data's own units.")]
 
 
 def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
               out: Out = Path("runs/vbpca"), max_iter: MaxIter = 1000,
+              standardize: Standardize = False,
               data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
               overwrite: Overwrite = False):
     """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
@@ -39,7 +44,7 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
     if max_latent > dataset.n_features:
         raise ParameterError(f"--max-latent {max_latent} exceeds the {dataset.n_features} "
                              f"features of {data}")
-    model = VBPCA(max_latent, max_iter=max_iter, random_state=seed)
+    model = VBPCA(max_latent, max_iter=max_iter, random_state=seed, standardize=standardize)
     metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite)
     metrics.update(chosen_dimension=model.n_components_, max_latent=max_latent,
                    final_elbo=float(model.elbo_[-1]), noise_variance=model.noise_variance_)

@@ -1,0 +1,39 @@
+"""A d x d covariance that does not fit in memory is refused before it is allocated
+(a 4 x 40,000 table made PPCA/FA allocate 12 GiB without a word)."""
+
+import numpy as np
+import pytest
+
+from elbokit import PCA, PPCA, FactorAnalysis, LinearAutoencoder
+from elbokit import _validation
+from elbokit.exceptions import DataError
+
+
+@pytest.fixture
+def little_memory(monkeypatch):
+    monkeypatch.setattr(_validation, "available_memory_bytes", lambda: 50 * 2**20)  # 50 MiB
+
+
+@pytest.mark.parametrize("make", [lambda: FactorAnalysis(2), lambda: PPCA(2),
+                                  lambda: LinearAutoencoder(2)])
+def test_wide_data_raise_a_data_error_naming_shape_and_size(little_memory, make):
+    X = np.random.default_rng(0).standard_normal((4, 4000))  # 3 x 4000^2 doubles: 0.36 GiB
+    with pytest.raises(DataError, match=r"4000 x 4000 covariance matrix needs 0\.4 GiB.*"
+                                        r"0\.0 GiB.*PCA"):
+        make().fit(X)
+
+
+def test_out_of_core_moments_are_checked_too(little_memory, tmp_path):
+    path = tmp_path / "wide.npy"
+    np.save(path, np.zeros((3, 4000)))
+    with pytest.raises(DataError, match="4000 x 4000"):
+        FactorAnalysis(2).fit(str(path))
+
+
+def test_pca_on_wide_data_uses_the_svd_and_fits(little_memory):
+    X = np.random.default_rng(0).standard_normal((4, 4000))
+    assert PCA(2).fit(X).components_.shape == (2, 4000)
+
+
+def test_available_memory_is_known_here():
+    assert _validation.available_memory_bytes() > 0
