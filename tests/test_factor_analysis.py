@@ -172,3 +172,19 @@ def test_n_components_as_in_sklearn(fa_problem):
     full = FactorAnalysis(12).fit(X)
     assert full.components_.shape == (12, 12) and np.isfinite(full.score(X))
     assert full.score(X) >= FactorAnalysis(3).fit(X).score(X) - 1e-6
+
+
+def test_min_noise_variance_is_an_opt_in_floor_in_the_data_units(digits):
+    X = digits.train.astype(np.float64)
+    X = X[:, X.var(axis=0) > 0]  # constant pixels: floored relative to the mean variance
+    floor = 1e-3 * X.var(axis=0).mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        free = FactorAnalysis(5).fit(X)
+        floored = FactorAnalysis(5, min_noise_variance=floor).fit(X)
+        standardized = FactorAnalysis(5, min_noise_variance=floor, standardize=True).fit(X)
+    assert free.noise_variance_.min() < floor <= floored.noise_variance_.min() * (1 + 1e-12)
+    assert floored.score(X) < free.score(X)
+    # standardize changes nothing: the floor is in the units of X
+    np.testing.assert_allclose(standardized._noise_diag(), floored.noise_variance_, rtol=1e-4)
+    assert standardized.score(X) == pytest.approx(floored.score(X), abs=1e-4)

@@ -377,8 +377,8 @@ def test_linear_vae_reaches_factor_analysis_log_likelihood(digits):
     posterior is diagonal, so its ELBO can reach FA's log-likelihood.
 
     Protocol: digits training set (1437 x 64), 5 factors. Both models floor the noise
-    variance at the same value, 1e-3 x the mean pixel variance (elbokit FactorAnalysis's
-    ``noise_floor`` default; the VAE gets it as ``min_variance``), which is what keeps
+    variance at the same value, 1e-3 x the mean pixel variance (FactorAnalysis's
+    ``min_noise_variance``; the VAE gets it as ``min_variance``), which is what keeps
     the three constant border pixels finite in both. FA: EM to convergence. VAE: 40
     epochs of Adam, batch 64, lr 2e-2 with cosine annealing, L_B with one sample; its
     training ELBO is then estimated with 50 samples per point. Requirement: within 1%
@@ -387,10 +387,10 @@ def test_linear_vae_reaches_factor_analysis_log_likelihood(digits):
     from elbokit.linear import FactorAnalysis
 
     X = digits.train
+    floor = 1e-3 * float(np.mean(X.astype(np.float64).var(0)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # FA names the constant pixels
-        fa_loglike = FactorAnalysis(5).fit(X).score(X)
-    floor = 1e-3 * float(np.mean(X.astype(np.float64).var(0)))
+        fa_loglike = FactorAnalysis(5, min_noise_variance=floor).fit(X).score(X)
     vae = VAE(5, likelihood="gaussian", decoder="linear", min_variance=floor, epochs=40,
               batch_size=64, lr=2e-2, lr_schedule="cosine", progress=False).fit(X)
     elbo = vae.elbo(X, "b", n_samples=50).mean()

@@ -28,7 +28,8 @@ def describe_nonfinite(X: np.ndarray, name: str = "X") -> str | None:
     more = " ..." if n_bad > 3 else ""
     return (
         f"{name} contains {n_bad} non-finite value(s) ({n_nan} NaN, {n_bad - n_nan} inf), "
-        f"at {where}{more}; remove or impute them (PPCA(solver='em') accepts NaN as missing)"
+        f"at {where}{more}; remove or impute them (FactorAnalysis, PPCA(solver='em') "
+        "and VBPCA accept NaN as missing)"
     )
 
 

@@ -4,8 +4,11 @@
 analysis, the linear autoencoder's probabilistic reading) the same estimator API:
 ``transform`` (posterior mean E[z|x]), ``inverse_transform``, ``score_samples``
 (log p(x) in nats), ``score``, ``sample``, ``get_covariance``, ``get_precision``.
-A subclass fits and then exposes its loading matrix through ``_loadings()`` and its
-noise variances through ``_noise_diag()``.
+A subclass fits and then exposes its loading matrix through ``_model_loadings()`` and
+its noise variances through ``_model_noise_diag()``, for the data it was fitted to
+(standardized with ``standardize=True``); ``_loadings()`` and ``_noise_diag()`` give the
+model in the units of X, which every method uses. Rows with NaN entries (for the
+estimators that accept them) are handled by conditioning on their observed entries.
 """
 
 from __future__ import annotations

@@ -76,17 +76,39 @@ HEYWOOD_FLOOR = 1e-9
 HEYWOOD_WARN = 1e-4
 
 
-def fa_profile_step(S: np.ndarray, psi: np.ndarray, L: int, floor: np.ndarray):
+#: above this many features the profile iteration uses warm-started subspace iteration
+#: for the top eigenvectors instead of a full eigendecomposition each step
+EXACT_EIGH_FEATURES = 256
+
+
+def _top_eigenpairs(A: np.ndarray, L: int, start: np.ndarray | None):
+    """Top-L eigenpairs of the symmetric A, in increasing order: exact (``eigh``) for
+    small A or without ``start``; else three steps of subspace iteration from the
+    previous eigenvectors ``start`` (d, L + 5) and a Rayleigh-Ritz projection."""
+    d = A.shape[0]
+    if start is None or d <= EXACT_EIGH_FEATURES:
+        k = min(L + 5, d) if d > EXACT_EIGH_FEATURES else L
+        eigenvalues, U = linalg.eigh(A, subset_by_index=[d - k, d - 1], check_finite=False)
+        return eigenvalues[-L:], U[:, -L:], U
+    Q = start
+    for _ in range(3):
+        Q, _ = np.linalg.qr(A @ Q)
+    ritz, V = np.linalg.eigh(Q.T @ A @ Q)
+    U = Q @ V
+    return ritz[-L:], U[:, -L:], U
+
+
+def fa_profile_step(S: np.ndarray, psi: np.ndarray, L: int, floor: np.ndarray,
+                    start: np.ndarray | None = None):
     """One step of the profile-likelihood iteration scikit-learn's FactorAnalysis runs
     (Barber, BRML, algorithm 21.1): the optimal W given Psi, from the top L eigenpairs
     (Lambda, U) of Psi^-1/2 S Psi^-1/2, W = Psi^1/2 U (Lambda - I)_+^1/2, then
-    Psi = diag(S - W W'). Returns ``(W, psi_new)``."""
-    d = S.shape[0]
+    Psi = diag(S - W W'). Returns ``(W, psi_new, basis)``; ``basis`` warm-starts the
+    next step's eigenvectors (see :func:`_top_eigenpairs`)."""
     root = np.sqrt(psi)
-    eigenvalues, U = linalg.eigh(S / np.outer(root, root), subset_by_index=[d - L, d - 1],
-                                 check_finite=False)
+    eigenvalues, U, basis = _top_eigenpairs(S / np.outer(root, root), L, start)
     W = root[:, None] * U * np.sqrt(np.maximum(eigenvalues - 1.0, 0.0))
-    return W, np.maximum(np.diag(S) - np.sum(W * W, axis=1), floor)
+    return W, np.maximum(np.diag(S) - np.sum(W * W, axis=1), floor), basis
 
 
 def fa_initial_loadings(S: np.ndarray, L: int, floor: np.ndarray, *, tol: float = 1e-5,
@@ -97,9 +119,9 @@ def fa_initial_loadings(S: np.ndarray, L: int, floor: np.ndarray, *, tol: float 
     data (standardized breast cancer: +0.97 nats), and it is scale-equivariant, so the
     whole fit is: rescaling feature j by c_j rescales row j of W by c_j."""
     psi = np.maximum(np.diag(S).copy(), floor)
-    W, previous = np.zeros((S.shape[0], L)), -np.inf
+    W, previous, basis = np.zeros((S.shape[0], L)), -np.inf, None
     for _ in range(max_iter):
-        W_new, psi_new = fa_profile_step(S, psi, L, floor)
+        W_new, psi_new, basis = fa_profile_step(S, psi, L, floor, basis)
         if not (np.all(np.isfinite(W_new)) and np.all(np.isfinite(psi_new))):
             break
         loglike = LowRankGaussian(W_new, psi_new).mean_logpdf_from_cov(S)
@@ -135,6 +157,11 @@ class FactorAnalysis(LinearGaussianMixin):
         in a warning. No other feature is floored, except that a noise variance never
         goes below 1e-9 of its feature's own variance (a Heywood case: the factors
         explain the feature exactly), reported in a warning as well.
+    min_noise_variance : float or None
+        An absolute lower bound on every noise variance, in the units of X (default
+        None: none). Only for like-for-like comparisons with a model that floors its
+        variances so, such as a Gaussian VAE's ``min_variance``; it makes the fit
+        depend on the units.
     rotation : None or "varimax"
         Rotate the loadings after fitting (the likelihood is unchanged).
     standardize : bool
@@ -157,11 +184,12 @@ class FactorAnalysis(LinearGaussianMixin):
     """
 
     def __init__(self, n_components=None, *, tol=1e-7, max_iter=5000, noise_floor=1e-3,
-                 rotation=None, standardize=False, verbose=False):
+                 min_noise_variance=None, rotation=None, standardize=False, verbose=False):
         self.n_components = n_components
         self.tol = tol
         self.max_iter = max_iter
         self.noise_floor = noise_floor
+        self.min_noise_variance = min_noise_variance
         self.rotation = rotation
         self.standardize = standardize
         self.verbose = verbose
@@ -187,7 +215,7 @@ class FactorAnalysis(LinearGaussianMixin):
         mean, S = sample_covariance(X) if source is None else \
             self._moments(source, data_precision=True)[:2]
         mean, S, center, scale = self._standardize_moments(mean, S)
-        self._fit_covariance(mean, S, n, L)
+        self._fit_covariance(mean, S, n, L, scale)
         self.loglike_ = [v - self._log_jacobian(scale) for v in self.loglike_]
         self._finish_standardize(center, scale)
         return self
@@ -196,10 +224,12 @@ class FactorAnalysis(LinearGaussianMixin):
         check_float(self.tol, "tol", low=0.0)
         check_int(self.max_iter, "max_iter", minimum=1)
         check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)
+        if self.min_noise_variance is not None:
+            check_float(self.min_noise_variance, "min_noise_variance", low=0.0)
         if self.rotation is not None:
             check_choice(self.rotation, "rotation", {"varimax"})
 
-    def _floors(self, mean, variances):
+    def _floors(self, mean, variances, scale):
         """Per-feature noise floors: ``noise_floor`` x the mean variance for constant
         features (named in a warning), ``HEYWOOD_FLOOR`` x its own variance for the rest."""
         constant = constant_features(mean, variances)
@@ -209,6 +239,9 @@ class FactorAnalysis(LinearGaussianMixin):
             "finite")
         floor = HEYWOOD_FLOOR * variances
         floor[constant] = self.noise_floor * variance_scale(mean, variances)
+        if self.min_noise_variance is not None:  # in the units of X
+            floor = np.maximum(floor, self.min_noise_variance / (1.0 if scale is None
+                                                                 else scale**2))
         return floor, constant
 
     def _run_em(self, step, state, desc):
@@ -223,10 +256,10 @@ class FactorAnalysis(LinearGaussianMixin):
                                     desc=desc, verbose=self.verbose)
         self.n_iter_ = len(self.loglike_)
 
-    def _fit_covariance(self, mean, S, n_samples, L):
+    def _fit_covariance(self, mean, S, n_samples, L, scale=None):
         """EM from the mean and ML covariance of the data (also used out of core)."""
         variances = np.diag(S).copy()
-        floor, constant = self._floors(mean, variances)
+        floor, constant = self._floors(mean, variances, scale)
         start = time.perf_counter()
         with threadpool_limits(limits=1, user_api="blas"):
             W, psi = fa_initial_loadings(S, L, floor)
@@ -252,7 +285,7 @@ class FactorAnalysis(LinearGaussianMixin):
         X, center, scale = self._standardize_data(X)
         X0 = np.where(missing, 0.0, X)
         mean, variances = nan_moments(X)
-        floor, constant = self._floors(mean, variances)
+        floor, constant = self._floors(mean, variances, scale)
         # start from the covariance of the mean-imputed data
         Xc = np.where(missing, 0.0, X - mean)
         W, psi = fa_initial_loadings(Xc.T @ Xc / X.shape[0], L, floor)
