@@ -50,3 +50,14 @@ def test_pipeline_set_output_and_names(frame, estimator):
     assert isinstance(out, pd.DataFrame)
     assert list(out.columns) == list(pipe.get_feature_names_out())
     assert list(pipe[:-1].get_feature_names_out()) == list(frame.columns)
+
+
+def test_warnings_name_the_columns_of_a_dataframe():
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).data
+    with pytest.warns(UserWarning, match=r"Heywood cases \(indices 2 \('petal length \(cm\)'\)"):
+        FactorAnalysis(2).fit(iris)
+    iris["constant"] = 1.0
+    with pytest.warns(UserWarning, match=r"constant \(indices 4 \('constant'\)\)"):
+        PPCA(2).fit(iris)

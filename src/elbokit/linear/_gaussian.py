@@ -87,12 +87,22 @@ def noise_guard(mean: np.ndarray, variances: np.ndarray) -> float:
     return NOISE_GUARD * variance_scale(mean, variances)
 
 
-def warn_constant_features(constant: np.ndarray, model: str, consequence: str) -> np.ndarray:
+def describe_features(indices: np.ndarray, names=None, limit: int = 10) -> str:
+    """``"indices 2, 7"``, with the feature names when known: ``"indices 2, 7 ('mean
+    perimeter', 'worst area')"``; at most ``limit`` of them."""
+    shown = ", ".join(str(i) for i in indices[:limit]) + (" ..." if indices.size > limit else "")
+    if names is not None:
+        shown += " (" + ", ".join(repr(str(names[i])) for i in indices[:limit]) + ")"
+    return f"indices {shown}"
+
+
+def warn_constant_features(constant: np.ndarray, model: str, consequence: str,
+                           names=None) -> np.ndarray:
     """Warn, naming them, about exactly constant features."""
     if constant.size:
-        shown = ", ".join(str(i) for i in constant[:10]) + (" ..." if constant.size > 10 else "")
-        warnings.warn(f"{model}: {constant.size} feature(s) are constant (indices {shown}); "
-                      f"{consequence}. Consider dropping them.", UserWarning, stacklevel=3)
+        warnings.warn(f"{model}: {constant.size} feature(s) are constant "
+                      f"({describe_features(constant, names)}); {consequence}. Consider "
+                      "dropping them.", UserWarning, stacklevel=3)
     return constant
 
 
@@ -105,7 +115,8 @@ def warn_scale_spread(variances: np.ndarray, model: str) -> None:
     if spread > SCALE_SPREAD_WARN:
         warnings.warn(f"{model}: feature variances differ by a factor {spread:.2g} (largest / "
                       "median); the fit is dominated by the largest-variance features. Pass "
-                      "standardize=True to fit the correlation structure instead.",
+                      "standardize=True (CLI: --standardize) to fit the correlation structure "
+                      "instead.",
                       UserWarning, stacklevel=3)
 
 

@@ -20,7 +20,8 @@ from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_
                      cholesky, observed_logpdf)
 from .._validation import check_choice, check_float, check_int
 from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
-                        nan_moments, sample_covariance, variance_scale, warn_constant_features)
+                        describe_features, nan_moments, sample_covariance, variance_scale,
+                        warn_constant_features)
 
 
 def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor: float):
@@ -236,7 +237,7 @@ class FactorAnalysis(LinearGaussianMixin):
         self.constant_features_ = warn_constant_features(
             constant, "FactorAnalysis", "their noise variance is set to "
             f"{self.noise_floor:g} x the mean feature variance so the log-likelihood stays "
-            "finite")
+            "finite", getattr(self, "feature_names_in_", None))
         floor = HEYWOOD_FLOOR * variances
         floor[constant] = self.noise_floor * variance_scale(mean, variances)
         if self.min_noise_variance is not None:  # in the units of X
@@ -311,9 +312,9 @@ class FactorAnalysis(LinearGaussianMixin):
     def _store(self, W, psi, mean, L, variances, constant):
         heywood = np.setdiff1d(np.flatnonzero(psi <= HEYWOOD_WARN * variances), constant)
         if heywood.size:
-            shown = ", ".join(str(i) for i in heywood[:10]) + (" ..." if heywood.size > 10 else "")
-            warnings.warn(f"FactorAnalysis: {heywood.size} feature(s) are Heywood cases (indices "
-                          f"{shown}): the {L} factors explain them almost exactly and their "
+            where = describe_features(heywood, getattr(self, "feature_names_in_", None))
+            warnings.warn(f"FactorAnalysis: {heywood.size} feature(s) are Heywood cases ({where}"
+                          f"): the {L} factors explain them almost exactly and their "
                           "noise variance went to ~0. Consider fewer factors or dropping "
                           "near-duplicate features.", UserWarning, stacklevel=4)
         self.heywood_features_ = heywood

@@ -163,7 +163,8 @@ class PPCA(LinearGaussianMixin):
         return self
 
     def _check_data_scale(self, mean, variances):
-        warn_constant_features(constant_features(mean, variances), "PPCA", _SHARED_NOISE)
+        warn_constant_features(constant_features(mean, variances), "PPCA", _SHARED_NOISE,
+                               getattr(self, "feature_names_in_", None))
         if not self._standardizing():
             warn_scale_spread(variances, "PPCA")
         return self.noise_floor * variance_scale(mean, variances)
