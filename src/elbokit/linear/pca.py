@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ._gaussian import SubspaceGaussianMixin, noise_guard, warn_scale_spread
 from .._validation import check_memory
+from ._gaussian import SubspaceGaussianMixin, noise_guard, warn_scale_spread
 from ._streaming import streams_rows
 
 
