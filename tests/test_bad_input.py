@@ -26,7 +26,7 @@ FACTORIES = {
     "vbpca": lambda: VBPCA(3, max_iter=20),
     "vae": lambda: VAE(3, epochs=1, hidden=(16,), progress=False),
 }
-ACCEPTS_NAN = {"ppca-em", "vbpca"}
+ACCEPTS_NAN = {"ppca-em", "vbpca", "fa"}  # fa: NaN as missing values (issue 12)
 
 
 @pytest.fixture(scope="module")
