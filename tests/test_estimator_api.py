@@ -7,7 +7,10 @@ from elbokit import PCA, PPCA, FactorAnalysis, LinearAutoencoder
 
 def _estimators():
     estimators = [PCA(), PPCA(), PPCA(solver="em", random_state=0), FactorAnalysis(),
-                  LinearAutoencoder(random_state=0)]
+                  LinearAutoencoder(random_state=0),
+                  # standardize=True: fitted on standardized data, every method in X's units
+                  PCA(standardize=True), PPCA(solver="em", random_state=0, standardize=True),
+                  FactorAnalysis(standardize=True)]
     try:
         from elbokit.vi import VBPCA
     except ImportError:

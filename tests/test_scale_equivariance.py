@@ -67,6 +67,8 @@ def test_pca_noise_variance_is_the_ml_value_in_any_units():
         model = _quiet(lambda: PCA(20).fit(data))
         eigenvalues = np.linalg.eigvalsh(np.cov(data.T, bias=True))[::-1]
         assert model.noise_variance_ == pytest.approx(eigenvalues[20:].mean(), rel=1e-6)
+        ppca = _quiet(lambda: PPCA(20).fit(data))
+        assert ppca.noise_variance_ == pytest.approx(model.noise_variance_, rel=1e-6)
         sk = SkPCA(20).fit(data)  # divisor N - 1: compare log-likelihoods loosely
         assert model.score(data) == pytest.approx(sk.score(data), abs=0.05)
 
