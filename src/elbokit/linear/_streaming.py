@@ -48,7 +48,8 @@ def check_chunk_finite(chunk: np.ndarray, first_row: int, origin=None, *,
     inside = f" (row {row - origin[1]} of {origin[0]})" if origin else ""
     hint = ("NaN is accepted as missing, inf is not" if allow_nan else
             "remove or impute them; out-of-core fitting needs complete data "
-            "(PPCA(solver='em') treats NaN as missing for in-memory arrays only)")
+            "(FactorAnalysis, PPCA(solver='em') and VBPCA treat NaN as missing for "
+            "in-memory arrays only)")
     raise DataError(f"X contains {int(bad.sum())} non-finite value(s) in rows "
                     f"{first_row}-{first_row + chunk.shape[0] - 1}; the first is {what} at "
                     f"row {row}{inside}, column {int(c)}; {hint}")

@@ -24,8 +24,9 @@ from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_fe
                         warn_constant_features)
 
 
-def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor: float):
-    """One EM iteration of factor analysis from the covariance S.
+def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor):
+    """One EM iteration of factor analysis from the covariance S; ``floor`` (scalar or
+    per feature, (d,)) is the smallest noise variance the M step may return.
 
     Returns ``(W_new, psi_new, loglike)`` where ``loglike`` is the mean
     log-likelihood per sample of the *input* parameters (so a sequence of these
