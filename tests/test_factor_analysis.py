@@ -188,3 +188,17 @@ def test_min_noise_variance_is_an_opt_in_floor_in_the_data_units(digits):
     # standardize changes nothing: the floor is in the units of X
     np.testing.assert_allclose(standardized._noise_diag(), floored.noise_variance_, rtol=1e-4)
     assert standardized.score(X) == pytest.approx(floored.score(X), abs=1e-4)
+
+
+def test_the_subspace_iteration_start_reaches_the_same_fit(fa_problem, monkeypatch):
+    """Above 256 features the profile-likelihood start uses warm-started subspace
+    iteration; forced on for 12 features it must give the fit of the exact start."""
+    from elbokit.linear import factor_analysis
+
+    W, psi, mu = fa_problem
+    X = sample_linear_gaussian(2000, W, psi, mu, seed=3)
+    exact = FactorAnalysis(3).fit(X)
+    monkeypatch.setattr(factor_analysis, "EXACT_EIGH_FEATURES", 0)
+    subspace = FactorAnalysis(3).fit(X)
+    assert subspace.score(X) == pytest.approx(exact.score(X), abs=1e-6)
+    np.testing.assert_allclose(subspace.get_covariance(), exact.get_covariance(), atol=1e-4)
