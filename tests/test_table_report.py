@@ -47,7 +47,8 @@ def fa_run(tmp_path_factory, wine_csv):
 
 
 def _figure_alts(page):
-    return dict(re.findall(r'<figure id="figure-([\w-]+)"><img alt="([^"]*)"', page))
+    return dict(re.findall(r'<figure id="figure-([\w-]+)" class="wide"><img alt="([^"]*)"',
+                           page))
 
 
 def test_fa_report_on_a_csv_has_the_table_figures_and_no_image_grids(fa_run, wine):

@@ -10,6 +10,7 @@ charts of per-dimension quantities.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -278,7 +279,7 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
     out_dir = Path(out_dir)
     if dataset.image_shape is None:
         figures = table_figures(model, dataset, out_dir, history=history)
-        return {name: path for name, (path, _) in figures.items()}
+        return {name: figure.path for name, figure in figures.items()}
     X = dataset.test[:2000]
     shape = dataset.image_shape
     figures = {
@@ -461,8 +462,8 @@ def loadings_figure(W: np.ndarray, psi: np.ndarray, feature_names, path, *,
                   rotation=45 if L > 6 else 0)
     if values.size <= 600:
         for (j, k), v in np.ndenumerate(values):
-            ax.text(k, j, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if abs(v) > 0.6 else "black")
+            ax.text(k, j, f"{0.0 if abs(v) < 0.005 else v:.2f}", ha="center", va="center",
+                    fontsize=6, color="white" if abs(v) > 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.05, label="correlation of feature and factor")
     ax.set_title(title, fontsize=10)
     drawn = {"features": _tick_texts(ax.get_yticklabels()),
@@ -617,7 +618,16 @@ def _count(shown: int, d: int) -> str:
         f"the {shown} best-explained of {d} features"
 
 
-def _linear_figures(model, dataset, out_dir, names, rotation) -> dict:
+class Figure(NamedTuple):
+    """A written figure: its PNG, a caption, and a text alternative that also lists
+    what is drawn (the features, in order)."""
+
+    path: str
+    caption: str
+    alt: str | None = None
+
+
+def _linear_figures(model, dataset, out_dir, names, rotation) -> dict[str, Figure]:
     """Loadings heatmap, communalities, eigenvalue plot (and VBPCA's relevance)."""
     figures = {}
     W, psi = loadings_of(model), noise_variances_of(model)
@@ -629,27 +639,28 @@ def _linear_figures(model, dataset, out_dir, names, rotation) -> dict:
                else "as fitted")
         path = out_dir / "loadings.png"
         drawn = loadings_figure(W, psi, names, path, title=f"standardized loadings ({how})")
-        figures["loadings"] = (str(path), (
-            f"loadings ({how}) of {_count(len(drawn['features']), W.shape[0])} on {L} "
-            "factors, "
-            "standardized: W_jk / sqrt(h_j² + psi_j), the correlation of feature and factor; "
-            "features: " + ", ".join(drawn["features"])))
+        caption = (f"loadings ({how}) of {_count(len(drawn['features']), W.shape[0])} on "
+                   f"{L} factors, standardized: W_jk / sqrt(h_j² + psi_j), the correlation "
+                   "of feature and factor")
+        figures["loadings"] = Figure(str(path), caption,
+                                     caption + "; features: " + ", ".join(drawn["features"]))
         path = out_dir / "communality.png"
         drawn = communality_figure(W, psi, names, path)
-        figures["communality"] = (str(path), (
-            "communality h_j² = sum_k W_jk² and noise variance psi_j of "
-            f"{_count(len(drawn['features']), W.shape[0])}; left: their shares "
-            "h²/(h²+psi) and psi/(h²+psi) of the model variance"))
+        caption = ("communality h_j² = sum_k W_jk² and noise variance psi_j of "
+                   f"{_count(len(drawn['features']), W.shape[0])}; left: their shares "
+                   "h²/(h²+psi) and psi/(h²+psi) of the model variance")
+        figures["communality"] = Figure(str(path), caption,
+                                        caption + "; features: " + ", ".join(drawn["features"]))
     train = complete_rows(dataset.train)
     if train.shape[0] >= 2 and train.shape[1] <= 4000 and np.all(psi > 0):
         path = out_dir / "scree.png"
-        figures["scree"] = (str(path), _scree(model, train, path, L))
+        figures["scree"] = Figure(str(path), _scree(model, train, path, L))
     if hasattr(model, "alpha_") and hasattr(model, "alpha_threshold_"):
         from .vi.plots import plot_relevance
 
         path = out_dir / "relevance.png"
         plot_relevance(model, path)
-        figures["relevance"] = (str(path), (
+        figures["relevance"] = Figure(str(path), (
             "VBPCA's ARD relevance: E[alpha_i] per component (small: relevant); "
             f"{int(model.n_components_)} active"))
     return figures
@@ -657,11 +668,11 @@ def _linear_figures(model, dataset, out_dir, names, rotation) -> dict:
 
 def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=None,
                   label_names=None, rotation: str = "fitted",
-                  history=None) -> dict[str, tuple[str, str]]:
+                  history=None) -> dict[str, Figure]:
     """Every figure for ``model`` on data that are not images: for the linear models
     the loadings heatmap, communalities and the eigenvalue plot; for every model the
     latent scatter, the per-feature reconstruction error, the KL per dimension and the
-    training curve. No image grids. Returns {name: (path, caption)}.
+    training curve. No image grids. Returns {name: Figure}.
 
     ``feature_names`` default to ``dataset.feature_names`` (else x0, x1, ...),
     ``label_names`` to ``dataset.target_names``; ``rotation`` is ``"fitted"`` (the
@@ -669,20 +680,20 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
     from pathlib import Path
 
     out_dir = Path(out_dir)
-    d = dataset.n_features
     if feature_names is None:
         feature_names = getattr(dataset, "feature_names", None)
     if label_names is None:
         label_names = getattr(dataset, "target_names", None)
-    names = feature_labels(feature_names, d)
+    names = feature_labels(feature_names, dataset.n_features)
     figures = {} if _is_vae(model) else _linear_figures(model, dataset, out_dir, names,
                                                         rotation)
     X = dataset.test[:2000]
     path = out_dir / "reconstruction_error.png"
-    reconstruction_error_figure(*per_feature_errors(model, X), names, path)
-    figures["reconstruction_error"] = (str(path), (
-        "reconstruction error per feature on test data: MSE relative to the feature's "
-        "variance (1 - R²), and the RMSE in the feature's units"))
+    drawn = reconstruction_error_figure(*per_feature_errors(model, X), names, path)
+    caption = ("reconstruction error per feature on test data: MSE relative to the "
+               "feature's variance (1 - R²), and the RMSE in the feature's units")
+    figures["reconstruction_error"] = Figure(
+        str(path), caption, caption + "; features: " + ", ".join(drawn["features"]))
     labels = dataset.test_labels[:2000] if dataset.test_labels is not None else None
     if labels is not None and label_names is None and np.all(np.mod(labels, 1) == 0) \
             and np.unique(labels).size <= 20:  # a few classes: a legend, not a colour bar
@@ -694,5 +705,5 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
         "curves": "training curve",
     }
     common = _common_figures(model, X, labels, out_dir, history, label_names=label_names)
-    figures.update({name: (path, captions[name]) for name, path in common.items()})
+    figures.update({name: Figure(path, captions[name]) for name, path in common.items()})
     return figures

@@ -29,6 +29,7 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 figure img { max-width: 520px; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; text-align: center; }
+figure.wide img, figure.wide figcaption { max-width: 1000px; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -61,10 +62,12 @@ def _table(rows: list[dict], columns: list[str], digits: int | None = None) -> s
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _image(path: str, caption: str, name: str | None = None) -> str:
+def _image(path: str, caption: str, name: str | None = None, alt: str | None = None) -> str:
+    """A figure with its PNG inline; ``name`` gives it an id (and the wide layout of the
+    table figures), ``alt`` a text alternative longer than the caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    figure_id = f' id="figure-{html.escape(name)}"' if name else ""
-    return (f'<figure{figure_id}><img alt="{html.escape(caption)}" '
+    figure_id = f' id="figure-{html.escape(name)}" class="wide"' if name else ""
+    return (f'<figure{figure_id}><img alt="{html.escape(alt or caption)}" '
             f'src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -150,7 +153,7 @@ def _figures(run: dict, run_dir: Path, model, dataset, rotation: str) -> str:
     figures = table_figures(model, dataset, out_dir, feature_names=names,
                             label_names=_names(run, dataset, "target_names"),
                             rotation=rotation, history=history)
-    return ("".join(_image(p, caption, name) for name, (p, caption) in figures.items())
+    return ("".join(_image(f.path, f.caption, name, f.alt) for name, f in figures.items())
             + _feature_table(model, dataset, names))
 
 
