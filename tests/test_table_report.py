@@ -241,3 +241,13 @@ def test_names_come_from_run_json_first(tmp_path):
     assert report._names({"feature_names": ["a"] * 64}, dataset, "feature_names") == ["a"] * 64
     assert report._names({}, dataset, "feature_names")[0] == "pixel0"
     assert report._names({}, dataset, "target_names") is None
+
+
+def test_vbpca_that_switched_off_every_component_still_gets_a_report(tmp_path):
+    X = np.random.default_rng(0).standard_normal((100, 5))
+    model = VBPCA(3, random_state=0).fit(X[:80])
+    assert model.n_components_ == 0
+    dataset = data.Dataset(train=X[:80], test=X[80:])
+    figures = plots.table_figures(model, dataset, tmp_path)
+    assert {"scree", "relevance", "reconstruction_error"} <= set(figures)
+    assert "loadings" not in figures and "latent" not in figures

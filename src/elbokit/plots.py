@@ -307,10 +307,13 @@ def _common_figures(model, X, labels, out_dir, history, *, label_names=None) -> 
     from .evaluate import kl_per_dimension
 
     written = {}
-    latent_scatter_figure(model, X, labels, out_dir / "latent.png", label_names=label_names)
-    written["latent"] = str(out_dir / "latent.png")
+    n_latent = encode_mean(model, X[:1]).shape[1]  # 0 when VBPCA switched off every one
+    if n_latent:
+        latent_scatter_figure(model, X, labels, out_dir / "latent.png",
+                              label_names=label_names)
+        written["latent"] = str(out_dir / "latent.png")
     observed = X if not np.isnan(X).any() else complete_rows(X)  # rows with NaN: left out
-    if observed.shape[0]:
+    if n_latent and observed.shape[0]:
         bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
                    title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
         written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
@@ -460,7 +463,7 @@ def loadings_figure(W: np.ndarray, psi: np.ndarray, feature_names, path, *,
     ax.set_yticks(np.arange(shown.size), [names[j] for j in shown], fontsize=8)
     ax.set_xticks(np.arange(L), [f"factor {k + 1}" for k in range(L)], fontsize=8,
                   rotation=45 if L > 6 else 0)
-    if values.size <= 600:
+    if values.size <= 150:  # numbers in the cells while they stay legible (and quick)
         for (j, k), v in np.ndenumerate(values):
             ax.text(k, j, f"{0.0 if abs(v) < 0.005 else v:.2f}", ha="center", va="center",
                     fontsize=6, color="white" if abs(v) > 0.6 else "black")
