@@ -52,7 +52,9 @@ def fit_vae(
     sigma: Annotated[float, typer.Option(help="Std of likelihood gaussian-fixed.")] = 1.0,
     min_variance: Annotated[float, typer.Option("--min-variance",
                                                 help="Variance floor of likelihood "
-                                                     "gaussian.")] = 1e-3,
+                                                     "gaussian (in units of each "
+                                                     "feature's variance when "
+                                                     "standardized).")] = 1e-3,
     standardize: Annotated[Optional[bool], typer.Option(
         "--standardize/--no-standardize",
         help="Fit on (x - mean) / std per feature, densities still of x as given (default: "
