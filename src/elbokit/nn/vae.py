@@ -251,8 +251,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             # checked against a DataFrame later (an array is taken by position)
             try:
                 _check_feature_names(self, X, reset=reset)
-            except ValueError as exc:
-                raise DataError(str(exc).strip().splitlines()[0]) from None
+            except (TypeError, ValueError) as exc:  # mixed-type column names: TypeError
+                raise DataError(_one_line(exc)) from None
         X, low, high = _checked_float32(X, name)
         if reset:
             if X.shape[0] < 2:
@@ -525,6 +525,20 @@ def _sizes(value) -> tuple:
     if isinstance(value, (int, np.integer)):
         return (int(value),)
     return tuple(value)
+
+
+def _one_line(exc: Exception) -> str:
+    """scikit-learn's multi-line feature-name message on one line ("- name" bullets
+    joined by commas)."""
+    parts: list[str] = []
+    for line in (line.strip() for line in str(exc).splitlines()):
+        if line.startswith("- ") and parts and parts[-1].endswith(":"):
+            parts[-1] += " " + line[2:]
+        elif line.startswith("- "):
+            parts[-1] += ", " + line[2:]
+        elif line:
+            parts.append(line)
+    return " ".join(p if p.endswith(".") or p is parts[-1] else p + ";" for p in parts)
 
 
 def _names(feature_names) -> tuple[str, ...] | None:
