@@ -165,3 +165,13 @@ def test_model_files_without_the_new_fields_load_unstandardized(tmp_path, digits
     loaded = VAE.load(tmp_path / "m")
     assert not loaded.standardize_
     np.testing.assert_allclose(loaded.score_samples(digits.test), vae.score_samples(digits.test))
+
+
+def test_the_linear_decoder_starts_at_the_diagonal_gaussian_of_the_standardized_data():
+    """decoder="linear" starts as FA's EM does, b at the mean and psi at the feature
+    variances, in the standardized coordinates: after one tiny step its ELBO on raw
+    wine is close to the diagonal Gaussian's, in the data's units."""
+    train, test = _split(load_wine)
+    vae = VAE(2, likelihood="gaussian", decoder="linear", epochs=1, lr=1e-5,
+              batch_size=len(train), progress=False).fit(train)
+    assert abs(vae.score(test) - _diagonal_gaussian(train, test)) < 1.0

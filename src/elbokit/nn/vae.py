@@ -216,10 +216,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise ParameterError("early stopping (patience > 0) needs validation data")
         device = resolve_device(training.device)
         self.model_ = self._build(architecture, training.seed).to(device)
+        mean, scale = _standardization(X) if architecture.standardize else (0.0, 1.0)
         if architecture.standardize:
-            self.model_.set_standardization(*_standardization(X))
-        if hasattr(self.model_.decoder, "init_from_data"):
-            x = self.model_.standardized(as_float_tensor(X, self.device_))
+            self.model_.set_standardization(mean, scale)
+        if hasattr(self.model_.decoder, "init_from_data"):  # on the host, as the data
+            x = (as_float_tensor(X) - mean) / scale if architecture.standardize \
+                else as_float_tensor(X)
             self.model_.decoder.init_from_data(x, self.model_.likelihood)
         try:
             self.history_ = train(self.model_, X, training, architecture,
