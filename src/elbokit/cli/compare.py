@@ -154,7 +154,7 @@ def _compare_one(kind: str, dataset, run_dir: Path, *, data: str, latent: int, e
                                  overwrite=True)
         fit_seconds = metrics["fit_seconds"]
     if hasattr(model, "check_fit"):  # a VAE: a diverged fit is a failure, not a row
-        model.check_fit(dataset.test, "test")
+        model.check_fit(dataset.test, "test", reference=dataset.train)
     ll = log_likelihood(model, dataset.test, n_importance=k, progress=True)
     bound = float(elbo(model, dataset.test).mean())
     if not (math.isfinite(ll.mean) and math.isfinite(bound)):

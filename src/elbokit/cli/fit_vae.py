@@ -115,7 +115,8 @@ def fit_vae(
     seconds = time.perf_counter() - start
     if _leave_process_group():  # under torchrun, rank 0 alone writes and prints
         return
-    model.check_fit(dataset.test, "test")  # a diverged fit is an error, not a result
+    # a diverged fit is an error, not a result: nothing below is written
+    model.check_fit(dataset.test, "test", reference=dataset.train)
     model.save(out)
     metrics = metrics_for(model, dataset)  # binarised once for a binary-pixel model
     metrics.update(fit_seconds=seconds, epochs=len(model.history_),

@@ -102,8 +102,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(self, latent_dim: int = 20, *, likelihood: str = "bernoulli",
                  decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
-                 sigma: float = 1.0, standardize="auto", posterior: str = "gaussian", flow_steps: int = 2,
-                 flow_hidden=(320,), flow_context: int = 64, epochs: int = 10,
+                 sigma: float = 1.0, standardize="auto", posterior: str = "gaussian",
+                 flow_steps: int = 2, flow_hidden=(320,), flow_context: int = 64, epochs: int = 10,
                  batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
                  binarize: str = "none",
@@ -231,12 +231,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise TrainingError(f"{exc}{self._likely_cause(X)}") from None
         self.architecture_, self.training_ = architecture, training
         self.model_.eval()
-        self._train_rows = X  # the baseline of check_fit; dropped below
-        try:
-            self.check_fit(X if validation is None else validation,
-                           "training" if validation is None else "validation")
-        finally:
-            del self._train_rows
+        if validation is None:
+            self.check_fit(X, "training")
+        else:
+            self.check_fit(validation, "validation", reference=X)
         return self
 
     @staticmethod
@@ -330,13 +328,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ divergence
 
-    def check_fit(self, X, what: str = "test") -> None:
+    def check_fit(self, X, what: str = "test", *, reference=None) -> None:
         """Raise :class:`TrainingError` if the fitted model's ELBO on (a seeded subset of
         up to 4096) rows of X is not finite or, for a Gaussian likelihood, lies more
         than 10 nats per feature below the log-likelihood of a diagonal Gaussian fitted
-        to the training rows (here: X itself after ``fit``): a model the VAE contains
-        (a decoder that ignores z), so such an ELBO means the fit diverged."""
+        to ``reference`` (the training rows; default X itself), a model the VAE
+        contains (a decoder that ignores z): such an ELBO means the fit diverged.
+        ``what`` names the rows in the message. ``fit`` calls it on the validation
+        rows (else the training rows)."""
         X = self._check_X(X, "X", reset=False)
+        reference = X if reference is None else self._check_X(reference, "reference",
+                                                              reset=False)
         if X.shape[0] > DIVERGENCE_ROWS:
             X = X[np.random.default_rng(0).choice(X.shape[0], DIVERGENCE_ROWS, replace=False)]
         elbo = float(np.mean(self.score_samples(X)))
@@ -345,17 +347,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                 f"diverged{self._likely_cause(X)}")
         if self.architecture_.likelihood == "bernoulli":
             return
-        baseline = self._diagonal_gaussian_log_likelihood(X)
+        baseline = self._diagonal_gaussian_log_likelihood(X, reference)
         if elbo < baseline - DIVERGENCE_NATS_PER_FEATURE * X.shape[1]:
             raise TrainingError(
                 f"the fitted VAE's ELBO on the {what} rows, {elbo:.4g} nats per sample, is far "
                 f"below the {baseline:.4g} of a diagonal Gaussian fitted to the data: the fit "
                 f"diverged{self._likely_cause(X)}")
 
-    def _diagonal_gaussian_log_likelihood(self, X) -> float:
-        """Mean log-density of X under N(mean, diag var) of the training rows, var
+    def _diagonal_gaussian_log_likelihood(self, X, reference) -> float:
+        """Mean log-density of X under N(mean, diag var) of the reference rows, var
         floored (and, for likelihood "gaussian-fixed", fixed) as the decoder's is."""
-        mean, var = _moments(getattr(self, "_train_rows", X))
+        mean, var = _moments(reference)
         X64 = np.asarray(X, dtype=np.float64)  # at most DIVERGENCE_ROWS rows
         scale = self.scale_ if self.standardize_ else np.ones(X64.shape[1])
         a = self.architecture_
@@ -373,8 +375,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         spread = float(std.max() / std.min()) if std.size else 1.0
         standardized = getattr(getattr(self, "model_", None), "config", None)
         standardized = bool(standardized and standardized.standardize)
+        far_from_one = std.size and (std.max() > SCALE_SPREAD or std.max() < 1 / SCALE_SPREAD)
         if not standardized and self.likelihood != "bernoulli" and std.size and (
-                spread > SCALE_SPREAD or std.max() > SCALE_SPREAD or std.max() < 1 / SCALE_SPREAD):
+                spread > SCALE_SPREAD or far_from_one):
             return (f"; likely cause: feature scales differ by orders of magnitude or are far "
                     f"from 1 (std from {std.min():.3g} to {std.max():.3g}, max/min std = "
                     f"{spread:.3g}); use standardize=True / --standardize")
@@ -507,8 +510,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         a, t = architecture, training
         vae = cls(a.latent_dim, likelihood=a.likelihood, decoder=a.decoder, encoder=a.encoder,
                   hidden=a.hidden, image_shape=a.image_shape, min_variance=a.min_variance,
-                  sigma=a.sigma, standardize=a.standardize, posterior=a.posterior, flow_steps=a.flow_steps,
-                  flow_hidden=a.flow_hidden, flow_context=a.flow_context, epochs=t.epochs,
+                  sigma=a.sigma, standardize=a.standardize, posterior=a.posterior,
+                  flow_steps=a.flow_steps, flow_hidden=a.flow_hidden, flow_context=a.flow_context, epochs=t.epochs,
                   batch_size=t.batch_size, lr=t.lr,
                   lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples,
                   binarize=t.binarize,
