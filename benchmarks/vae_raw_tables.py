@@ -47,7 +47,8 @@ def _row(name, loader, latent, epochs, k):
         VAE(latent, standardize=False, **settings).fit(train)
         plain = "fitted"
     except TrainingError as exc:
-        plain = f"TrainingError: {str(exc)[:60]}..."
+        cause = str(exc).partition("likely cause: ")[2].partition(";")[0]
+        plain = f"TrainingError ({cause.split('(')[-1].rstrip(')') or exc})"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fa = FactorAnalysis(latent).fit(train.astype(np.float64)).score(test.astype(np.float64))
