@@ -63,3 +63,61 @@ def test_fit_vae_errors_are_one_line_with_exit_code_2(tmp_path, capsys, extra, m
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def wine_csv(tmp_path):
+    """scikit-learn's wine measurements, unscaled, as a CSV with a header."""
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    path = tmp_path / "wine.csv"
+    lines = [",".join(data.feature_names)] + [",".join(f"{v:g}" for v in row)
+                                              for row in data.data]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fit_vae_gaussian_on_a_raw_csv_works_by_default(tmp_path, wine_csv, monkeypatch):
+    """The reported failure (inf loss at the first step, or a test ELBO of -2.8e26
+    recorded as a success): the default standardizes, the test ELBO is finite and in
+    the data's units, and the CSV header's names are kept in the model file."""
+    from elbokit import data as data_module
+    from sklearn.datasets import load_wine
+
+    names = list(load_wine().feature_names)
+    real_load = data_module.load
+
+    def load_with_names(*args, **kwargs):  # the CSV header, as the loader reports it
+        dataset = real_load(*args, **kwargs)
+        dataset.feature_names = names
+        return dataset
+
+    monkeypatch.setattr(data_module, "load", load_with_names)
+    out = tmp_path / "vae"
+    argv = ["fit", "vae", "--data", str(wine_csv), "--likelihood", "gaussian", "--latent", "2",
+            "--hidden", "32", "--epochs", "5", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test_elbo"]) and -60 < metrics["test_elbo"] < 0
+    model = json.loads((out / "model.json").read_text())
+    assert model["architecture"]["standardize"] is True
+    assert model["architecture"]["feature_names"] == names
+
+
+def test_fit_vae_without_standardization_on_a_raw_csv_is_one_line_naming_the_fix(
+        tmp_path, wine_csv, capsys):
+    out = tmp_path / "vae"
+    argv = ["fit", "vae", "--data", str(wine_csv), "--likelihood", "gaussian", "--latent", "2",
+            "--hidden", "32", "--epochs", "2", "--no-progress", "--no-standardize",
+            "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--standardize" in err[0] and "max/min std" in err[0]
+    assert not (out / "metrics.json").exists()  # a divergence is never recorded
+
+
+def test_fit_vae_refuses_standardize_for_bernoulli(tmp_path, capsys):
+    argv = ["fit", "vae", *FAST, "--standardize", "--epochs", "1", "--out", str(tmp_path / "v")]
+    assert main(argv) == 2
+    assert "bernoulli" in capsys.readouterr().err

@@ -10,6 +10,7 @@ charts of per-dimension quantities.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,9 +38,12 @@ def _is_vae(model) -> bool:
 
 
 def encode_mean(model, X) -> np.ndarray:
-    """Posterior mean of z given each row of X, shape (n, L)."""
+    """Posterior mean of z given each row of X, shape (n, L) (given the observed
+    entries of rows with NaN, for the models that accept them)."""
     from .evaluate import posterior_moments
 
+    if not _is_vae(model) and np.isnan(np.asarray(X, dtype=np.float64)).any():
+        return model.transform(X)  # PPCA(solver="em"), VBPCA: E[z | x_observed]
     return posterior_moments(model, X)[0]
 
 
@@ -146,8 +150,12 @@ def manifold_figure(model, image_shape, path, *, steps: int = 15) -> None:
     _save(fig, path)
 
 
-def latent_scatter_figure(model, X, labels, path) -> None:
-    """Posterior means coloured by label (first two principal directions if L > 2)."""
+def latent_scatter_figure(model, X, labels, path, *, label_names=None) -> list[str]:
+    """Posterior means coloured by label (first two principal directions if L > 2).
+
+    With ``label_names`` (class names of integer labels) each class gets a legend
+    entry; labels that are not integers (a measured target) get a continuous colour
+    scale. Returns the legend's entries (none without class names)."""
     plt = _pyplot()
     Z = encode_mean(model, X)
     axis_names = ("z1", "z2")
@@ -159,14 +167,32 @@ def latent_scatter_figure(model, X, labels, path) -> None:
     elif Z.shape[1] == 1:
         Z = np.column_stack([Z[:, 0], np.zeros(len(Z))])
     fig, ax = plt.subplots(figsize=(6, 5))
-    scatter = ax.scatter(Z[:, 0], Z[:, 1], c=labels if labels is not None else "C0", s=6,
-                         cmap="tab10", alpha=0.8)
-    if labels is not None:
-        fig.colorbar(scatter, ax=ax, label="label")
+    continuous = labels is not None and not np.all(np.mod(np.asarray(labels), 1) == 0)
+    if labels is not None and label_names is not None and not continuous:
+        _scatter_classes(ax, Z, np.asarray(labels).astype(int), list(label_names))
+    else:
+        if labels is None:
+            ax.scatter(Z[:, 0], Z[:, 1], color="C0", s=6, alpha=0.8)
+        else:
+            scatter = ax.scatter(Z[:, 0], Z[:, 1], c=labels, s=6, alpha=0.8,
+                                 cmap="viridis" if continuous else "tab10")
+            fig.colorbar(scatter, ax=ax, label="target" if continuous else "label")
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title("posterior means")
+    legend = ax.get_legend()
+    entries = [] if legend is None else _tick_texts(legend.get_texts())
     _save(fig, path)
+    return entries
+
+
+def _scatter_classes(ax, Z, labels, names) -> None:
+    """One colour and legend entry per class."""
+    for i, value in enumerate(np.unique(labels)):
+        name = names[value] if 0 <= value < len(names) else str(value)
+        rows = labels == value
+        ax.scatter(Z[rows, 0], Z[rows, 1], s=8, alpha=0.8, color=f"C{i % 10}", label=name)
+    ax.legend(fontsize=8, markerscale=2)
 
 
 def curves_figure(history: list[dict], path, *, title: str = "ELBO per epoch") -> None:
@@ -244,39 +270,443 @@ def bar_figure(values, path, *, title: str, ylabel: str, log: bool = False,
 
 def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> dict[str, str]:
     """Write every figure that applies to ``model`` on ``dataset`` into ``out_dir``;
-    returns {name: path}."""
+    returns {name: path}. Data that are not images (``dataset.image_shape`` None) get
+    the figures of :func:`table_figures` and no image grids."""
     from pathlib import Path
 
-    from .evaluate import active_units, kl_per_dimension
+    from .evaluate import active_units
 
     out_dir = Path(out_dir)
+    if dataset.image_shape is None:
+        figures = table_figures(model, dataset, out_dir, history=history)
+        return {name: figure.path for name, figure in figures.items()}
     X = dataset.test[:2000]
+    shape = dataset.image_shape
+    figures = {
+        "samples": lambda p: samples_figure(model, shape, p),
+        "reconstructions": lambda p: reconstructions_figure(model, X, shape, p),
+        "uncertainty": lambda p: uncertainty_figure(model, X, shape, p),
+    }
+    count, activity = active_units(model, X)
+    active = [int(j) for j in np.argsort(activity)[::-1] if activity[j] > 0.01][:10]
+    figures["traversals"] = lambda p: traversals_figure(model, X, shape, p,
+                                                        dims=active or [0])
+    if encode_mean(model, X[:1]).shape[1] == 2:
+        figures["manifold"] = lambda p: manifold_figure(model, shape, p)
     written = {}
-    if dataset.image_shape is not None:
-        shape = dataset.image_shape
-        figures = {
-            "samples": lambda p: samples_figure(model, shape, p),
-            "reconstructions": lambda p: reconstructions_figure(model, X, shape, p),
-            "uncertainty": lambda p: uncertainty_figure(model, X, shape, p),
-        }
-        count, activity = active_units(model, X)
-        active = [int(j) for j in np.argsort(activity)[::-1] if activity[j] > 0.01][:10]
-        figures["traversals"] = lambda p: traversals_figure(model, X, shape, p,
-                                                            dims=active or [0])
-        if encode_mean(model, X[:1]).shape[1] == 2:
-            figures["manifold"] = lambda p: manifold_figure(model, shape, p)
-        for name, draw in figures.items():
-            draw(out_dir / f"{name}.png")
-            written[name] = str(out_dir / f"{name}.png")
+    for name, draw in figures.items():
+        draw(out_dir / f"{name}.png")
+        written[name] = str(out_dir / f"{name}.png")
     labels = dataset.test_labels[:2000] if dataset.test_labels is not None else None
-    latent_scatter_figure(model, X, labels, out_dir / "latent.png")
-    written["latent"] = str(out_dir / "latent.png")
-    bar_figure(kl_per_dimension(model, X), out_dir / "kl_per_dim.png",
-               title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
-    written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
+    written.update(_common_figures(model, X, labels, out_dir, history))
+    return written
+
+
+def _common_figures(model, X, labels, out_dir, history, *, label_names=None) -> dict:
+    """The latent scatter, the KL per latent dimension and the training curve."""
+    from .evaluate import kl_per_dimension
+
+    written = {}
+    n_latent = encode_mean(model, X[:1]).shape[1]  # 0 when VBPCA switched off every one
+    if n_latent:
+        latent_scatter_figure(model, X, labels, out_dir / "latent.png",
+                              label_names=label_names)
+        written["latent"] = str(out_dir / "latent.png")
+    observed = X if not np.isnan(X).any() else complete_rows(X)  # rows with NaN: left out
+    if n_latent and observed.shape[0]:
+        bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
+                   title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
+        written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
     if history:
         curves_figure(history, out_dir / "curves.png",
                       title="ELBO per epoch" if isinstance(history[0], dict)
                       else "log-likelihood per EM iteration")
         written["curves"] = str(out_dir / "curves.png")
     return written
+
+
+# --------------------------------------------------------------------------- tables
+#
+# Data that are not images (measurements in their own units, one column per feature):
+# the loadings as a heatmap labelled with the feature names, noise variance and
+# communality per feature, the eigenvalue plot that shows how many factors the data
+# support, and the reconstruction error per feature. Every quantity is read through
+# public attributes: components_ (L, d), noise_variance_ (scalar or (d,)),
+# explained_variance_ (PCA-like models), transform / inverse_transform.
+
+MAX_FEATURES_SHOWN = 50  # features drawn one per row; beyond, the best-explained ones
+
+
+def feature_labels(names, n_features: int) -> list[str]:
+    """``names`` as strings when there is one per feature, else x0, x1, ..."""
+    if names is not None and len(names) == n_features:
+        return [str(name) for name in names]
+    return [f"x{j}" for j in range(n_features)]
+
+
+def loadings_of(model) -> np.ndarray:
+    """Loadings W (d, L) of a fitted linear-Gaussian model, x = W z + mu + noise.
+
+    FA, PPCA and VBPCA store W' as ``components_``; PCA and the linear autoencoder
+    store orthonormal directions U' and the variance Lambda along them, read as PPCA:
+    W = U (Lambda - sigma^2 I)^(1/2) (Tipping & Bishop 1999, eq. 7)."""
+    W = np.asarray(model.components_, dtype=np.float64).T
+    if hasattr(model, "explained_variance_"):
+        excess = np.asarray(model.explained_variance_, dtype=np.float64) - model.noise_variance_
+        W = W * np.sqrt(np.maximum(excess, 0.0))
+    return W
+
+
+def noise_variances_of(model) -> np.ndarray:
+    """Noise variance psi_j of each feature, shape (d,) (isotropic models repeat one)."""
+    d = np.shape(model.components_)[1]
+    return np.broadcast_to(np.asarray(model.noise_variance_, dtype=np.float64), (d,)).copy()
+
+
+def communalities(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Communality h_j^2 = sum_k W_jk^2 (the variance of x_j the factors explain, in
+    the feature's squared units) and its share h_j^2 / (h_j^2 + psi_j) of the model
+    variance of x_j (unit-free, in [0, 1])."""
+    h2 = np.sum(W**2, axis=1)
+    total = h2 + psi
+    share = np.divide(h2, total, out=np.zeros_like(h2), where=total > 0)
+    return h2, share
+
+
+def standardized_loadings(W: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """W_jk / sqrt(h_j^2 + psi_j): the correlation of feature j with factor k under the
+    model (orthogonal factors), comparable across features in different units. The
+    squares of row j sum to its communality share."""
+    scale = np.sqrt(np.sum(W**2, axis=1) + psi)
+    return np.divide(W, scale[:, None], out=np.zeros_like(W), where=scale[:, None] > 0)
+
+
+def oriented(W: np.ndarray) -> np.ndarray:
+    """Columns of W ordered by their sum of squares (largest first), each with its
+    largest absolute entry positive (factors are defined up to sign and order)."""
+    order = np.argsort(-np.sum(W**2, axis=0), kind="stable")
+    W = W[:, order]
+    signs = np.sign(W[np.argmax(np.abs(W), axis=0), np.arange(W.shape[1])])
+    return W * np.where(signs == 0, 1.0, signs)
+
+
+def complete_rows(X) -> np.ndarray:
+    """The rows of X without NaN, as float64."""
+    X = np.asarray(X, dtype=np.float64)
+    return X[~np.isnan(X).any(axis=1)]
+
+
+def whitened_eigenvalues(X, psi: np.ndarray) -> np.ndarray:
+    """Eigenvalues (decreasing) of Psi^-1/2 S Psi^-1/2, S the ML covariance of the rows
+    of X. Under factor analysis with L factors the population values are 1 + the
+    eigenvalues of W' Psi^-1 W for L of them and exactly 1 for the rest, so the
+    eigenvalues above the noise level 1 count the factors the data support (for an
+    isotropic Psi = sigma^2 I these are the covariance eigenvalues over sigma^2)."""
+    X = complete_rows(X)
+    Xc = (X - X.mean(axis=0)) / np.sqrt(psi)
+    S = Xc.T @ Xc / X.shape[0]
+    return np.sort(np.linalg.eigvalsh(S))[::-1]
+
+
+def noise_edge(n_samples: int, n_features: int) -> float:
+    """Largest eigenvalue of the sample covariance of n pure-noise rows of unit variance
+    as n, d grow with d/n fixed: (1 + sqrt(d/n))^2 (Marchenko-Pastur). Eigenvalues
+    above it are signal, not sampling noise."""
+    return (1.0 + np.sqrt(n_features / max(n_samples, 1))) ** 2
+
+
+def reconstruct(model, X) -> np.ndarray:
+    """The model's own reconstruction of X: decoder mean at the posterior mean for a VAE,
+    inverse_transform(transform(X)) for the linear models."""
+    if _is_vae(model):
+        return np.asarray(model.reconstruct(X), dtype=np.float64)
+    return np.asarray(model.inverse_transform(model.transform(X)), dtype=np.float64)
+
+
+def per_feature_errors(model, X) -> tuple[np.ndarray, np.ndarray]:
+    """Mean squared reconstruction error of each feature (its squared units) and the
+    feature's variance, over the observed (non-NaN) entries of X."""
+    X = np.asarray(X, dtype=np.float64)
+    squared = (X - reconstruct(model, X)) ** 2
+    observed = ~np.isnan(X)
+    count = np.maximum(observed.sum(axis=0), 1)
+    mse = np.where(observed, squared, 0.0).sum(axis=0) / count
+    return mse, np.nanvar(X, axis=0)
+
+
+def _shown_features(share: np.ndarray, limit: int = MAX_FEATURES_SHOWN) -> np.ndarray:
+    """Indices of the features to draw: all of them, or the ``limit`` best explained."""
+    if share.size <= limit:
+        return np.arange(share.size)
+    return np.sort(np.argsort(-share, kind="stable")[:limit])
+
+
+def _tick_texts(labels) -> list[str]:
+    return [label.get_text() for label in labels]
+
+
+def loadings_figure(W: np.ndarray, psi: np.ndarray, feature_names, path, *,
+                    title: str = "loadings") -> dict:
+    """Heatmap of the standardized loadings (features x factors, in [-1, 1]).
+
+    Returns what was drawn: ``features`` and ``factors`` (the tick labels read back
+    from the axes) and ``values`` (the standardized loadings shown)."""
+    plt = _pyplot()
+    d, L = W.shape
+    names = feature_labels(feature_names, d)
+    values = standardized_loadings(W, psi)
+    shown = _shown_features(communalities(W, psi)[1])
+    values = values[shown]
+    fig, ax = plt.subplots(figsize=(min(12, 2.5 + 0.7 * L), 1.5 + 0.28 * shown.size))
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+    ax.set_yticks(np.arange(shown.size), [names[j] for j in shown], fontsize=8)
+    ax.set_xticks(np.arange(L), [f"factor {k + 1}" for k in range(L)], fontsize=8,
+                  rotation=45 if L > 6 else 0)
+    if values.size <= 150:  # numbers in the cells while they stay legible (and quick)
+        for (j, k), v in np.ndenumerate(values):
+            ax.text(k, j, f"{0.0 if abs(v) < 0.005 else v:.2f}", ha="center", va="center",
+                    fontsize=6, color="white" if abs(v) > 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.05, label="correlation of feature and factor")
+    ax.set_title(title, fontsize=10)
+    drawn = {"features": _tick_texts(ax.get_yticklabels()),
+             "factors": _tick_texts(ax.get_xticklabels()), "values": values}
+    _save(fig, path)
+    return drawn
+
+
+def communality_figure(W: np.ndarray, psi: np.ndarray, feature_names, path) -> dict:
+    """Per feature: the share of its variance the factors explain (communality
+    h^2 / (h^2 + psi)) beside the noise share, and h^2 and psi in the feature's units."""
+    plt = _pyplot()
+    d = W.shape[0]
+    names = feature_labels(feature_names, d)
+    h2, share = communalities(W, psi)
+    shown = _shown_features(share)
+    rows = np.arange(shown.size)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 1.5 + 0.28 * shown.size),
+                                      sharey=True)
+    left.barh(rows, share[shown], color="C0", label="communality h²/(h²+ψ)")
+    left.barh(rows, 1.0 - share[shown], left=share[shown], color="0.8",
+              label="noise ψ/(h²+ψ)")
+    left.set_xlim(0, 1)
+    left.set_yticks(rows, [names[j] for j in shown], fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("share of the model variance of the feature")
+    left.legend(fontsize=7, loc="lower right")
+    positive = np.concatenate([h2[shown], psi[shown]])
+    positive = positive[positive > 0]
+    floor = float(positive.min()) / 10 if positive.size else 1e-12
+    right.barh(rows - 0.2, np.maximum(h2[shown], floor), height=0.4, color="C0",
+               label="communality h²")
+    right.barh(rows + 0.2, np.maximum(psi[shown], floor), height=0.4, color="C3",
+               label="noise variance ψ")
+    right.set_xscale("log")
+    right.set_xlabel("variance (the feature's units squared)")
+    right.legend(fontsize=7, loc="lower right")
+    fig.suptitle("noise variance and communality per feature", fontsize=10)
+    drawn = {"features": _tick_texts(left.get_yticklabels()), "share": share[shown],
+             "communality": h2[shown], "noise_variance": psi[shown]}
+    _save(fig, path)
+    return drawn
+
+
+def scree_figure(eigenvalues: np.ndarray, path, *, noise_level: float, edge: float,
+                 n_components: int, model_eigenvalues: np.ndarray | None = None,
+                 ylabel: str = "eigenvalue", title: str | None = None) -> dict:
+    """Eigenvalues (decreasing, log scale) with the noise level and the sampling-noise
+    edge marked. Returns ``supported``: how many eigenvalues exceed the edge."""
+    plt = _pyplot()
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    index = np.arange(1, eigenvalues.size + 1)
+    supported = int(np.sum(eigenvalues > edge))
+    positive = eigenvalues[eigenvalues > 0]
+    low = float(positive.min()) if positive.size else 1.0
+    fig, ax = plt.subplots(figsize=(max(5.0, min(12.0, 0.2 * eigenvalues.size + 3)), 4))
+    ax.plot(index, np.maximum(eigenvalues, low), "o-", color="C0", markersize=4,
+            label="data (training covariance)")
+    if model_eigenvalues is not None:
+        ax.plot(index, np.maximum(model_eigenvalues[:eigenvalues.size], low), "x--",
+                color="C1", markersize=5, label="fitted model")
+    ax.axhline(noise_level, color="0.4", linestyle=":", label=f"noise level {noise_level:.3g}")
+    ax.axhline(edge, color="C3", linestyle="--", label=f"noise edge {edge:.3g}")
+    ax.axvline(n_components + 0.5, color="0.7", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("index")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"{supported} eigenvalue(s) above the noise edge "
+                          f"({n_components} fitted)", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    return {"supported": supported, "eigenvalues": eigenvalues}
+
+
+def reconstruction_error_figure(mse: np.ndarray, variance: np.ndarray, feature_names,
+                                path) -> dict:
+    """Per feature: the reconstruction error relative to the feature's variance (1 - R²,
+    unit-free) and its root mean square in the feature's units."""
+    plt = _pyplot()
+    names = feature_labels(feature_names, mse.size)
+    relative = np.divide(mse, variance, out=np.zeros_like(mse), where=variance > 0)
+    shown = _shown_features(relative)  # the worst reconstructed when there are many
+    rows = np.arange(shown.size)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 1.5 + 0.28 * shown.size),
+                                      sharey=True)
+    left.barh(rows, relative[shown], color="C2")
+    left.axvline(1.0, color="0.5", linestyle=":", linewidth=1)
+    left.set_yticks(rows, [names[j] for j in shown], fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("MSE / variance of the feature (1 - R²)")
+    rmse = np.sqrt(mse[shown])
+    floor = float(rmse[rmse > 0].min()) / 10 if np.any(rmse > 0) else 1e-12
+    right.barh(rows, np.maximum(rmse, floor), color="C2")
+    right.set_xscale("log")
+    right.set_xlabel("RMSE (the feature's units)")
+    fig.suptitle("reconstruction error per feature (test data)", fontsize=10)
+    drawn = {"features": _tick_texts(left.get_yticklabels()), "relative": relative[shown],
+             "rmse": rmse}
+    _save(fig, path)
+    return drawn
+
+
+ROTATIONS = ("fitted", "varimax")
+
+
+def rotate_loadings(W: np.ndarray, psi: np.ndarray, rotation: str = "fitted") -> np.ndarray:
+    """The loadings as fitted, or varimax-rotated (Kaiser 1958) on the standardized
+    loadings (Kaiser's normalisation by the model standard deviation of each feature,
+    so that features in large units do not dominate the rotation). An orthogonal
+    rotation: W W', the communalities and the likelihood are unchanged."""
+    from ._validation import check_choice
+    from .linear.factor_analysis import varimax
+
+    check_choice(rotation, "rotation", set(ROTATIONS))
+    if rotation == "fitted" or W.shape[1] < 2:
+        return W
+    scale = np.sqrt(np.sum(W**2, axis=1) + psi)[:, None]
+    return varimax(standardized_loadings(W, psi)) * scale
+
+
+def _scree(model, train, path, n_components: int) -> str:
+    """Draw the eigenvalue plot for a linear-Gaussian model; return its caption."""
+    psi = noise_variances_of(model)
+    n, d = train.shape
+    model_cov = np.asarray(model.get_covariance(), dtype=np.float64)
+    if np.ndim(model.noise_variance_) == 0:  # isotropic: the covariance eigenvalues
+        sigma2 = float(model.noise_variance_)
+        eigenvalues = whitened_eigenvalues(train, np.ones(d))
+        fitted = np.sort(np.linalg.eigvalsh(model_cov))[::-1]
+        drawn = scree_figure(eigenvalues, path, noise_level=sigma2,
+                             edge=sigma2 * noise_edge(n, d), n_components=n_components,
+                             model_eigenvalues=fitted,
+                             ylabel="eigenvalue of the covariance")
+        return (f"eigenvalues of the training covariance: {drawn['supported']} above the "
+                "sampling-noise edge sigma² (1 + sqrt(d/n))² (Marchenko-Pastur), "
+                f"{n_components} fitted; dotted: the model's noise variance sigma²")
+    root = np.sqrt(psi)
+    eigenvalues = whitened_eigenvalues(train, psi)
+    fitted = np.sort(np.linalg.eigvalsh(model_cov / np.outer(root, root)))[::-1]
+    drawn = scree_figure(eigenvalues, path, noise_level=1.0, edge=noise_edge(n, d),
+                         n_components=n_components, model_eigenvalues=fitted,
+                         ylabel="eigenvalue of Psi^-1/2 S Psi^-1/2")
+    return (f"eigenvalues of the noise-whitened training covariance Psi^-1/2 S Psi^-1/2 "
+            "(scale-free; each factor adds one eigenvalue above the noise level 1): "
+            f"{drawn['supported']} above the sampling-noise edge (1 + sqrt(d/n))², "
+            f"{n_components} fitted")
+
+
+def _count(shown: int, d: int) -> str:
+    return f"{d} features" if shown == d else \
+        f"the {shown} best-explained of {d} features"
+
+
+class Figure(NamedTuple):
+    """A written figure: its PNG, a caption, and a text alternative that also lists
+    what is drawn (the features, in order)."""
+
+    path: str
+    caption: str
+    alt: str | None = None
+
+
+def _linear_figures(model, dataset, out_dir, names, rotation) -> dict[str, Figure]:
+    """Loadings heatmap, communalities, eigenvalue plot (and VBPCA's relevance)."""
+    figures = {}
+    W, psi = loadings_of(model), noise_variances_of(model)
+    L = W.shape[1]
+    if L > 0:
+        W = oriented(rotate_loadings(W, psi, rotation))
+        how = ("varimax-rotated" if rotation == "varimax" else
+               "varimax-rotated in the fit" if getattr(model, "rotation", None) == "varimax"
+               else "as fitted")
+        path = out_dir / "loadings.png"
+        drawn = loadings_figure(W, psi, names, path, title=f"standardized loadings ({how})")
+        caption = (f"loadings ({how}) of {_count(len(drawn['features']), W.shape[0])} on "
+                   f"{L} factors, standardized: W_jk / sqrt(h_j² + psi_j), the correlation "
+                   "of feature and factor")
+        figures["loadings"] = Figure(str(path), caption,
+                                     caption + "; features: " + ", ".join(drawn["features"]))
+        path = out_dir / "communality.png"
+        drawn = communality_figure(W, psi, names, path)
+        caption = ("communality h_j² = sum_k W_jk² and noise variance psi_j of "
+                   f"{_count(len(drawn['features']), W.shape[0])}; left: their shares "
+                   "h²/(h²+psi) and psi/(h²+psi) of the model variance")
+        figures["communality"] = Figure(str(path), caption,
+                                        caption + "; features: " + ", ".join(drawn["features"]))
+    train = complete_rows(dataset.train)
+    if train.shape[0] >= 2 and train.shape[1] <= 4000 and np.all(psi > 0):
+        path = out_dir / "scree.png"
+        figures["scree"] = Figure(str(path), _scree(model, train, path, L))
+    if hasattr(model, "alpha_") and hasattr(model, "alpha_threshold_"):
+        from .vi.plots import plot_relevance
+
+        path = out_dir / "relevance.png"
+        plot_relevance(model, path)
+        figures["relevance"] = Figure(str(path), (
+            "VBPCA's ARD relevance: E[alpha_i] per component (small: relevant); "
+            f"{int(model.n_components_)} active"))
+    return figures
+
+
+def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=None,
+                  label_names=None, rotation: str = "fitted",
+                  history=None) -> dict[str, Figure]:
+    """Every figure for ``model`` on data that are not images: for the linear models
+    the loadings heatmap, communalities and the eigenvalue plot; for every model the
+    latent scatter, the per-feature reconstruction error, the KL per dimension and the
+    training curve. No image grids. Returns {name: Figure}.
+
+    ``feature_names`` default to ``dataset.feature_names`` (else x0, x1, ...),
+    ``label_names`` to ``dataset.target_names``; ``rotation`` is ``"fitted"`` (the
+    loadings as the model holds them) or ``"varimax"``."""
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    if feature_names is None:
+        feature_names = getattr(dataset, "feature_names", None)
+    if label_names is None:
+        label_names = getattr(dataset, "target_names", None)
+    names = feature_labels(feature_names, dataset.n_features)
+    figures = {} if _is_vae(model) else _linear_figures(model, dataset, out_dir, names,
+                                                        rotation)
+    X = dataset.test[:2000]
+    path = out_dir / "reconstruction_error.png"
+    drawn = reconstruction_error_figure(*per_feature_errors(model, X), names, path)
+    caption = ("reconstruction error per feature on test data: MSE relative to the "
+               "feature's variance (1 - R²), and the RMSE in the feature's units")
+    figures["reconstruction_error"] = Figure(
+        str(path), caption, caption + "; features: " + ", ".join(drawn["features"]))
+    labels = dataset.test_labels[:2000] if dataset.test_labels is not None else None
+    if labels is not None and label_names is None and np.all(np.mod(labels, 1) == 0) \
+            and np.unique(labels).size <= 20:  # a few classes: a legend, not a colour bar
+        label_names = [str(value) for value in range(int(np.max(labels)) + 1)]
+    captions = {
+        "latent": "posterior means of test points" + (", coloured by label"
+                                                       if labels is not None else ""),
+        "kl_per_dim": "KL per latent dimension (nats)",
+        "curves": "training curve",
+    }
+    common = _common_figures(model, X, labels, out_dir, history, label_names=label_names)
+    figures.update({name: Figure(path, captions[name]) for name, path in common.items()})
+    return figures

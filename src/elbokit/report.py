@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from .exceptions import ModelFileError
 from .io import MODEL_FILE, atomic_write_bytes, read_json
 
@@ -27,6 +29,7 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 figure img { max-width: 520px; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; text-align: center; }
+figure.wide img, figure.wide figcaption { max-width: 1000px; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -42,23 +45,30 @@ def _run_dirs(path: Path) -> list[Path]:
     return runs
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
+def _table(rows: list[dict], columns: list[str], digits: int | None = None) -> str:
+    """An HTML table; floats with 3 decimals, or ``digits`` significant digits."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = ""
     for row in rows:
         cells = []
         for c in columns:
             value = row.get(c)
-            text = f"{value:.3f}" if isinstance(value, float) else ("-" if value is None
-                                                                     else str(value))
+            if isinstance(value, float):
+                text = f"{value:.3f}" if digits is None else f"{value:.{digits}g}"
+            else:
+                text = "-" if value is None else str(value)
             cells.append(f"<td>{html.escape(text)}</td>")
         body += "<tr>" + "".join(cells) + "</tr>"
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _image(path: str, caption: str) -> str:
+def _image(path: str, caption: str, name: str | None = None, alt: str | None = None) -> str:
+    """A figure with its PNG inline; ``name`` gives it an id (and the wide layout of the
+    table figures), ``alt`` a text alternative longer than the caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+    figure_id = f' id="figure-{html.escape(name)}" class="wide"' if name else ""
+    return (f'<figure{figure_id}><img alt="{html.escape(alt or caption)}" '
+            f'src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
@@ -74,10 +84,83 @@ _CAPTIONS = {
 }
 
 
-def _section(run_dir: Path, with_figures: bool, datasets: dict) -> tuple[str, dict]:
+def _csv_header(spec: str) -> list[str] | None:
+    """The header row of a CSV data file, if it has one (for runs recorded before
+    run.json kept the feature names)."""
+    import csv
+
+    path = Path(spec)
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return None
+    with open(path, newline="") as handle:
+        first = next((row for row in csv.reader(handle) if row), None)
+    if not first:
+        return None
+    try:
+        [float(cell) for cell in first]
+    except ValueError:
+        return [cell.strip() for cell in first]
+    return None  # the first row is data
+
+
+def _names(run: dict, dataset, key: str) -> list[str] | None:
+    """Feature or target names: run.json's, else the loaded data set's (else None)."""
+    names = run.get(key) or getattr(dataset, key, None)
+    if names is None and key == "feature_names":
+        names = _csv_header(str(run.get("data", "")))
+    return None if names is None else [str(name) for name in names]
+
+
+def _is_image_run(run: dict, dataset) -> bool:
+    """Whether the rows are images: run.json's record when it has one, else the data's."""
+    shape = run["image_shape"] if "image_shape" in run else dataset.image_shape
+    return shape is not None
+
+
+def _feature_table(model, dataset, names: list[str]) -> str:
+    """Per feature: noise variance, communality and its share, relative test error."""
+    from . import plots
+
+    X = dataset.test[:2000]
+    mse, variance = plots.per_feature_errors(model, X)
+    relative = [float(m / v) if v > 0 else None for m, v in zip(mse, variance)]
+    rows = [{"feature": name, "test RMSE": float(np.sqrt(m)), "MSE / variance": r}
+            for name, m, r in zip(names, mse, relative)]
+    columns = ["feature"]
+    if not plots._is_vae(model):
+        W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
+        h2, share = plots.communalities(W, psi)
+        for row, p, h, c in zip(rows, psi, h2, share):
+            row.update({"noise variance": float(p), "communality": float(h),
+                        "communality share": float(c)})
+        columns += ["noise variance", "communality", "communality share"]
+    return ("<details><summary>per-feature table</summary>"
+            + _table(rows, columns + ["test RMSE", "MSE / variance"], digits=4)
+            + "</details>")
+
+
+def _figures(run: dict, run_dir: Path, model, dataset, rotation: str) -> str:
+    from .plots import all_figures, feature_labels, table_figures
+
+    history = getattr(model, "history_", None) or getattr(model, "loglike_", None)
+    if isinstance(history, list) and history and not isinstance(history[0], dict):
+        history = list(history)
+    out_dir = run_dir / "figures"
+    if _is_image_run(run, dataset):
+        figures = all_figures(model, dataset, out_dir, history=history)
+        return "".join(_image(p, _CAPTIONS.get(name, name)) for name, p in figures.items())
+    names = feature_labels(_names(run, dataset, "feature_names"), dataset.n_features)
+    figures = table_figures(model, dataset, out_dir, feature_names=names,
+                            label_names=_names(run, dataset, "target_names"),
+                            rotation=rotation, history=history)
+    return ("".join(_image(f.path, f.caption, name, f.alt) for name, f in figures.items())
+            + _feature_table(model, dataset, names))
+
+
+def _section(run_dir: Path, with_figures: bool, datasets: dict,
+             rotation: str = "fitted") -> tuple[str, dict]:
     from . import data as data_module
     from .models import load_model
-    from .plots import all_figures
 
     run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
     metrics = read_json(run_dir / "metrics.json", "metrics file") \
@@ -91,13 +174,10 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict) -> tuple[str, di
         model = load_model(run_dir)
         key = (run["data"], int(run.get("seed", 0)))
         if key not in datasets:  # runs of one directory usually share their data
-            datasets[key] = data_module.load(key[0], seed=key[1])
-        dataset = datasets[key]
-        history = getattr(model, "history_", None) or getattr(model, "loglike_", None)
-        if isinstance(history, list) and history and not isinstance(history[0], dict):
-            history = list(history)
-        figures = all_figures(model, dataset, run_dir / "figures", history=history)
-        parts.append("".join(_image(p, _CAPTIONS.get(name, name)) for name, p in figures.items()))
+            # NaN entries of user files are missing values (the models fitted on such
+            # files accept them; image data sets never hold NaN)
+            datasets[key] = data_module.load(key[0], seed=key[1], allow_nan=True)
+        parts.append(_figures(run, run_dir, model, datasets[key], rotation))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
     summary = {"model": run_dir.name, "kind": meta.get("kind")}
@@ -105,14 +185,22 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict) -> tuple[str, di
     return "\n".join(parts), summary
 
 
-def write_report(path: str | os.PathLike, *, with_figures: bool = True) -> Path:
-    """Write ``report.html`` into ``path`` (a run directory or a directory of runs)."""
+def write_report(path: str | os.PathLike, *, with_figures: bool = True,
+                 rotation: str = "fitted") -> Path:
+    """Write ``report.html`` into ``path`` (a run directory or a directory of runs).
+
+    ``rotation`` applies to the loadings of runs on data that are not images:
+    ``"fitted"`` shows them as the model holds them, ``"varimax"`` varimax-rotated."""
+    from ._validation import check_choice
+    from .plots import ROTATIONS
+
+    check_choice(rotation, "rotation", set(ROTATIONS))
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets = [], [], {}
     for run_dir in _run_dirs(path):
-        section, summary = _section(run_dir, with_figures, datasets)
+        section, summary = _section(run_dir, with_figures, datasets, rotation)
         sections.append(section)
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",

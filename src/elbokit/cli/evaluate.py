@@ -55,8 +55,11 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
 
 @app.command("report")
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a directory "
-                                                        "of runs.")]):
+                                                        "of runs.")],
+           rotation: Annotated[str, typer.Option(
+               help="Loadings of runs on tables: fitted (as the model holds them) or "
+                    "varimax.")] = "fitted"):
     """Write a self-contained report.html (metrics, settings, all figures)."""
     from ..report import write_report
 
-    typer.echo(f"wrote {write_report(run_dir)}")
+    typer.echo(f"wrote {write_report(run_dir, rotation=rotation)}")

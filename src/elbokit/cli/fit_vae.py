@@ -52,7 +52,13 @@ def fit_vae(
     sigma: Annotated[float, typer.Option(help="Std of likelihood gaussian-fixed.")] = 1.0,
     min_variance: Annotated[float, typer.Option("--min-variance",
                                                 help="Variance floor of likelihood "
-                                                     "gaussian.")] = 1e-3,
+                                                     "gaussian (in units of each "
+                                                     "feature's variance when "
+                                                     "standardized).")] = 1e-3,
+    standardize: Annotated[Optional[bool], typer.Option(
+        "--standardize/--no-standardize",
+        help="Fit on (x - mean) / std per feature, densities still of x as given (default: "
+             "on for --likelihood gaussian, off otherwise; refused for bernoulli).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs (in total, when resuming).")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
@@ -96,17 +102,21 @@ def fit_vae(
 
     model = VAE(latent, likelihood=likelihood, decoder=decoder, arch=arch,
                 hidden=_hidden(hidden), image_shape=dataset.image_shape, min_variance=min_variance,
-                sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                sigma=sigma, standardize="auto" if standardize is None else standardize,
+                epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                 objective=objective, n_samples=n_samples, binarize=binarize, patience=patience,
                 seed=seed, device=device, progress=progress, posterior=posterior,
                 flow_steps=flow_steps, kl_warmup=kl_warmup, free_bits=free_bits, beta=beta)
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
+    names = getattr(dataset, "feature_names", None)
     start = time.perf_counter()
-    model.fit(fit_rows, validation=validation, checkpoint_dir=out / CHECKPOINTS, resume=resume,
-              on_nan=on_nan)
+    model.fit(with_names(fit_rows, names), validation=validation,
+              checkpoint_dir=out / CHECKPOINTS, resume=resume, on_nan=on_nan)
     seconds = time.perf_counter() - start
     if _leave_process_group():  # under torchrun, rank 0 alone writes and prints
         return
+    # a diverged fit is an error, not a result: nothing below is written
+    model.check_fit(dataset.test, "test", reference=dataset.train)
     model.save(out)
     metrics = metrics_for(model, dataset)  # binarised once for a binary-pixel model
     metrics.update(fit_seconds=seconds, epochs=len(model.history_),
@@ -136,6 +146,18 @@ def _leave_process_group() -> bool:
     other = not distributed.is_main()
     distributed.shutdown()
     return other
+
+
+def with_names(X, names):
+    """X as a DataFrame with the data set's column names (so the model records them
+    as ``feature_names_in_``), when there are names and pandas is installed; else X."""
+    if not names:
+        return X
+    try:
+        import pandas
+    except ImportError:
+        return X
+    return pandas.DataFrame(X, columns=[str(n) for n in names], copy=False)
 
 
 def split_validation(X, fraction: float, seed: int):

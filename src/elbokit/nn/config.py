@@ -38,6 +38,13 @@ class ArchitectureConfig:
     sample (see :mod:`elbokit.nn.flows`): ``flow_steps`` steps, each a MADE network
     with hidden layers ``flow_hidden`` and a context vector of ``flow_context`` numbers
     from the encoder (extra outputs of its last layer).
+
+    ``standardize=True`` puts a fixed per-feature affine map around the networks: the
+    encoder sees (x - m) / s, the decoder's likelihood is of that standardized x, and
+    every density is turned back into one of x as given by the Jacobian,
+    -sum_j log s_j (m and s are buffers, saved with the weights). ``min_variance`` and
+    ``sigma`` are then in standardized units. ``feature_names``: the column names
+    of the training data (a DataFrame's), or None.
     """
 
     n_features: int
@@ -53,9 +60,21 @@ class ArchitectureConfig:
     flow_steps: int = 2
     flow_hidden: tuple[int, ...] = (320,)
     flow_context: int = 64
+    standardize: bool = False
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         _check_int(self.n_features, "n_features", 1)
+        if not isinstance(self.standardize, bool):
+            raise ParameterError(f"standardize must be True or False; got {self.standardize!r}")
+        if self.standardize and self.likelihood == "bernoulli":
+            raise ParameterError("standardize=True does not apply to likelihood='bernoulli' "
+                                 "(its data are intensities in [0, 1]); use standardize=False "
+                                 "or a Gaussian likelihood")
+        if self.feature_names is not None and (
+                len(self.feature_names) != self.n_features
+                or not all(isinstance(n, str) for n in self.feature_names)):
+            raise ParameterError(f"feature_names must be {self.n_features} strings")
         _check_int(self.latent_dim, "latent_dim", 1)
         _check_choice(self.likelihood, "likelihood", LIKELIHOODS)
         _check_choice(self.encoder, "encoder", NETWORKS)
@@ -194,6 +213,7 @@ def _to_dict(config) -> dict:
 
 # JSON type of each field: the checks below run before __post_init__'s range checks
 _INT_TUPLES = {"hidden", "image_shape", "flow_hidden"}
+_STR_TUPLES = {"feature_names"}
 _FLOATS = {"min_variance", "sigma", "lr", "free_bits", "beta"}
 
 
@@ -219,6 +239,12 @@ def _from_dict(cls, obj, where: str):
 
 
 def _convert(value, name, where):
+    if name in _STR_TUPLES:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ModelFileError(f"{where}.{name} must be a list of strings; got {value!r}")
+        return tuple(value)
     if name in _INT_TUPLES:
         if value is None and name == "image_shape":
             return None

@@ -73,11 +73,36 @@ class VAEModel(nn.Module):
         else:
             self.encoder = build_encoder(config)
         self.decoder = build_decoder(config, self.likelihood.n_heads)
+        if config.standardize:
+            # x_std = (x - data_mean) / data_scale; set from the training data by the
+            # estimator, saved with the weights (buffers are part of the state dict)
+            self.register_buffer("data_mean", torch.zeros(config.n_features))
+            self.register_buffer("data_scale", torch.ones(config.n_features))
+
+    @torch.no_grad()
+    def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Set the per-feature affine map x_std = (x - mean) / scale, (d,) each."""
+        self.data_mean.copy_(mean)
+        self.data_scale.copy_(scale)
+
+    def standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., d) in the coordinates the networks work in: (x - m) / s, or x."""
+        if not self.config.standardize:
+            return x
+        return (x - self.data_mean) / self.data_scale
+
+    def log_jacobian(self) -> torch.Tensor | float:
+        """log |dx_std/dx| = -sum_j log s_j: what turns a density of x_std into one of
+        x as given, log p(x) = log p_std((x - m) / s) - sum_j log s_j (0 without
+        standardization)."""
+        if not self.config.standardize:
+            return 0.0
+        return -torch.log(self.data_scale).sum()
 
     def encode_posterior(self, x: torch.Tensor):
         """x (B, d) -> mean, logvar (B, L) of the Gaussian and the flow's context
         (B, flow_context), None without a flow."""
-        mean, logvar = self.encoder(x)
+        mean, logvar = self.encoder(self.standardized(x))
         if self.flow is None:
             return mean, logvar, None
         latent = self.config.latent_dim
@@ -109,13 +134,20 @@ class VAEModel(nn.Module):
         return post.z, post.log_q()
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """z (..., L) -> the likelihood's per-pixel parameters, (..., d) each."""
+        """z (..., L) -> the likelihood's per-pixel parameters, (..., d) each (of the
+        standardized x when the model standardizes)."""
         return self.decoder(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) for x (B, d) and z (S, B, L) or (B, L): shape (S, B) or (B,)."""
-        return self.likelihood.log_prob(x, self.decode(z))
+        """log p(x|z) of x (B, d) as given, for z (S, B, L) or (B, L): shape (S, B) or
+        (B,). With standardization, log p_std(x_std|z) - sum_j log s_j (a Gaussian of
+        mean m + s mu(z) and variance s^2 v(z) in the data's units)."""
+        log_prob = self.likelihood.log_prob(self.standardized(x), self.decode(z))
+        return log_prob + self.log_jacobian()
 
     def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z], (..., d)."""
-        return self.likelihood.mean(self.decode(z))
+        """E[x|z] in the data's units, (..., d)."""
+        mean = self.likelihood.mean(self.decode(z))
+        if not self.config.standardize:
+            return mean
+        return self.data_mean + self.data_scale * mean

@@ -2,8 +2,9 @@
 
 ``VAE(latent_dim, likelihood=..., decoder=...).fit(X)`` then ``encode``, ``decode``,
 ``reconstruct``, ``sample``, ``interpolate``, ``elbo``, ``score_samples``, ``score``,
-``save`` and ``VAE.load``. Inputs and outputs are numpy arrays; all numbers are
-nats per sample unless stated.
+``save`` and ``VAE.load``. Inputs are numpy arrays or pandas DataFrames, outputs
+numpy arrays in the data's units; all numbers are nats per sample of x as given
+unless stated.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import _check_feature_names
 
 from .._validation import check_data
-from ..exceptions import DataError, ParameterError
+from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from .config import ArchitectureConfig, TrainingConfig
 from .model import VAEModel
@@ -25,9 +27,15 @@ from .objectives import get_estimator
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
+STANDARDIZE = (True, False, "auto")
+# a fitted Gaussian VAE whose ELBO lies more than this many nats per feature below a
+# diagonal Gaussian fitted to the same rows (a model the VAE contains) has diverged
+DIVERGENCE_NATS_PER_FEATURE = 10.0
+DIVERGENCE_ROWS = 4096  # rows (a seeded subset) on which a fit is checked
+SCALE_SPREAD = 1e3  # max/min feature std beyond which unstandardized fits are fragile
 
 
-class VAE(BaseEstimator):
+class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior.
 
     Parameters
@@ -36,6 +44,14 @@ class VAE(BaseEstimator):
     likelihood : ``"bernoulli"`` (data in [0, 1]), ``"gaussian"`` (learned
         per-pixel variance, floored at ``min_variance``) or ``"gaussian-fixed"``
         (standard deviation ``sigma``).
+    standardize : ``"auto"`` (default), True or False. True: the networks work on
+        (x - m) / s, m and s the training data's per-feature mean and standard
+        deviation (a constant feature gets the root-mean-square std of all features),
+        and every density is of x as given: log p(x) = log p_std((x - m) / s)
+        - sum_j log s_j; ``min_variance`` and ``sigma`` are then in units of each
+        feature's std. ``"auto"`` is True for ``likelihood="gaussian"`` (so raw
+        tables in any units fit with the defaults) and False otherwise; True is refused
+        for the Bernoulli likelihood.
     decoder : ``"mlp"``, ``"linear"`` (x = W z + b + noise: factor analysis with an
         amortised posterior) or ``"conv"``. Default: ``"conv"`` if ``arch="conv"``,
         else ``"mlp"``.
@@ -60,6 +76,10 @@ class VAE(BaseEstimator):
     architecture_, training_ : the configs it was built and fitted with.
     history_ : list of per-epoch dicts (``train_elbo``, ``val_elbo``, ``seconds``).
     n_features_in_ : d.
+    feature_names_in_ : the column names, when fitted on a DataFrame (kept in the
+        saved model).
+    standardize_ : whether the fitted model standardizes; ``mean_``, ``scale_`` its
+        m and s (None when it does not).
 
     Examples
     --------
@@ -82,8 +102,8 @@ class VAE(BaseEstimator):
     def __init__(self, latent_dim: int = 20, *, likelihood: str = "bernoulli",
                  decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
-                 sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
-                 flow_hidden=(320,), flow_context: int = 64, epochs: int = 10,
+                 sigma: float = 1.0, standardize="auto", posterior: str = "gaussian",
+                 flow_steps: int = 2, flow_hidden=(320,), flow_context: int = 64, epochs: int = 10,
                  batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
                  binarize: str = "none",
@@ -98,6 +118,7 @@ class VAE(BaseEstimator):
         self.image_shape = image_shape
         self.min_variance = min_variance
         self.sigma = sigma
+        self.standardize = standardize
         self.posterior = posterior
         self.flow_steps = flow_steps
         self.flow_hidden = flow_hidden
@@ -119,6 +140,18 @@ class VAE(BaseEstimator):
 
     # ------------------------------------------------------------------ configs
 
+    def _resolve_standardize(self) -> bool:
+        if self.standardize not in STANDARDIZE or not isinstance(self.standardize, (bool, str)):
+            raise ParameterError(f"standardize must be True, False or 'auto'; got "
+                                 f"{self.standardize!r}")
+        if self.standardize == "auto":
+            return self.likelihood == "gaussian"
+        if self.standardize and self.likelihood == "bernoulli":
+            raise ParameterError("standardize=True does not apply to likelihood='bernoulli' "
+                                 "(its data are intensities in [0, 1]); use standardize=False "
+                                 "or a Gaussian likelihood")
+        return bool(self.standardize)
+
     def _architecture(self, n_features: int) -> ArchitectureConfig:
         if self.arch not in ("mlp", "conv"):
             raise ParameterError(f"arch must be 'mlp' or 'conv'; got {self.arch!r}")
@@ -135,7 +168,8 @@ class VAE(BaseEstimator):
             image_shape=None if image_shape is None else tuple(image_shape),
             min_variance=self.min_variance, sigma=self.sigma, posterior=self.posterior,
             flow_steps=self.flow_steps, flow_hidden=_sizes(self.flow_hidden),
-            flow_context=self.flow_context)
+            flow_context=self.flow_context, standardize=self._resolve_standardize(),
+            feature_names=_names(getattr(self, "feature_names_in_", None)))
 
     def _training(self, **overrides) -> TrainingConfig:
         settings = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -163,6 +197,10 @@ class VAE(BaseEstimator):
         ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
         checkpoint) or ``"skip-batch"`` (skip steps with a non-finite loss or gradient;
         counted as ``skipped_batches`` in ``history_``).
+
+        A fit that diverged raises :class:`TrainingError` naming the likely cause: a
+        non-finite loss, or (Gaussian likelihoods) an ELBO far below that of a diagonal
+        Gaussian fitted to the same rows, see :meth:`check_fit`.
         """
         X = self._check_X(X, "X", reset=True)
         if validation is not None:
@@ -178,13 +216,25 @@ class VAE(BaseEstimator):
             raise ParameterError("early stopping (patience > 0) needs validation data")
         device = resolve_device(training.device)
         self.model_ = self._build(architecture, training.seed).to(device)
-        if hasattr(self.model_.decoder, "init_from_data"):
-            self.model_.decoder.init_from_data(as_float_tensor(X), self.model_.likelihood)
-        self.history_ = train(self.model_, X, training, architecture, validation=validation,
-                              objective=objective, run_dir=checkpoint_dir, resume=resume,
-                              on_nan=on_nan)
+        mean, scale = _standardization(X) if architecture.standardize else (0.0, 1.0)
+        if architecture.standardize:
+            self.model_.set_standardization(mean, scale)
+        if hasattr(self.model_.decoder, "init_from_data"):  # on the host, as the data
+            x = (as_float_tensor(X) - mean) / scale if architecture.standardize \
+                else as_float_tensor(X)
+            self.model_.decoder.init_from_data(x, self.model_.likelihood)
+        try:
+            self.history_ = train(self.model_, X, training, architecture,
+                                  validation=validation, objective=objective,
+                                  run_dir=checkpoint_dir, resume=resume, on_nan=on_nan)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}{self._likely_cause(X)}") from None
         self.architecture_, self.training_ = architecture, training
         self.model_.eval()
+        if validation is None:
+            self.check_fit(X, "training")
+        else:
+            self.check_fit(validation, "validation", reference=X)
         return self
 
     @staticmethod
@@ -196,6 +246,13 @@ class VAE(BaseEstimator):
             return VAEModel(architecture)
 
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
+        if reset or hasattr(X, "columns"):
+            # scikit-learn's bookkeeping of DataFrame column names: recorded by fit,
+            # checked against a DataFrame later (an array is taken by position)
+            try:
+                _check_feature_names(self, X, reset=reset)
+            except (TypeError, ValueError) as exc:  # mixed-type column names: TypeError
+                raise DataError(_one_line(exc)) from None
         X, low, high = _checked_float32(X, name)
         if reset:
             if X.shape[0] < 2:
@@ -240,8 +297,91 @@ class VAE(BaseEstimator):
         return generator
 
     def _input(self, X) -> torch.Tensor:
+        """X checked, as a tensor on the model's device, in the data's units (the model
+        standardizes internally)."""
         self._check_fitted()
         return self._tensor(self._check_X(X, "X", reset=False))
+
+    @property
+    def standardize_(self) -> bool:
+        return self.architecture_.standardize
+
+    @property
+    def mean_(self) -> np.ndarray | None:
+        """m of x_std = (x - m) / s, (d,); None when the model does not standardize."""
+        return self._buffer("data_mean")
+
+    @property
+    def scale_(self) -> np.ndarray | None:
+        """s of x_std = (x - m) / s, (d,); None when the model does not standardize."""
+        return self._buffer("data_scale")
+
+    def _buffer(self, name):
+        self._check_fitted()
+        if not self.architecture_.standardize:
+            return None
+        return getattr(self.model_, name).cpu().numpy().astype(np.float64)
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.architecture_.latent_dim
+
+    # ------------------------------------------------------------------ divergence
+
+    def check_fit(self, X, what: str = "test", *, reference=None) -> None:
+        """Raise :class:`TrainingError` if the fitted model's ELBO on (a seeded subset of
+        up to 4096) rows of X is not finite or, for a Gaussian likelihood, lies more
+        than 10 nats per feature below the log-likelihood of a diagonal Gaussian fitted
+        to ``reference`` (the training rows; default X itself), a model the VAE
+        contains (a decoder that ignores z): such an ELBO means the fit diverged.
+        ``what`` names the rows in the message. ``fit`` calls it on the validation
+        rows (else the training rows)."""
+        X = self._check_X(X, "X", reset=False)
+        reference = X if reference is None else self._check_X(reference, "reference",
+                                                              reset=False)
+        if X.shape[0] > DIVERGENCE_ROWS:
+            X = X[np.random.default_rng(0).choice(X.shape[0], DIVERGENCE_ROWS, replace=False)]
+        elbo = float(np.mean(self.score_samples(X)))
+        if not math.isfinite(elbo):
+            raise TrainingError(f"the fitted VAE's ELBO on the {what} rows is {elbo}: the fit "
+                                f"diverged{self._likely_cause(X)}")
+        if self.architecture_.likelihood == "bernoulli":
+            return
+        baseline = self._diagonal_gaussian_log_likelihood(X, reference)
+        if elbo < baseline - DIVERGENCE_NATS_PER_FEATURE * X.shape[1]:
+            raise TrainingError(
+                f"the fitted VAE's ELBO on the {what} rows, {elbo:.4g} nats per sample, is far "
+                f"below the {baseline:.4g} of a diagonal Gaussian fitted to the data: the fit "
+                f"diverged{self._likely_cause(X)}")
+
+    def _diagonal_gaussian_log_likelihood(self, X, reference) -> float:
+        """Mean log-density of X under N(mean, diag var) of the reference rows, var
+        floored (and, for likelihood "gaussian-fixed", fixed) as the decoder's is."""
+        mean, var = _moments(reference)
+        X64 = np.asarray(X, dtype=np.float64)  # at most DIVERGENCE_ROWS rows
+        scale = self.scale_ if self.standardize_ else np.ones(X64.shape[1])
+        a = self.architecture_
+        if a.likelihood == "gaussian-fixed":
+            var = np.full(X64.shape[1], a.sigma**2) * scale**2
+        else:
+            var = np.maximum(var, a.min_variance * scale**2)
+        terms = -0.5 * (np.log(2 * np.pi * var) + (X64 - mean) ** 2 / var)
+        return float(np.mean(terms.sum(1)))
+
+    def _likely_cause(self, X) -> str:
+        """The end of a divergence message: what to change."""
+        std = np.sqrt(_moments(X)[1])
+        std = std[std > 0]
+        spread = float(std.max() / std.min()) if std.size else 1.0
+        standardized = getattr(getattr(self, "model_", None), "config", None)
+        standardized = bool(standardized and standardized.standardize)
+        far_from_one = std.size and (std.max() > SCALE_SPREAD or std.max() < 1 / SCALE_SPREAD)
+        if not standardized and self.likelihood != "bernoulli" and std.size and (
+                spread > SCALE_SPREAD or far_from_one):
+            return (f"; likely cause: feature scales differ by orders of magnitude or are far "
+                    f"from 1 (std from {std.min():.3g} to {std.max():.3g}, max/min std = "
+                    f"{spread:.3g}); use standardize=True / --standardize")
+        return f"; lower the learning rate (lr={self.lr}) or check the data"
 
     # ------------------------------------------------------------------ using the model
 
@@ -281,9 +421,18 @@ class VAE(BaseEstimator):
         std = draws.std(0)
         return draws[:n_samples].transpose(0, 1).cpu().numpy(), std.cpu().numpy()
 
+    def transform(self, X) -> np.ndarray:
+        """The posterior means E[z|x], (n, L): :meth:`encode` for pipelines."""
+        return self.encode(X)
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Decoder means of Z, (n, d): :meth:`decode` for pipelines."""
+        return self.decode(Z)
+
     @torch.no_grad()
     def decode(self, Z) -> np.ndarray:
-        """Decoder mean E[x|z] of each row of Z (n, L), shape (n, d)."""
+        """Decoder mean E[x|z] of each row of Z (n, L), shape (n, d), in the data's
+        units."""
         self._check_fitted()
         Z = check_data(Z, "Z", dtype=np.float32)
         if Z.shape[1] != self.architecture_.latent_dim:
@@ -361,8 +510,8 @@ class VAE(BaseEstimator):
         a, t = architecture, training
         vae = cls(a.latent_dim, likelihood=a.likelihood, decoder=a.decoder, encoder=a.encoder,
                   hidden=a.hidden, image_shape=a.image_shape, min_variance=a.min_variance,
-                  sigma=a.sigma, posterior=a.posterior, flow_steps=a.flow_steps,
-                  flow_hidden=a.flow_hidden, flow_context=a.flow_context, epochs=t.epochs,
+                  sigma=a.sigma, standardize=a.standardize, posterior=a.posterior,
+                  flow_steps=a.flow_steps, flow_hidden=a.flow_hidden, flow_context=a.flow_context, epochs=t.epochs,
                   batch_size=t.batch_size, lr=t.lr,
                   lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples,
                   binarize=t.binarize,
@@ -371,6 +520,8 @@ class VAE(BaseEstimator):
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
         vae.n_features_in_ = architecture.n_features
+        if architecture.feature_names is not None:
+            vae.feature_names_in_ = np.asarray(architecture.feature_names, dtype=object)
         return vae
 
 
@@ -379,6 +530,45 @@ def _sizes(value) -> tuple:
     if isinstance(value, (int, np.integer)):
         return (int(value),)
     return tuple(value)
+
+
+def _one_line(exc: Exception) -> str:
+    """scikit-learn's multi-line feature-name message on one line ("- name" bullets
+    joined by commas)."""
+    parts: list[str] = []
+    for line in (line.strip() for line in str(exc).splitlines()):
+        if line.startswith("- ") and parts and parts[-1].endswith(":"):
+            parts[-1] += " " + line[2:]
+        elif line.startswith("- "):
+            parts[-1] += ", " + line[2:]
+        elif line:
+            parts.append(line)
+    return " ".join(p if p.endswith(".") or p is parts[-1] else p + ";" for p in parts)
+
+
+def _names(feature_names) -> tuple[str, ...] | None:
+    return None if feature_names is None else tuple(str(n) for n in feature_names)
+
+
+def _standardization(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(m, s), (d,) each: the per-feature mean and standard deviation of X (float64
+    sums); a constant feature's s is the root-mean-square std of all features (1 if
+    every feature is constant), so its variance floor scales with the data."""
+    mean, var = _moments(X)
+    fill = math.sqrt(float(var.mean())) or 1.0
+    scale = np.where(var > 0, np.sqrt(var), fill)
+    return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
+
+
+def _moments(X, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance (ddof 0) of X in float64, in chunks of rows (no
+    float64 copy of a large X)."""
+    n = X.shape[0]
+    total = sum(np.asarray(X[i:i + chunk], dtype=np.float64).sum(0) for i in range(0, n, chunk))
+    mean = total / n
+    squares = sum(((np.asarray(X[i:i + chunk], dtype=np.float64) - mean) ** 2).sum(0)
+                  for i in range(0, n, chunk))
+    return mean, squares / n
 
 
 def _checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:

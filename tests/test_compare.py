@@ -1,0 +1,83 @@
+"""``elbokit compare`` never loses a row (issue 12): a model that fails is a row with its
+one-line reason, the others print and are saved, the exit code is 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+
+from elbokit.cli import compare as compare_module
+from elbokit.cli import main
+from elbokit.exceptions import TrainingError
+
+
+class _Failing:
+    """An estimator whose fit fails as a diverged or numerically broken model does."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def fit(self, X, y=None):
+        raise self.error
+
+    def get_params(self, deep=True):
+        return {}
+
+
+@pytest.fixture
+def wine_npy(tmp_path):
+    path = tmp_path / "wine.npy"
+    np.save(path, load_wine().data.astype(np.float32))  # raw units: std 0.12 to 314
+    return path
+
+
+@pytest.mark.parametrize("error", [
+    TrainingError("the loss became nan at epoch 1, step 1 of 3"),
+    np.linalg.LinAlgError("Matrix is not positive definite"),
+    FloatingPointError("overflow encountered in exp"),
+])
+def test_a_failing_model_is_a_row_and_the_others_are_printed_and_saved(
+        tmp_path, wine_npy, capsys, monkeypatch, error):
+    real_build = compare_module.build_model
+
+    def build(kind, latent, **kwargs):
+        return _Failing(error) if kind == "ppca" else real_build(kind, latent, **kwargs)
+
+    monkeypatch.setattr(compare_module, "build_model", build)
+    out = tmp_path / "cmp"
+    code = main(["compare", "--data", str(wine_npy), "--latent", "2", "--models",
+                 "pca,ppca,fa", "--out", str(out), "--k", "5"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.out.splitlines()
+    for kind in ("pca", "fa"):
+        row = next(line for line in lines if line.startswith(kind + " "))
+        assert "exact" in row
+    assert any(line.startswith("ppca ") and "failed" in line for line in lines)
+    reason = f"ppca: failed: {type(error).__name__}: {error}"
+    assert reason in lines
+    assert "1 of 3 models failed (ppca)" in captured.err
+    assert len(captured.err.strip().splitlines()) <= 3  # warnings aside: no traceback
+    assert "Traceback" not in captured.err
+    table = json.loads((out / "compare.json").read_text())["models"]
+    assert table["ppca"] == {"failed": True, "error": f"{type(error).__name__}: {error}"}
+    assert np.isfinite(table["pca"]["test_loglike"]) and np.isfinite(table["fa"]["test_loglike"])
+
+
+def test_compare_with_vaes_on_a_raw_table_has_every_row(tmp_path, wine_npy, capsys):
+    """The reported failure: on raw wine the VAE rows stopped compare with a NaN error
+    and no row printed. With the default standardization every row is a number."""
+    out = tmp_path / "cmp"
+    code = main(["compare", "--data", str(wine_npy), "--latent", "2", "--models",
+                 "fa,vae", "--epochs", "3", "--k", "5", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    table = json.loads((out / "compare.json").read_text())["models"]
+    assert set(table) == {"fa", "vae"}
+    for kind in ("fa", "vae"):
+        assert np.isfinite(table[kind]["test_loglike"])
+    # same held-out rows, same units: the VAE's bound is comparable with FA's log p(x)
+    assert abs(table["vae"]["test_elbo"] - table["fa"]["test_loglike"]) < 50
