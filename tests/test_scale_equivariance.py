@@ -138,3 +138,15 @@ def test_cli_standardize_is_saved_and_reported_in_the_data_units(tmp_path, kind,
     # reported for wine in its own units: sum_j log s_j = 4.1 nats below the
     # standardized data's log-likelihood; the held-out rows only add noise
     assert metrics["test_loglike"] == pytest.approx(model.score(wine), abs=1.5)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_the_report_reads_a_standardized_model_in_the_data_units(wine, kind):
+    """plots.loadings_of / noise_variances_of (the table report's loadings, communalities
+    and noise variances) give the model of x as given: W W' + Psi = get_covariance()."""
+    from elbokit.plots import loadings_of, noise_variances_of
+
+    model = _quiet(lambda: MODELS[kind]().set_params(standardize=True).fit(wine))
+    W, psi = loadings_of(model), noise_variances_of(model)
+    np.testing.assert_allclose(W @ W.T + np.diag(psi), model.get_covariance(), rtol=1e-6,
+                               atol=1e-9 * wine.var(0).max())

@@ -354,13 +354,16 @@ def loadings_of(model) -> np.ndarray:
     if hasattr(model, "explained_variance_"):
         excess = np.asarray(model.explained_variance_, dtype=np.float64) - model.noise_variance_
         W = W * np.sqrt(np.maximum(excess, 0.0))
-    return W
+    scale = getattr(model, "feature_scale_", None)  # standardize=True: back to X's units
+    return W if scale is None else W * np.asarray(scale)[:, None]
 
 
 def noise_variances_of(model) -> np.ndarray:
     """Noise variance psi_j of each feature, shape (d,) (isotropic models repeat one)."""
     d = np.shape(model.components_)[1]
-    return np.broadcast_to(np.asarray(model.noise_variance_, dtype=np.float64), (d,)).copy()
+    psi = np.broadcast_to(np.asarray(model.noise_variance_, dtype=np.float64), (d,)).copy()
+    scale = getattr(model, "feature_scale_", None)  # standardize=True: back to X's units
+    return psi if scale is None else psi * np.asarray(scale) ** 2
 
 
 def communalities(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -593,7 +596,8 @@ def _scree(model, train, path, n_components: int) -> str:
     psi = noise_variances_of(model)
     n, d = train.shape
     model_cov = np.asarray(model.get_covariance(), dtype=np.float64)
-    if np.ndim(model.noise_variance_) == 0:  # isotropic: the covariance eigenvalues
+    # isotropic (in X's units, so not after standardize=True): the covariance eigenvalues
+    if np.ndim(model.noise_variance_) == 0 and getattr(model, "feature_scale_", None) is None:
         sigma2 = float(model.noise_variance_)
         eigenvalues = whitened_eigenvalues(train, np.ones(d))
         fitted = np.sort(np.linalg.eigvalsh(model_cov))[::-1]
