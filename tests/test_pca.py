@@ -57,3 +57,14 @@ def test_rejects_bad_input(digits):
     X[3, 5] = np.nan
     with pytest.raises(DataError, match=r"1 non-finite value\(s\).*row 3, column 5"):
         PCA(3).fit(X)
+
+
+def test_n_components_as_a_fraction_of_the_variance_as_sklearn(digits):
+    X = digits.train.astype(np.float64)
+    for fraction in (0.5, 0.9, 0.99):
+        ours = PCA(fraction).fit(X)
+        assert ours.n_components_ == SkPCA(fraction, svd_solver="full").fit(X).n_components_
+        assert ours.explained_variance_ratio_.sum() >= fraction
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ParameterError, match="n_components"):
+            PCA(bad).fit(X)

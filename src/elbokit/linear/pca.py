@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._validation import check_memory
+from .._validation import check_float, check_memory
+from ..exceptions import ParameterError
 from ._gaussian import SubspaceGaussianMixin, noise_guard, warn_scale_spread
 from ._streaming import streams_rows
 
@@ -22,8 +23,10 @@ class PCA(SubspaceGaussianMixin):
 
     Parameters
     ----------
-    n_components : int or None
-        Number of components L; None keeps ``min(n_samples, n_features)``.
+    n_components : int, float or None
+        Number of components L; None keeps ``min(n_samples, n_features)``; a float in
+        (0, 1) keeps the fewest components whose explained variance reaches that
+        fraction (as scikit-learn's PCA).
     whiten : bool
         If True, ``transform`` returns unit-variance scores, which equal the
         posterior mean E[z|x] of the sigma^2 -> 0 limit of probabilistic PCA.
@@ -63,7 +66,7 @@ class PCA(SubspaceGaussianMixin):
             return self
         X = self._validate(X, reset=True).astype(np.float64)  # accuracy: always float64
         n, d = X.shape
-        L = self._check_n_components(n, d, max_components=min(n, d))
+        L = self._components_or_fraction(n, d)
         check_memory(8.0 * (2 * n * d + 2 * min(n, d) * d),
                      f"the SVD of a {n} x {d} data matrix", "use fewer samples or features")
         X, center, scale = self._standardize_data(X)
@@ -76,13 +79,24 @@ class PCA(SubspaceGaussianMixin):
     def _fit_covariance(self, mean, S, n):
         """PCA from the mean and the ML covariance S (divisor N): eigenvectors of S."""
         d = S.shape[0]
-        L = self._check_n_components(n, d, max_components=min(n, d))
+        L = self._components_or_fraction(n, d)
         eigenvalues, vectors = linalg.eigh(S, check_finite=False)
         rank = min(n, d)  # centred data of n rows: at most n nonzero eigenvalues
         eigenvalues = np.maximum(eigenvalues[::-1][:rank], 0.0)
         self.mean_ = mean
         return self._set_spectrum(vectors[:, ::-1][:, :rank].T.copy(),
                                   np.sqrt(eigenvalues * n), n, L, mean, np.diag(S))
+
+    def _components_or_fraction(self, n: int, d: int):
+        """L, or None for a fraction 0 < n_components < 1 (resolved from the spectrum)."""
+        if isinstance(self.n_components, float) and not isinstance(self.n_components, bool):
+            check_float(self.n_components, "n_components", low=0.0, high=1.0,
+                        low_inclusive=False)
+            if self.n_components < 1.0:
+                return None
+            raise ParameterError("n_components must be an integer >= 1, or a fraction of "
+                                 f"the variance in (0, 1); got {self.n_components!r}")
+        return self._check_n_components(n, d, max_components=min(n, d))
 
     def _set_spectrum(self, Vt, s, n, L, mean, variances):
         """Set the fitted attributes from the principal directions Vt (rows) and the
@@ -95,6 +109,9 @@ class PCA(SubspaceGaussianMixin):
         all_eigen = np.zeros(d)
         all_eigen[: eigenvalues.size] = eigenvalues
         total = all_eigen.sum()
+        if L is None:  # n_components a fraction: the fewest components explaining it
+            explained = np.cumsum(eigenvalues) / total if total > 0 else np.ones_like(s)
+            L = int(min(np.searchsorted(explained, self.n_components) + 1, eigenvalues.size))
         self.components_ = Vt[:L]
         self.singular_values_ = s[:L]
         self.explained_variance_ = eigenvalues[:L]
