@@ -65,3 +65,44 @@ def finite_steps(step: Callable[[], float], *, model: str, hint: str,
         return value
 
     return guarded
+
+
+def squarem(em_step: Callable, loglike: Callable, project: Callable = lambda p: p) -> Callable:
+    """Accelerate a monotone EM map by SQUAREM (Varadhan & Roland 2008, scheme S3).
+
+    ``em_step(params) -> (new_params, loglike(params))`` is one EM iteration on a tuple
+    of arrays, ``loglike(params)`` the objective, ``project`` clips parameters back to
+    the feasible set (e.g. noise variances to their floor). The returned
+    ``cycle(params) -> (new_params, loglike(params))`` takes two EM steps, extrapolates
+    along them, stabilises with one more EM step, and keeps the result only when its
+    objective is at least that of the two plain steps: so the objective never
+    decreases from cycle to cycle, as with plain EM."""
+    import numpy as np
+
+    def flat(params):
+        return np.concatenate([np.ravel(a) for a in params])
+
+    def unflat(vector, like):
+        out, start = [], 0
+        for a in like:
+            size = np.size(a)
+            out.append(np.reshape(vector[start:start + size], np.shape(a)))
+            start += size
+        return tuple(out)
+
+    def cycle(params):
+        first, value = em_step(params)
+        second, _ = em_step(first)
+        r = flat(first) - flat(params)
+        v = flat(second) - flat(first) - r
+        step = -np.sqrt(r @ r) / max(float(np.sqrt(v @ v)), 1e-300)
+        step = min(step, -1.0)  # -1: the plain two EM steps
+        jumped = project(unflat(flat(params) - 2.0 * step * r + step**2 * v, params))
+        try:
+            candidate, _ = em_step(jumped)
+            accept = loglike(candidate) >= loglike(second)
+        except np.linalg.LinAlgError:
+            accept = False
+        return (candidate if accept else second), value
+
+    return cycle

@@ -15,7 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from scipy import linalg
 
-from .._iteration import absolute_change_below, finite_steps, iterate
+from .._iteration import absolute_change_below, finite_steps, iterate, squarem
 from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
                      cholesky, observed_logpdf)
 from .._validation import check_choice, check_float, check_int
@@ -177,8 +177,10 @@ class FactorAnalysis(LinearGaussianMixin):
     components_ : (L, d) loadings W' (scikit-learn's convention).
     noise_variance_ : (d,) diagonal of Psi.
     mean_ : (d,) mean of the data.
-    loglike_ : list of the mean log-likelihood per sample at each iteration (of the
-        observed entries when X has NaN); it never decreases (EM's guarantee, tested).
+    loglike_ : list of the mean log-likelihood per sample at each iteration; it never
+        decreases (EM's guarantee, tested). With NaN in X: of the observed entries, and
+        an iteration is one SQUAREM cycle (two EM steps and a safeguarded
+        extrapolation; Varadhan & Roland 2008).
     n_iter_ : number of EM iterations run.
     constant_features_ : indices of the exactly constant features.
     heywood_features_ : indices of the Heywood cases (noise variance ~0).
@@ -293,16 +295,29 @@ class FactorAnalysis(LinearGaussianMixin):
         W, psi = fa_initial_loadings(Xc.T @ Xc / X.shape[0], L, floor)
         state = {"W": W, "mu": mean, "psi": psi}
 
-        def step():
-            post = ObservedPosteriors(X0 - state["mu"], mask, state["W"], state["psi"])
+        def em_step(params):
+            W, mu, psi = params
+            post = ObservedPosteriors(X0 - mu, mask, W, psi)
             loglike = float(post.logpdf().mean())
-            state["W"], state["mu"], residual, counts = augmented_m_step(X0, mask, post)
-            state["psi"] = np.maximum(residual / counts, floor)
+            W, mu, residual, counts = augmented_m_step(X0, mask, post)
+            return (W, mu, np.maximum(residual / counts, floor)), loglike
+
+        def loglike_of(params):
+            return float(observed_logpdf(X0 - params[1], mask, params[0], params[2]).mean())
+
+        # each iteration: one SQUAREM cycle (two EM steps and an extrapolation kept only
+        # when it does not lower the likelihood): EM on the observed entries converges
+        # slowly (10,000 plain steps on breast cancer with 10% missing; 300 cycles)
+        cycle = squarem(em_step, loglike_of,
+                        project=lambda p: (p[0], p[1], np.maximum(p[2], floor)))
+
+        def step():
+            (state["W"], state["mu"], state["psi"]), loglike = cycle(
+                (state["W"], state["mu"], state["psi"]))
             return loglike
 
         self._run_em(step, state, "FA EM (missing)")
-        self.loglike_.append(float(observed_logpdf(X0 - state["mu"], mask, state["W"],
-                                                   state["psi"]).mean()))
+        self.loglike_.append(loglike_of((state["W"], state["mu"], state["psi"])))
         jacobian = self._log_jacobian(scale, mask)
         self.loglike_ = [v - jacobian for v in self.loglike_]
         self._store(state["W"], state["psi"], state["mu"], L, variances, constant)
