@@ -170,7 +170,7 @@ def _check_labels(y: np.ndarray, n_samples: int, name: str) -> np.ndarray:
         if not integral.all():
             i = int(np.argmin(integral))
             raise DataError(f"{name}: labels y must be integer class labels; entry {i} is "
-                            f"{y[i]!r}")
+                            f"{float(y[i])!r}")
         return y.astype(np.int64)
     raise DataError(f"{name}: labels y must be integer class labels; got dtype {y.dtype}")
 
@@ -310,8 +310,10 @@ def _find_idx(spec: str, data_dir) -> dict[str, Path]:
 
 
 def _open_binary(path: Path, what: str):
-    if not path.is_file():
+    if not path.exists():
         raise DataFileNotFoundError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise DataError(f"{what} {path} is not a regular file")
     try:
         return open(path, "rb")
     except OSError as exc:
@@ -602,7 +604,7 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
                         continue
                 if len(row) != width:
                     raise DataError(f"{path}: line {line} has {len(row)} cells, expected "
-                                    f"{width}")
+                                    f"{width}{_separator_hint(row)}")
                 first = n_rows == 0 and names is None
                 values.extend(_parse_row(row, path, line, allow_nan, first))
                 n_rows += 1
@@ -619,6 +621,13 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
     return X, names
 
 
+def _separator_hint(row: list[str]) -> str:
+    for separator, name in ((";", "';'"), ("\t", "tabs")):
+        if any(separator in cell for cell in row):
+            return f" (elbokit reads comma-separated files; this one seems to use {name})"
+    return ""
+
+
 def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
                first: bool = False) -> list[float]:
     parsed = []
@@ -626,11 +635,8 @@ def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
         value = _parse_cell(cell)
         where = f"at line {line}, column {j + 1}"
         if value is None:
-            hint = ""
-            if ";" in cell or "\t" in cell:
-                hint = " (elbokit reads comma-separated files; this one seems to use "
-                hint += "';')" if ";" in cell else "tabs)"
-            elif first:
+            hint = _separator_hint([cell])
+            if not hint and first:
                 hint = (" (taken as data because other cells of the line are numbers: a "
                         "header row must hold no number)")
             raise DataError(f"{path}: non-numeric cell {_show(cell)} {where}{hint}")
