@@ -250,6 +250,15 @@ def test_gzip_that_ends_before_its_header_size(tmp_path):
     one_line_error(lambda: data.read_idx(path), "decompressed stream holds only 116 bytes")
 
 
+def test_gzip_claiming_gigabytes_allocates_only_what_it_holds(tmp_path, monkeypatch):
+    path = tmp_path / "claim.gz"
+    path.write_bytes(gzip.compress(idx_bytes(0x08, [2000, 1000, 1000], b"\0" * 3000)))
+    monkeypatch.setattr(data, "available_memory", lambda: 2**40)  # the claim would fit
+    read = lambda: data.read_idx(path)  # noqa: E731
+    one_line_error(read, "holds only 3016 bytes")
+    assert peak_bytes(read) < 4 * 2**20
+
+
 def test_idx_claiming_more_than_memory(tmp_path, monkeypatch):
     path = tmp_path / "m.gz"
     path.write_bytes(gzip.compress(idx_bytes(0x08, [60000, 28, 28], b"\0" * 1000)))
@@ -289,6 +298,7 @@ def test_hostile_files_under_a_2_gib_address_space(tmp_path):
         archive.writestr("X.npy", npy_bytes((10**6, 10**5), payload=b"\0" * 72))
     (tmp_path / "dims").write_bytes(idx_bytes(0x08, [10**6, 10**4, 10**4]))
     (tmp_path / "dims.gz").write_bytes(gzip.compress(idx_bytes(0x08, [10**6, 10**4, 10**4])))
+    (tmp_path / "claim.gz").write_bytes(gzip.compress(idx_bytes(0x08, [1800, 1000, 1000])))
     # 3 GB once decompressed, more than the process may map
     gzip_bomb(tmp_path / "bomb.gz", idx_bytes(0x08, [10, 28, 28], b"\0" * 7840), 3000)
     script = textwrap.dedent(f"""
@@ -296,7 +306,7 @@ def test_hostile_files_under_a_2_gib_address_space(tmp_path):
         from elbokit import data
         from elbokit.exceptions import DataError
         resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
-        for name in ("claim.npy", "claim.npz", "dims", "dims.gz", "bomb.gz"):
+        for name in ("claim.npy", "claim.npz", "dims", "dims.gz", "claim.gz", "bomb.gz"):
             path = {str(tmp_path)!r} + "/" + name
             try:
                 data.read_idx(path) if "." not in name or name.endswith(".gz") else data.load(path)
@@ -309,4 +319,4 @@ def test_hostile_files_under_a_2_gib_address_space(tmp_path):
                             timeout=120, env={"OPENBLAS_NUM_THREADS": "1", "PATH": ""})
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert len(lines) == 5 and all(" DataError " in line for line in lines), result.stdout
+    assert len(lines) == 6 and all(" DataError " in line for line in lines), result.stdout

@@ -326,18 +326,26 @@ def _read_exact(stream, nbytes: int) -> bytes:
     return data if data is not None else b""
 
 
-def _fill(stream, out: np.ndarray) -> int:
-    """Read bytes from ``stream`` into the flat array ``out`` in bounded chunks;
-    return how many bytes were read (less than ``out.nbytes`` only at the end)."""
-    view = memoryview(out.reshape(-1).view(np.uint8))
+def _read_payload(stream, nbytes: int, size_is_proven: bool) -> np.ndarray:
+    """Up to ``nbytes`` bytes of ``stream`` as a uint8 array (shorter only at its end).
+
+    Read in bounded chunks. Where the size is proven (a plain file whose size matches
+    its header) the array is allocated at once; for a decompressing stream, whose header
+    may claim more than it holds, the buffer grows (doubling) as data arrives, so that a
+    false claim costs at most twice what the stream really delivers."""
+    buffer = np.empty(nbytes if size_is_proven else min(nbytes, _READ_CHUNK), np.uint8)
     filled = 0
-    while filled < len(view):
-        chunk = _read_exact(stream, min(_READ_CHUNK, len(view) - filled))
+    while filled < nbytes:
+        if filled == len(buffer):
+            grown = np.empty(min(nbytes, 2 * len(buffer)), np.uint8)
+            grown[:filled] = buffer
+            buffer = grown
+        chunk = _read_exact(stream, min(_READ_CHUNK, len(buffer) - filled))
         if not chunk:
             break
-        view[filled:filled + len(chunk)] = chunk
+        buffer[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
         filled += len(chunk)
-    return filled
+    return buffer[:filled]
 
 
 def _idx_header(stream, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
@@ -384,16 +392,15 @@ def _read_idx_stream(stream, path: Path, compressed: bool, file_size: int) -> np
         raise DataError(f"{path}: the IDX header gives shape {shape}, which holds no data")
     # the raw array and its float32 copy
     _check_fits(count * (dtype.itemsize + 4), str(path), f"an IDX array of shape {shape}")
-    out = np.empty(count, dtype=dtype)
-    filled = _fill(stream, out)
-    if filled < out.nbytes:
+    payload = _read_payload(stream, count * dtype.itemsize, size_is_proven=not compressed)
+    if len(payload) < count * dtype.itemsize:
         raise DataError(f"{path}: the IDX header gives shape {shape} ({expected} bytes) but "
-                        f"the decompressed stream holds only {header_len + filled} bytes; it "
-                        "is truncated or corrupted")
+                        f"the decompressed stream holds only {header_len + len(payload)} "
+                        "bytes; it is truncated or corrupted")
     if compressed and _read_exact(stream, 1):
         raise DataError(f"{path}: the decompressed stream holds more than the {expected} "
                         f"bytes the IDX header's shape {shape} implies; it is corrupted")
-    return out.reshape(shape)
+    return payload.view(dtype).reshape(shape)
 
 
 def _load_idx_dataset(spec: str, data_dir) -> Dataset:
@@ -466,7 +473,7 @@ def _read_npz(handle, path: Path):
         def read(k):
             info = members[k]
             with archive.open(info) as stream:
-                return _read_npy(stream, info.file_size, f"{path}[{k}]")
+                return _read_npy(stream, info.file_size, f"{path}[{k}]", size_is_proven=False)
 
         X = read(key)
         y = read(label_key) if label_key is not None else None
@@ -507,9 +514,12 @@ def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool
     return dtype, shape, fortran, len(magic) + len(raw_length) + length
 
 
-def _read_npy(stream, size: int, name: str) -> np.ndarray:
+def _read_npy(stream, size: int, name: str, size_is_proven: bool = True) -> np.ndarray:
     """Read a ``.npy`` array of ``size`` bytes from a stream, checking its header's dtype,
-    shape and size against the file and the available memory before allocating."""
+    shape and size against the file and the available memory before allocating.
+
+    ``size_is_proven``: ``size`` is the size of the file itself, not a claim (a zip
+    member's size in the archive's directory is a claim)."""
     dtype, shape, fortran, header_len = _read_npy_header(stream, name)
     if dtype.hasobject:
         raise DataError(f"{name} cannot be read as a numeric file (dtype {dtype}); object "
@@ -524,10 +534,11 @@ def _read_npy(stream, size: int, name: str) -> np.ndarray:
                         "truncated or corrupted")
     _check_fits(_load_peak_bytes(count, dtype), name,
                 f"an array of shape {shape} ({dtype})")
-    out = np.empty(count, dtype=dtype)
-    if _fill(stream, out) < nbytes:
+    payload = _read_payload(stream, nbytes, size_is_proven)
+    if len(payload) < nbytes:
         raise DataError(f"{name}: the data ends before the {nbytes} bytes its header gives; "
                         "it is truncated")
+    out = payload.view(dtype)
     if fortran:
         return out.reshape(shape[::-1]).transpose()
     return out.reshape(shape)
