@@ -99,6 +99,13 @@ def test_broken_npy_headers(tmp_path, raw, match):
     one_line_error(lambda: data.load(str(path)), match)
 
 
+def test_mangled_npy_header_prints_no_python_warning(tmp_path, recwarn):
+    path = tmp_path / "w.npy"
+    path.write_bytes(npy_bytes((3, 2), descr="<f8").replace(b"'<f8'", b"{1and"))
+    one_line_error(lambda: data.load(str(path)), "unreadable header")
+    assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]
+
+
 def test_object_npy_is_refused_without_unpickling(tmp_path):
     path = tmp_path / "o.npy"
     np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import struct
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -500,7 +501,10 @@ def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool
     if len(raw_header) < length:
         raise DataError(f"{name} is not a valid .npy file (truncated header)")
     try:
-        header = ast.literal_eval(raw_header.decode("utf8" if version == (3, 0) else "latin1"))
+        with warnings.catch_warnings():  # a mangled header must not print Python's warnings
+            warnings.simplefilter("ignore")
+            header = ast.literal_eval(raw_header.decode("utf8" if version == (3, 0) else
+                                                        "latin1"))
         shape, fortran = header["shape"], header["fortran_order"]
         dtype = np.lib.format.descr_to_dtype(header["descr"])
     except (ValueError, TypeError, SyntaxError, KeyError, IndexError, RecursionError,
