@@ -55,6 +55,8 @@ _CSV_MISSING = frozenset({"", "na", "n/a", "nan", "+nan", "-nan", "null"})
 # A CSV number: decimal digits (ASCII only), optional fraction and exponent, or inf.
 _CSV_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
                          r"|[+-]?(?:inf|infinity)", re.IGNORECASE)
+_CSV_DECIMAL = r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*"
+_CSV_DECIMAL_ROW = re.compile(rf"{_CSV_DECIMAL}(?:,{_CSV_DECIMAL})*")  # the common case, fast
 _READ_CHUNK = 2**20
 
 
@@ -645,6 +647,14 @@ def _separator_hint(row: list[str]) -> str:
 
 def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
                first: bool = False) -> list[float]:
+    if _CSV_DECIMAL_ROW.fullmatch(",".join(row)):  # plain decimal numbers only
+        try:
+            parsed = list(map(float, row))
+        except ValueError:  # a quoted cell held a comma
+            pass
+        else:
+            if not any(map(math.isinf, parsed)):  # else an overflow, named below
+                return parsed
     parsed = []
     for j, cell in enumerate(row):
         value = _parse_cell(cell)
