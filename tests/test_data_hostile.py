@@ -327,3 +327,23 @@ def test_hostile_files_under_a_2_gib_address_space(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert len(lines) == 6 and all(" DataError " in line for line in lines), result.stdout
+
+
+def test_zip_member_whose_directory_lies_about_its_size(tmp_path, monkeypatch):
+    """An .npz whose zip directory and npy header agree on 800 MB while the member's
+    compressed stream holds 72 bytes: the claim costs no 800 MB allocation."""
+    claim = 10**4 * 10**4 * 8
+    member = npy_bytes((10**4, 10**4), payload=b"\0" * 72)
+    path = tmp_path / "lie.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", member)
+    raw = bytearray(path.read_bytes())
+    size = struct.pack("<I", len(member))
+    local, central = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    assert raw[local + 22:local + 26] == size and raw[central + 24:central + 28] == size
+    raw[local + 22:local + 26] = raw[central + 24:central + 28] = struct.pack("<I", claim + 128)
+    path.write_bytes(bytes(raw))
+    monkeypatch.setattr(data, "available_memory", lambda: 2**40)  # the claim would fit
+    load = lambda: data.load(str(path))  # noqa: E731
+    one_line_error(load, r"lie.npz(\[X\]: the data ends before| is not a valid .npz)")
+    assert peak_bytes(load) < 4 * 2**20
