@@ -347,3 +347,33 @@ def test_zip_member_whose_directory_lies_about_its_size(tmp_path, monkeypatch):
     load = lambda: data.load(str(path))  # noqa: E731
     one_line_error(load, r"lie.npz(\[X\]: the data ends before| is not a valid .npz)")
     assert peak_bytes(load) < 4 * 2**20
+
+
+# --------------------------------------------------------------------------- fuzzing finds
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_with_255_huge_dimensions_is_a_short_message(tmp_path, compress):
+    # found by tests/test_fuzz_data.py: 'GiB' of a 2^8000-byte claim overflowed a float
+    raw = idx_bytes(0x0E, [2**32 - 1] * 255, b"\0" * 16)
+    path = tmp_path / "wide"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    message = one_line_error(lambda: data.read_idx(path), "IDX header gives shape|GiB")
+    assert len(message) < 300
+
+
+def test_npz_whose_library_error_quotes_the_archive_is_a_short_message(tmp_path):
+    # found by tests/test_fuzz_data.py: zipfile's message quoted 1,800 bytes of the file
+    path = tmp_path / "x.npz"
+    np.savez(path, X=np.ones((8, 3)), y=np.arange(8))
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"X.npy")] = ord("Z")  # the local header's name disagrees with the directory
+    path.write_bytes(bytes(raw))
+    message = one_line_error(lambda: data.load(str(path)), "not a valid .npz file")
+    assert len(message) < 300
+
+
+def test_npy_header_with_thousands_of_dimensions_is_a_short_message(tmp_path):
+    path = tmp_path / "dims.npy"
+    path.write_bytes(npy_bytes((3,) * 3000, version=(2, 0)))
+    message = one_line_error(lambda: data.load(str(path)), r"shape \(3, 3, .*\.\.\.")
+    assert len(message) < 300

@@ -140,10 +140,10 @@ def _check_matrix(X: np.ndarray, name: str, allow_nan: bool = False) -> np.ndarr
     shape = X.shape
     n_features = math.prod(shape[1:])
     if shape[0] < 2:
-        raise DataError(f"{name}: the data has {shape[0]} sample(s) (shape {shape}); at "
+        raise DataError(f"{name}: the data has {shape[0]} sample(s) (shape {_brief(shape)}); at "
                         "least 2 are needed to split it into train and test")
     if n_features == 0:
-        raise DataError(f"{name}: the data has zero features (shape {shape})")
+        raise DataError(f"{name}: the data has zero features (shape {_brief(shape)})")
     X = X.reshape(shape[0], n_features).astype(_float_dtype_for(X.dtype), copy=False)
     check_finite(X, name, allow_nan=allow_nan)
     return X
@@ -160,7 +160,7 @@ def _check_labels(y: np.ndarray, n_samples: int, name: str) -> np.ndarray:
     """y as int64 class labels of shape (n_samples,)."""
     if y.ndim != 1:
         raise DataError(f"{name}: labels y must be a 1-D array of shape ({n_samples},); got "
-                        f"shape {y.shape} (use y.ravel() if it is one column)")
+                        f"shape {_brief(y.shape)} (use y.ravel() if it is one column)")
     if y.shape[0] != n_samples:
         raise DataError(f"{name}: labels y hold {y.shape[0]} entries but X has {n_samples} "
                         "rows; they must have one label per row")
@@ -175,7 +175,7 @@ def _check_labels(y: np.ndarray, n_samples: int, name: str) -> np.ndarray:
             raise DataError(f"{name}: labels y must be integer class labels; entry {i} is "
                             f"{float(y[i])!r}")
         return y.astype(np.int64)
-    raise DataError(f"{name}: labels y must be integer class labels; got dtype {y.dtype}")
+    raise DataError(f"{name}: labels y must be integer class labels; got dtype {_brief(y.dtype)}")
 
 
 def _split(X, y, test_fraction, seed, *, name, image_shape=None, value_range=None,
@@ -210,7 +210,20 @@ def available_memory() -> int | None:
 
 
 def _gib(nbytes: int) -> str:
+    if nbytes >= 2**80:  # a header's absurd claim; float division would overflow
+        return f"about 2^{nbytes.bit_length() - 31} GiB"
     return f"{nbytes / 2**30:.1f} GiB"
+
+
+def _brief(value, limit: int = 80) -> str:
+    """``value`` as text for a one-line message: whitespace collapsed, clipped (a header
+    may hold thousands of dimensions, a library error the bytes it choked on)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _count(nbytes: int) -> str:
+    return str(nbytes) if nbytes < 10**18 else f"about 2^{nbytes.bit_length() - 1}"
 
 
 def _check_fits(nbytes: int, name: str, what: str) -> None:
@@ -323,8 +336,8 @@ def _open_binary(path: Path, what: str):
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _read_exact(stream, nbytes: int) -> bytes:
-    """Read ``nbytes`` from a (possibly decompressing) stream; fewer only at its end."""
+def _read_up_to(stream, nbytes: int) -> bytes:
+    """Up to ``nbytes`` bytes of a (possibly decompressing) stream: fewer only at its end."""
     data = stream.read(nbytes)
     return data if data is not None else b""
 
@@ -343,7 +356,7 @@ def _read_payload(stream, nbytes: int, size_is_proven: bool) -> np.ndarray:
             grown = np.empty(min(nbytes, 2 * len(buffer)), np.uint8)
             grown[:filled] = buffer
             buffer = grown
-        chunk = _read_exact(stream, min(_READ_CHUNK, len(buffer) - filled))
+        chunk = _read_up_to(stream, min(_READ_CHUNK, len(buffer) - filled))
         if not chunk:
             break
         buffer[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
@@ -353,11 +366,11 @@ def _read_payload(stream, nbytes: int, size_is_proven: bool) -> np.ndarray:
 
 def _idx_header(stream, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
     """Read an IDX header: (dtype, shape, header length in bytes)."""
-    magic = _read_exact(stream, 4)
+    magic = _read_up_to(stream, 4)
     if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number {magic.hex()})")
     dtype, ndim = _IDX_DTYPES[magic[2]], magic[3]
-    dims = _read_exact(stream, 4 * ndim)
+    dims = _read_up_to(stream, 4 * ndim)
     if ndim == 0 or len(dims) < 4 * ndim:
         raise DataError(f"{path} is not a valid IDX file (header of {ndim} dimensions is "
                         "truncated)")
@@ -380,8 +393,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             return _read_idx_stream(stream, path, compressed, os.fstat(handle.fileno()).st_size)
         except (EOFError, OSError, zlib.error) as exc:
             if not compressed:
-                raise DataError(f"cannot read {path}: {exc}") from None
-            raise DataError(f"{path} is a damaged or truncated gzip file ({exc})") from None
+                raise DataError(f"cannot read {path}: {_brief(exc)}") from None
+            raise DataError(f"{path} is a damaged or truncated gzip file "
+                            f"({_brief(exc)})") from None
 
 
 def _read_idx_stream(stream, path: Path, compressed: bool, file_size: int) -> np.ndarray:
@@ -389,20 +403,22 @@ def _read_idx_stream(stream, path: Path, compressed: bool, file_size: int) -> np
     count = math.prod(shape)  # Python ints: no overflow
     expected = header_len + count * dtype.itemsize
     if not compressed and file_size != expected:
-        raise DataError(f"{path}: the IDX header gives shape {shape} ({expected} bytes) but "
-                        f"the file holds {file_size} bytes; it is truncated or corrupted")
+        raise DataError(f"{path}: the IDX header gives shape {_brief(shape)} "
+                        f"({_count(expected)} bytes) but the file holds {file_size} bytes; "
+                        "it is truncated or corrupted")
     if count == 0:
-        raise DataError(f"{path}: the IDX header gives shape {shape}, which holds no data")
+        raise DataError(f"{path}: the IDX header gives shape {_brief(shape)}, which holds no data")
     # the raw array and its float32 copy
-    _check_fits(count * (dtype.itemsize + 4), str(path), f"an IDX array of shape {shape}")
+    _check_fits(count * (dtype.itemsize + 4), str(path), f"an IDX array of shape {_brief(shape)}")
     payload = _read_payload(stream, count * dtype.itemsize, size_is_proven=not compressed)
     if len(payload) < count * dtype.itemsize:
-        raise DataError(f"{path}: the IDX header gives shape {shape} ({expected} bytes) but "
-                        f"the decompressed stream holds only {header_len + len(payload)} "
+        raise DataError(f"{path}: the IDX header gives shape {_brief(shape)} "
+                        f"({_count(expected)} bytes) but the decompressed stream holds only "
+                        f"{header_len + len(payload)} "
                         "bytes; it is truncated or corrupted")
-    if compressed and _read_exact(stream, 1):
+    if compressed and _read_up_to(stream, 1):
         raise DataError(f"{path}: the decompressed stream holds more than the {expected} "
-                        f"bytes the IDX header's shape {shape} implies; it is corrupted")
+                        f"bytes the IDX header's shape {_brief(shape)} implies; it is corrupted")
     return payload.view(dtype).reshape(shape)
 
 
@@ -412,8 +428,8 @@ def _load_idx_dataset(spec: str, data_dir) -> Dataset:
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise DataError(f"{spec} {split} files disagree: images {images.shape}, "
-                            f"labels {labels.shape}")
+            raise DataError(f"{spec} {split} files disagree: images {_brief(images.shape)}, "
+                            f"labels {_brief(labels.shape)}")
         if images.dtype != np.uint8:
             raise DataError(f"{files[f'{split}_images']}: images must be unsigned bytes "
                             f"(IDX type 0x08); got {images.dtype}")
@@ -457,7 +473,7 @@ def _load_file(path: Path, allow_nan: bool):
             return (*_read_npz(handle, path), None)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
                 NotImplementedError, RuntimeError) as exc:
-            raise DataError(f"{path} is not a valid .npz file ({exc})") from None
+            raise DataError(f"{path} is not a valid .npz file ({_brief(exc)})") from None
 
 
 def _read_npz(handle, path: Path):
@@ -469,7 +485,7 @@ def _read_npz(handle, path: Path):
         if key is None and len(keys) == 1:
             key = keys[0]
         if key is None:
-            raise DataError(f"{path} holds arrays {keys}; name the data array 'X' "
+            raise DataError(f"{path} holds arrays {_brief(keys)}; name the data array 'X' "
                             "(and labels 'y')")
         label_key = next((k for k in ("y", "labels") if k in members and k != key), None)
 
@@ -486,20 +502,20 @@ def _read_npz(handle, path: Path):
 def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     """Parse a ``.npy`` header (format versions 1 to 3) without trusting it:
     (dtype, shape, fortran_order, header length in bytes)."""
-    magic = _read_exact(stream, 8)
+    magic = _read_up_to(stream, 8)
     if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
         raise DataError(f"{name} is not a valid .npy file (bad magic string {magic[:6]!r})")
     version = (magic[6], magic[7])
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise DataError(f"{name}: unsupported .npy format version {version[0]}.{version[1]}")
     length_format = "<H" if version == (1, 0) else "<I"
-    raw_length = _read_exact(stream, struct.calcsize(length_format))
+    raw_length = _read_up_to(stream, struct.calcsize(length_format))
     if len(raw_length) < struct.calcsize(length_format):
         raise DataError(f"{name} is not a valid .npy file (truncated header)")
     (length,) = struct.unpack(length_format, raw_length)
     if length > 65536:
         raise DataError(f"{name}: the .npy header claims {length} bytes; refused as unsafe")
-    raw_header = _read_exact(stream, length)
+    raw_header = _read_up_to(stream, length)
     if len(raw_header) < length:
         raise DataError(f"{name} is not a valid .npy file (truncated header)")
     try:
@@ -514,7 +530,8 @@ def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool
         raise DataError(f"{name} is not a valid .npy file (unreadable header: "
                         f"{type(exc).__name__})") from None
     if not (isinstance(shape, tuple) and all(type(s) is int and s >= 0 for s in shape)):
-        raise DataError(f"{name} is not a valid .npy file (shape {shape!r} in its header)")
+        raise DataError(f"{name} is not a valid .npy file (shape {_brief(repr(shape))} in its "
+                        "header)")
     if not isinstance(fortran, bool):
         raise DataError(f"{name} is not a valid .npy file (fortran_order {fortran!r})")
     return dtype, shape, fortran, len(magic) + len(raw_length) + length
@@ -528,22 +545,23 @@ def _read_npy(stream, size: int, name: str, size_is_proven: bool = True) -> np.n
     member's size in the archive's directory is a claim)."""
     dtype, shape, fortran, header_len = _read_npy_header(stream, name)
     if dtype.hasobject:
-        raise DataError(f"{name} cannot be read as a numeric file (dtype {dtype}); object "
+        raise DataError(f"{name} cannot be read as a numeric file (dtype {_brief(dtype)}); object "
                         "arrays are refused because loading them could run code")
-    if dtype.kind not in "biuf" or dtype.itemsize > 16:
-        raise DataError(f"{name}: expected a numeric array, got dtype {dtype}")
+    if dtype.kind not in "biuf":
+        raise DataError(f"{name}: expected a numeric array, got dtype {_brief(dtype)}")
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
     if size - header_len != nbytes:
-        raise DataError(f"{name}: the header gives shape {shape} of {dtype} ({nbytes} bytes) "
+        raise DataError(f"{name}: the header gives shape {_brief(shape)} of {dtype} "
+                        f"({_count(nbytes)} bytes) "
                         f"but the file holds {size - header_len} bytes of data; it is "
                         "truncated or corrupted")
     _check_fits(_load_peak_bytes(count, dtype), name,
-                f"an array of shape {shape} ({dtype})")
+                f"an array of shape {_brief(shape)} ({dtype})")
     payload = _read_payload(stream, nbytes, size_is_proven)
     if len(payload) < nbytes:
-        raise DataError(f"{name}: the data ends before the {nbytes} bytes its header gives; "
-                        "it is truncated")
+        raise DataError(f"{name}: the data ends before the {_count(nbytes)} bytes its header "
+                        "gives; it is truncated")
     out = payload.view(dtype)
     if fortran:
         return out.reshape(shape[::-1]).transpose()
@@ -629,7 +647,7 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
                     _check_fits(2 * len(values) * 8, str(path), f"the table (at line {line})")
         except csv.Error as exc:
             raise DataError(f"{path}: line {reader.line_num} cannot be read as CSV "
-                            f"({exc})") from None
+                            f"({_brief(exc)})") from None
     if width is None:
         raise DataError(f"{path} is empty")
     if n_rows == 0:
