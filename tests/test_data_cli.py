@@ -41,5 +41,5 @@ def test_missing_csv_cells_are_accepted_by_vbpca(tmp_path):
     path = tmp_path / "m.csv"
     rows = [f"{i},{2 * i + (i % 3)},{'' if i == 4 else i % 5}" for i in range(30)]
     path.write_text("a,b,c\n" + "\n".join(rows) + "\n")
-    assert main(["fit", "vbpca", "--data", str(path), "--max-latent", "2", "--out",
-                 str(tmp_path / "v")]) == 0
+    assert main(["fit", "vbpca", "--data", str(path), "--max-latent", "2", "--max-iter", "50",
+                 "--out", str(tmp_path / "v")]) == 0
