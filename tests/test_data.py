@@ -323,8 +323,9 @@ def test_csv_shape_errors_and_separator_hint(tmp_path):
 
 def test_csv_that_does_not_fit_in_memory(tmp_path, monkeypatch):
     path = write(tmp_path / "tall.csv", "1,2\n" * 5000)
-    monkeypatch.setattr(data, "available_memory", lambda: 1000)
-    with pytest.raises(DataError, match=r"GiB of memory .* only 0.0 GiB is available"):
+    monkeypatch.setattr(data, "CSV_FIRST_MEMORY_CHECK", 1024)
+    monkeypatch.setattr(data, "available_memory", lambda: 20_000)
+    with pytest.raises(DataError, match=r"the table \(at line 1024\) needs 0.0 GiB of memory"):
         data.load(path)
 
 

@@ -51,6 +51,7 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 CSV_MAX_LINE_BYTES = 16 * 2**20  # a physical CSV line longer than this is refused
+CSV_FIRST_MEMORY_CHECK = 2**20  # values parsed before the memory is first checked (doubling)
 _CSV_MISSING = frozenset({"", "na", "n/a", "nan", "+nan", "-nan", "null"})
 # A CSV number: decimal digits (ASCII only), optional fraction and exponent, or inf.
 _CSV_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
@@ -626,7 +627,7 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
     with _open_binary(path, "data file") as handle:
         reader = csv.reader(_csv_lines(handle, path))
         values = array.array("d")
-        names, width, n_rows = None, None, 0
+        names, width, n_rows, next_check = None, None, 0, CSV_FIRST_MEMORY_CHECK
         try:
             for row in reader:
                 if not row:
@@ -643,8 +644,9 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
                 first = n_rows == 0 and names is None
                 values.extend(_parse_row(row, path, line, allow_nan, first))
                 n_rows += 1
-                if n_rows % 4096 == 0:
+                if len(values) >= next_check:  # the values so far and their split copy
                     _check_fits(2 * len(values) * 8, str(path), f"the table (at line {line})")
+                    next_check = 2 * len(values)
         except csv.Error as exc:
             raise DataError(f"{path}: line {reader.line_num} cannot be read as CSV "
                             f"({_brief(exc)})") from None
