@@ -344,3 +344,17 @@ def test_a_directory_is_not_a_data_file(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match="not a regular file"):
         data.load(str(tmp_path / "d.csv"))
+
+
+def test_available_memory_honours_a_container_limit(tmp_path, monkeypatch):
+    assert data.available_memory() is None or data.available_memory() > 0  # this machine
+    (tmp_path / "meminfo").write_text("MemTotal: 9000 kB\nMemAvailable: 5000 kB\n")
+    (tmp_path / "max").write_text("3000000\n")
+    (tmp_path / "current").write_text("1000000\n")
+    monkeypatch.setattr(data, "MEMINFO", tmp_path / "meminfo")
+    monkeypatch.setattr(data, "CGROUP_MEMORY_FILES", ((tmp_path / "max", tmp_path / "current"),))
+    assert data.available_memory() == 2_000_000  # the cgroup leaves less than MemAvailable
+    (tmp_path / "max").write_text("max\n")  # cgroup v2 without a limit
+    assert data.available_memory() == 5000 * 1024
+    monkeypatch.setattr(data, "MEMINFO", tmp_path / "absent")
+    assert data.available_memory() is None

@@ -197,17 +197,36 @@ def _split(X, y, test_fraction, seed, *, name, image_shape=None, value_range=Non
 
 # --------------------------------------------------------------------------- memory
 
+MEMINFO = Path("/proc/meminfo")
+# (limit, usage) files of a container's memory cgroup, v2 then v1
+CGROUP_MEMORY_FILES = (
+    (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
+    (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+     Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
+)
+
+
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable`` of
-    ``/proc/meminfo``), or None where that is unknown."""
+    """Bytes of memory available to a new allocation, or None where that is unknown:
+    ``MemAvailable`` of ``/proc/meminfo``, or less where a container's memory cgroup
+    limit leaves less."""
+    candidates = []
     try:
-        with open("/proc/meminfo") as handle:
+        with open(MEMINFO) as handle:
             for line in handle:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    candidates.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    for limit_file, usage_file in CGROUP_MEMORY_FILES:
+        try:
+            limit, usage = int(limit_file.read_text()), int(usage_file.read_text())
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+        if limit < 2**60:
+            candidates.append(max(limit - usage, 0))
+        break
+    return min(candidates) if candidates else None
 
 
 def _gib(nbytes: int) -> str:
