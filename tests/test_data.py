@@ -241,8 +241,14 @@ def test_csv_header_becomes_feature_names_kept_through_the_split(tmp_path):
 
 def test_csv_header_detection(tmp_path):
     # a first row with any number in it is data: a cell like 0x10 is named, not dropped
-    with pytest.raises(DataError, match=r"'0x10' at line 1, column 1.*header row must hold no"):
+    with pytest.raises(DataError, match=r"'0x10' at line 1, column 1 \(elbokit reads decimal"):
         data.load(write(tmp_path / "hex.csv", "0x10,1\n3,4\n5,6\n"))
+    with pytest.raises(DataError, match=r"'year' at line 1, column 1.*header row must hold no"):
+        data.load(write(tmp_path / "year.csv", "year,1990\n3,4\n5,6\n"))
+    # ... in any notation: 0x10 alone, 1_000 or a decimal comma is no header name
+    for text in ("0x10\n3\n5\n", "1_000,0b1\n3,4\n5,6\n", '"1,5",x\n3,4\n5,6\n'):
+        with pytest.raises(DataError, match="at line 1, column 1 .elbokit reads decimal"):
+            data.load(write(tmp_path / "one.csv", text))
     # numbers in every cell (exponents, signs, inf-free) are data: 3 rows, no header
     ds = data.load(write(tmp_path / "num.csv", "1e3,-.5\n+3,4.\n5,6\n7,8\n"))
     assert ds.feature_names is None and ds.train.shape[0] + ds.test.shape[0] == 4

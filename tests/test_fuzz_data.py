@@ -5,6 +5,10 @@ Dataset or raise a DataError / DataFileNotFoundError with a one-line message: ne
 another exception, never more than ``PEAK_LIMIT`` bytes allocated (tracemalloc counts
 numpy's buffers).
 
+``test_csv_tables_load_exactly_what_they_hold`` adds an oracle: generated tables (random
+floats in several spellings, optional header, one missing or bad cell) load to exactly
+Python's float of each cell, or fail naming the first bad cell's line and column.
+
 A short budget runs in ``make test``; ``ELBOKIT_FUZZ_EXAMPLES`` raises it
 (``benchmarks/fuzz_data.py`` runs a long one).
 """
@@ -17,6 +21,7 @@ import tracemalloc
 import zipfile
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -230,3 +235,66 @@ def test_fuzz_idx(tmp_path_factory, target, compress, how, ops, st_data):
     if array is not None:
         assert isinstance(array, np.ndarray) and array.size >= 1
     assert_loads_or_fails_cleanly(lambda: data.load("mnist", data_dir=directory))
+
+
+# --------------------------------------------------------------------------- CSV with an oracle
+
+NOT_NAMES = {"na", "n/a", "nan", "null", "inf", "infinity"}
+names = st.from_regex(r"[A-Za-z][A-Za-z0-9 _]{0,6}", fullmatch=True).filter(
+    lambda name: name.strip().lower() not in NOT_NAMES)
+numbers = st.floats(allow_nan=False, allow_infinity=False, width=64)
+spellings = st.sampled_from(["{!r}", "{:.3e}", "{:g}", " {!r} ", "{:+.17g}"])
+BAD_CELLS = ["0x10", "1_0", "abc", "1e400", "inf", "\u0661"]
+
+
+@st.composite
+def csv_tables(draw):
+    """(text, expected values, names or None, (line, column) of the bad cells, and of the
+    missing ones)."""
+    # The expected value of a cell is Python's float of its text; a spelling that rounds
+    # beyond float64 (``1.798e+308``) is a bad cell, as are BAD_CELLS.
+    n_rows, width = draw(st.integers(2, 6)), draw(st.integers(1, 4))
+    header = draw(st.lists(names, min_size=width, max_size=width)) if draw(st.booleans()) \
+        else None
+    cells = [[draw(spellings).format(draw(numbers)) for _ in range(width)]
+             for _ in range(n_rows)]
+    if draw(st.booleans()):  # one missing or bad cell
+        i, j = draw(st.integers(0, n_rows - 1)), draw(st.integers(0, width - 1))
+        # (an empty cell alone on its line is a blank line, skipped: not drawn)
+        # ("abc" in a headerless first row may make it a header: not drawn)
+        cells[i][j] = draw(st.sampled_from(["", "NA", "nan"][width == 1:] + [
+            c for c in BAD_CELLS if not (c == "abc" and i == 0 and header is None)]))
+    values = np.full((n_rows, width), np.nan)
+    bad, missing = [], []
+    for i, row in enumerate(cells):
+        for j, cell in enumerate(row):
+            where = (i + 1 + (header is not None), j + 1)
+            if cell in ("", "NA", "nan"):
+                missing.append(where)
+            elif cell in BAD_CELLS or np.isinf(float(cell)):
+                bad.append(where)
+            else:
+                values[i, j] = float(cell)
+    lines = ([",".join(header)] if header else []) + [",".join(row) for row in cells]
+    return "\n".join(lines) + "\n", values, header, bad, missing
+
+
+@FUZZ
+@given(table=csv_tables(), allow_nan=st.booleans())
+def test_csv_tables_load_exactly_what_they_hold(tmp_path_factory, table, allow_nan):
+    text, values, header, bad, missing = table
+    path = tmp_path_factory.getbasetemp() / "table.csv"
+    path.write_text(text)
+    errors = sorted(bad + ([] if allow_nan else missing))
+    if errors:
+        line, column = errors[0]
+        message = f"at line {line}, column {column}\\b"
+        with pytest.raises(DataError, match=message):
+            data.load(str(path), allow_nan=allow_nan)
+        return
+    ds = data.load(str(path), allow_nan=allow_nan, test_fraction=0.5)
+    assert ds.feature_names == (None if header is None else [h.strip() for h in header])
+    order = np.random.default_rng(0).permutation(len(values))
+    n_test = ds.test.shape[0]
+    np.testing.assert_array_equal(np.concatenate([ds.train, ds.test]),
+                                  values[np.r_[order[n_test:], order[:n_test]]])

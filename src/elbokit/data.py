@@ -629,13 +629,36 @@ def _parse_cell(cell: str) -> float | None:
     return None
 
 
-def _is_header(row: list[str]) -> bool:
-    """A first row is a header when no cell is a number and some cell is not empty.
+def _other_notation(cell: str) -> bool:
+    """Whether a cell that is not a decimal number is one in another notation (``0x10``,
+    ``0b1``, ``1_000``, ``0x1p3``, non-ASCII digits, a decimal comma ``1,5``): no header
+    name, but a value elbokit does not read."""
+    text = cell.strip()
+    if text.lower().lstrip("+-").startswith("0x"):
+        text = text.lower().replace("0x", "", 1)
+        parsers = (lambda t: int(t, 16), float.fromhex)
+    else:
+        parsers = (float, lambda t: int(t, 0), lambda t: float(t.replace(",", ".", 1)))
+    for parse in parsers:
+        try:
+            parse(text)
+            return True
+        except ValueError:
+            pass
+    return False
 
-    A row mixing numbers and text (``0x10,1,2``) is data, so its bad cell is named
-    rather than the row dropped as a header."""
+
+def _is_header(row: list[str]) -> bool:
+    """A first row is a header when no cell is a number (in any notation) and some cell
+    is not empty.
+
+    A row with a number in it (``0x10,1,2``, and ``0x10`` alone) is data, so its bad
+    cell is named rather than the row dropped as a header."""
     values = [_parse_cell(c) for c in row]
-    return all(v is None or math.isnan(v) for v in values) and any(v is None for v in values)
+    if not any(v is None for v in values):
+        return False
+    return all((v is None and not _other_notation(c)) or (v is not None and math.isnan(v))
+               for v, c in zip(values, row))
 
 
 def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str] | None]:
@@ -700,7 +723,9 @@ def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
         where = f"at line {line}, column {j + 1}"
         if value is None:
             hint = _separator_hint([cell])
-            if not hint and first:
+            if not hint and _other_notation(cell):
+                hint = " (elbokit reads decimal numbers only, such as 16, -2.5 or 1e-3)"
+            elif not hint and first:
                 hint = (" (taken as data because other cells of the line are numbers: a "
                         "header row must hold no number)")
             raise DataError(f"{path}: non-numeric cell {_show(cell)} {where}{hint}")
