@@ -377,3 +377,15 @@ def test_npy_header_with_thousands_of_dimensions_is_a_short_message(tmp_path):
     path.write_bytes(npy_bytes((3,) * 3000, version=(2, 0)))
     message = one_line_error(lambda: data.load(str(path)), r"shape \(3, 3, .*\.\.\.")
     assert len(message) < 300
+
+
+def test_npz_member_name_that_is_not_utf8(tmp_path):
+    # found by tests/test_fuzz_data.py: zipfile raised UnicodeDecodeError
+    path = tmp_path / "x.npz"
+    np.savez(path, X=np.ones((8, 3)))
+    raw = bytearray(path.read_bytes())
+    local = raw.index(b"PK\x03\x04")
+    raw[local + 7] |= 0x08  # general-purpose flags (little-endian), bit 11: UTF-8 name ...
+    raw[local + 30] = 0xD8  # ... but its first byte is not
+    path.write_bytes(bytes(raw))
+    one_line_error(lambda: data.load(str(path)), "not a valid .npz file")

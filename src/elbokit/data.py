@@ -491,8 +491,11 @@ def _load_file(path: Path, allow_nan: bool):
             return _read_npy(handle, size, str(path)), None, None
         try:
             return (*_read_npz(handle, path), None)
+        except DataError:
+            raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-                NotImplementedError, RuntimeError) as exc:
+                NotImplementedError, RuntimeError, ValueError, struct.error) as exc:
+            # ValueError: zipfile's UnicodeDecodeError on a mangled member name, and the like
             raise DataError(f"{path} is not a valid .npz file ({_brief(exc)})") from None
 
 
