@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-DataSpec = Annotated[str, typer.Option("--data", help="digits, mnist, fashion-mnist, or a "
+DataSpec = Annotated[str, typer.Option("--data", help="digits, breast-cancer, wine, diabetes, "
+                                                      "iris, mnist, fashion-mnist, or a "
                                                       ".npy/.npz/.csv path.")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of IDX files "
                                                                     "(else $ELBOKIT_DATA).")]
