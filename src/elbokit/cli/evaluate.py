@@ -29,6 +29,9 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     print_metrics(f"{run_dir} on {data}", metrics_for(model, dataset))
 
 
+MAX_GRID = 100_000  # images in one grid (316 x 316 tiles)
+
+
 @app.command("sample")
 def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
            n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 64,
@@ -44,6 +47,13 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if n < 1:
         raise ParameterError(f"-n must be >= 1; got {n}")
     model = load_model(run_dir)
+    from ..io import check_memory
+
+    # the samples in float64 and their latents, the grid image and the figure: ~4 copies
+    check_memory(4 * 8 * n * (model.n_features_in_ + 64), f"sample -n {n}",
+                 error=ParameterError)
+    if n > MAX_GRID:
+        raise ParameterError(f"-n {n} samples make an unreadable grid; draw at most {MAX_GRID}")
     shape = image_shape_of(run_dir, model.n_features_in_)
     if shape is None:
         raise DataError(f"the model in {run_dir} was not fitted on images "
