@@ -51,7 +51,10 @@ class _Terminated:
 
 
 def _is_main_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"
+    """Rank 0 of a torchrun job (its full set of variables), or a single process."""
+    from .._torchrun import env_rank
+
+    return env_rank() == 0
 
 
 def _report_interrupt(exc: BaseException) -> None:

@@ -3,7 +3,6 @@ one table on the same held-out data."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -43,15 +42,6 @@ def build_model(kind: str, latent: int, *, epochs: int, seed: int, mean_variance
     raise ParameterError(f"unknown model {kind!r}; choose from {list(COMPARE_MODELS)}")
 
 
-def _matching_run(run_dir: Path, data: str, latent: int, seed: int) -> bool:
-    try:
-        run = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (run.get("data"), run.get("latent"), run.get("seed")) == (data, latent, seed) and \
-        (run_dir / "model.json").is_file()
-
-
 @app.command("compare")
 def compare(data: DataSpec = "digits", latent: Latent = 10,
             models: Annotated[str, typer.Option(help="Comma-separated: " + ",".join(
@@ -63,6 +53,8 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
                 "runs/compare"),
             refit: Annotated[bool, typer.Option(help="Refit even if a matching run "
                                                      "exists.")] = False,
+            overwrite: Annotated[bool, typer.Option(help="Replace runs in --out fitted with "
+                                                         "other settings.")] = False,
             data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2):
     """Fit (or load) each model and print log p(x), ELBO, active units and fit time."""
     from .. import data as data_module
@@ -70,7 +62,8 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
     from ..exceptions import ParameterError
     from ..io import atomic_write_json
     from ..models import load_model
-    from ..runs import fit_and_record
+    from ..models import kind_of
+    from ..runs import fit_and_record, matching_run, read_metrics, run_key
 
     kinds = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in kinds if m not in COMPARE_MODELS]
@@ -82,14 +75,21 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
     rows, table = [], {}
     for kind in kinds:
         run_dir = out / kind
-        if not refit and _matching_run(run_dir, data, latent, seed):
+        model = build_model(kind, latent, epochs=epochs, seed=seed,
+                            mean_variance=float(dataset.train.var(axis=0).mean()))
+        key = run_key(kind_of(model), model.get_params(), spec=data, seed=seed,
+                      test_fraction=test_fraction, data_dir=data_dir)
+        if not refit and matching_run(run_dir, key):
             model = load_model(run_dir)
-            fit_seconds = json.loads((run_dir / "metrics.json").read_text()).get("fit_seconds")
+            fit_seconds = read_metrics(run_dir).get("fit_seconds")
         else:
-            model = build_model(kind, latent, epochs=epochs, seed=seed,
-                                mean_variance=float(dataset.train.var(axis=0).mean()))
+            if (run_dir / "model.json").exists() and not (refit or overwrite):
+                raise ParameterError(f"{run_dir} holds a run fitted with other settings or "
+                                     "data; pass --refit or --overwrite to replace it, or "
+                                     "choose another --out")
             metrics = fit_and_record(model, dataset, run_dir, spec=data, seed=seed,
-                                     overwrite=True)
+                                     overwrite=True, test_fraction=test_fraction,
+                                     data_dir=data_dir)
             fit_seconds = metrics["fit_seconds"]
         ll = log_likelihood(model, dataset.test, n_importance=k, progress=True)
         bound = float(elbo(model, dataset.test).mean())

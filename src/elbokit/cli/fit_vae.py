@@ -88,7 +88,8 @@ def fit_vae(
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
     from .. import data as data_module
     from ..io import atomic_write_json
-    from ..runs import METRICS_FILE, RUN_FILE, metrics_for, prepare_out_dir
+    from ..runs import (METRICS_FILE, RUN_FILE, metrics_for, prepare_out_dir, record_fields,
+                        run_key)
 
     prepare_out_dir(out, overwrite=overwrite or resume)
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
@@ -122,6 +123,9 @@ def fit_vae(
            "params": {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in model.get_params().items()},
            "resumed": resume}
+    run.update(record_fields(dataset, run_key("vae", run["params"], spec=data, seed=seed,
+                                              test_fraction=test_fraction, data_dir=data_dir,
+                                              validation_fraction=validation_fraction)))
     atomic_write_json(out / RUN_FILE, run)
     atomic_write_json(out / METRICS_FILE, metrics)
     print_metrics(f"vae (L={latent}, {likelihood}) on {data}", metrics)
@@ -160,4 +164,6 @@ def _throughput(model, n_train: int) -> float | None:
 
 def register(fit_app: typer.Typer) -> None:
     """Add ``vae`` to the ``elbokit fit`` group."""
-    fit_app.command("vae")(fit_vae)
+    from ..runs import locked_run
+
+    fit_app.command("vae")(locked_run(fit_vae))  # the run directory is locked while it runs
