@@ -353,6 +353,16 @@ _FLOAT_DTYPES = ("float16", "float32", "float64")
 _NUMERIC_DTYPES = _FLOAT_DTYPES + ("bool", "int8", "int16", "int32", "int64", "uint8",
                                    "uint16", "uint32", "uint64")
 POSITIVE_ATTRIBUTES = ("noise_variance_", "tau_")  # variances and precisions: > 0
+_CORE = ("n_features_in_", "n_components_", "mean_", "components_", "noise_variance_")
+# the fitted attributes each class's methods use (a file without one is incomplete)
+REQUIRED_ATTRIBUTES = {
+    "PCA": _CORE + ("explained_variance_", "explained_variance_ratio_", "singular_values_"),
+    "PPCA": _CORE,
+    "FactorAnalysis": _CORE,
+    "LinearAutoencoder": _CORE + ("explained_variance_", "weights_"),
+    "VBPCA": _CORE + ("alpha_", "loadings_", "loadings_cov_", "mean_var_", "tau_",
+                      "active_components_"),
+}
 
 
 def _json_scalar(value):
@@ -480,6 +490,11 @@ def _check_classical_meta(meta: dict, cls: type, path: Path) -> None:
                                  f"'shape' of non-negative integers; got {_short(spec)}")
     if set(meta["fitted_scalars"]) & set(meta["arrays"]):
         raise ModelFileError(f"{path}: a fitted attribute is listed as a scalar and an array")
+    missing = [name for name in REQUIRED_ATTRIBUTES.get(cls.__name__, _CORE)
+               if name not in meta["fitted_scalars"] and name not in meta["arrays"]]
+    if missing:
+        raise ModelFileError(f"{path}: the fitted attribute(s) {missing} are missing; the file "
+                             "is incomplete or was edited")
     names = meta.get("feature_names_in")
     n_features = meta["fitted_scalars"].get("n_features_in_")
     check_str_list(names, "feature_names_in", path,
@@ -494,6 +509,8 @@ def _check_fitted_name(name, cls: type, path: Path) -> None:
 
 
 def _check_scalar(name: str, value, path: Path) -> None:
+    if isinstance(value, list) and (name.startswith("n_") or name in POSITIVE_ATTRIBUTES):
+        raise ModelFileError(f"{path}: fitted attribute {name!r} must be a single value")
     if isinstance(value, list):
         if len(value) > 10**7 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                           for v in value):
@@ -536,8 +553,10 @@ def _check_consistent(estimator, path: Path) -> None:
     """The shapes the fitted attributes must have relative to each other."""
     d = getattr(estimator, "n_features_in_", None)
     L = getattr(estimator, "n_components_", None)
-    if d is None or d < 1:
+    if not isinstance(d, int) or d < 1:
         raise ModelFileError(f"{path}: n_features_in_ is missing or < 1")
+    if L is not None and not isinstance(L, int):
+        raise ModelFileError(f"{path}: n_components_ must be an integer")
     expected = {"mean_": (d,)}
     if L is not None:
         expected["components_"] = (L, d)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
              test_fraction: TestFraction = 0.2):
     """Print a saved model's log-likelihood (ELBO for a VAE) on other data."""
     from .. import data as data_module
-    from ..exceptions import DataError
+    from ..exceptions import DataError, ModelFileError
     from ..models import load_model
     from ..runs import metrics_for
 
@@ -26,7 +27,12 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
                         f"was fitted on {model.n_features_in_}")
-    print_metrics(f"{run_dir} on {data}", metrics_for(model, dataset))
+    metrics = metrics_for(model, dataset)
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ModelFileError(f"the model in {run_dir} gives non-finite {', '.join(bad)} on "
+                             f"{data}: its arrays are corrupted or do not suit this data")
+    print_metrics(f"{run_dir} on {data}", metrics)
 
 
 MAX_GRID = 100_000  # images in one grid (316 x 316 tiles)
