@@ -88,8 +88,8 @@ def fit_vae(
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
     from .. import data as data_module
     from ..io import atomic_write_json
-    from ..runs import (METRICS_FILE, RUN_FILE, metrics_for, prepare_out_dir, record_fields,
-                        run_key)
+    from ..runs import (METRICS_FILE, RUN_FILE, metrics_for, names_of, prepare_out_dir,
+                        record_fields, run_key)
 
     prepare_out_dir(out, overwrite=overwrite or resume)
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
@@ -108,7 +108,7 @@ def fit_vae(
     seconds = time.perf_counter() - start
     if _leave_process_group():  # under torchrun, rank 0 alone writes and prints
         return
-    model.save(out)
+    model.save(out, extra=names_of(dataset))
     metrics = metrics_for(model, dataset)  # binarised once for a binary-pixel model
     metrics.update(fit_seconds=seconds, epochs=len(model.history_),
                    images_per_second=_throughput(model, dataset.train.shape[0]),
