@@ -211,3 +211,31 @@ def test_seed_out_of_range_is_one_line(tmp_path, capsys, seed):
     assert main(["fit", "pca", "--seed", seed, "--out", str(tmp_path / "o")]) == 2
     _one_line(capsys, "--seed must be an integer in [0, 4294967295]")
     assert not (tmp_path / "o").exists()
+
+
+def test_two_fit_processes_on_one_out_cannot_both_succeed(tmp_path, capsys):
+    """A real second process: while `fit vae` trains into --out, `fit pca` into the same
+    directory fails at once with one line; the VAE run then completes."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cli = "import sys; from elbokit.cli import run; sys.argv[0] = 'elbokit'; run()"
+    first = subprocess.Popen(
+        [sys.executable, "-c", cli, "fit", "vae", "--latent", "2", "--hidden", "64",
+         "--batch-size", "16", "--epochs", "6", "--no-progress", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoints" / "checkpoint.json").exists():
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    code = main(["fit", "pca", "--latent", "2", "--out", str(out), "--overwrite"])
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert code == 2
+    _one_line(capsys, "being written by another elbokit process")
+    assert json.loads((out / "model.json").read_text())["kind"] == "vae"
