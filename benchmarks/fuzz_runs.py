@@ -1,5 +1,5 @@
 """Longer fuzzing of saved runs: the hypothesis tests of tests/test_fuzz_runs.py with a
-large budget (they run with 15 examples per target in `make test`).
+large budget (they run with 10 examples per target in `make test`).
 
     .venv/bin/python benchmarks/fuzz_runs.py            # 1000 examples per target
     .venv/bin/python benchmarks/fuzz_runs.py --examples 5000

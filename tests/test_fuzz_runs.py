@@ -5,7 +5,7 @@ of the safetensors files, with the checksums recomputed or not. Every mutation m
 give a correct result or a one-line elbokit error: never another exception, a NaN
 reported as success, or a change to the run.
 
-The budget is small here (``ELBOKIT_FUZZ_EXAMPLES``, default 15 per target, a few
+The budget is small here (``ELBOKIT_FUZZ_EXAMPLES``, default 10 per target, about ten
 seconds in all); ``benchmarks/fuzz_runs.py`` runs the same tests with a large one.
 """
 
@@ -33,7 +33,7 @@ torch = pytest.importorskip("torch")
 from elbokit.nn import VAE  # noqa: E402
 from elbokit.nn import checkpoint as ckpt  # noqa: E402
 
-EXAMPLES = int(os.environ.get("ELBOKIT_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("ELBOKIT_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50,
                 suppress_health_check=list(HealthCheck), database=None)
 CLASSICAL_DESCRIBED = ("class", "params", "fitted_scalars", "arrays", "feature_names_in")

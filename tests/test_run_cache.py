@@ -239,3 +239,22 @@ def test_two_fit_processes_on_one_out_cannot_both_succeed(tmp_path, capsys):
     assert code == 2
     _one_line(capsys, "being written by another elbokit process")
     assert json.loads((out / "model.json").read_text())["kind"] == "vae"
+
+
+def test_a_stop_while_saving_leaves_no_partial_run(tmp_path, monkeypatch):
+    """Interrupted between the model and metrics.json, a run is removed, not left
+    looking complete (exit 130/143 is then the CLI's)."""
+    import elbokit.runs as runs
+
+    real = runs.atomic_write_json
+
+    def stop_at_metrics(path, obj):
+        if Path(path).name == "metrics.json":
+            raise KeyboardInterrupt("terminated")
+        real(path, obj)
+
+    monkeypatch.setattr(runs, "atomic_write_json", stop_at_metrics)
+    X = np.random.default_rng(2).normal(size=(60, 4))
+    with pytest.raises(KeyboardInterrupt):
+        fit_and_record(PCA(2), Dataset(X[:50], X[50:]), tmp_path / "r", spec="x", seed=0)
+    assert not (tmp_path / "r").exists() or list((tmp_path / "r").iterdir()) == []

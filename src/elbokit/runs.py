@@ -129,10 +129,24 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                "params": {k: v for k, v in model.get_params().items()
                           if isinstance(v, (int, float, str, bool, type(None)))},
                **record_fields(dataset, key)}
-        save_model(model, out, extra=names_of(dataset))
-        atomic_write_json(out / RUN_FILE, run)
-        atomic_write_json(out / METRICS_FILE, metrics)
+        try:
+            save_model(model, out, extra=names_of(dataset))
+            atomic_write_json(out / RUN_FILE, run)
+            atomic_write_json(out / METRICS_FILE, metrics)
+        except BaseException:  # a stop or an error mid-save: no half-written run remains
+            remove_run_files(out)
+            raise
     return metrics
+
+
+RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, "arrays.safetensors", "weights.safetensors")
+
+
+def remove_run_files(out: Path) -> None:
+    """Delete the files of a run (metrics first, model.json, the commit record, before
+    its tensors), so that an interrupted save never looks like a complete run."""
+    for name in RUN_FILES:
+        (Path(out) / name).unlink(missing_ok=True)
 
 
 def latent_of(model) -> int | None:
