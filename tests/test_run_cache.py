@@ -258,3 +258,15 @@ def test_a_stop_while_saving_leaves_no_partial_run(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         fit_and_record(PCA(2), Dataset(X[:50], X[50:]), tmp_path / "r", spec="x", seed=0)
     assert not (tmp_path / "r").exists() or list((tmp_path / "r").iterdir()) == []
+
+
+def test_resume_refuses_other_training_settings(tmp_path, capsys):
+    out = tmp_path / "vae"
+    base = ["fit", "vae", "--latent", "2", "--hidden", "8", "--no-progress", "--out", str(out)]
+    assert main(base + ["--epochs", "1"]) == 0
+    before = _digest(out)
+    capsys.readouterr()
+    assert main(base + ["--epochs", "2", "--resume", "--lr", "0.01"]) == 2
+    _one_line(capsys, "changed: --lr 0.01 (checkpoint: 0.001)")
+    assert _digest(out) == before
+    assert main(base + ["--epochs", "2", "--resume"]) == 0  # more epochs: fine

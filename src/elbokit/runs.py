@@ -348,26 +348,49 @@ def locked_run(command):
         bound.apply_defaults()
         out = Path(bound.arguments["out"])
         if bound.arguments.get("resume"):
-            check_resumable(out, "vae")
+            check_resumable(out, "vae", bound.arguments)
         with RunLock(out):
             return command(*args, **kwargs)
 
     return wrapper
 
 
-def check_resumable(out: Path, kind: str) -> None:
-    """Refuse ``--resume`` into a directory holding a saved model of another kind."""
+VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
+# training settings a resumed run must share with its checkpoint (``epochs`` may grow)
+RESUME_SAME = ("batch_size", "lr", "lr_schedule", "objective", "n_samples", "binarize",
+               "seed", "kl_warmup", "free_bits", "beta")
+
+
+def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None:
+    """Refuse ``--resume`` into a directory holding a saved model of another kind, or
+    whose checkpoint was written with other training settings than ``arguments`` (the
+    command's; the architecture is compared when the checkpoint is loaded)."""
     model_file = out / MODEL_FILE
-    if not model_file.is_file():
+    if model_file.is_file():
+        try:
+            saved = read_json(model_file, "model file").get("kind")
+        except ModelFileError:
+            saved = None
+        if saved != kind:
+            raise ParameterError(f"{out} holds a {str(saved)[:20]!r} model, not a {kind} run; "
+                                 "--resume continues only a run of the same model (choose "
+                                 "another --out, or --overwrite without --resume)")
+    record = out / VAE_CHECKPOINTS / "checkpoint.json"
+    if not arguments or not record.is_file():
         return
     try:
-        saved = read_json(model_file, "model file").get("kind")
+        training = read_json(record, "checkpoint file").get("training")
     except ModelFileError:
-        saved = None
-    if saved != kind:
-        raise ParameterError(f"{out} holds a {str(saved)[:20]!r} model, not a {kind} run; "
-                             "--resume continues only a run of the same model (choose "
-                             "another --out, or --overwrite without --resume)")
+        return  # the loader names what is wrong with it
+    if not isinstance(training, dict):
+        return
+    changed = [f"--{name.replace('_', '-')} {arguments[name]!r} (checkpoint: "
+               f"{training[name]!r})" for name in RESUME_SAME
+               if name in arguments and name in training and arguments[name] != training[name]]
+    if changed:
+        raise ParameterError(f"--resume needs the settings of the checkpoint in {out}; "
+                             f"changed: {', '.join(changed)}; pass the same settings, or "
+                             "start a new run (another --out)")
 
 
 def image_shape_of(run_dir: str | os.PathLike, n_features: int):
