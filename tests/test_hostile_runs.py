@@ -20,7 +20,6 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from elbokit.nn import VAE  # noqa: E402
-from elbokit.nn import checkpoint as ckpt  # noqa: E402
 
 TINY = ["--data", "digits", "--latent", "2", "--hidden", "8", "--no-progress"]
 

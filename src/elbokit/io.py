@@ -121,6 +121,18 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
+def _loads(text: str):
+    """JSON with only finite numbers (no NaN, Infinity or 1e999)."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     """Read a JSON object, with a clear :class:`ModelFileError` on a missing, oversized
     or bad file. ``NaN``/``Infinity`` (not JSON, but Python writes them) are refused."""
@@ -132,7 +144,7 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
         raise ModelFileError(f"{what} {path} is {size / 2**20:.0f} MiB, more than elbokit "
                              f"ever writes ({MAX_JSON_BYTES >> 20} MiB); it is not elbokit's")
     try:
-        obj = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+        obj = _loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"{what} {path} is not valid JSON ({reason}); the file is "
@@ -148,7 +160,8 @@ def description_digest(meta: dict, keys) -> str:
     size) is caught as a mismatch like an edit of the tensor file. It protects against
     accidents and mixed files, not against someone who recomputes it: the checks of
     every field and tensor do that."""
-    text = json.dumps({k: meta.get(k) for k in keys}, sort_keys=True, allow_nan=False)
+    described = _finite_or_null({k: meta.get(k) for k in keys})  # as the file holds it
+    text = json.dumps(described, sort_keys=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -296,7 +309,7 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tup
                                  f"holds {size}; it is truncated or corrupted")
         raw = handle.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        header = _loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelFileError(f"tensor file {path}: the header is not valid JSON; the file is "
                              "corrupted") from None
@@ -521,21 +534,24 @@ def _check_fitted_name(name, cls: type, path: Path) -> None:
 
 
 def _check_scalar(name: str, value, path: Path) -> None:
-    if isinstance(value, list) and (name.startswith("n_") or name in POSITIVE_ATTRIBUTES):
-        raise ModelFileError(f"{path}: fitted attribute {name!r} must be a single value")
-    if isinstance(value, list):
-        if len(value) > 10**7 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                          for v in value):
+    """A fitted scalar: a number, string or bool; a list of numbers (a trace; null where
+    it was not finite); null for a diagnostic that was NaN. Counts (``n_*``) are
+    non-negative integers, variances and precisions positive numbers."""
+    vital = name.startswith("n_") or name in POSITIVE_ATTRIBUTES
+    if isinstance(value, list) and not vital:
+        if len(value) > 10**7 or not all(v is None or isinstance(v, (int, float))
+                                          and not isinstance(v, bool) for v in value):
             raise ModelFileError(f"{path}: fitted attribute {name!r} must be a list of numbers")
+        return
+    if value is None and not vital:
         return
     check_type(value, (int, float, str, bool), f"fitted_scalars.{name}", path)
     if name.startswith("n_") and (not isinstance(value, int) or isinstance(value, bool)
                                   or not 0 <= value < 2**40):
         raise ModelFileError(f"{path}: fitted attribute {name!r} must be a non-negative "
                              f"integer; got {_short(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ModelFileError(f"{path}: fitted attribute {name!r} is not finite")
-    if name in POSITIVE_ATTRIBUTES and not (not isinstance(value, (str, bool)) and value > 0):
+    if name in POSITIVE_ATTRIBUTES and not (isinstance(value, (int, float))
+                                            and not isinstance(value, bool) and value > 0):
         raise ModelFileError(f"{path}: {name} must be positive; got {_short(value)} (a zero "
                              "or negative variance gives NaN or infinite log-likelihoods)")
 
