@@ -304,8 +304,8 @@ class RunLock:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise ParameterError(f"cannot create or open {self.directory} "
-                                 f"({exc.strerror or exc})") from None
+            raise ParameterError(f"cannot write to {self.directory} ({exc.strerror or exc}); "
+                                 "choose another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
