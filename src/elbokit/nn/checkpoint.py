@@ -279,15 +279,17 @@ def restore_optimizer(optimizer, tensors: dict, meta: dict, where) -> None:
 
 def _checked_groups(optimizer, saved, where) -> list[dict]:
     """The saved parameter groups, checked against the optimiser's own: same number,
-    same parameter indices, same keys; numbers in range; the flags that pick a kernel
-    (fused, foreach, ...) kept as the optimiser has them."""
+    same parameter indices; lr, betas, eps, weight_decay of the right types and ranges.
+    Everything else (the flags that pick a kernel: fused, foreach, ...) is kept as the
+    optimiser has it, whatever the file says."""
     current = optimizer.state_dict()["param_groups"]
     if not isinstance(saved, list) or len(saved) != len(current) or \
             not all(isinstance(g, dict) for g in saved):
         raise ModelFileError(f"{where}: the optimiser's parameter groups do not match the model")
     groups = []
     for mine, theirs in zip(current, saved):
-        if set(theirs) != set(mine) or theirs["params"] != mine["params"]:
+        # keys of another torch version may differ: only the checked numbers are taken
+        if theirs.get("params") != mine["params"]:
             raise ModelFileError(f"{where}: the optimiser's parameter groups do not match the "
                                  "model")
         group = dict(mine)
@@ -452,9 +454,10 @@ def load_checkpoint(run_dir) -> dict:
 
 
 def _checked_loop_state(loop_state: dict, epoch: int, where) -> dict:
-    unknown = sorted(set(loop_state) - {"best_elbo", "best_epoch", "stopped_early"})
-    if unknown:
-        raise ModelFileError(f"{where}: loop_state has unknown field(s) {unknown[:5]}")
+    for name, value in loop_state.items():  # fields of later versions: plain values only
+        if isinstance(value, (dict, list)):
+            raise ModelFileError(f"{where}: loop_state field {str(name)[:40]!r} must be a "
+                                 "number, a string, true/false or null")
     if loop_state.get("best_elbo") is not None:
         check_number(loop_state["best_elbo"], "loop_state.best_elbo", where)
     check_int(loop_state.get("best_epoch", 0), "loop_state.best_epoch", where, 0, epoch)
