@@ -37,7 +37,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
 @pytest.mark.parametrize("rank, lines", [("0", 1), ("1", 0)])
 def test_under_torchrun_only_rank_0_prints_the_error(tmp_path, capsys, monkeypatch, rank,
                                                      lines):
-    monkeypatch.setenv("RANK", rank)  # every rank fails alike; one line in all
+    for name, value in {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": "2",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)  # every rank fails alike; one line in all
     assert main(["evaluate", str(tmp_path / "no-such-run")]) == 2
     assert len(capsys.readouterr().err.splitlines()) == lines
 

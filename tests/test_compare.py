@@ -14,17 +14,18 @@ from elbokit.cli import main
 from elbokit.exceptions import TrainingError
 
 
-class _Failing:
-    """An estimator whose fit fails as a diverged or numerically broken model does."""
+def _failing_ppca(error):
+    """A real PPCA (so the run key and the registry know it) whose fit fails as a
+    diverged or numerically broken model does."""
+    from elbokit import PPCA
 
-    def __init__(self, error):
-        self.error = error
+    model = PPCA(2)
 
-    def fit(self, X, y=None):
-        raise self.error
+    def fit(X, y=None):
+        raise error
 
-    def get_params(self, deep=True):
-        return {}
+    model.fit = fit
+    return model
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_a_failing_model_is_a_row_and_the_others_are_printed_and_saved(
     real_build = compare_module.build_model
 
     def build(kind, latent, **kwargs):
-        return _Failing(error) if kind == "ppca" else real_build(kind, latent, **kwargs)
+        return _failing_ppca(error) if kind == "ppca" else real_build(kind, latent, **kwargs)
 
     monkeypatch.setattr(compare_module, "build_model", build)
     out = tmp_path / "cmp"

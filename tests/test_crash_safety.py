@@ -228,3 +228,60 @@ def test_disk_full_mid_run_keeps_the_previous_checkpoint_whole(tmp_path, digits,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-e0001.safetensors",
                                                          "checkpoint.json"]
     assert ckpt.load_checkpoint(tmp_path)["epoch"] == 1
+
+
+# --------------------------------------------------------------------------- swallowed stops
+
+def test_a_swallowed_sigterm_is_never_reported_as_success(tmp_path, capsys, monkeypatch):
+    """SIGTERM's KeyboardInterrupt raised inside a garbage-collection callback is
+    discarded by Python. The stop is still a stop: no later write commits, exit 143."""
+    import elbokit.report
+
+    run = tmp_path / "run"
+    assert main(["fit", "pca", "--latent", "2", "--out", str(run)]) == 0
+
+    def report_that_swallows(run_dir):
+        try:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            pass  # what a gc callback does with it
+        from elbokit.io import atomic_write_bytes
+
+        atomic_write_bytes(Path(run_dir) / "report.html", b"<html>partial</html>")
+        return Path(run_dir) / "report.html"
+
+    monkeypatch.setattr(elbokit.report, "write_report", report_that_swallows)
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 143
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "terminated" in err, err
+    assert not (run / "report.html").exists()
+    assert not list(run.glob(".report*"))  # no temporary file left either
+    monkeypatch.undo()
+    assert main(["report", str(run)]) == 0  # the next command is not affected
+
+
+GC_SIGTERM = """
+import gc, os, signal, sys, time
+from elbokit.cli import main
+fired = []
+def callback(phase, info):
+    if phase == "start" and not fired and callable(signal.getsignal(signal.SIGTERM)):
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10000):  # the handler runs here, inside the callback: swallowed
+            pass
+gc.callbacks.append(callback)
+gc.set_threshold(50)  # collections start often: one lands inside the report
+sys.exit(main(["report", sys.argv[1]]))
+"""
+
+
+def test_sigterm_inside_a_gc_callback_during_report(tmp_path):
+    run = tmp_path / "run"
+    assert main(["fit", "pca", "--latent", "2", "--out", str(run)]) == 0
+    done = subprocess.run([sys.executable, "-c", GC_SIGTERM, str(run)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert not (run / "report.html").exists()
+    assert done.stderr.strip().splitlines() == ["elbokit: terminated"], done.stderr[-2000:]

@@ -117,8 +117,10 @@ def test_a_resumed_two_process_run_matches(tmp_path, two_processes):
 # --------------------------------------------------------------------------- the parts
 
 def _as_rank(monkeypatch, rank: int, size: int = 2) -> None:
-    monkeypatch.setenv("WORLD_SIZE", str(size))
-    monkeypatch.setenv("RANK", str(rank))
+    """torchrun's full set of variables, as it sets them (nothing less counts)."""
+    for name, value in {"WORLD_SIZE": size, "RANK": rank, "LOCAL_RANK": rank,
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": 29500}.items():
+        monkeypatch.setenv(name, str(value))
 
 
 def test_each_rank_takes_its_contiguous_part_of_the_minibatch(monkeypatch):
@@ -240,3 +242,50 @@ def test_a_nan_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path, one_threa
         assert "epoch 1, step 5 of 20" in rank["error"]
         for name, value in one["weights"].items():
             assert np.allclose(rank["weights"][name], value, rtol=0, atol=1e-5), name
+
+
+# --------------------------------------------------------------------------- the environment
+
+FULL = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500"}
+
+
+def test_torchrun_env_needs_the_full_consistent_set():
+    from elbokit._torchrun import torchrun_env
+    from elbokit.exceptions import ParameterError
+
+    assert torchrun_env({}) is None
+    assert torchrun_env({"RANK": "3"}) is None  # a stray variable: one process
+    assert torchrun_env({k: v for k, v in FULL.items() if k != "MASTER_PORT"}) is None
+    assert torchrun_env(FULL).rank == 1 and torchrun_env(FULL).world_size == 2
+    for change in ({"RANK": "2"}, {"RANK": "-1"}, {"WORLD_SIZE": "0"}, {"LOCAL_RANK": "x"},
+                   {"MASTER_PORT": "70000"}, {"LOCAL_RANK": "2", "RANK": "1"}):
+        with pytest.raises(ParameterError, match="torchrun"):
+            torchrun_env({**FULL, **change})
+
+
+def test_a_lone_rank_variable_means_a_single_process_run(tmp_path, monkeypatch, capsys):
+    """Issue 13: RANK=1 left in the environment made `fit` print nothing, exit 0 and
+    write no model. Now it trains in one process, says so, and writes the run."""
+    from elbokit.cli import main
+
+    for name in FULL:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="RANK=1 set without"):
+        code = main(["fit", "vae", "--data", "digits", "--latent", "2", "--hidden", "8",
+                     "--epochs", "1", "--no-progress", "--out", str(out)])
+    assert code == 0
+    assert (out / "model.json").is_file() and "saved to" in capsys.readouterr().out
+
+
+def test_an_inconsistent_torchrun_environment_is_one_line(tmp_path, monkeypatch, capsys):
+    from elbokit.cli import main
+
+    for name, value in {**FULL, "RANK": "5"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["fit", "vae", "--data", "digits", "--latent", "2", "--hidden", "8",
+                 "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "inconsistent torchrun environment" in err and len(err.splitlines()) == 1

@@ -16,6 +16,7 @@ __all__ = [
     "ParameterError",
     "ModelFileError",
     "TrainingError",
+    "RunLockedError",
     "ConvergenceWarning",
 ]
 
@@ -42,3 +43,7 @@ class ModelFileError(ElbokitError, ValueError):
 
 class TrainingError(ElbokitError, RuntimeError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class RunLockedError(ElbokitError, RuntimeError):
+    """Another elbokit process is writing the same run directory."""

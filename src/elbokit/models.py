@@ -38,16 +38,18 @@ def kind_of(model) -> str:
 
 
 def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Save a fitted model to ``directory`` (arrays in safetensors, the rest in JSON)."""
+    """Save a fitted model to ``directory`` (arrays in safetensors, the rest in JSON;
+    ``extra``: JSON kept in model.json, e.g. the data's feature names)."""
     kind = kind_of(model)
     if kind == "vae":
-        model.save(directory)
+        model.save(directory, extra=extra)
         return Path(directory)
     return save_estimator(model, directory, kind=kind, extra=extra)
 
 
 def load_model(directory: str | os.PathLike):
-    """Load any model saved by elbokit, checking its format version and files."""
+    """Load any model saved by elbokit, checking its format version and files; model.json
+    is read once and every field of it is checked before it is used."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelFileError(f"model directory {directory} does not exist")
@@ -56,5 +58,5 @@ def load_model(directory: str | os.PathLike):
     if meta.get("kind") == "vae":
         from .nn import VAE
 
-        return VAE.load(directory)
-    return load_estimator(directory, classical_registry())
+        return VAE.load(directory, meta=meta)
+    return load_estimator(directory, classical_registry(), meta)

@@ -1,25 +1,36 @@
 """Fit-and-record: the work behind ``elbokit fit``, ``evaluate`` and ``demo``.
 
 A run directory holds the saved model (``model.json`` + arrays), ``metrics.json``
-and ``run.json`` (the resolved settings: data spec, latent size, seed, image shape).
+and ``run.json`` (the resolved settings: data spec, latent size, seed, image shape,
+the data's feature and target names, and ``key``: everything that determines the
+fit, which ``compare`` matches before it reuses a run). A fit holds a lock on its
+run directory (``flock``) from start to end: a second fit into the same directory
+fails at once instead of both "succeeding" with one result lost.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import inspect
+import math
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ._torchrun import env_rank
 from .data import Dataset
-from .exceptions import ParameterError
-from .io import MODEL_FILE, atomic_write_json, read_json
+from .exceptions import ModelFileError, ParameterError, RunLockedError
+from .io import (MODEL_FILE, atomic_write_json, check_int, check_str_list, check_type,
+                 read_json, sha256_file)
 from .models import kind_of, save_model
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 CLASSICAL_KINDS = ("pca", "ppca", "fa", "linear-ae")
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
 
 
@@ -94,38 +105,304 @@ def metrics_for(model, dataset: Dataset) -> dict:
 
 
 def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str,
-                   seed: int = 0, overwrite: bool = False) -> dict:
-    """Fit ``model`` on ``dataset.train``, save it to ``out`` and write metrics.json."""
-    out = prepare_out_dir(out, overwrite=overwrite)
-    start = time.perf_counter()
-    model.fit(dataset.train)
-    seconds = time.perf_counter() - start
-    metrics = metrics_for(model, dataset)
-    iterations = getattr(model, "n_iter_", None)
-    if iterations is None and getattr(model, "history_", None):
-        iterations = len(model.history_)  # VAE: epochs run
-    metrics.update(fit_seconds=seconds, iterations=iterations,
-                   n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
-                   n_features=int(dataset.train.shape[1]))
-    run = {"kind": kind_of(model), "data": spec, "seed": seed,
-           "latent": int(getattr(model, "n_components_", 0)) or None,
-           "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
-           "params": {k: v for k, v in model.get_params().items()
-                      if isinstance(v, (int, float, str, bool, type(None)))}}
-    save_model(model, out)
-    atomic_write_json(out / RUN_FILE, run)
-    atomic_write_json(out / METRICS_FILE, metrics)
+                   seed: int = 0, overwrite: bool = False, test_fraction: float | None = None,
+                   data_dir=None) -> dict:
+    """Fit ``model`` on ``dataset.train``, save it to ``out`` and write metrics.json and
+    run.json (with the run's :func:`run_key`), holding the run directory's lock."""
+    key = run_key(kind_of(model), model.get_params(), spec=spec, seed=seed,
+                  test_fraction=test_fraction, data_dir=data_dir)
+    with RunLock(out):
+        out = prepare_out_dir(out, overwrite=overwrite)
+        start = time.perf_counter()
+        model.fit(dataset.train)
+        seconds = time.perf_counter() - start
+        metrics = metrics_for(model, dataset)
+        check_finite_metrics(metrics, out)
+        iterations = getattr(model, "n_iter_", None)
+        if iterations is None and getattr(model, "history_", None):
+            iterations = len(model.history_)  # VAE: epochs run
+        metrics.update(fit_seconds=seconds, iterations=iterations,
+                       n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
+                       n_features=int(dataset.train.shape[1]))
+        run = {"kind": kind_of(model), "data": spec, "seed": seed, "latent": latent_of(model),
+               "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+               "params": {k: v for k, v in model.get_params().items()
+                          if isinstance(v, (int, float, str, bool, type(None)))},
+               **record_fields(dataset, key)}
+        try:
+            save_model(model, out, extra=names_of(dataset))
+            atomic_write_json(out / RUN_FILE, run)
+            atomic_write_json(out / METRICS_FILE, metrics)
+        except BaseException:  # a stop or an error mid-save: no half-written run remains
+            remove_run_files(out)
+            raise
     return metrics
 
 
-def image_shape_of(run_dir: str | os.PathLike, n_features: int):
-    """The image shape recorded for a run, or a square guess, or None."""
+RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, "arrays.safetensors", "weights.safetensors")
+
+
+def remove_run_files(out: Path) -> None:
+    """Delete the files of a run (metrics first, model.json, the commit record, before
+    its tensors), so that an interrupted save never looks like a complete run."""
+    for name in RUN_FILES:
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def latent_of(model) -> int | None:
+    """The latent size of a fitted model: ``n_components_``, or a VAE's latent_dim."""
+    latent = getattr(model, "n_components_", None)
+    if latent is None and getattr(model, "architecture_", None) is not None:
+        latent = model.architecture_.latent_dim
+    return int(latent) if latent else None
+
+
+def names_of(dataset: Dataset) -> dict:
+    """The data's feature and target names (None when it has none), as JSON."""
+    return {"feature_names": _str_list(dataset.feature_names),
+            "target_names": _str_list(dataset.target_names)}
+
+
+def record_fields(dataset: Dataset, key: dict | None) -> dict:
+    """The fields of run.json beyond the settings: the key and the data's names."""
+    return {"key": key, **names_of(dataset)}
+
+
+def _str_list(names) -> list[str] | None:
+    return None if names is None else [str(n) for n in names]
+
+
+def check_finite_metrics(metrics: dict, out) -> None:
+    """A NaN or infinite log-likelihood is never recorded as a success."""
+    from .exceptions import TrainingError
+
+    bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        raise TrainingError(f"the fit into {out} gives non-finite {', '.join(bad)}; nothing "
+                            "was saved (check the data's scale, or standardize it)")
+
+
+# --------------------------------------------------------------------------- run keys
+
+def data_fingerprint(spec: str, data_dir=None) -> str:
+    """What identifies the data: the SHA-256 of a data file's content, else the built-in
+    data set's name (with its directory for the IDX data sets)."""
+    path = Path(spec)
+    if path.is_file():
+        return "sha256:" + sha256_file(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return "dir:" + ",".join(f"{p.relative_to(path)}={sha256_file(p)}" for p in files)
+    return f"builtin:{spec}" + (f"@{Path(data_dir).resolve()}" if data_dir else "")
+
+
+def run_key(kind: str, params: dict, *, spec: str, seed: int, test_fraction,
+            data_dir=None, **settings) -> dict:
+    """Everything that determines a fit: the model kind and every setting (``params``,
+    e.g. ``get_params()``: latent size, epochs, ...), the data's content, the seed and
+    the held-out share. Two runs with equal keys are the same fit."""
+    return {"kind": kind, "data": data_fingerprint(spec, data_dir), "seed": seed,
+            "test_fraction": test_fraction,
+            "params": {k: _jsonable(v) for k, v in sorted(params.items())},
+            **{k: _jsonable(v) for k, v in sorted(settings.items())}}
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    return repr(value)
+
+
+def matching_run(run_dir: str | os.PathLike, key: dict) -> bool:
+    """Whether ``run_dir`` holds a complete run (model, metrics, run.json) whose key is
+    ``key``. A run.json that fails its checks does not match."""
     run_dir = Path(run_dir)
-    for name in (RUN_FILE, METRICS_FILE):
-        path = run_dir / name
-        if path.is_file():
-            shape = read_json(path).get("image_shape")
-            if shape:
-                return tuple(int(s) for s in shape)
+    if not all((run_dir / name).is_file() for name in (MODEL_FILE, RUN_FILE, METRICS_FILE)):
+        return False
+    try:
+        run = read_run(run_dir)
+    except ModelFileError:
+        return False
+    return run.get("key") == _roundtrip(key)
+
+
+def _roundtrip(obj):
+    """``obj`` as it reads back from JSON (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+# --------------------------------------------------------------------------- reading runs
+
+_RUN_FIELDS = {"kind": str, "data": str, "seed": int, "latent": (int, type(None)),
+               "image_shape": (list, type(None)), "params": dict, "key": (dict, type(None)),
+               "feature_names": (list, type(None)), "target_names": (list, type(None)),
+               "validation_fraction": (int, float), "resumed": bool}
+
+
+def read_run(run_dir: str | os.PathLike) -> dict:
+    """run.json of ``run_dir``, every field checked (types, ranges)."""
+    path = Path(run_dir) / RUN_FILE
+    run = read_json(path, "run file")
+    for name, types in _RUN_FIELDS.items():
+        if name in run:
+            check_type(run[name], types, name, path)
+    if "seed" in run:
+        check_int(run["seed"], "seed", path, 0, MAX_SEED)
+    if run.get("latent") is not None:
+        check_int(run["latent"], "latent", path, 1, 2**31)
+    if run.get("image_shape") is not None:
+        shape = run["image_shape"]
+        if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool)
+                                       and 1 <= s <= 2**16 for s in shape):
+            raise ModelFileError(f"{path}: field 'image_shape' must be two positive integers; "
+                                 f"got {str(shape)[:40]}")
+    for name in ("feature_names", "target_names"):
+        check_str_list(run.get(name), name, path)
+    return run
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict:
+    """metrics.json of ``run_dir``: an object of numbers (finite), strings, booleans
+    or null."""
+    path = Path(run_dir) / METRICS_FILE
+    metrics = read_json(path, "metrics file")
+    for name, value in metrics.items():
+        if isinstance(value, (list, dict)):
+            raise ModelFileError(f"{path}: metric {name[:40]!r} must be a number, a string, "
+                                 "true/false or null")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ModelFileError(f"{path}: metric {name[:40]!r} is not finite")
+    return metrics
+
+
+# --------------------------------------------------------------------------- locking
+
+class RunLock:
+    """An exclusive ``flock`` on a run directory, held while a fit writes into it.
+
+    Created before any work: a second process that asks for the same directory gets a
+    :class:`RunLockedError` at once. The lock is on the directory itself, so an existing
+    run gains no file; a directory the lock created is removed again if it stays empty
+    (a failed fit). Under torchrun only rank 0 (the writer) locks."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.fd = None
+        self.created = False
+        if env_rank() != 0:
+            return
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ParameterError(f"--out {self.directory} exists and is not a directory")
+        self.created = not self.directory.exists()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise ParameterError(f"cannot write to {self.directory} ({exc.strerror or exc}); "
+                                 "choose another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLockedError(f"{self.directory} is being written by another elbokit "
+                                 "process; wait for it to finish or choose another --out") \
+                from None
+        self.fd = fd
+
+    def release(self, failed: bool = False) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+        if failed and self.created:
+            try:
+                self.directory.rmdir()  # only if empty
+            except OSError:
+                pass
+            self.created = False
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.release(failed=exc_type is not None)
+
+    def __del__(self):
+        self.release()
+
+
+def locked_run(command):
+    """Decorate a CLI command with ``out``/``overwrite``/``resume`` arguments so that it
+    holds the run directory's lock while it runs; ``--resume`` is refused on a run of
+    another model kind (it would leave that model's files beside the VAE's)."""
+    signature = inspect.signature(command)
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        out = Path(bound.arguments["out"])
+        if bound.arguments.get("resume"):
+            check_resumable(out, "vae", bound.arguments)
+        with RunLock(out):
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
+VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
+# training settings a resumed run must share with its checkpoint (``epochs`` may grow)
+RESUME_SAME = ("batch_size", "lr", "lr_schedule", "objective", "n_samples", "binarize",
+               "seed", "kl_warmup", "free_bits", "beta")
+
+
+def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None:
+    """Refuse ``--resume`` into a directory holding a saved model of another kind, or
+    whose checkpoint was written with other training settings than ``arguments`` (the
+    command's; the architecture is compared when the checkpoint is loaded)."""
+    model_file = out / MODEL_FILE
+    if model_file.is_file():
+        try:
+            saved = read_json(model_file, "model file").get("kind")
+        except ModelFileError:
+            saved = None
+        if saved != kind:
+            raise ParameterError(f"{out} holds a {str(saved)[:20]!r} model, not a {kind} run; "
+                                 "--resume continues only a run of the same model (choose "
+                                 "another --out, or --overwrite without --resume)")
+    record = out / VAE_CHECKPOINTS / "checkpoint.json"
+    if not arguments or not record.is_file():
+        return
+    try:
+        training = read_json(record, "checkpoint file").get("training")
+    except ModelFileError:
+        return  # the loader names what is wrong with it
+    if not isinstance(training, dict):
+        return
+    changed = [f"--{name.replace('_', '-')} {arguments[name]!r} (checkpoint: "
+               f"{training[name]!r})" for name in RESUME_SAME
+               if name in arguments and name in training and arguments[name] != training[name]]
+    if changed:
+        raise ParameterError(f"--resume needs the settings of the checkpoint in {out}; "
+                             f"changed: {', '.join(changed)}; pass the same settings, or "
+                             "start a new run (another --out)")
+
+
+def image_shape_of(run_dir: str | os.PathLike, n_features: int):
+    """The image shape recorded for a run (checked against ``n_features``), or a square
+    guess, or None."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_FILE).is_file():
+        shape = read_run(run_dir).get("image_shape")
+        if shape:
+            if shape[0] * shape[1] != n_features:
+                raise ModelFileError(f"{run_dir / RUN_FILE}: image_shape {shape} does not "
+                                     f"fit the model's {n_features} features")
+            return tuple(shape)
     side = int(round(np.sqrt(n_features)))
     return (side, side) if side * side == n_features else None

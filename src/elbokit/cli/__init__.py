@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from ..exceptions import ElbokitError
+from ..io import clear_stop, request_stop
 from . import compare, demo, evaluate, fit  # noqa: F401  (register commands)
 from ._app import app, fit_app
 
@@ -47,11 +48,15 @@ class _Terminated:
 
     def __call__(self, signum, frame):
         self.fired = True
+        request_stop()  # if this KeyboardInterrupt is swallowed, no later write commits
         raise KeyboardInterrupt("terminated")
 
 
 def _is_main_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"
+    """Rank 0 of a torchrun job (its full set of variables), or a single process."""
+    from .._torchrun import env_rank
+
+    return env_rank() == 0
 
 
 def _report_interrupt(exc: BaseException) -> None:
@@ -79,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("ELBOKIT_DEBUG", "") not in ("", "0")
     warnings.formatwarning = _one_line_warning
     terminated = _Terminated()
+    clear_stop()
     previous = _install_sigterm(terminated)
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(unraisable)
     try:
         app(args=argv, prog_name="elbokit", standalone_mode=True)
     except SystemExit as exc:
@@ -87,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         if code == INTERRUPTED:  # Typer turned Ctrl-C into exit code 130
             _report_interrupt(exc)
             return TERMINATED if terminated.fired else INTERRUPTED
+        if terminated.fired:  # a SIGTERM whose KeyboardInterrupt was swallowed somewhere
+            _report_interrupt(KeyboardInterrupt("terminated; no output was committed "
+                                                "after the signal"))
+            return TERMINATED
         return code if isinstance(code, int) else (0 if code is None else 1)
     except KeyboardInterrupt as exc:
         _report_interrupt(exc)
@@ -100,9 +112,23 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 2
     finally:
+        clear_stop()
+        sys.unraisablehook = unraisable
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return 0
+    return TERMINATED if terminated.fired else 0
+
+
+def _quiet_interrupts(hook):
+    """An unraisable-exception hook that drops the KeyboardInterrupt of a stop raised
+    where Python discards it (a gc callback, a __del__): the stop is handled through
+    :func:`elbokit.io.request_stop` and the exit code, not a traceback."""
+    def quiet(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        hook(unraisable)
+
+    return quiet
 
 
 def _install_sigterm(handler):

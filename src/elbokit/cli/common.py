@@ -13,7 +13,17 @@ DataSpec = Annotated[str, typer.Option("--data", help="digits, breast-cancer, wi
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of IDX files "
                                                                     "(else $ELBOKIT_DATA).")]
 Latent = Annotated[int, typer.Option("--latent", help="Latent dimension L.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit.")]
+def _check_seed(value: int) -> int:
+    from ..exceptions import ParameterError
+    from ..runs import MAX_SEED
+
+    if not 0 <= value <= MAX_SEED:
+        raise ParameterError(f"--seed must be an integer in [0, {MAX_SEED}]; got {value}")
+    return value
+
+
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit.",
+                                   callback=_check_seed)]
 TestFraction = Annotated[float, typer.Option("--test-fraction",
                                              help="Held-out share for digits and user files.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a saved model in --out.")]

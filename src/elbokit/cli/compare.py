@@ -7,7 +7,6 @@ printed and saved in ``compare.json`` all the same, and the exit code is 2."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -49,15 +48,6 @@ def build_model(kind: str, latent: int, *, epochs: int, seed: int):
     raise ParameterError(f"unknown model {kind!r}; choose from {list(COMPARE_MODELS)}")
 
 
-def _matching_run(run_dir: Path, data: str, latent: int, seed: int) -> bool:
-    try:
-        run = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (run.get("data"), run.get("latent"), run.get("seed")) == (data, latent, seed) and \
-        (run_dir / "model.json").is_file()
-
-
 @app.command("compare")
 def compare(data: DataSpec = "digits", latent: Latent = 10,
             models: Annotated[str, typer.Option(help="Comma-separated: " + ",".join(
@@ -69,6 +59,8 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
                 "runs/compare"),
             refit: Annotated[bool, typer.Option(help="Refit even if a matching run "
                                                      "exists.")] = False,
+            overwrite: Annotated[bool, typer.Option(help="Replace runs in --out fitted with "
+                                                         "other settings.")] = False,
             data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2):
     """Fit (or load) each model and print log p(x), ELBO, active units and fit time.
 
@@ -85,11 +77,15 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
     if k < 1 or epochs < 1 or latent < 1:
         raise ParameterError("--k, --epochs and --latent must be >= 1")
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    # every run directory is checked before anything is fitted or written
+    plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
+                         data=data, test_fraction=test_fraction, data_dir=data_dir,
+                         refit=refit, overwrite=overwrite) for kind in kinds}
     rows, table, failures = [], {}, {}
     for kind in kinds:
         try:
-            result = _compare_one(kind, dataset, out / kind, data=data, latent=latent,
-                                  epochs=epochs, seed=seed, k=k, refit=refit)
+            result = _compare_one(plans[kind], dataset, out / kind, data=data, seed=seed,
+                                  k=k, test_fraction=test_fraction, data_dir=data_dir)
         except COMPARE_FAILURES as exc:
             failures[kind] = _reason(exc)
             rows.append([kind, None, None, FAILED, None, None, None])
@@ -135,23 +131,45 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _compare_one(kind: str, dataset, run_dir: Path, *, data: str, latent: int, epochs: int,
-                 seed: int, k: int, refit: bool) -> dict:
+def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data: str,
+          test_fraction: float, data_dir, refit: bool, overwrite: bool):
+    """``(model, reuse)``: the unfitted model of ``kind`` and whether the saved run in
+    ``run_dir`` matches it (its key: data content, split, every setting). A saved run
+    fitted otherwise is replaced only with ``refit`` or ``overwrite``."""
+    from ..exceptions import ParameterError
+    from ..models import kind_of
+    from ..runs import matching_run, run_key
+
+    model = build_model(kind, latent, epochs=epochs, seed=seed)
+    key = run_key(kind_of(model), model.get_params(), spec=data, seed=seed,
+                  test_fraction=test_fraction, data_dir=data_dir)
+    if not refit and matching_run(run_dir, key):
+        return model, True
+    if (run_dir / "model.json").exists() and not (refit or overwrite):
+        raise ParameterError(f"{run_dir} holds a run fitted with other settings or data; "
+                             "pass --refit or --overwrite to replace it, or choose another "
+                             "--out")
+    return model, False
+
+
+def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
+                 test_fraction: float, data_dir) -> dict:
     """Fit (or load) one model and measure it on the test rows; raises on failure
     (an elbokit error, a numerical error, or NaN/inf numbers)."""
     import math
 
     from ..evaluate import active_units, elbo, log_likelihood
     from ..models import load_model
-    from ..runs import fit_and_record
+    from ..runs import fit_and_record, read_metrics
 
-    if not refit and _matching_run(run_dir, data, latent, seed):
+    model, reuse = plan
+    if reuse:
         model = load_model(run_dir)
-        fit_seconds = json.loads((run_dir / "metrics.json").read_text()).get("fit_seconds")
+        fit_seconds = read_metrics(run_dir).get("fit_seconds")
     else:
-        model = build_model(kind, latent, epochs=epochs, seed=seed)
         metrics = fit_and_record(model, dataset, run_dir, spec=data, seed=seed,
-                                 overwrite=True)
+                                 overwrite=True, test_fraction=test_fraction,
+                                 data_dir=data_dir)
         fit_seconds = metrics["fit_seconds"]
     if hasattr(model, "check_fit"):  # a VAE: a diverged fit is a failure, not a row
         model.check_fit(dataset.test, "test", reference=dataset.train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
              test_fraction: TestFraction = 0.2):
     """Print a saved model's log-likelihood (ELBO for a VAE) on other data."""
     from .. import data as data_module
-    from ..exceptions import DataError
+    from ..exceptions import DataError, ModelFileError
     from ..models import load_model
     from ..runs import metrics_for
 
@@ -26,7 +27,15 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
                         f"was fitted on {model.n_features_in_}")
-    print_metrics(f"{run_dir} on {data}", metrics_for(model, dataset))
+    metrics = metrics_for(model, dataset)
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ModelFileError(f"the model in {run_dir} gives non-finite {', '.join(bad)} on "
+                             f"{data}: its arrays are corrupted or do not suit this data")
+    print_metrics(f"{run_dir} on {data}", metrics)
+
+
+MAX_GRID = 100_000  # images in one grid (316 x 316 tiles)
 
 
 @app.command("sample")
@@ -44,6 +53,13 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if n < 1:
         raise ParameterError(f"-n must be >= 1; got {n}")
     model = load_model(run_dir)
+    from ..io import check_memory
+
+    # the samples in float64 and their latents, the grid image and the figure: ~4 copies
+    check_memory(4 * 8 * n * (model.n_features_in_ + 64), f"sample -n {n}",
+                 error=ParameterError)
+    if n > MAX_GRID:
+        raise ParameterError(f"-n {n} samples make an unreadable grid; draw at most {MAX_GRID}")
     shape = image_shape_of(run_dir, model.n_features_in_)
     if shape is None:
         raise DataError(f"the model in {run_dir} was not fitted on images "

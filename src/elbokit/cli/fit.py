@@ -22,7 +22,8 @@ def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_frac
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
                                allow_nan=allow_nan)
     model = make_classical(kind, latent, seed=seed, verbose=True, **(options or {}))
-    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite)
+    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite,
+                             test_fraction=test_fraction, data_dir=data_dir)
     print_metrics(f"{kind} (L={latent}) on {data}", metrics)
     typer.echo(f"saved to {out}")
 

@@ -94,7 +94,8 @@ def fit_vae(
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
     from .. import data as data_module
     from ..io import atomic_write_json
-    from ..runs import METRICS_FILE, RUN_FILE, metrics_for, prepare_out_dir
+    from ..runs import (METRICS_FILE, RUN_FILE, metrics_for, names_of, prepare_out_dir,
+                        record_fields, run_key)
 
     prepare_out_dir(out, overwrite=overwrite or resume)
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
@@ -117,7 +118,7 @@ def fit_vae(
         return
     # a diverged fit is an error, not a result: nothing below is written
     model.check_fit(dataset.test, "test", reference=dataset.train)
-    model.save(out)
+    model.save(out, extra=names_of(dataset))
     metrics = metrics_for(model, dataset)  # binarised once for a binary-pixel model
     metrics.update(fit_seconds=seconds, epochs=len(model.history_),
                    images_per_second=_throughput(model, dataset.train.shape[0]),
@@ -132,6 +133,9 @@ def fit_vae(
            "params": {k: (list(v) if isinstance(v, tuple) else v)
                       for k, v in model.get_params().items()},
            "resumed": resume}
+    run.update(record_fields(dataset, run_key("vae", run["params"], spec=data, seed=seed,
+                                              test_fraction=test_fraction, data_dir=data_dir,
+                                              validation_fraction=validation_fraction)))
     atomic_write_json(out / RUN_FILE, run)
     atomic_write_json(out / METRICS_FILE, metrics)
     print_metrics(f"vae (L={latent}, {likelihood}) on {data}", metrics)
@@ -182,4 +186,6 @@ def _throughput(model, n_train: int) -> float | None:
 
 def register(fit_app: typer.Typer) -> None:
     """Add ``vae`` to the ``elbokit fit`` group."""
-    fit_app.command("vae")(fit_vae)
+    from ..runs import locked_run
+
+    fit_app.command("vae")(locked_run(fit_vae))  # the run directory is locked while it runs

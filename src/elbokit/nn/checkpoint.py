@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
 
 from ..exceptions import ModelFileError, TrainingError
-from ..io import (FORMAT_VERSION, atomic_write_json, atomic_write_with, check_format_version,
-                  read_json, sha256_file)
+from ..io import (DESCRIPTION_KEY, FORMAT_VERSION, NUMPY_DTYPES, atomic_write_json,
+                  atomic_write_with, check_description, check_format_version, check_int,
+                  check_memory, check_number, check_type, description_digest, header_bytes,
+                  read_json, read_safetensors_header, sha256_file)
 from .config import ArchitectureConfig, TrainingConfig
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_NAME = re.compile(r"checkpoint-e[0-9]{4,9}\.safetensors")
 KIND = "vae"
+_MODEL_DESCRIBED = ("architecture", "tensors")  # the JSON that says what the weights are
+_CHECKPOINT_DESCRIBED = ("architecture", "optimizer", "tensor_file", "epoch")
 
 
 # --------------------------------------------------------------------------- tensors
@@ -47,6 +53,7 @@ def load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Ten
     if expected_sha256 is not None and sha256_file(path) != expected_sha256:
         raise ModelFileError(f"{path} does not match the checksum recorded next to it; the "
                              "files come from different saves or were modified")
+    check_memory(header_bytes(read_safetensors_header(path)), f"the tensors of {path}")
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
@@ -55,20 +62,71 @@ def load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Ten
 
 
 def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where) -> None:
-    """Raise :class:`ModelFileError` unless ``tensors`` has exactly the module's names
-    and shapes (and finite values)."""
+    """Raise :class:`ModelFileError` unless ``tensors`` has exactly the module's names,
+    shapes and dtypes (and finite values)."""
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
+    _check_names(set(expected), set(tensors), where)
+    for name, tensor in tensors.items():
+        _check_like(tensor, expected[name], f"weight {name!r}", where)
+
+
+def _check_names(expected: set, found: set, where) -> None:
+    missing, extra = sorted(expected - found), sorted(found - expected)
     if missing or extra:
         raise ModelFileError(f"{where}: the weights do not fit the architecture in the config "
                              f"(missing {missing[:5]}, unexpected {extra[:5]})")
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise ModelFileError(f"{where}: weight {name!r} has shape {tuple(tensor.shape)}, "
-                                 f"the architecture needs {tuple(expected[name].shape)}")
-        if not torch.isfinite(tensor).all():
-            raise ModelFileError(f"{where}: weight {name!r} holds NaN or inf values")
+
+
+def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where) -> None:
+    """``tensor`` must have the shape and dtype of ``reference`` and finite values."""
+    if tuple(tensor.shape) != tuple(reference.shape):
+        raise ModelFileError(f"{where}: {what} has shape {tuple(tensor.shape)}, "
+                             f"the architecture needs {tuple(reference.shape)}")
+    if tensor.dtype != reference.dtype:
+        raise ModelFileError(f"{where}: {what} has dtype {tensor.dtype}, the architecture "
+                             f"needs {reference.dtype}")
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise ModelFileError(f"{where}: {what} holds NaN or inf values")
+
+
+def meta_state_dict(architecture: ArchitectureConfig, header: dict, where) -> dict:
+    """The (shape, dtype) of each tensor of the network ``architecture`` describes, built
+    on the meta device (no memory), after checks that keep even that cheap: the network
+    cannot have more layers than the file has tensors. Raises ModelFileError unless the
+    file's header (``read_safetensors_header``) holds exactly those tensors."""
+    n_tensors = len(header)
+    if architecture.flow_steps > n_tensors and architecture.posterior == "iaf" or \
+            len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
+        raise ModelFileError(f"{where}: the architecture has more layers than the weights file "
+                             f"has tensors ({n_tensors})")
+    from .model import VAEModel
+
+    with torch.device("meta"):
+        expected = VAEModel(architecture).state_dict()
+    _check_names(set(expected), set(header), where)
+    for name, (dtype, shape) in header.items():
+        need = expected[name]
+        if tuple(shape) != tuple(need.shape):
+            raise ModelFileError(f"{where}: weight {name!r} has shape {tuple(shape)}, "
+                                 f"the architecture needs {tuple(need.shape)}")
+        if NUMPY_DTYPES.get(dtype) != str(need.dtype).removeprefix("torch."):
+            raise ModelFileError(f"{where}: weight {name!r} has dtype {dtype}, the "
+                                 f"architecture needs {need.dtype}")
+    return expected
+
+
+def _check_tensors_field(recorded, header: dict, where) -> None:
+    """model.json's ``tensors`` (name -> shape, or -> {shape, dtype}) against the header."""
+    check_type(recorded, dict, "tensors", where)
+    if set(recorded) != set(header):
+        raise ModelFileError(f"{where}: field 'tensors' lists other tensors than the weights "
+                             "file holds")
+    for name, (dtype, shape) in header.items():
+        entry = recorded[name]
+        spec = entry if isinstance(entry, dict) else {"shape": entry}
+        if spec.get("shape") != list(shape) or spec.get("dtype", dtype) != dtype:
+            raise ModelFileError(f"{where}: field 'tensors' records {name!r} as "
+                                 f"{str(entry)[:60]}, the weights file holds {dtype} {shape}")
 
 
 def _prefixed(prefix: str, tensors: dict) -> dict:
@@ -81,14 +139,22 @@ def _strip(prefix: str, tensors: dict) -> dict:
 
 # --------------------------------------------------------------------------- history
 
-def check_history(history, where) -> list[dict]:
+def check_history(history, where, epochs: int | None = None) -> list[dict]:
+    """A list of one object per epoch (``epoch`` 1, 2, ...; numbers or null); ``epochs``:
+    the length it must have (a checkpoint's epoch)."""
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise ModelFileError(f"{where}: 'history' must be a list of objects")
-    for entry in history:
+    if epochs is not None and len(history) != epochs:
+        raise ModelFileError(f"{where}: 'history' has {len(history)} entries for {epochs} "
+                             "epochs")
+    for number, entry in enumerate(history, 1):
         for key, value in entry.items():
             if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
                 raise ModelFileError(f"{where}: history field {key!r} must be a number; "
-                                     f"got {value!r}")
+                                     f"got {str(value)[:40]!r}")
+        if "epoch" in entry and entry["epoch"] != number:
+            raise ModelFileError(f"{where}: history entry {number} has epoch "
+                                 f"{entry['epoch']!r}")
     return history
 
 
@@ -100,7 +166,7 @@ def json_number(value: float) -> float | None:
 # --------------------------------------------------------------------------- model directory
 
 def save_model(directory, model, architecture: ArchitectureConfig, training: TrainingConfig,
-               history: list[dict]) -> Path:
+               history: list[dict], extra: dict | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / WEIGHTS_FILE, model.state_dict())
@@ -111,33 +177,57 @@ def save_model(directory, model, architecture: ArchitectureConfig, training: Tra
         "architecture": architecture.to_dict(),
         "training": training.to_dict(),
         "history": history,
-        "tensors": {k: list(v.shape) for k, v in model.state_dict().items()},
+        "tensors": {k: {"shape": list(v.shape), "dtype": _safetensors_dtype(v)}
+                    for k, v in model.state_dict().items()},
         "sha256": {WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
+        "extra": extra or {},
     }
+    meta["sha256"][DESCRIPTION_KEY] = description_digest(meta, _MODEL_DESCRIBED)
     atomic_write_json(directory / MODEL_FILE, meta)  # last: the commit record
     return directory
 
 
-def read_model(directory):
-    """Read and check a saved model directory.
+def _safetensors_dtype(tensor: torch.Tensor) -> str:
+    name = str(tensor.dtype).removeprefix("torch.")
+    return next(k for k, v in NUMPY_DTYPES.items() if v == name)
 
+
+def read_model(directory, meta: dict | None = None):
+    """Read and check a saved model directory (``meta``: its model.json, if read already).
+
+    Every field is checked, and the architecture against the weights file's header
+    (read alone, no tensor data), before a tensor is loaded or a layer built.
     Returns (architecture, training, history, tensors)."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ModelFileError(f"model directory {directory} does not exist")
     path = directory / MODEL_FILE
-    meta = read_json(path, "model file")
-    check_format_version(meta, path)
+    if meta is None:
+        if not directory.is_dir():
+            raise ModelFileError(f"model directory {directory} does not exist")
+        meta = read_json(path, "model file")
+        check_format_version(meta, path)
     if meta.get("kind") != KIND:
-        raise ModelFileError(f"{path} holds a model of kind {meta.get('kind')!r}, not a VAE; "
-                             "load it with elbokit's loader for that kind")
+        raise ModelFileError(f"{path} holds a model of kind {str(meta.get('kind'))[:40]!r}, "
+                             "not a VAE; load it with elbokit's loader for that kind")
     architecture = ArchitectureConfig.from_dict(meta.get("architecture"), f"{path}: architecture")
     training = TrainingConfig.from_dict(meta.get("training"), f"{path}: training")
     history = check_history(meta.get("history", []), path)
     sha = meta.get("sha256")
     if not isinstance(sha, dict) or not isinstance(sha.get(WEIGHTS_FILE), str):
         raise ModelFileError(f"{path}: field 'sha256' is missing or of the wrong type")
-    tensors = load_tensors(directory / WEIGHTS_FILE, sha[WEIGHTS_FILE])
+    if meta.get("extra") is not None:
+        check_type(meta["extra"], dict, "extra", path)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFileError(f"tensor file {weights} does not exist")
+    if sha256_file(weights) != sha[WEIGHTS_FILE]:
+        raise ModelFileError(f"{weights} does not match the checksum recorded next to it; "
+                             "the files come from different saves or were modified")
+    header = read_safetensors_header(weights)
+    if "tensors" in meta:
+        _check_tensors_field(meta["tensors"], header, path)
+    meta_state_dict(architecture, header, weights)
+    check_description(meta, _MODEL_DESCRIBED, path)
+    tensors = load_tensors(weights, None)
     return architecture, training, history, tensors
 
 
@@ -156,15 +246,93 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+_ADAM_NUMBERS = {"lr": (0.0, math.inf), "eps": (0.0, 1.0), "weight_decay": (0.0, math.inf)}
+
+
 def restore_optimizer(optimizer, tensors: dict, meta: dict, where) -> None:
+    """Load a saved Adam state after checking every part of it against ``optimizer``:
+    the parameter groups' structure and hyper-parameters (types, ranges), and each
+    state tensor's shape, dtype and finiteness against its parameter (``step`` a
+    finite non-negative scalar). A moment tensor of the wrong shape would make the
+    fused Adam kernel read and write out of bounds."""
+    check_type(meta, dict, "optimizer", where)
+    check_type(meta.get("scalars", {}), dict, "optimizer.scalars", where)
+    groups = _checked_groups(optimizer, meta.get("param_groups"), where)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state: dict = {}
+    for name, value in list(tensors.items()) + list(meta.get("scalars", {}).items()):
+        index, _, key = name.partition(".")
+        if not (index.isdigit() and int(index) < len(params)) or key not in ADAM_STATE:
+            raise ModelFileError(f"{where}: unexpected optimiser state entry {name[:40]!r}")
+        _check_state_value(key, value, params[int(index)], f"optimiser state {name!r}", where)
+        state.setdefault(int(index), {})[key] = value
+    for index, slots in state.items():
+        if set(slots) != set(ADAM_STATE):
+            raise ModelFileError(f"{where}: the optimiser state of parameter {index} has "
+                                 f"{sorted(slots)}, Adam needs {list(ADAM_STATE)}")
     try:
-        state: dict = {}
-        for name, value in list(tensors.items()) + list(meta["scalars"].items()):
-            index, key = name.split(".", 1)
-            state.setdefault(int(index), {})[key] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (KeyError, ValueError, TypeError) as exc:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ModelFileError(f"{where}: the optimiser state cannot be restored ({exc})") from None
+
+
+def _checked_groups(optimizer, saved, where) -> list[dict]:
+    """The saved parameter groups, checked against the optimiser's own: same number,
+    same parameter indices; lr, betas, eps, weight_decay of the right types and ranges.
+    Everything else (the flags that pick a kernel: fused, foreach, ...) is kept as the
+    optimiser has it, whatever the file says."""
+    current = optimizer.state_dict()["param_groups"]
+    if not isinstance(saved, list) or len(saved) != len(current) or \
+            not all(isinstance(g, dict) for g in saved):
+        raise ModelFileError(f"{where}: the optimiser's parameter groups do not match the model")
+    groups = []
+    for mine, theirs in zip(current, saved):
+        # keys of another torch version may differ: only the checked numbers are taken
+        if theirs.get("params") != mine["params"]:
+            raise ModelFileError(f"{where}: the optimiser's parameter groups do not match the "
+                                 "model")
+        group = dict(mine)
+        for key, (low, high) in _ADAM_NUMBERS.items():
+            if key in theirs:
+                group[key] = check_number(theirs[key], f"optimizer.{key}", where, low, high)
+                if key != "weight_decay" and group[key] <= 0:
+                    raise ModelFileError(f"{where}: optimizer.{key} must be positive")
+        betas = theirs.get("betas")
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                for b in betas)):
+            raise ModelFileError(f"{where}: optimizer.betas must be two numbers in [0, 1)")
+        group["betas"] = tuple(float(b) for b in betas)
+        groups.append(group)
+    return groups
+
+
+def _check_state_value(key: str, value, param: torch.Tensor, what: str, where) -> None:
+    if not torch.is_tensor(value):
+        raise ModelFileError(f"{where}: {what} must be a tensor")
+    if key == "step":
+        if value.ndim != 0 or not value.is_floating_point() or \
+                not (torch.isfinite(value) and value >= 0):
+            raise ModelFileError(f"{where}: {what} must be a finite non-negative scalar; "
+                                 f"got shape {tuple(value.shape)}, dtype {value.dtype}")
+        return
+    _check_like(value, param.detach(), what, where)
+    if key == "exp_avg_sq" and (value < 0).any():
+        raise ModelFileError(f"{where}: {what} holds negative values")
+
+
+def restore_generator(generator: torch.Generator, state, where) -> None:
+    """Set a random generator's state after checking its size and dtype."""
+    reference = generator.get_state()
+    if state is None or state.dtype != torch.uint8 or tuple(state.shape) != \
+            tuple(reference.shape):
+        raise ModelFileError(f"{where}: the random generator state is missing or malformed")
+    try:
+        generator.set_state(state)
+    except (RuntimeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: the random generator state is malformed ({exc})") \
+            from None
 
 
 def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
@@ -187,6 +355,7 @@ def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
         "history": history, "optimizer": optim_meta, "loop_state": loop_state,
         "tensor_file": name, "sha256": sha256_file(run_dir / name),
     }
+    meta["description_sha256"] = description_digest(meta, _CHECKPOINT_DESCRIBED)
     atomic_write_json(run_dir / CHECKPOINT_FILE, meta)
     for old in run_dir.glob("checkpoint-e*.safetensors"):
         if old.name != name:
@@ -241,30 +410,56 @@ def has_checkpoint(run_dir) -> bool:
 
 def load_checkpoint(run_dir) -> dict:
     """Read a checkpoint: returns a dict with the configs, epoch, history, loop state,
-    optimiser JSON, and tensors split into ``model``, ``optim``, ``best`` and ``rng``."""
+    optimiser JSON, and tensors split into ``model``, ``optim``, ``best`` and ``rng``.
+
+    Every field of checkpoint.json is checked (types, ranges), the tensor file's name
+    and header before its data is read, and the best weights against the model's; the
+    model and optimiser tensors are checked against the network by ``train``."""
     path = Path(run_dir) / CHECKPOINT_FILE
     meta = read_json(path, "checkpoint file")
     check_format_version(meta, path)
     if meta.get("kind") != "vae-checkpoint":
-        raise ModelFileError(f"{path} is not a VAE checkpoint (kind {meta.get('kind')!r})")
+        raise ModelFileError(f"{path} is not a VAE checkpoint (kind "
+                             f"{str(meta.get('kind'))[:40]!r})")
     epoch, name = meta.get("epoch"), meta.get("tensor_file")
-    if not isinstance(epoch, int) or not isinstance(name, str) or os.sep in name:
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0 or \
+            not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
         raise ModelFileError(f"{path}: fields 'epoch' and 'tensor_file' are missing or bad")
     for key in ("optimizer", "loop_state"):
         if not isinstance(meta.get(key), dict):
             raise ModelFileError(f"{path}: field {key!r} is missing or not an object")
-    tensors = load_tensors(Path(run_dir) / name, meta.get("sha256"))
+    check_type(meta.get("sha256"), str, "sha256", path)
+    architecture = ArchitectureConfig.from_dict(meta.get("architecture"),
+                                                f"{path}: architecture")
+    training = TrainingConfig.from_dict(meta.get("training"), f"{path}: training")
+    check_int(epoch, "epoch", path, 0, training.epochs)
+    history = check_history(meta.get("history"), path, epoch)
+    loop_state = _checked_loop_state(meta["loop_state"], epoch, path)
+    recorded = meta.get("description_sha256")  # absent in checkpoints of older versions
+    if recorded is not None and recorded != description_digest(meta, _CHECKPOINT_DESCRIBED):
+        raise ModelFileError(f"{path}: the fields {list(_CHECKPOINT_DESCRIBED)} do not match "
+                             "their checksum; the file was edited or comes from another save")
+    tensors = load_tensors(Path(run_dir) / name, meta["sha256"])
+    model, best = _strip("model.", tensors), _strip("best.", tensors) or None
+    if best is not None:
+        _check_names(set(model), set(best), f"{path}: best weights")
+        for key, tensor in best.items():
+            _check_like(tensor, model[key], f"best weight {key!r}", path)
     return {
-        "epoch": epoch,
-        "architecture": ArchitectureConfig.from_dict(meta.get("architecture"),
-                                                     f"{path}: architecture"),
-        "training": TrainingConfig.from_dict(meta.get("training"), f"{path}: training"),
-        "history": check_history(meta.get("history"), path),
-        "optimizer": meta["optimizer"],
-        "loop_state": meta["loop_state"],
-        "model": _strip("model.", tensors),
-        "optim": _strip("optim.", tensors),
-        "best": _strip("best.", tensors) or None,
-        "rng": tensors.get("rng.generator"),
-        "path": path,
+        "epoch": epoch, "architecture": architecture, "training": training,
+        "history": history, "optimizer": meta["optimizer"], "loop_state": loop_state,
+        "model": model, "optim": _strip("optim.", tensors), "best": best,
+        "rng": tensors.get("rng.generator"), "path": path,
     }
+
+
+def _checked_loop_state(loop_state: dict, epoch: int, where) -> dict:
+    for name, value in loop_state.items():  # fields of later versions: plain values only
+        if isinstance(value, (dict, list)):
+            raise ModelFileError(f"{where}: loop_state field {str(name)[:40]!r} must be a "
+                                 "number, a string, true/false or null")
+    if loop_state.get("best_elbo") is not None:
+        check_number(loop_state["best_elbo"], "loop_state.best_elbo", where)
+    check_int(loop_state.get("best_epoch", 0), "loop_state.best_epoch", where, 0, epoch)
+    check_type(loop_state.get("stopped_early", False), bool, "loop_state.stopped_early", where)
+    return loop_state

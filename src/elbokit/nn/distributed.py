@@ -22,25 +22,28 @@ process group (gloo on the CPU, NCCL on GPUs) comes from torchrun's environment
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
 from torch.overrides import TorchFunctionMode
 
+from .._torchrun import VARIABLES, env_rank, env_world_size, stray_variables, torchrun_env
 from ..exceptions import ParameterError, TrainingError
 
 
 def world_size() -> int:
-    """The number of training processes: torchrun's ``WORLD_SIZE``, else 1."""
+    """The number of training processes: torchrun's ``WORLD_SIZE`` when its full set of
+    variables is present and consistent (see :mod:`elbokit._torchrun`), else 1."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return env_world_size()
 
 
 def rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
-    return int(os.environ.get("RANK", "0"))
+    return env_rank()
 
 
 def is_main() -> bool:
@@ -56,13 +59,18 @@ def launched() -> bool:
 def local_device(device: torch.device) -> torch.device:
     """Under torchrun, each process of a node takes the GPU of its ``LOCAL_RANK``."""
     if device.type == "cuda" and device.index is None and launched():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", torchrun_env().local_rank)
         torch.cuda.set_device(device)
     return device
 
 
 def init(device: torch.device) -> None:
     """Join torchrun's process group (once per process): NCCL for GPUs, else gloo."""
+    stray = stray_variables()
+    if stray and not dist.is_initialized():
+        warnings.warn(f"{', '.join(f'{n}={os.environ[n]}' for n in stray)} set without the "
+                      f"rest of torchrun's variables ({', '.join(VARIABLES)}): ignored, "
+                      "training in one process", UserWarning, stacklevel=3)
     if not launched() or dist.is_initialized():
         return
     if not dist.is_available():

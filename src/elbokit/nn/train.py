@@ -399,9 +399,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
     ckpt.check_state_dict(model, saved["model"], where)
     model.load_state_dict(saved["model"])
     ckpt.restore_optimizer(run.optimizer, saved["optim"], saved["optimizer"], where)
-    if saved["rng"] is None:
-        raise ckpt.ModelFileError(f"{where}: the random generator state is missing")
-    run.generator.set_state(saved["rng"])
+    ckpt.restore_generator(run.generator, saved["rng"], where)
     state.epoch, state.history = saved["epoch"], saved["history"]
     best = saved["loop_state"].get("best_elbo")
     state.best_elbo = -math.inf if best is None else float(best)

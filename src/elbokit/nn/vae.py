@@ -494,16 +494,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write model.json and weights.safetensors to ``directory``."""
+    def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write model.json (with ``extra``, JSON) and weights.safetensors to ``directory``."""
         self._check_fitted()
         return ckpt.save_model(directory, self.model_, self.architecture_, self.training_,
-                               self.history_)
+                               self.history_, extra=extra)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> "VAE":
-        """Load a VAE saved by :meth:`save` (JSON and safetensors only, no pickle)."""
-        architecture, training, history, tensors = ckpt.read_model(directory)
+    def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
+             meta: dict | None = None) -> "VAE":
+        """Load a VAE saved by :meth:`save` (JSON and safetensors only, no pickle);
+        ``meta``: its model.json, when the caller has read it already."""
+        architecture, training, history, tensors = ckpt.read_model(directory, meta)
         model = VAEModel(architecture)
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
