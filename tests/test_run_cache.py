@@ -225,7 +225,7 @@ def test_two_fit_processes_on_one_out_cannot_both_succeed(tmp_path, capsys):
     cli = "import sys; from elbokit.cli import run; sys.argv[0] = 'elbokit'; run()"
     first = subprocess.Popen(
         [sys.executable, "-c", cli, "fit", "vae", "--latent", "2", "--hidden", "64",
-         "--batch-size", "16", "--epochs", "6", "--no-progress", "--out", str(out)],
+         "--batch-size", "16", "--epochs", "4", "--no-progress", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 60
