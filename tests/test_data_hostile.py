@@ -389,3 +389,14 @@ def test_npz_member_name_that_is_not_utf8(tmp_path):
     raw[local + 30] = 0xD8  # ... but its first byte is not
     path.write_bytes(bytes(raw))
     one_line_error(lambda: data.load(str(path)), "not a valid .npz file")
+
+
+def test_long_doubles_beyond_float64_are_named_without_a_numpy_warning(tmp_path, recwarn):
+    # found by benchmarks/fuzz_data.py: the cast printed "RuntimeWarning: overflow"
+    X = np.ones((4, 2), dtype=np.longdouble)
+    if np.finfo(np.longdouble).max <= np.finfo(np.float64).max:
+        pytest.skip("long double is float64 on this platform")
+    X[1, 1] = np.longdouble("1e4000")
+    np.save(tmp_path / "ld.npy", X)
+    one_line_error(lambda: data.load(str(tmp_path / "ld.npy")), r"1 inf.*row 1, column 1")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

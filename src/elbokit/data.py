@@ -145,8 +145,9 @@ def _check_matrix(X: np.ndarray, name: str, allow_nan: bool = False) -> np.ndarr
                         "least 2 are needed to split it into train and test")
     if n_features == 0:
         raise DataError(f"{name}: the data has zero features (shape {_brief(shape)})")
-    X = X.reshape(shape[0], n_features).astype(_float_dtype_for(X.dtype), copy=False)
-    check_finite(X, name, allow_nan=allow_nan)
+    with np.errstate(over="ignore", invalid="ignore"):  # long doubles beyond float64: inf,
+        X = X.reshape(shape[0], n_features).astype(_float_dtype_for(X.dtype), copy=False)
+    check_finite(X, name, allow_nan=allow_nan)  # ... and named here
     return X
 
 
