@@ -1,9 +1,11 @@
 """Numbers to compare models by: log p(x) in nats (exact or importance-sampled),
 active units, KL per latent dimension, reconstruction error, bits/dim.
 
-Every function takes any fitted elbokit model: the classical ones (PCA, PPCA, FA,
-linear autoencoder, VBPCA) have an exact Gaussian posterior and log-likelihood; a VAE
-has an encoder q(z|x), so its log p(x) is estimated by importance sampling.
+Every function takes any fitted model that implements the model protocol
+(:class:`elbokit.protocol.LatentVariableModel`) and reads it through that protocol only:
+the classical models (PCA, PPCA, FA, linear autoencoder, VBPCA) have an exact Gaussian
+posterior and log-likelihood; a VAE has an encoder q(z|x), so its log p(x) is estimated
+by importance sampling.
 """
 
 from __future__ import annotations
@@ -14,12 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_int
-from .exceptions import ParameterError
 from .progress import progress_bar
-
-
-def _is_vae(model) -> bool:
-    return type(model).__name__ == "VAE"
+from .protocol import as_model
 
 
 @dataclass
@@ -52,45 +50,31 @@ def log_likelihood(model, X, *, n_importance: int = 5000, batch_size: int | None
     log 1/k sum_i p(x, z_i)/q(z_i|x), z_i ~ q(z|x) (the IWAE bound with k =
     ``n_importance``), batched over data and samples so memory is bounded for any k.
     """
-    if not _is_vae(model):
-        return LogLikelihood(np.asarray(model.score_samples(X), dtype=np.float64), True, None)
-    import torch
-
-    from .nn.importance import importance_log_likelihood
-
+    model = as_model(model)
+    if model.exact_log_likelihood:
+        return LogLikelihood(np.asarray(model.log_likelihood_samples(X), dtype=np.float64),
+                             True, None)
     k = check_int(n_importance, "n_importance", minimum=1)
-    x = model._input(X)
-    generator = torch.Generator(device=x.device)
-    generator.manual_seed(int(random_state))
-    with progress_bar(total=x.shape[0], desc=f"log p(x), k={k}", disable=not progress,
+    with progress_bar(total=np.shape(X)[0] if np.ndim(X) else None, desc=f"log p(x), k={k}", disable=not progress,
                       unit="pt") as bar:
-        values = importance_log_likelihood(model.model_, x, k, batch_size=batch_size,
-                                           generator=generator, progress=bar.update)
-    return LogLikelihood(values.cpu().numpy(), False, k)
+        values = model.log_likelihood_samples(X, n_importance=k, batch_size=batch_size,
+                                              random_state=random_state, progress=bar.update)
+    return LogLikelihood(np.asarray(values), False, k)
 
 
 def elbo(model, X, *, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
     """Per-sample ELBO. For the classical models q is the exact posterior, so the
     ELBO equals log p(x) (the lecture's E step makes the bound tight)."""
-    if _is_vae(model):
-        return model.elbo(X, "b", n_samples=n_samples, random_state=random_state)
-    return np.asarray(model.score_samples(X), dtype=np.float64)
+    return np.asarray(as_model(model).elbo_samples(X, n_samples=n_samples,
+                                                   random_state=random_state),
+                      dtype=np.float64)
 
 
 def posterior_moments(model, X) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (n, L) and per-dimension variance (n, L) of q(z|x) (or of p(z|x))."""
-    if _is_vae(model):
-        samples_mean = model.encode(X)
-        _, std = model.encode(X, n_samples=1)
-        return samples_mean, std**2
-    if not hasattr(model, "_gaussian"):
-        raise ParameterError(f"{type(model).__name__} has no posterior over latents")
-    # the probabilistic reading of every linear model (for PCA and the linear
-    # autoencoder this differs from their transform, which returns projections/codes)
-    X = model._validate(X, reset=False)
-    mean = model._gaussian().posterior_mean(np.asarray(X, dtype=np.float64) - model.mean_)
-    variances = np.broadcast_to(np.diag(model.posterior_covariance()), mean.shape)
-    return mean, np.array(variances)
+    """Mean (n, L) and per-dimension variance (n, L) of q(z|x) (or of p(z|x)); for the
+    linear models the probabilistic reading (for PCA and the linear autoencoder this
+    differs from their transform, which returns projections/codes)."""
+    return as_model(model).posterior_moments(X)
 
 
 def active_units(model, X, *, threshold: float = 0.01) -> tuple[int, np.ndarray]:
@@ -111,12 +95,9 @@ def kl_per_dimension(model, X) -> np.ndarray:
 
 
 def reconstruction_error(model, X) -> float:
-    """Mean over samples of ||x - x_hat||^2, x_hat the decoder mean at the posterior mean."""
+    """Mean over samples of ||x - x_hat||^2, x_hat the model's reconstruction."""
     X = np.asarray(X, dtype=np.float64)
-    if _is_vae(model):
-        X_hat = model.reconstruct(X)
-    else:
-        X_hat = model.inverse_transform(model.transform(X))
+    X_hat = as_model(model).reconstruct(X)
     return float(np.mean(np.sum((X - X_hat) ** 2, axis=1)))
 
 

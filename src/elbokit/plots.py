@@ -1,7 +1,8 @@
 """Figures (matplotlib, Agg backend, PNG written atomically).
 
-Each function takes any fitted elbokit model (a VAE or a linear-Gaussian model, read
-through its latent posterior and decoder mean) and writes one PNG:
+Each function takes any fitted model that implements the model protocol
+(:class:`elbokit.protocol.LatentVariableModel`: a VAE, a linear-Gaussian model, or a
+new kind), read through its latent posterior and decoder mean only, and writes one PNG:
 sample grids, reconstructions, latent traversals, the 2-D manifold (Kingma & Welling
 2014, fig. 4), latent scatter plots, training curves, per-pixel uncertainty, and bar
 charts of per-dimension quantities.
@@ -15,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .io import atomic_write_with
+from .protocol import as_model
 
 
 def _pyplot():
@@ -33,25 +35,15 @@ def _save(fig, path) -> None:
     plt.close(fig)
 
 
-def _is_vae(model) -> bool:
-    return type(model).__name__ == "VAE"
-
-
 def encode_mean(model, X) -> np.ndarray:
     """Posterior mean of z given each row of X, shape (n, L) (given the observed
     entries of rows with NaN, for the models that accept them)."""
-    from .evaluate import posterior_moments
-
-    if not _is_vae(model) and np.isnan(np.asarray(X, dtype=np.float64)).any():
-        return model.transform(X)  # PPCA(solver="em"), VBPCA: E[z | x_observed]
-    return posterior_moments(model, X)[0]
+    return as_model(model).posterior_moments(X)[0]
 
 
 def decode_mean(model, Z) -> np.ndarray:
     """Decoder mean E[x|z] for each row of Z, shape (n, d)."""
-    if _is_vae(model):
-        return model.decode(np.asarray(Z, dtype=np.float32))
-    return np.asarray(Z, dtype=np.float64) @ model._loadings().T + model.mean_
+    return as_model(model).decode_mean(Z)
 
 
 def _tile(images: np.ndarray, image_shape, cols: int) -> np.ndarray:
@@ -225,16 +217,7 @@ def uncertainty_figure(model, X, image_shape, path, *, n: int = 8, n_samples: in
     uncertainty" by taking several samples of the latent variables)."""
     plt = _pyplot()
     X = np.asarray(X[:n])
-    if _is_vae(model):
-        samples, _ = model.encode(X, n_samples=n_samples, random_state=random_state)
-    else:
-        from .evaluate import posterior_moments
-
-        mean, _ = posterior_moments(model, X)
-        chol = np.linalg.cholesky(model.posterior_covariance())
-        eps = np.random.default_rng(random_state).standard_normal(
-            (mean.shape[0], n_samples, mean.shape[1]))
-        samples = mean[:, None, :] + eps @ chol.T
+    samples = as_model(model).posterior_samples(X, n_samples, random_state=random_state)
     decoded = decode_mean(model, samples.reshape(-1, samples.shape[-1]))
     decoded = decoded.reshape(X.shape[0], n_samples, -1)
     recon = decode_mean(model, encode_mean(model, X))
@@ -421,9 +404,7 @@ def noise_edge(n_samples: int, n_features: int) -> float:
 def reconstruct(model, X) -> np.ndarray:
     """The model's own reconstruction of X: decoder mean at the posterior mean for a VAE,
     inverse_transform(transform(X)) for the linear models."""
-    if _is_vae(model):
-        return np.asarray(model.reconstruct(X), dtype=np.float64)
-    return np.asarray(model.inverse_transform(model.transform(X)), dtype=np.float64)
+    return np.asarray(as_model(model).reconstruct(X), dtype=np.float64)
 
 
 def per_feature_errors(model, X) -> tuple[np.ndarray, np.ndarray]:
@@ -692,8 +673,8 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
     if label_names is None:
         label_names = getattr(dataset, "target_names", None)
     names = feature_labels(feature_names, dataset.n_features)
-    figures = {} if _is_vae(model) else _linear_figures(model, dataset, out_dir, names,
-                                                        rotation)
+    figures = _linear_figures(model, dataset, out_dir, names, rotation) \
+        if as_model(model).linear_gaussian else {}
     X = dataset.test[:2000]
     path = out_dir / "reconstruction_error.png"
     drawn = reconstruction_error_figure(*per_feature_errors(model, X), names, path)

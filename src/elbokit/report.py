@@ -127,7 +127,7 @@ def _feature_table(model, dataset, names: list[str]) -> str:
     rows = [{"feature": name, "test RMSE": float(np.sqrt(m)), "MSE / variance": r}
             for name, m, r in zip(names, mse, relative)]
     columns = ["feature"]
-    if not plots._is_vae(model):
+    if model.linear_gaussian:  # the model protocol: x = W z + mu + noise
         W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
         h2, share = plots.communalities(W, psi)
         for row, p, h, c in zip(rows, psi, h2, share):

@@ -362,6 +362,55 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """Negative mean log-likelihood in bits per dimension (no dequantization)."""
         return -self.score(X) / (self.n_features_in_ * np.log(2.0))
 
+    # ---- the model protocol (elbokit.protocol.LatentVariableModel)
+    exact_log_likelihood = True  # log p(x) in closed form
+    linear_gaussian = True  # components_, noise_variance_, get_covariance()
+
+    def posterior_moments(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (n, L) and per-dimension variance (n, L) of the exact posterior p(z|x)
+        (of the probabilistic reading: for PCA and the linear autoencoder this mean
+        differs from ``transform``, which returns projections/codes); a row with NaN
+        entries gets the posterior given its observed entries."""
+        check_is_fitted(self)
+        X = np.asarray(self._validate(X, reset=False), dtype=np.float64)
+        missing = np.isnan(X)
+        if missing.any():
+            observed = self._observed(X, missing)
+            return observed.mean, np.diagonal(observed.cov(), axis1=1, axis2=2).copy()
+        mean = self._gaussian().posterior_mean(X - self.mean_)
+        variances = np.broadcast_to(np.diag(self.posterior_covariance()), mean.shape)
+        return mean, np.array(variances)
+
+    def posterior_samples(self, X, n_samples: int, random_state=0) -> np.ndarray:
+        """``n_samples`` draws of z from p(z|x) per row, shape (n, k, L)."""
+        mean, _ = self.posterior_moments(X)
+        chol = np.linalg.cholesky(self.posterior_covariance())
+        eps = np.random.default_rng(random_state).standard_normal(
+            (mean.shape[0], int(n_samples), mean.shape[1]))
+        return mean[:, None, :] + eps @ chol.T
+
+    def decode_mean(self, Z) -> np.ndarray:
+        """Decoder mean E[x|z] = W z + mu of each row of Z (n, L), shape (n, d)."""
+        check_is_fitted(self)
+        return np.asarray(Z, dtype=np.float64) @ self._loadings().T + self.mean_
+
+    def reconstruct(self, X) -> np.ndarray:
+        """The model's own reconstruction, ``inverse_transform(transform(X))``, (n, d)."""
+        return np.asarray(self.inverse_transform(self.transform(X)), dtype=np.float64)
+
+    def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
+                               random_state: int = 0, progress=None) -> np.ndarray:
+        """Exact log p(x) per row (nats): ``score_samples``; the sampling options of
+        the protocol do not apply."""
+        return np.asarray(self.score_samples(X), dtype=np.float64)
+
+    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
+        """The ELBO per row: with the exact posterior as q it equals log p(x)."""
+        return np.asarray(self.score_samples(X), dtype=np.float64)
+
+    def check_fit(self, X, what: str = "test", *, reference=None) -> None:
+        """Nothing to check: a closed-form or EM fit does not diverge silently."""
+
 
 class SubspaceGaussianMixin(LinearGaussianMixin):
     """Models described by orthonormal directions ``components_`` (L, d), the data

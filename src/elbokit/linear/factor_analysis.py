@@ -187,6 +187,8 @@ class FactorAnalysis(LinearGaussianMixin):
     feature_scale_ : (d,) the standard deviations divided out (standardize=True only).
     """
 
+    kind = "fa"  # the registry name (elbokit.kinds)
+
     def __init__(self, n_components=None, *, tol=1e-7, max_iter=5000, noise_floor=1e-3,
                  min_noise_variance=None, rotation=None, standardize=False, verbose=False):
         self.n_components = n_components

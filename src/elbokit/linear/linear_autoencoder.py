@@ -68,6 +68,8 @@ class LinearAutoencoder(SubspaceGaussianMixin):
     n_iter_ : gradient steps run.
     """
 
+    kind = "linear-ae"  # the registry name (elbokit.kinds)
+
     def __init__(self, n_components=None, *, learning_rate=0.1, momentum=0.9, tol=1e-10,
                  max_iter=20000, standardize=False, random_state=None, verbose=False):
         self.n_components = n_components

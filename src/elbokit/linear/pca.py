@@ -46,6 +46,8 @@ class PCA(SubspaceGaussianMixin):
     mean_ : (d,) feature means.
     """
 
+    kind = "pca"  # the registry name (elbokit.kinds)
+
     def __init__(self, n_components=None, *, whiten=False, standardize=False):
         self.n_components = n_components
         self.whiten = whiten

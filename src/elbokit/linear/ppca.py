@@ -114,6 +114,8 @@ class PPCA(LinearGaussianMixin):
     feature_scale_ : (d,) the standard deviations divided out (standardize=True only).
     """
 
+    kind = "ppca"  # the registry name (elbokit.kinds)
+
     def __init__(self, n_components=None, *, solver="closed", tol=1e-8, max_iter=2000,
                  noise_floor=1e-12, standardize=False, random_state=None, verbose=False):
         self.n_components = n_components

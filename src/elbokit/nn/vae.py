@@ -99,6 +99,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     True
     """
 
+    kind = "vae"  # the registry name (elbokit.kinds)
+
     def __init__(self, latent_dim: int = 20, *, likelihood: str = "bernoulli",
                  decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
@@ -491,6 +493,44 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def bits_per_dim(self, X) -> float:
         """-ELBO / (d ln 2): the bound in bits per dimension."""
         return -self.score(X) / (self.n_features_in_ * math.log(2.0))
+
+    # ------------------------------------------------------------------ the model protocol
+
+    exact_log_likelihood = False  # log p(x) is importance-sampled
+    linear_gaussian = False
+
+    def posterior_moments(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (n, L) and per-dimension variance (n, L) of q(z|x) (see :meth:`encode`)."""
+        mean = self.encode(X)
+        _, std = self.encode(X, n_samples=1)
+        return mean, std**2
+
+    def posterior_samples(self, X, n_samples: int, random_state=0) -> np.ndarray:
+        """``n_samples`` draws from q(z|x) per row, shape (n, k, L)."""
+        return self.encode(X, n_samples=n_samples, random_state=random_state)[0]
+
+    def decode_mean(self, Z) -> np.ndarray:
+        """Decoder mean E[x|z] of each row of Z: :meth:`decode`."""
+        return self.decode(np.asarray(Z, dtype=np.float32))
+
+    def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
+                               random_state: int = 0, progress=None) -> np.ndarray:
+        """Importance-sampled log p(x) per row: log 1/k sum_i p(x, z_i)/q(z_i|x),
+        z_i ~ q(z|x) (the IWAE bound with k = ``n_importance``), batched over data and
+        samples so memory is bounded for any k; ``progress(rows_done)`` if given."""
+        from .importance import importance_log_likelihood
+
+        x = self._input(X)
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(int(random_state))
+        values = importance_log_likelihood(self.model_, x, int(n_importance),
+                                           batch_size=batch_size, generator=generator,
+                                           progress=progress)
+        return values.cpu().numpy()
+
+    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
+        """The ELBO L_B per row (nats): :meth:`elbo` with estimator ``"b"``."""
+        return self.elbo(X, "b", n_samples=n_samples, random_state=random_state)
 
     # ------------------------------------------------------------------ saving
 

@@ -134,6 +134,8 @@ class VBPCA(LinearGaussianMixin):
     the presence of missing values", JMLR 11, 2010.
     """
 
+    kind = "vbpca"  # the registry name (elbokit.kinds)
+
     def __init__(self, n_components=None, *, max_iter=1000, tol=1e-6, alpha_shape=1e-3,
                  alpha_rate=1e-3, tau_shape=1e-3, tau_rate=1e-3, mean_precision=1e-3,
                  active_threshold=1.0, standardize=False, random_state=None):

@@ -1,0 +1,97 @@
+"""The model protocol: what every elbokit model offers to evaluation, figures, reports
+and ``elbokit compare``.
+
+A model of data x with latents z, a prior p(z) = N(0, I), a decoder p(x|z) and a
+posterior (exact, or the encoder's approximation) q(z|x), is read only through the
+members below. :mod:`elbokit.evaluate`, :mod:`elbokit.plots`, :mod:`elbokit.report` and
+``elbokit compare`` use nothing else, so a new kind of model that implements them
+(and registers itself with :func:`elbokit.kinds.register_kind`) gets every metric,
+figure and report page with no other change.
+
+Implemented by: ``PCA``, ``PPCA``, ``FactorAnalysis``, ``LinearAutoencoder`` (through
+:class:`elbokit.linear._gaussian.LinearGaussianMixin`), ``VBPCA`` and ``VAE``.
+
+Members
+-------
+kind : str (class attribute)
+    The model's registry name (``"pca"``, ``"vae"``, ...), recorded in model.json.
+exact_log_likelihood : bool (class attribute)
+    True when :meth:`log_likelihood_samples` is the closed-form log p(x); False when it
+    is an importance-sampled estimate (the VAE).
+linear_gaussian : bool (class attribute)
+    True for x = W z + mu + noise with ``components_``, ``noise_variance_`` and
+    ``get_covariance()`` (the loadings, communality and eigenvalue figures read them).
+n_features_in_ : int
+    Features seen at fit.
+posterior_moments(X) -> (mean, var)
+    Mean (n, L) and per-dimension variance (n, L) of q(z|x) (rows with NaN, for the
+    models that accept them: given their observed entries).
+posterior_samples(X, n_samples, random_state) -> (n, k, L)
+    k draws from q(z|x) for each row.
+decode_mean(Z) -> (n, d)
+    The decoder mean E[x|z] of each row of Z.
+reconstruct(X) -> (n, d)
+    The model's own reconstruction of X (for PCA and the linear autoencoder the
+    projection onto their subspace, for the others the decoder mean at E[z|x]).
+sample(n_samples, random_state) -> (n, d)
+    Draws from the model (a VAE: decoder means of prior draws).
+log_likelihood_samples(X, *, n_importance, batch_size, random_state, progress) -> (n,)
+    log p(x) per row in nats (see ``exact_log_likelihood``); ``progress`` is None or a
+    callable given the number of rows done.
+elbo_samples(X, *, n_samples, random_state) -> (n,)
+    The ELBO per row (for an exact posterior it equals log p(x)).
+check_fit(X, what, *, reference)
+    Raise :class:`elbokit.exceptions.TrainingError` if the fitted model is unusable on X
+    (a diverged VAE); the exact models never are.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from .exceptions import ParameterError
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """A fitted latent-variable model as evaluate/plots/report/compare read it (see the
+    module docstring for the meaning and shapes of each member)."""
+
+    kind: ClassVar[str]
+    exact_log_likelihood: ClassVar[bool]
+    linear_gaussian: ClassVar[bool]
+
+    def posterior_moments(self, X) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def posterior_samples(self, X, n_samples: int, random_state=0) -> np.ndarray: ...
+
+    def decode_mean(self, Z) -> np.ndarray: ...
+
+    def reconstruct(self, X) -> np.ndarray: ...
+
+    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray: ...
+
+    def log_likelihood_samples(self, X, *, n_importance: int = 5000,
+                               batch_size: int | None = None, random_state: int = 0,
+                               progress=None) -> np.ndarray: ...
+
+    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0) -> np.ndarray: ...
+
+    def check_fit(self, X, what: str = "test", *, reference=None) -> None: ...
+
+
+def as_model(model) -> LatentVariableModel:
+    """``model`` itself if it implements :class:`LatentVariableModel`; else a one-line
+    :class:`ParameterError` naming what is missing."""
+    missing = [name for name in _MEMBERS if not hasattr(model, name)]
+    if missing:
+        raise ParameterError(f"{type(model).__name__} is not an elbokit model: it lacks "
+                             f"{', '.join(missing)} of the model protocol")
+    return model
+
+
+_MEMBERS = ("kind", "exact_log_likelihood", "linear_gaussian", "posterior_moments",
+            "posterior_samples", "decode_mean", "reconstruct", "sample",
+            "log_likelihood_samples", "elbo_samples", "check_fit")
