@@ -9,32 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .exceptions import ModelFileError, ParameterError
+from .exceptions import ModelFileError
 from .io import MODEL_FILE, check_format_version, load_estimator, read_json, save_estimator
+from .kinds import estimator_classes, kind_of  # noqa: F401  (kind_of: re-exported)
 
 
 def classical_registry() -> dict[str, type]:
-    """Kind name -> estimator class, for the numpy models (VBPCA when available)."""
-    from .linear import PCA, PPCA, FactorAnalysis, LinearAutoencoder
-
-    registry = {"pca": PCA, "ppca": PPCA, "fa": FactorAnalysis, "linear-ae": LinearAutoencoder}
-    try:
-        from .vi import VBPCA
-
-        registry["vbpca"] = VBPCA
-    except ImportError:
-        pass
-    return registry
-
-
-def kind_of(model) -> str:
-    """The kind name of a model instance."""
-    if type(model).__name__ == "VAE":
-        return "vae"
-    for kind, cls in classical_registry().items():
-        if type(model) is cls:
-            return kind
-    raise ParameterError(f"cannot save a {type(model).__name__}: not an elbokit model")
+    """Kind name -> estimator class, for the numpy models (VBPCA when available); derived
+    from the one registry of model kinds, :mod:`elbokit.kinds`."""
+    return estimator_classes()
 
 
 def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None) -> Path:

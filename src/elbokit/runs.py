@@ -25,28 +25,20 @@ from .data import Dataset
 from .exceptions import ModelFileError, ParameterError, RunLockedError
 from .io import (MODEL_FILE, atomic_write_json, check_int, check_str_list, check_type,
                  read_json, sha256_file)
+from .kinds import build_model, kind_names
 from .models import kind_of, save_model
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
-CLASSICAL_KINDS = ("pca", "ppca", "fa", "linear-ae")
+CLASSICAL_KINDS = kind_names(family="linear")  # derived from elbokit.kinds
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
 
 
 def make_classical(kind: str, latent: int, *, seed: int = 0, verbose: bool = False, **options):
-    """Build an unfitted classical estimator by kind name."""
-    from .linear import PCA, PPCA, FactorAnalysis, LinearAutoencoder
-
-    if kind == "pca":
-        return PCA(latent, **options)
-    if kind == "ppca":
-        return PPCA(latent, random_state=seed, verbose=verbose, **options)
-    if kind == "fa":
-        return FactorAnalysis(latent, verbose=verbose, **options)
-    if kind == "linear-ae":
-        return LinearAutoencoder(latent, random_state=seed, verbose=verbose, **options)
-    raise ParameterError(f"unknown model {kind!r}; choose from {list(CLASSICAL_KINDS)}")
+    """Build an unfitted classical estimator by kind name (:func:`elbokit.kinds.build_model`)."""
+    return build_model(kind, latent, seed=seed, verbose=verbose, choices=CLASSICAL_KINDS,
+                       **options)
 
 
 def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool) -> Path:

@@ -12,40 +12,23 @@ from typing import Annotated
 
 import typer
 
+from .. import kinds as model_kinds
+from ..kinds import LINEAR_VAE_LR, kind_names  # noqa: F401  (LINEAR_VAE_LR: kept)
 from ._app import app
 from .common import DataDir, DataSpec, Latent, Seed, TestFraction, format_table
 
-COMPARE_MODELS = ("pca", "ppca", "fa", "vbpca", "linear-ae", "vae-linear", "vae")
+COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
-LINEAR_VAE_LR = 5e-3  # 2e-2 diverges on standardized digits (rare pixels reach 30 std)
 FAILED = "failed"
 
 
 def build_model(kind: str, latent: int, *, epochs: int, seed: int):
-    """An unfitted model for ``elbokit compare``. VAEs use the Gaussian likelihood with
-    learned variance, so every row is a density of the same data in nats; with it they
-    standardize each feature (``standardize="auto"``), so their variance floor,
-    ``min_variance=1e-3``, is 1e-3 x each feature's variance and any table's units fit."""
-    from ..runs import CLASSICAL_KINDS, make_classical
-
-    if kind in CLASSICAL_KINDS:
-        return make_classical(kind, latent, seed=seed)
-    if kind == "vbpca":
-        from ..vi import VBPCA
-
-        return VBPCA(latent, random_state=seed)
-    from ..nn import VAE
-
-    if kind == "vae-linear":
-        # settings under which the linear VAE reaches FA's likelihood (tests/test_vae.py)
-        return VAE(latent, decoder="linear", likelihood="gaussian", epochs=epochs, seed=seed,
-                   batch_size=64, lr=LINEAR_VAE_LR, lr_schedule="cosine", progress=False)
-    if kind == "vae":
-        return VAE(latent, likelihood="gaussian", hidden=(256,), epochs=epochs, seed=seed,
-                   progress=False)
-    from ..exceptions import ParameterError
-
-    raise ParameterError(f"unknown model {kind!r}; choose from {list(COMPARE_MODELS)}")
+    """An unfitted model for ``elbokit compare``, as :mod:`elbokit.kinds` declares it.
+    VAEs use the Gaussian likelihood with learned variance, so every row is a density of
+    the same data in nats; with it they standardize each feature (``standardize="auto"``),
+    so their variance floor, ``min_variance=1e-3``, is 1e-3 x each feature's variance and
+    any table's units fit."""
+    return model_kinds.build_model(kind, latent, seed=seed, epochs=epochs)
 
 
 @app.command("compare")
@@ -71,9 +54,10 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
     from ..io import atomic_write_json
 
     kinds = [m.strip() for m in models.split(",") if m.strip()]
-    unknown = [m for m in kinds if m not in COMPARE_MODELS]
+    known = kind_names()  # read now: a kind registered after import counts too
+    unknown = [m for m in kinds if m not in known]
     if unknown or not kinds:
-        raise ParameterError(f"unknown model(s) {unknown}; choose from {list(COMPARE_MODELS)}")
+        raise ParameterError(f"unknown model(s) {unknown}; choose from {list(known)}")
     if k < 1 or epochs < 1 or latent < 1:
         raise ParameterError("--k, --epochs and --latent must be >= 1")
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)

@@ -28,12 +28,13 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
     from .. import data as data_module
     from ..evaluate import log_likelihood
     from ..io import atomic_write_json
-    from ..runs import fit_and_record, make_classical
+    from ..kinds import build_model
+    from ..runs import fit_and_record
 
     dataset = data_module.load("digits")
     rows, summary = [], {}
     for kind in ("pca", "ppca", "fa", "linear-ae"):
-        model = make_classical(kind, latent, seed=0)
+        model = build_model(kind, latent, seed=0)
         metrics = fit_and_record(model, dataset, out / kind, spec="digits", overwrite=True)
         rows.append([kind, metrics["train_loglike"], metrics["test_loglike"], "exact",
                      metrics["test_loglike"], metrics["fit_seconds"], metrics["iterations"]])
