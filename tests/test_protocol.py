@@ -86,6 +86,10 @@ def test_linear_models_implement_the_protocol_exactly(cls, wine):
     np.testing.assert_allclose(model.reconstruct(X[:5]),
                                model.inverse_transform(model.transform(X[:5])))
     model.check_fit(X)  # never raises for an exact model
+    trace = getattr(model, "loglike_", None)  # the EM models' log-likelihood per iteration
+    assert model.training_curve() == (list(trace) if trace else None)
+    if cls is FactorAnalysis:
+        assert len(model.training_curve()) > 1
 
 
 def test_posterior_samples_have_the_posterior_moments(wine):
@@ -209,6 +213,9 @@ class IsotropicModel(BaseEstimator):
     def check_fit(self, X, what="test", *, reference=None):
         pass
 
+    def training_curve(self):
+        return None
+
 
 @pytest.fixture
 def new_kind():
@@ -279,3 +286,19 @@ def test_a_new_kind_gets_saving_report_and_compare_support(new_kind, digits, tmp
     assert table[IsotropicModel.kind]["active_units"] == 3
     np.testing.assert_allclose(table[IsotropicModel.kind]["test_loglike"],
                                PPCA(3).fit(digits.train).score(digits.test), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- names
+
+def test_the_estimators_and_the_network_have_names_that_say_what_they_are():
+    pytest.importorskip("torch")
+    from elbokit import nn
+    from elbokit.nn import objectives
+
+    assert nn.EstimatorA is nn.MonteCarloELBO and nn.EstimatorB is nn.AnalyticKLELBO
+    assert nn.VAEModel is nn.VAENetwork
+    # the names the training config records, and the slides named in the docstrings
+    assert objectives.get_estimator("a").__class__ is nn.MonteCarloELBO
+    assert objectives.get_estimator("b").__class__ is nn.AnalyticKLELBO
+    assert "L_A" in nn.MonteCarloELBO.__doc__ and "Computing the loss" in nn.MonteCarloELBO.__doc__
+    assert "L_B" in nn.AnalyticKLELBO.__doc__ and "lower variance" in nn.AnalyticKLELBO.__doc__

@@ -40,6 +40,9 @@ log_likelihood_samples(X, *, n_importance, batch_size, random_state, progress) -
     callable given the number of rows done.
 elbo_samples(X, *, n_samples, random_state) -> (n,)
     The ELBO per row (for an exact posterior it equals log p(x)).
+training_curve() -> list or None
+    The fit's trace for the training-curve figure: one dict per epoch (``train_elbo``,
+    ``val_elbo``) or one float per EM iteration (log-likelihood); None without one.
 check_fit(X, what, *, reference)
     Raise :class:`elbokit.exceptions.TrainingError` if the fitted model is unusable on X
     (a diverged VAE); the exact models never are.
@@ -81,6 +84,8 @@ class LatentVariableModel(Protocol):
 
     def check_fit(self, X, what: str = "test", *, reference=None) -> None: ...
 
+    def training_curve(self) -> list | None: ...
+
 
 def as_model(model) -> LatentVariableModel:
     """``model`` itself if it implements :class:`LatentVariableModel`; else a one-line
@@ -94,4 +99,4 @@ def as_model(model) -> LatentVariableModel:
 
 _MEMBERS = ("kind", "exact_log_likelihood", "linear_gaussian", "posterior_moments",
             "posterior_samples", "decode_mean", "reconstruct", "sample",
-            "log_likelihood_samples", "elbo_samples", "check_fit")
+            "log_likelihood_samples", "elbo_samples", "check_fit", "training_curve")

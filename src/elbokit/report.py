@@ -142,9 +142,7 @@ def _feature_table(model, dataset, names: list[str]) -> str:
 def _figures(run: dict, run_dir: Path, model, dataset, rotation: str) -> str:
     from .plots import all_figures, feature_labels, table_figures
 
-    history = getattr(model, "history_", None) or getattr(model, "loglike_", None)
-    if isinstance(history, list) and history and not isinstance(history[0], dict):
-        history = list(history)
+    history = model.training_curve()
     out_dir = run_dir / "figures"
     if _is_image_run(run, dataset):
         figures = all_figures(model, dataset, out_dir, history=history)

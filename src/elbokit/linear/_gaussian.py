@@ -411,6 +411,11 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def check_fit(self, X, what: str = "test", *, reference=None) -> None:
         """Nothing to check: a closed-form or EM fit does not diverge silently."""
 
+    def training_curve(self) -> list | None:
+        """The mean log-likelihood per EM iteration (``loglike_``), None without EM."""
+        curve = getattr(self, "loglike_", None)
+        return list(curve) if curve is not None and len(curve) else None
+
 
 class SubspaceGaussianMixin(LinearGaussianMixin):
     """Models described by orthonormal directions ``components_`` (L, d), the data

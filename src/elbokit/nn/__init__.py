@@ -2,9 +2,11 @@
 does not (it exposes ``elbokit.VAE`` lazily)."""
 
 from .config import ArchitectureConfig, TrainingConfig
-from .model import VAEModel
-from .objectives import ELBOEstimator, EstimatorA, EstimatorB, IWAE, get_estimator
+from .model import VAEModel, VAENetwork
+from .objectives import (AnalyticKLELBO, ELBOEstimator, EstimatorA, EstimatorB, IWAE,
+                         MonteCarloELBO, get_estimator)
 from .vae import VAE, load_vae
 
-__all__ = ["VAE", "load_vae", "VAEModel", "ArchitectureConfig", "TrainingConfig",
-           "ELBOEstimator", "EstimatorA", "EstimatorB", "IWAE", "get_estimator"]
+__all__ = ["VAE", "load_vae", "VAENetwork", "VAEModel", "ArchitectureConfig",
+           "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
+           "EstimatorA", "EstimatorB", "get_estimator"]

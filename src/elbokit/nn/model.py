@@ -4,7 +4,7 @@ Encoder q(z|x) = N(mean(x), diag exp(logvar(x))), optionally followed by an inve
 autoregressive flow (``posterior="iaf"``, see ``flows.py``); prior p(z) = N(0, I);
 decoder p(x|z) given by the likelihood. No training code here (see ``train.py``) and
 no estimator of the ELBO (see ``objectives.py``): they draw z and log q(z|x) from
-:meth:`VAEModel.posterior`, which accounts for the flow's log-determinant.
+:meth:`VAENetwork.posterior`, which accounts for the flow's log-determinant.
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ class PosteriorSample:
         return self.log_q_dims().sum(-1)
 
 
-class VAEModel(nn.Module):
+class VAENetwork(nn.Module):
+    """The VAE's torch module (encoder, optional flow, decoder, likelihood); the
+    scikit-learn-style estimator around it is :class:`elbokit.nn.VAE`. ``VAEModel`` is
+    the old name."""
+
     def __init__(self, config: ArchitectureConfig):
         super().__init__()
         self.config = config
@@ -151,3 +155,6 @@ class VAEModel(nn.Module):
         if not self.config.standardize:
             return mean
         return self.data_mean + self.data_scale * mean
+
+
+VAEModel = VAENetwork  # the old name, kept as an alias

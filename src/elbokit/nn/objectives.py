@@ -4,11 +4,12 @@ Pyro's ``Trace_ELBO`` / ``TraceMeanField_ELBO``).
 Each is called as ``estimator(model, x, n_samples, generator)`` and returns one
 estimate per data point, shape (B,), in nats. With z_j ~ q(z|x), j = 1..L, drawn by
 reparameterisation (z_j = mean + sigma * eps_j, then the flow if the model has one;
-see :meth:`~elbokit.nn.model.VAEModel.posterior`):
+see :meth:`~elbokit.nn.model.VAENetwork.posterior`):
 
-* :class:`EstimatorA`, L_A = 1/L sum_j [log p(x, z_j) - log q(z_j|x)]
-  (slide "Computing the loss").
-* :class:`EstimatorB`, L_B = -KL(q(z|x) || p(z)) + 1/L sum_j log p(x|z_j), the KL in
+* :class:`MonteCarloELBO` (the slides' L_A; old name ``EstimatorA``),
+  L_A = 1/L sum_j [log p(x, z_j) - log q(z_j|x)] (slide "Computing the loss").
+* :class:`AnalyticKLELBO` (the slides' L_B; old name ``EstimatorB``),
+  L_B = -KL(q(z|x) || p(z)) + 1/L sum_j log p(x|z_j), the KL in
   closed form (slide "A lower variance estimator of the loss"). With an IAF
   posterior (z_0 Gaussian, z = f(z_0)) the KL has no closed form; L_B then keeps
   the closed form for the Gaussian part and estimates only what the flow adds:
@@ -126,8 +127,10 @@ def _mc_kl_dims(post) -> torch.Tensor:
     return terms if post.z.dim() == 2 else terms.mean(0)
 
 
-class EstimatorA(ELBOEstimator):
-    """L_A: Monte-Carlo average of log p(x, z) - log q(z|x)."""
+class MonteCarloELBO(ELBOEstimator):
+    """L_A (slide "Computing the loss"): the Monte-Carlo average of
+    log p(x, z) - log q(z|x), z ~ q(z|x); the KL is estimated from the samples too.
+    Selected by ``objective="a"``; ``EstimatorA`` is the old name."""
 
     name = "a"
 
@@ -143,10 +146,12 @@ class EstimatorA(ELBOEstimator):
         return _mc_kl_dims(post)
 
 
-class EstimatorB(ELBOEstimator):
-    """L_B: closed-form -KL(q || p) plus the Monte-Carlo average of log p(x|z). With a
-    flow posterior, the Gaussian base's KL in closed form plus a Monte-Carlo
-    estimate of the flow's change to it (see the module's docstring)."""
+class AnalyticKLELBO(ELBOEstimator):
+    """L_B (slide "A lower variance estimator of the loss"): closed-form -KL(q || p)
+    plus the Monte-Carlo average of log p(x|z). With a flow posterior, the Gaussian
+    base's KL in closed form plus a Monte-Carlo estimate of the flow's change to it
+    (see the module's docstring). Selected by ``objective="b"`` (the default);
+    ``EstimatorB`` is the old name."""
 
     name = "b"
 
@@ -183,12 +188,16 @@ class IWAE(ELBOEstimator):
         return log_mean_exp(self.log_weights(model, x, mean, logvar, z), dim=0)
 
 
+EstimatorA = MonteCarloELBO  # the old names (slide labels), kept as aliases
+EstimatorB = AnalyticKLELBO
+
+
 def _sample_mean(values: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Average (S, B) values over the samples; (B,) values (one sample) pass through."""
     return values if z.dim() == 2 else values.mean(0)
 
 
-ESTIMATORS = {cls.name: cls for cls in (EstimatorA, EstimatorB, IWAE)}
+ESTIMATORS = {cls.name: cls for cls in (MonteCarloELBO, AnalyticKLELBO, IWAE)}
 
 
 def get_estimator(estimator) -> ELBOEstimator:

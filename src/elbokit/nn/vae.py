@@ -532,6 +532,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """The ELBO L_B per row (nats): :meth:`elbo` with estimator ``"b"``."""
         return self.elbo(X, "b", n_samples=n_samples, random_state=random_state)
 
+    def training_curve(self) -> list | None:
+        """One dict per epoch (``train_elbo``, ``val_elbo``): ``history_``."""
+        return getattr(self, "history_", None) or None
+
     # ------------------------------------------------------------------ saving
 
     def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
