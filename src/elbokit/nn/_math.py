@@ -73,3 +73,11 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | No
 def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """log(mean(exp(a))) along ``dim`` without overflow."""
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
+
+
+def logsumexp_accumulate(total: torch.Tensor | None, log_w: torch.Tensor,
+                         dim: int = 0) -> torch.Tensor:
+    """log(exp(total) + sum(exp(log_w)) along ``dim``): a running log-sum-exp over chunks
+    (``total=None`` starts it), so a sum over many samples never holds them all."""
+    part = torch.logsumexp(log_w, dim=dim)
+    return part if total is None else torch.logaddexp(total, part)
