@@ -122,3 +122,16 @@ def test_bits_per_dim_reads_a_density_in_bits():
     # and agrees with the base-2 log of the same density
     log_px = stats.norm(0, 0.2).logpdf(np.array([0.1, -0.3, 0.05])).sum()
     assert np.isclose(_math.bits_per_dim(log_px, 3), -log_px * np.log2(np.e) / 3)
+
+
+@pytest.mark.parametrize("shared_noise", [True, False], ids=["ppca", "fa"])
+def test_observed_logpdf_is_the_marginal_over_observed_entries(shared_noise):
+    rng = np.random.default_rng(11)
+    W, mu, X = rng.standard_normal((5, 2)), rng.standard_normal(5), rng.standard_normal((3, 5))
+    psi = 0.4 if shared_noise else rng.uniform(0.2, 1.0, 5)
+    mask = np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0]], dtype=np.float64)
+    cov = W @ W.T + np.diag(np.broadcast_to(psi, (5,)))
+    got = _math.observed_logpdf(np.where(mask > 0, X - mu, 0.0), mask, W, psi)
+    for i, row in enumerate(mask.astype(bool)):
+        expected = stats.multivariate_normal(mu[row], cov[np.ix_(row, row)]).logpdf(X[i, row])
+        assert np.isclose(got[i], expected, rtol=1e-12)
