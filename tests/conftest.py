@@ -10,10 +10,15 @@
   float64 ``VAEModel`` whose linear encoder and decoder are set by hand, with
   :func:`rotated_problem`, :func:`exact_posterior` and :func:`closed_form_elbo`.
 
+* :func:`quiet`, :func:`edit_json` and :func:`assert_same_weights`: small helpers
+  several test files share.
+
 Test files import the helpers with ``from conftest import ...``.
 """
 
+import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -44,6 +49,29 @@ def fa_problem():
     psi = rng.uniform(0.1, 0.5, d)
     mu = rng.standard_normal(d)
     return W, psi, mu
+
+
+def quiet(fn):
+    """``fn()`` with every warning silenced (scale-spread, Heywood and constant-feature
+    notes that a test does not look at)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn()
+
+
+def edit_json(path, change):
+    """Read the JSON file at ``path``, let ``change(meta)`` edit it in place, write it back."""
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def assert_same_weights(a, b):
+    """Two torch state dicts (or two fitted VAEs' ``model_``) hold identical tensors."""
+    a, b = (x.model_.state_dict() if hasattr(x, "model_") else x for x in (a, b))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 # --------------------------------------------------------------------------- linear-Gaussian VAEs
