@@ -192,3 +192,11 @@ def test_numpy_and_torch_helpers_agree():
                                _math.diag_gaussian_log_prob(tx, tmean, tlogvar).numpy())
     np.testing.assert_allclose(np_math.kl_diag_gaussian_standard_dims(mean, np.exp(logvar)),
                                _math.kl_diag_gaussian_standard_dims(tmean, tlogvar).numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inverse_softplus_inverts_softplus_over_the_whole_range(dtype):
+    y = torch.tensor([1e-6, 1e-2, 1.0, 30.0, 100.0, 1e4], dtype=dtype)
+    x = _math.inverse_softplus(y)
+    assert torch.isfinite(x).all()  # log(expm1(y)) is inf at y = 100 in float32
+    torch.testing.assert_close(torch.nn.functional.softplus(x), y, rtol=1e-5, atol=0)

@@ -70,6 +70,12 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | No
     return mean + torch.exp(0.5 * logvar) * eps
 
 
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """The x with softplus(x) = log(1 + e^x) = y, for y > 0: y + log(1 - e^-y), finite
+    where the textbook log(e^y - 1) overflows (y above ~88 in float32)."""
+    return y + torch.log(-torch.expm1(-y))
+
+
 def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """log(mean(exp(a))) along ``dim`` without overflow."""
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
