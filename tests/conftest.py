@@ -1,7 +1,31 @@
+"""Shared fixtures and fakes.
+
+* ``digits`` (session fixture) and ``fa_problem``: real data and a known factor-analysis
+  model; :func:`sample_linear_gaussian` draws from x = W z + mu + noise.
+* The linear-Gaussian VAE in three forms, each with log p(x) and the ELBO known in
+  closed form: :class:`LinearGaussianVAE`, a duck-typed torch module (``encode``,
+  ``log_likelihood``) built by :func:`linear_gaussian_vae` (orthogonal W, exact or
+  deliberately imperfect encoder) or :func:`shrunk_linear_gaussian_vae` (random W,
+  shrunk mean map and inflated variance); and :func:`linear_vae_model`, a real
+  float64 ``VAEModel`` whose linear encoder and decoder are set by hand, with
+  :func:`rotated_problem`, :func:`exact_posterior` and :func:`closed_form_elbo`.
+
+* :func:`quiet`, :func:`edit_json` and :func:`assert_same_weights`: small helpers
+  several test files share.
+
+Test files import the helpers with ``from conftest import ...``.
+"""
+
+import json
+import math
+import warnings
+
 import numpy as np
 import pytest
+import torch
 
 import elbokit
+from elbokit._math import LowRankGaussian
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +49,163 @@ def fa_problem():
     psi = rng.uniform(0.1, 0.5, d)
     mu = rng.standard_normal(d)
     return W, psi, mu
+
+
+def quiet(fn):
+    """``fn()`` with every warning silenced (scale-spread, Heywood and constant-feature
+    notes that a test does not look at)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn()
+
+
+def edit_json(path, change):
+    """Read the JSON file at ``path``, let ``change(meta)`` edit it in place, write it back."""
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def assert_same_weights(a, b):
+    """Two torch state dicts (or two fitted VAEs' ``model_``) hold identical tensors."""
+    a, b = (x.model_.state_dict() if hasattr(x, "model_") else x for x in (a, b))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# --------------------------------------------------------------------------- linear-Gaussian VAEs
+
+def _float64(a):
+    return torch.as_tensor(a, dtype=torch.float64)
+
+
+class LinearGaussianVAE(torch.nn.Module):
+    """p(z) = N(0, I), p(x|z) = N(W z + b, s2 I), q(z|x) = N(A x + c, diag(v)), float64:
+    the duck-typed interface the ELBO estimators and importance sampling need
+    (``encode``, ``log_likelihood``), with log p(x) and the ELBO in closed form."""
+
+    def __init__(self, W, b, s2, A, c, v):
+        super().__init__()
+        self.W, self.b, self.A, self.c, self.v = map(_float64, (W, b, A, c, v))
+        self.s2 = float(s2)
+
+    def encode(self, x):
+        mean = x @ self.A.T + self.c
+        return mean, torch.log(self.v).expand_as(mean)
+
+    def log_likelihood(self, x, z):
+        mean = z @ self.W.T + self.b
+        return (-0.5 * (math.log(2 * math.pi * self.s2) + (x - mean) ** 2 / self.s2)).sum(-1)
+
+    def log_px(self, x):
+        """Exact log p(x) = log N(x | b, W W' + s2 I), (n,) tensor (torch.distributions)."""
+        cov = self.W @ self.W.T + self.s2 * torch.eye(len(self.b), dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)
+
+    def exact_log_px(self, x):
+        """The same log p(x) as a numpy array, by the Woodbury identity."""
+        g = LowRankGaussian(self.W.numpy(), np.full(self.W.shape[0], self.s2))
+        return g.logpdf(x.numpy() - self.b.numpy())
+
+    def exact_elbo(self, x):
+        """The ELBO in closed form, E_q[log p(x|z)] - KL(q || p), numpy (n,)."""
+        m, logv = self.encode(x)
+        v = torch.exp(logv)
+        resid = x - m @ self.W.T - self.b
+        d = x.shape[1]
+        expected = -0.5 * (d * math.log(2 * math.pi * self.s2)
+                           + ((resid ** 2).sum(-1) + (v * (self.W ** 2).sum(0)).sum(-1))
+                           / self.s2)
+        kl = 0.5 * (v + m ** 2 - 1 - logv).sum(-1)
+        return (expected - kl).numpy()
+
+
+def linear_gaussian_vae(exact_posterior: bool, seed=0, d=6, L=2, s2=0.5, n=200):
+    """A :class:`LinearGaussianVAE` with orthogonal columns of W (so the exact posterior
+    is diagonal) and its encoder either exact or deliberately imperfect, with n rows
+    drawn from the model: ``(model, x)``."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, L)))
+    W = Q * np.arange(L, 0, -1, dtype=np.float64)  # column norms L, ..., 1
+    b = rng.standard_normal(d)
+    G = np.linalg.inv(np.eye(L) + W.T @ W / s2)  # posterior covariance (diagonal)
+    A_exact = G @ W.T / s2
+    if exact_posterior:
+        A, c, v = A_exact, -A_exact @ b, np.diag(G)
+    else:  # a deliberately imperfect encoder
+        A, c, v = 0.7 * A_exact, -0.7 * A_exact @ b + 0.1, 1.5 * np.diag(G)
+    model = LinearGaussianVAE(W, b, s2, A, c, v)
+    x = torch.as_tensor(rng.standard_normal((n, L)) @ W.T + b
+                        + rng.standard_normal((n, d)) * math.sqrt(s2))
+    return model, x
+
+
+def shrunk_linear_gaussian_vae(d=5, L=2, s2=0.5, seed=0):
+    """A :class:`LinearGaussianVAE` with random W and b (torch generator ``seed``), its
+    encoder the exact posterior's mean map shrunk by 0.8 and variance inflated by 1.3:
+    the ELBO is strictly below log p(x)."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(d, L, generator=g, dtype=torch.float64)
+    b = torch.randn(d, generator=g, dtype=torch.float64)
+    G = torch.linalg.inv(torch.eye(L, dtype=torch.float64) + W.T @ W / s2)
+    A = 0.8 * G @ W.T / s2  # shrunk posterior mean map
+    return LinearGaussianVAE(W, b, s2, A, -A @ b, 1.3 * torch.diagonal(G))
+
+
+def rotated_problem(seed=0, d=6, L=2, n=5):
+    """``(W, psi, b, X)``: a decoder with heteroscedastic noise psi whose W is rotated so
+    that W' Psi^-1 W is diagonal (the exact posterior is then a diagonal Gaussian), and
+    n rows drawn from N(b, W W' + Psi)."""
+    rng = np.random.default_rng(seed)
+    psi = rng.uniform(0.2, 1.0, size=d)
+    W0 = rng.normal(size=(d, L))
+    _, U = np.linalg.eigh(W0.T @ (W0 / psi[:, None]))
+    W = W0 @ U  # W^T Psi^-1 W diagonal
+    b = rng.normal(size=d)
+    X = b + rng.normal(size=(n, d)) @ np.linalg.cholesky(W @ W.T + np.diag(psi)).T
+    return W, psi, b, X
+
+
+def exact_posterior(W, psi, b):
+    """``(gaussian, G, A)``: the LowRankGaussian of the decoder, the posterior covariance
+    G = (I + W' Psi^-1 W)^-1 and the posterior mean map, E[z|x] = A (x - b)."""
+    gaussian = LowRankGaussian(W, psi)
+    G = gaussian.posterior_cov()
+    return gaussian, G, G @ W.T / psi
+
+
+def closed_form_elbo(X, W, psi, b, A, c, logvar):
+    """The ELBO of q(z|x) = N(A x + c, diag exp(logvar)) under the decoder (W, b, psi)."""
+    m = X @ A.T + c  # (n, L)
+    s2 = np.exp(logvar)  # (L,)
+    resid = X - m @ W.T - b
+    expected_log_lik = -0.5 * np.sum(np.log(2 * np.pi * psi)
+                                     + (resid**2 + (W**2 @ s2)) / psi, axis=1)
+    kl = 0.5 * np.sum(s2 + m**2 - 1 - logvar, axis=1)
+    return expected_log_lik - kl
+
+
+def linear_vae_model(W, psi, b, enc_weight, enc_bias, enc_logvar):
+    """A real float64 ``VAEModel`` with decoder (W, b, psi) and encoder mean = A x + c,
+    logvar = e (constant), set by hand."""
+    from elbokit.nn import ArchitectureConfig, VAEModel
+
+    d, L = W.shape
+    config = ArchitectureConfig(n_features=d, latent_dim=L, likelihood="gaussian",
+                                encoder="linear", decoder="linear", min_variance=1e-8)
+    model = VAEModel(config).double()
+    with torch.no_grad():
+        model.decoder.linear.weight.copy_(torch.tensor(W))
+        model.decoder.linear.bias.copy_(torch.tensor(b))
+        excess = torch.tensor(psi - 1e-8)
+        model.decoder.raw_variance.copy_(torch.log(torch.expm1(excess)))
+        linear = model.encoder.net[0]
+        linear.weight.zero_()
+        linear.weight[:L].copy_(torch.tensor(enc_weight))
+        linear.bias[:L].copy_(torch.tensor(enc_bias))
+        linear.bias[L:].copy_(torch.tensor(enc_logvar))
+    # the variance the model really uses (softplus round trip)
+    psi_model = model.likelihood.variance(model.decoder.raw_variance).detach().numpy()
+    np.testing.assert_allclose(psi_model, psi, rtol=1e-10)
+    return model

@@ -4,7 +4,6 @@ on stderr, exit code 2) whose message names the problem, and leaves saved runs a
 The README's "What happens with bad input" table is this file in prose."""
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import elbokit
 from elbokit import (PCA, PPCA, VAE, VBPCA, FactorAnalysis, LinearAutoencoder, load_model,
                      save_model)
 from elbokit.cli import main
+from conftest import edit_json as _json
 from elbokit.exceptions import (DataError, DataFileNotFoundError, ElbokitError,
                                 ModelFileError, ParameterError)
 
@@ -118,12 +118,6 @@ def saved(request, X, tmp_path):
     model = FACTORIES[request.param]().fit(X)
     save_model(model, tmp_path / "m")
     return tmp_path / "m", request.param
-
-
-def _json(path, change):
-    meta = json.loads(path.read_text())
-    change(meta)
-    path.write_text(json.dumps(meta))
 
 
 def test_newer_format_version(saved):

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from elbokit.cli import main  # noqa: E402
+from conftest import assert_same_weights as _assert_same_weights  # noqa: E402
 from elbokit.exceptions import TrainingError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 from elbokit.nn import checkpoint as ckpt  # noqa: E402
@@ -67,11 +68,6 @@ def _start_and_wait(out: Path, min_epoch: int = 1) -> subprocess.Popen:
         assert time.monotonic() < deadline, "no checkpoint within 60 s"
         time.sleep(0.02)
     return process
-
-
-def _assert_same_weights(a: VAE, b: VAE) -> None:
-    for name, value in a.model_.state_dict().items():
-        assert np.array_equal(value.numpy(), b.model_.state_dict()[name].numpy()), name
 
 
 def _resume_and_compare(out: Path, uninterrupted: VAE) -> None:
@@ -240,7 +236,7 @@ def test_a_swallowed_sigterm_is_never_reported_as_success(tmp_path, capsys, monk
     run = tmp_path / "run"
     assert main(["fit", "pca", "--latent", "2", "--out", str(run)]) == 0
 
-    def report_that_swallows(run_dir):
+    def report_that_swallows(run_dir, **options):
         try:
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
         except KeyboardInterrupt:

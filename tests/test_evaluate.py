@@ -7,60 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from elbokit import PPCA, FactorAnalysis, evaluate
-from elbokit._math import LowRankGaussian
+from elbokit import PCA, PPCA, FactorAnalysis, evaluate
 from elbokit.nn.importance import importance_log_likelihood
 
-
-class LinearGaussianVAE(torch.nn.Module):
-    """p(z) = N(0, I), p(x|z) = N(W z + b, s^2 I), q(z|x) = N(A x + c, diag(v)):
-    the interface importance_log_likelihood needs (encode, log_likelihood)."""
-
-    def __init__(self, W, b, s2, A, c, v):
-        super().__init__()
-        t = lambda a: torch.as_tensor(a, dtype=torch.float64)
-        self.W, self.b, self.s2, self.A, self.c, self.v = t(W), t(b), s2, t(A), t(c), t(v)
-
-    def encode(self, x):
-        mean = x @ self.A.T + self.c
-        return mean, torch.log(self.v).expand_as(mean)
-
-    def log_likelihood(self, x, z):
-        mean = z @ self.W.T + self.b
-        return (-0.5 * (math.log(2 * math.pi * self.s2)
-                        + (x - mean) ** 2 / self.s2)).sum(-1)
-
-    def exact_log_px(self, x):
-        g = LowRankGaussian(self.W.numpy(), np.full(self.W.shape[0], self.s2))
-        return g.logpdf(x.numpy() - self.b.numpy())
-
-    def exact_elbo(self, x):
-        m, logv = self.encode(x)
-        v = torch.exp(logv)
-        resid = x - m @ self.W.T - self.b
-        d = x.shape[1]
-        expected = -0.5 * (d * math.log(2 * math.pi * self.s2)
-                           + ((resid ** 2).sum(-1) + (v * (self.W ** 2).sum(0)).sum(-1))
-                           / self.s2)
-        kl = 0.5 * (v + m ** 2 - 1 - logv).sum(-1)
-        return (expected - kl).numpy()
+from conftest import (closed_form_elbo, exact_posterior, linear_gaussian_vae, linear_vae_model,
+                      rotated_problem)
 
 
-def _model(exact_posterior: bool, seed=0, d=6, L=2, s2=0.5):
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.standard_normal((d, L)))
-    W = Q * np.array([2.0, 1.0])  # orthogonal columns: the exact posterior is diagonal
-    b = rng.standard_normal(d)
-    G = np.linalg.inv(np.eye(L) + W.T @ W / s2)  # posterior covariance (diagonal)
-    A_exact = G @ W.T / s2
-    if exact_posterior:
-        A, c, v = A_exact, -A_exact @ b, np.diag(G)
-    else:  # a deliberately imperfect encoder
-        A, c, v = 0.7 * A_exact, -0.7 * A_exact @ b + 0.1, 1.5 * np.diag(G)
-    model = LinearGaussianVAE(W, b, s2, A, c, v)
-    x = torch.as_tensor(rng.standard_normal((200, L)) @ W.T + b
-                        + rng.standard_normal((200, d)) * math.sqrt(s2))
-    return model, x
+def _model(exact_posterior: bool, seed=0, **kw):
+    return linear_gaussian_vae(exact_posterior, seed, **kw)
 
 
 def _is(model, x, k, seed=0, **kw):
@@ -136,32 +91,38 @@ def test_bits_per_dim_and_dequantization():
 
 
 def test_reconstruction_error_is_the_linear_projection_error(digits):
-    model = PPCA(64 - 1).fit(digits.train)
-    small = PPCA(2).fit(digits.train)
-    assert evaluate.reconstruction_error(model, digits.test) < \
-        evaluate.reconstruction_error(small, digits.test)
+    X = digits.train.astype(np.float64)
+    eig = np.sort(np.linalg.eigvalsh(np.cov(X.T, bias=True)))[::-1]
+    for L in (2, 10, 40):
+        # PCA: the orthogonal projection error on the training data is the sum of the
+        # discarded eigenvalues of the (divisor-N) covariance
+        assert np.isclose(evaluate.reconstruction_error(PCA(L).fit(X), X), eig[L:].sum(),
+                          rtol=1e-8)
+        # PPCA decodes the posterior mean, W M^-1 W' = U diag(1 - sigma^2 / lambda) U':
+        # each kept direction also loses a share sigma^4 / lambda_j of its variance
+        model = PPCA(L).fit(X)
+        sigma2 = model.noise_variance_
+        expected = eig[L:].sum() + sigma2**2 * np.sum(1.0 / eig[:L])
+        assert np.isclose(evaluate.reconstruction_error(model, X), expected, rtol=1e-8)
 
 
 def test_log_likelihood_of_a_real_linear_gaussian_vae():
     """The same properties through the public API: an elbokit.VAE whose linear
     decoder and encoder are set by hand, so that log p(x) and the ELBO are known."""
     from elbokit import VAE
-    from test_vae_estimators import (_closed_form_elbo, _exact_posterior, _model,
-                                     _problem)
-
-    W, psi, b, _ = _problem()
-    gaussian, G, A = _exact_posterior(W, psi, b)
+    W, psi, b, _ = rotated_problem()
+    gaussian, G, A = exact_posterior(W, psi, b)
     rng = np.random.default_rng(5)
     X = b + rng.normal(size=(300, W.shape[1])) @ W.T + rng.normal(size=(300, len(psi))) \
         * np.sqrt(psi)
     A_q, c_q = 0.8 * A, -0.8 * A @ b + 0.2  # an imperfect encoder
     logvar_q = np.log(np.diag(G)) + 0.5
     vae = VAE(W.shape[1], likelihood="gaussian", decoder="linear", encoder="linear")
-    vae.model_ = _model(W, psi, b, A_q, c_q, logvar_q).float().eval()
+    vae.model_ = linear_vae_model(W, psi, b, A_q, c_q, logvar_q).float().eval()
     vae.architecture_ = vae.model_.config
     vae.n_features_in_ = len(psi)
     exact = gaussian.logpdf(X - b)
-    bound = _closed_form_elbo(X, W, psi, b, A_q, c_q, logvar_q)
+    bound = closed_form_elbo(X, W, psi, b, A_q, c_q, logvar_q)
     assert np.mean(exact - bound) > 0.1  # the bound is loose: something to close
     gaps = []
     for k in (1, 30, 3000):

@@ -1,7 +1,6 @@
 """pandas DataFrames in, feature names out: feature_names_in_, get_feature_names_out,
 set_output(transform="pandas"), alone and inside a scikit-learn Pipeline."""
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from elbokit import PCA, PPCA, VBPCA, FactorAnalysis, LinearAutoencoder
+from conftest import quiet as _quiet
 
 ESTIMATORS = [PCA(3), PPCA(3), PPCA(3, solver="em", random_state=0), FactorAnalysis(3),
               LinearAutoencoder(3, random_state=0, max_iter=500), VBPCA(3, random_state=0)]
@@ -20,12 +20,6 @@ ESTIMATORS = [PCA(3), PPCA(3), PPCA(3, solver="em", random_state=0), FactorAnaly
 def frame():
     wine = load_wine(as_frame=True)
     return wine.data
-
-
-def _quiet(fn):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn()
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: repr(e))

@@ -1,10 +1,10 @@
-import json
 
 import numpy as np
 import pytest
 
 from elbokit import PCA, PPCA, FactorAnalysis, LinearAutoencoder, load_model, save_model
 from elbokit.exceptions import ModelFileError
+from conftest import edit_json as _edit_json
 
 
 @pytest.mark.parametrize("model", [PCA(4), PPCA(4), PPCA(4, solver="em", random_state=0),
@@ -26,12 +26,6 @@ def test_roundtrip_gives_identical_predictions(tmp_path, digits, model):
 def saved(tmp_path, digits):
     save_model(FactorAnalysis(3).fit(digits.train), tmp_path / "m")
     return tmp_path / "m"
-
-
-def _edit_json(path, change):
-    meta = json.loads(path.read_text())
-    change(meta)
-    path.write_text(json.dumps(meta))
 
 
 def test_newer_format_is_refused(saved):

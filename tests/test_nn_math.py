@@ -147,3 +147,56 @@ def test_every_term_is_finite_with_finite_gradients(x, mean, logvar, logit, pixe
     if pixel in (0.0, 1.0):
         assert float(bern.detach()) <= 0.0
     assert float(terms[2].detach()) >= -1e-5  # KL is non-negative (up to float32 round-off)
+
+
+def test_running_logsumexp_over_chunks_matches_one_logsumexp():
+    log_w = torch.tensor(np.random.default_rng(8).normal(scale=300.0, size=(10, 4)))
+    total = None
+    for chunk in torch.split(log_w, 3):  # chunks of 3, 3, 3 and 1 samples
+        total = _math.logsumexp_accumulate(total, chunk)
+    torch.testing.assert_close(total, torch.logsumexp(log_w, dim=0))
+    assert torch.isfinite(total).all()
+
+
+def test_reparameterize_is_distributed_as_torch_normal():
+    mean = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    logvar = torch.tensor([0.0, -3.0], dtype=torch.float64)
+    z = _math.reparameterize(mean, logvar, 50_000, torch.Generator().manual_seed(3))
+    reference = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
+    # the sample's mean log-density under the reference is minus its entropy (up to MC error)
+    mean_log_prob = reference.log_prob(z).mean(0)
+    torch.testing.assert_close(mean_log_prob, -reference.entropy(), atol=0.02, rtol=0)
+    # and the same eps gives the same draw: z = mean + std * eps
+    eps = torch.randn((50_000, 2), generator=torch.Generator().manual_seed(3),
+                      dtype=torch.float64)
+    torch.testing.assert_close(z, mean + torch.exp(0.5 * logvar) * eps)
+
+
+def test_kl_matches_torch_distributions():
+    rng = np.random.default_rng(9)
+    mean, logvar = _dtype64(rng.normal(size=(3, 4)), rng.normal(size=(3, 4)))
+    q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
+    expected = torch.distributions.kl_divergence(q, p)
+    torch.testing.assert_close(_math.kl_diag_gaussian_standard_dims(mean, logvar), expected)
+    torch.testing.assert_close(_math.kl_diag_gaussian_standard(mean, logvar), expected.sum(-1))
+
+
+def test_numpy_and_torch_helpers_agree():
+    from elbokit import _math as np_math
+
+    rng = np.random.default_rng(10)
+    x, mean, logvar = rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3)
+    tx, tmean, tlogvar = _dtype64(x, mean, logvar)
+    np.testing.assert_allclose(np_math.diag_gaussian_logpdf(x, mean, np.exp(logvar)),
+                               _math.diag_gaussian_log_prob(tx, tmean, tlogvar).numpy())
+    np.testing.assert_allclose(np_math.kl_diag_gaussian_standard_dims(mean, np.exp(logvar)),
+                               _math.kl_diag_gaussian_standard_dims(tmean, tlogvar).numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inverse_softplus_inverts_softplus_over_the_whole_range(dtype):
+    y = torch.tensor([1e-6, 1e-2, 1.0, 30.0, 100.0, 1e4], dtype=dtype)
+    x = _math.inverse_softplus(y)
+    assert torch.isfinite(x).all()  # log(expm1(y)) is inf at y = 100 in float32
+    torch.testing.assert_close(torch.nn.functional.softplus(x), y, rtol=1e-5, atol=0)

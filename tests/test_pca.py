@@ -44,10 +44,23 @@ def test_noise_variance_is_mean_of_discarded_eigenvalues(digits):
     np.testing.assert_allclose(model.explained_variance_, eig[:7], rtol=1e-8)
 
 
-def test_whitened_transform_roundtrips(digits):
-    model = PCA(64, whiten=True).fit(digits.train)
-    Z = model.transform(digits.test)
-    np.testing.assert_allclose(model.inverse_transform(Z), digits.test, atol=1e-4)
+def test_whitened_scores_have_identity_covariance_and_roundtrip_to_the_projection(digits):
+    # at L = d any orthonormal basis round-trips; at L < d only the top-L eigenbasis
+    # gives Cov(Z) = I on the training data and the orthogonal projection onto the
+    # principal subspace on the way back
+    X = digits.train.astype(np.float64)
+    model = PCA(10, whiten=True).fit(X)
+    Z = model.transform(X)
+    np.testing.assert_allclose(np.cov(Z.T, bias=True), np.eye(10), atol=1e-8)
+    np.testing.assert_allclose(Z.mean(0), 0.0, atol=1e-8)
+    V = SkPCA(10, svd_solver="full").fit(X).components_  # the reference subspace
+    Xt = digits.test.astype(np.float64)
+    projection = model.mean_ + (Xt - model.mean_) @ V.T @ V
+    np.testing.assert_allclose(model.inverse_transform(model.transform(Xt)), projection,
+                               atol=1e-6)
+    unwhitened = PCA(10).fit(X)
+    np.testing.assert_allclose(unwhitened.inverse_transform(unwhitened.transform(Xt)),
+                               projection, atol=1e-6)
 
 
 def test_rejects_bad_input(digits):

@@ -9,17 +9,12 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 
 from elbokit import PCA, PPCA, VBPCA, FactorAnalysis, LinearAutoencoder
+from conftest import quiet as _quiet
 
 
 @pytest.fixture(scope="module")
 def wine():
     return load_wine().data  # 178 x 13, variances from 0.01 to 1e5, no constant column
-
-
-def _quiet(fit):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scale-spread and Heywood notes
-        return fit()
 
 
 def test_fa_is_equivariant_under_per_feature_scales(wine):

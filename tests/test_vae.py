@@ -3,7 +3,6 @@ checkpoints and resume, NaN handling, and linear VAE vs factor analysis on digit
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from elbokit.data import load  # noqa: E402
+from conftest import assert_same_weights as _assert_same_weights  # noqa: E402
+from conftest import edit_json as _edit_json  # noqa: E402
 from elbokit.exceptions import (DataError, ModelFileError, ParameterError,  # noqa: E402
                                 TrainingError)
 from elbokit.nn import VAE, ArchitectureConfig, EstimatorB, TrainingConfig  # noqa: E402
@@ -29,12 +30,6 @@ def fitted(digits):
 
 def _weights(vae):
     return {k: v.clone() for k, v in vae.model_.state_dict().items()}
-
-
-def _assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
 
 
 # --------------------------------------------------------------------------- API
@@ -316,12 +311,6 @@ def test_save_load_round_trip(fitted, digits, tmp_path):
     from elbokit.models import load_model
 
     assert isinstance(load_model(tmp_path), VAE)
-
-
-def _edit_json(path: Path, edit):
-    meta = json.loads(path.read_text())
-    edit(meta)
-    path.write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize("edit, message", [

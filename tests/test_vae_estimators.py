@@ -19,61 +19,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from elbokit._math import LowRankGaussian  # noqa: E402
-from elbokit.nn import ArchitectureConfig, EstimatorA, EstimatorB, IWAE, VAEModel  # noqa: E402
+from conftest import (closed_form_elbo, exact_posterior, linear_vae_model,  # noqa: E402
+                      rotated_problem)
+from elbokit.nn import EstimatorA, EstimatorB, IWAE  # noqa: E402
 
-D, L = 6, 2
 N_DRAWS = 40_000
-
-
-def _problem(seed=0):
-    rng = np.random.default_rng(seed)
-    psi = rng.uniform(0.2, 1.0, size=D)
-    W0 = rng.normal(size=(D, L))
-    _, U = np.linalg.eigh(W0.T @ (W0 / psi[:, None]))
-    W = W0 @ U  # W^T Psi^-1 W diagonal
-    b = rng.normal(size=D)
-    X = b + rng.normal(size=(5, D)) @ np.linalg.cholesky(W @ W.T + np.diag(psi)).T
-    return W, psi, b, X
-
-
-def _model(W, psi, b, enc_weight, enc_bias, enc_logvar):
-    """A float64 VAEModel with decoder (W, b, psi) and encoder mean = A x + c,
-    logvar = e (constant)."""
-    config = ArchitectureConfig(n_features=D, latent_dim=L, likelihood="gaussian",
-                                encoder="linear", decoder="linear", min_variance=1e-8)
-    model = VAEModel(config).double()
-    with torch.no_grad():
-        model.decoder.linear.weight.copy_(torch.tensor(W))
-        model.decoder.linear.bias.copy_(torch.tensor(b))
-        excess = torch.tensor(psi - 1e-8)
-        model.decoder.raw_variance.copy_(torch.log(torch.expm1(excess)))
-        linear = model.encoder.net[0]
-        linear.weight.zero_()
-        linear.weight[:L].copy_(torch.tensor(enc_weight))
-        linear.bias[:L].copy_(torch.tensor(enc_bias))
-        linear.bias[L:].copy_(torch.tensor(enc_logvar))
-    # the variance the model really uses (softplus round trip)
-    psi_model = model.likelihood.variance(model.decoder.raw_variance).detach().numpy()
-    np.testing.assert_allclose(psi_model, psi, rtol=1e-10)
-    return model
-
-
-def _exact_posterior(W, psi, b):
-    gaussian = LowRankGaussian(W, psi)
-    G = gaussian.posterior_cov()
-    A = G @ W.T / psi  # posterior mean = A (x - b)
-    return gaussian, G, A
-
-
-def _closed_form_elbo(X, W, psi, b, A, c, logvar):
-    m = X @ A.T + c  # (n, L)
-    s2 = np.exp(logvar)  # (L,)
-    resid = X - m @ W.T - b
-    expected_log_lik = -0.5 * np.sum(np.log(2 * np.pi * psi)
-                                     + (resid**2 + (W**2 @ s2)) / psi, axis=1)
-    kl = 0.5 * np.sum(s2 + m**2 - 1 - logvar, axis=1)
-    return expected_log_lik - kl
 
 
 def _draws(estimator, model, X, n_draws=N_DRAWS, seed=0):
@@ -87,14 +37,14 @@ def _draws(estimator, model, X, n_draws=N_DRAWS, seed=0):
 @pytest.fixture(scope="module")
 def perturbed():
     """A q that is not the posterior: a wrong mean map and too wide a variance."""
-    W, psi, b, X = _problem()
-    gaussian, G, A = _exact_posterior(W, psi, b)
+    W, psi, b, X = rotated_problem()
+    gaussian, G, A = exact_posterior(W, psi, b)
     rng = np.random.default_rng(1)
     A_q = A + 0.3 * rng.normal(size=A.shape)
     c_q = -A_q @ b + 0.5
     logvar_q = np.log(np.diag(G)) + 0.8
-    model = _model(W, psi, b, A_q, c_q, logvar_q)
-    exact = _closed_form_elbo(X, W, psi, b, A_q, c_q, logvar_q)
+    model = linear_vae_model(W, psi, b, A_q, c_q, logvar_q)
+    exact = closed_form_elbo(X, W, psi, b, A_q, c_q, logvar_q)
     log_px = gaussian.logpdf(X - b)
     return model, X, exact, log_px
 
@@ -136,12 +86,12 @@ def test_more_samples_per_point_divide_the_variance(perturbed):
 def test_exact_posterior_makes_the_bound_tight():
     """q = p(z|x): ELBO = log p(x), the lecture's EM argument. L_A then has zero
     variance: every draw equals log p(x)."""
-    W, psi, b, X = _problem(seed=2)
-    gaussian, G, A = _exact_posterior(W, psi, b)
+    W, psi, b, X = rotated_problem(seed=2)
+    gaussian, G, A = exact_posterior(W, psi, b)
     np.testing.assert_allclose(G, np.diag(np.diag(G)), atol=1e-12)  # diagonal by construction
-    model = _model(W, psi, b, A, -A @ b, np.log(np.diag(G)))
+    model = linear_vae_model(W, psi, b, A, -A @ b, np.log(np.diag(G)))
     log_px = gaussian.logpdf(X - b)
-    np.testing.assert_allclose(_closed_form_elbo(X, W, psi, b, A, -A @ b, np.log(np.diag(G))),
+    np.testing.assert_allclose(closed_form_elbo(X, W, psi, b, A, -A @ b, np.log(np.diag(G))),
                                log_px, rtol=1e-10)
     draws_a = _draws(EstimatorA(), model, X, n_draws=200)
     np.testing.assert_allclose(draws_a, np.broadcast_to(log_px, draws_a.shape), rtol=1e-9)

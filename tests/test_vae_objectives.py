@@ -19,36 +19,11 @@ from elbokit.nn.objectives import (
     weighted_loss,
 )
 
-
-class LinearGaussian(torch.nn.Module):
-    """x = W z + b + N(0, s2 I), z ~ N(0, I), with a deliberately imperfect Gaussian
-    encoder: log p(x) is exact and the ELBO is below it."""
-
-    def __init__(self, d=5, L=2, s2=0.5, seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.W = torch.randn(d, L, generator=g, dtype=torch.float64)
-        self.b = torch.randn(d, generator=g, dtype=torch.float64)
-        self.s2 = s2
-        G = torch.linalg.inv(torch.eye(L, dtype=torch.float64) + self.W.T @ self.W / s2)
-        self.A = 0.8 * G @ self.W.T / s2  # shrunk posterior mean map
-        self.logv = torch.log(1.3 * torch.diagonal(G))  # diagonal, inflated variance
-
-    def encode(self, x):
-        mean = (x - self.b) @ self.A.T
-        return mean, self.logv.expand_as(mean)
-
-    def log_likelihood(self, x, z):
-        mean = z @ self.W.T + self.b
-        return (-0.5 * (math.log(2 * math.pi * self.s2) + (x - mean) ** 2 / self.s2)).sum(-1)
-
-    def log_px(self, x):
-        cov = self.W @ self.W.T + self.s2 * torch.eye(len(self.b), dtype=torch.float64)
-        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)
+from conftest import shrunk_linear_gaussian_vae
 
 
 def test_iwae_with_one_sample_is_l_a():
-    model = LinearGaussian()
+    model = shrunk_linear_gaussian_vae()
     x = torch.randn(50, 5, dtype=torch.float64)
     a = EstimatorA()(model, x, 1, torch.Generator().manual_seed(0))
     iwae = IWAE()(model, x, 1, torch.Generator().manual_seed(0))
@@ -56,7 +31,7 @@ def test_iwae_with_one_sample_is_l_a():
 
 
 def test_iwae_rises_with_k_from_the_elbo_towards_log_px():
-    model = LinearGaussian()
+    model = shrunk_linear_gaussian_vae()
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(20, 2, generator=g, dtype=torch.float64) @ model.W.T + model.b
          + math.sqrt(model.s2) * torch.randn(20, 5, generator=g, dtype=torch.float64))
@@ -86,13 +61,15 @@ def test_warmup_weight_rises_linearly_to_beta():
     assert kl_weight(TrainingConfig(), 7, 10) == 1.0
 
 
-class _LeafGaussian(LinearGaussian):
-    """The same model with the posterior parameters as leaves, to read their gradients."""
+class _LeafGaussian(torch.nn.Module):
+    """The shrunk linear-Gaussian VAE with the posterior parameters as leaves, to read
+    their gradients."""
 
     def __init__(self, B=64):
-        super().__init__(d=5, L=2)
+        super().__init__()
+        self.base = shrunk_linear_gaussian_vae(d=5, L=2)
         x = torch.randn(B, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-        mean, logvar = super().encode(x)
+        mean, logvar = self.base.encode(x)
         # dimension 1 is pushed towards the prior: a small KL there
         self.mean = (mean * torch.tensor([1.0, 0.05], dtype=torch.float64)).requires_grad_()
         self.logvar = (logvar * torch.tensor([1.0, 0.02], dtype=torch.float64)).requires_grad_()
@@ -100,6 +77,9 @@ class _LeafGaussian(LinearGaussian):
 
     def encode(self, x):
         return self.mean, self.logvar
+
+    def log_likelihood(self, x, z):
+        return self.base.log_likelihood(x, z)
 
 
 def _grads(model, **kw):
@@ -126,7 +106,7 @@ def test_free_bits_change_gradients_only_below_lambda():
 
 
 def test_training_loss_weights_the_kl_but_reports_the_unweighted_elbo():
-    model = LinearGaussian()
+    model = shrunk_linear_gaussian_vae()
     x = torch.randn(30, 5, dtype=torch.float64)
     config = TrainingConfig(objective="b", beta=3.0, free_bits=0.1)
     loss, neg_elbo = training_loss(EstimatorB(), model, x, config,

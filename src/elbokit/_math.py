@@ -1,13 +1,17 @@
 """Numerics shared by every classical model: log-sum-exp, Gaussian log-densities,
-Cholesky solves and the Woodbury identity for covariances ``Psi + W W^T``.
+entropies and KLs, Cholesky solves, the Woodbury identity for covariances
+``Psi + W W^T``, the Gamma expectations of the mean-field VI, and bits per dimension.
 
-Each function is tested against a direct dense computation in ``tests/test_math.py``.
+Each function is tested against a reference (scipy.stats / scipy.special or a direct
+dense computation) in ``tests/test_math.py``. The torch counterparts of the VAE are in
+``elbokit.nn._math``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
+from scipy.special import digamma, gammaln
 from scipy.special import logsumexp as _scipy_logsumexp
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -118,11 +122,73 @@ class LowRankGaussian:
         return np.diag(1.0 / self.psi) - self.psi_inv_W @ inner
 
 
+def diag_gaussian_logpdf(X: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """log N(x | mean, diag(var)) for each row of ``X`` (summed over the last axis)."""
+    return -0.5 * np.sum(LOG_2PI + np.log(var) + (X - mean) ** 2 / var, axis=-1)
+
+
+def kl_diag_gaussian_standard_dims(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """KL( N(mean_j, var_j) || N(0, 1) ) per dimension (no sum), in nats:
+    1/2 (var + mean^2 - 1 - log var). A variance that underflowed to 0 is read as
+    1e-300 (a large but finite KL)."""
+    var = np.maximum(var, 1e-300)
+    return 0.5 * (var + mean**2 - 1.0 - np.log(var))
+
+
+def gaussian_entropy(logdet: float, dim: int) -> float:
+    """Entropy of a ``dim``-dimensional Gaussian whose covariance has log-determinant
+    ``logdet``: 1/2 dim (1 + log 2 pi) + 1/2 logdet (sums of independent Gaussians:
+    pass the summed dimension and log-determinant)."""
+    return 0.5 * dim * (1.0 + LOG_2PI) + 0.5 * logdet
+
+
 def gaussian_kl_to_standard(mean: np.ndarray, cov: np.ndarray) -> float:
     """KL( N(mean, cov) || N(0, I) ) in nats, for one full-covariance Gaussian."""
     chol = cholesky(cov)
     k = mean.shape[-1]
     return 0.5 * (np.trace(cov) + float(mean @ mean) - k - logdet_from_cholesky(chol))
+
+
+def spd_inverse(A: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive-definite matrix by its Cholesky factor, made
+    exactly symmetric."""
+    inverse = cho_solve(cholesky(A), np.eye(A.shape[0]))
+    return 0.5 * (inverse + inverse.T)
+
+
+def batched_spd_inverse(A: np.ndarray) -> np.ndarray:
+    """Inverses of a stack (m, L, L) of well-conditioned symmetric positive-definite
+    matrices, made exactly symmetric (one batched LU is faster than Cholesky then two
+    triangular inverses)."""
+    inverse = np.linalg.inv(A)
+    return 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+
+
+# --------------------------------------------------------------------------- Gamma (VI)
+
+def gamma_expected_log(shape, rate):
+    """E[log x] under Gamma(shape, rate): digamma(shape) - log(rate)."""
+    return digamma(shape) - np.log(rate)
+
+
+def gamma_entropy(shape, rate):
+    """Entropy of Gamma(shape, rate): a - log b + log Gamma(a) + (1 - a) digamma(a)."""
+    return shape - np.log(rate) + gammaln(shape) + (1.0 - shape) * digamma(shape)
+
+
+def gamma_expected_log_prior(shape, rate, prior_shape: float, prior_rate: float):
+    """E_q[log Gamma(x | prior_shape, prior_rate)] for q = Gamma(shape, rate)."""
+    return (prior_shape * np.log(prior_rate) - gammaln(prior_shape)
+            + (prior_shape - 1.0) * gamma_expected_log(shape, rate)
+            - prior_rate * shape / rate)
+
+
+# --------------------------------------------------------------------------- bits per dim
+
+def bits_per_dim(mean_log_px: float, n_features: int) -> float:
+    """A mean log-density in nats turned into a negative log-likelihood in bits per
+    dimension: -log p(x) / (d ln 2)."""
+    return -float(mean_log_px) / (n_features * np.log(2.0))
 
 
 # --------------------------------------------------------------------------- missing entries

@@ -72,6 +72,8 @@ def check_data(X, name: str = "X", *, min_samples: int = 1, allow_nan: bool = Fa
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:  # ragged lists and the like
         raise DataError(f"{name} cannot be read as a numeric array: {exc}") from None
+    if arr.dtype.kind == "c":  # before the cast below, which would drop the imaginary part
+        raise DataError(f"{name} must be real; got complex values")
     if arr.dtype.kind not in "biuf":
         try:
             arr = arr.astype(np.float64)
@@ -79,8 +81,6 @@ def check_data(X, name: str = "X", *, min_samples: int = 1, allow_nan: bool = Fa
             raise DataError(
                 f"{name} must be numeric; got an array of dtype {arr.dtype}"
             ) from None
-    if arr.dtype.kind == "c":
-        raise DataError(f"{name} must be real; got complex values")
     _check_shape(arr, name, min_samples)
     arr = arr.astype(dtype, copy=False)
     check_finite(arr, name, allow_nan=allow_nan)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _math
 from ._validation import check_int
 from .progress import progress_bar
 from .protocol import as_model
@@ -90,8 +91,7 @@ def kl_per_dimension(model, X) -> np.ndarray:
     """Mean over x of KL( q(z_j|x) || N(0, 1) ) for each latent dimension j (nats),
     using the marginal of q on each dimension."""
     mean, var = posterior_moments(model, X)
-    var = np.maximum(var, 1e-300)
-    return np.mean(0.5 * (var + mean**2 - 1.0 - np.log(var)), axis=0)
+    return np.mean(_math.kl_diag_gaussian_standard_dims(mean, var), axis=0)
 
 
 def reconstruction_error(model, X) -> float:
@@ -113,7 +113,7 @@ def bits_per_dim(log_px: np.ndarray | float, n_features: int, *, levels: int | N
     value = float(np.mean(log_px))
     if levels is not None:
         value -= n_features * math.log(check_int(levels, "levels", minimum=2))
-    return -value / (n_features * math.log(2.0))
+    return _math.bits_per_dim(value, n_features)
 
 
 def dequantize(X: np.ndarray, *, levels: int = 256, random_state: int = 0) -> np.ndarray:

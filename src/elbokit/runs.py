@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._math import bits_per_dim
 from ._torchrun import env_rank
 from .data import Dataset
 from .exceptions import ModelFileError, ParameterError, RunLockedError
@@ -83,7 +84,7 @@ def metrics_for(model, dataset: Dataset) -> dict:
     for split, X in (("train", train), ("test", test)):
         value = float(np.mean(model.score_samples(X)))
         result[f"{split}_{name}"] = value
-        result[f"{split}_bits_per_dim"] = -value / (d * np.log(2.0))
+        result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
     if vae:
         result["quantity"] = "ELBO (lower bound on log p(x)), nats/sample"
         result["bits_per_dim_note"] = ("-ELBO / (d ln 2) of the data as scored (no "

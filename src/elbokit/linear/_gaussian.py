@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._math import LowRankGaussian, ObservedPosteriors
+from .._math import LowRankGaussian, ObservedPosteriors, bits_per_dim
 from .._validation import check_covariance_memory, check_int, validate_X
 from ..exceptions import DataError, ParameterError
 from ._streaming import as_chunk_source, streaming_moments, streams_rows
@@ -360,7 +360,7 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def bits_per_dim(self, X) -> float:
         """Negative mean log-likelihood in bits per dimension (no dequantization)."""
-        return -self.score(X) / (self.n_features_in_ * np.log(2.0))
+        return bits_per_dim(self.score(X), self.n_features_in_)
 
     # ---- the model protocol (elbokit.protocol.LatentVariableModel)
     exact_log_likelihood = True  # log p(x) in closed form

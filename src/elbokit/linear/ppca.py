@@ -13,7 +13,8 @@ from scipy import linalg
 from sklearn.utils import check_random_state
 
 from .._iteration import absolute_change_below, finite_steps, iterate
-from .._math import LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky
+from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky,
+                     observed_logpdf)
 from .._validation import check_choice, check_float, check_int
 from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
                         nan_moments, sample_covariance, variance_scale, warn_constant_features,
@@ -61,12 +62,6 @@ def ppca_em_step(S: np.ndarray, W: np.ndarray, sigma2: float, floor: float):
 
 
 # --------------------------------------------------------------------------- missing data
-
-def observed_loglike(X0, mask, W, mu, sigma2):
-    """log N(x_o | mu_o, sigma^2 I + W_o W_o') for each sample, over its observed entries
-    (``sigma2`` may also be a vector of per-feature noise variances)."""
-    return ObservedPosteriors(X0 - mu, mask, W, sigma2).logpdf()
-
 
 def ppca_em_step_missing(X0, mask, W, mu, sigma2, floor):
     """One exact EM iteration of PPCA with missing entries (mask == 0).
@@ -229,8 +224,8 @@ class PPCA(LinearGaussianMixin):
             return loglike
 
         self._iterate(step, "PPCA EM (missing)")
-        self.loglike_.append(float(observed_loglike(X0, mask, state["W"], state["mu"],
-                                                    state["sigma2"]).mean()))
+        self.loglike_.append(float(observed_logpdf(X0 - state["mu"], mask, state["W"],
+                                                   state["sigma2"]).mean()))
         jacobian = self._log_jacobian(scale, mask)
         self.loglike_ = [v - jacobian for v in self.loglike_]
         self.components_, self.mean_ = state["W"].T, state["mu"]

@@ -70,6 +70,20 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | No
     return mean + torch.exp(0.5 * logvar) * eps
 
 
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """The x with softplus(x) = log(1 + e^x) = y, for y > 0: y + log(1 - e^-y), finite
+    where the textbook log(e^y - 1) overflows (y above ~88 in float32)."""
+    return y + torch.log(-torch.expm1(-y))
+
+
 def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """log(mean(exp(a))) along ``dim`` without overflow."""
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
+
+
+def logsumexp_accumulate(total: torch.Tensor | None, log_w: torch.Tensor,
+                         dim: int = 0) -> torch.Tensor:
+    """log(exp(total) + sum(exp(log_w)) along ``dim``): a running log-sum-exp over chunks
+    (``total=None`` starts it), so a sum over many samples never holds them all."""
+    part = torch.logsumexp(log_w, dim=dim)
+    return part if total is None else torch.logaddexp(total, part)

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from ._math import logsumexp_accumulate
 from .objectives import ELBOEstimator, draw_posterior, encode_posterior
 
 
@@ -45,8 +46,7 @@ def importance_log_likelihood(model, x: torch.Tensor, n_importance: int, *,
             s = min(chunk, n_importance - done)
             post = draw_posterior(model, xb, s, generator, encoding)  # z: (s, B, L)
             log_w = ELBOEstimator.posterior_log_weights(model, xb, post).double()  # (s, B)
-            part = torch.logsumexp(log_w, dim=0)
-            total = part if total is None else torch.logaddexp(total, part)
+            total = logsumexp_accumulate(total, log_w)
         out[start:start + xb.shape[0]] = total - math.log(n_importance)
         if progress is not None:
             progress(xb.shape[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._math import inverse_softplus
 from .likelihoods import Bernoulli
 
 
@@ -75,7 +76,7 @@ class LinearDecoder(nn.Module):
         else:
             floor = likelihood.min_variance
             excess = (X.var(0) - floor).clamp_min(1e-2 * floor)  # softplus(raw) = excess
-            self.raw_variance.copy_(excess + torch.log(-torch.expm1(-excess)))
+            self.raw_variance.copy_(inverse_softplus(excess))
         self.linear.bias.copy_(mean)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:

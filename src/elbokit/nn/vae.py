@@ -18,9 +18,11 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import _check_feature_names
 
+from .._math import bits_per_dim, diag_gaussian_logpdf
 from .._validation import check_data
 from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
+from ._math import reparameterize
 from .config import ArchitectureConfig, TrainingConfig
 from .model import VAEModel
 from .objectives import get_estimator
@@ -367,8 +369,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             var = np.full(X64.shape[1], a.sigma**2) * scale**2
         else:
             var = np.maximum(var, a.min_variance * scale**2)
-        terms = -0.5 * (np.log(2 * np.pi * var) + (X64 - mean) ** 2 / var)
-        return float(np.mean(terms.sum(1)))
+        return float(np.mean(diag_gaussian_logpdf(X64, mean, var)))
 
     def _likely_cause(self, X) -> str:
         """The end of a divergence message: what to change."""
@@ -406,9 +407,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if n_samples is None:
             return mean.cpu().numpy()
         std = torch.exp(0.5 * logvar)
-        eps = torch.randn((mean.shape[0], n_samples, mean.shape[1]),
-                          generator=self._generator(random_state), device=mean.device)
-        samples = mean[:, None, :] + std[:, None, :] * eps  # (n, k, L)
+        per_row = lambda t: t[:, None, :].expand(-1, n_samples, -1)  # (n, k, L)
+        samples = reparameterize(per_row(mean), per_row(logvar), None,
+                                 self._generator(random_state))  # (n, k, L)
         return samples.cpu().numpy(), std.cpu().numpy()
 
     def _encode_flow(self, x, n_samples, random_state):
@@ -492,7 +493,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def bits_per_dim(self, X) -> float:
         """-ELBO / (d ln 2): the bound in bits per dimension."""
-        return -self.score(X) / (self.n_features_in_ * math.log(2.0))
+        return bits_per_dim(self.score(X), self.n_features_in_)
 
     # ------------------------------------------------------------------ the model protocol
 

@@ -31,9 +31,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.special import digamma, gammaln
 
-from .._math import LOG_2PI, cho_solve, cholesky, logdet_from_cholesky
+from .._math import (
+    LOG_2PI,
+    batched_spd_inverse,
+    cholesky,
+    gamma_entropy,
+    gamma_expected_log,
+    gamma_expected_log_prior,
+    gaussian_entropy,
+    logdet_from_cholesky,
+    spd_inverse,
+)
 
 
 @dataclass(frozen=True)
@@ -111,37 +120,6 @@ def summed_logdet(cov: np.ndarray, count: int) -> float:
     return float(np.sum(logdets))
 
 
-def gamma_expected_log(shape, rate):
-    """E[log x] under Gamma(shape, rate): digamma(shape) - log(rate)."""
-    return digamma(shape) - np.log(rate)
-
-
-def gamma_entropy(shape, rate):
-    """Entropy of Gamma(shape, rate): a - log b + log Gamma(a) + (1 - a) digamma(a)."""
-    return shape - np.log(rate) + gammaln(shape) + (1.0 - shape) * digamma(shape)
-
-
-def gamma_expected_log_prior(shape, rate, prior_shape: float, prior_rate: float):
-    """E_q[log Gamma(x | prior_shape, prior_rate)] for q = Gamma(shape, rate)."""
-    return (prior_shape * np.log(prior_rate) - gammaln(prior_shape)
-            + (prior_shape - 1.0) * gamma_expected_log(shape, rate)
-            - prior_rate * shape / rate)
-
-
-def _spd_inverse(precision: np.ndarray) -> np.ndarray:
-    chol = cholesky(precision)
-    cov = cho_solve(chol, np.eye(precision.shape[0]))
-    return 0.5 * (cov + cov.T)  # exactly symmetric
-
-
-def _batched_spd_inverse(precisions: np.ndarray) -> np.ndarray:
-    """Inverses of a stack (m, L, L) of symmetric positive-definite matrices (each is
-    I or diag(alpha) plus a positive semi-definite matrix, so well conditioned; one
-    batched LU is faster than Cholesky then two triangular inverses)."""
-    inverse = np.linalg.inv(precisions)
-    return 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
-
-
 def _rows(cov: np.ndarray, count: int) -> np.ndarray:
     """The covariances as a stack (count, L, L), whether shared or per row."""
     return np.broadcast_to(cov, (count,) + cov.shape[-2:]) if cov.ndim == 2 else cov
@@ -177,11 +155,11 @@ def update_z(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
     tau = post.tau_expected
     n, L = X.shape[0], post.w_mean.shape[1]
     if mask is None:
-        z_cov = _spd_inverse(np.eye(L) + tau * post.w_second_moment())
+        z_cov = spd_inverse(np.eye(L) + tau * post.w_second_moment())
         z_mean = tau * (X - post.mu_mean) @ post.w_mean @ z_cov  # (N, L)
         return replace(post, z_mean=z_mean, z_cov=z_cov)
     observed_w = (mask @ _second_moments(post.w_mean, post.w_cov)).reshape(n, L, L)
-    z_cov = _batched_spd_inverse(np.eye(L) + tau * observed_w)  # (N, L, L)
+    z_cov = batched_spd_inverse(np.eye(L) + tau * observed_w)  # (N, L, L)
     projected = tau * ((X - post.mu_mean) * mask) @ post.w_mean  # (N, L)
     z_mean = np.einsum("nij,nj->ni", z_cov, projected)
     return replace(post, z_mean=z_mean, z_cov=z_cov)
@@ -208,11 +186,11 @@ def update_w(X: np.ndarray, post: Posterior, priors: Priors) -> Posterior:
     tau = post.tau_expected
     d, L = X.shape[1], post.w_mean.shape[1]
     if mask is None:
-        w_cov = _spd_inverse(np.diag(post.alpha_expected) + tau * post.z_second_moment())
+        w_cov = spd_inverse(np.diag(post.alpha_expected) + tau * post.z_second_moment())
         w_mean = tau * (X - post.mu_mean).T @ post.z_mean @ w_cov  # (d, L)
         return replace(post, w_mean=w_mean, w_cov=w_cov)
     observed_z = (mask.T @ _second_moments(post.z_mean, post.z_cov)).reshape(d, L, L)
-    w_cov = _batched_spd_inverse(np.diag(post.alpha_expected) + tau * observed_z)
+    w_cov = batched_spd_inverse(np.diag(post.alpha_expected) + tau * observed_z)
     projected = tau * ((X - post.mu_mean) * mask).T @ post.z_mean  # (d, L)
     w_mean = np.einsum("kij,kj->ki", w_cov, projected)
     return replace(post, w_mean=w_mean, w_cov=w_cov)
@@ -306,9 +284,9 @@ def elbo_terms(X: np.ndarray, post: Posterior, priors: Priors) -> dict[str, floa
         "prior_tau": float(gamma_expected_log_prior(
             post.tau_shape, post.tau_rate, priors.tau_shape, priors.tau_rate)),
         # entropies of the Gaussian factors: k/2 (1 + log 2 pi) + 1/2 log|Sigma|
-        "entropy_z": 0.5 * n * L * (1.0 + LOG_2PI) + 0.5 * summed_logdet(post.z_cov, n),
-        "entropy_w": 0.5 * d * L * (1.0 + LOG_2PI) + 0.5 * summed_logdet(post.w_cov, d),
-        "entropy_mu": 0.5 * d * (1.0 + LOG_2PI) + 0.5 * float(np.sum(np.log(post.mu_var))),
+        "entropy_z": gaussian_entropy(summed_logdet(post.z_cov, n), n * L),
+        "entropy_w": gaussian_entropy(summed_logdet(post.w_cov, d), d * L),
+        "entropy_mu": gaussian_entropy(float(np.sum(np.log(post.mu_var))), d),
         "entropy_alpha": float(np.sum(gamma_entropy(post.alpha_shape, post.alpha_rate))),
         "entropy_tau": float(gamma_entropy(post.tau_shape, post.tau_rate)),
     }
