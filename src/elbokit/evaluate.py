@@ -56,7 +56,8 @@ def log_likelihood(model, X, *, n_importance: int = 5000, batch_size: int | None
         return LogLikelihood(np.asarray(model.log_likelihood_samples(X), dtype=np.float64),
                              True, None)
     k = check_int(n_importance, "n_importance", minimum=1)
-    with progress_bar(total=np.shape(X)[0] if np.ndim(X) else None, desc=f"log p(x), k={k}", disable=not progress,
+    total = len(X) if hasattr(X, "__len__") else None  # the model checks X itself
+    with progress_bar(total=total, desc=f"log p(x), k={k}", disable=not progress,
                       unit="pt") as bar:
         values = model.log_likelihood_samples(X, n_importance=k, batch_size=batch_size,
                                               random_state=random_state, progress=bar.update)
