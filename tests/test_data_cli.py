@@ -23,7 +23,7 @@ def test_builtin_tables_work_as_data(tmp_path, spec, n_features):
     ("Gr\xf6\xdfe,b\n1,2\n3,4\n".encode("latin-1"), [], "line 1 is not valid UTF-8"),
     (b"a,b\n1," + b"9" * 200_000 + b"\n3,4\n", [], "field limit"),
     (b"a,b\n1,\n3,4\n5,6\n", [], "missing value '' at line 2, column 2"),
-    (b"a,b\n1,2\n3,4\n", ["--seed", "-1"], "seed must be >= 0"),
+    (b"a,b\n1,2\n3,4\n", ["--seed", "-1"], "--seed must be an integer in [0, "),
 ])
 def test_bad_csv_files_are_one_line_with_exit_code_2(tmp_path, capsys, content, argv,
                                                       message):
