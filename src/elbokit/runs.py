@@ -10,6 +10,7 @@ fails at once instead of both "succeeding" with one result lost.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import math
 import os
@@ -24,6 +25,7 @@ from .exceptions import ModelFileError, ParameterError, RunLockedError
 from .io import (MODEL_FILE, atomic_write_json, check_int, check_str_list, check_type,
                  read_json, sha256_file)
 from .models import kind_of, save_model
+from .nn.config import TrainingConfig
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -410,9 +412,11 @@ class RunLock:
 
 
 VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
-# training settings a resumed run must share with its checkpoint (``epochs`` may grow)
-RESUME_SAME = ("batch_size", "lr", "lr_schedule", "objective", "n_samples", "binarize",
-               "seed", "kl_warmup", "free_bits", "beta")
+# what a resumed run may change (``epochs`` may grow); it shares every other training
+# setting with its checkpoint
+RESUME_MAY_CHANGE = ("epochs", "patience", "device", "progress")
+RESUME_SAME = tuple(f.name for f in dataclasses.fields(TrainingConfig)
+                    if f.name not in RESUME_MAY_CHANGE)
 
 
 def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None:
