@@ -10,9 +10,8 @@ fails at once instead of both "succeeding" with one result lost.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import functools
-import inspect
 import math
 import os
 import time
@@ -28,6 +27,7 @@ from .io import (MODEL_FILE, atomic_write_json, check_int, check_str_list, check
                  read_json, sha256_file)
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
+from .nn.config import TrainingConfig
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -99,15 +99,32 @@ def metrics_for(model, dataset: Dataset) -> dict:
 
 def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str,
                    seed: int = 0, overwrite: bool = False, test_fraction: float | None = None,
-                   data_dir=None) -> dict:
+                   data_dir=None, validation_fraction: float | None = None,
+                   checkpoint: bool = False, resume: bool = False,
+                   on_nan: str = "stop") -> dict | None:
     """Fit ``model`` on ``dataset.train``, save it to ``out`` and write metrics.json and
-    run.json (with the run's :func:`run_key`), holding the run directory's lock."""
-    key = run_key(kind_of(model), model.get_params(), spec=spec, seed=seed,
-                  test_fraction=test_fraction, data_dir=data_dir)
+    run.json (with the run's :func:`run_key`), holding the run directory's lock.
+
+    A VAE (:func:`_fit_vae`) with ``checkpoint`` writes a checkpoint each epoch to
+    ``out/checkpoints`` (``resume``: continue from it; ``on_nan``: see ``VAE.fit``), holds out a
+    ``validation_fraction`` of the training rows (then part of the key), and is
+    refused if it diverged on the test rows. Under torchrun the ranks other than 0
+    fit, write nothing and return None."""
+    vae = kind_of(model) == "vae"
+    params = model.get_params()
+    extra = {} if validation_fraction is None else {"validation_fraction": validation_fraction}
+    key = run_key(kind_of(model), params, spec=spec, seed=seed, test_fraction=test_fraction,
+                  data_dir=data_dir, **extra)
     with RunLock(out):
         out = prepare_out_dir(out, overwrite=overwrite)
         start = time.perf_counter()
-        model.fit(dataset.train)
+        if vae:
+            checkpoint_dir = out / VAE_CHECKPOINTS if checkpoint else None
+            if not _fit_vae(model, dataset, validation_fraction or 0.0, seed,
+                            checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan):
+                return None
+        else:
+            model.fit(dataset.train)
         seconds = time.perf_counter() - start
         metrics = metrics_for(model, dataset)
         check_finite_metrics(metrics, out)
@@ -119,9 +136,12 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                        n_features=int(dataset.train.shape[1]))
         run = {"kind": kind_of(model), "data": spec, "seed": seed, "latent": latent_of(model),
                "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
-               "params": {k: v for k, v in model.get_params().items()
-                          if isinstance(v, (int, float, str, bool, type(None)))},
+               "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()
+                          if isinstance(v, (int, float, str, bool, type(None), tuple))},
                **record_fields(dataset, key)}
+        if vae:
+            metrics.update(_vae_metrics(model, dataset))
+            run.update(extra, resumed=resume)
         try:
             save_model(model, out, extra=names_of(dataset))
             atomic_write_json(out / RUN_FILE, run)
@@ -130,6 +150,61 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
             remove_run_files(out)
             raise
     return metrics
+
+
+# --------------------------------------------------------------------------- VAE runs
+
+def _fit_vae(model, dataset: Dataset, validation_fraction: float, seed: int, *,
+             checkpoint_dir, resume: bool, on_nan: str) -> bool:
+    """Fit a VAE (on the data's column names, so the model keeps them); False on the
+    torchrun ranks that write nothing. A fit that diverged on the test rows raises
+    (nothing is written)."""
+    from .nn import distributed
+
+    fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
+    model.fit(with_names(fit_rows, dataset.feature_names), validation=validation,
+              checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan)
+    main = distributed.is_main()
+    distributed.shutdown()  # the end of a torchrun job; nothing to do in one process
+    if main:
+        model.check_fit(dataset.test, "test", reference=dataset.train)
+    return main
+
+
+def _vae_metrics(model, dataset: Dataset) -> dict:
+    """What a VAE's metrics.json adds: epochs run, throughput, skipped batches."""
+    seconds = sum(h["seconds"] for h in model.history_)
+    n_train = int(dataset.train.shape[0])
+    metrics = {"epochs": len(model.history_),
+               "images_per_second": n_train * len(model.history_) / seconds if seconds > 0
+               else None}
+    skipped = [h["skipped_batches"] for h in model.history_ if "skipped_batches" in h]
+    if skipped:
+        metrics["skipped_batches"] = int(sum(skipped))
+    return metrics
+
+
+def split_validation(X, fraction: float, seed: int):
+    """(fit rows, validation rows or None): a seeded share of the training rows."""
+    if not 0.0 <= fraction < 1.0:
+        raise ParameterError(f"--validation-fraction must lie in [0, 1); got {fraction}")
+    if fraction == 0.0:
+        return X, None
+    n_val = max(1, int(round(fraction * X.shape[0])))
+    order = np.random.default_rng(seed + 7).permutation(X.shape[0])
+    return X[order[n_val:]], X[order[:n_val]]
+
+
+def with_names(X, names):
+    """X as a DataFrame with the data set's column names (so the model records them
+    as ``feature_names_in_``), when there are names and pandas is installed; else X."""
+    if not names:
+        return X
+    try:
+        import pandas
+    except ImportError:
+        return X
+    return pandas.DataFrame(X, columns=[str(n) for n in names], copy=False)
 
 
 RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, "arrays.safetensors", "weights.safetensors")
@@ -329,29 +404,12 @@ class RunLock:
         self.release()
 
 
-def locked_run(command):
-    """Decorate a CLI command with ``out``/``overwrite``/``resume`` arguments so that it
-    holds the run directory's lock while it runs; ``--resume`` is refused on a run of
-    another model kind (it would leave that model's files beside the VAE's)."""
-    signature = inspect.signature(command)
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        out = Path(bound.arguments["out"])
-        if bound.arguments.get("resume"):
-            check_resumable(out, "vae", bound.arguments)
-        with RunLock(out):
-            return command(*args, **kwargs)
-
-    return wrapper
-
-
 VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
-# training settings a resumed run must share with its checkpoint (``epochs`` may grow)
-RESUME_SAME = ("batch_size", "lr", "lr_schedule", "objective", "n_samples", "binarize",
-               "seed", "kl_warmup", "free_bits", "beta")
+# what a resumed run may change (``epochs`` may grow); it shares every other training
+# setting with its checkpoint
+RESUME_MAY_CHANGE = ("epochs", "patience", "device", "progress")
+RESUME_SAME = tuple(f.name for f in dataclasses.fields(TrainingConfig)
+                    if f.name not in RESUME_MAY_CHANGE)
 
 
 def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None:

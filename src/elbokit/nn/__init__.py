@@ -1,12 +1,21 @@
-"""The VAE in PyTorch. Importing this package imports torch; ``import elbokit``
-does not (it exposes ``elbokit.VAE`` lazily)."""
+"""The VAE in PyTorch. Torch is imported when one of the names below is first used
+(PEP 562), not by ``import elbokit`` nor by ``elbokit.nn.config``, whose dataclasses
+declare the VAE's settings and so also the options of the torch-free CLI."""
 
-from .config import ArchitectureConfig, TrainingConfig
-from .model import VAEModel, VAENetwork
-from .objectives import (AnalyticKLELBO, ELBOEstimator, EstimatorA, EstimatorB, IWAE,
-                         MonteCarloELBO, get_estimator)
-from .vae import VAE, load_vae
+import importlib
+
+_HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel": "model",
+          "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
+          "AnalyticKLELBO": "objectives", "EstimatorA": "objectives",
+          "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
+          "VAE": "vae", "load_vae": "vae"}
 
 __all__ = ["VAE", "load_vae", "VAENetwork", "VAEModel", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
            "EstimatorA", "EstimatorB", "get_estimator"]
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'elbokit.nn' has no attribute {name!r}")

@@ -1,6 +1,12 @@
 """Configuration of a VAE: the architecture (what the weights mean) and the training
 run (how they were fitted), as two dataclasses, saved next to the weights.
 
+These two dataclasses are the one declaration of every VAE setting: each field
+carries its type, default, range or choices and help text (``field(metadata=...)``,
+see :func:`setting`). The estimator's signature (:class:`elbokit.nn.VAE`), its
+parameter checks, ``VAE.load`` and the options of ``elbokit fit vae`` are all
+derived from them (:func:`estimator_settings`, :func:`cli_settings`).
+
 Both round-trip through JSON with :meth:`to_dict` / :meth:`from_dict`;
 ``from_dict`` checks every field's type and range, so a tampered ``model.json``
 fails with a :class:`~elbokit.exceptions.ModelFileError` that names the field.
@@ -10,17 +16,38 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..exceptions import ModelFileError, ParameterError
 
 LR_SCHEDULES = ("constant", "cosine")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
 NETWORKS = ("mlp", "linear", "conv")
+ARCHS = ("mlp", "conv")
 OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object was given
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda")
 POSTERIORS = ("gaussian", "iaf")
+LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
+
+_UNSET = dataclasses.MISSING
+
+
+def setting(default, help: str, *, choices=None, minimum=None, positive: bool = False,
+            estimator_default=_UNSET, flag: str | None = None, cli: bool = True,
+            positional: bool = False):
+    """A config field with what every consumer needs to know about it.
+
+    ``choices``: the allowed values; ``minimum``: the least integer allowed;
+    ``positive``: a finite number > 0. ``estimator_default``: the default of the
+    :class:`~elbokit.nn.VAE` argument when it differs from the stored (resolved)
+    value, e.g. ``None`` for "chosen from the other settings at fit". ``flag``: the
+    CLI option's name (default ``--name-with-dashes``); ``cli=False`` keeps a
+    setting off the command line; ``positional``: the estimator's first argument."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "positive": positive,
+                "estimator_default": estimator_default, "flag": flag, "cli": cli,
+                "positional": positional}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -47,26 +74,42 @@ class ArchitectureConfig:
     of the training data (a DataFrame's), or None.
     """
 
-    n_features: int
-    latent_dim: int = 20
-    likelihood: str = "bernoulli"
-    encoder: str = "mlp"
-    decoder: str = "mlp"
-    hidden: tuple[int, ...] = (400,)
-    image_shape: tuple[int, int] | None = None
-    min_variance: float = 1e-3
-    sigma: float = 1.0
-    posterior: str = "gaussian"
-    flow_steps: int = 2
-    flow_hidden: tuple[int, ...] = (320,)
-    flow_context: int = 64
-    standardize: bool = False
-    feature_names: tuple[str, ...] | None = None
+    n_features: int = setting(_UNSET, "d, the number of features (from the data).", minimum=1,
+                              cli=False)
+    latent_dim: int = setting(LATENT_DIM, "Latent dimension L.", minimum=1, flag="--latent",
+                              positional=True)
+    likelihood: str = setting("bernoulli", "bernoulli (data in [0, 1]), gaussian (learned "
+                              "per-feature variance) or gaussian-fixed (std --sigma).",
+                              choices=LIKELIHOODS)
+    arch: str = setting("mlp", "mlp or conv: the family of the non-linear networks (conv: "
+                        "images 8x8, 28x28, ...).", choices=ARCHS)
+    encoder: str = setting("mlp", "mlp, linear or conv (default: linear for --decoder "
+                           "linear, else --arch).", choices=NETWORKS, estimator_default=None)
+    decoder: str = setting("mlp", "mlp, linear (x = W z + b + noise: factor analysis) or conv "
+                           "(default: --arch).", choices=NETWORKS, estimator_default=None)
+    hidden: tuple[int, ...] = setting((400,), "Hidden sizes of the MLP encoder (the decoder "
+                                      "mirrors them), e.g. 400 or 512,256.", minimum=1)
+    image_shape: tuple[int, int] | None = setting(None, "(height, width) of image data, for "
+                                                  "conv networks.", minimum=1, cli=False)
+    min_variance: float = setting(1e-3, "Variance floor of likelihood gaussian (in units of "
+                                  "each feature's variance when standardized).", positive=True)
+    sigma: float = setting(1.0, "Std of likelihood gaussian-fixed.", positive=True)
+    posterior: str = setting("gaussian", "gaussian, or iaf (inverse autoregressive flow on the "
+                             "Gaussian encoder).", choices=POSTERIORS)
+    flow_steps: int = setting(2, "IAF steps.", minimum=1)
+    flow_hidden: tuple[int, ...] = setting((320,), "Hidden sizes of each IAF step's MADE.",
+                                           minimum=1)
+    flow_context: int = setting(64, "Numbers of context the encoder passes to the IAF.",
+                                minimum=0)
+    standardize: bool = setting(
+        False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
+        "on for --likelihood gaussian, off otherwise; refused for bernoulli).",
+        estimator_default="auto")
+    feature_names: tuple[str, ...] | None = setting(None, "Column names of the training data.",
+                                                    cli=False)
 
     def __post_init__(self):
-        _check_int(self.n_features, "n_features", 1)
-        if not isinstance(self.standardize, bool):
-            raise ParameterError(f"standardize must be True or False; got {self.standardize!r}")
+        _check_fields(self)
         if self.standardize and self.likelihood == "bernoulli":
             raise ParameterError("standardize=True does not apply to likelihood='bernoulli' "
                                  "(its data are intensities in [0, 1]); use standardize=False "
@@ -75,21 +118,8 @@ class ArchitectureConfig:
                 len(self.feature_names) != self.n_features
                 or not all(isinstance(n, str) for n in self.feature_names)):
             raise ParameterError(f"feature_names must be {self.n_features} strings")
-        _check_int(self.latent_dim, "latent_dim", 1)
-        _check_choice(self.likelihood, "likelihood", LIKELIHOODS)
-        _check_choice(self.encoder, "encoder", NETWORKS)
-        _check_choice(self.decoder, "decoder", NETWORKS)
-        for h in self.hidden:
-            _check_int(h, "hidden size", 1)
-        _check_positive(self.min_variance, "min_variance")
-        _check_positive(self.sigma, "sigma")
-        _check_choice(self.posterior, "posterior", POSTERIORS)
-        _check_int(self.flow_steps, "flow_steps", 1)
         if not self.flow_hidden:
             raise ParameterError("flow_hidden needs at least one hidden layer size")
-        for h in self.flow_hidden:
-            _check_int(h, "flow hidden size", 1)
-        _check_int(self.flow_context, "flow_context", 0)
         if "conv" in (self.encoder, self.decoder):
             self._check_conv_shape()
 
@@ -110,6 +140,9 @@ class ArchitectureConfig:
 
     @classmethod
     def from_dict(cls, obj, where: str = "architecture") -> "ArchitectureConfig":
+        if isinstance(obj, dict) and "arch" not in obj:  # written before "arch" was stored
+            obj = {**obj, "arch": "conv" if "conv" in (obj.get("encoder"), obj.get("decoder"))
+                   else "mlp"}
         return _from_dict(cls, obj, where)
 
 
@@ -131,36 +164,28 @@ class TrainingConfig:
     max(lambda, KL_j). These change the gradients only: the ELBO recorded in the
     history is always the true, unweighted bound."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    objective: str = "b"
-    n_samples: int = 1
-    binarize: str = "none"
-    patience: int = 0
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    kl_warmup: int = 0
-    free_bits: float = 0.0
-    beta: float = 1.0
+    epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1)
+    batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
+    lr: float = setting(1e-3, "Adam learning rate.", positive=True)
+    lr_schedule: str = setting("constant", "constant or cosine.", choices=LR_SCHEDULES)
+    objective: str = setting("b", "a (L_A), b (L_B) or iwae.", choices=OBJECTIVES)
+    n_samples: int = setting(1, "z samples per point (L).", minimum=1)
+    binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
+                            choices=BINARIZE)
+    patience: int = setting(0, "Early stopping on the validation ELBO after this many epochs "
+                            "without gain (0: off; needs --validation-fraction).", minimum=0)
+    seed: int = setting(0, "Seed of the weights' initialisation and the minibatch order.",
+                        minimum=0, cli=False)  # the CLI's --seed also seeds the data split
+    device: str = setting("auto", "auto, cpu or cuda.", choices=DEVICES)
+    progress: bool = setting(True, "Show a progress bar.")
+    kl_warmup: int = setting(0, "Epochs over which the KL weight rises from 0 (a, b).",
+                             minimum=0)
+    free_bits: float = setting(0.0, "Free bits: nats per latent dimension (a, b).")
+    beta: float = setting(1.0, "Weight of the KL in the loss (a, b); the reported ELBO is "
+                          "unweighted.", positive=True)
 
     def __post_init__(self):
-        _check_int(self.epochs, "epochs", 1)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_positive(self.lr, "lr")
-        _check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
-        _check_choice(self.objective, "objective", OBJECTIVES)
-        _check_int(self.n_samples, "n_samples", 1)
-        _check_choice(self.binarize, "binarize", BINARIZE)
-        _check_int(self.patience, "patience", 0)
-        _check_int(self.seed, "seed", 0)
-        _check_choice(self.device, "device", DEVICES)
-        if not isinstance(self.progress, bool):
-            raise ParameterError(f"progress must be True or False; got {self.progress!r}")
-        _check_int(self.kl_warmup, "kl_warmup", 0)
-        _check_positive(self.beta, "beta")
+        _check_fields(self)
         if self.free_bits != 0:
             _check_positive(self.free_bits, "free_bits")
         if self.kl_weighted and self.objective not in ("a", "b"):
@@ -181,7 +206,63 @@ class TrainingConfig:
         return _from_dict(cls, obj, where)
 
 
+# --------------------------------------------------------------------------- the settings
+
+# fields the data decide, not the user: not arguments of the estimator
+DATA_FIELDS = ("n_features", "feature_names")
+
+
+def estimator_settings() -> list[dataclasses.Field]:
+    """The fields behind :class:`~elbokit.nn.VAE`'s arguments, in signature order
+    (the positional latent size first)."""
+    fields = [f for cls in (ArchitectureConfig, TrainingConfig) for f in dataclasses.fields(cls)
+              if f.name not in DATA_FIELDS]
+    return sorted(fields, key=lambda f: not f.metadata["positional"])
+
+
+def estimator_default(f: dataclasses.Field):
+    """The default of the estimator's argument for field ``f``."""
+    default = f.metadata["estimator_default"]
+    return f.default if default is _UNSET else default
+
+
+def cli_settings() -> list[dataclasses.Field]:
+    """The fields that are options of ``elbokit fit vae``."""
+    return [f for f in estimator_settings() if f.metadata["cli"]]
+
+
+def config_kwargs(cls, source) -> dict:
+    """The settings of ``cls`` read off ``source`` (an estimator or a config) by name,
+    leaving out the data's fields."""
+    return {f.name: getattr(source, f.name) for f in dataclasses.fields(cls)
+            if f.name not in DATA_FIELDS}
+
+
 # --------------------------------------------------------------------------- checks
+
+def _check_fields(config) -> None:
+    """Each field's declared type and range (the metadata of :func:`setting`)."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if value is None and f.default is None:
+            continue
+        kind = _kind(f)
+        if kind == "bool" and not isinstance(value, bool):
+            raise ParameterError(f"{f.name} must be True or False; got {value!r}")
+        if kind == "ints":
+            if not isinstance(value, tuple):
+                raise ParameterError(f"{f.name} must be a tuple of integers; got {value!r}")
+            label = f.name.replace("_", " ").replace("hidden", "hidden size") \
+                if "hidden" in f.name else f.name
+            for v in value:
+                _check_int(v, label, meta["minimum"])
+        elif kind == "int":
+            _check_int(value, f.name, meta["minimum"])
+        if meta["positive"]:
+            _check_positive(value, f.name)
+        if meta["choices"] is not None:
+            _check_choice(value, f.name, meta["choices"])
+
 
 def _check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -201,6 +282,16 @@ def _check_choice(value, name, choices):
         raise ParameterError(f"{name} must be one of {list(choices)}; got {value!r}")
 
 
+# the kind of each annotation (a string under ``from __future__ import annotations``)
+_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool",
+          "tuple[int, ...]": "ints", "tuple[int, int] | None": "ints",
+          "tuple[str, ...] | None": "strs"}
+
+
+def _kind(f: dataclasses.Field) -> str:
+    return _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
+
+
 # --------------------------------------------------------------------------- JSON round trip
 
 def _to_dict(config) -> dict:
@@ -209,12 +300,6 @@ def _to_dict(config) -> dict:
         value = getattr(config, f.name)
         out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
-
-
-# JSON type of each field: the checks below run before __post_init__'s range checks
-_INT_TUPLES = {"hidden", "image_shape", "flow_hidden"}
-_STR_TUPLES = {"feature_names"}
-_FLOATS = {"min_variance", "sigma", "lr", "free_bits", "beta"}
 
 
 def _from_dict(cls, obj, where: str):
@@ -231,28 +316,29 @@ def _from_dict(cls, obj, where: str):
             if f.default is dataclasses.MISSING:
                 raise ModelFileError(f"{where} lacks the required field {name!r}")
             continue
-        kwargs[name] = _convert(obj[name], name, where)
+        kwargs[name] = _convert(obj[name], f, where)
     try:
         return cls(**kwargs)
     except ParameterError as exc:
         raise ModelFileError(f"{where}: {exc}") from None
 
 
-def _convert(value, name, where):
-    if name in _STR_TUPLES:
-        if value is None:
-            return None
+def _convert(value, f: dataclasses.Field, where):
+    """A JSON value as the field's Python type; the checks here run before
+    __post_init__'s range checks."""
+    kind, name = _kind(f), f.name
+    if value is None and f.default is None:
+        return None
+    if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ModelFileError(f"{where}.{name} must be a list of strings; got {value!r}")
         return tuple(value)
-    if name in _INT_TUPLES:
-        if value is None and name == "image_shape":
-            return None
+    if kind == "ints":
         if not isinstance(value, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ModelFileError(f"{where}.{name} must be a list of integers; got {value!r}")
         return tuple(value)
-    if name in _FLOATS:
+    if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ModelFileError(f"{where}.{name} must be a number; got {value!r}")
         return float(value)

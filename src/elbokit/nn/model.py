@@ -9,7 +9,6 @@ no estimator of the ELBO (see ``objectives.py``): they draw z and log q(z|x) fro
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -69,9 +68,7 @@ class VAENetwork(nn.Module):
             # the context h(x) comes out of the encoder's last layer, as extra outputs
             # of its "mean" and "logvar" halves (any encoder type, unchanged code)
             self._context_half = math.ceil(config.flow_context / 2)
-            widened = dataclasses.replace(config, latent_dim=config.latent_dim
-                                          + self._context_half)
-            self.encoder = build_encoder(widened)
+            self.encoder = build_encoder(config, config.latent_dim + self._context_half)
             self.flow = IAF(config.latent_dim, config.flow_steps, config.flow_hidden,
                             config.flow_context)
         else:

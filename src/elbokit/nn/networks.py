@@ -131,11 +131,14 @@ class ConvDecoder(nn.Module):
         return tuple(maps[:, k].reshape(*lead, -1) for k in range(self.n_heads))
 
 
-def build_encoder(config) -> nn.Module:
+def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
+    """The encoder of ``config``, with ``n_outputs`` numbers in each of its two halves
+    (mean, logvar): the latent size, or more when a flow takes a context from it."""
+    n_outputs = n_outputs or config.latent_dim
     if config.encoder == "conv":
-        return ConvEncoder(config.image_shape, config.latent_dim)
+        return ConvEncoder(config.image_shape, n_outputs)
     hidden = () if config.encoder == "linear" else config.hidden
-    return MLPEncoder(config.n_features, hidden, config.latent_dim)
+    return MLPEncoder(config.n_features, hidden, n_outputs)
 
 
 def build_decoder(config, n_heads: int) -> nn.Module:

@@ -23,7 +23,7 @@ from .._validation import check_data
 from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from ._math import reparameterize
-from .config import ArchitectureConfig, TrainingConfig
+from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAEModel
 from .objectives import get_estimator
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
@@ -42,7 +42,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    latent_dim : L, the dimension of z.
+    latent_dim : L, the dimension of z (default 10, as ``--latent`` of the CLI).
     likelihood : ``"bernoulli"`` (data in [0, 1]), ``"gaussian"`` (learned
         per-pixel variance, floored at ``min_variance``) or ``"gaussian-fixed"``
         (standard deviation ``sigma``).
@@ -103,44 +103,23 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     kind = "vae"  # the registry name (elbokit.kinds)
 
-    def __init__(self, latent_dim: int = 20, *, likelihood: str = "bernoulli",
-                 decoder: str | None = None, encoder: str | None = None, arch: str = "mlp",
+    # the signature of every setting: the fields of ArchitectureConfig and TrainingConfig,
+    # with their defaults (tests/test_vae_config.py holds the two equal); scikit-learn's
+    # get_params reads the names from here
+    def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
+                 arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
                  hidden=(400,), image_shape=None, min_variance: float = 1e-3,
-                 sigma: float = 1.0, standardize="auto", posterior: str = "gaussian",
-                 flow_steps: int = 2, flow_hidden=(320,), flow_context: int = 64, epochs: int = 10,
-                 batch_size: int = 128, lr: float = 1e-3,
+                 sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
+                 flow_hidden=(320,), flow_context: int = 64, standardize="auto",
+                 epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
-                 binarize: str = "none",
-                 patience: int = 0, seed: int = 0, device: str = "auto", progress: bool = True,
-                 kl_warmup: int = 0, free_bits: float = 0.0, beta: float = 1.0):
-        self.latent_dim = latent_dim
-        self.likelihood = likelihood
-        self.decoder = decoder
-        self.encoder = encoder
-        self.arch = arch
-        self.hidden = hidden
-        self.image_shape = image_shape
-        self.min_variance = min_variance
-        self.sigma = sigma
-        self.standardize = standardize
-        self.posterior = posterior
-        self.flow_steps = flow_steps
-        self.flow_hidden = flow_hidden
-        self.flow_context = flow_context
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.lr_schedule = lr_schedule
-        self.objective = objective
-        self.n_samples = n_samples
-        self.binarize = binarize
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.progress = progress
-        self.kl_warmup = kl_warmup
-        self.free_bits = free_bits
-        self.beta = beta
+                 binarize: str = "none", patience: int = 0, seed: int = 0,
+                 device: str = "auto", progress: bool = True, kl_warmup: int = 0,
+                 free_bits: float = 0.0, beta: float = 1.0):
+        settings = dict(locals())
+        del settings["self"]
+        for name, value in settings.items():
+            setattr(self, name, value)
 
     # ------------------------------------------------------------------ configs
 
@@ -150,39 +129,28 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                  f"{self.standardize!r}")
         if self.standardize == "auto":
             return self.likelihood == "gaussian"
-        if self.standardize and self.likelihood == "bernoulli":
-            raise ParameterError("standardize=True does not apply to likelihood='bernoulli' "
-                                 "(its data are intensities in [0, 1]); use standardize=False "
-                                 "or a Gaussian likelihood")
-        return bool(self.standardize)
+        return self.standardize  # True with bernoulli fails ArchitectureConfig's check
 
     def _architecture(self, n_features: int) -> ArchitectureConfig:
-        if self.arch not in ("mlp", "conv"):
-            raise ParameterError(f"arch must be 'mlp' or 'conv'; got {self.arch!r}")
-        decoder = self.decoder or ("conv" if self.arch == "conv" else "mlp")
+        """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
+        other settings resolved (encoder, decoder, image_shape, standardize)."""
+        settings = config_kwargs(ArchitectureConfig, self)
+        decoder = self.decoder or self.arch  # an unknown arch fails its check, before these
         encoder = self.encoder or ("linear" if decoder == "linear" else self.arch)
         image_shape = self.image_shape
         if image_shape is None and "conv" in (encoder, decoder):
             side = math.isqrt(n_features)
             image_shape = (side, side) if side * side == n_features else None
-        hidden = _sizes(self.hidden)
-        return ArchitectureConfig(
-            n_features=n_features, latent_dim=self.latent_dim, likelihood=self.likelihood,
-            encoder=encoder, decoder=decoder, hidden=hidden,
+        settings.update(
+            encoder=encoder, decoder=decoder, hidden=_sizes(self.hidden),
             image_shape=None if image_shape is None else tuple(image_shape),
-            min_variance=self.min_variance, sigma=self.sigma, posterior=self.posterior,
-            flow_steps=self.flow_steps, flow_hidden=_sizes(self.flow_hidden),
-            flow_context=self.flow_context, standardize=self._resolve_standardize(),
-            feature_names=_names(getattr(self, "feature_names_in_", None)))
+            flow_hidden=_sizes(self.flow_hidden), standardize=self._resolve_standardize())
+        return ArchitectureConfig(n_features=n_features,
+                                  feature_names=_names(getattr(self, "feature_names_in_", None)),
+                                  **settings)
 
-    def _training(self, **overrides) -> TrainingConfig:
-        settings = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                        lr_schedule=self.lr_schedule, objective=self.objective,
-                        n_samples=self.n_samples,
-                        binarize=self.binarize, patience=self.patience, seed=self.seed,
-                        device=self.device, progress=self.progress, kl_warmup=self.kl_warmup,
-                        free_bits=self.free_bits, beta=self.beta)
-        settings.update({k: v for k, v in overrides.items() if v is not None})
+    def _training(self) -> TrainingConfig:
+        settings = config_kwargs(TrainingConfig, self)
         if not isinstance(settings["objective"], str):  # an ELBOEstimator object
             name = getattr(settings["objective"], "name", "custom")
             settings["objective"] = name if name in ("a", "b", "iwae") else "custom"
@@ -190,13 +158,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y=None, *, validation=None, epochs: int | None = None,
-            batch_size: int | None = None, lr: float | None = None, checkpoint_dir=None,
-            resume: bool = False, on_nan: str = "stop"):
+    def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
+            on_nan: str = "stop"):
         """Maximise the ELBO of X (n, d) by Adam.
 
         ``validation``: held-out rows, whose ELBO (L_B, one sample) is recorded each
-        epoch and drives early stopping (``patience``). ``checkpoint_dir``: where a
+        epoch and drives early stopping (``patience``). Every setting is the
+        constructor's (change one with ``set_params``). ``checkpoint_dir``: where a
         checkpoint is written after every epoch; ``resume=True`` continues from it.
         ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
         checkpoint) or ``"skip-batch"`` (skip steps with a non-finite loss or gradient;
@@ -210,7 +178,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if validation is not None:
             validation = self._check_X(validation, "validation", reset=False)
         objective = self.objective if not isinstance(self.objective, str) else None
-        training = self._training(epochs=epochs, batch_size=batch_size, lr=lr)
+        training = self._training()
         if objective is None:
             objective = training.objective
         architecture = self._architecture(X.shape[1])
@@ -554,16 +522,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         model = VAEModel(architecture)
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
-        a, t = architecture, training
-        vae = cls(a.latent_dim, likelihood=a.likelihood, decoder=a.decoder, encoder=a.encoder,
-                  hidden=a.hidden, image_shape=a.image_shape, min_variance=a.min_variance,
-                  sigma=a.sigma, standardize=a.standardize, posterior=a.posterior,
-                  flow_steps=a.flow_steps, flow_hidden=a.flow_hidden, flow_context=a.flow_context, epochs=t.epochs,
-                  batch_size=t.batch_size, lr=t.lr,
-                  lr_schedule=t.lr_schedule, objective=t.objective, n_samples=t.n_samples,
-                  binarize=t.binarize,
-                  patience=t.patience, seed=t.seed, device=device, progress=t.progress,
-                  kl_warmup=t.kl_warmup, free_bits=t.free_bits, beta=t.beta)
+        vae = cls(**config_kwargs(ArchitectureConfig, architecture),
+                  **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
         vae.n_features_in_ = architecture.n_features
