@@ -240,7 +240,7 @@ def test_a_swallowed_sigterm_is_never_reported_as_success(tmp_path, capsys, monk
     run = tmp_path / "run"
     assert main(["fit", "pca", "--latent", "2", "--out", str(run)]) == 0
 
-    def report_that_swallows(run_dir):
+    def report_that_swallows(run_dir, **options):
         try:
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
         except KeyboardInterrupt:

@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
 import torch
 
 from ..exceptions import ModelFileError, TrainingError
-from ..io import (DESCRIPTION_KEY, FORMAT_VERSION, NUMPY_DTYPES, atomic_write_json,
-                  atomic_write_with, check_description, check_format_version, check_int,
-                  check_memory, check_number, check_type, description_digest, header_bytes,
-                  read_json, read_safetensors_header, sha256_file)
+from ..persistence import (CHECKPOINT_FILE, CHECKPOINT_NAME, DESCRIPTION_KEY, FORMAT_VERSION,
+                           MODEL_FILE, NUMPY_DTYPES, WEIGHTS_FILE, atomic_write_json,
+                           atomic_write_with, check_description, check_format_version,
+                           check_int, check_memory, check_number, check_type,
+                           description_digest, header_bytes, read_json, read_model_file,
+                           read_safetensors_header, sha256_file)
 from .config import ArchitectureConfig, TrainingConfig
 
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
-CHECKPOINT_FILE = "checkpoint.json"
-CHECKPOINT_NAME = re.compile(r"checkpoint-e[0-9]{4,9}\.safetensors")
 KIND = "vae"
 _MODEL_DESCRIBED = ("architecture", "tensors")  # the JSON that says what the weights are
 _CHECKPOINT_DESCRIBED = ("architecture", "optimizer", "tensor_file", "epoch")
@@ -201,10 +198,7 @@ def read_model(directory, meta: dict | None = None):
     directory = Path(directory)
     path = directory / MODEL_FILE
     if meta is None:
-        if not directory.is_dir():
-            raise ModelFileError(f"model directory {directory} does not exist")
-        meta = read_json(path, "model file")
-        check_format_version(meta, path)
+        meta = read_model_file(directory)
     if meta.get("kind") != KIND:
         raise ModelFileError(f"{path} holds a model of kind {str(meta.get('kind'))[:40]!r}, "
                              "not a VAE; load it with elbokit's loader for that kind")
