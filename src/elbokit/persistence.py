@@ -298,12 +298,32 @@ def check_format_version(meta: dict, path: Path) -> None:
 
 # --------------------------------------------------------------------------- safetensors
 
+def write_safetensors(path: str | os.PathLike, tensors: dict,
+                      save_file: Callable | None = None) -> None:
+    """Write named tensors as a safetensors file, atomically. ``save_file``: the
+    framework's writer (``safetensors.numpy``'s by default; :mod:`elbokit.nn.checkpoint`
+    passes ``safetensors.torch``'s), called on a temporary path."""
+    if save_file is None:
+        from safetensors.numpy import save_file
+    atomic_write_with(path, lambda tmp: save_file(tensors, tmp))
+
+
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Save named numpy arrays as safetensors, atomically."""
-    from safetensors.numpy import save_file
+    write_safetensors(path, {k: np.ascontiguousarray(v) for k, v in arrays.items()})
 
-    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    atomic_write_with(path, lambda tmp: save_file(contiguous, tmp))
+
+def check_checksum(path: str | os.PathLike, expected, *, noun: str = "tensor",
+                   recorded_in: str = "recorded next to it") -> None:
+    """Raise :class:`ModelFileError` unless ``path`` exists and its SHA-256 is
+    ``expected`` (a missing record, None, never matches). ``noun`` and ``recorded_in``
+    word the message: "array file ... does not exist", "... the checksum in model.json"."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{noun} file {path} does not exist")
+    if sha256_file(path) != expected:
+        raise ModelFileError(f"{path} does not match the checksum {recorded_in}; the files "
+                             "come from different saves or were modified")
 
 
 SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2,
@@ -376,19 +396,29 @@ def header_bytes(header: dict) -> int:
     return sum(math.prod(shape) * SAFETENSORS_DTYPES[dtype] for dtype, shape in header.values())
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load named numpy arrays from a safetensors file (no code execution possible);
-    the header is checked first, and the arrays' size against the available memory."""
-    from safetensors.numpy import load_file
-
+def read_safetensors(path: str | os.PathLike, *, header: dict | None = None,
+                     load_file: Callable | None = None, noun: str = "array") -> dict:
+    """The tensors of a safetensors file (no code execution possible): the header is
+    checked first (``header``: :func:`read_safetensors_header`'s result when the caller
+    has read it already, so it is read once), and the tensors' size against the
+    available memory. ``load_file``: the framework's reader (``safetensors.numpy``'s by
+    default, ``safetensors.torch``'s for the VAE)."""
     path = Path(path)
-    header = read_safetensors_header(path)
-    check_memory(header_bytes(header), f"the arrays of {path}")
+    if header is None:
+        header = read_safetensors_header(path)
+    check_memory(header_bytes(header), f"the {noun}s of {path}")
+    if load_file is None:
+        from safetensors.numpy import load_file
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
-        raise ModelFileError(f"array file {path} cannot be read ({exc}); it is truncated "
+        raise ModelFileError(f"{noun} file {path} cannot be read ({exc}); it is truncated "
                              "or corrupted") from None
+
+
+def load_arrays(path: str | os.PathLike, header: dict | None = None) -> dict[str, np.ndarray]:
+    """Load named numpy arrays from a safetensors file (see :func:`read_safetensors`)."""
+    return read_safetensors(path, header=header)
 
 
 # --------------------------------------------------------------------------- classical models
@@ -478,15 +508,12 @@ def load_estimator(directory: str | os.PathLike, registry: dict[str, type],
     cls = registry[kind]
     _check_classical_meta(meta, cls, path)
     array_path = directory / ARRAYS_FILE
-    if not array_path.is_file():
-        raise ModelFileError(f"array file {array_path} does not exist")
-    if sha256_file(array_path) != meta["sha256"].get(ARRAYS_FILE):
-        raise ModelFileError(f"{array_path} does not match the checksum in {MODEL_FILE}; "
-                             "the files come from different saves or were modified")
+    check_checksum(array_path, meta["sha256"].get(ARRAYS_FILE), noun="array",
+                   recorded_in=f"in {MODEL_FILE}")
     header = read_safetensors_header(array_path)
     _check_header(header, meta["arrays"], array_path)
     check_description(meta, _DESCRIBED, path)
-    arrays = load_arrays(array_path)
+    arrays = load_arrays(array_path, header)
     try:
         estimator = cls(**meta["params"])
     except (TypeError, ValueError) as exc:

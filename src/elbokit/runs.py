@@ -24,9 +24,10 @@ from ._torchrun import env_rank
 from .data import Dataset
 from .exceptions import ModelFileError, ParameterError, RunLockedError
 from .models import kind_of, save_model
-from .persistence import (ARRAYS_FILE, MAX_SEED, METRICS_FILE, MODEL_FILE, RUN_FILE,
-                          WEIGHTS_FILE, CHECKPOINT_FILE, atomic_write_json, read_json, read_metrics, read_run,
-                          sha256_file)
+# MAX_SEED, read_metrics and read_run are also re-exported: the CLI imports them from here
+from .persistence import (ARRAYS_FILE, CHECKPOINT_FILE, MAX_SEED, METRICS_FILE,  # noqa: F401
+                          MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
+                          read_metrics, read_run, sha256_file)
 
 CLASSICAL_KINDS = ("pca", "ppca", "fa", "linear-ae")
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data

@@ -22,10 +22,10 @@ import torch
 from ..exceptions import ModelFileError, TrainingError
 from ..persistence import (CHECKPOINT_FILE, CHECKPOINT_NAME, DESCRIPTION_KEY, FORMAT_VERSION,
                            MODEL_FILE, NUMPY_DTYPES, WEIGHTS_FILE, atomic_write_json,
-                           atomic_write_with, check_description, check_format_version,
-                           check_int, check_memory, check_number, check_type,
-                           description_digest, header_bytes, read_json, read_model_file,
-                           read_safetensors_header, sha256_file)
+                           check_checksum, check_description, check_format_version, check_int,
+                           check_number, check_type, description_digest, read_json,
+                           read_model_file, read_safetensors, read_safetensors_header,
+                           sha256_file, write_safetensors)
 from .config import ArchitectureConfig, TrainingConfig
 
 KIND = "vae"
@@ -39,23 +39,18 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_with(path, lambda tmp: save_file(flat, tmp))
+    write_safetensors(path, flat, save_file)
 
 
-def load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path, expected_sha256: str | None,
+                 header: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` as torch tensors, after its checksum (unless
+    ``expected_sha256`` is None) and header (``header``, when read already) checks."""
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise ModelFileError(f"tensor file {path} does not exist")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
-        raise ModelFileError(f"{path} does not match the checksum recorded next to it; the "
-                             "files come from different saves or were modified")
-    check_memory(header_bytes(read_safetensors_header(path)), f"the tensors of {path}")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise ModelFileError(f"tensor file {path} cannot be read ({exc}); it is truncated "
-                             "or corrupted") from None
+    if expected_sha256 is not None:
+        check_checksum(path, expected_sha256)
+    return read_safetensors(path, header=header, load_file=load_file, noun="tensor")
 
 
 def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where) -> None:
@@ -211,17 +206,13 @@ def read_model(directory, meta: dict | None = None):
     if meta.get("extra") is not None:
         check_type(meta["extra"], dict, "extra", path)
     weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelFileError(f"tensor file {weights} does not exist")
-    if sha256_file(weights) != sha[WEIGHTS_FILE]:
-        raise ModelFileError(f"{weights} does not match the checksum recorded next to it; "
-                             "the files come from different saves or were modified")
+    check_checksum(weights, sha[WEIGHTS_FILE])
     header = read_safetensors_header(weights)
     if "tensors" in meta:
         _check_tensors_field(meta["tensors"], header, path)
     meta_state_dict(architecture, header, weights)
     check_description(meta, _MODEL_DESCRIBED, path)
-    tensors = load_tensors(weights, None)
+    tensors = load_tensors(weights, None, header)  # header and checksum checked above
     return architecture, training, history, tensors
 
 
