@@ -167,3 +167,20 @@ def test_a_failed_safetensors_write_keeps_the_old_file(tmp_path):
         persistence.write_safetensors(path, {"a": np.zeros(3)}, broken_writer)
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_check_description_reads_the_digest_where_each_file_keeps_it(tmp_path):
+    """model.json keeps it in ``sha256.description``, checkpoint.json beside it; a
+    file without one (written before digests) passes, an edited field does not."""
+    meta = {"architecture": {"hidden": [8]}, "sha256": {}}
+    digest = persistence.description_digest(meta, ["architecture"])
+    persistence.check_description(meta, ["architecture"], tmp_path)  # none recorded
+    persistence.check_description(meta, ["architecture"], tmp_path, None)
+    meta["sha256"]["description"] = digest
+    persistence.check_description(meta, ["architecture"], tmp_path)
+    persistence.check_description(meta, ["architecture"], tmp_path, digest)
+    meta["architecture"]["hidden"] = [9]
+    for recorded in ({}, {"recorded": digest}):
+        with pytest.raises(ModelFileError, match=r"the fields \['architecture'\] do not "
+                                                 "match their checksum"):
+            persistence.check_description(meta, ["architecture"], tmp_path, *recorded.values())

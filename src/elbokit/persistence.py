@@ -178,10 +178,15 @@ def description_digest(meta: dict, keys) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def check_description(meta: dict, keys, path) -> None:
-    """Compare the digest of ``keys`` with the one recorded (files written before it
-    was recorded have none)."""
-    recorded = meta["sha256"].get(DESCRIPTION_KEY)
+_IN_SHA256 = object()  # check_description's default: the digest is in meta["sha256"]
+
+
+def check_description(meta: dict, keys, path, recorded=_IN_SHA256) -> None:
+    """Compare the digest of ``keys`` with the one recorded: ``recorded``, or by default
+    the ``description`` entry of ``meta["sha256"]`` (a model.json; a checkpoint.json
+    passes its ``description_sha256``). Files written before it was recorded have none."""
+    if recorded is _IN_SHA256:
+        recorded = meta["sha256"].get(DESCRIPTION_KEY)
     if recorded is None:
         return
     if not isinstance(recorded, str) or recorded != description_digest(meta, keys):

@@ -420,10 +420,8 @@ def load_checkpoint(run_dir) -> dict:
     check_int(epoch, "epoch", path, 0, training.epochs)
     history = check_history(meta.get("history"), path, epoch)
     loop_state = _checked_loop_state(meta["loop_state"], epoch, path)
-    recorded = meta.get("description_sha256")  # absent in checkpoints of older versions
-    if recorded is not None and recorded != description_digest(meta, _CHECKPOINT_DESCRIBED):
-        raise ModelFileError(f"{path}: the fields {list(_CHECKPOINT_DESCRIBED)} do not match "
-                             "their checksum; the file was edited or comes from another save")
+    # absent in checkpoints of older versions
+    check_description(meta, _CHECKPOINT_DESCRIBED, path, meta.get("description_sha256"))
     tensors = load_tensors(Path(run_dir) / name, meta["sha256"])
     model, best = _strip("model.", tensors), _strip("best.", tensors) or None
     if best is not None:
