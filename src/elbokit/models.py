@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .exceptions import ModelFileError
-from .io import MODEL_FILE, check_format_version, load_estimator, read_json, save_estimator
 from .kinds import estimator_classes, kind_of  # noqa: F401  (kind_of: re-exported)
+from .persistence import load_estimator, read_model_file, save_estimator
 
 
 def classical_registry() -> dict[str, type]:
@@ -33,11 +32,7 @@ def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None
 def load_model(directory: str | os.PathLike):
     """Load any model saved by elbokit, checking its format version and files; model.json
     is read once and every field of it is checked before it is used."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ModelFileError(f"model directory {directory} does not exist")
-    meta = read_json(directory / MODEL_FILE, "model file")
-    check_format_version(meta, directory / MODEL_FILE)
+    meta = read_model_file(directory)
     if meta.get("kind") == "vae":
         from .nn import VAE
 

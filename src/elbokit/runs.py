@@ -23,16 +23,15 @@ from ._math import bits_per_dim
 from ._torchrun import env_rank
 from .data import Dataset
 from .exceptions import ModelFileError, ParameterError, RunLockedError
-from .io import (MODEL_FILE, atomic_write_json, check_int, check_str_list, check_type,
-                 read_json, sha256_file)
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
 from .nn.config import TrainingConfig
+# MAX_SEED, read_metrics and read_run are also re-exported: the CLI imports them from here
+from .persistence import (ARRAYS_FILE, CHECKPOINT_FILE, MAX_SEED, METRICS_FILE,  # noqa: F401
+                          MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
+                          read_metrics, read_run, sha256_file)
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.json"
 CLASSICAL_KINDS = kind_names(family="linear")  # derived from elbokit.kinds
-MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
 
 
@@ -207,7 +206,7 @@ def with_names(X, names):
     return pandas.DataFrame(X, columns=[str(n) for n in names], copy=False)
 
 
-RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, "arrays.safetensors", "weights.safetensors")
+RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, ARRAYS_FILE, WEIGHTS_FILE)
 
 
 def remove_run_files(out: Path) -> None:
@@ -305,50 +304,6 @@ def _roundtrip(obj):
     return json.loads(json.dumps(obj))
 
 
-# --------------------------------------------------------------------------- reading runs
-
-_RUN_FIELDS = {"kind": str, "data": str, "seed": int, "latent": (int, type(None)),
-               "image_shape": (list, type(None)), "params": dict, "key": (dict, type(None)),
-               "feature_names": (list, type(None)), "target_names": (list, type(None)),
-               "validation_fraction": (int, float), "resumed": bool}
-
-
-def read_run(run_dir: str | os.PathLike) -> dict:
-    """run.json of ``run_dir``, every field checked (types, ranges)."""
-    path = Path(run_dir) / RUN_FILE
-    run = read_json(path, "run file")
-    for name, types in _RUN_FIELDS.items():
-        if name in run:
-            check_type(run[name], types, name, path)
-    if "seed" in run:
-        check_int(run["seed"], "seed", path, 0, MAX_SEED)
-    if run.get("latent") is not None:
-        check_int(run["latent"], "latent", path, 1, 2**31)
-    if run.get("image_shape") is not None:
-        shape = run["image_shape"]
-        if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool)
-                                       and 1 <= s <= 2**16 for s in shape):
-            raise ModelFileError(f"{path}: field 'image_shape' must be two positive integers; "
-                                 f"got {str(shape)[:40]}")
-    for name in ("feature_names", "target_names"):
-        check_str_list(run.get(name), name, path)
-    return run
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict:
-    """metrics.json of ``run_dir``: an object of numbers (finite), strings, booleans
-    or null."""
-    path = Path(run_dir) / METRICS_FILE
-    metrics = read_json(path, "metrics file")
-    for name, value in metrics.items():
-        if isinstance(value, (list, dict)):
-            raise ModelFileError(f"{path}: metric {name[:40]!r} must be a number, a string, "
-                                 "true/false or null")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ModelFileError(f"{path}: metric {name[:40]!r} is not finite")
-    return metrics
-
-
 # --------------------------------------------------------------------------- locking
 
 class RunLock:
@@ -426,7 +381,7 @@ def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None
             raise ParameterError(f"{out} holds a {str(saved)[:20]!r} model, not a {kind} run; "
                                  "--resume continues only a run of the same model (choose "
                                  "another --out, or --overwrite without --resume)")
-    record = out / VAE_CHECKPOINTS / "checkpoint.json"
+    record = out / VAE_CHECKPOINTS / CHECKPOINT_FILE
     if not arguments or not record.is_file():
         return
     try:

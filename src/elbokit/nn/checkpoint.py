@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
 import torch
 
 from ..exceptions import ModelFileError, TrainingError
-from ..io import (DESCRIPTION_KEY, FORMAT_VERSION, NUMPY_DTYPES, atomic_write_json,
-                  atomic_write_with, check_description, check_format_version, check_int,
-                  check_memory, check_number, check_type, description_digest, header_bytes,
-                  read_json, read_safetensors_header, sha256_file)
+from ..persistence import (CHECKPOINT_FILE, CHECKPOINT_NAME, DESCRIPTION_KEY, FORMAT_VERSION,
+                           MODEL_FILE, NUMPY_DTYPES, WEIGHTS_FILE, atomic_write_json,
+                           check_checksum, check_description, check_format_version, check_int,
+                           check_number, check_type, description_digest, read_json,
+                           read_model_file, read_safetensors, read_safetensors_header,
+                           sha256_file, write_safetensors)
 from .config import ArchitectureConfig, TrainingConfig
 
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
-CHECKPOINT_FILE = "checkpoint.json"
-CHECKPOINT_NAME = re.compile(r"checkpoint-e[0-9]{4,9}\.safetensors")
 KIND = "vae"
 _MODEL_DESCRIBED = ("architecture", "tensors")  # the JSON that says what the weights are
 _CHECKPOINT_DESCRIBED = ("architecture", "optimizer", "tensor_file", "epoch")
@@ -42,23 +39,18 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_with(path, lambda tmp: save_file(flat, tmp))
+    write_safetensors(path, flat, save_file)
 
 
-def load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path, expected_sha256: str | None,
+                 header: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` as torch tensors, after its checksum (unless
+    ``expected_sha256`` is None) and header (``header``, when read already) checks."""
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise ModelFileError(f"tensor file {path} does not exist")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
-        raise ModelFileError(f"{path} does not match the checksum recorded next to it; the "
-                             "files come from different saves or were modified")
-    check_memory(header_bytes(read_safetensors_header(path)), f"the tensors of {path}")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise ModelFileError(f"tensor file {path} cannot be read ({exc}); it is truncated "
-                             "or corrupted") from None
+    if expected_sha256 is not None:
+        check_checksum(path, expected_sha256)
+    return read_safetensors(path, header=header, load_file=load_file, noun="tensor")
 
 
 def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where) -> None:
@@ -201,10 +193,7 @@ def read_model(directory, meta: dict | None = None):
     directory = Path(directory)
     path = directory / MODEL_FILE
     if meta is None:
-        if not directory.is_dir():
-            raise ModelFileError(f"model directory {directory} does not exist")
-        meta = read_json(path, "model file")
-        check_format_version(meta, path)
+        meta = read_model_file(directory)
     if meta.get("kind") != KIND:
         raise ModelFileError(f"{path} holds a model of kind {str(meta.get('kind'))[:40]!r}, "
                              "not a VAE; load it with elbokit's loader for that kind")
@@ -217,17 +206,13 @@ def read_model(directory, meta: dict | None = None):
     if meta.get("extra") is not None:
         check_type(meta["extra"], dict, "extra", path)
     weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelFileError(f"tensor file {weights} does not exist")
-    if sha256_file(weights) != sha[WEIGHTS_FILE]:
-        raise ModelFileError(f"{weights} does not match the checksum recorded next to it; "
-                             "the files come from different saves or were modified")
+    check_checksum(weights, sha[WEIGHTS_FILE])
     header = read_safetensors_header(weights)
     if "tensors" in meta:
         _check_tensors_field(meta["tensors"], header, path)
     meta_state_dict(architecture, header, weights)
     check_description(meta, _MODEL_DESCRIBED, path)
-    tensors = load_tensors(weights, None)
+    tensors = load_tensors(weights, None, header)  # header and checksum checked above
     return architecture, training, history, tensors
 
 
@@ -435,10 +420,8 @@ def load_checkpoint(run_dir) -> dict:
     check_int(epoch, "epoch", path, 0, training.epochs)
     history = check_history(meta.get("history"), path, epoch)
     loop_state = _checked_loop_state(meta["loop_state"], epoch, path)
-    recorded = meta.get("description_sha256")  # absent in checkpoints of older versions
-    if recorded is not None and recorded != description_digest(meta, _CHECKPOINT_DESCRIBED):
-        raise ModelFileError(f"{path}: the fields {list(_CHECKPOINT_DESCRIBED)} do not match "
-                             "their checksum; the file was edited or comes from another save")
+    # absent in checkpoints of older versions
+    check_description(meta, _CHECKPOINT_DESCRIBED, path, meta.get("description_sha256"))
     tensors = load_tensors(Path(run_dir) / name, meta["sha256"])
     model, best = _strip("model.", tensors), _strip("best.", tensors) or None
     if best is not None:
