@@ -36,7 +36,7 @@ class ModelKind:
     ``build(latent, *, seed, verbose, epochs, **options)``: an unfitted model as the
     command line makes it. ``family``: ``"linear"`` (``elbokit fit <kind>``), ``"vi"``,
     ``"nn"`` or ``"other"``. ``persistence``: ``"estimator"`` (its numpy parameters and
-    fitted attributes saved by :func:`elbokit.io.save_estimator`) or ``"own"`` (the class
+    fitted attributes saved by :func:`elbokit.persistence.save_estimator`) or ``"own"`` (the class
     saves itself: ``save``/``load``). ``preset_of``: for a preset, the kind it saves as."""
 
     name: str
@@ -107,7 +107,7 @@ def _resolve_or_none(kind: ModelKind):
 
 
 def estimator_classes() -> dict[str, type]:
-    """Kind name -> class of every kind saved by :func:`elbokit.io.save_estimator`
+    """Kind name -> class of every kind saved by :func:`elbokit.persistence.save_estimator`
     (the numpy models; a kind whose module cannot be imported is left out)."""
     classes = {}
     for kind in _KINDS.values():

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .io import atomic_write_with
+from .persistence import atomic_write_with
 from .protocol import as_model
 
 

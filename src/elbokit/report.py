@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ModelFileError
-from .io import MODEL_FILE, atomic_write_bytes, read_json
+from .persistence import MODEL_FILE, atomic_write_bytes, read_json
 
 REPORT_FILE = "report.html"
 

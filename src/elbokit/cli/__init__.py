@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from ..exceptions import ElbokitError
-from ..io import clear_stop, request_stop
+from ..persistence import clear_stop, request_stop
 from . import compare, demo, evaluate, fit  # noqa: F401  (register commands)
 from ._app import app, fit_app
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 def _quiet_interrupts(hook):
     """An unraisable-exception hook that drops the KeyboardInterrupt of a stop raised
     where Python discards it (a gc callback, a __del__): the stop is handled through
-    :func:`elbokit.io.request_stop` and the exit code, not a traceback."""
+    :func:`elbokit.persistence.request_stop` and the exit code, not a traceback."""
     def quiet(unraisable):
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
             return

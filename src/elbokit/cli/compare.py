@@ -51,7 +51,7 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
     saved; the exit code is then 2."""
     from .. import data as data_module
     from ..exceptions import ParameterError
-    from ..io import atomic_write_json
+    from ..persistence import atomic_write_json
 
     kinds = [m.strip() for m in models.split(",") if m.strip()]
     known = kind_names()  # read now: a kind registered after import counts too

@@ -27,7 +27,7 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
     held-out log-likelihoods; write an HTML report."""
     from .. import data as data_module
     from ..evaluate import log_likelihood
-    from ..io import atomic_write_json
+    from ..persistence import atomic_write_json
     from ..kinds import build_model
     from ..runs import fit_and_record
 

@@ -53,7 +53,7 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if n < 1:
         raise ParameterError(f"-n must be >= 1; got {n}")
     model = load_model(run_dir)
-    from ..io import check_memory
+    from ..persistence import check_memory
 
     # the samples in float64 and their latents, the grid image and the figure: ~4 copies
     check_memory(4 * 8 * n * (model.n_features_in_ + 64), f"sample -n {n}",

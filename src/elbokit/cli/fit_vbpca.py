@@ -30,7 +30,7 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
     """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
     from .. import data as data_module
     from ..exceptions import ParameterError
-    from ..io import atomic_write_json
+    from ..persistence import atomic_write_json
     from ..runs import METRICS_FILE, fit_and_record, prepare_out_dir
     from ..vi import VBPCA
     from ..vi.plots import plot_relevance

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..io import atomic_write_with
+from ..persistence import atomic_write_with
 
 
 def plot_relevance(model, path: str | os.PathLike, *, title: str | None = None) -> None:

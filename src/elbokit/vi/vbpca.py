@@ -251,7 +251,7 @@ class VBPCA(LinearGaussianMixin):
         return np.full(self.n_features_in_, self.noise_variance_)
 
     def _check_loaded(self) -> None:
-        """Called by :func:`elbokit.io.load_estimator`: the arrays must fit together."""
+        """Called by :func:`elbokit.persistence.load_estimator`: the arrays must fit together."""
         d = np.shape(getattr(self, "mean_", ()))[0] if np.ndim(getattr(self, "mean_", 0)) else 0
         ok = (d > 0 and getattr(self, "n_features_in_", None) == d
               and np.shape(self.components_)[1:] == (d,)
