@@ -429,3 +429,13 @@ def test_cli_fit_vbpca_rejects_a_bad_max_latent(tmp_path, capsys):
     assert code == 2
     assert "--max-latent must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "r" / "model.json").exists()
+
+
+def test_cli_default_max_latent_fits_a_table_with_few_features(tmp_path, capsys):
+    """`fit vbpca` on iris (4 features) with no --max-latent starts from 4, not 40."""
+    from elbokit.cli import main
+
+    assert main(["fit", "vbpca", "--data", "iris", "--out", str(tmp_path / "vb")]) == 0
+    assert "of 4" in capsys.readouterr().out
+    assert main(["fit", "vbpca", "--data", "iris", "--max-latent", "9",
+                 "--out", str(tmp_path / "vb9")]) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,9 +11,11 @@ from .common import DataDir, DataSpec, Overwrite, Seed, TestFraction, print_metr
 
 PLOT_FILE = "alpha.png"
 
-MaxLatent = Annotated[int, typer.Option(
+DEFAULT_MAX_LATENT = 40
+MaxLatent = Annotated[Optional[int], typer.Option(
     "--max-latent", help="Largest latent dimension to start from; ARD switches off the "
-                         "ones the data does not need.")]
+                         "ones the data does not need. Default: 40, or the number of "
+                         "features when there are fewer.")]
 MaxIter = Annotated[int, typer.Option("--max-iter", help="Maximum coordinate-ascent sweeps.")]
 Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
 Standardize = Annotated[bool, typer.Option(
@@ -22,7 +24,7 @@ Standardize = Annotated[bool, typer.Option(
          "data's own units.")]
 
 
-def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
+def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = None,
               out: Out = Path("runs/vbpca"), max_iter: MaxIter = 1000,
               standardize: Standardize = False,
               data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
@@ -35,12 +37,14 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = 40,
     from ..vi import VBPCA
     from ..vi.plots import plot_relevance
 
-    if max_latent < 1:
+    if max_latent is not None and max_latent < 1:
         raise ParameterError(f"--max-latent must be >= 1; got {max_latent}")
     prepare_out_dir(out, overwrite=overwrite)
     # VBPCA treats NaN entries of user files as missing values
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
                                allow_nan=True)
+    if max_latent is None:
+        max_latent = min(DEFAULT_MAX_LATENT, dataset.n_features)
     if max_latent > dataset.n_features:
         raise ParameterError(f"--max-latent {max_latent} exceeds the {dataset.n_features} "
                              f"features of {data}")
