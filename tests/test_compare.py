@@ -82,3 +82,23 @@ def test_compare_with_vaes_on_a_raw_table_has_every_row(tmp_path, wine_npy, caps
         assert np.isfinite(table[kind]["test_loglike"])
     # same held-out rows, same units: the VAE's bound is comparable with FA's log p(x)
     assert abs(table["vae"]["test_elbo"] - table["fa"]["test_loglike"]) < 50
+
+
+def test_a_csv_with_missing_cells_gives_rows_for_the_models_that_accept_them(tmp_path, capsys):
+    """Missing cells are NaN for compare: FA and VBPCA fit on the observed entries, PCA
+    cannot and is a failed row naming the NaN; exit code 2."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2)) @ rng.standard_normal((2, 5)) + 0.3 * rng.standard_normal((60, 5))
+    rows = [",".join("" if (i, j) in {(3, 1), (10, 4)} else f"{v:.6f}" for j, v in enumerate(r))
+            for i, r in enumerate(X)]
+    path = tmp_path / "holes.csv"
+    path.write_text("a,b,c,d,e\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "cmp"
+    code = main(["compare", "--data", str(path), "--latent", "2", "--models", "pca,fa,vbpca",
+                 "--out", str(out), "--k", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 2
+    table = json.loads((out / "compare.json").read_text())["models"]
+    assert table["pca"]["failed"] and "NaN" in table["pca"]["error"]
+    assert np.isfinite(table["fa"]["test_loglike"]) and np.isfinite(table["vbpca"]["test_loglike"])
+    assert any(line.startswith("fa ") and "exact" in line for line in lines)

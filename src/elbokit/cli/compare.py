@@ -60,7 +60,10 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
         raise ParameterError(f"unknown model(s) {unknown}; choose from {list(known)}")
     if k < 1 or epochs < 1 or latent < 1:
         raise ParameterError("--k, --epochs and --latent must be >= 1")
-    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    # missing cells are kept as NaN: the models that accept them (FA, PPCA EM, VBPCA) fit,
+    # the others are failed rows with their reason, as any failing model
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
+                               allow_nan=True)
     # every run directory is checked before anything is fitted or written
     plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
                          data=data, test_fraction=test_fraction, data_dir=data_dir,
