@@ -60,7 +60,7 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
         raise ParameterError(f"unknown model(s) {unknown}; choose from {list(known)}")
     if k < 1 or epochs < 1 or latent < 1:
         raise ParameterError("--k, --epochs and --latent must be >= 1")
-    # missing cells are kept as NaN: the models that accept them (FA, PPCA EM, VBPCA) fit,
+    # missing cells are kept as NaN: the models that accept them (FA, VBPCA) fit,
     # the others are failed rows with their reason, as any failing model
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
                                allow_nan=True)
