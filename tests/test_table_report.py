@@ -99,6 +99,27 @@ def test_bad_rotation_is_a_one_line_error(fa_run, capsys):
     assert "rotation" in err and "varimax" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("field, value", [
+    ("image_shape", "abc"), ("image_shape", [100000, 100000]), ("image_shape", [-3, 5]),
+    ("feature_names", 5), ("feature_names", [1, 2]), ("target_names", {"a": 1}),
+])
+def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, tmp_path, capsys, field,
+                                                           value):
+    """report reads run.json through its schema check: a field of the wrong type or range
+    is exit 2 with one line naming it (feature_names = 5 was a TypeError traceback)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(fa_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    meta[field] = value
+    (run / "run.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert field in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
 # ---------------------------------------------------------------- the quantities drawn
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ModelFileError
-from .persistence import MODEL_FILE, atomic_write_bytes, read_json
+from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, atomic_write_bytes, read_json,
+                          read_metrics, read_run)
 
 REPORT_FILE = "report.html"
 
@@ -160,9 +161,10 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     from . import data as data_module
     from .models import load_model
 
-    run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
-    metrics = read_json(run_dir / "metrics.json", "metrics file") \
-        if (run_dir / "metrics.json").is_file() else {}
+    # run.json and metrics.json through their schema checks (a tampered field is a
+    # one-line ModelFileError, never a traceback or a silently odd figure)
+    run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
+    metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
     meta = read_json(run_dir / MODEL_FILE, "model file")
     parts = [f"<h2>{html.escape(run_dir.name)} ({html.escape(str(meta.get('kind')))})</h2>"]
     metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()
