@@ -392,7 +392,7 @@ def test_npz_member_name_that_is_not_utf8(tmp_path):
 
 
 def test_long_doubles_beyond_float64_are_named_without_a_numpy_warning(tmp_path, recwarn):
-    # found by benchmarks/fuzz_data.py: the cast printed "RuntimeWarning: overflow"
+    # found by benchmarks/fuzz.py data: the cast printed "RuntimeWarning: overflow"
     X = np.ones((4, 2), dtype=np.longdouble)
     if np.finfo(np.longdouble).max <= np.finfo(np.float64).max:
         pytest.skip("long double is float64 on this platform")

@@ -10,7 +10,7 @@ floats in several spellings, optional header, one missing or bad cell) load to e
 Python's float of each cell, or fail naming the first bad cell's line and column.
 
 A short budget runs in ``make test``; ``ELBOKIT_FUZZ_EXAMPLES`` raises it
-(``benchmarks/fuzz_data.py`` runs a long one).
+(``benchmarks/fuzz.py data`` runs a long one).
 """
 
 import gzip

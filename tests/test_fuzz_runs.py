@@ -6,7 +6,7 @@ give a correct result or a one-line elbokit error: never another exception, a Na
 reported as success, or a change to the run.
 
 The budget is small here (``ELBOKIT_FUZZ_EXAMPLES``, default 10 per target, about ten
-seconds in all); ``benchmarks/fuzz_runs.py`` runs the same tests with a large one.
+seconds in all); ``benchmarks/fuzz.py runs`` runs the same tests with a large one.
 """
 
 import io

@@ -14,6 +14,8 @@ import pytest
 from elbokit.cli import main
 from elbokit.exceptions import ModelFileError
 from elbokit.io import sha256_file
+
+from conftest import edit_json as _rewrite
 from elbokit.models import load_model, save_model
 
 torch = pytest.importorskip("torch")
@@ -22,12 +24,6 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 
 TINY = ["--data", "digits", "--latent", "2", "--hidden", "8", "--no-progress"]
-
-
-def _rewrite(path: Path, change) -> None:
-    meta = json.loads(path.read_text())
-    change(meta)
-    path.write_text(json.dumps(meta))
 
 
 def _one_line_exit_2(argv, capsys, match: str) -> str:
@@ -189,9 +185,8 @@ def test_architecture_sizes_are_checked_against_the_header_before_building(
         meta["architecture"][field] = value
         if field == "flow_steps":
             meta["architecture"]["posterior"] = "iaf"
-        meta["sha256"].pop("description", None)
 
-    _rewrite(run_copy / "model.json", change)
+    _rewrite(run_copy / "model.json", change, drop_digest=True)
     from elbokit.nn import vae as vae_module
 
     def no_build(*args, **kwargs):
@@ -206,9 +201,8 @@ def test_tensors_field_is_checked_against_the_file(run_copy):
     def change(meta):
         name = next(iter(meta["tensors"]))
         meta["tensors"][name]["shape"] = [1, 1]
-        meta["sha256"].pop("description", None)
 
-    _rewrite(run_copy / "model.json", change)
+    _rewrite(run_copy / "model.json", change, drop_digest=True)
     with pytest.raises(ModelFileError, match="tensors"):
         load_model(run_copy)
 
@@ -301,11 +295,7 @@ def test_classical_attribute_names_are_plain_fitted_names(fa_dir, name):
     (lambda m: m["fitted_scalars"].update(n_components_=7), "components_"),
 ])
 def test_classical_model_json_schema(fa_dir, change, match):
-    def edit(meta):
-        change(meta)
-        meta["sha256"].pop("description")
-
-    _rewrite(fa_dir / "model.json", edit)
+    _rewrite(fa_dir / "model.json", change, drop_digest=True)
     with pytest.raises(ModelFileError, match=match):
         load_model(fa_dir)
 

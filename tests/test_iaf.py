@@ -1,8 +1,6 @@
 """The IAF posterior: its log-determinant, its autoregressive structure, the identity
 flow reproducing the diagonal model in every estimator, and saving."""
 
-import json
-import math
 
 import numpy as np
 import pytest
@@ -15,6 +13,8 @@ from elbokit.nn.flows import IAF
 from elbokit.nn.importance import importance_log_likelihood
 from elbokit.nn.model import VAEModel
 from elbokit.nn.objectives import IWAE, EstimatorA, EstimatorB
+
+from conftest import edit_json
 
 
 def _random_flow(L=4, steps=3, hidden=(12, 10), context=3, seed=0):
@@ -168,13 +168,15 @@ def test_old_model_files_without_the_new_fields_load(digits, tmp_path):
     vae = VAE(2, hidden=(16,), epochs=1, progress=False).fit(digits.train[:100])
     vae.save(tmp_path)
     path = tmp_path / "model.json"
-    meta = json.loads(path.read_text())
-    for key in ("posterior", "flow_steps", "flow_hidden", "flow_context"):
-        del meta["architecture"][key]
-    for key in ("kl_warmup", "free_bits", "beta"):
-        del meta["training"][key]
-    meta["sha256"].pop("description", None)  # nor the description digest of later versions
-    path.write_text(json.dumps(meta))
+
+    def drop_new_fields(meta):
+        for key in ("posterior", "flow_steps", "flow_hidden", "flow_context"):
+            del meta["architecture"][key]
+        for key in ("kl_warmup", "free_bits", "beta"):
+            del meta["training"][key]
+
+    # old files carry neither these fields nor the description digest
+    edit_json(path, drop_new_fields, drop_digest=True)
     loaded = VAE.load(tmp_path)
     assert loaded.architecture_.posterior == "gaussian"
     assert (loaded.training_.kl_warmup, loaded.training_.free_bits,

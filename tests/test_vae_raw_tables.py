@@ -19,6 +19,8 @@ from elbokit import evaluate  # noqa: E402
 from elbokit.exceptions import DataError, ParameterError, TrainingError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 
+from conftest import edit_json  # noqa: E402
+
 TINY = dict(hidden=(32,), epochs=15, batch_size=32, progress=False)
 
 
@@ -158,11 +160,13 @@ def test_model_files_without_the_new_fields_load_unstandardized(tmp_path, digits
     vae = VAE(2, epochs=1, hidden=(16,), progress=False).fit(digits.train[:100])
     vae.save(tmp_path / "m")
     path = tmp_path / "m" / "model.json"
-    meta = json.loads(path.read_text())
-    for field in ("standardize", "feature_names"):
-        del meta["architecture"][field]
-    meta["sha256"].pop("description", None)  # old files carry no description digest
-    path.write_text(json.dumps(meta))
+
+    def drop_new_fields(meta):
+        for field in ("standardize", "feature_names"):
+            del meta["architecture"][field]
+
+    # old files carry neither these fields nor the description digest
+    edit_json(path, drop_new_fields, drop_digest=True)
     loaded = VAE.load(tmp_path / "m")
     assert not loaded.standardize_
     np.testing.assert_allclose(loaded.score_samples(digits.test), vae.score_samples(digits.test))

@@ -150,11 +150,6 @@ def check_history(history, where, epochs: int | None = None) -> list[dict]:
     return history
 
 
-def json_number(value: float) -> float | None:
-    """JSON has no NaN/inf: store them as null."""
-    return float(value) if math.isfinite(value) else None
-
-
 # --------------------------------------------------------------------------- model directory
 
 def save_model(directory, model, architecture: ArchitectureConfig, training: TrainingConfig,

@@ -77,7 +77,8 @@ class _LoopState:
         self.best_weights: dict | None = None
 
     def to_json(self) -> dict:
-        return {"best_elbo": ckpt.json_number(self.best_elbo), "best_epoch": self.best_epoch,
+        # -inf (no validation yet) is written as null by persistence.atomic_write_json
+        return {"best_elbo": self.best_elbo, "best_epoch": self.best_epoch,
                 "stopped_early": self.stopped_early}
 
 
