@@ -102,6 +102,7 @@ def test_bad_rotation_is_a_one_line_error(fa_run, capsys):
 @pytest.mark.parametrize("field, value", [
     ("image_shape", "abc"), ("image_shape", [100000, 100000]), ("image_shape", [-3, 5]),
     ("feature_names", 5), ("feature_names", [1, 2]), ("target_names", {"a": 1}),
+    ("key", {"test_fraction": "x"}),
 ])
 def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, tmp_path, capsys, field,
                                                            value):
@@ -118,6 +119,24 @@ def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, tmp_path, cap
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert field in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_report_scores_the_split_the_run_was_fitted_on(wine_csv, tmp_path, monkeypatch):
+    """A run fitted with --test-fraction 0.5 is drawn on its own held-out rows (the report
+    split the data 80/20 whatever the fit had used)."""
+    out = tmp_path / "fa"
+    assert main(["fit", "fa", "--data", str(wine_csv), "--latent", "2", "--test-fraction",
+                 "0.5", "--out", str(out)]) == 0
+    calls = []
+    real_load = data.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("test_fraction"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load", spy)
+    assert main(["report", str(out)]) == 0
+    assert calls == [0.5]
 
 
 # ---------------------------------------------------------------- the quantities drawn

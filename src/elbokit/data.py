@@ -41,6 +41,7 @@ IMAGE_SPECS = ("mnist", "fashion-mnist")
 TABLE_SPECS = ("breast-cancer", "wine", "diabetes", "iris")
 SPECS = ("digits",) + TABLE_SPECS + IMAGE_SPECS
 FILE_SUFFIXES = (".npy", ".npz", ".csv")
+DEFAULT_TEST_FRACTION = 0.2  # held-out share of the embedded data sets and user files
 
 # IDX type codes (LeCun's format): code -> numpy dtype (big-endian)
 _IDX_DTYPES = {
@@ -94,7 +95,8 @@ class Dataset:
 
 # --------------------------------------------------------------------------- entry point
 
-def load(spec: str, *, data_dir: str | os.PathLike | None = None, test_fraction: float = 0.2,
+def load(spec: str, *, data_dir: str | os.PathLike | None = None,
+         test_fraction: float = DEFAULT_TEST_FRACTION,
          seed: int = 0, allow_nan: bool = False) -> Dataset:
     """Load a data set by name or path.
 

@@ -165,24 +165,38 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     # one-line ModelFileError, never a traceback or a silently odd figure)
     run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
     metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
-    meta = read_json(run_dir / MODEL_FILE, "model file")
-    parts = [f"<h2>{html.escape(run_dir.name)} ({html.escape(str(meta.get('kind')))})</h2>"]
+    # run.json names the kind; model.json is read for it only for runs without one
+    kind = run.get("kind") or read_json(run_dir / MODEL_FILE, "model file").get("kind")
+    parts = [f"<h2>{html.escape(run_dir.name)} ({html.escape(str(kind))})</h2>"]
     metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
     parts.append(_table(metric_rows, ["metric", "value"]))
     if with_figures and run.get("data"):
         model = load_model(run_dir)
-        key = (run["data"], int(run.get("seed", 0)))
+        key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir))
         if key not in datasets:  # runs of one directory usually share their data
             # NaN entries of user files are missing values (the models fitted on such
-            # files accept them; image data sets never hold NaN)
-            datasets[key] = data_module.load(key[0], seed=key[1], allow_nan=True)
+            # files accept them; image data sets never hold NaN); the split is the fit's
+            datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
+                                             allow_nan=True)
         parts.append(_figures(run, run_dir, model, datasets[key], rotation))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
-    summary = {"model": run_dir.name, "kind": meta.get("kind")}
+    summary = {"model": run_dir.name, "kind": kind}
     summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     return "\n".join(parts), summary
+
+
+def _test_fraction(run: dict, run_dir: Path) -> float:
+    """The held-out share the run was fitted with (its key; the default for runs
+    recorded before keys)."""
+    from .data import DEFAULT_TEST_FRACTION
+
+    value = (run.get("key") or {}).get("test_fraction", DEFAULT_TEST_FRACTION)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ModelFileError(f"{run_dir / RUN_FILE}: field 'key.test_fraction' must lie in "
+                             f"(0, 1); got {str(value)[:40]}")
+    return float(value)
 
 
 def write_report(path: str | os.PathLike, *, with_figures: bool = True,

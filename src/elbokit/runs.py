@@ -21,7 +21,7 @@ import numpy as np
 
 from ._math import bits_per_dim
 from ._torchrun import env_rank
-from .data import Dataset
+from .data import DEFAULT_TEST_FRACTION, Dataset
 from .exceptions import ModelFileError, ParameterError, RunLockedError
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
@@ -97,7 +97,8 @@ def metrics_for(model, dataset: Dataset) -> dict:
 
 
 def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str,
-                   seed: int = 0, overwrite: bool = False, test_fraction: float | None = None,
+                   seed: int = 0, overwrite: bool = False,
+                   test_fraction: float = DEFAULT_TEST_FRACTION,
                    data_dir=None, validation_fraction: float | None = None,
                    checkpoint: bool = False, resume: bool = False,
                    on_nan: str = "stop") -> dict | None:

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..data import DEFAULT_TEST_FRACTION  # noqa: F401  (the default of --test-fraction)
+
 DataSpec = Annotated[str, typer.Option("--data", help="digits, breast-cancer, wine, diabetes, "
                                                       "iris, mnist, fashion-mnist, or a "
                                                       ".npy/.npz/.csv path.")]

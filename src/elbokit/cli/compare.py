@@ -15,7 +15,8 @@ import typer
 from .. import kinds as model_kinds
 from ..kinds import LINEAR_VAE_LR, kind_names  # noqa: F401  (LINEAR_VAE_LR: kept)
 from ._app import app
-from .common import DataDir, DataSpec, Latent, Seed, TestFraction, format_table
+from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Latent, Seed, TestFraction,
+                     format_table)
 
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
@@ -44,7 +45,8 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
                                                      "exists.")] = False,
             overwrite: Annotated[bool, typer.Option(help="Replace runs in --out fitted with "
                                                          "other settings.")] = False,
-            data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2):
+            data_dir: DataDir = None, seed: Seed = 0,
+            test_fraction: TestFraction = DEFAULT_TEST_FRACTION):
     """Fit (or load) each model and print log p(x), ELBO, active units and fit time.
 
     A model that fails is printed as a row with its reason; the others are printed and

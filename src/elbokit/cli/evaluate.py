@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 
 from ._app import app
-from .common import DataDir, DataSpec, Seed, TestFraction, print_metrics
+from .common import DEFAULT_TEST_FRACTION, DataDir, DataSpec, Seed, TestFraction, print_metrics
 
 
 @app.command("evaluate")
 def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
              data: DataSpec = "digits", data_dir: DataDir = None, seed: Seed = 0,
-             test_fraction: TestFraction = 0.2):
+             test_fraction: TestFraction = DEFAULT_TEST_FRACTION):
     """Print a saved model's log-likelihood (ELBO for a VAE) on other data."""
     from .. import data as data_module
     from ..exceptions import DataError, ModelFileError

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from ._app import fit_app
-from .common import DataDir, DataSpec, Latent, Overwrite, Seed, TestFraction, print_metrics
+from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Latent, Overwrite, Seed,
+                     TestFraction, print_metrics)
 
 
 def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_fraction,
@@ -38,7 +39,8 @@ Standardize = Annotated[bool, typer.Option(
 @fit_app.command("pca")
 def fit_pca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/pca"),
             standardize: Standardize = False,
-            data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+            data_dir: DataDir = None, seed: Seed = 0,
+            test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
             overwrite: Overwrite = False):
     """PCA by SVD; score is the PPCA log-likelihood with the ML noise variance."""
     _fit("pca", data, latent, out, data_dir, seed, test_fraction, overwrite,
@@ -49,7 +51,8 @@ def fit_pca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("run
 def fit_ppca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/ppca"),
              solver: Annotated[str, typer.Option(help="closed or em (em accepts NaN)")] = "closed",
              standardize: Standardize = False,
-             data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+             data_dir: DataDir = None, seed: Seed = 0,
+             test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
              overwrite: Overwrite = False):
     """Probabilistic PCA (closed form or EM with missing values)."""
     _fit("ppca", data, latent, out, data_dir, seed, test_fraction, overwrite,
@@ -61,7 +64,8 @@ def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs
            max_iter: Annotated[int, typer.Option(help="Maximum EM iterations.")] = 5000,
            rotation: Annotated[str, typer.Option(help="none or varimax")] = "none",
            standardize: Standardize = False,
-           data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+           data_dir: DataDir = None, seed: Seed = 0,
+           test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
            overwrite: Overwrite = False):
     """Factor analysis by EM (the lecture's E and M steps); NaN cells are missing values."""
     _fit("fa", data, latent, out, data_dir, seed, test_fraction, overwrite,
@@ -73,7 +77,8 @@ def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs
 def fit_linear_ae(data: DataSpec = "digits", latent: Latent = 10,
                   out: Out = Path("runs/linear-ae"), standardize: Standardize = False,
                   data_dir: DataDir = None, seed: Seed = 0,
-                  test_fraction: TestFraction = 0.2, overwrite: Overwrite = False):
+                  test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
+                  overwrite: Overwrite = False):
     """Tied linear autoencoder x_hat = W'W x trained by gradient descent."""
     _fit("linear-ae", data, latent, out, data_dir, seed, test_fraction, overwrite,
          {"standardize": standardize})

@@ -23,7 +23,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..nn.config import cli_settings, estimator_default
-from .common import DataDir, DataSpec, Overwrite, Seed, TestFraction, print_metrics
+from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Overwrite, Seed, TestFraction,
+                     print_metrics)
 
 # Python types of the config annotations (strings under ``from __future__ import annotations``)
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[int, ...]": str}
@@ -81,7 +82,7 @@ def _run_options(
                                         "counted in metrics.json).")] = "stop",
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")]
     = Path("runs/vae"),
-    data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+    data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
     overwrite: Overwrite = False,
 ):
     pass

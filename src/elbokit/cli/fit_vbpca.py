@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DataDir, DataSpec, Overwrite, Seed, TestFraction, print_metrics
+from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Overwrite, Seed, TestFraction,
+                     print_metrics)
 
 PLOT_FILE = "alpha.png"
 
@@ -27,7 +28,8 @@ Standardize = Annotated[bool, typer.Option(
 def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = None,
               out: Out = Path("runs/vbpca"), max_iter: MaxIter = 1000,
               standardize: Standardize = False,
-              data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = 0.2,
+              data_dir: DataDir = None, seed: Seed = 0,
+              test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
               overwrite: Overwrite = False):
     """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
     from .. import data as data_module
@@ -49,7 +51,8 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = None,
         raise ParameterError(f"--max-latent {max_latent} exceeds the {dataset.n_features} "
                              f"features of {data}")
     model = VBPCA(max_latent, max_iter=max_iter, random_state=seed, standardize=standardize)
-    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite)
+    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite,
+                             test_fraction=test_fraction, data_dir=data_dir)
     metrics.update(chosen_dimension=model.n_components_, max_latent=max_latent,
                    final_elbo=float(model.elbo_[-1]), noise_variance=model.noise_variance_)
     atomic_write_json(Path(out) / METRICS_FILE, metrics)
