@@ -26,7 +26,7 @@ NETWORKS = ("mlp", "linear", "conv")
 ARCHS = ("mlp", "conv")
 OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object was given
 BINARIZE = ("none", "dynamic", "static")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 POSTERIORS = ("gaussian", "iaf")
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
@@ -176,7 +176,7 @@ class TrainingConfig:
                             "without gain (0: off; needs --validation-fraction).", minimum=0)
     seed: int = setting(0, "Seed of the weights' initialisation and the minibatch order.",
                         minimum=0, cli=False)  # the CLI's --seed also seeds the data split
-    device: str = setting("auto", "auto, cpu or cuda.", choices=DEVICES)
+    device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps.", choices=DEVICES)
     progress: bool = setting(True, "Show a progress bar.")
     kl_warmup: int = setting(0, "Epochs over which the KL weight rises from 0 (a, b).",
                              minimum=0)

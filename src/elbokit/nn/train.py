@@ -32,12 +32,20 @@ ON_NAN = ("stop", "skip-batch")
 def resolve_device(name: str) -> torch.device:
     """The device of ``name``; under torchrun "cuda" means this process's GPU
     (``LOCAL_RANK``)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":  # CUDA, else Apple's MPS, else the CPU
+        name = "cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device='cuda' was asked for but no CUDA device is available; "
                              "use device='auto' or 'cpu'")
+    if name == "mps" and not _has_mps():
+        raise ParameterError("device='mps' was asked for but Apple's MPS is not available; "
+                             "use device='auto' or 'cpu'")
     return distributed.local_device(torch.device(name))
+
+
+def _has_mps() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 @torch.inference_mode()
