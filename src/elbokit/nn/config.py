@@ -7,7 +7,7 @@ see :func:`setting`). The estimator's signature (:class:`elbokit.nn.VAE`), its
 parameter checks, ``VAE.load`` and the options of ``elbokit fit vae`` are all
 derived from them (:func:`estimator_settings`, :func:`cli_settings`).
 
-Both round-trip through JSON with :meth:`to_dict` / :meth:`from_dict`;
+Both round-trip through JSON with ``to_dict`` / ``from_dict``;
 ``from_dict`` checks every field's type and range, so a tampered ``model.json``
 fails with a :class:`~elbokit.exceptions.ModelFileError` that names the field.
 """
