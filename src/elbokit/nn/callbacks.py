@@ -207,7 +207,6 @@ class TensorBoardCallback(Callback):
         self.writer = self._writer_class(str(self.log_dir))
         self._probe, self._seed, self._epochs = data.probe(), config.seed, config.epochs
         self._rows, self._shape = data.train.shape[0], self.image_shape or data.image_shape
-        self._step_offset = None
         generator = torch.Generator(device=self._probe.device)
         generator.manual_seed(config.seed)
         self._z = torch.randn((GRID_IMAGES, model.config.latent_dim), generator=generator,
