@@ -10,7 +10,12 @@ from .exceptions import (ConvergenceWarning, DataError, DataFileNotFoundError, E
 from .linear import PCA, PPCA, FactorAnalysis, LinearAutoencoder
 from .models import load_model, save_model
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version: pyproject.toml is its one source
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("elbokit")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "PCA", "PPCA", "FactorAnalysis", "LinearAutoencoder", "VAE", "VBPCA",

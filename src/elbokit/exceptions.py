@@ -17,6 +17,8 @@ __all__ = [
     "ModelFileError",
     "TrainingError",
     "RunLockedError",
+    "MissingDependencyError",
+    "TrackingError",
     "ConvergenceWarning",
 ]
 
@@ -47,3 +49,12 @@ class TrainingError(ElbokitError, RuntimeError):
 
 class RunLockedError(ElbokitError, RuntimeError):
     """Another elbokit process is writing the same run directory."""
+
+
+class MissingDependencyError(ElbokitError, ImportError):
+    """An optional package a feature needs is not installed (the message names the
+    ``pip install`` line)."""
+
+
+class TrackingError(ElbokitError, RuntimeError):
+    """An experiment tracker (MLflow) refused or could not be reached."""

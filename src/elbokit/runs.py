@@ -101,12 +101,13 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                    test_fraction: float = DEFAULT_TEST_FRACTION,
                    data_dir=None, validation_fraction: float | None = None,
                    checkpoint: bool = False, resume: bool = False,
-                   on_nan: str = "stop") -> dict | None:
+                   on_nan: str = "stop", callbacks=None) -> dict | None:
     """Fit ``model`` on ``dataset.train``, save it to ``out`` and write metrics.json and
     run.json (with the run's :func:`run_key`), holding the run directory's lock.
 
     A VAE (:func:`_fit_vae`) with ``checkpoint`` writes a checkpoint each epoch to
-    ``out/checkpoints`` (``resume``: continue from it; ``on_nan``: see ``VAE.fit``), holds out a
+    ``out/checkpoints`` (``resume``: continue from it; ``on_nan``, ``callbacks``: see
+    ``VAE.fit``), holds out a
     ``validation_fraction`` of the training rows (then part of the key), and is
     refused if it diverged on the test rows. Under torchrun the ranks other than 0
     fit, write nothing and return None."""
@@ -121,7 +122,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
         if vae:
             checkpoint_dir = out / VAE_CHECKPOINTS if checkpoint else None
             if not _fit_vae(model, dataset, validation_fraction or 0.0, seed,
-                            checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan):
+                            checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
+                            callbacks=callbacks):
                 return None
         else:
             model.fit(dataset.train)
@@ -155,7 +157,7 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
 # --------------------------------------------------------------------------- VAE runs
 
 def _fit_vae(model, dataset: Dataset, validation_fraction: float, seed: int, *,
-             checkpoint_dir, resume: bool, on_nan: str) -> bool:
+             checkpoint_dir, resume: bool, on_nan: str, callbacks=None) -> bool:
     """Fit a VAE (on the data's column names, so the model keeps them); False on the
     torchrun ranks that write nothing. A fit that diverged on the test rows raises
     (nothing is written)."""
@@ -163,7 +165,8 @@ def _fit_vae(model, dataset: Dataset, validation_fraction: float, seed: int, *,
 
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
     model.fit(with_names(fit_rows, dataset.feature_names), validation=validation,
-              checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan)
+              checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
+              callbacks=callbacks)
     main = distributed.is_main()
     distributed.shutdown()  # the end of a torchrun job; nothing to do in one process
     if main:

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     unraisable = sys.unraisablehook
     sys.unraisablehook = _quiet_interrupts(unraisable)
     try:
-        app(args=argv, prog_name="elbokit", standalone_mode=True)
+        app(args=_bare_options(sys.argv[1:] if argv is None else argv), prog_name="elbokit",
+            standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         if code == INTERRUPTED:  # Typer turned Ctrl-C into exit code 130
@@ -117,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return TERMINATED if terminated.fired else 0
+
+
+def _bare_options(argv: list[str]) -> list[str]:
+    """``--mlflow`` without its optional value (see :func:`.fit_vae.bare_options`)."""
+    try:
+        from .fit_vae import bare_options
+    except ImportError:  # no torch: no fit vae
+        return argv
+    return bare_options(list(argv))
 
 
 def _quiet_interrupts(hook):

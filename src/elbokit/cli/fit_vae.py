@@ -69,6 +69,25 @@ def _model_settings(options: dict) -> dict:
     return settings
 
 
+_MLFLOW_OPTION = typer.Option(
+    "--mlflow", metavar="[URI]",
+    help="Log the run to MLflow: params, metrics per epoch, the run directory and its report "
+         "as artifacts; URI: the tracking store (alone: MLflow's default, "
+         "MLFLOW_TRACKING_URI).")
+OPTIONAL_VALUES = ("--mlflow",)  # options whose value may be left out
+
+
+def bare_options(argv: list[str]) -> list[str]:
+    """``--mlflow`` given without a value (last, or before another option) as
+    ``--mlflow=`` (the empty value: MLflow's default store); Typer has no options
+    with an optional value."""
+    out = []
+    for i, arg in enumerate(argv):
+        bare = arg in OPTIONAL_VALUES and (i + 1 == len(argv) or argv[i + 1].startswith("-"))
+        out.append(arg + "=" if bare else arg)
+    return out
+
+
 # the run's options, beside the model's (the fit's data, its output, its protocol)
 def _run_options(
     data: DataSpec = "digits",
@@ -84,6 +103,10 @@ def _run_options(
     = Path("runs/vae"),
     data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
     overwrite: Overwrite = False,
+    tensorboard: Annotated[Optional[Path], typer.Option(
+        "--tensorboard", help="Write TensorBoard event files (curves, image grids) to this "
+                              "directory (pip install elbokit[tracking]).")] = None,
+    mlflow: Annotated[Optional[str], _MLFLOW_OPTION] = None,
 ):
     pass
 
@@ -102,17 +125,50 @@ def fit_vae(**options):
     from ..nn import VAE
 
     model = VAE(**_model_settings(options), image_shape=dataset.image_shape, seed=seed)
+    callbacks = _callbacks(options, dataset.image_shape)
     metrics = fit_and_record(
         model, dataset, out, spec=data, seed=seed,
         overwrite=options["overwrite"] or options["resume"],
         test_fraction=options["test_fraction"], data_dir=options["data_dir"],
         validation_fraction=options["validation_fraction"], checkpoint=True,
         resume=options["resume"],
-        on_nan=options["on_nan"])
+        on_nan=options["on_nan"], callbacks=callbacks)
     if metrics is None:  # under torchrun, rank 0 alone writes and prints
         return
+    _log_artifacts(callbacks, out)
     print_metrics(f"vae (L={model.latent_dim}, {model.likelihood}) on {data}", metrics)
     typer.echo(f"saved to {out}")
+
+
+def _callbacks(options: dict, image_shape) -> list:
+    """The tracking callbacks of --tensorboard and --mlflow (their packages imported
+    only when asked for)."""
+    callbacks = []
+    if options["tensorboard"] is not None:
+        from ..nn.callbacks import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback(options["tensorboard"], image_shape=image_shape))
+    if options["mlflow"] is not None:
+        from ..nn.callbacks import MLflowCallback
+
+        callbacks.append(MLflowCallback(options["mlflow"] or None))
+    return callbacks
+
+
+def _log_artifacts(callbacks: list, out: Path) -> None:
+    """With --mlflow: write the run's report.html and log the run directory (model,
+    metrics, report; not the checkpoints) as the MLflow run's artifacts."""
+    from ..nn.callbacks import MLflowCallback
+
+    for cb in callbacks:
+        if isinstance(cb, MLflowCallback):
+            from ..report import write_report
+
+            write_report(out)
+            for path in sorted(out.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    cb.log_artifacts(path)
+            typer.echo(f"logged to MLflow run {cb.run_id}")
 
 
 def _signature() -> inspect.Signature:

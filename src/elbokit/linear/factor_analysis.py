@@ -32,13 +32,13 @@ def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor):
     log-likelihood per sample of the *input* parameters (so a sequence of these
     values is the log-likelihood trace EM must never lower).
 
-    E step (lecture):  G = (I + W' Psi^-1 W)^-1,  E[z_i] = G W' Psi^-1 x_i,
-                       E[z_i z_i'] = G + E[z_i] E[z_i]'.
-    Averaged over the data through S:
-        (1/N) sum x_i E[z_i]'   = S Psi^-1 W G
-        (1/N) sum E[z_i z_i']   = G + G W' Psi^-1 S Psi^-1 W G
-    M step (lecture):  W = [sum x E[z]'] [sum E[zz']]^-1,
-                       Psi = diag(S - W (1/N) sum E[z] x').
+        E step (lecture):  G = (I + W' Psi^-1 W)^-1,  E[z_i] = G W' Psi^-1 x_i,
+                           E[z_i z_i'] = G + E[z_i] E[z_i]'.
+        Averaged over the data through S:
+            (1/N) sum x_i E[z_i]'   = S Psi^-1 W G
+            (1/N) sum E[z_i z_i']   = G + G W' Psi^-1 S Psi^-1 W G
+        M step (lecture):  W = [sum x E[z]'] [sum E[zz']]^-1,
+                           Psi = diag(S - W (1/N) sum E[z] x').
     """
     gaussian = LowRankGaussian(W, psi)
     S_piw = S @ gaussian.psi_inv_W  # S Psi^-1 W, (d, L)

@@ -8,11 +8,13 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
           "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
           "AnalyticKLELBO": "objectives", "EstimatorA": "objectives",
           "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
-          "VAE": "vae", "load_vae": "vae"}
+          "VAE": "vae", "load_vae": "vae", "Callback": "callbacks",
+          "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks"}
 
 __all__ = ["VAE", "load_vae", "VAENetwork", "VAEModel", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
-           "EstimatorA", "EstimatorB", "get_estimator"]
+           "EstimatorA", "EstimatorB", "get_estimator", "Callback", "TensorBoardCallback",
+           "MLflowCallback"]
 
 
 def __getattr__(name):

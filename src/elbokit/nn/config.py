@@ -7,7 +7,7 @@ see :func:`setting`). The estimator's signature (:class:`elbokit.nn.VAE`), its
 parameter checks, ``VAE.load`` and the options of ``elbokit fit vae`` are all
 derived from them (:func:`estimator_settings`, :func:`cli_settings`).
 
-Both round-trip through JSON with :meth:`to_dict` / :meth:`from_dict`;
+Both round-trip through JSON with ``to_dict`` / ``from_dict``;
 ``from_dict`` checks every field's type and range, so a tampered ``model.json``
 fails with a :class:`~elbokit.exceptions.ModelFileError` that names the field.
 """
@@ -26,7 +26,7 @@ NETWORKS = ("mlp", "linear", "conv")
 ARCHS = ("mlp", "conv")
 OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object was given
 BINARIZE = ("none", "dynamic", "static")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 POSTERIORS = ("gaussian", "iaf")
 ACTIVATIONS = ("relu", "gated")
 LOGVAR_CLAMP = (-6.0, 2.0)  # the range of clamp_logvar (the VampPrior code's hardtanh)
@@ -204,7 +204,7 @@ class TrainingConfig:
                             "without gain (0: off; needs --validation-fraction).", minimum=0)
     seed: int = setting(0, "Seed of the weights' initialisation and the minibatch order.",
                         minimum=0, cli=False)  # the CLI's --seed also seeds the data split
-    device: str = setting("auto", "auto, cpu or cuda.", choices=DEVICES)
+    device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps.", choices=DEVICES)
     progress: bool = setting(True, "Show a progress bar.")
     kl_warmup: int = setting(0, "Epochs over which the KL weight rises from 0 (a, b).",
                              minimum=0)

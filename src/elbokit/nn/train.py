@@ -20,6 +20,7 @@ import torch
 from ..exceptions import ModelFileError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from . import distributed
+from .callbacks import Hooks
 from .config import ArchitectureConfig, TrainingConfig
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
 
@@ -31,12 +32,20 @@ ON_NAN = ("stop", "skip-batch")
 def resolve_device(name: str) -> torch.device:
     """The device of ``name``; under torchrun "cuda" means this process's GPU
     (``LOCAL_RANK``)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":  # CUDA, else Apple's MPS, else the CPU
+        name = "cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device='cuda' was asked for but no CUDA device is available; "
                              "use device='auto' or 'cpu'")
+    if name == "mps" and not _has_mps():
+        raise ParameterError("device='mps' was asked for but Apple's MPS is not available; "
+                             "use device='auto' or 'cpu'")
     return distributed.local_device(torch.device(name))
+
+
+def _has_mps() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 @torch.inference_mode()
@@ -151,7 +160,7 @@ class _Run:
 
 def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
           validation=None, objective=None, run_dir=None, resume: bool = False,
-          on_nan: str = "stop") -> list[dict]:
+          on_nan: str = "stop", callbacks=()) -> list[dict]:
     """Fit ``model`` in place on X (n, d) and return the history (one dict per epoch:
     ``epoch``, ``train_elbo``, ``val_elbo`` (nats per sample), ``seconds``).
 
@@ -162,7 +171,8 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     each step whose loss or gradient is not finite and records the count per epoch as
     ``skipped_batches``. Ctrl-C raises :class:`TrainingInterrupted` with the weights of
     the last completed epoch, whose checkpoint is on disk. Under ``torchrun`` the
-    processes share each minibatch (see :mod:`elbokit.nn.distributed`)."""
+    processes share each minibatch (see :mod:`elbokit.nn.distributed`). ``callbacks``:
+    :class:`~elbokit.nn.callbacks.Callback` objects, called on rank 0 only."""
     run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
     state = _start(run, resume)
     run.loss = run.shard.wrap(training_loss, model)
@@ -170,11 +180,18 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     _set_lr(run.optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch,
             state.seconds)
     X, X_val = _prepare_data(X, validation, config, run.generator.device)
-    _epochs(run, state, X, X_val)
+    hooks = Hooks(callbacks if distributed.is_main() else ())
+    hooks.train_start(model, config, X, X_val)
+    try:
+        _epochs(run, state, X, X_val, hooks)
+    except BaseException as exc:
+        hooks.train_end(model, state.history, exc)
+        raise
     if config.patience and state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     elif run.average is not None:
         model.load_state_dict(run.average.state_dict())
+    hooks.train_end(model, state.history)
     return state.history
 
 
@@ -201,7 +218,7 @@ def _start(run: _Run, resume: bool) -> _LoopState:
     return state
 
 
-def _epochs(run: _Run, state: _LoopState, X, X_val) -> None:
+def _epochs(run: _Run, state: _LoopState, X, X_val, hooks: Hooks) -> None:
     model, config = run.model, run.config
     last_good = copy.deepcopy(model.state_dict())
     last_epoch = state.epoch if state.stopped_early or state.out_of_time else config.epochs
@@ -221,6 +238,7 @@ def _epochs(run: _Run, state: _LoopState, X, X_val) -> None:
                 _end_epoch(run, state, record)
                 last_good = copy.deepcopy(model.state_dict())
                 _save(run, state)
+                hooks.epoch_end(model, record, run.optimizer, *run.last_steps)
                 if state.stopped_early or state.out_of_time:
                     break
         except KeyboardInterrupt:
@@ -351,6 +369,7 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
             if not bar.disable:
                 bar.set_postfix(epoch=epoch, loss=f"{float(losses[:checked].mean()):.2f}",
                                 refresh=False)
+    run.last_steps = (losses, kept)  # for the callbacks, handed over once per epoch
     return _epoch_record(run, epoch, losses, kept, n)
 
 

@@ -23,6 +23,7 @@ from .._validation import check_data
 from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from ._math import reparameterize
+from .callbacks import check_callbacks
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAEModel
 from .objectives import get_estimator
@@ -168,7 +169,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
-            on_nan: str = "stop"):
+            on_nan: str = "stop", callbacks=None):
         """Maximise the ELBO of X (n, d) by Adam.
 
         ``validation``: held-out rows, whose ELBO (L_B, one sample) is recorded each
@@ -177,12 +178,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         checkpoint is written after every epoch; ``resume=True`` continues from it.
         ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
         checkpoint) or ``"skip-batch"`` (skip steps with a non-finite loss or gradient;
-        counted as ``skipped_batches`` in ``history_``).
+        counted as ``skipped_batches`` in ``history_``). ``callbacks``: objects
+        called at the start, after each epoch and at the end of training
+        (:class:`~elbokit.nn.callbacks.Callback`, e.g. ``TensorBoardCallback``,
+        ``MLflowCallback``).
 
         A fit that diverged raises :class:`TrainingError` naming the likely cause: a
         non-finite loss, or (Gaussian likelihoods) an ELBO far below that of a diagonal
         Gaussian fitted to the same rows, see :meth:`check_fit`.
         """
+        callbacks = check_callbacks(callbacks)
         X = self._check_X(X, "X", reset=True)
         if validation is not None:
             validation = self._check_X(validation, "validation", reset=False)
@@ -207,7 +212,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         try:
             self.history_ = train(self.model_, X, training, architecture,
                                   validation=validation, objective=objective,
-                                  run_dir=checkpoint_dir, resume=resume, on_nan=on_nan)
+                                  run_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
+                                  callbacks=callbacks)
         except TrainingError as exc:
             raise TrainingError(f"{exc}{self._likely_cause(X)}") from None
         self.architecture_, self.training_ = architecture, training
