@@ -158,8 +158,9 @@ class TrainingConfig:
     protocol. ``lr_schedule="cosine"`` anneals the learning rate to 0 over the run
     (per step), which removes the noise floor of the stochastic gradient (a resumed
     run matches an uninterrupted one only with the same ``epochs``). ``objective`` is
-    ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``; ``n_samples`` is L, the number of z
-    drawn per data point. ``binarize="dynamic"``
+    ``"a"`` (L_A), ``"b"`` (L_B), ``"iwae"`` or a multi-sample bound below;
+    ``n_samples`` is L, the number of z drawn per data point (K for the multi-sample
+    bounds). ``binarize="dynamic"``
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
     ``patience`` > 0 turns on early stopping on the validation ELBO.
 
@@ -183,7 +184,8 @@ class TrainingConfig:
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
     lr: float = setting(1e-3, "Adam learning rate.", positive=True)
     lr_schedule: str = setting("constant", "constant or cosine.", choices=LR_SCHEDULES)
-    objective: str = setting("b", "a (L_A), b (L_B) or iwae.", choices=OBJECTIVES)
+    objective: str = setting("b", "a (L_A), b (L_B), iwae, miwae, ciwae or piwae.",
+                             choices=OBJECTIVES)
     n_samples: int = setting(1, "z samples per point (L).", minimum=1)
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
