@@ -222,3 +222,15 @@ def test_fit_records_the_bound_and_the_gradient_and_loads_them(digits, tmp_path)
     # and the value of a trained model's bounds orders as the theory says
     elbo = vae.elbo(X[:50], "a", n_samples=16).mean()
     assert elbo < vae.elbo(X[:50], "miwae", n_samples=2).mean()
+
+
+def test_the_cli_refuses_a_gradient_that_does_not_apply(tmp_path, capsys):
+    from elbokit.cli import main
+
+    argv = ["fit", "vae", "--data", "digits", "--latent", "2", "--hidden", "8",
+            "--no-progress", "--objective", "b", "--gradient", "dreg", "--out",
+            str(tmp_path / "run")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "gradient='dreg' does not apply to objective 'b'" in error
+    assert "\n" not in error and not (tmp_path / "run").exists()
