@@ -27,8 +27,11 @@ cores) trains two models at a time, a process and one torch thread each.
 Rows: ``vae`` (L_B, one sample), ``iwae`` (IWAE bound, ``--iwae-k`` samples), ``iaf``
 (L_B, a 2-step IAF posterior), ``iaf-fb`` (the IAF with free bits, 0.1 nats per
 dimension, and a 2-epoch KL warm-up, as Kingma et al. 2016 train it), ``vae-fb`` (the
-plain VAE with the same free bits and warm-up). The measured table and what it says
-about the targets are in the README ("Benchmarks").
+plain VAE with the same free bits and warm-up), ``miwae`` (MIWAE(M, K) of Rainforth et
+al. 2018, M = ``--miwae-m`` bounds of K = ``--iwae-k`` samples), ``vamp`` and ``mog``
+(the ``vae`` row with a VampPrior or a learned mixture-of-Gaussians prior; they need the
+VAE's ``prior=`` option and are skipped, with a message, without it). The measured
+table and what it says about the targets are in the README ("Benchmarks").
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ MODELS = {
     "vae-fb": dict(objective="b", n_samples=1, kl_warmup=2, free_bits=0.1),
     "iaf-fb": dict(objective="b", n_samples=1, posterior="iaf", flow_steps=2,
                    flow_hidden=(320,), flow_context=64, kl_warmup=2, free_bits=0.1),
+    "miwae": dict(objective="miwae"),  # miwae_m from --miwae-m, n_samples (K) from --iwae-k
+    "vamp": dict(objective="b", n_samples=1, prior="vamp"),
+    "mog": dict(objective="b", n_samples=1, prior="mog"),
 }
 TEST_SEED = 12345
 FULL_EPOCHS = 3280  # Burda et al.'s schedule (sum of 3^i passes, i = 0..7)
@@ -64,6 +70,9 @@ FULL_EPOCHS = 3280  # Burda et al.'s schedule (sum of 3^i passes, i = 0..7)
 
 def main() -> None:
     args = _parse()
+    args.models = _available(args.models)
+    if not args.models:
+        sys.exit("error: none of the models can run with this elbokit")
     if args.threads:
         import torch
 
@@ -104,6 +113,23 @@ def main() -> None:
                       indent=2)
 
 
+def _available(models):
+    """The models whose settings this elbokit's VAE takes; a message for each other."""
+    from elbokit.nn import VAE
+
+    params = set(VAE().get_params())
+    kept = []
+    for name in models:
+        missing = sorted(set(MODELS[name]) - params)
+        if missing:
+            option = ", ".join(f"{m}=" for m in missing)
+            print(f"skipping {name}: it needs the {option} option, which this elbokit's VAE "
+                  "lacks", flush=True)
+        else:
+            kept.append(name)
+    return kept
+
+
 def load_data(args):
     """(training intensities, test images binarized once with the fixed seed)."""
     from elbokit import data as data_module
@@ -127,8 +153,10 @@ def run_model(name, train_X, test, setting, args) -> dict:
     from elbokit.nn import VAE
 
     params = dict(MODELS[name])
-    if name == "iwae":
+    if name in ("iwae", "miwae"):
         params["n_samples"] = args.iwae_k
+    if name == "miwae":
+        params["miwae_m"] = args.miwae_m
 
     def vae(epochs):
         return VAE(setting["latent"], hidden=setting["hidden"], epochs=epochs, batch_size=100,
@@ -149,8 +177,10 @@ def run_model(name, train_X, test, setting, args) -> dict:
                         progress=args.progress)
     eval_seconds = time.perf_counter() - start
     count, _ = active_units(model, test)
-    return dict(model=name, objective=model.training_.objective,
-                k=model.training_.n_samples, epochs=len(model.history_),
+    training = model.training_
+    k = training.n_samples if training.objective != "miwae" else \
+        f"{training.miwae_m}x{training.n_samples}"
+    return dict(model=name, objective=training.objective, k=k, epochs=len(model.history_),
                 train_minutes=train_seconds / 60, eval_minutes=eval_seconds / 60,
                 nll=-ll.mean, stderr=ll.stderr, active=count,
                 latent=setting["latent"], k_eval=args.k, n_test=len(test),
@@ -214,7 +244,10 @@ def _parse():
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="models trained at once, one process and one torch thread "
                              "each (default 2, or 1 on a 1-core machine)")
-    parser.add_argument("--iwae-k", type=int, default=5)
+    parser.add_argument("--iwae-k", type=int, default=5,
+                        help="K, the samples of the iwae row and of each of miwae's bounds")
+    parser.add_argument("--miwae-m", type=int, default=2,
+                        help="M, the K-sample bounds of the miwae row (default 2)")
     parser.add_argument("--k", type=int, default=1000,
                         help="importance samples at test (default 1000; Burda et al. and "
                              "--full: 5000, about 5x the evaluation time)")

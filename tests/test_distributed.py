@@ -289,3 +289,17 @@ def test_an_inconsistent_torchrun_environment_is_one_line(tmp_path, monkeypatch,
                  "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "inconsistent torchrun environment" in err and len(err.splitlines()) == 1
+
+
+@needs_gloo
+@pytest.mark.parametrize("bound", [["--objective", "piwae", "--miwae-m", "2", "--gradient",
+                                    "dreg"]], ids=["piwae-dreg"])
+def test_two_processes_train_a_multisample_bound_to_the_weights_of_one(tmp_path, one_thread,
+                                                                       bound):
+    """PIWAE's two decoder passes and DReG's gradient hook under DDP: the same weights
+    as one process (noise (M * K, B, L) split by rows like any other)."""
+    _torchrun(tmp_path / "two", 1, *bound)
+    assert main(ARGS + ["--epochs", "1", "--out", str(tmp_path / "one"), *bound]) == 0
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for name, value in one.items():
+        assert np.allclose(two[name], value, rtol=0, atol=1e-5), name

@@ -8,13 +8,14 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
           "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
           "AnalyticKLELBO": "objectives", "EstimatorA": "objectives",
           "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
+          "MIWAE": "multisample", "CIWAE": "multisample", "PIWAE": "multisample",
           "VAE": "vae", "load_vae": "vae", "Callback": "callbacks",
           "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks"}
 
 __all__ = ["VAE", "load_vae", "VAENetwork", "VAEModel", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
-           "EstimatorA", "EstimatorB", "get_estimator", "Callback", "TensorBoardCallback",
-           "MLflowCallback"]
+           "EstimatorA", "EstimatorB", "get_estimator", "MIWAE", "CIWAE", "PIWAE", "Callback",
+           "TensorBoardCallback", "MLflowCallback"]
 
 
 def __getattr__(name):

@@ -24,7 +24,13 @@ LR_SCHEDULES = ("constant", "cosine")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
 NETWORKS = ("mlp", "linear", "conv")
 ARCHS = ("mlp", "conv")
-OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object was given
+OBJECTIVES = ("a", "b", "iwae", "miwae", "ciwae", "piwae",
+              "custom")  # "custom": an ELBOEstimator object was given
+# gradient estimators (objectives.py): "stl" for L_A, "dreg" for the importance-weighted bounds
+GRADIENTS = ("standard", "stl", "dreg")
+GRADIENT_OBJECTIVES = {"standard": OBJECTIVES, "stl": ("a",),
+                       "dreg": ("iwae", "miwae", "ciwae", "piwae")}
+MIWAE_M, CIWAE_BETA = 8, 0.5  # Rainforth et al. (2018)'s MIWAE(8, 8) and CIWAE(0.5)
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POSTERIORS = ("gaussian", "iaf")
@@ -163,8 +169,9 @@ class TrainingConfig:
     protocol. ``lr_schedule="cosine"`` anneals the learning rate to 0 over the run
     (per step), which removes the noise floor of the stochastic gradient (a resumed
     run matches an uninterrupted one only with the same ``epochs``). ``objective`` is
-    ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"``; ``n_samples`` is L, the number of z
-    drawn per data point. ``binarize="dynamic"``
+    ``"a"`` (L_A), ``"b"`` (L_B), ``"iwae"`` or a multi-sample bound below;
+    ``n_samples`` is L, the number of z drawn per data point (K for the multi-sample
+    bounds). ``binarize="dynamic"``
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
     ``patience`` > 0 turns on early stopping on the validation ELBO.
 
@@ -182,7 +189,16 @@ class TrainingConfig:
     ``beta`` over the first N epochs (per step); ``free_bits=lambda`` (nats per latent
     dimension, Kingma et al. 2016) replaces each dimension's batch-mean KL by
     max(lambda, KL_j). These change the gradients only: the ELBO recorded in the
-    history is always the true, unweighted bound."""
+    history is always the true, unweighted bound.
+
+    The multi-sample bounds of Rainforth et al. (2018) (see :mod:`elbokit.nn.multisample`):
+    ``"miwae"``, the mean of ``miwae_m`` = M independent K-sample IWAE bounds
+    (K = ``n_samples``, M * K draws per point); ``"ciwae"``, ``ciwae_beta`` * L_A +
+    (1 - ``ciwae_beta``) * IWAE on the same K draws; ``"piwae"``, the decoder trained on
+    the IWAE bound of all M * K draws, the encoder on MIWAE(M, K). ``gradient``:
+    ``"standard"`` (autograd of the estimate), ``"stl"`` (sticking the landing, Roeder et
+    al. 2017; objective "a") or ``"dreg"`` (doubly reparameterized, Tucker et al. 2019;
+    the importance-weighted objectives); both change the encoder's gradient only."""
 
     epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1)
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
@@ -196,7 +212,8 @@ class TrainingConfig:
     ema: float = setting(0.0, "Polyak averaging: decay of the exponential moving average of "
                          "the weights (e.g. 0.999; 0: off). The average is what is validated, "
                          "kept and saved.")
-    objective: str = setting("b", "a (L_A), b (L_B) or iwae.", choices=OBJECTIVES)
+    objective: str = setting("b", "a (L_A), b (L_B), iwae, miwae, ciwae or piwae.",
+                             choices=OBJECTIVES)
     n_samples: int = setting(1, "z samples per point (L).", minimum=1)
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
@@ -211,6 +228,13 @@ class TrainingConfig:
     free_bits: float = setting(0.0, "Free bits: nats per latent dimension (a, b).")
     beta: float = setting(1.0, "Weight of the KL in the loss (a, b); the reported ELBO is "
                           "unweighted.", positive=True)
+    gradient: str = setting("standard", "Gradient estimator: standard, stl (sticking the "
+                            "landing; objective a) or dreg (doubly reparameterized; iwae, miwae, "
+                            "ciwae, piwae).", choices=GRADIENTS)
+    miwae_m: int = setting(MIWAE_M, "M, the independent K-sample IWAE bounds per point of "
+                           "miwae and piwae (K = --n-samples).", minimum=1)
+    ciwae_beta: float = setting(CIWAE_BETA, "Weight of L_A in ciwae: beta * L_A + (1 - beta) "
+                                "* IWAE, beta in [0, 1].")
 
     def __post_init__(self):
         _check_fields(self)
@@ -224,6 +248,30 @@ class TrainingConfig:
             raise ParameterError(f"kl_warmup, free_bits and beta weight the KL term of "
                                  f"objectives 'a' and 'b'; objective {self.objective!r} has "
                                  "no separate KL term")
+        self._check_multisample()
+
+    def _check_multisample(self):
+        """The settings of the multi-sample bounds and gradient estimators apply only
+        to the objectives that use them."""
+        if isinstance(self.ciwae_beta, bool) or not isinstance(self.ciwae_beta, numbers.Real) \
+                or not 0 <= self.ciwae_beta <= 1:
+            raise ParameterError(f"ciwae_beta must be a number in [0, 1]; got "
+                                 f"{self.ciwae_beta!r}")
+        custom = self.objective == "custom"  # an object: its own settings apply
+        if self.miwae_m != MIWAE_M and self.objective not in ("miwae", "piwae") and not custom:
+            raise ParameterError(f"miwae_m applies to objectives 'miwae' and 'piwae'; got "
+                                 f"objective {self.objective!r}")
+        if self.ciwae_beta != CIWAE_BETA and self.objective != "ciwae" and not custom:
+            raise ParameterError(f"ciwae_beta applies to objective 'ciwae'; got objective "
+                                 f"{self.objective!r}")
+        if self.objective not in GRADIENT_OBJECTIVES[self.gradient] and not custom:
+            raise ParameterError(
+                f"gradient={self.gradient!r} does not apply to objective {self.objective!r}: "
+                "'stl' is for objective 'a' (L_A) and 'dreg' for 'iwae', 'miwae', 'ciwae' and "
+                "'piwae'; L_B ('b') takes the KL in closed form, with no score term to remove")
+        if self.gradient != "standard" and self.kl_weighted:
+            raise ParameterError(f"gradient={self.gradient!r} does not combine with kl_warmup, "
+                                 "free_bits or beta (the KL-weighted loss is L_B's form)")
 
     @property
     def kl_weighted(self) -> bool:

@@ -24,7 +24,27 @@ see :meth:`~elbokit.nn.model.VAENetwork.posterior`):
   (Burda et al. 2016) that tends to log p(x) as L grows; equal to L_A for L = 1.
 
 All three are unbiased for their target; A and B share the target, the ELBO.
-log q(z|x) always includes the flow's log-determinant.
+log q(z|x) always includes the flow's log-determinant. The multi-sample bounds of
+Rainforth et al. (2018), MIWAE, CIWAE and PIWAE, are in :mod:`elbokit.nn.multisample`.
+
+**Gradient estimators** (``gradient=``; the value of every estimate is unchanged, only
+its gradient differs). With log w_j = log p(x, z_j) - log q(z_j|x), z_j = z_phi(eps_j):
+
+* ``"standard"``: autograd of the estimate. The encoder's gradient of log w_j has a
+  path term, d log w_j/dz_j * dz_j/dphi, and a score term, -d log q_phi(z_j|x)/dphi at
+  fixed z_j, zero in expectation but not per draw.
+* ``"stl"``, sticking the landing (Roeder et al. 2017), for L_A: log q(z|x) is
+  evaluated with the posterior's parameters detached, which drops the score term. The
+  estimator stays unbiased, and at q = p(z|x) log w_j = log p(x) for every z, so each
+  draw's encoder gradient is exactly 0.
+* ``"dreg"``, doubly reparameterized gradients (Tucker et al. 2019, eq. 5), for the
+  importance-weighted bounds: the encoder's gradient of IWAE is
+  sum_j wt_j^2 d log w_j/dz_j dz_j/dphi with wt_j = w_j / sum_i w_i, log q with its
+  parameters detached; the decoder's stays sum_j wt_j d log w_j/dtheta. One backward
+  pass: the weights are computed once, with log q's parameters detached, and a hook on
+  z multiplies the gradient reaching the encoder by wt_j (see :func:`scale_path_gradient`).
+  Both need the Gaussian posterior (with a flow, log q at a given z needs the flow's
+  inverse).
 
 :func:`training_loss` is what the training loop minimises: -ELBO, or with
 ``beta`` / ``kl_warmup`` / ``free_bits`` a reweighted KL term (the ELBO itself is
@@ -69,9 +89,15 @@ def encode_posterior(model, x: torch.Tensor):
 class ELBOEstimator:
     """Base class: subclasses implement :meth:`from_posterior` (any posterior) or
     :meth:`from_encoding` (the Gaussian posterior only), and set ``name``; a name
-    outside "a", "b", "iwae" is recorded as "custom" in the training config."""
+    outside the built-in objectives is recorded as "custom" in the training config.
+    ``config_fields`` maps the :class:`~elbokit.nn.config.TrainingConfig` fields an
+    estimator carries to its constructor's arguments (and attributes)."""
 
     name = "custom"
+    #: the gradient estimators (besides "standard") the subclass implements
+    gradients: tuple[str, ...] = ()
+    gradient = "standard"
+    config_fields: dict[str, str] = {}
     #: whether one sample per point may come as z of shape (B, L) instead of (1, B, L)
     #: (fewer autograd nodes on the hot path of training)
     accepts_single_sample = True
@@ -115,8 +141,55 @@ class ELBOEstimator:
         estimate; used by the KL-weighted training loss."""
         raise NotImplementedError(f"{type(self).__name__} has no separate KL term")
 
+    @classmethod
+    def from_config(cls, config) -> "ELBOEstimator":
+        """The estimator with the settings of a TrainingConfig."""
+        return cls(**{arg: getattr(config, name) for name, arg in cls.config_fields.items()})
+
+    def settings(self) -> dict:
+        """The TrainingConfig fields this estimator stands for (what ``VAE`` records)."""
+        return {name: getattr(self, arg) for name, arg in self.config_fields.items()}
+
+    def _check_gradient(self, gradient: str) -> str:
+        if gradient != "standard" and gradient not in self.gradients:
+            from ..exceptions import ParameterError
+
+            allowed = ["standard", *self.gradients]
+            raise ParameterError(f"{type(self).__name__} takes gradient in {allowed}; got "
+                                 f"{gradient!r} ('stl' is for MonteCarloELBO (L_A), 'dreg' "
+                                 "for the importance-weighted bounds)")
+        return gradient
+
+    def _gaussian_for_gradient(self, post) -> None:
+        """STL and DReG need log q(z|x) at given z with the parameters held fixed,
+        which the Gaussian posterior has in closed form and a flow only by inversion."""
+        if not post.gaussian:
+            from ..exceptions import ParameterError
+
+            raise ParameterError(f"gradient={self.gradient!r} needs the Gaussian posterior; "
+                                 "use gradient='standard' with posterior='iaf'")
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{arg}={getattr(self, arg)!r}" for arg in self.config_fields.values())
+        return f"{type(self).__name__}({args})"
+
+
+def path_log_weights(estimator, model, x, mean, logvar, z):
+    """``(log_w, z_in)``: log p(x, z_j) - log q(z_j|x) (S, B) with the posterior's
+    parameters detached inside log q, so the encoder's gradient reaches them only
+    through z (the path derivative; Roeder et al. 2017). ``z_in`` is the alias of z
+    the weights were computed from, for :func:`scale_path_gradient`. Through
+    ``estimator.log_weights``, so the model's prior is used."""
+    z_in = z.view_as(z)  # its own autograd node: a hook on it sees only this path
+    return estimator.log_weights(model, x, mean.detach(), logvar.detach(), z_in), z_in
+
+
+def scale_path_gradient(z_in: torch.Tensor, factor: torch.Tensor) -> None:
+    """Multiply the gradient that flows back through ``z_in`` (S, B, L) into the
+    encoder by ``factor`` (S, B), one number per draw; nothing without autograd."""
+    if z_in.requires_grad:
+        factor = factor.detach().unsqueeze(-1)
+        z_in.register_hook(lambda grad: grad * factor)
 
 
 def _mc_kl_dims(post) -> torch.Tensor:
@@ -130,16 +203,26 @@ def _mc_kl_dims(post) -> torch.Tensor:
 class MonteCarloELBO(ELBOEstimator):
     """L_A (slide "Computing the loss"): the Monte-Carlo average of
     log p(x, z) - log q(z|x), z ~ q(z|x); the KL is estimated from the samples too.
-    Selected by ``objective="a"``; ``EstimatorA`` is the old name."""
+    Selected by ``objective="a"``; ``EstimatorA`` is the old name. ``gradient="stl"``:
+    sticking the landing (see the module's docstring)."""
 
     name = "a"
+    gradients = ("stl",)
+    config_fields = {"gradient": "gradient"}
+
+    def __init__(self, gradient: str = "standard"):
+        self.gradient = self._check_gradient(gradient)
 
     def from_posterior(self, model, x, post):
         if post.gaussian:
             return self.from_encoding(model, x, post.mean, post.logvar, post.z)
+        if self.gradient != "standard":
+            self._gaussian_for_gradient(post)
         return _sample_mean(self.posterior_log_weights(model, x, post), post.z)
 
     def from_encoding(self, model, x, mean, logvar, z):
+        if self.gradient == "stl":  # log q with its parameters stopped: no score term
+            return _sample_mean(path_log_weights(self, model, x, mean, logvar, z)[0], z)
         return _sample_mean(self.log_weights(model, x, mean, logvar, z), z)
 
     def kl_dims(self, post):
@@ -176,16 +259,31 @@ class AnalyticKLELBO(ELBOEstimator):
 
 
 class IWAE(ELBOEstimator):
-    """The importance-weighted bound log mean_j exp(log w_j)."""
+    """The importance-weighted bound log mean_j exp(log w_j) (Burda et al. 2016).
+    ``gradient="dreg"``: the doubly reparameterized encoder gradient (Tucker et al. 2019;
+    see the module's docstring)."""
 
     name = "iwae"
     accepts_single_sample = False
+    gradients = ("dreg",)
+    config_fields = {"gradient": "gradient"}
+
+    def __init__(self, gradient: str = "standard"):
+        self.gradient = self._check_gradient(gradient)
 
     def from_posterior(self, model, x, post):
+        if self.gradient != "standard":
+            self._gaussian_for_gradient(post)
+            return self.from_encoding(model, x, post.mean, post.logvar, post.z)
         return log_mean_exp(self.posterior_log_weights(model, x, post), dim=0)
 
     def from_encoding(self, model, x, mean, logvar, z):
-        return log_mean_exp(self.log_weights(model, x, mean, logvar, z), dim=0)
+        if self.gradient != "dreg":
+            return log_mean_exp(self.log_weights(model, x, mean, logvar, z), dim=0)
+        log_w, z_in = path_log_weights(self, model, x, mean, logvar, z)  # (S, B)
+        # the estimate's gradient in log w_j is wt_j: times wt_j on the encoder's path
+        scale_path_gradient(z_in, torch.softmax(log_w.detach(), dim=0))
+        return log_mean_exp(log_w, dim=0)
 
 
 EstimatorA = MonteCarloELBO  # the old names (slide labels), kept as aliases
@@ -200,16 +298,28 @@ def _sample_mean(values: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 ESTIMATORS = {cls.name: cls for cls in (MonteCarloELBO, AnalyticKLELBO, IWAE)}
 
 
-def get_estimator(estimator) -> ELBOEstimator:
-    """An estimator from its name ("a", "b", "iwae") or an :class:`ELBOEstimator`."""
+def estimator_classes() -> dict:
+    """Every built-in estimator by name: :data:`ESTIMATORS` and the multi-sample
+    bounds (imported here: multisample.py builds on this module)."""
+    from .multisample import CIWAE, MIWAE, PIWAE
+
+    return {**ESTIMATORS, **{cls.name: cls for cls in (MIWAE, CIWAE, PIWAE)}}
+
+
+def get_estimator(estimator, config=None) -> ELBOEstimator:
+    """An estimator from its name ("a", "b", "iwae", "miwae", "ciwae", "piwae"), with
+    the settings of ``config`` (a TrainingConfig: gradient, miwae_m, ciwae_beta) if
+    given, else the defaults; or an :class:`ELBOEstimator`, returned as it is."""
     if isinstance(estimator, ELBOEstimator):
         return estimator
     from ..exceptions import ParameterError
 
-    if estimator not in ESTIMATORS:
-        raise ParameterError(f"estimator must be one of {sorted(ESTIMATORS)} or an "
+    classes = estimator_classes()
+    if not isinstance(estimator, str) or estimator not in classes:
+        raise ParameterError(f"estimator must be one of {sorted(classes)} or an "
                              f"ELBOEstimator; got {estimator!r}")
-    return ESTIMATORS[estimator]()
+    cls = classes[estimator]
+    return cls() if config is None else cls.from_config(config)
 
 
 # --------------------------------------------------------------------------- KL weighting

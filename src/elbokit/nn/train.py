@@ -139,7 +139,7 @@ class _Run:
         if on_nan not in ON_NAN:
             raise ParameterError(f"on_nan must be one of {list(ON_NAN)}; got {on_nan!r}")
         self.model, self.config, self.architecture = model, config, architecture
-        self.objective = get_estimator(objective or config.objective)
+        self.objective = get_estimator(objective or config.objective, config)
         self.run_dir, self.on_nan = run_dir, on_nan
         device = next(model.parameters()).device
         distributed.init(device)
@@ -528,7 +528,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
                              f"({saved['architecture']}); use a new run directory or the same "
                              "model settings")
     same = ("batch_size", "lr", "lr_schedule", "lr_warmup", "max_minutes", "ema", "objective",
-            "n_samples", "binarize", "seed")
+            "n_samples", "binarize", "seed", "gradient", "miwae_m", "ciwae_beta")
     changed = [k for k in same if getattr(saved["training"], k) != getattr(run.config, k)]
     if changed and distributed.is_main():
         warnings.warn(f"resuming {where} with changed training settings {changed}: the result "

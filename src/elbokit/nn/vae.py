@@ -24,7 +24,7 @@ from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from ._math import reparameterize
 from .callbacks import check_callbacks
-from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
+from .config import LATENT_DIM, OBJECTIVES, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAEModel
 from .objectives import get_estimator
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
@@ -79,6 +79,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         and saved); see :class:`~elbokit.nn.config.TrainingConfig`.
     kl_warmup, free_bits, beta : weighting of the KL term in the training loss
         (objectives "a" and "b"); the recorded ELBO stays unweighted.
+    gradient, miwae_m, ciwae_beta : ``objective="miwae"`` / ``"piwae"`` (M = ``miwae_m``
+        bounds of K = ``n_samples`` draws each) and ``"ciwae"`` (weight ``ciwae_beta``),
+        Rainforth et al. 2018; ``gradient="stl"`` (objective "a") or ``"dreg"`` (the
+        importance-weighted ones), see :mod:`elbokit.nn.objectives`. An estimator object
+        as ``objective`` records its own settings.
 
     Attributes
     ----------
@@ -125,7 +130,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
                  binarize: str = "none", patience: int = 0, seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
-                 free_bits: float = 0.0, beta: float = 1.0):
+                 free_bits: float = 0.0, beta: float = 1.0, gradient: str = "standard",
+                 miwae_m: int = 8, ciwae_beta: float = 0.5):
         settings = dict(locals())
         del settings["self"]
         for name, value in settings.items():
@@ -162,8 +168,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _training(self) -> TrainingConfig:
         settings = config_kwargs(TrainingConfig, self)
         if not isinstance(settings["objective"], str):  # an ELBOEstimator object
-            name = getattr(settings["objective"], "name", "custom")
-            settings["objective"] = name if name in ("a", "b", "iwae") else "custom"
+            estimator = settings["objective"]
+            name = getattr(estimator, "name", "custom")
+            settings["objective"] = name if name in OBJECTIVES else "custom"
+            if name in OBJECTIVES and hasattr(estimator, "settings"):
+                settings.update(estimator.settings())  # its M, beta, gradient are recorded
         return TrainingConfig(**settings)
 
     # ------------------------------------------------------------------ fitting
@@ -198,6 +207,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         architecture = self._architecture(X.shape[1])
         if training.binarize != "none" and architecture.likelihood != "bernoulli":
             raise ParameterError("binarize applies to likelihood='bernoulli' only")
+        if training.gradient != "standard" and architecture.posterior != "gaussian":
+            raise ParameterError(f"gradient={training.gradient!r} needs posterior='gaussian' "
+                                 "(log q(z|x) at a given z with the flow's parameters held "
+                                 "fixed needs the flow's inverse)")
         if training.patience and validation is None:
             raise ParameterError("early stopping (patience > 0) needs validation data")
         device = resolve_device(training.device)
