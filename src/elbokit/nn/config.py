@@ -28,6 +28,7 @@ OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object w
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda")
 POSTERIORS = ("gaussian", "iaf")
+PRIORS = ("standard", "mog", "vamp", "custom")  # "custom": a Prior object was given
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
 _UNSET = dataclasses.MISSING
@@ -66,6 +67,14 @@ class ArchitectureConfig:
     with hidden layers ``flow_hidden`` and a context vector of ``flow_context`` numbers
     from the encoder (extra outputs of its last layer).
 
+    ``prior`` is p(z) (see :mod:`elbokit.nn.priors`): ``"standard"`` N(0, I),
+    ``"mog"`` a learned mixture of ``prior_components`` diagonal Gaussians, ``"vamp"``
+    the VampPrior with ``prior_components`` pseudo-inputs, ``"custom"`` a
+    :class:`~elbokit.nn.priors.Prior` object of the caller's. ``gmm_components``: the
+    Gaussian mixture fitted to the posterior means of the training rows after the fit,
+    drawn by ``VAE.sample(sampler="gmm")`` (its weights, means and Cholesky factors
+    are saved with the model's weights; 0: none).
+
     ``standardize=True`` puts a fixed per-feature affine map around the networks: the
     encoder sees (x - m) / s, the decoder's likelihood is of that standardized x, and
     every density is turned back into one of x as given by the Jacobian,
@@ -101,6 +110,14 @@ class ArchitectureConfig:
                                            minimum=1)
     flow_context: int = setting(64, "Numbers of context the encoder passes to the IAF.",
                                 minimum=0)
+    prior: str = setting("standard", "The prior p(z): standard (N(0, I)), mog (a learned "
+                         "mixture of --prior-components diagonal Gaussians) or vamp (VampPrior: "
+                         "the encoder's posterior at that many learned pseudo-inputs).",
+                         choices=PRIORS)
+    prior_components: int = setting(10, "K, the components of prior mog or vamp.", minimum=1)
+    gmm_components: int = setting(10, "Components of the Gaussian mixture fitted to the "
+                                  "training codes after the fit, for sample(sampler='gmm') "
+                                  "(0: none).", minimum=0)
     standardize: bool = setting(
         False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
         "on for --likelihood gaussian, off otherwise; refused for bernoulli).",
@@ -143,6 +160,8 @@ class ArchitectureConfig:
         if isinstance(obj, dict) and "arch" not in obj:  # written before "arch" was stored
             obj = {**obj, "arch": "conv" if "conv" in (obj.get("encoder"), obj.get("decoder"))
                    else "mlp"}
+        if isinstance(obj, dict) and "gmm_components" not in obj:  # written before the GMM
+            obj = {**obj, "gmm_components": 0}  # sampler: its weights have none
         return _from_dict(cls, obj, where)
 
 
