@@ -68,11 +68,6 @@ def kl_diag_gaussians_dims(mean: torch.Tensor, logvar: torch.Tensor, prior_mean:
                   - 1.0 - logvar + prior_logvar)
 
 
-def gaussian_entropy_dims(logvar: torch.Tensor) -> torch.Tensor:
-    """Entropy of N(mean, exp(logvar)) per dimension: 1/2 (log 2 pi + 1 + logvar)."""
-    return 0.5 * (LOG_2PI + 1.0 + logvar)
-
-
 def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I): shape (n_samples, B, L), or

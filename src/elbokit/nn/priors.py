@@ -72,6 +72,14 @@ class Prior(nn.Module):
         None when it has none (the estimators then use Monte Carlo)."""
         return None
 
+    def reference_gaussian(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean, logvar (L,) of a diagonal Gaussian near p, held constant (no gradient):
+        the reference of L_B's Monte-Carlo KL when :meth:`kl_dims` has no closed form
+        (any choice leaves it unbiased; a closer one lowers its variance). Default
+        N(0, I); the mixtures return their moment-matched Gaussian."""
+        zeros = torch.zeros_like(self._origin)
+        return zeros, zeros
+
     def init_from_data(self, x: torch.Tensor, generator: torch.Generator) -> None:
         """Initialise from training rows x (n, d) before fitting; a no-op by default."""
 
@@ -135,6 +143,11 @@ class MixtureOfGaussians(Prior):
             return None
         return kl_diag_gaussians_dims(mean, logvar, self.means[0], self.logvars[0])
 
+    def reference_gaussian(self):
+        with torch.no_grad():
+            weights = torch.softmax(self.logits, dim=0)
+            return _moment_matched(weights, self.means, self.logvars)
+
     def sample(self, n, generator=None):
         probs = torch.softmax(self.logits.detach(), dim=0)
         k = torch.multinomial(probs, int(n), replacement=True, generator=generator)  # (n,)
@@ -181,6 +194,13 @@ class VampPrior(Prior):
         mean, logvar = self.components()
         return log_mean_exp(diag_gaussian_log_prob(z.unsqueeze(-2), mean, logvar), dim=-1)
 
+    def reference_gaussian(self):
+        with torch.no_grad():
+            mean, logvar = self.components()
+            weights = torch.full((self.n_components,), 1.0 / self.n_components,
+                                 device=mean.device, dtype=mean.dtype)
+            return _moment_matched(weights, mean, logvar)
+
     def sample(self, n, generator=None):
         with torch.no_grad():
             mean, logvar = self.components()
@@ -199,6 +219,16 @@ class VampPrior(Prior):
     def extra_repr(self) -> str:
         return (f"latent_dim={self.latent_dim}, n_features={self.n_features}, "
                 f"n_components={self.n_components}")
+
+
+def _moment_matched(weights, means, logvars) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean, logvar (L,) of the diagonal Gaussian with the first two moments of the
+    mixture sum_k w_k N(means_k, diag exp(logvars_k)): m = sum_k w_k mu_k,
+    v = sum_k w_k (exp(s_k) + mu_k^2) - m^2 (computed about m, so without cancellation)."""
+    w = weights.unsqueeze(-1)  # (K, 1)
+    mean = (w * means).sum(0)
+    var = (w * (torch.exp(logvars) + (means - mean).square())).sum(0)
+    return mean, torch.log(var)
 
 
 PRIOR_NAMES = ("standard", "mog", "vamp")

@@ -166,9 +166,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                   **settings)
 
     def _prior_components(self) -> int:
-        components = getattr(self.prior, "n_components", None)
-        if isinstance(self.prior, Prior) and _prior_name(self.prior) != "custom":
-            return components  # a built-in prior object: its own K
+        if _prior_name(self.prior) in ("mog", "vamp") and isinstance(self.prior, Prior):
+            return self.prior.n_components  # a built-in mixture object: its own K
         return self.prior_components
 
     def _prior_object(self, architecture: ArchitectureConfig) -> Prior | None:
@@ -273,9 +272,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         codes = self.encode(X).astype(np.float64)  # (n, L)
         k = min(self.architecture_.gmm_components, codes.shape[0])
         gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning: any fit is a usable sampler
-            gmm.fit(codes)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning: any fit is usable
+                gmm.fit(codes)
+        except (ValueError, np.linalg.LinAlgError):  # degenerate codes: no GMM sampler
+            return
         model, n = self.model_, self.architecture_.gmm_components
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device_)
         with torch.no_grad():
@@ -509,6 +511,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 z = self.model_.prior.sample(int(n_samples), generator)
         return self.decode(z.cpu().numpy())
 
+    def prior_moments(self, n_draws: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and std of p(z), (L,) each: 0 and 1 for N(0, I), else
+        estimated from ``n_draws`` seeded prior draws (traversals sweep these)."""
+        self._check_fitted()
+        latent = self.architecture_.latent_dim
+        if self.architecture_.prior == "standard":
+            return np.zeros(latent), np.ones(latent)
+        with torch.no_grad():
+            z = self.model_.prior.sample(n_draws, self._generator(0)).double()
+        return z.mean(0).cpu().numpy(), z.std(0).cpu().numpy()
+
     @property
     def has_gmm_sampler_(self) -> bool:
         """Whether ``sample(sampler="gmm")`` has a fitted mixture to draw from."""
@@ -618,15 +631,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``meta``: its model.json, when the caller has read it already. ``prior``: for
         a model fitted with a custom prior object, one built like it (its class comes
         from the caller, never from the file; the saved weights are loaded into it)."""
-        architecture, training, history, tensors = ckpt.read_model(directory, meta)
-        if (architecture.prior == "custom") != (prior is not None):
-            raise ParameterError(
-                f"{directory} was fitted with a custom prior: pass VAE.load(directory, "
-                f"prior=MyPrior(...)), built like the one it was fitted with"
-                if prior is None else f"{directory} has the {architecture.prior!r} prior; "
-                "prior= applies to models fitted with a custom Prior object only")
-        if prior is not None and not isinstance(prior, Prior):
-            raise ParameterError(f"prior must be a Prior object; got {prior!r}")
+        architecture, training, history, tensors = ckpt.read_model(directory, meta, prior)
         model = VAEModel(architecture, None if prior is None else copy.deepcopy(prior))
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
