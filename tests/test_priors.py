@@ -217,7 +217,9 @@ def test_cli_fit_vae_with_the_vamp_prior_on_digits(tmp_path, capsys):
     assert model["prior"] == "vamp" and model["prior_components"] == 5
     vae = VAE.load(out)
     assert vae.model_.prior.pseudo_inputs.shape == (5, 64)
-    assert main(["sample", str(out), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    for sampler in ("prior", "gmm"):
+        assert main(["sample", str(out), "-n", "4", "--sampler", sampler,
+                     "--out", str(tmp_path / "s.png")]) == 0
     capsys.readouterr()
     assert main(["fit", "vae", "--data", "digits", "--prior-components", "0",
                  "--out", str(tmp_path / "bad")]) == 2

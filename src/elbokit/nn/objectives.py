@@ -24,7 +24,11 @@ see :meth:`~elbokit.nn.model.VAENetwork.posterior`):
   (Burda et al. 2016) that tends to log p(x) as L grows; equal to L_A for L = 1.
 
 All three are unbiased for their target; A and B share the target, the ELBO.
-log q(z|x) always includes the flow's log-determinant.
+log q(z|x) always includes the flow's log-determinant. p(z) is the model's prior
+(``model.prior``, see :mod:`elbokit.nn.priors`), read in one place,
+:func:`prior_log_prob`, through :meth:`ELBOEstimator.log_weights` and
+:meth:`~ELBOEstimator.posterior_log_weights`; L_B under a prior without a closed-form KL
+is described at :class:`AnalyticKLELBO`.
 
 :func:`training_loss` is what the training loop minimises: -ELBO, or with
 ``beta`` / ``kl_warmup`` / ``free_bits`` a reweighted KL term (the ELBO itself is
