@@ -2,8 +2,8 @@
 VampPrior, same network and epochs; importance-sampled log-likelihood and ELBO on the
 test rows (nats/image), fit seconds, and the GMM sampler's fit cost.
 
-    .venv/bin/python benchmarks/priors.py [--epochs 30] [--latent 4] [--components 10]
-        [--k 500] [--data digits]
+    .venv/bin/python benchmarks/priors.py [--epochs 10] [--latent 4] [--components 10]
+        [--k 200] [--data digits]
 
 A small check that runs in about a minute on 2 busy cores; the same-time comparison
 on Fashion-MNIST belongs in benchmarks/likelihood.py.
@@ -20,10 +20,10 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--latent", type=int, default=4)
     parser.add_argument("--components", type=int, default=10)
-    parser.add_argument("--k", type=int, default=500)
+    parser.add_argument("--k", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -36,7 +36,7 @@ def main() -> None:
     print(f"{'prior':<10}{'test log p(x)':>14}{'test ELBO':>11}{'fit s':>8}")
     for prior in ("standard", "mog", "vamp"):
         vae = VAE(args.latent, prior=prior, prior_components=args.components, hidden=(64,),
-                  epochs=args.epochs, batch_size=64, seed=args.seed, progress=False,
+                  epochs=args.epochs, batch_size=128, seed=args.seed, progress=False,
                   gmm_components=0)
         start = time.perf_counter()
         vae.fit(train)
