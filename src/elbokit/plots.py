@@ -83,10 +83,28 @@ def image_grid(images: np.ndarray, image_shape, path, *, title: str | None = Non
     _save(fig, path)
 
 
-def samples_figure(model, image_shape, path, *, n: int = 64, random_state: int = 0) -> None:
-    """Decoder means of draws from the prior (VAE) or draws from the model (linear)."""
+def samples_figure(model, image_shape, path, *, n: int = 64, random_state: int = 0) -> list[str]:
+    """Decoder means of draws from the prior (VAE) or draws from the model (linear);
+    beside them, for a VAE with a fitted GMM sampler, the decoder means of draws from
+    the Gaussian mixture over its training codes (``sample(sampler="gmm")``). Returns
+    the panels' titles."""
     images = model.sample(n, random_state=random_state)
-    image_grid(images, image_shape, path, title=f"{n} samples from the prior")
+    if not getattr(model, "has_gmm_sampler_", False):
+        title = f"{n} samples from the prior"
+        image_grid(images, image_shape, path, title=title)
+        return [title]
+    panels = {f"{n} samples from the prior": images,
+              f"{n} samples from the GMM over training codes":
+                  model.sample(n, random_state=random_state, sampler="gmm")}
+    plt = _pyplot()
+    cols = int(np.ceil(np.sqrt(n)))
+    side = min(10, 0.5 * cols + 1.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side, side))
+    vmin, vmax = _range(np.concatenate(list(panels.values())))
+    for ax, (title, grid) in zip(axes, panels.items()):
+        _show(ax, _tile(grid, image_shape, cols), title=title, vmin=vmin, vmax=vmax)
+    _save(fig, path)
+    return list(panels)
 
 
 def reconstructions_figure(model, X, image_shape, path, *, n: int = 16) -> None:
@@ -104,18 +122,21 @@ def reconstructions_figure(model, X, image_shape, path, *, n: int = 16) -> None:
 def traversals_figure(model, X, image_shape, path, *, dims=None, steps: int = 9,
                       span: float = 2.5) -> None:
     """One row per latent dimension: decode the mean code with z_j swept over
-    [-span, span] (prior standard deviations)."""
+    [-span, span] prior standard deviations about the prior's mean (for a VAE whose
+    prior is not N(0, I), its per-dimension mean and std, ``prior_moments``)."""
     plt = _pyplot()
     base = encode_mean(model, X).mean(axis=0)
     L = base.size
     dims = list(range(min(L, 10))) if dims is None else list(dims)[:16]
     if not dims:
         dims = [0]
+    center, scale = model.prior_moments() if hasattr(model, "prior_moments") \
+        else (np.zeros(L), np.ones(L))
     values = np.linspace(-span, span, steps)
     rows = []
     for j in dims:
         Z = np.repeat(base[None], steps, axis=0)
-        Z[:, j] = values
+        Z[:, j] = center[j] + scale[j] * values
         rows.append(decode_mean(model, Z))
     images = np.concatenate(rows)
     fig, ax = plt.subplots(figsize=(min(12, 0.6 * steps + 1.5), 0.6 * len(dims) + 1))

@@ -43,7 +43,10 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
            n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 64,
            out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path(
                "samples.png"),
-           seed: Seed = 0):
+           seed: Seed = 0,
+           sampler: Annotated[str, typer.Option(
+               "--sampler", help="prior (z ~ p(z)) or gmm (a VAE's Gaussian mixture over its "
+                                 "training codes).")] = "prior"):
     """Draw samples from a saved model and save them as an image grid."""
     from ..exceptions import DataError, ParameterError
     from ..models import load_model
@@ -64,7 +67,13 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if shape is None:
         raise DataError(f"the model in {run_dir} was not fitted on images "
                         f"({model.n_features_in_} features); cannot draw a grid")
-    images = model.sample(n, random_state=seed)
+    if sampler == "prior":
+        images = model.sample(n, random_state=seed)
+    elif getattr(model, "kind", None) == "vae":
+        images = model.sample(n, random_state=seed, sampler=sampler)
+    else:
+        raise ParameterError(f"--sampler {sampler!r}: only 'prior' applies to a "
+                             f"{getattr(model, 'kind', type(model).__name__)} model")
     image_grid(images, shape, out, title=f"{n} samples from {run_dir}")
     typer.echo(f"wrote {out}")
 

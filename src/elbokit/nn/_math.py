@@ -90,6 +90,17 @@ def kl_diag_gaussian_standard_dims(mean: torch.Tensor, logvar: torch.Tensor) -> 
     return 0.5 * (torch.exp(logvar) + mean.square() - 1.0 - logvar)
 
 
+def kl_diag_gaussians_dims(mean: torch.Tensor, logvar: torch.Tensor, prior_mean: torch.Tensor,
+                           prior_logvar: torch.Tensor) -> torch.Tensor:
+    """KL( N(mean, exp(logvar)) || N(prior_mean, exp(prior_logvar)) ) per dimension:
+    1/2 (exp(logvar - p) + (mean - m)^2 exp(-p) - 1 - logvar + p), for p, m the prior's
+    log-variance and mean (equal to :func:`kl_diag_gaussian_standard_dims`, to the
+    last bit, for m = 0, p = 0)."""
+    return 0.5 * (torch.exp(logvar - prior_logvar)
+                  + (mean - prior_mean).square() * torch.exp(-prior_logvar)
+                  - 1.0 - logvar + prior_logvar)
+
+
 def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, n_samples: int | None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I): shape (n_samples, B, L), or

@@ -12,6 +12,7 @@ complete checkpoint in place.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..exceptions import ModelFileError, TrainingError
+from ..exceptions import ModelFileError, ParameterError, TrainingError
 from ..persistence import (CHECKPOINT_FILE, CHECKPOINT_NAME, DESCRIPTION_KEY, FORMAT_VERSION,
                            MODEL_FILE, NUMPY_DTYPES, WEIGHTS_FILE, atomic_write_json,
                            check_checksum, check_description, check_format_version, check_int,
@@ -81,11 +82,12 @@ def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where)
         raise ModelFileError(f"{where}: {what} holds NaN or inf values")
 
 
-def meta_state_dict(architecture: ArchitectureConfig, header: dict, where) -> dict:
+def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior=None) -> dict:
     """The (shape, dtype) of each tensor of the network ``architecture`` describes, built
     on the meta device (no memory), after checks that keep even that cheap: the network
     cannot have more layers than the file has tensors. Raises ModelFileError unless the
-    file's header (``read_safetensors_header``) holds exactly those tensors."""
+    file's header (``read_safetensors_header``) holds exactly those tensors. ``prior``:
+    the caller's object for a model fitted with a custom prior."""
     n_tensors = len(header)
     if architecture.flow_steps > n_tensors and architecture.posterior == "iaf" or \
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
@@ -93,8 +95,9 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where) -> di
                              f"has tensors ({n_tensors})")
     from .model import VAEModel
 
+    prior = None if prior is None else copy.deepcopy(prior)  # the network attaches to it
     with torch.device("meta"):
-        expected = VAEModel(architecture).state_dict()
+        expected = VAEModel(architecture, prior).state_dict()
     _check_names(set(expected), set(header), where)
     for name, (dtype, shape) in header.items():
         need = expected[name]
@@ -179,8 +182,9 @@ def _safetensors_dtype(tensor: torch.Tensor) -> str:
     return next(k for k, v in NUMPY_DTYPES.items() if v == name)
 
 
-def read_model(directory, meta: dict | None = None):
-    """Read and check a saved model directory (``meta``: its model.json, if read already).
+def read_model(directory, meta: dict | None = None, prior=None):
+    """Read and check a saved model directory (``meta``: its model.json, if read already;
+    ``prior``: a Prior object, for a model fitted with a custom prior, and only then).
 
     Every field is checked, and the architecture against the weights file's header
     (read alone, no tensor data), before a tensor is loaded or a layer built.
@@ -194,6 +198,7 @@ def read_model(directory, meta: dict | None = None):
                              "not a VAE; load it with elbokit's loader for that kind")
     architecture = ArchitectureConfig.from_dict(meta.get("architecture"), f"{path}: architecture")
     training = TrainingConfig.from_dict(meta.get("training"), f"{path}: training")
+    _check_prior_argument(architecture, prior, directory)
     history = check_history(meta.get("history", []), path)
     sha = meta.get("sha256")
     if not isinstance(sha, dict) or not isinstance(sha.get(WEIGHTS_FILE), str):
@@ -205,10 +210,25 @@ def read_model(directory, meta: dict | None = None):
     header = read_safetensors_header(weights)
     if "tensors" in meta:
         _check_tensors_field(meta["tensors"], header, path)
-    meta_state_dict(architecture, header, weights)
+    meta_state_dict(architecture, header, weights, prior)
     check_description(meta, _MODEL_DESCRIBED, path)
     tensors = load_tensors(weights, None, header)  # header and checksum checked above
     return architecture, training, history, tensors
+
+
+def _check_prior_argument(architecture: ArchitectureConfig, prior, directory) -> None:
+    """A custom prior needs the caller's object, and only a custom prior takes one."""
+    from .priors import Prior
+
+    if architecture.prior == "custom" and prior is None:
+        raise ParameterError(f"{directory} was fitted with a custom prior: pass "
+                             "VAE.load(directory, prior=MyPrior(...)), built like the one "
+                             "it was fitted with")
+    if architecture.prior != "custom" and prior is not None:
+        raise ParameterError(f"{directory} has the {architecture.prior!r} prior; prior= "
+                             "applies to models fitted with a custom Prior object only")
+    if prior is not None and not isinstance(prior, Prior):
+        raise ParameterError(f"prior must be a Prior object; got {prior!r}")
 
 
 # --------------------------------------------------------------------------- checkpoints

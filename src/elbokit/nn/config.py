@@ -36,6 +36,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 POSTERIORS = ("gaussian", "iaf")
 ACTIVATIONS = ("relu", "gated")
 LOGVAR_CLAMP = (-6.0, 2.0)  # the range of clamp_logvar (the VampPrior code's hardtanh)
+PRIORS = ("standard", "mog", "vamp", "custom")  # "custom": a Prior object was given
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
 _UNSET = dataclasses.MISSING
@@ -77,6 +78,13 @@ class ArchitectureConfig:
     ``activation="gated"`` makes each hidden layer of the MLPs a gated dense layer,
     h = (W x + b) * sigmoid(V x + c) (the VampPrior and Exemplar-VAE code's);
     ``clamp_logvar`` clamps the encoder's log-variance to [-6, 2] as that code does.
+    ``prior`` is p(z) (see :mod:`elbokit.nn.priors`): ``"standard"`` N(0, I),
+    ``"mog"`` a learned mixture of ``prior_components`` diagonal Gaussians, ``"vamp"``
+    the VampPrior with ``prior_components`` pseudo-inputs, ``"custom"`` a
+    :class:`~elbokit.nn.priors.Prior` object of the caller's. ``gmm_components``: the
+    Gaussian mixture fitted to the posterior means of the training rows after the fit,
+    drawn by ``VAE.sample(sampler="gmm")`` (its weights, means and Cholesky factors
+    are saved with the model's weights; 0: none).
 
     ``standardize=True`` puts a fixed per-feature affine map around the networks: the
     encoder sees (x - m) / s, the decoder's likelihood is of that standardized x, and
@@ -118,6 +126,14 @@ class ArchitectureConfig:
                                            minimum=1)
     flow_context: int = setting(64, "Numbers of context the encoder passes to the IAF.",
                                 minimum=0)
+    prior: str = setting("standard", "The prior p(z): standard (N(0, I)), mog (a learned "
+                         "mixture of --prior-components diagonal Gaussians) or vamp (VampPrior: "
+                         "the encoder's posterior at that many learned pseudo-inputs).",
+                         choices=PRIORS)
+    prior_components: int = setting(10, "K, the components of prior mog or vamp.", minimum=1)
+    gmm_components: int = setting(10, "Components of the Gaussian mixture fitted to the "
+                                  "training codes after the fit, for sample(sampler='gmm') "
+                                  "(0: none).", minimum=0)
     standardize: bool = setting(
         False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
         "on for --likelihood gaussian, off otherwise; refused for bernoulli).",
@@ -160,6 +176,8 @@ class ArchitectureConfig:
         if isinstance(obj, dict) and "arch" not in obj:  # written before "arch" was stored
             obj = {**obj, "arch": "conv" if "conv" in (obj.get("encoder"), obj.get("decoder"))
                    else "mlp"}
+        if isinstance(obj, dict) and "gmm_components" not in obj:  # written before the GMM
+            obj = {**obj, "gmm_components": 0}  # sampler: its weights have none
         return _from_dict(cls, obj, where)
 
 

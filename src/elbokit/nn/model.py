@@ -1,8 +1,8 @@
 """The VAE as a torch module, built from an :class:`ArchitectureConfig` alone.
 
 Encoder q(z|x) = N(mean(x), diag exp(logvar(x))), optionally followed by an inverse
-autoregressive flow (``posterior="iaf"``, see ``flows.py``); prior p(z) = N(0, I);
-decoder p(x|z) given by the likelihood. No training code here (see ``train.py``) and
+autoregressive flow (``posterior="iaf"``, see ``flows.py``); prior p(z) the module
+``self.prior`` (N(0, I) by default, see ``priors.py``); decoder p(x|z) given by the likelihood. No training code here (see ``train.py``) and
 no estimator of the ELBO (see ``objectives.py``): they draw z and log q(z|x) from
 :meth:`VAENetwork.posterior`, which accounts for the flow's log-determinant.
 """
@@ -20,6 +20,7 @@ from .config import LOGVAR_CLAMP, ArchitectureConfig
 from .flows import IAF
 from .likelihoods import build_likelihood
 from .networks import build_decoder, build_encoder
+from .priors import Prior, build_prior
 
 
 @dataclass
@@ -55,9 +56,14 @@ class PosteriorSample:
 class VAENetwork(nn.Module):
     """The VAE's torch module (encoder, optional flow, decoder, likelihood); the
     scikit-learn-style estimator around it is :class:`elbokit.nn.VAE`. ``VAEModel`` is
-    the old name."""
+    the old name. ``prior``: a :class:`~elbokit.nn.priors.Prior` object (default: the
+    one ``config.prior`` names).
 
-    def __init__(self, config: ArchitectureConfig):
+    ``gmm_*`` buffers (``config.gmm_components`` > 0): the Gaussian mixture over the
+    training codes that ``VAE.sample(sampler="gmm")`` draws from, all zeros until
+    fitted."""
+
+    def __init__(self, config: ArchitectureConfig, prior: Prior | None = None):
         super().__init__()
         self.config = config
         self.likelihood = build_likelihood(config.likelihood, min_variance=config.min_variance,
@@ -79,6 +85,14 @@ class VAENetwork(nn.Module):
             # estimator, saved with the weights (buffers are part of the state dict)
             self.register_buffer("data_mean", torch.zeros(config.n_features))
             self.register_buffer("data_scale", torch.ones(config.n_features))
+        # built last, so the networks' initial weights do not depend on the prior
+        self.prior = build_prior(config) if prior is None else prior
+        self.prior.attach(self)
+        if config.gmm_components:
+            k, latent = config.gmm_components, config.latent_dim
+            self.register_buffer("gmm_weights", torch.zeros(k))
+            self.register_buffer("gmm_means", torch.zeros(k, latent))
+            self.register_buffer("gmm_scale_tril", torch.zeros(k, latent, latent))
 
     @torch.no_grad()
     def set_standardization(self, mean: torch.Tensor, scale: torch.Tensor) -> None:

@@ -9,8 +9,10 @@ unless stated.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from .callbacks import check_callbacks
 from .config import LATENT_DIM, OBJECTIVES, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAEModel
 from .objectives import get_estimator
+from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
@@ -35,11 +38,14 @@ STANDARDIZE = (True, False, "auto")
 # diagonal Gaussian fitted to the same rows (a model the VAE contains) has diverged
 DIVERGENCE_NATS_PER_FEATURE = 10.0
 DIVERGENCE_ROWS = 4096  # rows (a seeded subset) on which a fit is checked
+GMM_ROWS = 10000  # training rows whose codes the GMM sampler is fitted to (a seeded subset)
+SAMPLERS = ("prior", "gmm")
 SCALE_SPREAD = 1e3  # max/min feature std beyond which unstandardized fits are fragile
 
 
 class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior.
+    """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior (or a
+    mixture, the VampPrior, or one of the caller's: ``prior``).
 
     Parameters
     ----------
@@ -69,6 +75,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     posterior : ``"gaussian"`` (diagonal) or ``"iaf"``: an inverse autoregressive flow
         of ``flow_steps`` MADE steps (hidden sizes ``flow_hidden``, a context of
         ``flow_context`` numbers from the encoder) on the Gaussian sample.
+    prior : p(z): ``"standard"`` N(0, I) (default), ``"mog"`` (a learned mixture of
+        ``prior_components`` diagonal Gaussians), ``"vamp"`` (the VampPrior of Tomczak &
+        Welling 2018, ``prior_components`` learned pseudo-inputs), or a
+        :class:`~elbokit.nn.priors.Prior` object (copied at fit; ``VAE.load`` then needs
+        one like it, ``prior=``). See :mod:`elbokit.nn.priors`.
+    gmm_components : components of the Gaussian mixture (scikit-learn's
+        ``GaussianMixture``, full covariances) fitted after training to the posterior
+        means of up to 10000 training rows, for ``sample(sampler="gmm")`` (0: none).
     epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience, seed, device,
     progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
@@ -124,7 +138,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  hidden=(400,), activation: str = "relu", clamp_logvar: bool = False,
                  image_shape=None, min_variance: float = 1e-3,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
-                 flow_hidden=(320,), flow_context: int = 64, standardize="auto",
+                 flow_hidden=(320,), flow_context: int = 64, prior="standard",
+                 prior_components: int = 10, gmm_components: int = 10, standardize="auto",
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
@@ -158,12 +173,33 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             side = math.isqrt(n_features)
             image_shape = (side, side) if side * side == n_features else None
         settings.update(
+            prior=_prior_name(self.prior), prior_components=self._prior_components(),
             encoder=encoder, decoder=decoder, hidden=_sizes(self.hidden),
             image_shape=None if image_shape is None else tuple(image_shape),
             flow_hidden=_sizes(self.flow_hidden), standardize=self._resolve_standardize())
         return ArchitectureConfig(n_features=n_features,
                                   feature_names=_names(getattr(self, "feature_names_in_", None)),
                                   **settings)
+
+    def _prior_components(self) -> int:
+        if _prior_name(self.prior) in ("mog", "vamp") and isinstance(self.prior, Prior):
+            return self.prior.n_components  # a built-in mixture object: its own K
+        return self.prior_components
+
+    def _prior_object(self, architecture: ArchitectureConfig) -> Prior | None:
+        """A copy of the caller's prior object (checked), or None for a named prior."""
+        if isinstance(self.prior, str):
+            return None
+        if not isinstance(self.prior, Prior):
+            raise ParameterError(f"prior must be one of {list(PRIOR_NAMES)} or a Prior object; "
+                                 f"got {self.prior!r}")
+        if self.prior.latent_dim != architecture.latent_dim:
+            raise ParameterError(f"the prior's latent_dim is {self.prior.latent_dim}; the "
+                                 f"VAE's is {architecture.latent_dim}")
+        if getattr(self.prior, "n_features", architecture.n_features) != architecture.n_features:
+            raise ParameterError(f"the prior's n_features is {self.prior.n_features}; the "
+                                 f"data have {architecture.n_features}")
+        return copy.deepcopy(self.prior)
 
     def _training(self) -> TrainingConfig:
         settings = config_kwargs(TrainingConfig, self)
@@ -213,8 +249,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                  "fixed needs the flow's inverse)")
         if training.patience and validation is None:
             raise ParameterError("early stopping (patience > 0) needs validation data")
+        if training.free_bits and architecture.prior != "standard":
+            raise ParameterError("free_bits needs a prior that factorizes over the latent "
+                                 "dimensions; use prior='standard' or beta / kl_warmup")
         device = resolve_device(training.device)
-        self.model_ = self._build(architecture, training.seed).to(device)
+        self.model_ = self._build(architecture, training.seed,
+                                  self._prior_object(architecture)).to(device)
         mean, scale = _standardization(X) if architecture.standardize else (0.0, 1.0)
         if architecture.standardize:
             self.model_.set_standardization(mean, scale)
@@ -222,6 +262,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             x = (as_float_tensor(X) - mean) / scale if architecture.standardize \
                 else as_float_tensor(X)
             self.model_.decoder.init_from_data(x, self.model_.likelihood)
+        self.model_.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(
+            training.seed))  # e.g. the VampPrior's pseudo-inputs: training rows
         try:
             self.history_ = train(self.model_, X, training, architecture,
                                   validation=validation, objective=objective,
@@ -231,6 +273,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise TrainingError(f"{exc}{self._likely_cause(X)}") from None
         self.architecture_, self.training_ = architecture, training
         self.model_.eval()
+        if architecture.gmm_components:
+            self._fit_gmm(X, training.seed)
         if validation is None:
             self.check_fit(X, "training")
         else:
@@ -238,12 +282,43 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _build(architecture: ArchitectureConfig, seed: int) -> VAEModel:
+    def _build(architecture: ArchitectureConfig, seed: int, prior=None) -> VAEModel:
         """The module with weights initialised from ``seed``, leaving torch's global
         random state untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return VAEModel(architecture)
+            return VAEModel(architecture, prior)
+
+    def _fit_gmm(self, X, seed: int) -> None:
+        """Fit the ``gmm_components`` Gaussian mixture of ``sample(sampler="gmm")`` to the
+        posterior means of up to GMM_ROWS training rows (pythae's GMM sampler)."""
+        from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_limits
+
+        if X.shape[0] > GMM_ROWS:
+            X = X[np.sort(np.random.default_rng(seed).choice(X.shape[0], GMM_ROWS,
+                                                             replace=False))]
+        codes = self.encode(X).astype(np.float64)  # (n, L)
+        k = min(self.architecture_.gmm_components, codes.shape[0])
+        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=seed)
+        try:
+            # one thread: k-means' OpenMP threads beside torch's ran 45x slower on 2 busy
+            # cores (60 s against 1.3 s for 10000 codes of 20 dimensions)
+            with warnings.catch_warnings(), threadpool_limits(1):
+                warnings.simplefilter("ignore")  # ConvergenceWarning: any fit is usable
+                gmm.fit(codes)
+        except (ValueError, np.linalg.LinAlgError):  # degenerate codes: no GMM sampler
+            return
+        model, n = self.model_, self.architecture_.gmm_components
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device_)
+        with torch.no_grad():
+            model.gmm_weights.zero_()
+            model.gmm_means.zero_()
+            model.gmm_scale_tril.zero_()
+            model.gmm_weights[:k] = as_tensor(gmm.weights_)  # components past k weigh 0
+            model.gmm_means[:k] = as_tensor(gmm.means_)
+            model.gmm_scale_tril[:k] = as_tensor(np.linalg.cholesky(gmm.covariances_))
+            model.gmm_scale_tril[k:n] = torch.eye(codes.shape[1], device=self.device_)
 
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
         if reset or hasattr(X, "columns"):
@@ -446,15 +521,54 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Decoder mean at the posterior mean: decode(encode(X)), shape (n, d)."""
         return self.decode(self.encode(X))
 
-    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Decoder means of n draws z ~ N(0, I) from the prior, shape (n, d)."""
+    def sample(self, n_samples: int = 1, random_state=None, sampler: str = "prior") -> np.ndarray:
+        """Decoder means of n draws of z, shape (n, d): ``sampler="prior"`` draws
+        z ~ p(z) (N(0, I) for the standard prior); ``"gmm"`` draws from the Gaussian
+        mixture fitted to the training codes after the fit (``gmm_components``; the GMM
+        sampler of pythae), which follows the aggregate posterior q(z) = E_x q(z|x)
+        where the decoder was trained, and so gives sharper samples when q(z) and p(z)
+        differ."""
         self._check_fitted()
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
                 or n_samples < 1:
             raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
-        z = torch.randn((int(n_samples), self.architecture_.latent_dim),
-                        generator=self._generator(random_state), device=self.device_)
+        if sampler not in SAMPLERS:
+            raise ParameterError(f"sampler must be one of {list(SAMPLERS)}; got {sampler!r}")
+        generator = self._generator(random_state)
+        with torch.no_grad():
+            if sampler == "gmm":
+                z = self._gmm_sample(int(n_samples), generator)
+            else:
+                z = self.model_.prior.sample(int(n_samples), generator)
         return self.decode(z.cpu().numpy())
+
+    def prior_moments(self, n_draws: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and std of p(z), (L,) each: 0 and 1 for N(0, I), else
+        estimated from ``n_draws`` seeded prior draws (traversals sweep these)."""
+        self._check_fitted()
+        latent = self.architecture_.latent_dim
+        if self.architecture_.prior == "standard":
+            return np.zeros(latent), np.ones(latent)
+        with torch.no_grad():
+            z = self.model_.prior.sample(n_draws, self._generator(0)).double()
+        return z.mean(0).cpu().numpy(), z.std(0).cpu().numpy()
+
+    @property
+    def has_gmm_sampler_(self) -> bool:
+        """Whether ``sample(sampler="gmm")`` has a fitted mixture to draw from."""
+        self._check_fitted()
+        return bool(self.architecture_.gmm_components) and bool(
+            self.model_.gmm_weights.sum() > 0)
+
+    def _gmm_sample(self, n: int, generator) -> torch.Tensor:
+        if not self.has_gmm_sampler_:
+            raise ParameterError("this VAE has no fitted GMM sampler (gmm_components=0, or "
+                                 "saved before it existed); refit with gmm_components > 0")
+        model = self.model_
+        k = torch.multinomial(model.gmm_weights, n, replacement=True, generator=generator)
+        eps = torch.randn((n, model.gmm_means.shape[1]), generator=generator,
+                          device=self.device_)
+        return model.gmm_means[k] + (model.gmm_scale_tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
 
     def interpolate(self, x1, x2, steps: int = 10) -> np.ndarray:
         """Decoder means along the straight line between the posterior means of two
@@ -543,14 +657,19 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
-             meta: dict | None = None) -> "VAE":
+             meta: dict | None = None, prior: Prior | None = None) -> "VAE":
         """Load a VAE saved by :meth:`save` (JSON and safetensors only, no pickle);
-        ``meta``: its model.json, when the caller has read it already."""
-        architecture, training, history, tensors = ckpt.read_model(directory, meta)
-        model = VAEModel(architecture)
+        ``meta``: its model.json, when the caller has read it already. ``prior``: for
+        a model fitted with a custom prior object, one built like it (its class comes
+        from the caller, never from the file; the saved weights are loaded into it)."""
+        architecture, training, history, tensors = ckpt.read_model(directory, meta, prior)
+        model = VAEModel(architecture, None if prior is None else copy.deepcopy(prior))
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
-        vae = cls(**config_kwargs(ArchitectureConfig, architecture),
+        settings = config_kwargs(ArchitectureConfig, architecture)
+        if prior is not None:
+            settings["prior"] = prior
+        vae = cls(**settings,
                   **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
@@ -579,6 +698,15 @@ def _one_line(exc: Exception) -> str:
         elif line:
             parts.append(line)
     return " ".join(p if p.endswith(".") or p is parts[-1] else p + ";" for p in parts)
+
+
+def _prior_name(prior) -> str:
+    """What model.json records for the ``prior`` argument: a name as given, the name of
+    a built-in prior object, or "custom"."""
+    if not isinstance(prior, Prior):
+        return prior  # a string (checked by ArchitectureConfig) or a bad value
+    builtin = {"standard": StandardNormal, "mog": MixtureOfGaussians, "vamp": VampPrior}
+    return prior.name if builtin.get(prior.name) is type(prior) else "custom"
 
 
 def _names(feature_names) -> tuple[str, ...] | None:
