@@ -28,6 +28,7 @@ OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object w
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda")
 POSTERIORS = ("gaussian", "iaf")
+SCHEDULES = ("joint", "alternating")  # elbokit.nn.schedules
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
 _UNSET = dataclasses.MISSING
@@ -162,7 +163,11 @@ class TrainingConfig:
     ``beta`` over the first N epochs (per step); ``free_bits=lambda`` (nats per latent
     dimension, Kingma et al. 2016) replaces each dimension's batch-mean KL by
     max(lambda, KL_j). These change the gradients only: the ELBO recorded in the
-    history is always the true, unweighted bound."""
+    history is always the true, unweighted bound.
+
+    ``schedule="alternating"`` trains EM-style: ``e_steps`` minibatch steps of the
+    encoder alone, then ``m_steps`` of the decoder alone, repeated (see
+    :mod:`elbokit.nn.schedules`); ``"joint"`` steps both every time."""
 
     epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1)
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
@@ -183,6 +188,13 @@ class TrainingConfig:
     free_bits: float = setting(0.0, "Free bits: nats per latent dimension (a, b).")
     beta: float = setting(1.0, "Weight of the KL in the loss (a, b); the reported ELBO is "
                           "unweighted.", positive=True)
+    schedule: str = setting("joint", "joint (every step updates encoder and decoder) or "
+                            "alternating (EM-style: e-steps encoder steps, then m-steps "
+                            "decoder steps).", choices=SCHEDULES)
+    e_steps: int = setting(1, "Encoder-only steps per E phase (schedule alternating).",
+                           minimum=1)
+    m_steps: int = setting(1, "Decoder-only steps per M phase (schedule alternating).",
+                           minimum=1)
 
     def __post_init__(self):
         _check_fields(self)

@@ -71,6 +71,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``n_samples=k``, the k-sample bound of Burda et al.).
     kl_warmup, free_bits, beta : weighting of the KL term in the training loss
         (objectives "a" and "b"); the recorded ELBO stays unweighted.
+    schedule, e_steps, m_steps : ``"joint"`` (default: every step updates encoder and
+        decoder) or ``"alternating"``: EM-style phases of ``e_steps`` encoder-only and
+        ``m_steps`` decoder-only steps, see :mod:`elbokit.nn.schedules`.
 
     Attributes
     ----------
@@ -115,7 +118,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
                  binarize: str = "none", patience: int = 0, seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
-                 free_bits: float = 0.0, beta: float = 1.0):
+                 free_bits: float = 0.0, beta: float = 1.0, schedule: str = "joint",
+                 e_steps: int = 1, m_steps: int = 1):
         settings = dict(locals())
         del settings["self"]
         for name, value in settings.items():
