@@ -235,7 +235,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.architecture_, self.training_ = architecture, training
         self.model_.eval()
         if validation is None:
-            self.check_fit(X, "training", y=y)
+            self.check_fit(X, "training", y=None if condition is None else y)
         else:
             d = X.shape[1]
             self.check_fit(validation[:, :d], "validation", reference=X,
