@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import elbokit.data
 import elbokit.evaluate
 from elbokit.exceptions import DataError, ModelFileError, ParameterError
 from elbokit.nn import VAE
@@ -118,3 +119,29 @@ def test_bad_conditioning_is_a_one_line_error(digits):
     assert plain.score(X, y) == plain.score(X)
     with pytest.raises(ParameterError, match="only for a conditional VAE"):
         plain.sample(2, y=3)
+
+
+def test_cli_conditions_on_the_data_sets_labels_and_the_report_draws_a_grid_per_class(
+        tmp_path, capsys):
+    from elbokit.cli import main
+    from elbokit.report import write_report
+
+    out = tmp_path / "runs" / "cvae"
+    argv = ["fit", "vae", "--data", "digits", "--latent", "2", "--hidden", "16",
+            "--epochs", "1", "--no-progress", "--condition-on", "labels",
+            "--validation-fraction", "0.1", "--out", str(out)]
+    assert main(argv) == 0
+    model = json.loads((out / "model.json").read_text())["architecture"]
+    assert model["conditional"] is True and model["classes"] == list(range(10))
+    loaded = VAE.load(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    digits = elbokit.data.load("digits")
+    assert metrics["test_elbo"] == pytest.approx(loaded.score(digits.test, digits.test_labels))
+    assert main(["evaluate", str(out), "--data", "digits"]) == 0
+    write_report(tmp_path / "runs", with_figures=True)
+    assert (out / "figures" / "samples_by_class.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    argv[argv.index("digits")] = "diabetes"
+    assert main(argv[:-1] + [str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "has no class labels" in err and len(err.strip().splitlines()) == 1

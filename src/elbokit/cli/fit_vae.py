@@ -84,6 +84,9 @@ def _run_options(
     = Path("runs/vae"),
     data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
     overwrite: Overwrite = False,
+    condition_on: Annotated[str, typer.Option(
+        "--condition-on", help="none, or labels: a conditional VAE, q(z|x, y) and p(x|z, y), "
+                               "on the data set's class labels y.")] = "none",
 ):
     pass
 
@@ -101,7 +104,9 @@ def fit_vae(**options):
                                test_fraction=options["test_fraction"])
     from ..nn import VAE
 
-    model = VAE(**_model_settings(options), image_shape=dataset.image_shape, seed=seed)
+    conditional = _condition_on(options["condition_on"], dataset)
+    model = VAE(**_model_settings(options), image_shape=dataset.image_shape, seed=seed,
+                conditional=conditional)
     metrics = fit_and_record(
         model, dataset, out, spec=data, seed=seed,
         overwrite=options["overwrite"] or options["resume"],
@@ -113,6 +118,18 @@ def fit_vae(**options):
         return
     print_metrics(f"vae (L={model.latent_dim}, {model.likelihood}) on {data}", metrics)
     typer.echo(f"saved to {out}")
+
+
+def _condition_on(value: str, dataset) -> bool:
+    """Whether ``--condition-on`` asks for a conditional VAE (checked against the data)."""
+    from ..exceptions import ParameterError
+    from ..runs import check_labels_for_condition
+
+    if value not in ("none", "labels"):
+        raise ParameterError(f"--condition-on must be none or labels; got {value!r}")
+    if value == "labels":
+        check_labels_for_condition(dataset)
+    return value == "labels"
 
 
 def _signature() -> inspect.Signature:
