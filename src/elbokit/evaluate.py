@@ -44,14 +44,19 @@ class LogLikelihood:
 
 
 def log_likelihood(model, X, *, n_importance: int = 5000, batch_size: int | None = None,
-                   random_state: int = 0, progress: bool = False) -> LogLikelihood:
+                   random_state: int = 0, progress: bool = False, y=None) -> LogLikelihood:
     """log p(x) for each row of X.
 
     Exact for the linear-Gaussian models. For a VAE: the importance-sampled estimate
     log 1/k sum_i p(x, z_i)/q(z_i|x), z_i ~ q(z|x) (the IWAE bound with k =
     ``n_importance``), batched over data and samples so memory is bounded for any k.
+    ``y``: the labels or covariates of a conditional VAE, which gives log p(x|y).
     """
     model = as_model(model)
+    if y is not None:  # only a conditional model takes y (it names the problem if not)
+        return LogLikelihood(np.asarray(model.log_likelihood_samples(
+            X, n_importance=check_int(n_importance, "n_importance", minimum=1),
+            batch_size=batch_size, random_state=random_state, y=y)), False, n_importance)
     if model.exact_log_likelihood:
         return LogLikelihood(np.asarray(model.log_likelihood_samples(X), dtype=np.float64),
                              True, None)

@@ -107,6 +107,58 @@ def samples_figure(model, image_shape, path, *, n: int = 64, random_state: int =
     return list(panels)
 
 
+MAX_CLASSES_SHOWN = 20  # rows of the per-class sample grid
+
+
+def class_samples_figure(model, image_shape, path, *, per_class: int = 10,
+                         random_state: int = 0, label_names=None) -> None:
+    """A conditional VAE's samples, one row per class: decoder means of the same
+    prior draws z decoded with each class's label (rows: classes, up to 20)."""
+    plt = _pyplot()
+    classes = list(model.classes_)[:MAX_CLASSES_SHOWN]
+    images = np.vstack([model.sample(per_class, random_state=random_state, y=c)
+                        for c in classes])
+    names = [str(label_names[c]) if label_names is not None and isinstance(c, (int, np.integer))
+             and 0 <= c < len(label_names) else str(c) for c in classes]
+    fig, ax = plt.subplots(figsize=(min(10, 0.5 * per_class + 2.5),
+                                    min(12, 0.5 * len(classes) + 1)))
+    vmin, vmax = _range(images)
+    _show(ax, _tile(images, image_shape, per_class),
+          title="samples per class (same z in each column)", vmin=vmin, vmax=vmax)
+    ax.set_axis_on()
+    h = image_shape[0] + 1
+    ax.set_yticks([1 + h * i + image_shape[0] / 2 for i in range(len(classes))], names)
+    ax.set_xticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    _save(fig, path)
+
+
+def conditional_figures(model, dataset, out_dir, *, history=None) -> dict[str, str]:
+    """The figures of a VAE conditioned on class labels: the per-class sample grid,
+    the test images' reconstructions given their labels, and the training curve."""
+    shape = dataset.image_shape
+    written = {}
+    class_samples_figure(model, shape, out_dir / "samples_by_class.png",
+                         label_names=dataset.target_names)
+    written["samples_by_class"] = str(out_dir / "samples_by_class.png")
+    if dataset.test_labels is not None:
+        plt = _pyplot()
+        X, y = np.asarray(dataset.test[:16]), dataset.test_labels[:16]
+        recon = model.reconstruct(X, y=y)
+        fig, axes = plt.subplots(2, 1, figsize=(min(12, 0.6 * len(X) + 1), 2.6))
+        vmin, vmax = _range(X)
+        _show(axes[0], _tile(X, shape, len(X)), title="originals", vmin=vmin, vmax=vmax)
+        _show(axes[1], _tile(recon, shape, len(X)), title="reconstructions given the label",
+              vmin=vmin, vmax=vmax)
+        _save(fig, out_dir / "reconstructions.png")
+        written["reconstructions"] = str(out_dir / "reconstructions.png")
+    if history:
+        curves_figure(history, out_dir / "curves.png")
+        written["curves"] = str(out_dir / "curves.png")
+    return written
+
+
 def reconstructions_figure(model, X, image_shape, path, *, n: int = 16) -> None:
     """Originals (top) beside reconstructions E[x | E[z|x]] (bottom)."""
     plt = _pyplot()
@@ -284,6 +336,10 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
     if dataset.image_shape is None:
         figures = table_figures(model, dataset, out_dir, history=history)
         return {name: figure.path for name, figure in figures.items()}
+    if getattr(getattr(model, "architecture_", None), "conditional", False):
+        if getattr(model, "classes_", None) is None:  # covariates: no per-class grid
+            return {}
+        return conditional_figures(model, dataset, out_dir, history=history)
     X = dataset.test[:2000]
     shape = dataset.image_shape
     figures = {

@@ -75,6 +75,7 @@ def _image(path: str, caption: str, name: str | None = None, alt: str | None = N
 
 _CAPTIONS = {
     "samples": "samples from the model (decoder means of prior draws for a VAE)",
+    "samples_by_class": "a conditional VAE's samples, one row per class (same z per column)",
     "reconstructions": "test images and their reconstructions E[x | E[z|x]]",
     "uncertainty": "per-pixel std of decoder means over posterior samples of z",
     "traversals": "latent traversals along the most active dimensions",

@@ -22,7 +22,7 @@ import numpy as np
 from ._math import bits_per_dim
 from ._torchrun import env_rank
 from .data import DEFAULT_TEST_FRACTION, Dataset
-from .exceptions import ModelFileError, ParameterError, RunLockedError
+from .exceptions import DataError, ModelFileError, ParameterError, RunLockedError
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
 from .nn.config import TrainingConfig
@@ -81,7 +81,7 @@ def metrics_for(model, dataset: Dataset) -> dict:
     name = "elbo" if vae else "loglike"
     result = {}
     for split, X in (("train", train), ("test", test)):
-        value = float(np.mean(model.score_samples(X)))
+        value = float(np.mean(model.score_samples(X, **condition_of(model, dataset, split))))
         result[f"{split}_{name}"] = value
         result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
     if vae:
@@ -164,14 +164,44 @@ def _fit_vae(model, dataset: Dataset, validation_fraction: float, seed: int, *,
     from .nn import distributed
 
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
-    model.fit(with_names(fit_rows, dataset.feature_names), validation=validation,
+    y = None
+    if getattr(model, "conditional", False):  # --condition-on labels: the rows' labels
+        labels = check_labels_for_condition(dataset)
+        y, y_val = split_validation(labels, validation_fraction, seed)
+        validation = None if validation is None else (validation, y_val)
+    model.fit(with_names(fit_rows, dataset.feature_names), y, validation=validation,
               checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
               callbacks=callbacks)
     main = distributed.is_main()
     distributed.shutdown()  # the end of a torchrun job; nothing to do in one process
     if main:
-        model.check_fit(dataset.test, "test", reference=dataset.train)
+        model.check_fit(dataset.test, "test", reference=dataset.train,
+                        **condition_of(model, dataset, "test"))
     return main
+
+
+def check_labels_for_condition(dataset: Dataset) -> np.ndarray:
+    """The training labels a conditional VAE is fitted on; a clear error for data
+    without labels."""
+    if dataset.train_labels is None:
+        raise DataError(f"{dataset.name or 'the data'} has no class labels, so a VAE cannot be "
+                        "conditioned on them (--condition-on labels); use a data set with "
+                        "labels (digits, fashion-mnist, wine, ...) or --condition-on none")
+    return dataset.train_labels
+
+
+def condition_of(model, dataset: Dataset, split: str) -> dict:
+    """``{"y": labels}`` of the ``split`` ("train" or "test") rows for a conditional
+    VAE, else {}: the keyword its scoring methods take."""
+    architecture = getattr(model, "architecture_", None)
+    if architecture is None or not getattr(architecture, "conditional", False):
+        return {}
+    labels = getattr(dataset, f"{split}_labels")
+    if labels is None:
+        raise DataError(f"the model is conditioned on class labels, and "
+                        f"{dataset.name or 'the data'} has "
+                        "none to score it with")
+    return {"y": labels}
 
 
 def _vae_metrics(model, dataset: Dataset) -> dict:

@@ -107,6 +107,9 @@ def _run_options(
         "--tensorboard", help="Write TensorBoard event files (curves, image grids) to this "
                               "directory (pip install elbokit[tracking]).")] = None,
     mlflow: Annotated[Optional[str], _MLFLOW_OPTION] = None,
+    condition_on: Annotated[str, typer.Option(
+        "--condition-on", help="none, or labels: a conditional VAE, q(z|x, y) and p(x|z, y), "
+                               "on the data set's class labels y.")] = "none",
 ):
     pass
 
@@ -124,7 +127,9 @@ def fit_vae(**options):
                                test_fraction=options["test_fraction"])
     from ..nn import VAE
 
-    model = VAE(**_model_settings(options), image_shape=dataset.image_shape, seed=seed)
+    conditional = _condition_on(options["condition_on"], dataset)
+    model = VAE(**_model_settings(options), image_shape=dataset.image_shape, seed=seed,
+                conditional=conditional)
     callbacks = _callbacks(options, dataset.image_shape)
     metrics = fit_and_record(
         model, dataset, out, spec=data, seed=seed,
@@ -169,6 +174,18 @@ def _log_artifacts(callbacks: list, out: Path) -> None:
                 if path.is_file() and not path.name.startswith("."):
                     cb.log_artifacts(path)
             typer.echo(f"logged to MLflow run {cb.run_id}")
+
+
+def _condition_on(value: str, dataset) -> bool:
+    """Whether ``--condition-on`` asks for a conditional VAE (checked against the data)."""
+    from ..exceptions import ParameterError
+    from ..runs import check_labels_for_condition
+
+    if value not in ("none", "labels"):
+        raise ParameterError(f"--condition-on must be none or labels; got {value!r}")
+    if value == "labels":
+        check_labels_for_condition(dataset)
+    return value == "labels"
 
 
 def _signature() -> inspect.Signature:

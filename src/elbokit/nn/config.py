@@ -34,6 +34,7 @@ MIWAE_M, CIWAE_BETA = 8, 0.5  # Rainforth et al. (2018)'s MIWAE(8, 8) and CIWAE(
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POSTERIORS = ("gaussian", "iaf")
+SCHEDULES = ("joint", "alternating")  # elbokit.nn.schedules
 ACTIVATIONS = ("relu", "gated")
 LOGVAR_CLAMP = (-6.0, 2.0)  # the range of clamp_logvar (the VampPrior code's hardtanh)
 PRIORS = ("standard", "mog", "vamp", "custom")  # "custom": a Prior object was given
@@ -92,6 +93,11 @@ class ArchitectureConfig:
     -sum_j log s_j (m and s are buffers, saved with the weights). ``min_variance`` and
     ``sigma`` are then in standardized units. ``feature_names``: the column names
     of the training data (a DataFrame's), or None.
+
+    ``conditional=True`` is the conditional VAE, q(z|x, y) and p(x|z, y): the
+    ``condition_dim`` numbers of y (the one-hot code of ``classes``, or covariates when
+    ``classes`` is None) are concatenated to the encoder's input (for conv: to the
+    features entering its linear head) and to the decoder's z.
     """
 
     n_features: int = setting(_UNSET, "d, the number of features (from the data).", minimum=1,
@@ -138,8 +144,16 @@ class ArchitectureConfig:
         False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
         "on for --likelihood gaussian, off otherwise; refused for bernoulli).",
         estimator_default="auto")
+    conditional: bool = setting(False, "q(z|x, y) and p(x|z, y): fit(X, y) with class labels "
+                                "(one-hot) or a covariate matrix (the CLI's --condition-on).",
+                                cli=False)
     feature_names: tuple[str, ...] | None = setting(None, "Column names of the training data.",
                                                     cli=False)
+    condition_dim: int = setting(0, "c, the width of the conditioning input y (from the data).",
+                                 minimum=0, cli=False)
+    classes: tuple[int | str, ...] | None = setting(
+        None, "The class labels of y, in one-hot order (None: y is a covariate matrix).",
+        cli=False)
 
     def __post_init__(self):
         _check_fields(self)
@@ -153,8 +167,28 @@ class ArchitectureConfig:
             raise ParameterError(f"feature_names must be {self.n_features} strings")
         if not self.flow_hidden:
             raise ParameterError("flow_hidden needs at least one hidden layer size")
+        self._check_condition()
         if "conv" in (self.encoder, self.decoder):
             self._check_conv_shape()
+
+    def _check_condition(self):
+        if not self.conditional:
+            if self.condition_dim or self.classes is not None:
+                raise ParameterError("condition_dim and classes belong to a conditional model "
+                                     "(conditional=True)")
+            return
+        if self.condition_dim < 1:
+            raise ParameterError("conditional=True needs y, the labels or covariates to "
+                                 "condition on: fit(X, y)")
+        if self.prior == "vamp":
+            raise ParameterError("prior='vamp' is not available for a conditional VAE (its "
+                                 "pseudo-inputs would need a y of their own); use prior="
+                                 "'standard' or 'mog'")
+        if self.classes is not None:
+            if len(self.classes) != self.condition_dim or len(set(self.classes)) != \
+                    len(self.classes):
+                raise ParameterError(f"classes must be {self.condition_dim} distinct labels; "
+                                     f"got {list(self.classes)[:20]}")
 
     def _check_conv_shape(self):
         shape = self.image_shape
@@ -216,7 +250,10 @@ class TrainingConfig:
     the IWAE bound of all M * K draws, the encoder on MIWAE(M, K). ``gradient``:
     ``"standard"`` (autograd of the estimate), ``"stl"`` (sticking the landing, Roeder et
     al. 2017; objective "a") or ``"dreg"`` (doubly reparameterized, Tucker et al. 2019;
-    the importance-weighted objectives); both change the encoder's gradient only."""
+    the importance-weighted objectives); both change the encoder's gradient only.
+    ``schedule="alternating"`` trains EM-style: ``e_steps`` minibatch steps of the
+    encoder alone, then ``m_steps`` of the decoder alone, repeated (see
+    :mod:`elbokit.nn.schedules`); ``"joint"`` steps both every time."""
 
     epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1)
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
@@ -253,6 +290,13 @@ class TrainingConfig:
                            "miwae and piwae (K = --n-samples).", minimum=1)
     ciwae_beta: float = setting(CIWAE_BETA, "Weight of L_A in ciwae: beta * L_A + (1 - beta) "
                                 "* IWAE, beta in [0, 1].")
+    schedule: str = setting("joint", "joint (every step updates encoder and decoder) or "
+                            "alternating (EM-style: e-steps encoder steps, then m-steps "
+                            "decoder steps).", choices=SCHEDULES)
+    e_steps: int = setting(1, "Encoder-only steps per E phase (schedule alternating).",
+                           minimum=1)
+    m_steps: int = setting(1, "Decoder-only steps per M phase (schedule alternating).",
+                           minimum=1)
 
     def __post_init__(self):
         _check_fields(self)
@@ -307,7 +351,7 @@ class TrainingConfig:
 # --------------------------------------------------------------------------- the settings
 
 # fields the data decide, not the user: not arguments of the estimator
-DATA_FIELDS = ("n_features", "feature_names")
+DATA_FIELDS = ("n_features", "feature_names", "condition_dim", "classes")
 
 
 def estimator_settings() -> list[dataclasses.Field]:
@@ -345,6 +389,9 @@ def _check_fields(config) -> None:
         if value is None and f.default is None:
             continue
         kind = _kind(f)
+        if kind == "labels" and not _labels(value):
+            raise ParameterError(f"{f.name} must be a tuple of integers or of strings; got "
+                                 f"{value!r}")
         if kind == "bool" and not isinstance(value, bool):
             raise ParameterError(f"{f.name} must be True or False; got {value!r}")
         if kind == "ints":
@@ -360,6 +407,14 @@ def _check_fields(config) -> None:
             _check_positive(value, f.name)
         if meta["choices"] is not None:
             _check_choice(value, f.name, meta["choices"])
+
+
+def _labels(value) -> bool:
+    """Whether ``value`` is a tuple of class labels: all integers or all strings."""
+    if not isinstance(value, tuple):
+        return False
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return ints or all(isinstance(v, str) for v in value)
 
 
 def _check_int(value, name, minimum):
@@ -383,7 +438,7 @@ def _check_choice(value, name, choices):
 # the kind of each annotation (a string under ``from __future__ import annotations``)
 _KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool",
           "tuple[int, ...]": "ints", "tuple[int, int] | None": "ints",
-          "tuple[str, ...] | None": "strs"}
+          "tuple[str, ...] | None": "strs", "tuple[int | str, ...] | None": "labels"}
 
 
 def _kind(f: dataclasses.Field) -> str:
@@ -430,6 +485,11 @@ def _convert(value, f: dataclasses.Field, where):
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ModelFileError(f"{where}.{name} must be a list of strings; got {value!r}")
+        return tuple(value)
+    if kind == "labels":
+        if not isinstance(value, list) or not _labels(tuple(value)):
+            raise ModelFileError(f"{where}.{name} must be a list of integers or of strings; "
+                                 f"got {str(value)[:80]}")
         return tuple(value)
     if kind == "ints":
         if not isinstance(value, list) or not all(

@@ -114,10 +114,20 @@ class VAENetwork(nn.Module):
             return 0.0
         return -torch.log(self.data_scale).sum()
 
+    def split_condition(self, x: torch.Tensor):
+        """A conditional model's input (..., d + c) -> (x (..., d), y (..., c)); an
+        unconditional one's x -> (x, None). The conditioning y travels as the last c
+        columns of x, so the estimators, the training loop and importance sampling
+        serve both models unchanged."""
+        c = self.config.condition_dim
+        return (x, None) if not c else (x[..., :-c], x[..., -c:])
+
     def encode_posterior(self, x: torch.Tensor):
-        """x (B, d) -> mean, logvar (B, L) of the Gaussian and the flow's context
-        (B, flow_context), None without a flow."""
-        mean, logvar = self.encoder(self.standardized(x))
+        """x (B, d) (conditional: (B, d + c), y last) -> mean, logvar (B, L) of the
+        Gaussian and the flow's context (B, flow_context), None without a flow."""
+        x, y = self.split_condition(x)
+        x = self.standardized(x)
+        mean, logvar = self.encoder(x if y is None else torch.cat([x, y], dim=-1))
         if self.flow is None:
             return mean, self._clamped(logvar), None
         latent = self.config.latent_dim
@@ -155,21 +165,25 @@ class VAENetwork(nn.Module):
         post = self.posterior(x, n_samples, generator)
         return post.z, post.log_q()
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """z (..., L) -> the likelihood's per-pixel parameters, (..., d) each (of the
-        standardized x when the model standardizes)."""
+        standardized x when the model standardizes). ``y`` (B, c): the conditioning of
+        a conditional model, broadcast over z's leading sample axis."""
+        if y is not None:
+            z = torch.cat([z, y.expand(*z.shape[:-1], y.shape[-1])], dim=-1)
         return self.decoder(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) of x (B, d) as given, for z (S, B, L) or (B, L): shape (S, B) or
         (B,). With standardization, log p_std(x_std|z) - sum_j log s_j (a Gaussian of
         mean m + s mu(z) and variance s^2 v(z) in the data's units)."""
-        log_prob = self.likelihood.log_prob(self.standardized(x), self.decode(z))
+        x, y = self.split_condition(x)
+        log_prob = self.likelihood.log_prob(self.standardized(x), self.decode(z, y))
         return log_prob + self.log_jacobian()
 
-    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] in the data's units, (..., d)."""
-        mean = self.likelihood.mean(self.decode(z))
+    def decoder_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z] (conditional: E[x|z, y]) in the data's units, (..., d)."""
+        mean = self.likelihood.mean(self.decode(z, y))
         if not self.config.standardize:
             return mean
         return self.data_mean + self.data_scale * mean

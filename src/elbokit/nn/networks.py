@@ -108,22 +108,30 @@ class LinearDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """(B, H*W) -> two stride-2 convolutions (H/4, W/4) -> linear -> (mean, logvar)."""
+    """(B, H*W) -> two stride-2 convolutions (H/4, W/4) -> linear -> (mean, logvar).
 
-    def __init__(self, image_shape: tuple[int, int], latent_dim: int, channels=(32, 64)):
+    With ``n_condition`` = c > 0 the input is (B, H*W + c): the last c columns (the
+    conditioning y) join the convolutions' features at the linear head."""
+
+    def __init__(self, image_shape: tuple[int, int], latent_dim: int, channels=(32, 64),
+                 n_condition: int = 0):
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.n_condition = n_condition
         c1, c2 = channels
         h, w = image_shape[0] // 4, image_shape[1] // 4
         self.conv = nn.Sequential(
             nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
         )
-        self.head = nn.Linear(c2 * h * w, 2 * latent_dim)
+        self.head = nn.Linear(c2 * h * w + n_condition, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = x.view(-1, 1, *self.image_shape)  # (B, 1, H, W)
+        c = self.n_condition
+        images = (x[:, :-c] if c else x).reshape(-1, 1, *self.image_shape)  # (B, 1, H, W)
         features = self.conv(images).flatten(1)  # (B, c2 * H/4 * W/4)
+        if c:
+            features = torch.cat([features, x[:, -c:]], dim=-1)
         mean, logvar = self.head(features).chunk(2, dim=-1)
         return mean, logvar
 
@@ -154,18 +162,22 @@ class ConvDecoder(nn.Module):
 
 def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
     """The encoder of ``config``, with ``n_outputs`` numbers in each of its two halves
-    (mean, logvar): the latent size, or more when a flow takes a context from it."""
+    (mean, logvar): the latent size, or more when a flow takes a context from it. A
+    conditional model's encoder takes y's ``condition_dim`` columns after x's."""
     n_outputs = n_outputs or config.latent_dim
+    n_condition = getattr(config, "condition_dim", 0)
     if config.encoder == "conv":
-        return ConvEncoder(config.image_shape, n_outputs)
+        return ConvEncoder(config.image_shape, n_outputs, n_condition=n_condition)
     hidden = () if config.encoder == "linear" else config.hidden
-    return MLPEncoder(config.n_features, hidden, n_outputs, config.activation)
+    return MLPEncoder(config.n_features + n_condition, hidden, n_outputs, config.activation)
 
 
 def build_decoder(config, n_heads: int) -> nn.Module:
+    """The decoder of ``config``; a conditional model's takes (z, y) concatenated."""
+    n_inputs = config.latent_dim + getattr(config, "condition_dim", 0)
     if config.decoder == "conv":
-        return ConvDecoder(config.image_shape, config.latent_dim, n_heads)
+        return ConvDecoder(config.image_shape, n_inputs, n_heads)
     if config.decoder == "linear":
-        return LinearDecoder(config.latent_dim, config.n_features, n_heads)
-    return MLPDecoder(config.latent_dim, tuple(reversed(config.hidden)), config.n_features,
-                      n_heads, config.activation)
+        return LinearDecoder(n_inputs, config.n_features, n_heads)
+    return MLPDecoder(n_inputs, tuple(reversed(config.hidden)), config.n_features, n_heads,
+                      config.activation)

@@ -23,6 +23,7 @@ from . import distributed
 from .callbacks import Hooks
 from .config import ArchitectureConfig, TrainingConfig
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
+from .schedules import freeze_gradients
 
 EVAL_BATCH = 4096
 CHECK_EVERY = 25  # steps between NaN checks and progress-bar updates
@@ -352,7 +353,7 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
         # the loss may weight the KL (beta, warm-up, free bits); neg_elbo never does
         loss, neg_elbo = run.loss(run.objective, run.model, x, config, generator,
                                   (epoch - 1) * n_steps + step, n_steps)
-        if _optimise(run, loss):
+        if _optimise(run, loss, (epoch - 1) * n_steps + step):
             losses[step] = neg_elbo.detach()
             if run.average is not None:
                 run.average.update()
@@ -400,14 +401,16 @@ class _Binarizer:
         return (torch.from_numpy(uniform) < x).to(x.dtype)
 
 
-def _optimise(run: _Run, loss: torch.Tensor) -> bool:
-    """One optimiser step; with on_nan="skip-batch" only where the loss and the
-    gradients are finite on every rank (returns False for a skipped step)."""
+def _optimise(run: _Run, loss: torch.Tensor, step: int) -> bool:
+    """One optimiser step (of the parameters the schedule updates at global step
+    ``step``); with on_nan="skip-batch" only where the loss and the gradients are
+    finite on every rank (returns False for a skipped step)."""
     run.optimizer.zero_grad(set_to_none=True)
     skip = run.on_nan == "skip-batch"
     if skip and not run.shard.all_true(bool(torch.isfinite(loss))):
         return False
     loss.backward()
+    freeze_gradients(run.model, run.config, step)
     if skip and not all(bool(torch.isfinite(p.grad).all()) for group in
                         run.optimizer.param_groups for p in group["params"]
                         if p.grad is not None):  # averaged by DDP: alike on every rank
@@ -528,7 +531,8 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
                              f"({saved['architecture']}); use a new run directory or the same "
                              "model settings")
     same = ("batch_size", "lr", "lr_schedule", "lr_warmup", "max_minutes", "ema", "objective",
-            "n_samples", "binarize", "seed", "gradient", "miwae_m", "ciwae_beta")
+            "n_samples", "binarize", "seed", "gradient", "miwae_m", "ciwae_beta", "schedule",
+            "e_steps", "m_steps")
     changed = [k for k in same if getattr(saved["training"], k) != getattr(run.config, k)]
     if changed and distributed.is_main():
         warnings.warn(f"resuming {where} with changed training settings {changed}: the result "

@@ -83,6 +83,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     gmm_components : components of the Gaussian mixture (scikit-learn's
         ``GaussianMixture``, full covariances) fitted after training to the posterior
         means of up to 10000 training rows, for ``sample(sampler="gmm")`` (0: none).
+    conditional : False (default) or True, the conditional VAE q(z|x, y), p(x|z, y):
+        ``fit(X, y)`` with y either class labels (1-D, (n,): one-hot coded, the classes
+        kept in ``classes_``) or a covariate matrix (2-D, (n, c)); y is concatenated to
+        the encoder's input and to the decoder's z. Every method that reads x or
+        generates one (``encode``, ``elbo``, ``score``, ``sample``, ``decode``, ...) then
+        takes ``y=`` too; ``log_likelihood_samples`` estimates log p(x|y).
     epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience, seed, device,
     progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
@@ -98,6 +104,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Rainforth et al. 2018; ``gradient="stl"`` (objective "a") or ``"dreg"`` (the
         importance-weighted ones), see :mod:`elbokit.nn.objectives`. An estimator object
         as ``objective`` records its own settings.
+    schedule, e_steps, m_steps : ``"joint"`` (default: every step updates encoder and
+        decoder) or ``"alternating"``: EM-style phases of ``e_steps`` encoder-only and
+        ``m_steps`` decoder-only steps, see :mod:`elbokit.nn.schedules`.
 
     Attributes
     ----------
@@ -109,6 +118,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         saved model).
     standardize_ : whether the fitted model standardizes; ``mean_``, ``scale_`` its
         m and s (None when it does not).
+    classes_ : the class labels of a model conditioned on labels (one-hot order);
+        ``n_condition_``: c, the width of y (0 when not conditional).
 
     Examples
     --------
@@ -140,13 +151,15 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, prior="standard",
                  prior_components: int = 10, gmm_components: int = 10, standardize="auto",
+                 conditional: bool = False,
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
                  binarize: str = "none", patience: int = 0, seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
                  free_bits: float = 0.0, beta: float = 1.0, gradient: str = "standard",
-                 miwae_m: int = 8, ciwae_beta: float = 0.5):
+                 miwae_m: int = 8, ciwae_beta: float = 0.5, schedule: str = "joint",
+                 e_steps: int = 1, m_steps: int = 1):
         settings = dict(locals())
         del settings["self"]
         for name, value in settings.items():
@@ -162,7 +175,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return self.likelihood == "gaussian"
         return self.standardize  # True with bernoulli fails ArchitectureConfig's check
 
-    def _architecture(self, n_features: int) -> ArchitectureConfig:
+    def _architecture(self, n_features: int, condition_dim: int = 0,
+                      classes=None) -> ArchitectureConfig:
         """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
         other settings resolved (encoder, decoder, image_shape, standardize)."""
         settings = config_kwargs(ArchitectureConfig, self)
@@ -179,7 +193,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             flow_hidden=_sizes(self.flow_hidden), standardize=self._resolve_standardize())
         return ArchitectureConfig(n_features=n_features,
                                   feature_names=_names(getattr(self, "feature_names_in_", None)),
-                                  **settings)
+                                  condition_dim=condition_dim, classes=classes, **settings)
 
     def _prior_components(self) -> int:
         if _prior_name(self.prior) in ("mog", "vamp") and isinstance(self.prior, Prior):
@@ -231,22 +245,39 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         A fit that diverged raises :class:`TrainingError` naming the likely cause: a
         non-finite loss, or (Gaussian likelihoods) an ELBO far below that of a diagonal
         Gaussian fitted to the same rows, see :meth:`check_fit`.
+
+        ``conditional=True``: y is required (class labels (n,) or covariates (n, c)),
+        and ``validation`` is a pair ``(X_val, y_val)``; otherwise y is ignored, as
+        scikit-learn's pipelines pass it.
         """
         callbacks = check_callbacks(callbacks)
         X = self._check_X(X, "X", reset=True)
+        condition, val_y = self._fit_condition(y, X.shape[0]), None
+        if validation is not None and condition is not None:
+            if not (isinstance(validation, tuple) and len(validation) == 2):
+                raise DataError("a conditional VAE takes validation=(X_val, y_val)")
+            validation, val_y = validation
         if validation is not None:
             validation = self._check_X(validation, "validation", reset=False)
+            if condition is not None:
+                validation = np.hstack([validation, self._condition(val_y, len(validation),
+                                                                    "y_val")])
         objective = self.objective if not isinstance(self.objective, str) else None
         training = self._training()
         if objective is None:
             objective = training.objective
-        architecture = self._architecture(X.shape[1])
+        architecture = self._architecture(
+            X.shape[1], 0 if condition is None else condition.shape[1],
+            None if self.classes_ is None else tuple(self.classes_.tolist()))
         if training.binarize != "none" and architecture.likelihood != "bernoulli":
             raise ParameterError("binarize applies to likelihood='bernoulli' only")
         if training.gradient != "standard" and architecture.posterior != "gaussian":
             raise ParameterError(f"gradient={training.gradient!r} needs posterior='gaussian' "
                                  "(log q(z|x) at a given z with the flow's parameters held "
                                  "fixed needs the flow's inverse)")
+        if training.binarize != "none" and condition is not None and self.classes_ is None:
+            raise ParameterError("binarize would binarize the covariates y too; use "
+                                 "binarize='none' with a covariate matrix")
         if training.patience and validation is None:
             raise ParameterError("early stopping (patience > 0) needs validation data")
         if training.free_bits and architecture.prior != "standard":
@@ -265,7 +296,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.model_.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(
             training.seed))  # e.g. the VampPrior's pseudo-inputs: training rows
         try:
-            self.history_ = train(self.model_, X, training, architecture,
+            data = X if condition is None else np.hstack([X, condition])  # y: the last columns
+            self.history_ = train(self.model_, data, training, architecture,
                                   validation=validation, objective=objective,
                                   run_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
                                   callbacks=callbacks)
@@ -273,13 +305,73 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise TrainingError(f"{exc}{self._likely_cause(X)}") from None
         self.architecture_, self.training_ = architecture, training
         self.model_.eval()
-        if architecture.gmm_components:
+        if architecture.gmm_components and condition is None:  # q(z) of a CVAE needs y
             self._fit_gmm(X, training.seed)
         if validation is None:
-            self.check_fit(X, "training")
+            self.check_fit(X, "training", y=None if condition is None else y)
         else:
-            self.check_fit(validation, "validation", reference=X)
+            d = X.shape[1]
+            self.check_fit(validation[:, :d], "validation", reference=X,
+                           y=None if condition is None else val_y)
         return self
+
+    # ------------------------------------------------------------------ conditioning
+
+    def _fit_condition(self, y, n: int) -> np.ndarray | None:
+        """y coded as the (n, c) float32 block the networks see (None when the model is
+        not conditional); sets ``classes_`` and ``n_condition_``."""
+        self.classes_, self.n_condition_ = None, 0
+        if self.conditional is False:
+            return None
+        if self.conditional is not True:
+            raise ParameterError(f"conditional must be True or False; got {self.conditional!r}")
+        if y is None:
+            raise DataError("conditional=True: fit(X, y) needs y, class labels (n,) or a "
+                            "covariate matrix (n, c)")
+        if np.ndim(y) == 1:
+            labels = _labels(y, n, "y")
+            classes = np.unique(labels)
+            if len(classes) < 2:
+                raise DataError(f"y holds a single class ({classes[0]!r}); conditioning "
+                                "needs at least 2")
+            self.classes_ = classes
+        self.n_condition_ = len(self.classes_) if self.classes_ is not None \
+            else _covariates(y, n, "y", None).shape[1]
+        return self._condition(y, n, "y")
+
+    @property
+    def conditional_(self) -> bool:
+        self._check_fitted()
+        return self.architecture_.conditional
+
+    def _condition(self, y, n: int, name: str = "y") -> np.ndarray:
+        """y of a fitted conditional model, checked and coded as (n, c) float32: the
+        one-hot code of its labels, or its covariates."""
+        if y is None:
+            raise DataError(f"this VAE is conditional: pass {name}=, the "
+                            + ("class labels (one of " + _brief(self.classes_) + ")"
+                               if self.classes_ is not None else
+                               f"covariates ({self.n_condition_} columns)")
+                            + " of each row")
+        if self.classes_ is None:
+            return _covariates(y, n, name, self.n_condition_)
+        labels = _labels(y, n, name)
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unknown = [v for v in dict.fromkeys(labels.tolist()) if v not in index]
+        if unknown:
+            raise DataError(f"{name} holds label(s) {unknown[:5]} not seen at fit; the classes "
+                            f"are {_brief(self.classes_)}")
+        codes = np.zeros((n, len(index)), dtype=np.float32)
+        codes[np.arange(n), [index[v] for v in labels.tolist()]] = 1.0
+        return codes
+
+    def _with_condition(self, X: np.ndarray, y) -> np.ndarray:
+        """X (checked) with a conditional model's coded y appended as its last columns."""
+        if not self.architecture_.conditional:
+            if y is not None:
+                raise ParameterError("y is only for a conditional VAE (conditional=True)")
+            return X
+        return np.hstack([X, self._condition(y, X.shape[0])])
 
     @staticmethod
     def _build(architecture: ArchitectureConfig, seed: int, prior=None) -> VAEModel:
@@ -371,11 +463,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         generator.manual_seed(int(random_state))
         return generator
 
-    def _input(self, X) -> torch.Tensor:
+    def _input(self, X, y=None) -> torch.Tensor:
         """X checked, as a tensor on the model's device, in the data's units (the model
-        standardizes internally)."""
+        standardizes internally); a conditional model's y coded in its last columns."""
         self._check_fitted()
-        return self._tensor(self._check_X(X, "X", reset=False))
+        return self._tensor(self._with_condition(self._check_X(X, "X", reset=False), y))
 
     @property
     def standardize_(self) -> bool:
@@ -403,20 +495,22 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ divergence
 
-    def check_fit(self, X, what: str = "test", *, reference=None) -> None:
+    def check_fit(self, X, what: str = "test", *, reference=None, y=None) -> None:
         """Raise :class:`TrainingError` if the fitted model's ELBO on (a seeded subset of
         up to 4096) rows of X is not finite or, for a Gaussian likelihood, lies more
         than 10 nats per feature below the log-likelihood of a diagonal Gaussian fitted
         to ``reference`` (the training rows; default X itself), a model the VAE
         contains (a decoder that ignores z): such an ELBO means the fit diverged.
         ``what`` names the rows in the message. ``fit`` calls it on the validation
-        rows (else the training rows)."""
+        rows (else the training rows). ``y``: a conditional model's y of X."""
         X = self._check_X(X, "X", reset=False)
         reference = X if reference is None else self._check_X(reference, "reference",
                                                               reset=False)
+        XY = self._with_condition(X, y)
         if X.shape[0] > DIVERGENCE_ROWS:
-            X = X[np.random.default_rng(0).choice(X.shape[0], DIVERGENCE_ROWS, replace=False)]
-        elbo = float(np.mean(self.score_samples(X)))
+            rows = np.random.default_rng(0).choice(X.shape[0], DIVERGENCE_ROWS, replace=False)
+            X, XY = X[rows], XY[rows]
+        elbo = float(np.mean(self._elbo(self._tensor(XY), "b", 1, 0)))
         if not math.isfinite(elbo):
             raise TrainingError(f"the fitted VAE's ELBO on the {what} rows is {elbo}: the fit "
                                 f"diverged{self._likely_cause(X)}")
@@ -460,7 +554,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ using the model
 
     @torch.no_grad()
-    def encode(self, X, n_samples: int | None = None, random_state=0):
+    def encode(self, X, n_samples: int | None = None, random_state=0, y=None):
         """Posterior mean E[z|x] (the MAP estimate for a Gaussian q), shape (n, L).
 
         With ``n_samples=k``: returns ``(samples, std)``: k draws from q(z|x) per
@@ -468,8 +562,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         shape (n, L): the encoder's uncertainty about z.
 
         With ``posterior="iaf"`` q(z|x) has no closed-form moments: the mean and std
-        are Monte-Carlo estimates over ``max(k, 256)`` seeded draws of the flow."""
-        x = self._input(X)
+        are Monte-Carlo estimates over ``max(k, 256)`` seeded draws of the flow.
+        ``y``: a conditional model's labels or covariates of X (q(z|x, y))."""
+        x = self._input(X, y)
         if self.model_.flow is not None:
             return self._encode_flow(x, n_samples, random_state)
         means, logvars = zip(*(self.model_.encode(x[i:i + EVAL_BATCH])
@@ -504,30 +599,38 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self.decode(Z)
 
     @torch.no_grad()
-    def decode(self, Z) -> np.ndarray:
+    def decode(self, Z, y=None) -> np.ndarray:
         """Decoder mean E[x|z] of each row of Z (n, L), shape (n, d), in the data's
-        units."""
+        units; a conditional model's E[x|z, y] for the labels or covariates ``y``."""
         self._check_fitted()
         Z = check_data(Z, "Z", dtype=np.float32)
         if Z.shape[1] != self.architecture_.latent_dim:
             raise DataError(f"Z has {Z.shape[1]} columns; the latent dimension is "
                             f"{self.architecture_.latent_dim}")
         z = self._tensor(Z)
-        out = [self.model_.decoder_mean(z[i:i + EVAL_BATCH])
+        c = None
+        if self.architecture_.conditional:
+            c = self._tensor(self._condition(y, Z.shape[0]))
+        elif y is not None:
+            raise ParameterError("y is only for a conditional VAE (conditional=True)")
+        out = [self.model_.decoder_mean(z[i:i + EVAL_BATCH],
+                                        None if c is None else c[i:i + EVAL_BATCH])
                for i in range(0, z.shape[0], EVAL_BATCH)]
         return torch.cat(out).cpu().numpy()
 
-    def reconstruct(self, X) -> np.ndarray:
+    def reconstruct(self, X, y=None) -> np.ndarray:
         """Decoder mean at the posterior mean: decode(encode(X)), shape (n, d)."""
-        return self.decode(self.encode(X))
+        return self.decode(self.encode(X, y=y), y=y)
 
-    def sample(self, n_samples: int = 1, random_state=None, sampler: str = "prior") -> np.ndarray:
+    def sample(self, n_samples: int = 1, random_state=None, sampler: str = "prior",
+               y=None) -> np.ndarray:
         """Decoder means of n draws of z, shape (n, d): ``sampler="prior"`` draws
         z ~ p(z) (N(0, I) for the standard prior); ``"gmm"`` draws from the Gaussian
         mixture fitted to the training codes after the fit (``gmm_components``; the GMM
         sampler of pythae), which follows the aggregate posterior q(z) = E_x q(z|x)
         where the decoder was trained, and so gives sharper samples when q(z) and p(z)
-        differ."""
+        differ. A conditional model generates for ``y``: one label (or covariate row)
+        for all n, or one per sample."""
         self._check_fitted()
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
                 or n_samples < 1:
@@ -540,7 +643,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 z = self._gmm_sample(int(n_samples), generator)
             else:
                 z = self.model_.prior.sample(int(n_samples), generator)
-        return self.decode(z.cpu().numpy())
+        return self.decode(z.cpu().numpy(), y=self._repeat(y, int(n_samples)))
 
     def prior_moments(self, n_draws: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and std of p(z), (L,) each: 0 and 1 for N(0, I), else
@@ -570,19 +673,35 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                           device=self.device_)
         return model.gmm_means[k] + (model.gmm_scale_tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
 
-    def interpolate(self, x1, x2, steps: int = 10) -> np.ndarray:
+    def _repeat(self, y, n: int):
+        """One label (covariate row) of a conditional model as n of them; anything else
+        as given (checked by :meth:`_condition`)."""
+        if y is None or not self.architecture_.conditional:
+            return y
+        single = np.ndim(y) == 0 if self.classes_ is not None else np.ndim(y) == 1
+        if not single:
+            return y
+        return np.full(n, y) if self.classes_ is not None else np.tile(np.asarray(y), (n, 1))
+
+    def interpolate(self, x1, x2, steps: int = 10, y=None) -> np.ndarray:
         """Decoder means along the straight line between the posterior means of two
-        inputs (each of shape (d,) or (1, d)), shape (steps, d)."""
+        inputs (each of shape (d,) or (1, d)), shape (steps, d); a conditional model's
+        ``y`` is one label (covariate row), for both ends and every step."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ParameterError(f"steps must be an integer >= 2; got {steps!r}")
-        ends = self.encode(np.vstack([np.reshape(x1, (1, -1)), np.reshape(x2, (1, -1))]))
+        ends = self.encode(np.vstack([np.reshape(x1, (1, -1)), np.reshape(x2, (1, -1))]),
+                           y=self._repeat(y, 2))
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]  # (steps, 1)
-        return self.decode((1 - t) * ends[0] + t * ends[1])
+        return self.decode((1 - t) * ends[0] + t * ends[1], y=self._repeat(y, int(steps)))
 
-    def elbo(self, X, estimator: str = "b", n_samples: int = 1, random_state=0) -> np.ndarray:
+    def elbo(self, X, estimator: str = "b", n_samples: int = 1, random_state=0,
+             y=None) -> np.ndarray:
         """Per-sample ELBO estimates (nats), shape (n,): ``"a"`` L_A, ``"b"`` L_B, or
-        ``"iwae"`` (a tighter bound, tending to log p(x) as n_samples grows)."""
-        x = self._input(X)
+        ``"iwae"`` (a tighter bound, tending to log p(x) as n_samples grows); a
+        conditional model's bound on log p(x|y)."""
+        return self._elbo(self._input(X, y), estimator, n_samples, random_state)
+
+    def _elbo(self, x: torch.Tensor, estimator, n_samples, random_state) -> np.ndarray:
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
                 or n_samples < 1:
             raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
@@ -593,45 +712,48 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                n_samples=int(n_samples), seed=seed)
         return values.cpu().numpy().astype(np.float64)
 
-    def score_samples(self, X) -> np.ndarray:
-        """Per-sample ELBO (L_B, one sample, seeded), a lower bound on log p(x)."""
-        return self.elbo(X, "b", n_samples=1, random_state=0)
+    def score_samples(self, X, y=None) -> np.ndarray:
+        """Per-sample ELBO (L_B, one sample, seeded), a lower bound on log p(x) (a
+        conditional model's on log p(x|y))."""
+        return self.elbo(X, "b", n_samples=1, random_state=0, y=y)
 
     def score(self, X, y=None) -> float:
-        """Mean per-sample ELBO (nats)."""
-        return float(np.mean(self.score_samples(X)))
+        """Mean per-sample ELBO (nats); y is used by a conditional model only (and
+        ignored otherwise, as scikit-learn's pipelines pass it)."""
+        return float(np.mean(self.score_samples(X, y if self.conditional_ else None)))
 
-    def bits_per_dim(self, X) -> float:
+    def bits_per_dim(self, X, y=None) -> float:
         """-ELBO / (d ln 2): the bound in bits per dimension."""
-        return bits_per_dim(self.score(X), self.n_features_in_)
+        return bits_per_dim(self.score(X, y), self.n_features_in_)
 
     # ------------------------------------------------------------------ the model protocol
 
     exact_log_likelihood = False  # log p(x) is importance-sampled
     linear_gaussian = False
 
-    def posterior_moments(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def posterior_moments(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, L) and per-dimension variance (n, L) of q(z|x) (see :meth:`encode`)."""
-        mean = self.encode(X)
-        _, std = self.encode(X, n_samples=1)
+        mean = self.encode(X, y=y)
+        _, std = self.encode(X, n_samples=1, y=y)
         return mean, std**2
 
-    def posterior_samples(self, X, n_samples: int, random_state=0) -> np.ndarray:
+    def posterior_samples(self, X, n_samples: int, random_state=0, y=None) -> np.ndarray:
         """``n_samples`` draws from q(z|x) per row, shape (n, k, L)."""
-        return self.encode(X, n_samples=n_samples, random_state=random_state)[0]
+        return self.encode(X, n_samples=n_samples, random_state=random_state, y=y)[0]
 
     def decode_mean(self, Z) -> np.ndarray:
         """Decoder mean E[x|z] of each row of Z: :meth:`decode`."""
         return self.decode(np.asarray(Z, dtype=np.float32))
 
     def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
-                               random_state: int = 0, progress=None) -> np.ndarray:
+                               random_state: int = 0, progress=None, y=None) -> np.ndarray:
         """Importance-sampled log p(x) per row: log 1/k sum_i p(x, z_i)/q(z_i|x),
         z_i ~ q(z|x) (the IWAE bound with k = ``n_importance``), batched over data and
-        samples so memory is bounded for any k; ``progress(rows_done)`` if given."""
+        samples so memory is bounded for any k; ``progress(rows_done)`` if given. A
+        conditional model's log p(x|y), with q(z|x, y) and p(x|z, y)."""
         from .importance import importance_log_likelihood
 
-        x = self._input(X)
+        x = self._input(X, y)
         generator = torch.Generator(device=x.device)
         generator.manual_seed(int(random_state))
         values = importance_log_likelihood(self.model_, x, int(n_importance),
@@ -639,9 +761,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                            progress=progress)
         return values.cpu().numpy()
 
-    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
+    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0,
+                     y=None) -> np.ndarray:
         """The ELBO L_B per row (nats): :meth:`elbo` with estimator ``"b"``."""
-        return self.elbo(X, "b", n_samples=n_samples, random_state=random_state)
+        return self.elbo(X, "b", n_samples=n_samples, random_state=random_state, y=y)
 
     def training_curve(self) -> list | None:
         """One dict per epoch (``train_elbo``, ``val_elbo``): ``history_``."""
@@ -676,6 +799,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         vae.n_features_in_ = architecture.n_features
         if architecture.feature_names is not None:
             vae.feature_names_in_ = np.asarray(architecture.feature_names, dtype=object)
+        vae.n_condition_ = architecture.condition_dim
+        vae.classes_ = None if architecture.classes is None else np.asarray(architecture.classes)
         return vae
 
 
@@ -707,6 +832,49 @@ def _prior_name(prior) -> str:
         return prior  # a string (checked by ArchitectureConfig) or a bad value
     builtin = {"standard": StandardNormal, "mog": MixtureOfGaussians, "vamp": VampPrior}
     return prior.name if builtin.get(prior.name) is type(prior) else "custom"
+
+
+def _brief(values, limit: int = 12) -> str:
+    values = list(np.asarray(values).tolist())
+    return str(values[:limit])[:-1] + ", ...]" if len(values) > limit else str(values)
+
+
+def _labels(y, n: int, name: str) -> np.ndarray:
+    """1-D class labels y of n rows as an array of Python-comparable values: integers
+    (integer-valued floats included) or strings."""
+    values = np.asarray(y)
+    if values.ndim != 1:
+        raise DataError(f"{name} must be class labels of shape ({n},); got shape "
+                        f"{values.shape}")
+    if values.shape[0] != n:
+        raise DataError(f"{name} has {values.shape[0]} entries but X has {n} rows; one label "
+                        "per row is needed")
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise DataError(f"{name} holds non-integer numbers: 1-D y is class labels; pass "
+                            "continuous covariates as a 2-D (n, c) matrix")
+        return values.astype(np.int64)
+    if values.dtype.kind in "UO" and all(isinstance(v, str) for v in values.tolist()):
+        return values.astype(str)
+    raise DataError(f"{name} must hold integer or string class labels; got dtype "
+                    f"{values.dtype}")
+
+
+def _covariates(y, n: int, name: str, width: int | None) -> np.ndarray:
+    """A 2-D covariate matrix y of n rows (and ``width`` columns, when known) as float32."""
+    if np.ndim(y) != 2:
+        raise DataError(f"{name} must be a covariate matrix of shape ({n}, "
+                        f"{width or 'c'}); got shape {np.shape(y)}")
+    values = check_data(y, name, dtype=np.float32)
+    if values.shape[0] != n:
+        raise DataError(f"{name} has {values.shape[0]} rows but X has {n}; one row of "
+                        "covariates per row of X is needed")
+    if width is not None and values.shape[1] != width:
+        raise DataError(f"{name} has {values.shape[1]} columns; the model was fitted on "
+                        f"{width} covariates")
+    return values
 
 
 def _names(feature_names) -> tuple[str, ...] | None:
