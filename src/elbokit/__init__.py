@@ -13,7 +13,7 @@ from .models import load_model, save_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "PCA", "PPCA", "FactorAnalysis", "LinearAutoencoder", "VAE", "VBPCA",
+    "PCA", "PPCA", "FactorAnalysis", "LinearAutoencoder", "VAE", "VBPCA", "Autoencoder",
     "load_model", "save_model", "data",
     "ElbokitError", "DataError", "DataFileNotFoundError", "ParameterError",
     "ModelFileError", "TrainingError", "ConvergenceWarning",
@@ -25,6 +25,10 @@ def __getattr__(name):
         from .nn import VAE
 
         return VAE
+    if name == "Autoencoder":
+        from .nn import Autoencoder
+
+        return Autoencoder
     if name == "VBPCA":
         from .vi import VBPCA
 

@@ -17,6 +17,8 @@ __all__ = [
     "ModelFileError",
     "TrainingError",
     "RunLockedError",
+    "NoDensityError",
+    "PosteriorCollapseWarning",
     "ConvergenceWarning",
 ]
 
@@ -47,3 +49,12 @@ class TrainingError(ElbokitError, RuntimeError):
 
 class RunLockedError(ElbokitError, RuntimeError):
     """Another elbokit process is writing the same run directory."""
+
+
+class NoDensityError(ParameterError):
+    """The model defines no density (the deterministic Autoencoder): no log p(x), no
+    ELBO; compare it by reconstruction error."""
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Most latent units of a VAE are inactive: q(z|x) is close to the prior for them."""

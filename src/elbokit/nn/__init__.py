@@ -8,9 +8,9 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
           "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
           "AnalyticKLELBO": "objectives", "EstimatorA": "objectives",
           "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
-          "VAE": "vae", "load_vae": "vae"}
+          "VAE": "vae", "load_vae": "vae", "Autoencoder": "autoencoder"}
 
-__all__ = ["VAE", "load_vae", "VAENetwork", "VAEModel", "ArchitectureConfig",
+__all__ = ["VAE", "load_vae", "Autoencoder", "VAENetwork", "VAEModel", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
            "EstimatorA", "EstimatorB", "get_estimator"]
 
