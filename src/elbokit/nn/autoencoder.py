@@ -290,7 +290,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def encode(self, X) -> np.ndarray:
         """The codes f(x), (n, L)."""
-        return self._batched(self.network_.encode, self._input(X))
+        x = self._input(X)  # checks the fit first
+        return self._batched(self.network_.encode, x)
 
     def transform(self, X) -> np.ndarray:
         """The codes f(x), (n, L): :meth:`encode` for pipelines."""
@@ -317,7 +318,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def reconstruction_error(self, X) -> np.ndarray:
         """The training loss per row (n,), in the data's units: cross-entropy (nats) for
         the Bernoulli loss, squared error sum_j (x_j - g(f(x))_j)^2 for the Gaussian."""
-        return self._batched(self.network_.loss_in_data_units, self._input(X)).astype(np.float64)
+        x = self._input(X)
+        return self._batched(self.network_.loss_in_data_units, x).astype(np.float64)
 
     def score_samples(self, X) -> np.ndarray:
         """Minus :meth:`reconstruction_error` per row (higher is better). NOT a
