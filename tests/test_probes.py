@@ -121,3 +121,45 @@ def test_collapse_warning_when_most_units_are_inactive(digits):
     # inactive units have q(z_j|x) = p(z_j): they add nothing to I(x; z) nor the KL
     assert diag["kl_per_dimension"][1:] == [0.0, 0.0, 0.0]
     assert 0 <= diag["mutual_information"] <= diag["kl"]
+
+
+def test_report_shows_codes_latent_arithmetic_and_the_ae_vae_figure(tmp_path):
+    pytest.importorskip("torch")
+    from elbokit.cli import main
+    from elbokit.report import write_report
+
+    fast = ["--latent", "3", "--hidden", "32", "--epochs", "2"]
+    assert main(["fit", "ae", *fast, "--out", str(tmp_path / "ae")]) == 0
+    assert main(["fit", "vae", *fast, "--no-progress", "--out", str(tmp_path / "vae")]) == 0
+    page = write_report(tmp_path).read_text()
+    assert page.count("linear-probe test accuracy") == 2
+    assert page.count("I(x; z) under q") == 1  # the VAE's; the autoencoder's q has no spread
+    assert "autoencoder vs VAE" in page
+    assert (tmp_path / "figures" / "ae_vs_vae.png").read_bytes()[:4] == b"\x89PNG"
+    for run in ("ae", "vae"):
+        assert (tmp_path / run / "figures" / "latent_arithmetic.png").is_file()
+    assert not (tmp_path / "ae" / "figures" / "kl_per_dim.png").exists()
+
+
+def test_latent_arithmetic_moves_codes_by_the_class_difference(pca, digits, tmp_path):
+    """For PCA the decoder is affine, so the decoded shift is W delta for every image."""
+    from elbokit import plots
+
+    calls = []
+    original = plots.decode_mean
+    plots.decode_mean = lambda model, Z: calls.append(np.array(Z)) or original(model, Z)
+    try:
+        a, b = plots.latent_arithmetic_figure(pca, digits.train, digits.train_labels,
+                                              digits.test, digits.test_labels, (8, 8),
+                                              tmp_path / "arith.png", a=3, b=5, n=4)
+    finally:
+        plots.decode_mean = original
+    assert (a, b) == (3, 5) and (tmp_path / "arith.png").is_file()
+    codes = plots.encode_mean(pca, digits.train)
+    delta = codes[digits.train_labels == 3].mean(0) - codes[digits.train_labels == 5].mean(0)
+    np.testing.assert_allclose(calls[1] - calls[0], np.broadcast_to(delta, calls[0].shape),
+                               atol=1e-10)
+    with pytest.raises(DataError, match="no rows"):
+        plots.latent_arithmetic_figure(pca, digits.train, digits.train_labels, digits.test,
+                                       digits.test_labels, (8, 8), tmp_path / "x.png", a=3,
+                                       b=42)
