@@ -74,6 +74,9 @@ def test_demo_prints_the_table(tmp_path, capsys):
     assert summary["fa"]["test_loglike"] > summary["ppca"]["test_loglike"]
     # the importance-sampled log p(x) of the VAE is above its ELBO
     assert summary["vae"]["test_loglike_is"] > summary["vae"]["test_elbo"]
+    # the probe column: a logistic regression on the codes, far above chance (0.1)
+    assert "probe acc" in out
+    assert all(0.5 < summary[kind]["probe_accuracy"] <= 1 for kind in ("pca", "fa", "vae"))
 
 
 def test_compare_linear_models_and_reload(tmp_path, capsys):

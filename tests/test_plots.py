@@ -16,7 +16,7 @@ def _is_png(path):
 def test_all_figures_for_a_linear_model(fitted, digits, tmp_path):
     written = plots.all_figures(fitted, digits, tmp_path, history=fitted.loglike_)
     assert set(written) == {"samples", "reconstructions", "uncertainty", "traversals",
-                            "latent", "kl_per_dim", "curves"}
+                            "latent", "kl_per_dim", "curves", "latent_arithmetic"}
     assert all(_is_png(tmp_path / f"{name}.png") for name in written)
 
 

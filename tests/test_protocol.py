@@ -26,7 +26,7 @@ def wine():
 
 def test_every_kind_is_declared_once_and_names_its_class():
     names = kinds.kind_names(presets=False)
-    assert names == ("pca", "ppca", "fa", "vbpca", "linear-ae", "vae")
+    assert names == ("pca", "ppca", "fa", "vbpca", "linear-ae", "vae", "ae")
     for name in ("pca", "ppca", "fa", "vbpca", "linear-ae"):
         cls = kinds.get_kind(name).resolve()
         assert cls.kind == name
@@ -249,7 +249,7 @@ def test_a_new_kind_gets_plots_support(new_kind, digits, wine, tmp_path):
     model = IsotropicModel(2).fit(digits.train)
     written = plots.all_figures(model, digits, tmp_path / "images")
     assert set(written) == {"samples", "reconstructions", "uncertainty", "traversals",
-                            "manifold", "latent", "kl_per_dim"}
+                            "manifold", "latent", "kl_per_dim", "latent_arithmetic"}
     table = IsotropicModel(2).fit(wine.train)
     figures = plots.table_figures(table, wine, tmp_path / "table")
     assert set(figures) == {"reconstruction_error", "latent", "kl_per_dim"}
@@ -274,7 +274,7 @@ def test_a_new_kind_gets_saving_report_and_compare_support(new_kind, digits, tmp
                                metrics["test_loglike"], rtol=1e-12)
     page = write_report(tmp_path / "runs").read_text()
     assert f"iso ({IsotropicModel.kind})" in page
-    assert page.count("data:image/png;base64,") == 6  # samples ... kl_per_dim, no manifold
+    assert page.count("data:image/png;base64,") == 7  # samples ... latent arithmetic, no manifold
 
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["compare", "--models", f"pca,{IsotropicModel.kind}",

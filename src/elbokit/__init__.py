@@ -18,7 +18,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
-    "PCA", "PPCA", "FactorAnalysis", "LinearAutoencoder", "VAE", "VBPCA",
+    "PCA", "PPCA", "FactorAnalysis", "LinearAutoencoder", "VAE", "VBPCA", "Autoencoder",
     "load_model", "save_model", "data",
     "ElbokitError", "DataError", "DataFileNotFoundError", "ParameterError",
     "ModelFileError", "TrainingError", "ConvergenceWarning",
@@ -30,6 +30,10 @@ def __getattr__(name):
         from .nn import VAE
 
         return VAE
+    if name == "Autoencoder":
+        from .nn import Autoencoder
+
+        return Autoencoder
     if name == "VBPCA":
         from .vi import VBPCA
 

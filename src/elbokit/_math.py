@@ -274,3 +274,19 @@ def augmented_m_step(X0: np.ndarray, mask: np.ndarray, post: ObservedPosteriors)
     residual = (np.sum(Xm * X0, axis=0) - 2.0 * np.sum(Wt * B, axis=1)
                 + np.einsum("dk,dkl,dl->d", Wt, A, Wt))
     return Wt[:, :L], Wt[:, L], np.maximum(residual, 0.0), mask.sum(axis=0)
+
+
+def aggregate_posterior_terms(mean: np.ndarray, var: np.ndarray, z: np.ndarray,
+                              chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """For draws z_i ~ q(z|x_i) = N(mean_i, diag var_i), i = 1..N (all (N, L)):
+    ``log q(z_i|x_i)`` and ``log q_N(z_i)``, each (N,), where q_N(z) = 1/N sum_j
+    q(z|x_j) is the aggregate posterior of the N rows (Hoffman & Johnson 2016). Rows
+    are taken ``chunk`` at a time, so memory is chunk x N x L floats."""
+    n = mean.shape[0]
+    log_q_own = diag_gaussian_logpdf(z, mean, var)
+    log_q_agg = np.empty(n)
+    for start in range(0, n, chunk):
+        zi = z[start:start + chunk, None, :]  # (c, 1, L) against every q(.|x_j): (1, N, L)
+        pair = diag_gaussian_logpdf(zi, mean[None], var[None])  # (c, N)
+        log_q_agg[start:start + chunk] = logsumexp(pair, axis=1) - np.log(n)
+    return log_q_own, log_q_agg

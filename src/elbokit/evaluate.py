@@ -129,3 +129,146 @@ def dequantize(X: np.ndarray, *, levels: int = 256, random_state: int = 0) -> np
     rng = np.random.default_rng(random_state)
     counts = np.rint(np.asarray(X, dtype=np.float64) * (levels - 1))
     return ((counts + rng.random(counts.shape)) / levels).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the codes
+#
+# What the latent codes are good for: linear probes (a linear classifier on the codes),
+# the mutual information between x and z under q, and (plots.py) latent arithmetic.
+
+PROBE_LABELS = (100, 1000, None)  # labelled training rows per probe; None: all
+PROBE_CLASSIFIERS = ("logistic", "svm")
+MI_POINTS = 2000  # rows behind the aggregate posterior q_N(z) of mutual_information
+COLLAPSE_SHARE = 0.5  # warn when fewer than this share of the latent units are active
+
+
+def codes(model, X) -> np.ndarray:
+    """The features a model gives each row of X, (n, L): its ``transform`` (PCA's
+    projections, the posterior means of PPCA/FA/VBPCA/VAE, the autoencoder's code),
+    else the protocol's posterior mean."""
+    if hasattr(model, "transform"):
+        return np.asarray(model.transform(X), dtype=np.float64)
+    return np.asarray(as_model(model).posterior_moments(X)[0], dtype=np.float64)
+
+
+def probe_classifier(name: str = "logistic", random_state: int = 0):
+    """The linear probe: standardize the codes, then scikit-learn's
+    ``LogisticRegression(max_iter=2000)`` (``"logistic"``) or
+    ``LinearSVC(max_iter=5000)`` (``"svm"``)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from ._validation import check_choice
+
+    check_choice(name, "classifier", PROBE_CLASSIFIERS)
+    head = (LogisticRegression(max_iter=2000) if name == "logistic"
+            else LinearSVC(max_iter=5000, random_state=random_state))
+    return make_pipeline(StandardScaler(), head)
+
+
+def probe_subset(n_train: int, n_labels: int | None, random_state: int = 0) -> np.ndarray:
+    """The rows of the training set whose labels a probe with ``n_labels`` may use: a
+    seeded random subset (all rows for None)."""
+    order = np.random.default_rng(random_state).permutation(n_train)
+    return order if n_labels is None else order[:n_labels]
+
+
+def linear_probe(model, X_train, y_train, X_test, y_test, *, n_labels=PROBE_LABELS,
+                 classifiers=PROBE_CLASSIFIERS, random_state: int = 0) -> dict:
+    """Linear-probe accuracy of the model's codes (:func:`codes`): each classifier of
+    :func:`probe_classifier` is trained on the codes of ``n`` labelled training rows
+    (:func:`probe_subset`; for each ``n`` of ``n_labels``, None meaning all) and scored on
+    the codes of the test rows. Returns ``{classifier: {"100": acc, "1000": acc,
+    "all": acc}}`` (accuracy in [0, 1]; None where n exceeds the training rows)."""
+    from .exceptions import DataError
+
+    train_codes, test_codes = codes(model, X_train), codes(model, X_test)
+    y_train, y_test = _labels(y_train, len(train_codes), "y_train"), \
+        _labels(y_test, len(test_codes), "y_test")
+    result = {}
+    for name in classifiers:
+        result[name] = {}
+        for n in n_labels:
+            key = "all" if n is None else str(check_int(n, "n_labels", minimum=2))
+            if n is not None and n > len(train_codes):
+                result[name][key] = None
+                continue
+            rows = probe_subset(len(train_codes), n, random_state)
+            if np.unique(y_train[rows]).size < 2:
+                raise DataError(f"the {len(rows)} labelled rows of the probe hold one class; "
+                                "a classifier needs at least two")
+            probe = probe_classifier(name, random_state).fit(train_codes[rows], y_train[rows])
+            result[name][key] = float(probe.score(test_codes, y_test))
+    return result
+
+
+def _labels(y, n: int, name: str) -> np.ndarray:
+    from .exceptions import DataError
+
+    if y is None:
+        raise DataError(f"{name} is missing: linear probes need class labels")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(f"{name} has shape {y.shape}; it needs one label per row ({n})")
+    return y
+
+
+def mutual_information(model, X, *, n_points: int = MI_POINTS, random_state: int = 0) -> float:
+    """I(x; z) under q, in nats: the aggregate-posterior estimate of Hoffman & Johnson
+    (2016). With q(z) = E_x q(z|x), E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z)),
+    and I(x; z) = E_x E_{q(z|x)} [log q(z|x) - log q(z)]. The estimate takes N =
+    ``n_points`` rows of X (a seeded subset), one draw z_i ~ q(z|x_i) each, and the
+    mixture q_N(z) = 1/N sum_j q(z|x_j) for q(z): I = 1/N sum_i [log q(z_i|x_i) -
+    log q_N(z_i)]. It is at most log N (choose N well above exp(I)); q(z|x) is the
+    diagonal Gaussian of the protocol's ``posterior_moments`` (the VAE's Gaussian
+    encoder and PPCA exactly; a flow's or FA's correlated posterior by its moments)."""
+    own, aggregate, _ = _aggregate_terms(model, X, n_points, random_state)
+    return float(np.mean(own - aggregate))
+
+
+def _aggregate_terms(model, X, n_points: int, random_state: int):
+    """(log q(z_i|x_i), log q_N(z_i), log p(z_i)) for one draw z_i per row of a seeded
+    subset of X."""
+    from .exceptions import NoDensityError
+
+    n_points = check_int(n_points, "n_points", minimum=2)
+    X = np.asarray(X)
+    if X.shape[0] > n_points:
+        X = X[np.sort(np.random.default_rng(random_state).choice(X.shape[0], n_points,
+                                                               replace=False))]
+    mean, var = (np.asarray(a, dtype=np.float64) for a in posterior_moments(model, X))
+    if not np.all(var > 0):
+        raise NoDensityError(f"{type(model).__name__}'s codes are points (q(z|x) has no "
+                             "spread): I(x; z) is infinite and no KL applies")
+    z = mean + np.sqrt(var) * np.random.default_rng(random_state + 1).standard_normal(mean.shape)
+    own, aggregate = _math.aggregate_posterior_terms(mean, var, z)
+    prior = _math.diag_gaussian_logpdf(z, 0.0, 1.0)
+    return own, aggregate, prior
+
+
+def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float = 0.01,
+                       random_state: int = 0) -> dict:
+    """What q(z|x) uses of the latent space, in nats per row: ``kl`` = E_x KL(q(z|x) ||
+    p(z)) (closed form) = ``mutual_information`` + ``marginal_kl`` (KL(q(z) || p(z)), the
+    remainder), ``kl_per_dimension``, ``active_units`` (of ``latent_dim``, Burda et
+    al.'s threshold). Warns (:class:`~elbokit.exceptions.PosteriorCollapseWarning`) when
+    fewer than half of the units are active: the posterior has collapsed onto the prior
+    for the others, and they carry no information about x."""
+    import warnings
+
+    from .exceptions import PosteriorCollapseWarning
+
+    kl_dims = kl_per_dimension(model, X)
+    n_active, _ = active_units(model, X, threshold=threshold)
+    mi = mutual_information(model, X, n_points=n_points, random_state=random_state)
+    latent = int(kl_dims.size)
+    if latent and n_active < COLLAPSE_SHARE * latent:
+        warnings.warn(f"posterior collapse: {n_active} of {latent} latent units are active "
+                      f"(I(x; z) = {mi:.2f} nats); the others match the prior and carry no "
+                      "information about x", PosteriorCollapseWarning, stacklevel=2)
+    kl = float(np.sum(kl_dims))
+    return {"kl": kl, "mutual_information": mi, "marginal_kl": kl - mi,
+            "kl_per_dimension": [float(v) for v in kl_dims], "active_units": n_active,
+            "latent_dim": latent}

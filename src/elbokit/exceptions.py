@@ -19,6 +19,8 @@ __all__ = [
     "RunLockedError",
     "MissingDependencyError",
     "TrackingError",
+    "NoDensityError",
+    "PosteriorCollapseWarning",
     "ConvergenceWarning",
 ]
 
@@ -58,3 +60,12 @@ class MissingDependencyError(ElbokitError, ImportError):
 
 class TrackingError(ElbokitError, RuntimeError):
     """An experiment tracker (MLflow) refused or could not be reached."""
+
+
+class NoDensityError(ParameterError):
+    """The model defines no density (the deterministic Autoencoder): no log p(x), no
+    ELBO; compare it by reconstruction error."""
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Most latent units of a VAE are inactive: q(z|x) is close to the prior for them."""

@@ -171,6 +171,16 @@ def _vae(latent, *, seed, verbose, epochs, **options):
     return VAE(latent, **{**settings, **options})
 
 
+def _ae(latent, *, seed, verbose, epochs, **options):
+    """compare's autoencoder: the compare VAE's networks (one hidden layer of 256), the
+    squared-error loss (the Gaussian likelihood's reconstruction term)."""
+    from .nn import Autoencoder
+
+    settings = dict(likelihood="gaussian", hidden=(256,), seed=seed,
+                    **({} if epochs is None else {"epochs": epochs}))
+    return Autoencoder(latent, **{**settings, **options})
+
+
 for _kind in (
         ModelKind("pca", "elbokit.linear:PCA", _pca, family="linear"),
         ModelKind("ppca", "elbokit.linear:PPCA", _ppca, family="linear"),
@@ -180,6 +190,7 @@ for _kind in (
                   family="linear"),
         ModelKind("vae-linear", "elbokit.nn:VAE", _vae_linear, family="nn",
                   persistence="own", preset_of="vae"),
-        ModelKind("vae", "elbokit.nn:VAE", _vae, family="nn", persistence="own")):
+        ModelKind("vae", "elbokit.nn:VAE", _vae, family="nn", persistence="own"),
+        ModelKind("ae", "elbokit.nn:Autoencoder", _ae, family="nn", persistence="own")):
     register_kind(_kind)
 del _kind

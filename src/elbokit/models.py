@@ -1,7 +1,7 @@
 """One entry point to save and load any elbokit model directory.
 
 Each model kind has a name (``pca``, ``ppca``, ``fa``, ``linear-ae``, ``vbpca``,
-``vae``); ``model.json`` records it and :func:`load_model` dispatches on it.
+``vae``, ``ae``); ``model.json`` records it and :func:`load_model` dispatches on it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None
     """Save a fitted model to ``directory`` (arrays in safetensors, the rest in JSON;
     ``extra``: JSON kept in model.json, e.g. the data's feature names)."""
     kind = kind_of(model)
-    if kind == "vae":
+    if kind in ("vae", "ae"):  # the torch models save themselves
         model.save(directory, extra=extra)
         return Path(directory)
     return save_estimator(model, directory, kind=kind, extra=extra)
@@ -37,4 +37,8 @@ def load_model(directory: str | os.PathLike):
         from .nn import VAE
 
         return VAE.load(directory, meta=meta)
+    if meta.get("kind") == "ae":
+        from .nn import Autoencoder
+
+        return Autoencoder.load(directory, meta=meta)
     return load_estimator(directory, classical_registry(), meta)

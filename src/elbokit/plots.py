@@ -358,6 +358,12 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
         draw(out_dir / f"{name}.png")
         written[name] = str(out_dir / f"{name}.png")
     labels = dataset.test_labels[:2000] if dataset.test_labels is not None else None
+    if labels is not None and dataset.train_labels is not None \
+            and np.unique(dataset.train_labels).size > 1 and encode_mean(model, X[:1]).shape[1]:
+        path = out_dir / "latent_arithmetic.png"
+        latent_arithmetic_figure(model, dataset.train[:2000], dataset.train_labels[:2000], X,
+                                 labels, shape, path)
+        written["latent_arithmetic"] = str(path)
     written.update(_common_figures(model, X, labels, out_dir, history))
     return written
 
@@ -373,7 +379,8 @@ def _common_figures(model, X, labels, out_dir, history, *, label_names=None) -> 
                               label_names=label_names)
         written["latent"] = str(out_dir / "latent.png")
     observed = X if not np.isnan(X).any() else complete_rows(X)  # rows with NaN: left out
-    if n_latent and observed.shape[0]:
+    # no KL for point codes (the Autoencoder: q(z|x) has no spread, has_density False)
+    if n_latent and observed.shape[0] and getattr(model, "has_density", True):
         bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
                    title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
         written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
@@ -772,3 +779,83 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
     common = _common_figures(model, X, labels, out_dir, history, label_names=label_names)
     figures.update({name: Figure(path, captions[name]) for name, path in common.items()})
     return figures
+
+
+# --------------------------------------------------------------------------- the codes
+#
+# "Interpreting the latent space" and the lecture's AE-vs-VAE contrast: read through
+# the model protocol (posterior_moments, decode_mean, posterior_samples, sample).
+
+def latent_arithmetic_figure(model, X_train, y_train, X, y, image_shape, path, *,
+                             a=None, b=None, n: int = 8) -> tuple:
+    """Latent arithmetic: delta = (mean code of class ``a``) - (mean code of class ``b``)
+    over the training rows; the first ``n`` test rows of class ``b`` are shown (top), as
+    reconstructed (middle) and decoded from their code + delta (bottom). ``a``, ``b``:
+    default the two most frequent training classes. Returns (a, b)."""
+    from .exceptions import DataError
+
+    plt = _pyplot()
+    y_train, y = np.asarray(y_train), np.asarray(y)
+    classes, counts = np.unique(y_train, return_counts=True)
+    if classes.size < 2:
+        raise DataError("latent arithmetic needs at least two classes")
+    order = classes[np.argsort(-counts, kind="stable")]
+    a = order[0] if a is None else a
+    b = order[1] if b is None else b
+    train_codes = encode_mean(model, X_train)
+    if not (np.any(y_train == a) and np.any(y_train == b) and np.any(y == b)):
+        raise DataError(f"latent arithmetic: class {a!r} or {b!r} has no rows")
+    delta = train_codes[y_train == a].mean(0) - train_codes[y_train == b].mean(0)  # (L,)
+    rows = np.asarray(X)[y == b][:n]
+    codes = encode_mean(model, rows)
+    recon, moved = decode_mean(model, codes), decode_mean(model, codes + delta)
+    fig, axes = plt.subplots(3, 1, figsize=(min(12, 0.8 * len(rows) + 1), 3.8))
+    vmin, vmax = _range(rows)
+    cols = len(rows)
+    _show(axes[0], _tile(rows, image_shape, cols), title=f"test images of class {b}",
+          vmin=vmin, vmax=vmax)
+    _show(axes[1], _tile(recon, image_shape, cols), title="decoded from their codes z",
+          vmin=vmin, vmax=vmax)
+    _show(axes[2], _tile(moved, image_shape, cols),
+          title=f"decoded from z + (mean z of {a} - mean z of {b})", vmin=vmin, vmax=vmax)
+    _save(fig, path)
+    return a, b
+
+
+def ae_vae_figure(ae, vae, X_train, X, image_shape, path, *, n: int = 8,
+                  n_samples: int = 32, random_state: int = 0) -> None:
+    """The lecture's two advantages of the VAE over the AE, on one page.
+
+    Generation: the AE's decoder fed codes from N(0, I) and from a Gaussian fitted to its
+    training codes (``ae.sample(source=...)``), beside the VAE's prior samples. Uncertainty:
+    test images, the AE's single reconstruction, the VAE's reconstruction and its
+    per-pixel std of the decoder mean over ``n_samples`` posterior draws (the AE has one
+    code per image, so it has no such spread)."""
+    plt = _pyplot()
+    X = np.asarray(X[:n])
+    fitted = ae.sample(n, random_state=random_state, source="fitted") \
+        if "source" in _parameters(ae.sample) else ae.sample(n, random_state=random_state)
+    rows = [("AE decoder, z ~ N(0, I)", ae.sample(n, random_state=random_state)),
+            ("AE decoder, z ~ Gaussian fitted to its codes", fitted),
+            ("VAE decoder, z ~ N(0, I) (its prior)", vae.sample(n, random_state=random_state)),
+            ("test images", X),
+            ("AE reconstruction (one per image)", decode_mean(ae, encode_mean(ae, X))),
+            ("VAE reconstruction", decode_mean(vae, encode_mean(vae, X)))]
+    draws = as_model(vae).posterior_samples(X, n_samples, random_state=random_state)
+    spread = decode_mean(vae, draws.reshape(-1, draws.shape[-1])).reshape(len(X), n_samples, -1)
+    std = spread.std(axis=1)
+    fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(min(12, 0.8 * n + 1), 1.25 * (len(rows) + 1)))
+    vmin, vmax = _range(X)
+    for ax, (title, images) in zip(axes, rows):
+        _show(ax, _tile(images, image_shape, n), title=title, vmin=vmin, vmax=vmax)
+    image = _show(axes[-1], _tile(std, image_shape, n),
+                  title=f"VAE per-pixel std over {n_samples} posterior draws", vmin=0.0,
+                  vmax=max(float(std.max()), 1e-12), cmap="magma")
+    fig.colorbar(image, ax=axes[-1], fraction=0.02)
+    _save(fig, path)
+
+
+def _parameters(fn) -> set:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)

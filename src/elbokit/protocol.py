@@ -9,7 +9,10 @@ members below. :mod:`elbokit.evaluate`, :mod:`elbokit.plots`, :mod:`elbokit.repo
 figure and report page with no other change.
 
 Implemented by: ``PCA``, ``PPCA``, ``FactorAnalysis``, ``LinearAutoencoder`` (through
-:class:`elbokit.linear._gaussian.LinearGaussianMixin`), ``VBPCA`` and ``VAE``.
+:class:`elbokit.linear._gaussian.LinearGaussianMixin`), ``VBPCA``, ``VAE`` and, as far as
+it applies, the deterministic ``Autoencoder`` (``has_density = False``: its codes are
+point masses, and its ``log_likelihood_samples`` and ``elbo_samples`` raise
+:class:`elbokit.exceptions.NoDensityError`).
 
 Members
 -------
@@ -43,6 +46,9 @@ elbo_samples(X, *, n_samples, random_state) -> (n,)
 training_curve() -> list or None
     The fit's trace for the training-curve figure: one dict per epoch (``train_elbo``,
     ``val_elbo``) or one float per EM iteration (log-likelihood); None without one.
+has_density : bool (optional class attribute, True when absent)
+    False for a model with no p(x) (the Autoencoder): ``compare``, the runs' metrics
+    and the report then show its reconstruction error instead of nats, and no KL.
 check_fit(X, what, *, reference)
     Raise :class:`elbokit.exceptions.TrainingError` if the fitted model is unusable on X
     (a diverged VAE); the exact models never are.

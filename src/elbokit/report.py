@@ -83,6 +83,8 @@ _CAPTIONS = {
     "latent": "posterior means of test points, coloured by label",
     "kl_per_dim": "KL per latent dimension (nats)",
     "curves": "training curve",
+    "latent_arithmetic": "latent arithmetic: test codes of one class plus the difference "
+                         "of two class means of the codes, decoded",
 }
 
 
@@ -181,11 +183,71 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
             datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
                                              allow_nan=True)
         parts.append(_figures(run, run_dir, model, datasets[key], rotation))
+        parts.append(_codes_table(model, datasets[key]))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
     summary = {"model": run_dir.name, "kind": kind}
     summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     return "\n".join(parts), summary
+
+
+def _codes_table(model, dataset) -> str:
+    """What the codes are good for: linear-probe accuracies (logistic regression and a
+    linear SVM on the codes of 100, 1000 and all labelled training rows, scored on the
+    test codes) and, for a model with a density, I(x; z) beside the KL and active units
+    (:func:`elbokit.evaluate.latent_diagnostics`). Empty without labels or with NaN."""
+    import warnings
+
+    import numpy as np
+
+    from .evaluate import latent_diagnostics, linear_probe
+
+    if dataset.train_labels is None or dataset.test_labels is None \
+            or np.isnan(dataset.train).any() or np.isnan(dataset.test).any() \
+            or np.unique(dataset.train_labels).size < 2:
+        return ""
+    rows = [{"probe": name, **{f"{n} labels": v for n, v in accuracies.items()}}
+            for name, accuracies in linear_probe(model, dataset.train, dataset.train_labels,
+                                                 dataset.test, dataset.test_labels).items()]
+    parts = ["<h3>the codes</h3><p>linear-probe test accuracy (chance: "
+             f"{1 / np.unique(dataset.train_labels).size:.2f})</p>",
+             _table(rows, list(rows[0]), 3)]
+    if getattr(model, "has_density", True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            diag = latent_diagnostics(model, dataset.test)
+        values = {k: diag[k] for k in ("mutual_information", "kl", "marginal_kl",
+                                       "active_units", "latent_dim")}
+        parts.append("<p>I(x; z) under q (aggregate-posterior estimate, Hoffman &amp; "
+                     "Johnson 2016) and E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z)), "
+                     "nats per test row</p>" + _table([values], list(values), 3))
+        parts += [f"<p><b>warning:</b> {html.escape(str(w.message))}</p>" for w in caught]
+    return "".join(parts)
+
+
+def _ae_vae_section(path: Path, datasets: dict) -> str:
+    """The AE-vs-VAE figure (:func:`elbokit.plots.ae_vae_figure`) when ``path`` holds an
+    ``ae`` run and a ``vae`` run fitted on the same image data; else nothing."""
+    from .models import load_model
+    from .plots import ae_vae_figure
+
+    found = {}
+    for run_dir in _run_dirs(path):
+        run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
+        if run.get("kind") in ("ae", "vae") and run.get("image_shape"):
+            key = (run.get("data"), int(run.get("seed", 0)), _test_fraction(run, run_dir))
+            found.setdefault(key, {}).setdefault(run["kind"], run_dir)
+    for key, runs in found.items():
+        if len(runs) == 2 and key in datasets and datasets[key].image_shape is not None:
+            dataset, figure = datasets[key], path / "figures" / "ae_vs_vae.png"
+            ae_vae_figure(load_model(runs["ae"]), load_model(runs["vae"]), dataset.train,
+                          dataset.test, dataset.image_shape, figure)
+            return ("<h2>autoencoder vs VAE</h2>"
+                    + _image(str(figure), "the AE's decoder fed N(0, I) codes and codes from a "
+                             "Gaussian fitted to its codes, beside the VAE's prior samples; "
+                             "the AE's single reconstruction beside the VAE's per-pixel std "
+                             "over posterior draws"))
+    return ""
 
 
 def _test_fraction(run: dict, run_dir: Path) -> float:
@@ -220,6 +282,7 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",
                                                "test_loglike_is", "test_bits_per_dim",
+                                               "test_reconstruction_error",
                                                "active_units", "fit_seconds", "iterations")
                                    if any(c in s for s in summaries)]
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -228,6 +291,7 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
             f"<h1>elbokit report: {html.escape(str(path))}</h1>"
             "<p>Log-likelihoods and ELBOs in nats per sample on held-out data.</p>"
             + _table(summaries, columns) + "\n".join(sections) + "</body></html>")
+    page = page.replace("</body></html>", _ae_vae_section(path, datasets) + "</body></html>")
     out = path / REPORT_FILE
     atomic_write_bytes(out, page.encode("utf-8"))
     return out

@@ -75,6 +75,8 @@ def metrics_for(model, dataset: Dataset) -> dict:
     on the data binarised once with ``EVAL_SEED`` (:func:`evaluation_data`), so that
     ``elbokit evaluate`` repeats the figures ``elbokit fit vae`` recorded."""
     vae = kind_of(model) == "vae"
+    if not getattr(model, "has_density", True):  # the Autoencoder: no log p(x)
+        return _reconstruction_metrics(model, dataset)
     binarize = model.training_.binarize if vae else "none"
     train, test = evaluation_data(dataset, binarize)
     d = train.shape[1]
@@ -93,6 +95,15 @@ def metrics_for(model, dataset: Dataset) -> dict:
         result["quantity"] = "log p(x), nats/sample"
         result["bits_per_dim_note"] = ("continuous density of the data as loaded (no "
                                        "dequantization): -value / (d ln 2)")
+    return result
+
+
+def _reconstruction_metrics(model, dataset: Dataset) -> dict:
+    """A model without a density (the Autoencoder): its reconstruction loss per sample."""
+    result = {f"{split}_reconstruction_error": float(np.mean(model.reconstruction_error(X)))
+              for split, X in (("train", dataset.train), ("test", dataset.test))}
+    result["quantity"] = ("reconstruction error per sample (squared error, or Bernoulli "
+                          "cross-entropy in nats): not a density, no log p(x)")
     return result
 
 

@@ -21,7 +21,7 @@ from ._app import app, fit_app
 
 
 def _register_optional():
-    for module_name in ("fit_vae", "fit_vbpca"):
+    for module_name in ("fit_vae", "fit_vbpca", "fit_ae"):
         try:
             module = __import__(f"{__name__}.{module_name}", fromlist=["register"])
         except ImportError as exc:

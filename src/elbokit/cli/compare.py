@@ -21,6 +21,7 @@ from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Latent, Seed, Tes
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
 FAILED = "failed"
+NO_DENSITY = "no density"  # the method cell of a model without log p(x) (the Autoencoder)
 
 
 def build_model(kind: str, latent: int, *, epochs: int, seed: int):
@@ -47,7 +48,8 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
                                                          "other settings.")] = False,
             data_dir: DataDir = None, seed: Seed = 0,
             test_fraction: TestFraction = DEFAULT_TEST_FRACTION):
-    """Fit (or load) each model and print log p(x), ELBO, active units and fit time.
+    """Fit (or load) each model and print log p(x), ELBO, active units, reconstruction
+    error, linear-probe accuracy and fit time.
 
     A model that fails is printed as a row with its reason; the others are printed and
     saved; the exit code is then 2."""
@@ -77,21 +79,26 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
                                   k=k, test_fraction=test_fraction, data_dir=data_dir)
         except COMPARE_FAILURES as exc:
             failures[kind] = _reason(exc)
-            rows.append([kind, None, None, FAILED, None, None, None])
+            rows.append([kind, None, None, FAILED, None, None, None, None, None])
             table[kind] = {"failed": True, "error": failures[kind]}
             continue
         rows.append([kind, result["test_loglike"], result["stderr"], result["method"],
-                     result["test_elbo"], result["active_units"], result["fit_seconds"]])
+                     result["test_elbo"], result["active_units"],
+                     result["reconstruction_error"], result["probe_accuracy"],
+                     result["fit_seconds"]])
         table[kind] = result
     atomic_write_json(out / "compare.json", {"data": data, "latent": latent, "models": table})
     typer.echo(f"{data}: {dataset.train.shape[0]} train / {dataset.test.shape[0]} test, "
                f"d = {dataset.n_features}, L = {latent}")
     typer.echo(format_table(["model", "test log p(x)", "+-", "method", "test ELBO",
-                             "active", "fit s"], rows))
+                             "active", "recon err", "probe acc", "fit s"], rows))
     for kind, reason in failures.items():
         typer.echo(f"{kind}: {FAILED}: {reason}")
     typer.echo("nats/sample of the continuous density of the data as loaded; for the "
-               "linear models the exact posterior makes the ELBO equal log p(x).")
+               "linear models the exact posterior makes the ELBO equal log p(x). recon err: "
+               "test squared error per sample; probe acc: test accuracy of a logistic "
+               "regression on the codes (all training labels); an autoencoder has no "
+               "density.")
     if failures:
         typer.echo(f"elbokit: error: {len(failures)} of {len(kinds)} models failed "
                    f"({', '.join(failures)}); the other rows are saved in "
@@ -162,6 +169,11 @@ def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
         fit_seconds = metrics["fit_seconds"]
     # a diverged fit (a VAE's) is a failure, not a row
     model.check_fit(dataset.test, "test", reference=dataset.train)
+    features = _feature_columns(model, dataset)
+    if not getattr(model, "has_density", True):  # the Autoencoder: no log p(x), no ELBO
+        n_active, _ = active_units(model, dataset.test)
+        return {"test_loglike": None, "stderr": None, "method": NO_DENSITY, "test_elbo": None,
+                "active_units": n_active, "fit_seconds": fit_seconds, **features}
     ll = log_likelihood(model, dataset.test, n_importance=k, progress=True)
     bound = float(elbo(model, dataset.test).mean())
     if not (math.isfinite(ll.mean) and math.isfinite(bound)):
@@ -169,4 +181,27 @@ def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
     n_active, _ = active_units(model, dataset.test)
     return {"test_loglike": ll.mean, "stderr": ll.stderr,
             "method": "exact" if ll.exact else f"IS k={k}", "test_elbo": bound,
-            "active_units": n_active, "fit_seconds": fit_seconds}
+            "active_units": n_active, "fit_seconds": fit_seconds, **features}
+
+
+def _feature_columns(model, dataset) -> dict:
+    """The test reconstruction error (mean squared error per sample, the data's units)
+    and the linear-probe accuracy (logistic regression on the codes of all the labelled
+    training rows, scored on the test codes); None where they do not apply (rows with
+    missing cells, data without labels)."""
+    import numpy as np
+
+    from ..evaluate import linear_probe, reconstruction_error
+    from ..exceptions import DataError
+
+    complete = not (np.isnan(dataset.train).any() or np.isnan(dataset.test).any())
+    error = reconstruction_error(model, dataset.test) if complete else None
+    probe = None
+    if complete and dataset.train_labels is not None and dataset.test_labels is not None:
+        try:
+            probe = linear_probe(model, dataset.train, dataset.train_labels, dataset.test,
+                                 dataset.test_labels, n_labels=(None,),
+                                 classifiers=("logistic",))["logistic"]["all"]
+        except DataError:  # one class only
+            probe = None
+    return {"reconstruction_error": error, "probe_accuracy": probe}

@@ -36,8 +36,10 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
     for kind in ("pca", "ppca", "fa", "linear-ae"):
         model = build_model(kind, latent, seed=0)
         metrics = fit_and_record(model, dataset, out / kind, spec="digits", overwrite=True)
+        metrics["probe_accuracy"] = _probe(model, dataset)
         rows.append([kind, metrics["train_loglike"], metrics["test_loglike"], "exact",
-                     metrics["test_loglike"], metrics["fit_seconds"], metrics["iterations"]])
+                     metrics["test_loglike"], metrics["probe_accuracy"],
+                     metrics["fit_seconds"], metrics["iterations"]])
         summary[kind] = metrics
     if vae_epochs > 0:
         from ..nn import VAE
@@ -47,20 +49,32 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
         metrics = fit_and_record(model, dataset, out / "vae", spec="digits", overwrite=True)
         ll = log_likelihood(model, dataset.test, n_importance=k, progress=True)
         metrics.update(test_loglike_is=ll.mean, test_loglike_is_stderr=ll.stderr,
-                       n_importance=k)
+                       n_importance=k, probe_accuracy=_probe(model, dataset))
         atomic_write_json(out / "vae" / "metrics.json", metrics)
         rows.append(["vae", None, ll.mean, f"IS k={k}", metrics["test_elbo"],
-                     metrics["fit_seconds"], metrics["iterations"]])
+                     metrics["probe_accuracy"], metrics["fit_seconds"], metrics["iterations"]])
         summary["vae"] = metrics
     atomic_write_json(out / "summary.json", summary)
     typer.echo(f"digits: {dataset.train.shape[0]} train / {dataset.test.shape[0]} test images, "
                f"8x8 in [0, 1], L = {latent}")
     typer.echo(format_table(["model", "train log p(x)", "test log p(x)", "method",
-                             "test ELBO", "fit s", "iters/epochs"], rows))
+                             "test ELBO", "probe acc", "fit s", "iters/epochs"], rows))
     typer.echo("nats/sample of the continuous density of the pixels; the linear models are "
-               "exact (ELBO = log p(x)), the VAE's log p(x) is importance-sampled.")
+               "exact (ELBO = log p(x)), the VAE's log p(x) is importance-sampled. probe acc: "
+               "test accuracy of a logistic regression on the codes (all training labels; "
+               "chance 0.1).")
     if report:
         from ..report import write_report
 
         typer.echo(f"report: {write_report(out)}")
     typer.echo(f"runs saved under {out}/<model>/ (model, metrics.json, figures/)")
+
+
+def _probe(model, dataset) -> float:
+    """Linear-probe accuracy of the model's codes: logistic regression on all the
+    training labels, scored on the test codes (:func:`elbokit.evaluate.linear_probe`)."""
+    from ..evaluate import linear_probe
+
+    return linear_probe(model, dataset.train, dataset.train_labels, dataset.test,
+                        dataset.test_labels, n_labels=(None,),
+                        classifiers=("logistic",))["logistic"]["all"]

@@ -10,9 +10,10 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
           "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
           "MIWAE": "multisample", "CIWAE": "multisample", "PIWAE": "multisample",
           "VAE": "vae", "load_vae": "vae", "Callback": "callbacks",
-          "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks"}
+          "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks",
+          "Autoencoder": "autoencoder"}
 
-__all__ = ["VAE", "load_vae", "VAENetwork", "VAEModel", "ArchitectureConfig",
+__all__ = ["VAE", "load_vae", "Autoencoder", "VAENetwork", "VAEModel", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
            "EstimatorA", "EstimatorB", "get_estimator", "MIWAE", "CIWAE", "PIWAE", "Callback",
            "TensorBoardCallback", "MLflowCallback"]
