@@ -81,11 +81,12 @@ def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where)
         raise ModelFileError(f"{where}: {what} holds NaN or inf values")
 
 
-def meta_state_dict(architecture: ArchitectureConfig, header: dict, where) -> dict:
+def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, build=None) -> dict:
     """The (shape, dtype) of each tensor of the network ``architecture`` describes, built
     on the meta device (no memory), after checks that keep even that cheap: the network
     cannot have more layers than the file has tensors. Raises ModelFileError unless the
-    file's header (``read_safetensors_header``) holds exactly those tensors."""
+    file's header (``read_safetensors_header``) holds exactly those tensors. ``build``:
+    architecture -> network, for custom networks (default: the presets')."""
     n_tensors = len(header)
     if architecture.flow_steps > n_tensors and architecture.posterior == "iaf" or \
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
@@ -94,7 +95,11 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where) -> di
     from .model import VAEModel
 
     with torch.device("meta"):
-        expected = VAEModel(architecture).state_dict()
+        expected = (build or VAEModel)(architecture).state_dict()
+    custom = [f"{p}_class {getattr(architecture, p + '_module')['class']}"
+              for p in ("encoder", "decoder") if getattr(architecture, p) == "custom"]
+    if custom:
+        where = f"{where} (with {' and '.join(custom)})"
     _check_names(set(expected), set(header), where)
     for name, (dtype, shape) in header.items():
         need = expected[name]
@@ -179,7 +184,7 @@ def _safetensors_dtype(tensor: torch.Tensor) -> str:
     return next(k for k, v in NUMPY_DTYPES.items() if v == name)
 
 
-def read_model(directory, meta: dict | None = None):
+def read_model(directory, meta: dict | None = None, build=None):
     """Read and check a saved model directory (``meta``: its model.json, if read already).
 
     Every field is checked, and the architecture against the weights file's header
@@ -205,7 +210,7 @@ def read_model(directory, meta: dict | None = None):
     header = read_safetensors_header(weights)
     if "tensors" in meta:
         _check_tensors_field(meta["tensors"], header, path)
-    meta_state_dict(architecture, header, weights)
+    meta_state_dict(architecture, header, weights, build)
     check_description(meta, _MODEL_DESCRIBED, path)
     tensors = load_tensors(weights, None, header)  # header and checksum checked above
     return architecture, training, history, tensors

@@ -9,6 +9,7 @@ unless stated.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ from ._math import reparameterize
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAEModel
 from .objectives import get_estimator
+from .protocols import PARTS, check_shapes, custom_modules, is_module, module_record
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
@@ -59,6 +61,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         else ``"mlp"``.
     encoder : ``"mlp"``, ``"linear"`` or ``"conv"``. Default: linear for a linear
         decoder (the exact FA posterior mean is linear in x), else ``arch``.
+        ``encoder`` and ``decoder`` may also be your own ``torch.nn.Module`` (see
+        :mod:`elbokit.nn.protocols`: the shapes, and how it is saved); ``fit`` trains a
+        copy of it.
+    channels : colour channels of image data (1 grey, 3 RGB; rows hold C*H*W values,
+        channel first), for the conv networks.
     arch : ``"mlp"`` or ``"conv"``, the family of the non-linear networks (conv needs
         ``image_shape`` with sides divisible by 4, e.g. 8x8 or 28x28).
     hidden : hidden layer sizes of the MLP encoder; the MLP decoder mirrors them.
@@ -108,7 +115,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # get_params reads the names from here
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
-                 hidden=(400,), image_shape=None, min_variance: float = 1e-3,
+                 hidden=(400,), image_shape=None, channels: int = 1,
+                 min_variance: float = 1e-3,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, standardize="auto",
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
@@ -135,13 +143,24 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
         other settings resolved (encoder, decoder, image_shape, standardize)."""
         settings = config_kwargs(ArchitectureConfig, self)
-        decoder = self.decoder or self.arch  # an unknown arch fails its check, before these
-        encoder = self.encoder or ("linear" if decoder == "linear" else self.arch)
+        modules = {}
+        for part in PARTS:
+            given = getattr(self, part)
+            if isinstance(given, str) and given == "custom":
+                raise ParameterError(f"{part}='custom' stands for a module of your own: pass "
+                                     f"the module itself, {part}=my_module")
+            if is_module(given):
+                modules[f"{part}_module"] = module_record(given, part)
+                settings[part] = "custom"
+        decoder = settings["decoder"] or self.arch  # an unknown arch fails its check first
+        encoder = settings["encoder"] or ("linear" if decoder == "linear" else self.arch)
         image_shape = self.image_shape
         if image_shape is None and "conv" in (encoder, decoder):
-            side = math.isqrt(n_features)
-            image_shape = (side, side) if side * side == n_features else None
-        settings.update(
+            channels = self.channels if isinstance(self.channels, int) and self.channels > 0 \
+                else 1  # a bad value fails its check below
+            side = math.isqrt(n_features // channels)
+            image_shape = (side, side) if channels * side * side == n_features else None
+        settings.update(**modules,
             encoder=encoder, decoder=decoder, hidden=_sizes(self.hidden),
             image_shape=None if image_shape is None else tuple(image_shape),
             flow_hidden=_sizes(self.flow_hidden), standardize=self._resolve_standardize())
@@ -187,7 +206,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if training.patience and validation is None:
             raise ParameterError("early stopping (patience > 0) needs validation data")
         device = resolve_device(training.device)
-        self.model_ = self._build(architecture, training.seed).to(device)
+        modules = {part: copy.deepcopy(getattr(self, part)) for part in PARTS
+                   if getattr(architecture, part) == "custom"}  # refits start afresh
+        self.model_ = self._build(architecture, training.seed, **modules).to(device)
+        if modules:
+            check_shapes(self.model_, as_float_tensor(X[:2], device))
         mean, scale = _standardization(X) if architecture.standardize else (0.0, 1.0)
         if architecture.standardize:
             self.model_.set_standardization(mean, scale)
@@ -210,12 +233,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _build(architecture: ArchitectureConfig, seed: int) -> VAEModel:
-        """The module with weights initialised from ``seed``, leaving torch's global
-        random state untouched."""
+    def _build(architecture: ArchitectureConfig, seed: int, **modules) -> VAEModel:
+        """The module with weights initialised from ``seed`` (a custom network's own
+        weights as given), leaving torch's global random state untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return VAEModel(architecture)
+            return VAEModel(architecture, **modules)
 
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
         if reset or hasattr(X, "columns"):
@@ -515,15 +538,27 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
-             meta: dict | None = None) -> "VAE":
+             meta: dict | None = None, encoder_class=None, decoder_class=None) -> "VAE":
         """Load a VAE saved by :meth:`save` (JSON and safetensors only, no pickle);
-        ``meta``: its model.json, when the caller has read it already."""
-        architecture, training, history, tensors = ckpt.read_model(directory, meta)
-        model = VAEModel(architecture)
+        ``meta``: its model.json, when the caller has read it already.
+
+        A model with a custom encoder or decoder is rebuilt from the classes the caller
+        passes, ``encoder_class(**saved arguments)`` (no name written in the file is
+        ever imported), and its weights checked against the module built."""
+        classes = {"encoder": encoder_class, "decoder": decoder_class}
+        where = Path(directory) / ckpt.MODEL_FILE
+
+        def build(architecture):
+            return VAEModel(architecture, **custom_modules(architecture, classes, where))
+
+        architecture, training, history, tensors = ckpt.read_model(directory, meta,
+                                                                   build=build)
+        model = build(architecture)
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
-        vae = cls(**config_kwargs(ArchitectureConfig, architecture),
-                  **{**config_kwargs(TrainingConfig, training), "device": device})
+        settings = config_kwargs(ArchitectureConfig, architecture)
+        settings.update(custom_modules(architecture, classes, where))  # fresh, as given to fit
+        vae = cls(**settings, **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
         vae.n_features_in_ = architecture.n_features
