@@ -173,12 +173,13 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     parts.append(_table(metric_rows, ["metric", "value"]))
     if with_figures and run.get("data"):
         model = load_model(run_dir)
-        key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir))
+        key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir),
+               json.dumps(run.get("load_options")))
         if key not in datasets:  # runs of one directory usually share their data
             # NaN entries of user files are missing values (the models fitted on such
             # files accept them; image data sets never hold NaN); the split is the fit's
             datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
-                                             allow_nan=True)
+                                             allow_nan=True, **run.get("load_options", {}))
         parts.append(_figures(run, run_dir, model, datasets[key], rotation))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
