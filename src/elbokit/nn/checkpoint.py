@@ -81,12 +81,13 @@ def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where)
         raise ModelFileError(f"{where}: {what} holds NaN or inf values")
 
 
-def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, build=None) -> dict:
+def meta_state_dict(architecture: ArchitectureConfig, header: dict, where,
+                    modules=None) -> dict:
     """The (shape, dtype) of each tensor of the network ``architecture`` describes, built
     on the meta device (no memory), after checks that keep even that cheap: the network
     cannot have more layers than the file has tensors. Raises ModelFileError unless the
-    file's header (``read_safetensors_header``) holds exactly those tensors. ``build``:
-    architecture -> network, for custom networks (default: the presets')."""
+    file's header (``read_safetensors_header``) holds exactly those tensors. ``modules``:
+    architecture -> the custom networks (keyword arguments of the network), if any."""
     n_tensors = len(header)
     if architecture.flow_steps > n_tensors and architecture.posterior == "iaf" or \
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
@@ -95,7 +96,8 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, build
     from .model import VAEModel
 
     with torch.device("meta"):
-        expected = (build or VAEModel)(architecture).state_dict()
+        expected = VAEModel(architecture, **(modules(architecture) if modules else {}))
+        expected = expected.state_dict()
     custom = [f"{p}_class {getattr(architecture, p + '_module')['class']}"
               for p in ("encoder", "decoder") if getattr(architecture, p) == "custom"]
     if custom:
@@ -184,7 +186,7 @@ def _safetensors_dtype(tensor: torch.Tensor) -> str:
     return next(k for k, v in NUMPY_DTYPES.items() if v == name)
 
 
-def read_model(directory, meta: dict | None = None, build=None):
+def read_model(directory, meta: dict | None = None, modules=None):
     """Read and check a saved model directory (``meta``: its model.json, if read already).
 
     Every field is checked, and the architecture against the weights file's header
@@ -210,7 +212,7 @@ def read_model(directory, meta: dict | None = None, build=None):
     header = read_safetensors_header(weights)
     if "tensors" in meta:
         _check_tensors_field(meta["tensors"], header, path)
-    meta_state_dict(architecture, header, weights, build)
+    meta_state_dict(architecture, header, weights, modules)
     check_description(meta, _MODEL_DESCRIBED, path)
     tensors = load_tensors(weights, None, header)  # header and checksum checked above
     return architecture, training, history, tensors

@@ -548,16 +548,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         classes = {"encoder": encoder_class, "decoder": decoder_class}
         where = Path(directory) / ckpt.MODEL_FILE
 
-        def build(architecture):
-            return VAEModel(architecture, **custom_modules(architecture, classes, where))
+        def modules(architecture):
+            return custom_modules(architecture, classes, where)
 
         architecture, training, history, tensors = ckpt.read_model(directory, meta,
-                                                                   build=build)
-        model = build(architecture)
+                                                                   modules=modules)
+        model = VAEModel(architecture, **modules(architecture))
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
         settings = config_kwargs(ArchitectureConfig, architecture)
-        settings.update(custom_modules(architecture, classes, where))  # fresh, as given to fit
+        settings.update(modules(architecture))  # fresh modules, as fit is given them
         vae = cls(**settings, **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
