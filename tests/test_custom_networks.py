@@ -158,3 +158,21 @@ def test_the_presets_keep_the_same_contract():
     mean, logvar = conv(torch.rand(4, 3 * 64))
     assert mean.shape == logvar.shape == (4, 5)
     assert math.ceil(8 / 2) + 3 == encoder_width(3, "iaf", 8)
+
+
+def test_a_run_with_custom_networks_gets_its_report_with_the_classes(tmp_path):
+    from elbokit.report import write_report
+    from elbokit.runs import fit_and_record
+
+    digits = load("digits")
+    encoder, decoder = _pair(latent=2)
+    vae = VAE(2, encoder=encoder, decoder=decoder, **_settings(epochs=1))
+    fit_and_record(vae, digits, tmp_path / "runs" / "custom", spec="digits")
+    fit_and_record(VAE(2, hidden=(16,), **_settings(epochs=1)), digits,
+                   tmp_path / "runs" / "preset", spec="digits")
+    with pytest.raises(ModelFileError, match="encoder_class=MyEncoder"):
+        write_report(tmp_path / "runs")
+    page = write_report(tmp_path / "runs", encoder_class=MyEncoder,
+                        decoder_class=MyDecoder).read_text()
+    # both runs drawn: samples ... manifold, latent, KL per dimension, curves each
+    assert page.count("data:image/png;base64,") == 2 * 8
