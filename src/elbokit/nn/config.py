@@ -68,7 +68,7 @@ class ArchitectureConfig:
     from the encoder (extra outputs of its last layer).
 
     ``encoder="custom"`` / ``decoder="custom"``: a module given by the caller (see
-    :mod:`elbokit.nn.networks`); ``encoder_module`` / ``decoder_module`` then record
+    :mod:`elbokit.nn.protocols`); ``encoder_module`` / ``decoder_module`` then record
     ``{"class": name, "args": constructor arguments}`` (JSON values), from which
     ``VAE.load`` rebuilds it with the class the caller passes. ``channels``: the
     image's colour channels; a row is the C*H*W values of one image, channel first.

@@ -160,7 +160,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 else 1  # a bad value fails its check below
             side = math.isqrt(n_features // channels)
             image_shape = (side, side) if channels * side * side == n_features else None
-        settings.update(**modules,
+        settings.update(modules)
+        settings.update(
             encoder=encoder, decoder=decoder, hidden=_sizes(self.hidden),
             image_shape=None if image_shape is None else tuple(image_shape),
             flow_hidden=_sizes(self.flow_hidden), standardize=self._resolve_standardize())
