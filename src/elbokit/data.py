@@ -76,6 +76,8 @@ class Dataset:
     value_range : (low, high) the documented range of the values, or None if unknown
     feature_names : one name per column (a CSV header, a built-in table's names), or None
     target_names : names of the label values (class names), or None
+    channels : colour channels C of image rows (1 grey, 3 RGB); a row holds the
+        C*H*W values of one image, channel first
     """
 
     train: np.ndarray
@@ -87,6 +89,8 @@ class Dataset:
     value_range: tuple[float, float] | None = None
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    channels: int = 1
+    load_options: dict | None = None  # load's resize/crop of an image folder, to load it again
 
     @property
     def n_features(self) -> int:
@@ -97,25 +101,34 @@ class Dataset:
 
 def load(spec: str, *, data_dir: str | os.PathLike | None = None,
          test_fraction: float = DEFAULT_TEST_FRACTION,
-         seed: int = 0, allow_nan: bool = False) -> Dataset:
+         seed: int = 0, allow_nan: bool = False, resize=None, crop=None) -> Dataset:
     """Load a data set by name or path.
 
     Parameters
     ----------
     spec : ``"digits"``, ``"breast-cancer"``, ``"wine"``, ``"diabetes"``, ``"iris"``,
-        ``"mnist"``, ``"fashion-mnist"``, or a path to a ``.npy``, ``.npz`` or ``.csv``
-        file.
+        ``"mnist"``, ``"fashion-mnist"``, a path to a ``.npy``, ``.npz`` or ``.csv``
+        file, or a folder of PNG/JPEG images (labels from its sub-folders' names, if
+        the images sit in sub-folders; see :mod:`elbokit._images`).
     data_dir : where to look first for IDX files (then ``$ELBOKIT_DATA``, then, for
         Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``).
     test_fraction : share of rows held out for the embedded data sets and user files.
     seed : seed of the split (an integer >= 0).
     allow_nan : keep missing entries of user files as NaN (empty CSV cells, ``NA``,
         ``nan``; NaN in arrays), for the models that accept missing values.
+    resize, crop : image folders only: ``resize=(h, w)`` resizes every image,
+        ``crop="center"`` crops about the centre (to the smallest size in the set, or
+        to the aspect ratio of ``resize`` before resizing). Without either, the images
+        must share one size.
     """
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must lie in (0, 1); got {test_fraction}")
     seed = check_int(seed, "seed", minimum=0)
     spec = str(spec)
+    folder = spec not in SPECS and Path(spec).is_dir() and \
+        Path(spec).suffix.lower() not in FILE_SUFFIXES
+    if (resize is not None or crop is not None) and not folder:
+        raise DataError("resize and crop apply to folders of images only")
     if spec == "digits":
         return _load_digits(test_fraction, seed)
     if spec in TABLE_SPECS:
@@ -123,14 +136,30 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
     if spec in IMAGE_SPECS:
         return _load_idx_dataset(spec, data_dir)
     path = Path(spec)
+    if folder:
+        return _load_image_folder(path, test_fraction, seed, resize, crop)
     if path.suffix.lower() in FILE_SUFFIXES:
         X, y, names = _load_file(path, allow_nan)
         X = _check_matrix(X, str(path), allow_nan=allow_nan)
         if y is not None:
             y = _check_labels(y, X.shape[0], str(path))
         return _split(X, y, test_fraction, seed, name=str(path), feature_names=names)
-    raise DataError(f"unknown data spec {spec!r}: use one of {list(SPECS)} or a path to a "
-                    ".npy, .npz or .csv file")
+    raise DataError(f"unknown data spec {spec!r}: use one of {list(SPECS)}, a path to a "
+                    ".npy, .npz or .csv file, or a folder of PNG/JPEG images")
+
+
+def _load_image_folder(path: Path, test_fraction, seed, resize, crop) -> Dataset:
+    from ._images import read_folder
+
+    X, y, classes, size, channels = read_folder(
+        path, resize=resize, crop=crop,
+        check_fits=lambda nbytes, what: _check_fits(nbytes, str(path), what))
+    dataset = _split(X, y, test_fraction, seed, name=str(path), image_shape=size,
+                     value_range=(0.0, 1.0), target_names=classes)
+    dataset.channels = channels
+    dataset.load_options = {"resize": None if resize is None else [int(v) for v in resize],
+                            "crop": crop}
+    return dataset
 
 
 def _check_matrix(X: np.ndarray, name: str, allow_nan: bool = False) -> np.ndarray:

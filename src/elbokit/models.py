@@ -29,14 +29,16 @@ def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None
     return save_estimator(model, directory, kind=kind, extra=extra)
 
 
-def load_model(directory: str | os.PathLike):
+def load_model(directory: str | os.PathLike, *, encoder_class=None, decoder_class=None):
     """Load any model saved by elbokit, checking its format version and files; model.json
-    is read once and every field of it is checked before it is used."""
+    is read once and every field of it is checked before it is used. ``encoder_class``,
+    ``decoder_class``: the classes of a VAE's custom networks (see ``VAE.load``)."""
     meta = read_model_file(directory)
     if meta.get("kind") == "vae":
         from .nn import VAE
 
-        return VAE.load(directory, meta=meta)
+        return VAE.load(directory, meta=meta, encoder_class=encoder_class,
+                        decoder_class=decoder_class)
     if meta.get("kind") == "ae":
         from .nn import Autoencoder
 

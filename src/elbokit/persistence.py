@@ -656,7 +656,8 @@ def _check_consistent(estimator, path: Path) -> None:
 _RUN_FIELDS = {"kind": str, "data": str, "seed": int, "latent": (int, type(None)),
                "image_shape": (list, type(None)), "params": dict, "key": (dict, type(None)),
                "feature_names": (list, type(None)), "target_names": (list, type(None)),
-               "validation_fraction": (int, float), "resumed": bool}
+               "validation_fraction": (int, float), "resumed": bool, "channels": int,
+               "load_options": dict}
 
 
 def read_run(run_dir: str | os.PathLike) -> dict:
@@ -678,6 +679,17 @@ def read_run(run_dir: str | os.PathLike) -> dict:
                                  f"got {str(shape)[:40]}")
     for name in ("feature_names", "target_names"):
         check_str_list(run.get(name), name, path)
+    if "channels" in run:
+        check_int(run["channels"], "channels", path, 1, 4)
+    options = run.get("load_options", {})
+    resize, crop = options.get("resize"), options.get("crop")
+    if set(options) - {"resize", "crop"} or crop not in (None, "center") or resize is not None \
+            and not (isinstance(resize, list) and len(resize) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**16
+                for v in resize)):
+        raise ModelFileError(f"{path}: field 'load_options' must hold resize (two positive "
+                             f"integers or null) and crop (\"center\" or null); got "
+                             f"{str(options)[:60]}")
     return run
 
 

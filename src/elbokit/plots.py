@@ -47,19 +47,33 @@ def decode_mean(model, Z) -> np.ndarray:
 
 
 def _tile(images: np.ndarray, image_shape, cols: int) -> np.ndarray:
-    """Arrange rows of flattened images in a grid with 1-pixel white gaps."""
+    """Arrange rows of flattened images in a grid with 1-pixel white gaps.
+    ``image_shape``: (h, w) for grey rows, (C, h, w) for colour ones (channel first),
+    whose canvas is (rows, cols, C)."""
     n = images.shape[0]
     rows = int(np.ceil(n / cols))
-    h, w = image_shape
-    canvas = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1), np.nan)
+    *channels, h, w = image_shape
+    canvas = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, *channels), np.nan)
     for i in range(n):
         r, c = divmod(i, cols)
+        image = images[i].reshape(image_shape)
+        if channels:
+            image = image.transpose(1, 2, 0)  # (h, w, C)
         canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = \
-            images[i].reshape(h, w)
+            image
     return canvas
 
 
+def grey_shape(image_shape) -> tuple[int, int]:
+    """(h, w) of an image shape with or without its channels."""
+    return tuple(image_shape[-2:])
+
+
 def _show(ax, canvas, *, title=None, vmin=0.0, vmax=1.0, cmap="gray_r"):
+    if canvas.ndim == 3:  # colour: RGB scaled to [0, 1] from (vmin, vmax), gaps white
+        canvas = np.clip((canvas - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
+        canvas = np.where(np.isnan(canvas), 1.0, canvas)
+        cmap = None
     image = ax.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -295,11 +309,13 @@ def uncertainty_figure(model, X, image_shape, path, *, n: int = 8, n_samples: in
     decoded = decoded.reshape(X.shape[0], n_samples, -1)
     recon = decode_mean(model, encode_mean(model, X))
     std = decoded.std(axis=1)
+    if len(image_shape) == 3:  # colour: the std averaged over the channels, per pixel
+        std = std.reshape(X.shape[0], image_shape[0], -1).mean(axis=1)
     fig, axes = plt.subplots(3, 1, figsize=(min(12, 0.8 * n + 1), 3.8))
     vmin, vmax = _range(X)
     _show(axes[0], _tile(X, image_shape, n), title="originals", vmin=vmin, vmax=vmax)
     _show(axes[1], _tile(recon, image_shape, n), title="reconstructions", vmin=vmin, vmax=vmax)
-    image = _show(axes[2], _tile(std, image_shape, n),
+    image = _show(axes[2], _tile(std, grey_shape(image_shape), n),
                   title=f"per-pixel std over {n_samples} posterior samples", vmin=0.0,
                   vmax=max(float(std.max()), 1e-12), cmap="magma")
     fig.colorbar(image, ax=axes[2], fraction=0.02)
@@ -341,7 +357,8 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
             return {}
         return conditional_figures(model, dataset, out_dir, history=history)
     X = dataset.test[:2000]
-    shape = dataset.image_shape
+    channels = getattr(dataset, "channels", 1)
+    shape = dataset.image_shape if channels == 1 else (channels, *dataset.image_shape)
     figures = {
         "samples": lambda p: samples_figure(model, shape, p),
         "reconstructions": lambda p: reconstructions_figure(model, X, shape, p),

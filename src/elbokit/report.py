@@ -160,7 +160,7 @@ def _figures(run: dict, run_dir: Path, model, dataset, rotation: str) -> str:
 
 
 def _section(run_dir: Path, with_figures: bool, datasets: dict,
-             rotation: str = "fitted") -> tuple[str, dict]:
+             rotation: str = "fitted", classes: dict | None = None) -> tuple[str, dict]:
     from . import data as data_module
     from .models import load_model
 
@@ -175,13 +175,14 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
     parts.append(_table(metric_rows, ["metric", "value"]))
     if with_figures and run.get("data"):
-        model = load_model(run_dir)
-        key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir))
+        model = load_model(run_dir, **_custom_classes(run_dir, kind, classes or {}))
+        key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir),
+               json.dumps(run.get("load_options")))
         if key not in datasets:  # runs of one directory usually share their data
             # NaN entries of user files are missing values (the models fitted on such
             # files accept them; image data sets never hold NaN); the split is the fit's
             datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
-                                             allow_nan=True)
+                                             allow_nan=True, **run.get("load_options", {}))
         parts.append(_figures(run, run_dir, model, datasets[key], rotation))
         parts.append(_codes_table(model, datasets[key]))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
@@ -250,6 +251,18 @@ def _ae_vae_section(path: Path, datasets: dict) -> str:
     return ""
 
 
+def _custom_classes(run_dir: Path, kind, classes: dict) -> dict:
+    """Of the caller's network classes, those this run's VAE needs (its custom parts):
+    one report may show runs with custom and with preset networks."""
+    if kind != "vae" or not any(classes.values()):
+        return {}
+    architecture = read_json(run_dir / MODEL_FILE, "model file").get("architecture")
+    if not isinstance(architecture, dict):
+        return {}  # VAE.load names the problem
+    return {name: cls for name, cls in classes.items()
+            if architecture.get(name.removesuffix("_class")) == "custom"}
+
+
 def _test_fraction(run: dict, run_dir: Path) -> float:
     """The held-out share the run was fitted with (its key; the default for runs
     recorded before keys)."""
@@ -263,8 +276,11 @@ def _test_fraction(run: dict, run_dir: Path) -> float:
 
 
 def write_report(path: str | os.PathLike, *, with_figures: bool = True,
-                 rotation: str = "fitted") -> Path:
+                 rotation: str = "fitted", encoder_class=None, decoder_class=None) -> Path:
     """Write ``report.html`` into ``path`` (a run directory or a directory of runs).
+
+    ``encoder_class``, ``decoder_class``: the classes of VAEs' custom networks (see
+    ``VAE.load``), needed to draw the figures of such runs.
 
     ``rotation`` applies to the loadings of runs on data that are not images:
     ``"fitted"`` shows them as the model holds them, ``"varimax"`` varimax-rotated."""
@@ -277,7 +293,9 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets = [], [], {}
     for run_dir in _run_dirs(path):
-        section, summary = _section(run_dir, with_figures, datasets, rotation)
+        section, summary = _section(run_dir, with_figures, datasets, rotation,
+                                    {"encoder_class": encoder_class,
+                                     "decoder_class": decoder_class})
         sections.append(section)
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",

@@ -125,6 +125,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     vae = kind_of(model) == "vae"
     params = model.get_params()
     extra = {} if validation_fraction is None else {"validation_fraction": validation_fraction}
+    if dataset.load_options is not None:  # an image folder's resize/crop shape the data
+        extra["load_options"] = dataset.load_options
     key = run_key(kind_of(model), params, spec=spec, seed=seed, test_fraction=test_fraction,
                   data_dir=data_dir, **extra)
     with RunLock(out):
@@ -152,6 +154,10 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()
                           if isinstance(v, (int, float, str, bool, type(None), tuple))},
                **record_fields(dataset, key)}
+        if dataset.channels != 1:
+            run["channels"] = dataset.channels
+        if dataset.load_options is not None:
+            run["load_options"] = dataset.load_options
         if vae:
             metrics.update(_vae_metrics(model, dataset))
             run.update(extra, resumed=resume)
@@ -449,11 +455,12 @@ def image_shape_of(run_dir: str | os.PathLike, n_features: int):
     guess, or None."""
     run_dir = Path(run_dir)
     if (run_dir / RUN_FILE).is_file():
-        shape = read_run(run_dir).get("image_shape")
+        run = read_run(run_dir)
+        shape, channels = run.get("image_shape"), run.get("channels", 1)
         if shape:
-            if shape[0] * shape[1] != n_features:
+            if channels * shape[0] * shape[1] != n_features:
                 raise ModelFileError(f"{run_dir / RUN_FILE}: image_shape {shape} does not "
                                      f"fit the model's {n_features} features")
-            return tuple(shape)
+            return tuple(shape) if channels == 1 else (channels, *shape)
     side = int(round(np.sqrt(n_features)))
     return (side, side) if side * side == n_features else None

@@ -10,8 +10,31 @@ import typer
 from ..data import DEFAULT_TEST_FRACTION  # noqa: F401  (the default of --test-fraction)
 
 DataSpec = Annotated[str, typer.Option("--data", help="digits, breast-cancer, wine, diabetes, "
-                                                      "iris, mnist, fashion-mnist, or a "
-                                                      ".npy/.npz/.csv path.")]
+                                                      "iris, mnist, fashion-mnist, a "
+                                                      ".npy/.npz/.csv path, or a folder of "
+                                                      "PNG/JPEG images.")]
+Resize = Annotated[Optional[str], typer.Option(
+    "--resize", help="Image folders: resize every image to H,W (e.g. 32,32).")]
+Crop = Annotated[Optional[str], typer.Option(
+    "--crop", help="Image folders: 'center' crops each image about its centre (to the "
+                   "smallest size, or to --resize's aspect ratio).")]
+
+
+def image_size(text: str | None) -> tuple[int, int] | None:
+    """--resize H,W as (H, W)."""
+    from ..exceptions import ParameterError
+
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise ParameterError(f"--resize must be two positive integers H,W like 32,32; got "
+                             f"{text!r}")
+    return size
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of IDX files "
                                                                     "(else $ELBOKIT_DATA).")]
 Latent = Annotated[int, typer.Option("--latent", help="Latent dimension L.")]

@@ -23,8 +23,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..nn.config import cli_settings, estimator_default
-from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Overwrite, Seed, TestFraction,
-                     print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Crop, DataDir, DataSpec, Overwrite, Resize, Seed,
+                     TestFraction, image_size, print_metrics)
 
 # Python types of the config annotations (strings under ``from __future__ import annotations``)
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[int, ...]": str}
@@ -102,7 +102,7 @@ def _run_options(
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")]
     = Path("runs/vae"),
     data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-    overwrite: Overwrite = False,
+    overwrite: Overwrite = False, resize: Resize = None, crop: Crop = None,
     tensorboard: Annotated[Optional[Path], typer.Option(
         "--tensorboard", help="Write TensorBoard event files (curves, image grids) to this "
                               "directory (pip install elbokit[tracking]).")] = None,
@@ -124,12 +124,13 @@ def fit_vae(**options):
         check_resumable(out, "vae", options)
     prepare_out_dir(out, overwrite=options["overwrite"] or options["resume"])
     dataset = data_module.load(data, data_dir=options["data_dir"], seed=seed,
-                               test_fraction=options["test_fraction"])
+                               test_fraction=options["test_fraction"],
+                               resize=image_size(options["resize"]), crop=options["crop"])
     from ..nn import VAE
 
     conditional = _condition_on(options["condition_on"], dataset)
-    model = VAE(**_model_settings(options), image_shape=dataset.image_shape, seed=seed,
-                conditional=conditional)
+    model = VAE(**_model_settings(options), image_shape=dataset.image_shape,
+                channels=dataset.channels, seed=seed, conditional=conditional)
     callbacks = _callbacks(options, dataset.image_shape)
     metrics = fit_and_record(
         model, dataset, out, spec=data, seed=seed,

@@ -82,12 +82,14 @@ def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where)
         raise ModelFileError(f"{where}: {what} holds NaN or inf values")
 
 
-def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior=None) -> dict:
+def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior=None,
+                    modules=None) -> dict:
     """The (shape, dtype) of each tensor of the network ``architecture`` describes, built
     on the meta device (no memory), after checks that keep even that cheap: the network
     cannot have more layers than the file has tensors. Raises ModelFileError unless the
     file's header (``read_safetensors_header``) holds exactly those tensors. ``prior``:
-    the caller's object for a model fitted with a custom prior."""
+    the caller's object for a model fitted with a custom prior; ``modules``:
+    architecture -> the custom networks (keyword arguments of the network), if any."""
     n_tensors = len(header)
     if architecture.flow_steps > n_tensors and architecture.posterior == "iaf" or \
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
@@ -97,7 +99,12 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior
 
     prior = None if prior is None else copy.deepcopy(prior)  # the network attaches to it
     with torch.device("meta"):
-        expected = VAEModel(architecture, prior).state_dict()
+        expected = VAEModel(architecture, prior, **(modules(architecture) if modules else {}))
+        expected = expected.state_dict()
+    custom = [f"{p}_class {getattr(architecture, p + '_module')['class']}"
+              for p in ("encoder", "decoder") if getattr(architecture, p) == "custom"]
+    if custom:
+        where = f"{where} (with {' and '.join(custom)})"
     _check_names(set(expected), set(header), where)
     for name, (dtype, shape) in header.items():
         need = expected[name]
@@ -182,9 +189,10 @@ def _safetensors_dtype(tensor: torch.Tensor) -> str:
     return next(k for k, v in NUMPY_DTYPES.items() if v == name)
 
 
-def read_model(directory, meta: dict | None = None, prior=None):
+def read_model(directory, meta: dict | None = None, prior=None, modules=None):
     """Read and check a saved model directory (``meta``: its model.json, if read already;
-    ``prior``: a Prior object, for a model fitted with a custom prior, and only then).
+    ``prior``: a Prior object, for a model fitted with a custom prior, and only then;
+    ``modules``: architecture -> the custom networks, for custom encoders/decoders).
 
     Every field is checked, and the architecture against the weights file's header
     (read alone, no tensor data), before a tensor is loaded or a layer built.
@@ -210,7 +218,7 @@ def read_model(directory, meta: dict | None = None, prior=None):
     header = read_safetensors_header(weights)
     if "tensors" in meta:
         _check_tensors_field(meta["tensors"], header, path)
-    meta_state_dict(architecture, header, weights, prior)
+    meta_state_dict(architecture, header, weights, prior, modules)
     check_description(meta, _MODEL_DESCRIBED, path)
     tensors = load_tensors(weights, None, header)  # header and checksum checked above
     return architecture, training, history, tensors

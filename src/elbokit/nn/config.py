@@ -15,6 +15,7 @@ fails with a :class:`~elbokit.exceptions.ModelFileError` that names the field.
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from ..exceptions import ModelFileError, ParameterError
 
 LR_SCHEDULES = ("constant", "cosine")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
-NETWORKS = ("mlp", "linear", "conv")
+NETWORKS = ("mlp", "linear", "conv", "custom")  # "custom": a module given by the caller
 ARCHS = ("mlp", "conv")
 OBJECTIVES = ("a", "b", "iwae", "miwae", "ciwae", "piwae",
               "custom")  # "custom": an ELBOEstimator object was given
@@ -86,6 +87,11 @@ class ArchitectureConfig:
     Gaussian mixture fitted to the posterior means of the training rows after the fit,
     drawn by ``VAE.sample(sampler="gmm")`` (its weights, means and Cholesky factors
     are saved with the model's weights; 0: none).
+    ``encoder="custom"`` / ``decoder="custom"``: a module given by the caller (see
+    :mod:`elbokit.nn.protocols`); ``encoder_module`` / ``decoder_module`` then record
+    ``{"class": name, "args": constructor arguments}`` (JSON values), from which
+    ``VAE.load`` rebuilds it with the class the caller passes. ``channels``: the
+    image's colour channels; a row is the C*H*W values of one image, channel first.
 
     ``standardize=True`` puts a fixed per-feature affine map around the networks: the
     encoder sees (x - m) / s, the decoder's likelihood is of that standardized x, and
@@ -122,6 +128,8 @@ class ArchitectureConfig:
                                  "(hardtanh, as the VampPrior code does).")
     image_shape: tuple[int, int] | None = setting(None, "(height, width) of image data, for "
                                                   "conv networks.", minimum=1, cli=False)
+    channels: int = setting(1, "Colour channels C of image data (1 grey, 3 RGB); rows hold "
+                            "C*H*W values, channel first.", minimum=1, cli=False)
     min_variance: float = setting(1e-3, "Variance floor of likelihood gaussian (in units of "
                                   "each feature's variance when standardized).", positive=True)
     sigma: float = setting(1.0, "Std of likelihood gaussian-fixed.", positive=True)
@@ -154,6 +162,10 @@ class ArchitectureConfig:
     classes: tuple[int | str, ...] | None = setting(
         None, "The class labels of y, in one-hot order (None: y is a covariate matrix).",
         cli=False)
+    encoder_module: dict | None = setting(None, "A custom encoder: its class name and "
+                                          "constructor arguments (JSON).", cli=False)
+    decoder_module: dict | None = setting(None, "A custom decoder: its class name and "
+                                          "constructor arguments (JSON).", cli=False)
 
     def __post_init__(self):
         _check_fields(self)
@@ -170,6 +182,8 @@ class ArchitectureConfig:
         self._check_condition()
         if "conv" in (self.encoder, self.decoder):
             self._check_conv_shape()
+        for part in ("encoder", "decoder"):
+            _check_module_record(part, getattr(self, part), getattr(self, f"{part}_module"))
 
     def _check_condition(self):
         if not self.conditional:
@@ -195,8 +209,9 @@ class ArchitectureConfig:
         if shape is None:
             raise ParameterError("a conv encoder/decoder needs image_shape=(height, width); "
                                  "pass it, or use the data set's image_shape")
-        if len(shape) != 2 or shape[0] * shape[1] != self.n_features:
-            raise ParameterError(f"image_shape {shape} does not match n_features "
+        if len(shape) != 2 or self.channels * shape[0] * shape[1] != self.n_features:
+            channels = f" x {self.channels} channels" if self.channels != 1 else ""
+            raise ParameterError(f"image_shape {shape}{channels} does not match n_features "
                                  f"{self.n_features}")
         if shape[0] % 4 or shape[1] % 4:
             raise ParameterError(f"the conv networks halve the image twice, so height and "
@@ -350,8 +365,10 @@ class TrainingConfig:
 
 # --------------------------------------------------------------------------- the settings
 
-# fields the data decide, not the user: not arguments of the estimator
-DATA_FIELDS = ("n_features", "feature_names", "condition_dim", "classes")
+# fields the data (or the caller's modules) decide, not a setting: not arguments of the
+# estimator
+DATA_FIELDS = ("n_features", "feature_names", "condition_dim", "classes", "encoder_module",
+               "decoder_module")
 
 
 def estimator_settings() -> list[dataclasses.Field]:
@@ -417,6 +434,33 @@ def _labels(value) -> bool:
     return ints or all(isinstance(v, str) for v in value)
 
 
+def _check_module_record(part: str, name: str, record) -> None:
+    """A custom network's record: ``{"class": str, "args": {JSON}}``, present exactly
+    when the network is "custom"."""
+    if name != "custom":
+        if record is not None:
+            raise ParameterError(f"{part}_module is recorded for a custom {part} only; the "
+                                 f"{part} is {name!r}")
+        return
+    if not (isinstance(record, dict) and set(record) == {"class", "args"}
+            and isinstance(record["class"], str) and isinstance(record["args"], dict)):
+        raise ParameterError(f"{part}='custom' needs {part}_module = {{'class': name, "
+                             f"'args': {{...}}}}; got {str(record)[:60]}")
+    if json_value(record["args"]) != record["args"]:
+        raise ParameterError(f"the {part}'s constructor arguments must be JSON values "
+                             f"(dicts with string keys, lists, strings, numbers, booleans, "
+                             f"None); got {str(record['args'])[:80]}")
+
+
+def json_value(value):
+    """``value`` as JSON reads it back (tuples become lists), or raise ParameterError
+    naming what JSON cannot hold (an object, NaN, a non-string key)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"not a JSON value: {str(exc)[:80]}") from None
+
+
 def _check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ParameterError(f"{name} must be an integer; got {value!r}")
@@ -438,7 +482,8 @@ def _check_choice(value, name, choices):
 # the kind of each annotation (a string under ``from __future__ import annotations``)
 _KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool",
           "tuple[int, ...]": "ints", "tuple[int, int] | None": "ints",
-          "tuple[str, ...] | None": "strs", "tuple[int | str, ...] | None": "labels"}
+          "tuple[str, ...] | None": "strs", "tuple[int | str, ...] | None": "labels",
+          "dict | None": "json"}
 
 
 def _kind(f: dataclasses.Field) -> str:
@@ -482,6 +527,10 @@ def _convert(value, f: dataclasses.Field, where):
     kind, name = _kind(f), f.name
     if value is None and f.default is None:
         return None
+    if kind == "json":
+        if not isinstance(value, dict):
+            raise ModelFileError(f"{where}.{name} must be an object; got {str(value)[:60]}")
+        return value
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ModelFileError(f"{where}.{name} must be a list of strings; got {value!r}")

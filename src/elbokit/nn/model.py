@@ -63,7 +63,10 @@ class VAENetwork(nn.Module):
     training codes that ``VAE.sample(sampler="gmm")`` draws from, all zeros until
     fitted."""
 
-    def __init__(self, config: ArchitectureConfig, prior: Prior | None = None):
+    def __init__(self, config: ArchitectureConfig, prior: Prior | None = None, *,
+                 encoder: nn.Module | None = None, decoder: nn.Module | None = None):
+        """``encoder``, ``decoder``: the modules of a config whose encoder / decoder is
+        "custom" (see :mod:`elbokit.nn.protocols`); the presets are built by name."""
         super().__init__()
         self.config = config
         self.likelihood = build_likelihood(config.likelihood, min_variance=config.min_variance,
@@ -74,12 +77,14 @@ class VAENetwork(nn.Module):
             # the context h(x) comes out of the encoder's last layer, as extra outputs
             # of its "mean" and "logvar" halves (any encoder type, unchanged code)
             self._context_half = math.ceil(config.flow_context / 2)
-            self.encoder = build_encoder(config, config.latent_dim + self._context_half)
+            self.encoder = encoder if encoder is not None else build_encoder(
+                config, config.latent_dim + self._context_half)
             self.flow = IAF(config.latent_dim, config.flow_steps, config.flow_hidden,
                             config.flow_context)
         else:
-            self.encoder = build_encoder(config)
-        self.decoder = build_decoder(config, self.likelihood.n_heads)
+            self.encoder = encoder if encoder is not None else build_encoder(config)
+        self.decoder = decoder if decoder is not None else \
+            build_decoder(config, self.likelihood.n_heads)
         if config.standardize:
             # x_std = (x - data_mean) / data_scale; set from the training data by the
             # estimator, saved with the weights (buffers are part of the state dict)
@@ -171,7 +176,8 @@ class VAENetwork(nn.Module):
         a conditional model, broadcast over z's leading sample axis."""
         if y is not None:
             z = torch.cat([z, y.expand(*z.shape[:-1], y.shape[-1])], dim=-1)
-        return self.decoder(z)
+        out = self.decoder(z)
+        return (out,) if torch.is_tensor(out) else tuple(out)  # a custom decoder's one head
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) of x (B, d) as given, for z (S, B, L) or (B, L): shape (S, B) or

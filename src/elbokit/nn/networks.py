@@ -3,7 +3,10 @@
 An encoder maps x (B, d) to the mean and log-variance of q(z|x), each (B, L).
 A decoder maps z (..., L) to ``n_heads`` per-pixel tensors (..., d), which the
 likelihood interprets (logits; mean and variance pre-activation; ...). Leading
-axes of z (the L samples per point) pass through.
+axes of z (the L samples per point) pass through. Image rows hold C*H*W values,
+channel first (C = 1 grey, 3 RGB). These presets are built from the config by name;
+any other ``nn.Module`` that keeps the same contract can be passed instead
+(``VAE(encoder=module, decoder=module)``, see :mod:`elbokit.nn.protocols`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..exceptions import ParameterError
 from ._math import inverse_softplus
 from .likelihoods import Bernoulli
 
@@ -108,27 +112,27 @@ class LinearDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """(B, H*W) -> two stride-2 convolutions (H/4, W/4) -> linear -> (mean, logvar).
+    """(B, C*H*W) -> two stride-2 convolutions (H/4, W/4) -> linear -> (mean, logvar).
 
-    With ``n_condition`` = c > 0 the input is (B, H*W + c): the last c columns (the
+    With ``n_condition`` = c > 0 the input is (B, C*H*W + c): the last c columns (the
     conditioning y) join the convolutions' features at the linear head."""
 
     def __init__(self, image_shape: tuple[int, int], latent_dim: int, channels=(32, 64),
-                 n_condition: int = 0):
+                 image_channels: int = 1, n_condition: int = 0):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        self.image_shape = (image_channels, *image_shape)  # (C, H, W)
         self.n_condition = n_condition
         c1, c2 = channels
         h, w = image_shape[0] // 4, image_shape[1] // 4
         self.conv = nn.Sequential(
-            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(image_channels, c1, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
         )
         self.head = nn.Linear(c2 * h * w + n_condition, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.n_condition
-        images = (x[:, :-c] if c else x).reshape(-1, 1, *self.image_shape)  # (B, 1, H, W)
+        images = (x[:, :-c] if c else x).reshape(-1, *self.image_shape)  # (B, C, H, W)
         features = self.conv(images).flatten(1)  # (B, c2 * H/4 * W/4)
         if c:
             features = torch.cat([features, x[:, -c:]], dim=-1)
@@ -137,26 +141,28 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z -> linear -> (c2, H/4, W/4) -> two stride-2 transposed convolutions -> n_heads maps."""
+    """z -> linear -> (c2, H/4, W/4) -> two stride-2 transposed convolutions -> n_heads
+    tensors of C maps each."""
 
     def __init__(self, image_shape: tuple[int, int], latent_dim: int, n_heads: int,
-                 channels=(32, 64)):
+                 channels=(32, 64), image_channels: int = 1):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.n_heads = n_heads
+        self.image_channels = image_channels
         c1, c2 = channels
         self.grid = (c2, image_shape[0] // 4, image_shape[1] // 4)
         self.head = nn.Sequential(nn.Linear(latent_dim, c2 * self.grid[1] * self.grid[2]),
                                   nn.ReLU())
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(c1, n_heads, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(c1, n_heads * image_channels, 4, stride=2, padding=1),
         )
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         lead = z.shape[:-1]  # (..., B)
         grid = self.head(z.reshape(-1, z.shape[-1])).view(-1, *self.grid)
-        maps = self.deconv(grid).flatten(2)  # (N, n_heads, H*W)
+        maps = self.deconv(grid).view(grid.shape[0], self.n_heads, -1)  # (N, n_heads, C*H*W)
         return tuple(maps[:, k].reshape(*lead, -1) for k in range(self.n_heads))
 
 
@@ -166,8 +172,12 @@ def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
     conditional model's encoder takes y's ``condition_dim`` columns after x's."""
     n_outputs = n_outputs or config.latent_dim
     n_condition = getattr(config, "condition_dim", 0)
+    if config.encoder == "custom":
+        raise ParameterError("a custom encoder is the caller's module; pass it "
+                             "(VAE(encoder=module), VAE.load(path, encoder_class=...))")
     if config.encoder == "conv":
-        return ConvEncoder(config.image_shape, n_outputs, n_condition=n_condition)
+        return ConvEncoder(config.image_shape, n_outputs, image_channels=config.channels,
+                           n_condition=n_condition)
     hidden = () if config.encoder == "linear" else config.hidden
     return MLPEncoder(config.n_features + n_condition, hidden, n_outputs, config.activation)
 
@@ -175,8 +185,12 @@ def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
 def build_decoder(config, n_heads: int) -> nn.Module:
     """The decoder of ``config``; a conditional model's takes (z, y) concatenated."""
     n_inputs = config.latent_dim + getattr(config, "condition_dim", 0)
+    if config.decoder == "custom":
+        raise ParameterError("a custom decoder is the caller's module; pass it "
+                             "(VAE(decoder=module), VAE.load(path, decoder_class=...))")
     if config.decoder == "conv":
-        return ConvDecoder(config.image_shape, n_inputs, n_heads)
+        return ConvDecoder(config.image_shape, n_inputs, n_heads,
+                           image_channels=config.channels)
     if config.decoder == "linear":
         return LinearDecoder(n_inputs, config.n_features, n_heads)
     return MLPDecoder(n_inputs, tuple(reversed(config.hidden)), config.n_features, n_heads,

@@ -30,6 +30,7 @@ from .config import LATENT_DIM, OBJECTIVES, ArchitectureConfig, TrainingConfig, 
 from .model import VAEModel
 from .objectives import get_estimator
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
+from .protocols import PARTS, check_shapes, custom_modules, is_module, module_record
 from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
@@ -66,6 +67,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         else ``"mlp"``.
     encoder : ``"mlp"``, ``"linear"`` or ``"conv"``. Default: linear for a linear
         decoder (the exact FA posterior mean is linear in x), else ``arch``.
+        ``encoder`` and ``decoder`` may also be your own ``torch.nn.Module`` (see
+        :mod:`elbokit.nn.protocols`: the shapes, and how it is saved); ``fit`` trains a
+        copy of it.
+    channels : colour channels of image data (1 grey, 3 RGB; rows hold C*H*W values,
+        channel first), for the conv networks.
     arch : ``"mlp"`` or ``"conv"``, the family of the non-linear networks (conv needs
         ``image_shape`` with sides divisible by 4, e.g. 8x8 or 28x28).
     hidden : hidden layer sizes of the MLP encoder; the MLP decoder mirrors them.
@@ -147,7 +153,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
                  hidden=(400,), activation: str = "relu", clamp_logvar: bool = False,
-                 image_shape=None, min_variance: float = 1e-3,
+                 image_shape=None, channels: int = 1, min_variance: float = 1e-3,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, prior="standard",
                  prior_components: int = 10, gmm_components: int = 10, standardize="auto",
@@ -180,12 +186,24 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
         other settings resolved (encoder, decoder, image_shape, standardize)."""
         settings = config_kwargs(ArchitectureConfig, self)
-        decoder = self.decoder or self.arch  # an unknown arch fails its check, before these
-        encoder = self.encoder or ("linear" if decoder == "linear" else self.arch)
+        modules = {}
+        for part in PARTS:
+            given = getattr(self, part)
+            if isinstance(given, str) and given == "custom":
+                raise ParameterError(f"{part}='custom' stands for a module of your own: pass "
+                                     f"the module itself, {part}=my_module")
+            if is_module(given):
+                modules[f"{part}_module"] = module_record(given, part)
+                settings[part] = "custom"
+        decoder = settings["decoder"] or self.arch  # an unknown arch fails its check first
+        encoder = settings["encoder"] or ("linear" if decoder == "linear" else self.arch)
         image_shape = self.image_shape
         if image_shape is None and "conv" in (encoder, decoder):
-            side = math.isqrt(n_features)
-            image_shape = (side, side) if side * side == n_features else None
+            channels = self.channels if isinstance(self.channels, int) and self.channels > 0 \
+                else 1  # a bad value fails its check below
+            side = math.isqrt(n_features // channels)
+            image_shape = (side, side) if channels * side * side == n_features else None
+        settings.update(modules)
         settings.update(
             prior=_prior_name(self.prior), prior_components=self._prior_components(),
             encoder=encoder, decoder=decoder, hidden=_sizes(self.hidden),
@@ -284,8 +302,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise ParameterError("free_bits needs a prior that factorizes over the latent "
                                  "dimensions; use prior='standard' or beta / kl_warmup")
         device = resolve_device(training.device)
+        modules = {part: copy.deepcopy(getattr(self, part)) for part in PARTS
+                   if getattr(architecture, part) == "custom"}  # refits start afresh
         self.model_ = self._build(architecture, training.seed,
-                                  self._prior_object(architecture)).to(device)
+                                  self._prior_object(architecture), **modules).to(device)
+        if modules:
+            check_shapes(self.model_, as_float_tensor(X[:2], device))
         mean, scale = _standardization(X) if architecture.standardize else (0.0, 1.0)
         if architecture.standardize:
             self.model_.set_standardization(mean, scale)
@@ -374,12 +396,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return np.hstack([X, self._condition(y, X.shape[0])])
 
     @staticmethod
-    def _build(architecture: ArchitectureConfig, seed: int, prior=None) -> VAEModel:
-        """The module with weights initialised from ``seed``, leaving torch's global
-        random state untouched."""
+    def _build(architecture: ArchitectureConfig, seed: int, prior=None,
+               **modules) -> VAEModel:
+        """The module with weights initialised from ``seed`` (a custom network's own
+        weights as given), leaving torch's global random state untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return VAEModel(architecture, prior)
+            return VAEModel(architecture, prior, **modules)
 
     def _fit_gmm(self, X, seed: int) -> None:
         """Fit the ``gmm_components`` Gaussian mixture of ``sample(sampler="gmm")`` to the
@@ -780,20 +803,33 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
-             meta: dict | None = None, prior: Prior | None = None) -> "VAE":
+             meta: dict | None = None, prior: Prior | None = None, encoder_class=None,
+             decoder_class=None) -> "VAE":
         """Load a VAE saved by :meth:`save` (JSON and safetensors only, no pickle);
         ``meta``: its model.json, when the caller has read it already. ``prior``: for
         a model fitted with a custom prior object, one built like it (its class comes
-        from the caller, never from the file; the saved weights are loaded into it)."""
-        architecture, training, history, tensors = ckpt.read_model(directory, meta, prior)
-        model = VAEModel(architecture, None if prior is None else copy.deepcopy(prior))
+        from the caller, never from the file; the saved weights are loaded into it).
+
+        A model with a custom encoder or decoder is rebuilt from the classes the caller
+        passes, ``encoder_class(**saved arguments)`` (no name written in the file is
+        ever imported), and its weights checked against the module built."""
+        classes = {"encoder": encoder_class, "decoder": decoder_class}
+        where = Path(directory) / ckpt.MODEL_FILE
+
+        def modules(architecture):
+            return custom_modules(architecture, classes, where)
+
+        architecture, training, history, tensors = ckpt.read_model(directory, meta, prior,
+                                                                   modules=modules)
+        model = VAEModel(architecture, None if prior is None else copy.deepcopy(prior),
+                         **modules(architecture))
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
         settings = config_kwargs(ArchitectureConfig, architecture)
+        settings.update(modules(architecture))  # fresh modules, as fit is given them
         if prior is not None:
             settings["prior"] = prior
-        vae = cls(**settings,
-                  **{**config_kwargs(TrainingConfig, training), "device": device})
+        vae = cls(**settings, **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
         vae.n_features_in_ = architecture.n_features
