@@ -14,8 +14,8 @@ Norouzi et al. 2020); MNIST 784-200-200-50 (Burda et al.'s one-layer VAE, 86.76 
 with k = 1).
 
 Every model trains for the same wall-clock budget (``--minutes``, the comparison the
-targets ask for): epoch after epoch at a constant learning rate, resuming from its
-checkpoint, while the next epoch (as long as the last one) still fits in the budget.
+targets ask for): ``max_minutes``, epoch after epoch at a constant learning rate while
+the next epoch (as long as the last one) still fits in the budget.
 ``--epochs N`` trains a fixed number of epochs instead, with ``--schedule`` (cosine by
 default). Adam, lr 1e-3 (``--lr``), batch 100. ``--jobs 2`` (the default on 2 or more
 cores) trains two models at a time, a process and one torch thread each.
@@ -23,6 +23,7 @@ cores) trains two models at a time, a process and one torch thread each.
     .venv/bin/python benchmarks/likelihood.py                       # ~32 min on 2 cores, 4 rows
     .venv/bin/python benchmarks/likelihood.py --full                # k=5000, 3280 epochs each
     .venv/bin/python benchmarks/likelihood.py --data mnist --data-dir DIR
+    .venv/bin/python benchmarks/likelihood.py --versus plain --minutes 15   # recipe vs plain
 
 Rows: ``vae`` (L_B, one sample), ``iwae`` (IWAE bound, ``--iwae-k`` samples), ``iaf``
 (L_B, a 2-step IAF posterior), ``iaf-fb`` (the IAF with free bits, 0.1 nats per
@@ -41,7 +42,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -70,6 +70,13 @@ FULL_EPOCHS = 3280  # Burda et al.'s schedule (sum of 3^i passes, i = 0..7)
 
 def main() -> None:
     args = _parse()
+    if args.versus:  # the equal-time comparison of benchmarks/recipe.py
+        from recipe import versus
+
+        versus(argparse.Namespace(minutes=args.minutes, k=args.k, data_dir=args.data_dir,
+                                  run_dir=None, resume=False, train_images=args.train_images,
+                                  test_images=args.test_images))
+        return
     args.models = _available(args.models)
     if not args.models:
         sys.exit("error: none of the models can run with this elbokit")
@@ -165,12 +172,8 @@ def run_model(name, train_X, test, setting, args) -> dict:
 
     if args.epochs:
         model = vae(args.epochs).fit(train_X)
-    else:  # epoch after epoch (resuming from the checkpoint) while the next one fits
-        with tempfile.TemporaryDirectory() as run_dir:
-            model = vae(1).fit(train_X, checkpoint_dir=run_dir)
-            while _seconds(model) + model.history_[-1]["seconds"] <= args.minutes * 60:
-                model = vae(len(model.history_) + 1).fit(train_X, checkpoint_dir=run_dir,
-                                                         resume=True)
+    else:  # the budget: epochs while the next one (as long as the last) still fits
+        model = vae(1_000_000).set_params(max_minutes=args.minutes).fit(train_X)
     train_seconds = _seconds(model)
     start = time.perf_counter()
     ll = log_likelihood(model, test, n_importance=args.k, random_state=args.seed,
@@ -263,6 +266,10 @@ def _parse():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--versus", choices=["plain"], default=None,
+                        help="train elbokit's recommended recipe and a plain hand-written "
+                             "PyTorch loop for --minutes each and score both (see "
+                             "benchmarks/recipe.py)")
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in MODELS]
