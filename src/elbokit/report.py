@@ -203,6 +203,8 @@ def _codes_table(model, dataset) -> str:
 
     from .evaluate import latent_diagnostics, linear_probe
 
+    if getattr(getattr(model, "architecture_", None), "conditional", False):
+        return ""  # a conditional VAE's codes are given the label: nothing left to probe
     if dataset.train_labels is None or dataset.test_labels is None \
             or np.isnan(dataset.train).any() or np.isnan(dataset.test).any() \
             or np.unique(dataset.train_labels).size < 2:
