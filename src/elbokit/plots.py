@@ -861,7 +861,8 @@ def ae_vae_figure(ae, vae, X_train, X, image_shape, path, *, n: int = 8,
     draws = as_model(vae).posterior_samples(X, n_samples, random_state=random_state)
     spread = decode_mean(vae, draws.reshape(-1, draws.shape[-1])).reshape(len(X), n_samples, -1)
     std = spread.std(axis=1)
-    fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(min(12, 0.8 * n + 1), 1.25 * (len(rows) + 1)))
+    fig, axes = plt.subplots(len(rows) + 1, 1,
+                             figsize=(min(12, 0.8 * n + 1), 1.25 * (len(rows) + 1)))
     vmin, vmax = _range(X)
     for ax, (title, images) in zip(axes, rows):
         _show(ax, _tile(images, image_shape, n), title=title, vmin=vmin, vmax=vmax)
