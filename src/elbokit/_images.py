@@ -43,9 +43,13 @@ def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
         return sorted(p for p in directory.iterdir()
                       if p.is_file() and p.suffix.lower() in SUFFIXES)
 
-    top = images_in(folder)
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    nested = {c.name: images_in(c) for c in classes}
+    try:
+        top = images_in(folder)
+        classes = sorted(p for p in folder.iterdir()
+                         if p.is_dir() and not p.name.startswith("."))
+        nested = {c.name: images_in(c) for c in classes}
+    except OSError as exc:
+        raise DataError(f"cannot list the images of {folder} ({exc.strerror or exc})") from None
     nested = {name: files for name, files in nested.items() if files}
     if top and nested:
         raise DataError(f"{folder} holds images both at its top level ({len(top)}) and in "
