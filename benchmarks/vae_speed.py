@@ -1,30 +1,37 @@
-"""Speed and quality of elbokit's VAE against a plain PyTorch loop.
+"""Training throughput of elbokit's VAE against a plain PyTorch loop and against the
+arithmetic bound, in one process.
 
-Both train the identical model on Fashion-MNIST: 784-400-20 MLP encoder, 20-400-784
-MLP decoder, ReLU, Bernoulli likelihood on the [0, 1] intensities, analytic KL (L_B,
-one sample), Adam at 1e-3, batch 128. Ours uses PyTorch's fused Adam kernel; the plain loop uses
-PyTorch's default Adam unless ``--plain-fused``, which isolates elbokit's own
-overhead. Ours runs with every feature on: progress bar,
-a validation ELBO each epoch (on 5,000 held-out training rows), a checkpoint each
-epoch. The plain loop has none of them. The two alternate in one process (rounds of
-ours, plain, plain, ours, ...) so that load on the machine hits both alike; the
-throughput is training images per second of wall-clock ``fit`` time.
+The model is the likelihood benchmark's: 784-300-300-40 MLP encoder, mirrored
+decoder, ReLU, Bernoulli likelihood, L_B (analytic KL, one sample), Adam 1e-3,
+batch 100, dynamic binarization (pixels redrawn every minibatch), on Fashion-MNIST.
 
-    .venv/bin/python benchmarks/vae_speed.py --epochs 2 --rounds 2
+* **ours**: ``elbokit.nn.VAE`` with its defaults and every feature on: progress bar,
+  a validation ELBO each epoch (5,000 held-out training rows), a checkpoint each epoch.
+* **plain**: the loop a user writes by hand (``torch.bernoulli`` per batch, PyTorch's
+  default Adam, ``zero_grad`` / ``backward`` / ``step``), none of those features.
+* **bound**: the FLOPs of one training step (forward, and the backward's two matmuls
+  per layer, none for the input's gradient) divided by the matmul rate measured at
+  each of those shapes in this process, just before: the time the step's matmuls
+  alone would take at the rate this machine does them; images/s at that time.
+
+The sides alternate (rounds of ours, plain, bound, then plain, bound, ours, ...) so that
+load on the machine hits all alike; the figures are medians over rounds, with ratios.
+
+    .venv/bin/python benchmarks/vae_speed.py                  # 2 epochs x 3 rounds
+    .venv/bin/python benchmarks/vae_speed.py --activation gated
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from elbokit.data import load
 from elbokit.nn import VAE
@@ -33,10 +40,16 @@ from elbokit.nn import VAE
 # --------------------------------------------------------------------------- plain loop
 
 class PlainVAE(nn.Module):
-    def __init__(self, d=784, hidden=400, latent=20):
+    def __init__(self, d, hidden, latent):
         super().__init__()
-        self.enc = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
-        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, d))
+        sizes = [d, *hidden]
+        enc, dec = [], []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            enc += [nn.Linear(a, b), nn.ReLU()]
+        for a, b in zip([latent, *hidden[::-1]][:-1], [latent, *hidden[::-1]][1:]):
+            dec += [nn.Linear(a, b), nn.ReLU()]
+        self.enc = nn.Sequential(*enc, nn.Linear(hidden[-1], 2 * latent))
+        self.dec = nn.Sequential(*dec, nn.Linear(hidden[0], d))
 
     def elbo(self, x):  # per-sample L_B, (B,)
         mean, logvar = self.enc(x).chunk(2, dim=-1)
@@ -46,34 +59,65 @@ class PlainVAE(nn.Module):
         return log_lik - kl
 
 
-def fit_plain(X, epochs, seed, device, fused=False):
+def fit_plain(X, args, seed):
     torch.manual_seed(seed)
-    model = PlainVAE().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
-    X = torch.as_tensor(X, device=device)
-    for _ in range(epochs):
-        order = torch.randperm(X.shape[0], device=device)
-        for start in range(0, X.shape[0], 128):
-            loss = -model.elbo(X[order[start:start + 128]]).mean()
+    model = PlainVAE(X.shape[1], args.hidden, args.latent)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    X = torch.as_tensor(X)
+    for _ in range(args.epochs):
+        order = torch.randperm(X.shape[0])
+        for start in range(0, X.shape[0], args.batch):
+            x = torch.bernoulli(X[order[start:start + args.batch]])
+            loss = -model.elbo(x).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     return model
 
 
-@torch.no_grad()
-def plain_test_elbo(model, X, device):
-    torch.manual_seed(0)
-    X = torch.as_tensor(X, device=device)
-    return float(torch.cat([model.elbo(X[i:i + 4096]) for i in range(0, len(X), 4096)]).mean())
-
-
 # --------------------------------------------------------------------------- ours
 
-def fit_ours(X, V, epochs, seed, device, run_dir):
-    vae = VAE(20, hidden=(400,), likelihood="bernoulli", epochs=epochs, batch_size=128, lr=1e-3,
-              seed=seed, device=device, progress=True)
+def fit_ours(X, V, args, seed, run_dir):
+    vae = VAE(args.latent, hidden=tuple(args.hidden), activation=args.activation,
+              batch_size=args.batch, binarize="dynamic", epochs=args.epochs, seed=seed,
+              progress=True)
     return vae.fit(X, validation=V, checkpoint_dir=run_dir)
+
+
+# --------------------------------------------------------------------------- the bound
+
+def layer_shapes(d, hidden, latent, gated):
+    """(n_in, n_out, needs the input's gradient) of every linear map of a step."""
+    widen = 2 if gated else 1
+    enc = [d, *hidden]
+    dec = [latent, *hidden[::-1]]
+    shapes = [(a, widen * b, i > 0) for i, (a, b) in enumerate(zip(enc[:-1], enc[1:]))]
+    shapes.append((hidden[-1], 2 * latent, True))
+    shapes += [(a, widen * b, True) for a, b in zip(dec[:-1], dec[1:])]
+    shapes.append((hidden[0], d, True))
+    return shapes
+
+
+def _seconds(a, b, repeats):
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return (time.perf_counter() - start) / repeats
+
+
+def bound_step_seconds(shapes, batch, repeats=50):
+    """The step's matmul FLOPs over the rate measured at each shape: forward (B, in) @
+    (in, out), the input's gradient (B, out) @ (out, in), the weight's (out, B) @ (B, in)."""
+    total, flops = 0.0, 0.0
+    for n_in, n_out, grad_in in shapes:
+        x, w, g = torch.randn(batch, n_in), torch.randn(n_out, n_in), torch.randn(batch, n_out)
+        products = [(x, w.t()), (g.t(), x)] + ([(g, w)] if grad_in else [])
+        for a, b in products:
+            total += _seconds(a, b, repeats)
+            flops += 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
+    return total, flops
 
 
 # --------------------------------------------------------------------------- main
@@ -81,52 +125,63 @@ def fit_ours(X, V, epochs, seed, device, run_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--train-images", type=int, default=30000)
+    parser.add_argument("--hidden", default="300,300")
+    parser.add_argument("--latent", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--activation", default="relu", choices=["relu", "gated"],
+                        help="ours' hidden layers (the plain loop is ReLU; the bound counts "
+                             "ours' FLOPs)")
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--plain-fused", action="store_true",
-                        help="give the plain loop PyTorch's fused Adam too (ours uses it)")
     args = parser.parse_args()
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if args.device == "auto" else args.device)
+    args.hidden = [int(h) for h in args.hidden.split(",")]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load("fashion-mnist", data_dir=args.data_dir)
-    X, V, T = data.train[5000:], data.train[:5000], data.test
-    print(f"Fashion-MNIST: {len(X)} train, {len(V)} validation, {len(T)} test; device {device}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.epochs} epochs per fit, {args.rounds} rounds; plain Adam: "
-          f"{'fused' if args.plain_fused else 'default (for-loop)'}, ours: fused")
+    X, V = data.train[5000:5000 + args.train_images], data.train[:5000]
+    shapes = layer_shapes(X.shape[1], args.hidden, args.latent, args.activation == "gated")
+    print(f"Fashion-MNIST {len(X)} train, {len(V)} validation; MLP {X.shape[1]}-"
+          f"{'-'.join(map(str, args.hidden))}-{args.latent} ({args.activation}), batch "
+          f"{args.batch}, dynamic binarization, L_B; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {args.epochs} epochs per fit, {args.rounds} "
+          f"rounds; {time.strftime('%Y-%m-%d')}", flush=True)
     # warm-up: the first optimiser of a process imports torch's compiler stack (~1 s)
-    fit_plain(X[:256], 1, 0, device)
-    VAE(20, epochs=1, progress=False, device=device).fit(X[:256])
-    speed = {"ours": [], "plain": []}
-    elbo = {"ours": [], "plain": []}
+    fit_plain(X[:256], argparse.Namespace(**{**vars(args), "epochs": 1}), 0)
+    VAE(4, epochs=1, progress=False).fit(X[:256])
+    speed = {"ours": [], "plain": [], "bound": []}
+    gflops = []
+    sides = ["ours", "plain", "bound"]
     for r in range(args.rounds):
-        order = ("ours", "plain") if r % 2 == 0 else ("plain", "ours")
-        for name in order:
-            if device == "cuda":
-                torch.cuda.synchronize()
+        for name in sides[r % 3:] + sides[:r % 3]:
+            if name == "bound":
+                seconds, flops = bound_step_seconds(shapes, args.batch)
+                speed["bound"].append(args.batch / seconds)
+                gflops.append(flops / seconds / 1e9)
+                print(f"round {r + 1} bound: {speed['bound'][-1]:8.0f} images/s (matmuls at "
+                      f"{gflops[-1]:.0f} GFLOP/s, {flops / args.batch / 1e6:.2f} MFLOP per "
+                      "image)", flush=True)
+                continue
             start = time.perf_counter()
             if name == "ours":
                 with tempfile.TemporaryDirectory() as run_dir:
-                    model = fit_ours(X, V, args.epochs, r, device, run_dir)
+                    fit_ours(X, V, args, r, run_dir)
             else:
-                model = fit_plain(X, args.epochs, r, device, args.plain_fused)
-            if device == "cuda":
-                torch.cuda.synchronize()
+                fit_plain(X, args, r)
             seconds = time.perf_counter() - start
             speed[name].append(len(X) * args.epochs / seconds)
-            value = model.score(T) if name == "ours" else plain_test_elbo(model, T, device)
-            elbo[name].append(value)
-            print(f"round {r + 1} {name:5s}: {speed[name][-1]:8.0f} images/s "
-                  f"({seconds:.1f} s), test ELBO {value:.2f} nats")
-    ours, plain = statistics.median(speed["ours"]), statistics.median(speed["plain"])
-    print(f"\nimages/s (median over rounds): ours {ours:.0f}, plain {plain:.0f}, "
-          f"ratio ours/plain {ours / plain:.3f}")
-    e_ours, e_plain = float(np.mean(elbo["ours"])), float(np.mean(elbo["plain"]))
-    print(f"test ELBO after {args.epochs} epochs (mean over rounds): ours {e_ours:.2f}, "
-          f"plain {e_plain:.2f}, difference {e_ours - e_plain:+.2f} nats "
-          f"({-e_ours / (784 * math.log(2)):.4f} vs {-e_plain / (784 * math.log(2)):.4f} "
-          "bits/dim)")
+            print(f"round {r + 1} {name}: {speed[name][-1]:8.0f} images/s ({seconds:.1f} s)",
+                  flush=True)
+    med = {k: statistics.median(v) for k, v in speed.items()}
+    print(f"\n| | images/s (median) | ratio |\n|---|---|---|\n"
+          f"| arithmetic bound | {med['bound']:.0f} | 1 |\n"
+          f"| elbokit (checkpoints, validation, progress bar) | {med['ours']:.0f} | "
+          f"{med['ours'] / med['bound']:.2f} of the bound, {med['ours'] / med['plain']:.2f}x "
+          f"plain |\n| plain PyTorch loop | {med['plain']:.0f} | "
+          f"{med['plain'] / med['bound']:.2f} of the bound |")
+    print(f"matmul rate at the layer shapes: {statistics.median(gflops):.0f} GFLOP/s; "
+          f"{torch.get_num_threads()} torch threads")
 
 
 if __name__ == "__main__":

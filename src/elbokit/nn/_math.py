@@ -46,6 +46,39 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 
 
+class _BernoulliLogProbSum(torch.autograd.Function):
+    """sum_d [x_d l_d - softplus(l_d)] over the last axis, with the gradient
+    x - sigmoid(l) written out: three kernels forward and three backward where the
+    composite of binary cross-entropy with logits takes about twice as many (the
+    likelihood is ~10% of an MLP VAE's training step on the CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, logits):
+        ctx.save_for_backward(x, logits)
+        return (x * logits).sum(-1) - F.softplus(logits).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, logits = ctx.saved_tensors
+        grad = grad.unsqueeze(-1)
+        grad_logits = grad * (x - torch.sigmoid(logits)) if ctx.needs_input_grad[1] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad * logits
+            while grad_x.dim() > x.dim():  # x (B, d) was broadcast against (S, B, d)
+                grad_x = grad_x.sum(0)
+        return grad_x, grad_logits
+
+
+def bernoulli_log_prob_sum(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log prod_d Bernoulli(x_d | sigmoid(l_d)) = sum_d [x_d l_d - softplus(l_d)], summed
+    over the last axis; x (B, d) broadcasts against logits (..., B, d). Exact for x in
+    [0, 1] and finite for saturated logits (softplus is linear above 20)."""
+    if not (x.requires_grad or logits.requires_grad):
+        return (x * logits).sum(-1) - F.softplus(logits).sum(-1)
+    return _BernoulliLogProbSum.apply(x, logits)
+
+
 def kl_diag_gaussian_standard(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL( N(mean, diag exp(logvar)) || N(0, I) ) summed over the last axis:
     1/2 sum(exp(logvar) + mean^2 - 1 - logvar) (Kingma & Welling 2014, appendix B)."""

@@ -318,8 +318,9 @@ def restore_generator(generator: torch.Generator, state, where) -> None:
 def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
                     architecture: ArchitectureConfig, training: TrainingConfig, epoch: int,
                     history: list[dict], loop_state: dict,
-                    best_weights: dict | None = None) -> Path:
-    """Write the checkpoint of ``epoch`` to ``run_dir`` and delete older tensor files."""
+                    best_weights: dict | None = None, ema_weights: dict | None = None) -> Path:
+    """Write the checkpoint of ``epoch`` to ``run_dir`` and delete older tensor files
+    (``best_weights``: early stopping's; ``ema_weights``: the Polyak average)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     optim_tensors, optim_meta = optimizer_tensors(optimizer)
@@ -327,6 +328,8 @@ def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
                "rng.generator": generator.get_state()}
     if best_weights is not None:
         tensors.update(_prefixed("best.", best_weights))
+    if ema_weights is not None:
+        tensors.update(_prefixed("ema.", ema_weights))
     name = f"checkpoint-e{epoch:04d}.safetensors"
     save_tensors(run_dir / name, tensors)
     meta = {
@@ -343,11 +346,12 @@ def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
     return run_dir / CHECKPOINT_FILE
 
 
-def checkpoint_bytes(model: torch.nn.Module, *, with_best: bool = False) -> int:
+def checkpoint_bytes(model: torch.nn.Module, *, with_best: bool = False,
+                     with_ema: bool = False) -> int:
     """About the size of one checkpoint file: the weights, Adam's two moments (and the
-    best weights for early stopping)."""
+    best weights for early stopping, the averaged weights for EMA)."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return weights * (4 if with_best else 3) + (1 << 16)  # + headers, generator state
+    return weights * (3 + with_best + with_ema) + (1 << 16)  # + headers, generator state
 
 
 def check_writable(run_dir, checkpoint_size: int) -> None:
@@ -418,15 +422,17 @@ def load_checkpoint(run_dir) -> dict:
     # absent in checkpoints of older versions
     check_description(meta, _CHECKPOINT_DESCRIBED, path, meta.get("description_sha256"))
     tensors = load_tensors(Path(run_dir) / name, meta["sha256"])
-    model, best = _strip("model.", tensors), _strip("best.", tensors) or None
-    if best is not None:
-        _check_names(set(model), set(best), f"{path}: best weights")
-        for key, tensor in best.items():
-            _check_like(tensor, model[key], f"best weight {key!r}", path)
+    model = _strip("model.", tensors)
+    best, ema = _strip("best.", tensors) or None, _strip("ema.", tensors) or None
+    for what, extra in (("best", best), ("averaged (EMA)", ema)):
+        if extra is not None:
+            _check_names(set(model), set(extra), f"{path}: {what} weights")
+            for key, tensor in extra.items():
+                _check_like(tensor, model[key], f"{what} weight {key!r}", path)
     return {
         "epoch": epoch, "architecture": architecture, "training": training,
         "history": history, "optimizer": meta["optimizer"], "loop_state": loop_state,
-        "model": model, "optim": _strip("optim.", tensors), "best": best,
+        "model": model, "optim": _strip("optim.", tensors), "best": best, "ema": ema,
         "rng": tensors.get("rng.generator"), "path": path,
     }
 

@@ -28,6 +28,8 @@ OBJECTIVES = ("a", "b", "iwae", "custom")  # "custom": an ELBOEstimator object w
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POSTERIORS = ("gaussian", "iaf")
+ACTIVATIONS = ("relu", "gated")
+LOGVAR_CLAMP = (-6.0, 2.0)  # the range of clamp_logvar (the VampPrior code's hardtanh)
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
 _UNSET = dataclasses.MISSING
@@ -66,6 +68,10 @@ class ArchitectureConfig:
     with hidden layers ``flow_hidden`` and a context vector of ``flow_context`` numbers
     from the encoder (extra outputs of its last layer).
 
+    ``activation="gated"`` makes each hidden layer of the MLPs a gated dense layer,
+    h = (W x + b) * sigmoid(V x + c) (the VampPrior and Exemplar-VAE code's);
+    ``clamp_logvar`` clamps the encoder's log-variance to [-6, 2] as that code does.
+
     ``standardize=True`` puts a fixed per-feature affine map around the networks: the
     encoder sees (x - m) / s, the decoder's likelihood is of that standardized x, and
     every density is turned back into one of x as given by the Jacobian,
@@ -89,6 +95,11 @@ class ArchitectureConfig:
                            "(default: --arch).", choices=NETWORKS, estimator_default=None)
     hidden: tuple[int, ...] = setting((400,), "Hidden sizes of the MLP encoder (the decoder "
                                       "mirrors them), e.g. 400 or 512,256.", minimum=1)
+    activation: str = setting("relu", "Hidden layers of the MLPs: relu, or gated "
+                              "(h = (W x) * sigmoid(V x), the VampPrior/Exemplar code's).",
+                              choices=ACTIVATIONS)
+    clamp_logvar: bool = setting(False, "Clamp the encoder's log-variance to [-6, 2] "
+                                 "(hardtanh, as the VampPrior code does).")
     image_shape: tuple[int, int] | None = setting(None, "(height, width) of image data, for "
                                                   "conv networks.", minimum=1, cli=False)
     min_variance: float = setting(1e-3, "Variance floor of likelihood gaussian (in units of "
@@ -157,6 +168,15 @@ class TrainingConfig:
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
     ``patience`` > 0 turns on early stopping on the validation ELBO.
 
+    The published recipe (VampPrior / Exemplar-VAE code) as options: ``lr_warmup``
+    (epochs of linear learning-rate warm-up), ``max_minutes`` (a wall-clock budget:
+    training stops after the last epoch that still fits, and ``lr_schedule="cosine"``
+    anneals over whichever of epochs and time runs out first), ``ema`` (Polyak
+    averaging of the weights, w_avg <- d w_avg + (1 - d) w after each step with
+    d = min(ema, (1 + t) / (10 + t)) at step t; the averaged weights are what the
+    validation ELBO, early stopping and the fitted model use; the raw weights
+    continue training).
+
     The KL term of the training loss (objectives "a" and "b" only) can be weighted:
     ``beta`` multiplies it; ``kl_warmup=N`` raises its weight linearly from 0 to
     ``beta`` over the first N epochs (per step); ``free_bits=lambda`` (nats per latent
@@ -168,6 +188,14 @@ class TrainingConfig:
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
     lr: float = setting(1e-3, "Adam learning rate.", positive=True)
     lr_schedule: str = setting("constant", "constant or cosine.", choices=LR_SCHEDULES)
+    lr_warmup: int = setting(0, "Epochs over which the learning rate rises linearly from 0 "
+                             "(per step) before the schedule.", minimum=0)
+    max_minutes: float = setting(0.0, "Stop after the last epoch that fits in this many "
+                                 "minutes of training (0: no limit); a cosine schedule then "
+                                 "anneals over the time.")
+    ema: float = setting(0.0, "Polyak averaging: decay of the exponential moving average of "
+                         "the weights (e.g. 0.999; 0: off). The average is what is validated, "
+                         "kept and saved.")
     objective: str = setting("b", "a (L_A), b (L_B) or iwae.", choices=OBJECTIVES)
     n_samples: int = setting(1, "z samples per point (L).", minimum=1)
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
@@ -186,8 +214,12 @@ class TrainingConfig:
 
     def __post_init__(self):
         _check_fields(self)
-        if self.free_bits != 0:
-            _check_positive(self.free_bits, "free_bits")
+        for name in ("free_bits", "max_minutes"):  # 0 (off) or a positive number
+            if getattr(self, name) != 0:
+                _check_positive(getattr(self, name), name)
+        if isinstance(self.ema, bool) or not isinstance(self.ema, numbers.Real) or \
+                not 0 <= self.ema < 1:
+            raise ParameterError(f"ema must be a number in [0, 1) (0: off); got {self.ema!r}")
         if self.kl_weighted and self.objective not in ("a", "b"):
             raise ParameterError(f"kl_warmup, free_bits and beta weight the KL term of "
                                  f"objectives 'a' and 'b'; objective {self.objective!r} has "

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._math import bernoulli_log_prob, gaussian_log_prob
+from ._math import bernoulli_log_prob_sum, gaussian_log_prob
 
 
 class Bernoulli:
@@ -23,7 +23,7 @@ class Bernoulli:
 
     def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         (logits,) = params  # (..., B, d)
-        return bernoulli_log_prob(x, logits).sum(-1)  # (..., B)
+        return bernoulli_log_prob_sum(x, logits)  # (..., B)
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return torch.sigmoid(params[0])

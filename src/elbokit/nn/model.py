@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._math import gaussian_log_prob, reparameterize
-from .config import ArchitectureConfig
+from .config import LOGVAR_CLAMP, ArchitectureConfig
 from .flows import IAF
 from .likelihoods import build_likelihood
 from .networks import build_decoder, build_encoder
@@ -105,10 +105,17 @@ class VAENetwork(nn.Module):
         (B, flow_context), None without a flow."""
         mean, logvar = self.encoder(self.standardized(x))
         if self.flow is None:
-            return mean, logvar, None
+            return mean, self._clamped(logvar), None
         latent = self.config.latent_dim
         context = torch.cat([mean[:, latent:], logvar[:, latent:]], dim=-1)
-        return mean[:, :latent], logvar[:, :latent], context[:, :self.config.flow_context]
+        return (mean[:, :latent], self._clamped(logvar[:, :latent]),
+                context[:, :self.config.flow_context])
+
+    def _clamped(self, logvar: torch.Tensor) -> torch.Tensor:
+        """The encoder's log-variance, clamped to LOGVAR_CLAMP with ``clamp_logvar``."""
+        if not self.config.clamp_logvar:
+            return logvar
+        return torch.nn.functional.hardtanh(logvar, *LOGVAR_CLAMP)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, d) -> mean, logvar of the Gaussian part of q(z|x), (B, L) each (the

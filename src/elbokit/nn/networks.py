@@ -15,22 +15,42 @@ from ._math import inverse_softplus
 from .likelihoods import Bernoulli
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+class GatedLinear(nn.Module):
+    """The gated dense layer of the VampPrior and Exemplar-VAE code (Dauphin et al. 2017):
+    h = (W x + b) * sigmoid(V x + c). Both halves come out of one matmul, (B, 2 n_out)."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.linear = nn.Linear(n_in, 2 * n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.linear(x).chunk(2, dim=-1)
+        return value * torch.sigmoid(gate)
+
+
+def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
+    """Layers of the given sizes: ``"relu"``, linear layers with ReLU between them;
+    ``"gated"``, a :class:`GatedLinear` for each hidden layer. The last layer is
+    linear either way."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if i:
-            layers.append(nn.ReLU())
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    for i, (n_in, n_out) in enumerate(pairs):
+        if activation == "gated" and i < len(pairs) - 1:
+            layers.append(GatedLinear(n_in, n_out))
+            continue
         layers.append(nn.Linear(n_in, n_out))
+        if i < len(pairs) - 1:
+            layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
 class MLPEncoder(nn.Module):
     """d -> hidden... -> (mean, logvar); with no hidden layer it is a linear map."""
 
-    def __init__(self, n_features: int, hidden: tuple[int, ...], latent_dim: int):
+    def __init__(self, n_features: int, hidden: tuple[int, ...], latent_dim: int,
+                 activation: str = "relu"):
         super().__init__()
-        self.net = mlp([n_features, *hidden, 2 * latent_dim])
+        self.net = mlp([n_features, *hidden, 2 * latent_dim], activation)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.net(x).chunk(2, dim=-1)  # (B, L) each
@@ -40,10 +60,11 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """L -> hidden... -> n_heads * d, split into n_heads tensors (..., d)."""
 
-    def __init__(self, latent_dim: int, hidden: tuple[int, ...], n_features: int, n_heads: int):
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], n_features: int, n_heads: int,
+                 activation: str = "relu"):
         super().__init__()
         self.n_heads = n_heads
-        self.net = mlp([latent_dim, *hidden, n_heads * n_features])
+        self.net = mlp([latent_dim, *hidden, n_heads * n_features], activation)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.net(z)  # (..., n_heads * d)
@@ -138,7 +159,7 @@ def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
     if config.encoder == "conv":
         return ConvEncoder(config.image_shape, n_outputs)
     hidden = () if config.encoder == "linear" else config.hidden
-    return MLPEncoder(config.n_features, hidden, n_outputs)
+    return MLPEncoder(config.n_features, hidden, n_outputs, config.activation)
 
 
 def build_decoder(config, n_heads: int) -> nn.Module:
@@ -147,4 +168,4 @@ def build_decoder(config, n_heads: int) -> nn.Module:
     if config.decoder == "linear":
         return LinearDecoder(config.latent_dim, config.n_features, n_heads)
     return MLPDecoder(config.latent_dim, tuple(reversed(config.hidden)), config.n_features,
-                      n_heads)
+                      n_heads, config.activation)

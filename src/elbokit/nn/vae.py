@@ -63,6 +63,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     arch : ``"mlp"`` or ``"conv"``, the family of the non-linear networks (conv needs
         ``image_shape`` with sides divisible by 4, e.g. 8x8 or 28x28).
     hidden : hidden layer sizes of the MLP encoder; the MLP decoder mirrors them.
+    activation : ``"relu"`` or ``"gated"`` (gated dense hidden layers,
+        h = (W x + b) * sigmoid(V x + c), as in the VampPrior/Exemplar-VAE code).
+    clamp_logvar : clamp the encoder's log-variance to [-6, 2] (that code's hardtanh).
     posterior : ``"gaussian"`` (diagonal) or ``"iaf"``: an inverse autoregressive flow
         of ``flow_steps`` MADE steps (hidden sizes ``flow_hidden``, a context of
         ``flow_context`` numbers from the encoder) on the Gaussian sample.
@@ -70,6 +73,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
         ``n_samples=k``, the k-sample bound of Burda et al.).
+    lr_warmup, max_minutes, ema : the published recipe's learning-rate warm-up (epochs),
+        a wall-clock budget (minutes; a cosine schedule anneals over it) and Polyak
+        averaging of the weights (decay, e.g. 0.999: the average is validated, kept
+        and saved); see :class:`~elbokit.nn.config.TrainingConfig`.
     kl_warmup, free_bits, beta : weighting of the KL term in the training loss
         (objectives "a" and "b"); the recorded ELBO stays unweighted.
 
@@ -109,11 +116,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # get_params reads the names from here
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
-                 hidden=(400,), image_shape=None, min_variance: float = 1e-3,
+                 hidden=(400,), activation: str = "relu", clamp_logvar: bool = False,
+                 image_shape=None, min_variance: float = 1e-3,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, standardize="auto",
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
-                 lr_schedule: str = "constant", objective: str = "b", n_samples: int = 1,
+                 lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
+                 ema: float = 0.0, objective: str = "b", n_samples: int = 1,
                  binarize: str = "none", patience: int = 0, seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
                  free_bits: float = 0.0, beta: float = 1.0):

@@ -1,0 +1,215 @@
+"""elbokit's recommended VAE recipe on Fashion-MNIST: the long run, and an equal-time
+comparison against the plain hand-written PyTorch loop.
+
+The recipe (``RECIPE``) is the published one of the VampPrior and Exemplar-VAE code,
+as options of ``elbokit.VAE``: gated dense layers 784-300-300-40 (mirrored decoder),
+the encoder's log-variance clamped to [-6, 2], batch 100, dynamic binarization, L_B,
+Adam 1e-3 with a 2-epoch linear warm-up and a cosine decay to 0 over the wall-clock
+budget (``max_minutes``), a KL warm-up, Polyak averaging of the weights (EMA 0.999),
+and early stopping on a validation split held out from the training set (the Exemplar
+protocol: the first 50,000 training images train, the last 10,000 validate; the test
+NLL is that of the best validation epoch's averaged weights).
+
+Evaluation (the Burda / Exemplar protocol, as ``benchmarks/likelihood.py``): all
+10,000 test images binarized once (numpy ``default_rng(12345)``), log p(x) by
+importance sampling with k = 5000 (``elbokit.evaluate.log_likelihood``), active units
+Cov_x(E[z_j|x]) > 0.01.
+
+    # the long run: 100 minutes of training, checkpoints in benchmarks/.runs/ (ignored);
+    # rerun the same command with --resume to continue a run that was cut short
+    .venv/bin/python benchmarks/recipe.py long --minutes 100
+    # equal time against the plain loop (784-300-300-40 ReLU, Adam 1e-3 constant,
+    # the usual hand-written VAE), one after the other, same IS evaluation
+    .venv/bin/python benchmarks/recipe.py versus --minutes 15 --k 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RUNS = Path(__file__).resolve().parent / ".runs"
+TEST_SEED = 12345
+N_TRAIN = 50000  # the Exemplar protocol: 50,000 train / 10,000 validation
+RECIPE = dict(hidden=(300, 300), activation="gated", clamp_logvar=True, batch_size=100,
+              binarize="dynamic", objective="b", lr=1e-3, lr_warmup=2, lr_schedule="cosine",
+              kl_warmup=20, ema=0.999, patience=100, epochs=100000)
+LATENT = 40
+PUBLISHED = 228.70  # VAE, Gaussian prior, gated MLP 300-300, 40 latents (Exemplar VAE paper)
+
+
+def load_data(data_dir=None, train_images=None, test_images=10000):
+    """(train, validation) intensities and the test set binarized once."""
+    from elbokit.data import load
+
+    ds = load("fashion-mnist", data_dir=data_dir)
+    train, validation = ds.train[:N_TRAIN], ds.train[N_TRAIN:]
+    if train_images:
+        train, validation = train[:train_images], validation[:max(train_images // 5, 100)]
+    rng = np.random.default_rng(TEST_SEED)
+    test = (rng.random(ds.test.shape) < ds.test).astype(np.float32)[:test_images]
+    return train, validation, test
+
+
+def fit_recipe(train, validation, minutes, run_dir, resume, seed=0, progress=False):
+    from elbokit.nn import VAE
+
+    vae = VAE(LATENT, max_minutes=minutes, seed=seed, progress=progress, **RECIPE)
+    return vae.fit(train, validation=validation, checkpoint_dir=run_dir, resume=resume)
+
+
+# --------------------------------------------------------------------------- the plain loop
+
+class PlainVAE(nn.Module):
+    """The usual hand-written VAE: ReLU MLPs, L_B, Bernoulli decoder."""
+
+    def __init__(self, d=784, hidden=300, latent=LATENT):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d))
+
+    def elbo(self, x):  # per-sample L_B, (B,)
+        mean, logvar = self.enc(x).chunk(2, dim=-1)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        log_lik = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
+        kl = 0.5 * (torch.exp(logvar) + mean**2 - 1 - logvar).sum(-1)
+        return log_lik - kl
+
+
+def fit_plain(train, minutes, seed=0):
+    """Adam 1e-3 constant, batch 100, dynamic binarization, epochs while the next one
+    (as long as the last) fits in the budget."""
+    torch.manual_seed(seed)
+    model = PlainVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    X = torch.as_tensor(train)
+    spent, epochs, last = 0.0, 0, 0.0
+    while spent + last <= minutes * 60:
+        start = time.perf_counter()
+        order = torch.randperm(len(X))
+        for i in range(0, len(X), 100):
+            x = torch.bernoulli(X[order[i:i + 100]])
+            loss = -model.elbo(x).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        last = time.perf_counter() - start
+        spent, epochs = spent + last, epochs + 1
+    return model, epochs, spent
+
+
+def as_vae(plain):
+    """The plain loop's weights inside an elbokit VAE of the same architecture, so both
+    are scored by the same importance-sampling code."""
+    from elbokit.nn import VAE
+
+    vae = VAE(LATENT, hidden=(300, 300), epochs=1, progress=False)
+    vae.fit(np.zeros((2, 784), np.float32))  # builds the network; weights replaced below
+    enc, dec = vae.model_.encoder.net, vae.model_.decoder.net
+    with torch.no_grad():
+        for ours, theirs in ((enc, plain.enc), (dec, plain.dec)):
+            for a, b in zip(ours.parameters(), theirs.parameters()):
+                a.copy_(b)
+    return vae
+
+
+# --------------------------------------------------------------------------- scoring
+
+def score(vae, test, k, seed=0) -> dict:
+    from elbokit.evaluate import active_units, log_likelihood
+
+    start = time.perf_counter()
+    ll = log_likelihood(vae, test, n_importance=k, random_state=seed)
+    count, _ = active_units(vae, test)
+    return dict(nll=-ll.mean, stderr=ll.stderr, active=int(count),
+                eval_minutes=(time.perf_counter() - start) / 60, values=ll.values)
+
+
+def _row(name, epochs, minutes, scored, extra=""):
+    return (f"| {name} | {epochs} | {minutes:.1f} | {scored['nll']:.2f} +- "
+            f"{scored['stderr']:.2f} | {scored['active']}/{LATENT} | "
+            f"{scored['eval_minutes']:.1f} | {extra} |")
+
+
+def long_run(args):
+    import elbokit.evaluate  # noqa: F401  (imported now: the checkout may change during the run)
+    train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
+    run_dir = Path(args.run_dir or RUNS / "recipe-long")
+    print(f"Fashion-MNIST recipe, long run: train {train.shape}, validation "
+          f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
+          f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}",
+          flush=True)
+    vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume)
+    history = vae.history_
+    minutes = sum(h["seconds"] for h in history) / 60
+    best = max(history, key=lambda h: h.get("val_elbo", -math.inf))
+    print(f"trained {len(history)} epochs in {minutes:.1f} min; best validation ELBO "
+          f"{best['val_elbo']:.2f} at epoch {best['epoch']}; last train ELBO "
+          f"{history[-1]['train_elbo']:.2f}", flush=True)
+    if args.eval_threads:
+        torch.set_num_threads(args.eval_threads)
+    scored = score(vae, test, args.k)
+    print("\n| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
+          "| best val epoch |")
+    print("|---|---|---|---|---|---|---|")
+    print(_row("recipe (gated, EMA, cosine, KL warm-up)", len(history), minutes, scored,
+               best["epoch"]))
+    print(f"\nk = {args.k}, {len(test)} test images; published {PUBLISHED} (k = 5000)")
+    out = {k: v for k, v in scored.items() if k != "values"}
+    out.update(epochs=len(history), train_minutes=minutes, best_epoch=best["epoch"],
+               k=args.k, n_test=len(test), date=time.strftime("%Y-%m-%d"))
+    (run_dir / "result.json").write_text(json.dumps(out, indent=2))
+
+
+def versus(args):
+    train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
+    print(f"equal time, {args.minutes:g} min each, {torch.get_num_threads()} torch threads; "
+          f"k = {args.k} on {len(test)} test images", flush=True)
+    run_dir = Path(args.run_dir or RUNS / "recipe-versus")
+    ours = fit_recipe(train, validation, args.minutes, run_dir, args.resume)
+    ours_minutes = sum(h["seconds"] for h in ours.history_) / 60
+    plain, plain_epochs, plain_seconds = fit_plain(np.concatenate([train, validation]),
+                                                   args.minutes)
+    a, b = score(ours, test, args.k), score(as_vae(plain), test, args.k)
+    diff = b["nll"] - a["nll"]
+    se = np.std(a["values"] - b["values"], ddof=1) / math.sqrt(len(test))
+    print("\n| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
+          "| vs plain |")
+    print("|---|---|---|---|---|---|---|")
+    print(_row("elbokit recipe", len(ours.history_), ours_minutes, a,
+               f"{-diff:+.2f} +- {se:.2f}"))
+    print(_row("plain loop", plain_epochs, plain_seconds / 60, b, ""))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["long", "versus"])
+    parser.add_argument("--minutes", type=float, default=100.0)
+    parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
+    parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads while training (default: torch's, one per core)")
+    parser.add_argument("--eval-threads", type=int, default=None,
+                        help="torch threads for the IS evaluation (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    long_run(args) if args.what == "long" else versus(args)
+
+
+if __name__ == "__main__":
+    main()
