@@ -33,8 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 RUNS = Path(__file__).resolve().parent / ".runs"
 TEST_SEED = 12345
@@ -68,29 +66,19 @@ def fit_recipe(train, validation, minutes, run_dir, resume, seed=0, progress=Fal
 
 # --------------------------------------------------------------------------- the plain loop
 
-class PlainVAE(nn.Module):
-    """The usual hand-written VAE: ReLU MLPs, L_B, Bernoulli decoder."""
+def plain_vae():
+    """The usual hand-written VAE (ReLU MLPs 784-300-300-40, L_B, Bernoulli decoder):
+    vae_speed.py's plain loop model."""
+    from vae_speed import PlainVAE
 
-    def __init__(self, d=784, hidden=300, latent=LATENT):
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 2 * latent))
-        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d))
-
-    def elbo(self, x):  # per-sample L_B, (B,)
-        mean, logvar = self.enc(x).chunk(2, dim=-1)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        log_lik = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
-        kl = 0.5 * (torch.exp(logvar) + mean**2 - 1 - logvar).sum(-1)
-        return log_lik - kl
+    return PlainVAE(784, [300, 300], LATENT)
 
 
 def fit_plain(train, minutes, seed=0):
     """Adam 1e-3 constant, batch 100, dynamic binarization, epochs while the next one
     (as long as the last) fits in the budget."""
     torch.manual_seed(seed)
-    model = PlainVAE()
+    model = plain_vae()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     X = torch.as_tensor(train)
     spent, epochs, last = 0.0, 0, 0.0

@@ -93,12 +93,9 @@ class _MultiSample(ELBOEstimator):
         raise NotImplementedError
 
 
-class MIWAE(_MultiSample):
-    """MIWAE(M, K) = 1/M sum_m IWAE_K(group m): ``MIWAE(m)(model, x, k)`` draws M * K
-    samples per point (Rainforth et al. 2018, eq. 7). ``objective="miwae"`` with
-    ``miwae_m=M, n_samples=K``."""
+class _Groups(_MultiSample):
+    """A bound over M groups of K draws: called with ``n_samples`` = K, it draws M * K."""
 
-    name = "miwae"
     config_fields = {"miwae_m": "m", "gradient": "gradient"}
 
     def __init__(self, m: int = MIWAE_M, gradient: str = "standard"):
@@ -107,6 +104,14 @@ class MIWAE(_MultiSample):
 
     def __call__(self, model, x, n_samples: int = 1, generator=None):
         return super().__call__(model, x, self.m * n_samples, generator)
+
+
+class MIWAE(_Groups):
+    """MIWAE(M, K) = 1/M sum_m IWAE_K(group m): ``MIWAE(m)(model, x, k)`` draws M * K
+    samples per point (Rainforth et al. 2018, eq. 7). ``objective="miwae"`` with
+    ``miwae_m=M, n_samples=K``."""
+
+    name = "miwae"
 
     def from_log_weights(self, log_w):
         return _miwae(log_w, self.m)
@@ -139,7 +144,7 @@ class CIWAE(_MultiSample):
                 self.beta / k + (1 - self.beta) * weights.square())
 
 
-class PIWAE(_MultiSample):
+class PIWAE(_Groups):
     """PIWAE(M, K) (Rainforth et al. 2018, section 4): the decoder's gradient is that of
     IWAE_{MK} over all M * K draws, the encoder's that of MIWAE(M, K); the value is
     IWAE_{MK}. ``objective="piwae"`` with ``miwae_m=M, n_samples=K``.
@@ -160,14 +165,6 @@ class PIWAE(_MultiSample):
     in training; one under ``torch.no_grad``."""
 
     name = "piwae"
-    config_fields = {"miwae_m": "m", "gradient": "gradient"}
-
-    def __init__(self, m: int = MIWAE_M, gradient: str = "standard"):
-        self.m = _check_m(m)
-        self.gradient = self._check_gradient(gradient)
-
-    def __call__(self, model, x, n_samples: int = 1, generator=None):
-        return super().__call__(model, x, self.m * n_samples, generator)
 
     def from_posterior(self, model, x, post):
         if not torch.is_grad_enabled():  # the value alone: one pass
