@@ -70,6 +70,10 @@ FULL_EPOCHS = 3280  # Burda et al.'s schedule (sum of 3^i passes, i = 0..7)
 
 def main() -> None:
     args = _parse()
+    if args.versus and args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.versus:  # the equal-time comparison of benchmarks/recipe.py
         from recipe import versus
 
