@@ -211,6 +211,7 @@ def test_cli_fit_vae_with_the_vamp_prior_on_digits(tmp_path, capsys):
     out = tmp_path / "vae"
     argv = ["fit", "vae", "--data", "digits", "--latent", "3", "--hidden", "32",
             "--no-progress", "--epochs", "1", "--batch-size", "256", "--prior", "vamp", "--prior-components", "5",
+            "--gmm-components", "3",
             "--out", str(out)]
     assert main(argv) == 0
     model = json.loads((out / "model.json").read_text())["architecture"]

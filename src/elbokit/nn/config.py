@@ -145,9 +145,10 @@ class ArchitectureConfig:
                          "the encoder's posterior at that many learned pseudo-inputs).",
                          choices=PRIORS)
     prior_components: int = setting(10, "K, the components of prior mog or vamp.", minimum=1)
-    gmm_components: int = setting(10, "Components of the Gaussian mixture fitted to the "
+    gmm_components: int = setting(0, "Components of the Gaussian mixture fitted to the "
                                   "training codes after the fit, for sample(sampler='gmm') "
-                                  "(0: none).", minimum=0)
+                                  "(0, the default: none; fitting 10 costs seconds per fit).",
+                                  minimum=0)
     standardize: bool = setting(
         False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
         "on for --likelihood gaussian, off otherwise; refused for bernoulli).",

@@ -156,7 +156,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  image_shape=None, channels: int = 1, min_variance: float = 1e-3,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, prior="standard",
-                 prior_components: int = 10, gmm_components: int = 10, standardize="auto",
+                 prior_components: int = 10, gmm_components: int = 0, standardize="auto",
                  conditional: bool = False,
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
