@@ -238,7 +238,8 @@ def _ae_vae_section(path: Path, datasets: dict) -> str:
     for run_dir in _run_dirs(path):
         run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
         if run.get("kind") in ("ae", "vae") and run.get("image_shape"):
-            key = (run.get("data"), int(run.get("seed", 0)), _test_fraction(run, run_dir))
+            key = (run.get("data"), int(run.get("seed", 0)), _test_fraction(run, run_dir),
+                   json.dumps(run.get("load_options")))  # as _section keys its data sets
             found.setdefault(key, {}).setdefault(run["kind"], run_dir)
     for key, runs in found.items():
         if len(runs) == 2 and key in datasets and datasets[key].image_shape is not None:
