@@ -61,7 +61,10 @@ def _start_and_wait(out: Path, min_epoch: int = 1) -> subprocess.Popen:
     """The CLI in a subprocess, returned once the checkpoint of ``min_epoch`` exists."""
     process = subprocess.Popen([sys.executable, *CLI, *SLOW, "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               # a shell's background job ignores SIGINT and passes that on:
+                               # the child must start with the default, as from a terminal
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while _checkpoint_epoch(out / "checkpoints") < min_epoch:
         assert process.poll() is None, process.communicate()
