@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
