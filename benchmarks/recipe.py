@@ -57,10 +57,13 @@ def load_data(data_dir=None, train_images=None, test_images=10000):
     return train, validation, test
 
 
-def fit_recipe(train, validation, minutes, run_dir, resume, seed=0, progress=False):
+def fit_recipe(train, validation, minutes, run_dir, resume, seed=0, progress=False,
+               **options):
+    """The recipe; ``options`` (e.g. prior="vamp") override or add to it."""
     from elbokit.nn import VAE
 
-    vae = VAE(LATENT, max_minutes=minutes, seed=seed, progress=progress, **RECIPE)
+    vae = VAE(LATENT, max_minutes=minutes, seed=seed, progress=progress,
+              **{**RECIPE, **options})
     return vae.fit(train, validation=validation, checkpoint_dir=run_dir, resume=resume)
 
 
@@ -132,12 +135,16 @@ def _row(name, epochs, minutes, scored, extra=""):
 def long_run(args):
     import elbokit.evaluate  # noqa: F401  (imported now: the checkout may change during the run)
     train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
-    run_dir = Path(args.run_dir or RUNS / "recipe-long")
+    options = {} if args.prior == "standard" else dict(prior=args.prior,
+                                                        prior_components=args.prior_components)
+    run_dir = Path(args.run_dir or RUNS / ("recipe-long" if not options else
+                                           f"recipe-long-{args.prior}{args.prior_components}"))
     print(f"Fashion-MNIST recipe, long run: train {train.shape}, validation "
           f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
-          f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}",
+          f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}; "
+          f"prior {args.prior}" + (f" (K = {args.prior_components})" if options else ""),
           flush=True)
-    vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume)
+    vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options)
     history = vae.history_
     minutes = sum(h["seconds"] for h in history) / 60
     best = max(history, key=lambda h: h.get("val_elbo", -math.inf))
@@ -150,11 +157,15 @@ def long_run(args):
     print("\n| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
           "| best val epoch |")
     print("|---|---|---|---|---|---|---|")
-    print(_row("recipe (gated, EMA, cosine, KL warm-up)", len(history), minutes, scored,
-               best["epoch"]))
+    name = "recipe (gated, EMA, cosine, KL warm-up)"
+    if options:
+        name += f", {args.prior} prior K = {args.prior_components}"
+    print(_row(name, len(history), minutes, scored, best["epoch"]))
     print(f"\nk = {args.k}, {len(test)} test images; published {PUBLISHED} (k = 5000)")
     out = {k: v for k, v in scored.items() if k != "values"}
+    np.save(run_dir / "test-log-likelihoods.npy", scored["values"])
     out.update(epochs=len(history), train_minutes=minutes, best_epoch=best["epoch"],
+               prior=args.prior, prior_components=args.prior_components if options else None,
                k=args.k, n_test=len(test), date=time.strftime("%Y-%m-%d"))
     (run_dir / "result.json").write_text(json.dumps(out, indent=2))
 
@@ -187,6 +198,9 @@ def main():
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--prior", default="standard", choices=["standard", "vamp", "mog"],
+                        help="the long run's prior (the recipe's is standard)")
+    parser.add_argument("--prior-components", type=int, default=10)
     parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=None,
