@@ -21,6 +21,10 @@ Cov_x(E[z_j|x]) > 0.01.
     # equal time against the plain loop (784-300-300-40 ReLU, Adam 1e-3 constant,
     # the usual hand-written VAE), one after the other, same IS evaluation
     .venv/bin/python benchmarks/recipe.py versus --minutes 15 --k 1000
+    # the VampPrior's long run, and both long runs scored on the same draws
+    .venv/bin/python benchmarks/recipe.py long --minutes 90 --prior vamp
+    .venv/bin/python benchmarks/recipe.py pair benchmarks/.runs/recipe-long \
+        benchmarks/.runs/recipe-long-vamp10 --minutes 90 --k 1000
 """
 
 from __future__ import annotations
@@ -190,9 +194,41 @@ def versus(args):
     print(_row("plain loop", plain_epochs, plain_seconds / 60, b, ""))
 
 
+def pair(args):
+    """Score finished long runs (their run directories: the best validation epoch's
+    averaged weights, restored without training) on the same test images with the same
+    random draws (common random numbers: the same seed gives every model the same eps
+    per image), and print each one's paired difference to the first."""
+    train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
+    rows = []
+    for run_dir in map(Path, args.runs):
+        result = json.loads((run_dir / "result.json").read_text())
+        prior = result.get("prior") or "standard"
+        options = {} if prior == "standard" else dict(
+            prior=prior, prior_components=result["prior_components"])
+        vae = fit_recipe(train, validation, args.minutes, run_dir, resume=True, **options)
+        rows.append((run_dir.name, result, score(vae, test, args.k)))
+    print(f"\npaired on {len(test)} test images, k = {args.k}, the same draws for every model\n")
+    print("| run | prior | epochs | train (min) | test NLL (nats) | NLL minus the first's "
+          "(paired) |")
+    print("|---|---|---|---|---|---|")
+    first = rows[0][2]["values"]
+    for name, result, scored in rows:
+        diff = scored["values"] - first
+        se = np.std(diff, ddof=1) / math.sqrt(len(diff))
+        prior = result.get("prior") or "standard"
+        if result.get("prior_components"):
+            prior += f" K = {result['prior_components']}"
+        print(f"| {name} | {prior} | {result['epochs']} | {result['train_minutes']:.1f} | "
+              f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
+              f"{-diff.mean():+.2f} +- {se:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["long", "versus"])
+    parser.add_argument("what", choices=["long", "versus", "pair"])
+    parser.add_argument("runs", nargs="*", help="pair: the run directories of finished "
+                        "long runs (the first is the reference)")
     parser.add_argument("--minutes", type=float, default=100.0)
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--data-dir", default=None)
@@ -210,7 +246,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    long_run(args) if args.what == "long" else versus(args)
+    {"long": long_run, "versus": versus, "pair": pair}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""L_B's training step for the preset MLP VAE, forward and backward written out.
+
+The lecture's L_B for one draw per point, with the Bernoulli decoder and p(z) = N(0, I):
+
+    L_B(x) = sum_d [x_d l_d - softplus(l_d)] - KL(q(z|x) || N(0, I)),
+    z = mu(x) + exp(logvar(x) / 2) * eps,  eps ~ N(0, I),
+    KL = 1/2 sum_j (exp(logvar_j) + mu_j^2 - 1 - logvar_j),
+
+and the minibatch loss -1/B sum_b [log p(x_b|z_b) - w KL_b] (w the KL weight of the
+warm-up, 1 without it). Its gradient, by the chain rule from the logits back:
+
+    dloss/dl = (sigmoid(l) - x) / B                                 (B, d)
+    dloss/dmu = dloss/dz + w mu / B
+    dloss/dlogvar = dloss/dz * eps * exp(logvar / 2) / 2 + w (exp(logvar) - 1) / (2 B)
+
+(zero where the clamp of ``clamp_logvar`` holds logvar at a bound, as hardtanh's
+gradient is), and through each dense layer y = a W^T + b: dW = g^T a, db = sum_b g,
+da = g W; ReLU passes g where its output is > 0; the gated layer h = v * sigmoid(u)
+passes g * sigmoid(u) to v and g * v * s (1 - s) to u.
+
+Autograd computes the same numbers (``tests/test_fused.py`` compares every gradient and
+a seeded fit's history); what this saves is its bookkeeping: recording the graph, one
+node and one small kernel per operation, the transposes and gradient accumulation,
+about 10% of a step of the 784-300-300-40 benchmark model on the CPU
+(``benchmarks/vae_speed.py``). It runs, in place of ``loss.backward()``, where the
+model is one it covers (:func:`fused_step`); anything else (other networks,
+likelihoods, priors, flows, estimators, free bits, torchrun) takes the autograd path.
+``fused_step=False`` turns it off.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import LOGVAR_CLAMP
+from .likelihoods import Bernoulli
+from .networks import GatedLinear, MLPDecoder, MLPEncoder
+from .objectives import AnalyticKLELBO, kl_weight
+from .priors import StandardNormal
+
+
+class FusedLB:
+    """The step: ``loss, neg_elbo = step(x, generator, step_index, steps_per_epoch)``
+    sets every parameter's ``.grad`` (a fresh tensor, as a ``backward`` after
+    ``zero_grad(set_to_none=True)`` does) and returns the loss that gradient is of and
+    the batch's mean -ELBO, both detached."""
+
+    def __init__(self, model, config):
+        self.model, self.config = model, config
+        self.encoder = _layers(model.encoder.net)
+        self.decoder = _layers(model.decoder.net)
+        self.latent = model.config.latent_dim
+        self.clamp = model.config.clamp_logvar
+
+    def __call__(self, x: torch.Tensor, generator, step: int, steps_per_epoch: int):
+        weight = kl_weight(self.config, step, steps_per_epoch) \
+            if self.config.kl_weighted else 1.0
+        with torch.no_grad():
+            return self._step(x, generator, float(weight))
+
+    def _step(self, x, generator, weight):
+        n, latent = x.shape[0], self.latent
+        encoded, enc_saved = _forward(self.encoder, x)  # (B, 2L)
+        mean, raw_logvar = encoded[:, :latent], encoded[:, latent:]
+        logvar = raw_logvar.clamp(*LOGVAR_CLAMP) if self.clamp else raw_logvar
+        eps = torch.randn(tuple(mean.shape), generator=generator, device=mean.device,
+                          dtype=mean.dtype)  # the draw _math.reparameterize makes
+        std = torch.exp(0.5 * logvar)
+        z = mean + std * eps
+        logits, dec_saved = _forward(self.decoder, z)  # (B, d)
+        log_lik = (x * logits).sum(-1) - nn.functional.softplus(logits).sum(-1)  # (B,)
+        var = torch.exp(logvar)
+        kl = 0.5 * (var + mean ** 2 - 1 - logvar).sum(-1)  # (B,)
+        neg_elbo = (kl - log_lik).mean()
+        loss = neg_elbo if weight == 1.0 else weight * kl.mean() - log_lik.mean()
+
+        grad = torch.sigmoid(logits).sub_(x).div_(n)  # dloss/dlogits
+        grad_z = _backward(self.decoder, dec_saved, grad, need_input=True)  # (B, L)
+        grad_encoded = torch.empty_like(encoded)
+        torch.add(grad_z, mean, alpha=weight / n, out=grad_encoded[:, :latent])
+        grad_logvar = grad_encoded[:, latent:]
+        torch.mul(grad_z, eps, out=grad_logvar)
+        grad_logvar.mul_(std).mul_(0.5).add_(var - 1, alpha=0.5 * weight / n)
+        if self.clamp:  # hardtanh's gradient: 0 at and beyond the bounds
+            grad_encoded[:, latent:] = torch.ops.aten.hardtanh_backward(
+                grad_logvar, raw_logvar, *LOGVAR_CLAMP)
+        _backward(self.encoder, enc_saved, grad_encoded, need_input=False)
+        return loss, neg_elbo
+
+
+def fused_step(model, config, objective, distributed: bool):
+    """A :class:`FusedLB` where it computes exactly what autograd would for this run:
+    the preset MLP encoder and decoder (ReLU or gated), the Bernoulli likelihood, the
+    standard prior, no flow, no conditioning, no standardization, L_B with one draw
+    and the standard gradient, no free bits, one process; else None."""
+    arch = model.config
+    covered = (config.fused_step and not distributed
+               and type(objective) is AnalyticKLELBO and config.n_samples == 1
+               and config.gradient == "standard" and not config.free_bits
+               and type(model.encoder) is MLPEncoder and type(model.decoder) is MLPDecoder
+               and getattr(model, "flow", None) is None
+               and isinstance(model.likelihood, Bernoulli)
+               and type(getattr(model, "prior", None)) is StandardNormal
+               and not arch.condition_dim and not arch.standardize
+               and all(_layers(net) is not None for net in (model.encoder.net,
+                                                              model.decoder.net)))
+    return FusedLB(model, config) if covered else None
+
+
+# --------------------------------------------------------------------------- layers
+
+def _layers(net: nn.Sequential):
+    """[(linear, activation)] of an :func:`~elbokit.nn.networks.mlp`, activation
+    "relu", "gated" or None (the last, linear layer); None for any other layout."""
+    modules, layers = list(net), []
+    i = 0
+    while i < len(modules):
+        m = modules[i]
+        if type(m) is GatedLinear:
+            layers.append((m.linear, "gated"))
+        elif type(m) is nn.Linear:
+            relu = i + 1 < len(modules) and type(modules[i + 1]) is nn.ReLU
+            layers.append((m, "relu" if relu else None))
+            i += relu
+        else:
+            return None
+        i += 1
+    if not layers or layers[-1][1] is not None or any(a is None for _, a in layers[:-1]):
+        return None
+    return layers
+
+
+def _forward(layers, h):
+    """The network's output and, per layer, what its backward needs: (input, output)
+    for ReLU and linear layers, (input, value, sigmoid(gate)) for gated ones."""
+    saved = []
+    for linear, activation in layers:
+        out = torch.addmm(linear.bias, h, linear.weight.t())
+        if activation == "gated":
+            half = out.shape[1] // 2
+            value, gate = out[:, :half], torch.sigmoid(out[:, half:])
+            saved.append((h, value, gate))
+            h = value * gate
+        else:
+            if activation == "relu":
+                out.relu_()
+            saved.append((h, out))
+            h = out
+    return h, saved
+
+
+def _backward(layers, saved, grad, need_input: bool):
+    """Set each layer's weight and bias gradients from ``grad`` = dloss/d(output);
+    return dloss/d(input) when ``need_input``."""
+    for i in range(len(layers) - 1, -1, -1):
+        (linear, activation), kept = layers[i], saved[i]
+        if activation == "gated":
+            h, value, gate = kept
+            pre = torch.empty(grad.shape[0], 2 * grad.shape[1], dtype=grad.dtype,
+                              device=grad.device)
+            torch.mul(grad, gate, out=pre[:, :grad.shape[1]])
+            # d/du [v sigmoid(u)] = v s (1 - s)
+            torch.mul(grad, value, out=pre[:, grad.shape[1]:])
+            pre[:, grad.shape[1]:].mul_(gate).mul_(1 - gate)
+        else:
+            h, out = kept
+            # ReLU's gradient, g where the output is > 0 (one kernel, no mask tensor)
+            pre = grad if activation is None else \
+                torch.ops.aten.threshold_backward(grad, out, 0.0)
+        linear.weight.grad = torch.mm(pre.t(), h)
+        linear.bias.grad = pre.sum(0)
+        if i > 0 or need_input:
+            grad = torch.mm(pre, linear.weight)
+    return grad
