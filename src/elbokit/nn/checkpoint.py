@@ -157,6 +157,11 @@ def check_history(history, where, epochs: int | None = None) -> list[dict]:
         if "epoch" in entry and entry["epoch"] != number:
             raise ModelFileError(f"{where}: history entry {number} has epoch "
                                  f"{entry['epoch']!r}")
+        seconds = entry.get("seconds")
+        if epochs is not None and (seconds is None or not math.isfinite(seconds)
+                                   or seconds < 0):  # a checkpoint's: the clock resumes from it
+            raise ModelFileError(f"{where}: history entry {number} must have 'seconds', a "
+                                 f"finite number >= 0; got {seconds!r}")
     return history
 
 

@@ -42,8 +42,8 @@ from .priors import StandardNormal
 
 class FusedLB:
     """The step: ``loss, neg_elbo = step(x, generator, step_index, steps_per_epoch)``
-    sets every parameter's ``.grad`` (a fresh tensor, as a ``backward`` after
-    ``zero_grad(set_to_none=True)`` does) and returns the loss that gradient is of and
+    sets every parameter's ``.grad`` (overwritten in place where it has one: what a
+    ``backward`` after ``zero_grad()`` leaves, without the allocation) and returns the loss that gradient is of and
     the batch's mean -ELBO, both detached."""
 
     def __init__(self, model, config):
@@ -168,8 +168,18 @@ def _backward(layers, saved, grad, need_input: bool):
             # ReLU's gradient, g where the output is > 0 (one kernel, no mask tensor)
             pre = grad if activation is None else \
                 torch.ops.aten.threshold_backward(grad, out, 0.0)
-        linear.weight.grad = torch.mm(pre.t(), h)
-        linear.bias.grad = pre.sum(0)
+        _set_grad(linear.weight, torch.mm, pre.t(), h)
+        _set_grad(linear.bias, torch.sum, pre, 0)
         if i > 0 or need_input:
             grad = torch.mm(pre, linear.weight)
     return grad
+
+
+def _set_grad(param, op, *args):
+    """param.grad = op(*args), written into the existing gradient tensor when there is
+    one of the right shape (no allocation per step), else a new one."""
+    grad = param.grad
+    if grad is None or grad.shape != param.shape:
+        param.grad = op(*args)
+    else:
+        op(*args, out=grad)
