@@ -19,6 +19,7 @@ load on the machine hits all alike; the figures are medians over rounds, with ra
 
     .venv/bin/python benchmarks/vae_speed.py                  # 2 epochs x 3 rounds
     .venv/bin/python benchmarks/vae_speed.py --activation gated
+    .venv/bin/python benchmarks/vae_speed.py --breakdown   # where ours' step time goes
 """
 
 from __future__ import annotations
@@ -119,6 +120,41 @@ def bound_step_seconds(shapes, batch, repeats=50):
     return total, flops
 
 
+# --------------------------------------------------------------------------- breakdown
+
+CATEGORIES = {"matmuls": ("aten::mm", "aten::addmm"),
+              "Adam": ("aten::_fused_adam_", "aten::_foreach_add_"),
+              "weight average (EMA)": ("aten::lerp_",)}
+
+
+def breakdown(X, V, args, bound_seconds):
+    """Where ours' time goes: one fit under torch.profiler, self time per category, per
+    step; the matmuls' share against the bound's time for the same products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    steps = args.epochs * -(-len(X) // args.batch)
+    with tempfile.TemporaryDirectory() as run_dir, \
+            profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        fit_ours(X, V, args, 0, run_dir)
+        wall = time.perf_counter() - start
+    spent = {name: 0.0 for name in CATEGORIES}
+    for event in prof.key_averages():
+        for name, ops in CATEGORIES.items():
+            if event.key in ops:
+                spent[name] += event.self_cpu_time_total / 1e6
+    print(f"\nours under the profiler: {1e3 * wall / steps:.2f} ms per step, all included "
+          f"(the profiler adds some); the bound's step {1e3 * bound_seconds:.2f} ms")
+    for name, seconds in spent.items():
+        print(f"  {name}: {1e3 * seconds / steps:.2f} ms per step "
+              f"({seconds / wall:.0%} of the time)")
+    rest = wall - sum(spent.values())
+    print(f"  everything else (elementwise kernels, validation, checkpoints, Python): "
+          f"{1e3 * rest / steps:.2f} ms per step ({rest / wall:.0%})")
+    print(f"  the matmuls ran at {bound_seconds / (spent['matmuls'] / steps):.0%} of their "
+          "isolated rate")
+
+
 # --------------------------------------------------------------------------- main
 
 def main():
@@ -135,6 +171,9 @@ def main():
     parser.add_argument("--autograd", action="store_true",
                         help="ours with fused_step=False (autograd's backward): the lever's "
                              "measure")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="then one more fit of ours under torch.profiler: time per step "
+                             "in matmuls, Adam, EMA and the rest")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
@@ -189,6 +228,8 @@ def main():
           f"| plain PyTorch loop | {med['plain']:.0f} | {plain_of_bound:.2f} of the bound |")
     print(f"matmul rate at the layer shapes: {statistics.median(gflops):.0f} GFLOP/s; "
           f"{torch.get_num_threads()} torch threads")
+    if args.breakdown:
+        breakdown(X, V, args, args.batch / med["bound"])
 
 
 if __name__ == "__main__":
