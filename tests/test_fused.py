@@ -186,3 +186,23 @@ def test_the_direct_adam_step_is_optimizer_steps_update_bit_for_bit():
             sa, sb = optimizers[0].state[p], optimizers[1].state[q]
             assert all(torch.equal(sa[key], sb[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
     assert len(fallbacks) == 1  # the first step, which creates the state; then the direct call
+
+
+def test_optimizer_hooks_still_run():
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from elbokit.nn.train import make_optimizer, optimizer_step
+
+    net = torch.nn.Linear(3, 2)
+    optimizer = make_optimizer(net, 1e-2)
+    seen = []
+    handle = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: seen.append(1))
+    try:
+        for _ in range(3):
+            optimizer.zero_grad()
+            net(torch.ones(1, 3)).sum().backward()
+            optimizer_step(optimizer)
+    finally:
+        handle.remove()
+    assert len(seen) == 3  # a global hook: every step takes optimizer.step()
