@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._math import bernoulli_log_prob_sum, kl_diag_gaussian_standard
 from .config import LOGVAR_CLAMP
 from .likelihoods import Bernoulli
 from .networks import GatedLinear, MLPDecoder, MLPEncoder
@@ -43,8 +44,8 @@ from .priors import StandardNormal
 class FusedLB:
     """The step: ``loss, neg_elbo = step(x, generator, step_index, steps_per_epoch)``
     sets every parameter's ``.grad`` (overwritten in place where it has one: what a
-    ``backward`` after ``zero_grad()`` leaves, without the allocation) and returns the loss that gradient is of and
-    the batch's mean -ELBO, both detached."""
+    ``backward`` after ``zero_grad()`` leaves, without the allocation) and returns the
+    loss that gradient is of and the batch's mean -ELBO, both detached."""
 
     def __init__(self, model, config):
         self.model, self.config = model, config
@@ -69,9 +70,9 @@ class FusedLB:
         std = torch.exp(0.5 * logvar)
         z = mean + std * eps
         logits, dec_saved = _forward(self.decoder, z)  # (B, d)
-        log_lik = (x * logits).sum(-1) - nn.functional.softplus(logits).sum(-1)  # (B,)
+        log_lik = bernoulli_log_prob_sum(x, logits)  # (B,)
+        kl = kl_diag_gaussian_standard(mean, logvar)  # (B,)
         var = torch.exp(logvar)
-        kl = 0.5 * (var + mean ** 2 - 1 - logvar).sum(-1)  # (B,)
         neg_elbo = (kl - log_lik).mean()
         loss = neg_elbo if weight == 1.0 else weight * kl.mean() - log_lik.mean()
 
