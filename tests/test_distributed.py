@@ -293,15 +293,15 @@ def test_an_inconsistent_torchrun_environment_is_one_line(tmp_path, monkeypatch,
 
 @needs_gloo
 @pytest.mark.parametrize("bound", [["--objective", "piwae", "--miwae-m", "2", "--gradient",
-                                    "dreg"], ["--prior", "vamp", "--prior-components", "4"],
-                                   ["--prior", "mog", "--prior-components", "3"]],
-                         ids=["piwae-dreg", "vamp-prior", "mog-prior"])
+                                    "dreg"], ["--prior", "vamp", "--prior-components", "4"]],
+                         ids=["piwae-dreg", "vamp-prior"])
 def test_two_processes_train_a_multisample_bound_to_the_weights_of_one(tmp_path, one_thread,
                                                                        bound):
     """PIWAE's two decoder passes and DReG's gradient hook under DDP: the same weights
     as one process (noise (M * K, B, L) split by rows like any other); the same for the
-    learned priors (the VampPrior's pseudo-inputs pass through the encoder in DDP's
-    forward, so their gradient is averaged over the processes with the rest)."""
+    VampPrior (its pseudo-inputs pass through the encoder inside DDP's forward, so their
+    gradient is averaged over the processes with the rest; a mixture prior's weights are
+    plain parameters)."""
     _torchrun(tmp_path / "two", 1, *bound)
     assert main(ARGS + ["--epochs", "1", "--out", str(tmp_path / "one"), *bound]) == 0
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
