@@ -77,10 +77,11 @@ def fit_plain(X, args, seed):
 
 # --------------------------------------------------------------------------- ours
 
-def fit_ours(X, V, args, seed, run_dir):
+def fit_ours(X, V, args, seed, run_dir, autograd=None):
+    autograd = args.autograd if autograd is None else autograd
     vae = VAE(args.latent, hidden=tuple(args.hidden), activation=args.activation,
               batch_size=args.batch, binarize="dynamic", epochs=args.epochs, seed=seed,
-              progress=True, fused_step=not args.autograd)
+              progress=True, fused_step=not autograd)
     return vae.fit(X, validation=V, checkpoint_dir=run_dir)
 
 
@@ -171,6 +172,8 @@ def main():
     parser.add_argument("--autograd", action="store_true",
                         help="ours with fused_step=False (autograd's backward): the lever's "
                              "measure")
+    parser.add_argument("--with-autograd", action="store_true",
+                        help="a fourth side in every round: ours with fused_step=False")
     parser.add_argument("--breakdown", action="store_true",
                         help="then one more fit of ours under torch.profiler: time per step "
                              "in matmuls, Adam, EMA and the rest")
@@ -194,8 +197,11 @@ def main():
     speed = {"ours": [], "plain": [], "bound": []}
     gflops = []
     sides = ["ours", "plain", "bound"]
+    if args.with_autograd:  # the fused step's lever, measured in the same rounds
+        speed["autograd"] = []
+        sides = ["ours", "plain", "autograd", "bound"]
     for r in range(args.rounds):
-        for name in sides[r % 3:] + sides[:r % 3]:
+        for name in sides[r % len(sides):] + sides[:r % len(sides)]:
             if name == "bound":
                 seconds, flops = bound_step_seconds(shapes, args.batch)
                 speed["bound"].append(args.batch / seconds)
@@ -205,9 +211,9 @@ def main():
                       "image)", flush=True)
                 continue
             start = time.perf_counter()
-            if name == "ours":
+            if name in ("ours", "autograd"):
                 with tempfile.TemporaryDirectory() as run_dir:
-                    fit_ours(X, V, args, r, run_dir)
+                    fit_ours(X, V, args, r, run_dir, autograd=name == "autograd")
             else:
                 fit_plain(X, args, r)
             seconds = time.perf_counter() - start
@@ -226,6 +232,10 @@ def main():
           f"| {ours} | {med['ours']:.0f} | "
           f"{of_bound:.2f} of the bound, {versus_plain:.2f}x plain |\n"
           f"| plain PyTorch loop | {med['plain']:.0f} | {plain_of_bound:.2f} of the bound |")
+    if args.with_autograd:
+        fused = statistics.median(o / a for o, a in zip(speed["ours"], speed["autograd"]))
+        print(f"| elbokit, fused_step=False (autograd's backward) | {med['autograd']:.0f} | "
+              f"the fused step is {fused:.2f}x it |")
     print(f"matmul rate at the layer shapes: {statistics.median(gflops):.0f} GFLOP/s; "
           f"{torch.get_num_threads()} torch threads")
     if args.breakdown:
