@@ -61,6 +61,16 @@ def load_data(data_dir=None, train_images=None, test_images=10000):
     return train, validation, test
 
 
+def prior_options(prior, components) -> dict:
+    """The VAE settings of a long run's prior: none for the recipe's standard prior."""
+    return {} if prior in (None, "standard") else dict(prior=prior,
+                                                        prior_components=components)
+
+
+def prior_label(options) -> str:
+    return f"{options['prior']} K = {options['prior_components']}" if options else "standard"
+
+
 def fit_recipe(train, validation, minutes, run_dir, resume, seed=0, progress=False,
                **options):
     """The recipe; ``options`` (e.g. prior="vamp") override or add to it."""
@@ -139,14 +149,13 @@ def _row(name, epochs, minutes, scored, extra=""):
 def long_run(args):
     import elbokit.evaluate  # noqa: F401  (imported now: the checkout may change during the run)
     train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
-    options = {} if args.prior == "standard" else dict(prior=args.prior,
-                                                        prior_components=args.prior_components)
+    options = prior_options(args.prior, args.prior_components)
     run_dir = Path(args.run_dir or RUNS / ("recipe-long" if not options else
                                            f"recipe-long-{args.prior}{args.prior_components}"))
     print(f"Fashion-MNIST recipe, long run: train {train.shape}, validation "
           f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
           f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}; "
-          f"prior {args.prior}" + (f" (K = {args.prior_components})" if options else ""),
+          f"prior {prior_label(options)}",
           flush=True)
     vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options)
     history = vae.history_
@@ -163,7 +172,7 @@ def long_run(args):
     print("|---|---|---|---|---|---|---|")
     name = "recipe (gated, EMA, cosine, KL warm-up)"
     if options:
-        name += f", {args.prior} prior K = {args.prior_components}"
+        name += f", {prior_label(options)} prior"
     print(_row(name, len(history), minutes, scored, best["epoch"]))
     print(f"\nk = {args.k}, {len(test)} test images; published {PUBLISHED} (k = 5000)")
     out = {k: v for k, v in scored.items() if k != "values"}
@@ -203,22 +212,17 @@ def pair(args):
     rows = []
     for run_dir in map(Path, args.runs):
         result = json.loads((run_dir / "result.json").read_text())
-        prior = result.get("prior") or "standard"
-        options = {} if prior == "standard" else dict(
-            prior=prior, prior_components=result["prior_components"])
+        options = prior_options(result.get("prior"), result.get("prior_components"))
         vae = fit_recipe(train, validation, args.minutes, run_dir, resume=True, **options)
-        rows.append((run_dir.name, result, score(vae, test, args.k)))
+        rows.append((run_dir.name, result, prior_label(options), score(vae, test, args.k)))
     print(f"\npaired on {len(test)} test images, k = {args.k}, the same draws for every model\n")
     print("| run | prior | epochs | train (min) | test NLL (nats) | NLL minus the first's "
           "(paired) |")
     print("|---|---|---|---|---|---|")
-    first = rows[0][2]["values"]
-    for name, result, scored in rows:
+    first = rows[0][3]["values"]
+    for name, result, prior, scored in rows:
         diff = scored["values"] - first
         se = np.std(diff, ddof=1) / math.sqrt(len(diff))
-        prior = result.get("prior") or "standard"
-        if result.get("prior_components"):
-            prior += f" K = {result['prior_components']}"
         print(f"| {name} | {prior} | {result['epochs']} | {result['train_minutes']:.1f} | "
               f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
               f"{-diff.mean():+.2f} +- {se:.2f} |")

@@ -22,9 +22,10 @@ Autograd computes the same numbers (``tests/test_fused.py`` compares every gradi
 a seeded fit's history); what this saves is its bookkeeping: recording the graph, one
 node and one small kernel per operation, the transposes and gradient accumulation:
 a fit of the 784-300-300-40 benchmark model ran 1.25x faster than with autograd's
-backward on 2 CPU threads (``benchmarks/vae_speed.py --with-autograd``, 2026-12-01). It runs, in place of ``loss.backward()``, where the
-model is one it covers (:func:`fused_step`); anything else (other networks,
-likelihoods, priors, flows, estimators, free bits, torchrun) takes the autograd path.
+backward on 2 CPU threads (``benchmarks/vae_speed.py --with-autograd``, 2026-12-01).
+It runs, in place of ``loss.backward()``, where the model is one it covers
+(:func:`fused_step`); anything else (other networks, likelihoods, priors, flows,
+estimators, free bits, torchrun) takes the autograd path.
 ``fused_step=False`` turns it off.
 """
 
@@ -47,10 +48,9 @@ class FusedLB:
     ``backward`` after ``zero_grad()`` leaves, without the allocation) and returns the
     loss that gradient is of and the batch's mean -ELBO, both detached."""
 
-    def __init__(self, model, config):
+    def __init__(self, model, config, encoder_layers, decoder_layers):
         self.model, self.config = model, config
-        self.encoder = _layers(model.encoder.net)
-        self.decoder = _layers(model.decoder.net)
+        self.encoder, self.decoder = encoder_layers, decoder_layers  # see _layers
         self.latent = model.config.latent_dim
         self.clamp = model.config.clamp_logvar
 
@@ -103,10 +103,11 @@ def fused_step(model, config, objective, distributed: bool):
                and getattr(model, "flow", None) is None
                and isinstance(model.likelihood, Bernoulli)
                and type(getattr(model, "prior", None)) is StandardNormal
-               and not arch.condition_dim and not arch.standardize
-               and all(_layers(net) is not None for net in (model.encoder.net,
-                                                              model.decoder.net)))
-    return FusedLB(model, config) if covered else None
+               and not arch.condition_dim and not arch.standardize)
+    if not covered:
+        return None
+    layers = _layers(model.encoder.net), _layers(model.decoder.net)
+    return None if None in layers else FusedLB(model, config, *layers)
 
 
 # --------------------------------------------------------------------------- layers

@@ -387,20 +387,21 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
         if binarize is not None:
             x = binarize(x)
         x = shard.take(x)  # this process's rows of the minibatch (all, without torchrun)
+        done = (epoch - 1) * n_steps + step  # optimiser steps before this one
         # the loss may weight the KL (beta, warm-up, free bits); neg_elbo never does
         if run.fused is None:
-            loss, neg_elbo = run.loss(run.objective, run.model, x, config, generator,
-                                      (epoch - 1) * n_steps + step, n_steps)
+            loss, neg_elbo = run.loss(run.objective, run.model, x, config, generator, done,
+                                      n_steps)
         else:  # sets the gradients
-            loss, neg_elbo = run.fused(x, generator, (epoch - 1) * n_steps + step, n_steps)
-        if _optimise(run, loss, (epoch - 1) * n_steps + step):
+            loss, neg_elbo = run.fused(x, generator, done, n_steps)
+        if _optimise(run, loss, done):
             losses[step] = neg_elbo.detach()
             if run.average is not None:
                 run.average.update()
         else:
             kept[step] = False
         if schedule:
-            _set_lr(run.optimizer, config, (epoch - 1) * n_steps + step + 1, n_steps,
+            _set_lr(run.optimizer, config, done + 1, n_steps,
                     seconds + time.perf_counter() - start)
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
             shard.average_(losses[checked:step + 1])  # so a NaN on one rank stops all
@@ -438,10 +439,8 @@ class _Binarizer:
             return torch.bernoulli(x, generator=self.generator)
         uniform = self.buffer[:x.shape[0]]
         self.rng.random(out=uniform, dtype=uniform.dtype)
-        # 1.0 where u < x, in the buffer itself (redrawn by the next call, once the step
-        # that used this batch is over)
-        if x.dtype != torch.float32:
-            return (torch.from_numpy(uniform) < x).to(x.dtype)
+        # 1.0 where u < x, in the buffer itself (x is float32, as the training data always
+        # are; redrawn by the next call, once the step that used this batch is over)
         return torch.from_numpy(uniform).lt_(x)
 
 
@@ -450,11 +449,10 @@ def _optimise(run: _Run, loss: torch.Tensor, step: int) -> bool:
     ``step``); with on_nan="skip-batch" only where the loss and the gradients are
     finite on every rank (returns False for a skipped step)."""
     skip = run.on_nan == "skip-batch"
-    if run.fused is None:
-        run.optimizer.zero_grad(set_to_none=True)
     if skip and not run.shard.all_true(bool(torch.isfinite(loss))):
         return False
-    if run.fused is None:
+    if run.fused is None:  # the fused step has set the gradients already
+        run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
     freeze_gradients(run.model, run.config, step)
     if skip and not all(bool(torch.isfinite(p.grad).all()) for group in
