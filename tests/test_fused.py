@@ -35,6 +35,12 @@ CASES = [
     dict(hidden=(), clamp_logvar=True),  # one linear layer each way
     dict(hidden=(16, 8, 8), activation="gated", clamp_logvar=True, kl_warmup=3, beta=0.5),
     dict(beta=2.0, dtype64=True),
+    dict(prior="vamp"),
+    dict(prior="vamp", prior_components=3, activation="gated", clamp_logvar=True,
+         kl_warmup=3),
+    dict(prior="vamp", beta=0.5, dtype64=True),
+    dict(prior="mog", prior_components=3, activation="gated", clamp_logvar=True),
+    dict(prior="mog", prior_components=2, kl_warmup=3, dtype64=True),
 ]
 
 
@@ -76,7 +82,9 @@ def test_gradients_and_losses_equal_autograds(digits, case):
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(activation="gated", ema=0.9,
-                                                   clamp_logvar=True, kl_warmup=1)])
+                                                   clamp_logvar=True, kl_warmup=1),
+                                      dict(prior="vamp", prior_components=4),
+                                      dict(prior="mog", prior_components=3)])
 def test_a_seeded_fit_is_the_same_run_either_way(digits, settings):
     X = digits.train[:400]
     runs = []
@@ -111,7 +119,7 @@ def test_the_step_is_used_by_fit_and_sets_every_gradient(digits, monkeypatch):
 
 @pytest.mark.parametrize("settings", [
     dict(likelihood="gaussian"), dict(arch="conv"), dict(posterior="iaf"),
-    dict(prior="vamp"), dict(prior="mog"), dict(objective="a"), dict(objective="iwae"),
+    dict(prior="mog", prior_components=1), dict(objective="a"), dict(objective="iwae"),
     dict(n_samples=2), dict(free_bits=0.1), dict(decoder="linear"),
     dict(fused_step=False),
 ])

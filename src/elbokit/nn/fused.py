@@ -18,6 +18,23 @@ gradient is), and through each dense layer y = a W^T + b: dW = g^T a, db = sum_b
 da = g W; ReLU passes g where its output is > 0; the gated layer h = v * sigmoid(u)
 passes g * sigmoid(u) to v and g * v * s (1 - s) to u.
 
+A mixture prior p(z) = sum_k pi_k N(z | m_k, diag exp(s_k)) (``prior="mog"`` with K > 1,
+or the VampPrior, whose (m_k, s_k) are the encoder's output at the pseudo-inputs u_k and
+pi_k = 1/K) has no closed-form KL; L_B then uses, as ``objectives.AnalyticKLELBO`` does,
+KL = KL(q || r) + log r(z) - log p(z) with r = N(m_r, diag v_r) the prior's
+moment-matched Gaussian, held constant. With rho_bk = pi_k N(z_b | m_k, s_k) / p(z_b)
+(the responsibilities) its gradients are
+
+    dKL_b/dmu = (mu - m_r) / v_r,  dKL_b/dlogvar = (exp(logvar) / v_r - 1) / 2,
+    dKL_b/dz_b = -(z_b - m_r) / v_r + sum_k rho_bk (z_b - m_k) exp(-s_k),
+    dKL_b/dm_k = -rho_bk (z_b - m_k) exp(-s_k),
+    dKL_b/ds_k = -rho_bk ((z_b - m_k)^2 exp(-s_k) - 1) / 2,
+    dKL_b/dlogit_k = pi_k - rho_bk                              (the mixture's weights);
+
+the VampPrior's pseudo-inputs run through the encoder in the same matmuls as the batch
+(B + K rows), and its (m_k, s_k) gradients flow back through it to the encoder's weights
+and to u_k.
+
 Autograd computes the same numbers (``tests/test_fused.py`` compares every gradient and
 a seeded fit's history); what this saves is its bookkeeping: recording the graph, one
 node and one small kernel per operation, the transposes and gradient accumulation:
@@ -31,15 +48,22 @@ estimators, free bits, torchrun) takes the autograd path.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from ._math import bernoulli_log_prob_sum, kl_diag_gaussian_standard
+from ._math import (
+    bernoulli_log_prob_sum,
+    diag_gaussian_log_prob,
+    kl_diag_gaussian_standard,
+    kl_diag_gaussians_dims,
+)
 from .config import LOGVAR_CLAMP
 from .likelihoods import Bernoulli
 from .networks import GatedLinear, MLPDecoder, MLPEncoder
 from .objectives import AnalyticKLELBO, kl_weight
-from .priors import StandardNormal
+from .priors import MixtureOfGaussians, StandardNormal, VampPrior, moment_matched
 
 
 class FusedLB:
@@ -53,6 +77,9 @@ class FusedLB:
         self.encoder, self.decoder = encoder_layers, decoder_layers  # see _layers
         self.latent = model.config.latent_dim
         self.clamp = model.config.clamp_logvar
+        prior = model.prior
+        self.vamp = prior if type(prior) is VampPrior else None
+        self.mog = prior if type(prior) is MixtureOfGaussians else None
 
     def __call__(self, x: torch.Tensor, generator, step: int, steps_per_epoch: int):
         weight = kl_weight(self.config, step, steps_per_epoch) \
@@ -61,39 +88,92 @@ class FusedLB:
             return self._step(x, generator, float(weight))
 
     def _step(self, x, generator, weight):
-        n, latent = x.shape[0], self.latent
-        encoded, enc_saved = _forward(self.encoder, x)  # (B, 2L)
-        mean, raw_logvar = encoded[:, :latent], encoded[:, latent:]
-        logvar = raw_logvar.clamp(*LOGVAR_CLAMP) if self.clamp else raw_logvar
+        n, latent, vamp = x.shape[0], self.latent, self.vamp
+        # the VampPrior's pseudo-inputs ride along as K more rows of the encoder's batch
+        inputs = x if vamp is None else torch.cat([x, vamp.pseudo_inputs])
+        encoded, enc_saved = _forward(self.encoder, inputs)  # (B [+ K], 2L)
+        raw_logvar = encoded[:, latent:]
+        logvars = raw_logvar.clamp(*LOGVAR_CLAMP) if self.clamp else raw_logvar
+        mean, logvar = encoded[:n, :latent], logvars[:n]
         eps = torch.randn(tuple(mean.shape), generator=generator, device=mean.device,
                           dtype=mean.dtype)  # the draw _math.reparameterize makes
         std = torch.exp(0.5 * logvar)
         z = mean + std * eps
         logits, dec_saved = _forward(self.decoder, z)  # (B, d)
         log_lik = bernoulli_log_prob_sum(x, logits)  # (B,)
-        kl = kl_diag_gaussian_standard(mean, logvar)  # (B,)
         var = torch.exp(logvar)
-        neg_elbo = (kl - log_lik).mean()
-        loss = neg_elbo if weight == 1.0 else weight * kl.mean() - log_lik.mean()
 
         grad = torch.sigmoid(logits).sub_(x).div_(n)  # dloss/dlogits
-        grad_z = _backward(self.decoder, dec_saved, grad, need_input=True)  # (B, L)
+        grad_z = _backward(self.decoder, dec_saved, grad, need_input=0)  # (B, L)
         grad_encoded = torch.empty_like(encoded)
-        torch.add(grad_z, mean, alpha=weight / n, out=grad_encoded[:, :latent])
-        grad_logvar = grad_encoded[:, latent:]
-        torch.mul(grad_z, eps, out=grad_logvar)
-        grad_logvar.mul_(std).mul_(0.5).add_(var - 1, alpha=0.5 * weight / n)
+        grad_mean, grad_logvar = grad_encoded[:n, :latent], grad_encoded[:n, latent:]
+        scale = weight / n  # dloss/dKL_b
+        if vamp is None and self.mog is None:  # N(0, I): dKL/dmu = mu, dKL/dlogvar = (v - 1)/2
+            kl = kl_diag_gaussian_standard(mean, logvar)  # (B,)
+            torch.add(grad_z, mean, alpha=scale, out=grad_mean)
+            torch.mul(grad_z, eps, out=grad_logvar)
+            grad_logvar.mul_(std).mul_(0.5).add_(var - 1, alpha=0.5 * scale)
+        else:
+            if vamp is not None:
+                means, comp_logvars = encoded[n:, :latent], logvars[n:]
+                log_weights = torch.full((vamp.n_components,), -math.log(vamp.n_components),
+                                         dtype=x.dtype, device=x.device)
+            else:
+                means, comp_logvars = self.mog.means, self.mog.logvars
+                log_weights = torch.log_softmax(self.mog.logits, dim=0)
+            kl, d_mean, d_logvar, d_z, d_means, d_logvars, d_logits = _mixture_kl(
+                mean, logvar, var, z, means, comp_logvars, log_weights)
+            grad_z.add_(d_z, alpha=scale)
+            torch.add(grad_z, d_mean, alpha=scale, out=grad_mean)
+            torch.mul(grad_z, eps, out=grad_logvar)
+            grad_logvar.mul_(std).mul_(0.5).add_(d_logvar, alpha=scale)
+            if vamp is not None:
+                torch.mul(d_means, scale, out=grad_encoded[n:, :latent])
+                torch.mul(d_logvars, scale, out=grad_encoded[n:, latent:])
+            else:
+                _set_grad(self.mog.means, torch.mul, d_means, scale)
+                _set_grad(self.mog.logvars, torch.mul, d_logvars, scale)
+                _set_grad(self.mog.logits, torch.mul, d_logits, scale)
         if self.clamp:  # hardtanh's gradient: 0 at and beyond the bounds
             grad_encoded[:, latent:] = torch.ops.aten.hardtanh_backward(
-                grad_logvar, raw_logvar, *LOGVAR_CLAMP)
-        _backward(self.encoder, enc_saved, grad_encoded, need_input=False)
+                grad_encoded[:, latent:], raw_logvar, *LOGVAR_CLAMP)
+        grad_inputs = _backward(self.encoder, enc_saved, grad_encoded,
+                                need_input=None if vamp is None else n)
+        if vamp is not None:  # dloss/du_k
+            _set_grad(vamp.pseudo_inputs, torch.mul, grad_inputs, 1.0)
+        neg_elbo = (kl - log_lik).mean()
+        loss = neg_elbo if weight == 1.0 else weight * kl.mean() - log_lik.mean()
         return loss, neg_elbo
+
+
+def _mixture_kl(mean, logvar, var, z, means, logvars, log_weights):
+    """The mixture prior's KL_b = KL(q_b || r) + log r(z_b) - log p(z_b) (r the
+    moment-matched Gaussian, constant) and its gradients (module docstring): per row
+    with respect to mu, logvar, z (B, L) each; summed over the rows with respect to the
+    components' means, log-variances (K, L) and mixing logits (K,)."""
+    r_mean, r_logvar = moment_matched(torch.exp(log_weights), means, logvars)  # (L,)
+    log_joint = log_weights + diag_gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (B, K)
+    log_p = torch.logsumexp(log_joint, dim=-1)  # (B,)
+    kl = (kl_diag_gaussians_dims(mean, logvar, r_mean, r_logvar).sum(-1)
+          + diag_gaussian_log_prob(z, r_mean, r_logvar) - log_p)
+    rho = torch.exp(log_joint - log_p.unsqueeze(-1))  # responsibilities (B, K)
+    inv_r_var = torch.exp(-r_logvar)
+    diff = z.unsqueeze(-2) - means  # (B, K, L)
+    scaled = diff * torch.exp(-logvars)  # (z_b - m_k) / v_k
+    weighted = rho.unsqueeze(-1) * scaled  # rho_bk (z_b - m_k) / v_k
+    d_z = weighted.sum(1) - (z - r_mean) * inv_r_var
+    d_mean = (mean - r_mean) * inv_r_var
+    d_logvar = 0.5 * (var * inv_r_var - 1)
+    d_means = -weighted.sum(0)
+    d_logvars = -0.5 * ((weighted * diff).sum(0) - rho.sum(0).unsqueeze(-1))
+    d_logits = z.shape[0] * torch.exp(log_weights) - rho.sum(0)  # sum_b (pi_k - rho_bk)
+    return kl, d_mean, d_logvar, d_z, d_means, d_logvars, d_logits
 
 
 def fused_step(model, config, objective, distributed: bool):
     """A :class:`FusedLB` where it computes exactly what autograd would for this run:
     the preset MLP encoder and decoder (ReLU or gated), the Bernoulli likelihood, the
-    standard prior, no flow, no conditioning, no standardization, L_B with one draw
+    standard prior, the VampPrior or a mixture of K > 1 Gaussians, no flow, no conditioning, no standardization, L_B with one draw
     and the standard gradient, no free bits, one process; else None."""
     arch = model.config
     covered = (config.fused_step and not distributed
@@ -102,12 +182,19 @@ def fused_step(model, config, objective, distributed: bool):
                and type(model.encoder) is MLPEncoder and type(model.decoder) is MLPDecoder
                and getattr(model, "flow", None) is None
                and isinstance(model.likelihood, Bernoulli)
-               and type(getattr(model, "prior", None)) is StandardNormal
+               and _covered_prior(getattr(model, "prior", None))
                and not arch.condition_dim and not arch.standardize)
     if not covered:
         return None
     layers = _layers(model.encoder.net), _layers(model.decoder.net)
     return None if None in layers else FusedLB(model, config, *layers)
+
+
+def _covered_prior(prior) -> bool:
+    """N(0, I), the VampPrior, or a mixture of K > 1 Gaussians (K = 1 has a closed-form
+    KL that autograd's path takes, and leaves the logit without a gradient)."""
+    return (type(prior) in (StandardNormal, VampPrior)
+            or (type(prior) is MixtureOfGaussians and prior.n_components > 1))
 
 
 # --------------------------------------------------------------------------- layers
@@ -152,9 +239,9 @@ def _forward(layers, h):
     return h, saved
 
 
-def _backward(layers, saved, grad, need_input: bool):
+def _backward(layers, saved, grad, need_input: int | None):
     """Set each layer's weight and bias gradients from ``grad`` = dloss/d(output);
-    return dloss/d(input) when ``need_input``."""
+    return dloss/d(input) for the rows from ``need_input`` on (None: none)."""
     for i in range(len(layers) - 1, -1, -1):
         (linear, activation), kept = layers[i], saved[i]
         if activation == "gated":
@@ -172,8 +259,10 @@ def _backward(layers, saved, grad, need_input: bool):
                 torch.ops.aten.threshold_backward(grad, out, 0.0)
         _set_grad(linear.weight, torch.mm, pre.t(), h)
         _set_grad(linear.bias, torch.sum, pre, 0)
-        if i > 0 or need_input:
+        if i > 0:
             grad = torch.mm(pre, linear.weight)
+        elif need_input is not None:
+            grad = torch.mm(pre[need_input:], linear.weight)
     return grad
 
 

@@ -146,7 +146,7 @@ class MixtureOfGaussians(Prior):
     def reference_gaussian(self):
         with torch.no_grad():
             weights = torch.softmax(self.logits, dim=0)
-            return _moment_matched(weights, self.means, self.logvars)
+            return moment_matched(weights, self.means, self.logvars)
 
     def sample(self, n, generator=None):
         probs = torch.softmax(self.logits.detach(), dim=0)
@@ -199,7 +199,7 @@ class VampPrior(Prior):
             mean, logvar = self.components()
             weights = torch.full((self.n_components,), 1.0 / self.n_components,
                                  device=mean.device, dtype=mean.dtype)
-            return _moment_matched(weights, mean, logvar)
+            return moment_matched(weights, mean, logvar)
 
     def sample(self, n, generator=None):
         with torch.no_grad():
@@ -221,7 +221,7 @@ class VampPrior(Prior):
                 f"n_components={self.n_components}")
 
 
-def _moment_matched(weights, means, logvars) -> tuple[torch.Tensor, torch.Tensor]:
+def moment_matched(weights, means, logvars) -> tuple[torch.Tensor, torch.Tensor]:
     """mean, logvar (L,) of the diagonal Gaussian with the first two moments of the
     mixture sum_k w_k N(means_k, diag exp(logvars_k)): m = sum_k w_k mu_k,
     v = sum_k w_k (exp(s_k) + mu_k^2) - m^2 (computed about m, so without cancellation)."""
