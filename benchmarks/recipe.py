@@ -21,7 +21,8 @@ Cov_x(E[z_j|x]) > 0.01.
     # equal time against the plain loop (784-300-300-40 ReLU, Adam 1e-3 constant,
     # the usual hand-written VAE), one after the other, same IS evaluation
     .venv/bin/python benchmarks/recipe.py versus --minutes 15 --k 1000
-    # the VampPrior's long run, and both long runs scored on the same draws
+    # the VampPrior's long run, and both long runs scored on the same draws (paired on
+    # their saved per-image values where both were scored at this k; else re-scored)
     .venv/bin/python benchmarks/recipe.py long --minutes 90 --prior vamp
     .venv/bin/python benchmarks/recipe.py pair benchmarks/.runs/recipe-long \
         benchmarks/.runs/recipe-long-vamp10 --minutes 90 --k 1000
@@ -204,18 +205,33 @@ def versus(args):
 
 
 def pair(args):
-    """Score finished long runs (their run directories: the best validation epoch's
-    averaged weights, restored without training) on the same test images with the same
+    """Paired differences of finished long runs on the same test images with the same
     random draws (common random numbers: the same seed gives every model the same eps
-    per image), and print each one's paired difference to the first."""
-    train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
+    per image). Runs whose directories hold the per-image values of their own long run
+    at this k and test set (``test-log-likelihoods.npy``, scored with that seed) are
+    paired on them; any other is restored from its run directory (the best validation
+    epoch's averaged weights, no training) and scored again."""
+    train = validation = test = None
     rows = []
     for run_dir in map(Path, args.runs):
         result = json.loads((run_dir / "result.json").read_text())
         options = prior_options(result.get("prior"), result.get("prior_components"))
-        vae = fit_recipe(train, validation, args.minutes, run_dir, resume=True, **options)
-        rows.append((run_dir.name, result, prior_label(options), score(vae, test, args.k)))
-    print(f"\npaired on {len(test)} test images, k = {args.k}, the same draws for every model\n")
+        saved = run_dir / "test-log-likelihoods.npy"
+        if saved.exists() and result.get("k") == args.k \
+                and result.get("n_test") == args.test_images:
+            values = np.load(saved, allow_pickle=False)
+            scored = dict(values=values, nll=-values.mean(),
+                          stderr=values.std(ddof=1) / math.sqrt(len(values)))
+        else:
+            if test is None:
+                train, validation, test = load_data(args.data_dir, args.train_images,
+                                                    args.test_images)
+            vae = fit_recipe(train, validation, args.minutes, run_dir, resume=True,
+                             **options)
+            scored = score(vae, test, args.k)
+        rows.append((run_dir.name, result, prior_label(options), scored))
+    print(f"\npaired on {args.test_images} test images, k = {args.k}, the same draws for "
+          "every model\n")
     print("| run | prior | epochs | train (min) | test NLL (nats) | NLL minus the first's "
           "(paired) |")
     print("|---|---|---|---|---|---|")
