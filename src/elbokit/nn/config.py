@@ -286,9 +286,10 @@ class TrainingConfig:
     objective: str = setting("b", "a (L_A), b (L_B), iwae, miwae, ciwae or piwae.",
                              choices=OBJECTIVES)
     n_samples: int = setting(1, "z samples per point (L).", minimum=1)
-    fused_step: bool = setting(True, "L_B's step for the preset MLP VAE (Bernoulli, standard "
-                               "prior) with its backward written out: autograd's gradients, "
-                               "~1.25x faster on the CPU (elbokit.nn.fused); off: autograd.")
+    fused_step: bool = setting(True, "L_B's step for the preset MLP VAE (Bernoulli; standard, "
+                               "vamp or mog prior) with its backward written out: autograd's "
+                               "gradients, 1.1-1.4x faster on the CPU (elbokit.nn.fused); "
+                               "off: autograd.")
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
     patience: int = setting(0, "Early stopping on the validation ELBO after this many epochs "

@@ -39,7 +39,10 @@ Autograd computes the same numbers (``tests/test_fused.py`` compares every gradi
 a seeded fit's history); what this saves is its bookkeeping: recording the graph, one
 node and one small kernel per operation, the transposes and gradient accumulation:
 a fit of the 784-300-300-40 benchmark model ran 1.25x faster than with autograd's
-backward on 2 CPU threads (``benchmarks/vae_speed.py --with-autograd``, 2026-12-01).
+backward on 2 CPU threads (``benchmarks/vae_speed.py --with-autograd``, 2026-12-01); the
+long run's gated recipe 1.04x under N(0, I), 1.25x under the VampPrior (K = 10) and 1.09x
+under a 10-component mixture, on 1 thread (``benchmarks/prior_speed.py``, medians of 3
+rounds, 2026-12-01).
 It runs, in place of ``loss.backward()``, where the model is one it covers
 (:func:`fused_step`); anything else (other networks, likelihoods, priors, flows,
 estimators, free bits, torchrun) takes the autograd path.
