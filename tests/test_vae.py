@@ -161,6 +161,27 @@ def test_early_stopping_keeps_the_best_epoch(digits):
                                                                                        abs=1e-3)
 
 
+def test_early_stopping_waits_for_the_cosine_to_anneal(digits):
+    """Under a cosine schedule, patience ends a run only once the lr is below
+    STOP_BELOW_LR of its peak: the same run as above, which stops after a few epochs
+    at a constant lr, trains on to the schedule's last part, then stops on patience."""
+    from elbokit.nn.config import STOP_BELOW_LR
+    from elbokit.nn.train import learning_rate
+
+    settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False)
+    X, V = digits.train[:300], digits.test[:100]
+    constant = VAE(3, **settings).fit(X, validation=V).history_
+    cosine = VAE(3, lr_schedule="cosine", **settings).fit(X, validation=V).history_
+    steps = -(-300 // TrainingConfig().batch_size)
+    config = TrainingConfig(epochs=30, lr=0.05, lr_schedule="cosine")
+    first = next(e for e in range(1, 31)
+                 if learning_rate(config, e * steps, steps) <= STOP_BELOW_LR * 0.05)
+    assert len(constant) < first
+    assert first <= len(cosine) < 30  # stopped on patience, in the annealed part
+    best = max(cosine, key=lambda h: h["val_elbo"])["epoch"]
+    assert cosine[-1]["epoch"] - best >= 2
+
+
 def test_resuming_an_early_stopped_run_does_not_train_on(digits, tmp_path):
     settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False)
     X, V = digits.train[:300], digits.test[:100]

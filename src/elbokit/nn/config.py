@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..exceptions import ModelFileError, ParameterError
 
 LR_SCHEDULES = ("constant", "cosine")
+STOP_BELOW_LR = 0.1  # early stopping under a decaying schedule: lr at most this x peak
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
 NETWORKS = ("mlp", "linear", "conv", "custom")  # "custom": a module given by the caller
 ARCHS = ("mlp", "conv")
@@ -241,7 +242,10 @@ class TrainingConfig:
     ``n_samples`` is L, the number of z drawn per data point (K for the multi-sample
     bounds). ``binarize="dynamic"``
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
-    ``patience`` > 0 turns on early stopping on the validation ELBO.
+    ``patience`` > 0 turns on early stopping on the validation ELBO (the fitted model
+    keeps the best validation epoch's weights); under the cosine schedule a run stops
+    this way only once its learning rate is below 0.1 of the peak (a plateau at a
+    high step size is the gradient's noise floor, which the annealing lowers).
 
     The published recipe (VampPrior / Exemplar-VAE code) as options: ``lr_warmup``
     (epochs of linear learning-rate warm-up), ``max_minutes`` (a wall-clock budget:
@@ -293,7 +297,10 @@ class TrainingConfig:
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
     patience: int = setting(0, "Early stopping on the validation ELBO after this many epochs "
-                            "without gain (0: off; needs --validation-fraction).", minimum=0)
+                            "without gain (0: off; needs --validation-fraction); under a "
+                            f"cosine schedule only once the lr is below {STOP_BELOW_LR} of its "
+                            "peak.",
+                            minimum=0)
     seed: int = setting(0, "Seed of the weights' initialisation and the minibatch order.",
                         minimum=0, cli=False)  # the CLI's --seed also seeds the data split
     device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps.", choices=DEVICES)

@@ -22,7 +22,7 @@ from ..exceptions import ModelFileError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from . import distributed
 from .callbacks import Hooks
-from .config import ArchitectureConfig, TrainingConfig
+from .config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from .fused import fused_step
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
 from .schedules import freeze_gradients
@@ -355,7 +355,8 @@ def _end_epoch(run: _Run, state: _LoopState, record: dict) -> None:
     state.epoch = record["epoch"]
     state.history.append(record)
     kept = run.model.state_dict() if run.average is None else run.average.state_dict()
-    state.stopped_early = _early_stopping(kept, state, run.config, record)
+    lr = run.optimizer.param_groups[0]["lr"]
+    state.stopped_early = _early_stopping(kept, state, run.config, record, lr)
     budget = 60.0 * run.config.max_minutes
     # stop when the next epoch, if as long as this one, would not fit in the budget
     state.out_of_time = bool(budget) and state.seconds + record["seconds"] > budget
@@ -556,14 +557,21 @@ def _to_device(X, device: torch.device, what: str) -> torch.Tensor:
 
 
 def _early_stopping(weights: dict, state: _LoopState, config: TrainingConfig,
-                   record: dict) -> bool:
+                   record: dict, lr: float) -> bool:
     """Track the best validation ELBO (and the weights that scored it); True when
-    ``patience`` epochs passed without one."""
+    ``patience`` epochs passed without one. Under a decaying schedule (cosine) the
+    run ends this way only once the learning rate ``lr`` has fallen to
+    ``STOP_BELOW_LR`` of its peak: a plateau at a high step size is the noise floor
+    of the stochastic gradient, which the rest of the annealing lowers (a run of
+    the recipe stalled for 100 epochs at a third of its peak lr and then gained as
+    the lr decayed), so stopping there would cut the schedule short."""
     if not config.patience or "val_elbo" not in record:
         return False
     if record["val_elbo"] > state.best_elbo:
         state.best_elbo, state.best_epoch = record["val_elbo"], record["epoch"]
         state.best_weights = copy.deepcopy(weights)
+        return False
+    if config.lr_schedule != "constant" and lr > STOP_BELOW_LR * config.lr:
         return False
     return record["epoch"] - state.best_epoch >= config.patience
 
