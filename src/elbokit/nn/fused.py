@@ -113,9 +113,7 @@ class FusedLB:
         scale = weight / n  # dloss/dKL_b
         if vamp is None and self.mog is None:  # N(0, I): dKL/dmu = mu, dKL/dlogvar = (v - 1)/2
             kl = kl_diag_gaussian_standard(mean, logvar)  # (B,)
-            torch.add(grad_z, mean, alpha=scale, out=grad_mean)
-            torch.mul(grad_z, eps, out=grad_logvar)
-            grad_logvar.mul_(std).mul_(0.5).add_(var - 1, alpha=0.5 * scale)
+            d_mean, d_logvar = mean, (var - 1).mul_(0.5)
         else:
             if vamp is not None:
                 means, comp_logvars = encoded[n:, :latent], logvars[n:]
@@ -125,35 +123,38 @@ class FusedLB:
                 means, comp_logvars = self.mog.means, self.mog.logvars
                 log_weights = torch.log_softmax(self.mog.logits, dim=0)
             kl, d_mean, d_logvar, d_z, d_means, d_logvars, d_logits = _mixture_kl(
-                mean, logvar, var, z, means, comp_logvars, log_weights)
+                mean, logvar, var, z, means, comp_logvars, log_weights,
+                with_logits=vamp is None)
             grad_z.add_(d_z, alpha=scale)
-            torch.add(grad_z, d_mean, alpha=scale, out=grad_mean)
-            torch.mul(grad_z, eps, out=grad_logvar)
-            grad_logvar.mul_(std).mul_(0.5).add_(d_logvar, alpha=scale)
-            if vamp is not None:
+            if vamp is not None:  # the components are encoder rows n.. (B + K)
                 torch.mul(d_means, scale, out=grad_encoded[n:, :latent])
                 torch.mul(d_logvars, scale, out=grad_encoded[n:, latent:])
             else:
                 _set_grad(self.mog.means, torch.mul, d_means, scale)
                 _set_grad(self.mog.logvars, torch.mul, d_logvars, scale)
                 _set_grad(self.mog.logits, torch.mul, d_logits, scale)
+        # dloss/dmu = dloss/dz + w dKL/dmu / B; dloss/dlogvar = dloss/dz eps std / 2 + ...
+        torch.add(grad_z, d_mean, alpha=scale, out=grad_mean)
+        torch.mul(grad_z, eps, out=grad_logvar)
+        grad_logvar.mul_(std).mul_(0.5).add_(d_logvar, alpha=scale)
         if self.clamp:  # hardtanh's gradient: 0 at and beyond the bounds
             grad_encoded[:, latent:] = torch.ops.aten.hardtanh_backward(
                 grad_encoded[:, latent:], raw_logvar, *LOGVAR_CLAMP)
         grad_inputs = _backward(self.encoder, enc_saved, grad_encoded,
                                 need_input=None if vamp is None else n)
-        if vamp is not None:  # dloss/du_k
-            _set_grad(vamp.pseudo_inputs, torch.mul, grad_inputs, 1.0)
+        if vamp is not None:  # dloss/du_k, a new (K, d) tensor of _backward's
+            vamp.pseudo_inputs.grad = grad_inputs
         neg_elbo = (kl - log_lik).mean()
         loss = neg_elbo if weight == 1.0 else weight * kl.mean() - log_lik.mean()
         return loss, neg_elbo
 
 
-def _mixture_kl(mean, logvar, var, z, means, logvars, log_weights):
+def _mixture_kl(mean, logvar, var, z, means, logvars, log_weights, with_logits=True):
     """The mixture prior's KL_b = KL(q_b || r) + log r(z_b) - log p(z_b) (r the
     moment-matched Gaussian, constant) and its gradients (module docstring): per row
     with respect to mu, logvar, z (B, L) each; summed over the rows with respect to the
-    components' means, log-variances (K, L) and mixing logits (K,)."""
+    components' means, log-variances (K, L) and mixing logits (K,; None unless
+    ``with_logits``: the VampPrior's weights are fixed)."""
     r_mean, r_logvar = moment_matched(torch.exp(log_weights), means, logvars)  # (L,)
     log_joint = log_weights + diag_gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (B, K)
     log_p = torch.logsumexp(log_joint, dim=-1)  # (B,)
@@ -169,7 +170,8 @@ def _mixture_kl(mean, logvar, var, z, means, logvars, log_weights):
     d_logvar = 0.5 * (var * inv_r_var - 1)
     d_means = -weighted.sum(0)
     d_logvars = -0.5 * ((weighted * diff).sum(0) - rho.sum(0).unsqueeze(-1))
-    d_logits = z.shape[0] * torch.exp(log_weights) - rho.sum(0)  # sum_b (pi_k - rho_bk)
+    # sum_b (pi_k - rho_bk)
+    d_logits = z.shape[0] * torch.exp(log_weights) - rho.sum(0) if with_logits else None
     return kl, d_mean, d_logvar, d_z, d_means, d_logvars, d_logits
 
 
