@@ -140,7 +140,15 @@ def test_cli_conditions_on_the_data_sets_labels_and_the_report_draws_a_grid_per_
     assert main(["evaluate", str(out), "--data", "digits"]) == 0
     write_report(tmp_path / "runs", with_figures=True)
     assert (out / "figures" / "samples_by_class.png").read_bytes()[:4] == b"\x89PNG"
+    # elbokit sample: a row per class by default, or one class by --label
+    for extra, name in [([], "rows.png"), (["--label", "3"], "three.png")]:
+        assert main(["sample", str(out), "-n", "20", "--out", str(tmp_path / name), *extra]) == 0
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
+    assert main(["sample", str(out), "--label", "11", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "'11' is not one of the classes" in err and "0, 1, 2" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()
     argv[argv.index("digits")] = "diabetes"
     assert main(argv[:-1] + [str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err

@@ -36,6 +36,10 @@ def test_fit_vae_writes_a_run_that_evaluate_and_sample_use(tmp_path, capsys):
     assert f"{metrics['test_elbo']:.3f}" in printed and "binarized_evaluation" in printed
     assert main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["sample", str(out), "--label", "3", "--out", str(tmp_path / "l.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--label is for a VAE conditioned on labels" in err and err.count("\n") == 1
 
 
 def test_resume_continues_to_the_same_weights(tmp_path):

@@ -125,12 +125,13 @@ MAX_CLASSES_SHOWN = 20  # rows of the per-class sample grid
 
 
 def class_samples_figure(model, image_shape, path, *, per_class: int = 10,
-                         random_state: int = 0, label_names=None) -> None:
+                         random_state: int = 0, label_names=None, **options) -> None:
     """A conditional VAE's samples, one row per class: decoder means of the same
-    prior draws z decoded with each class's label (rows: classes, up to 20)."""
+    draws z (``options``: ``sample``'s, e.g. ``sampler``) decoded with each class's
+    label (rows: classes, up to 20)."""
     plt = _pyplot()
     classes = list(model.classes_)[:MAX_CLASSES_SHOWN]
-    images = np.vstack([model.sample(per_class, random_state=random_state, y=c)
+    images = np.vstack([model.sample(per_class, random_state=random_state, y=c, **options)
                         for c in classes])
     names = [str(label_names[c]) if label_names is not None and isinstance(c, (int, np.integer))
              and 0 <= c < len(label_names) else str(c) for c in classes]

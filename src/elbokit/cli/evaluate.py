@@ -46,7 +46,11 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
            seed: Seed = 0,
            sampler: Annotated[str, typer.Option(
                "--sampler", help="prior (z ~ p(z)) or gmm (a VAE's Gaussian mixture over its "
-                                 "training codes).")] = "prior"):
+                                 "training codes).")] = "prior",
+           label: Annotated[str | None, typer.Option(
+               "--label", help="A VAE conditioned on labels: every sample of this class "
+                               "(default: one row per class, -n split among them, the same "
+                               "z in each column).")] = None):
     """Draw samples from a saved model and save them as an image grid."""
     from ..exceptions import DataError, ParameterError
     from ..models import load_model
@@ -67,15 +71,45 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if shape is None:
         raise DataError(f"the model in {run_dir} was not fitted on images "
                         f"({model.n_features_in_} features); cannot draw a grid")
-    if sampler == "prior":
-        images = model.sample(n, random_state=seed)
-    elif getattr(model, "kind", None) == "vae":
-        images = model.sample(n, random_state=seed, sampler=sampler)
-    else:
+    is_vae = getattr(model, "kind", None) == "vae"
+    if sampler != "prior" and not is_vae:
         raise ParameterError(f"--sampler {sampler!r}: only 'prior' applies to a "
                              f"{getattr(model, 'kind', type(model).__name__)} model")
-    image_grid(images, shape, out, title=f"{n} samples from {run_dir}")
+    options = {} if sampler == "prior" else {"sampler": sampler}
+    y = _label_of(model, label, run_dir)
+    if y is None and is_vae and model.conditional_:  # a grid of rows, one per class
+        from ..plots import class_samples_figure
+
+        class_samples_figure(model, shape, out, per_class=max(1, n // len(model.classes_)),
+                             random_state=seed, **options)
+    else:
+        images = model.sample(n, random_state=seed, **options,
+                              **({} if y is None else {"y": y}))
+        title = f"{n} samples from {run_dir}" + ("" if y is None else f", label {label}")
+        image_grid(images, shape, out, title=title)
     typer.echo(f"wrote {out}")
+
+
+def _label_of(model, label: str | None, run_dir: Path):
+    """The class a conditional VAE samples for ``--label`` (None: no label given), after
+    checking that the model is one conditioned on labels and knows that class."""
+    from ..exceptions import ParameterError
+
+    conditional = getattr(model, "kind", None) == "vae" and model.conditional_
+    if conditional and model.classes_ is None:
+        raise ParameterError(f"the VAE in {run_dir} is conditioned on covariates, not labels: "
+                             "sample it from Python, VAE.load(run).sample(n, y=covariates)")
+    if label is None:
+        return None
+    if not conditional:
+        raise ParameterError(f"--label is for a VAE conditioned on labels; the model in "
+                             f"{run_dir} is not")
+    match = [c for c in model.classes_.tolist() if str(c) == label]
+    if not match:
+        names = ", ".join(map(str, model.classes_.tolist()[:20]))
+        raise ParameterError(f"--label {label!r} is not one of the classes of the model in "
+                             f"{run_dir} ({names})")
+    return match[0]
 
 
 @app.command("report")
