@@ -153,3 +153,16 @@ def test_cli_conditions_on_the_data_sets_labels_and_the_report_draws_a_grid_per_
     assert main(argv[:-1] + [str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "has no class labels" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_sample_of_a_covariate_model_says_to_use_python(tmp_path, capsys):
+    from elbokit.cli import main
+
+    digits = elbokit.data.load("digits")
+    X = digits.train[:200]
+    covariates = np.random.default_rng(0).normal(size=(200, 2))
+    VAE(2, hidden=(8,), epochs=1, conditional=True, progress=False).fit(X, covariates) \
+        .save(tmp_path / "cov")
+    assert main(["sample", str(tmp_path / "cov"), "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "conditioned on covariates" in err and "sample(n, y=" in err and err.count("\n") == 1
