@@ -182,6 +182,35 @@ def test_early_stopping_waits_for_the_cosine_to_anneal(digits):
     assert cosine[-1]["epoch"] - best >= 2
 
 
+def test_fit_checks_the_kept_weights_anew_only_where_its_validation_does_not_show_them_finite(
+        digits, monkeypatch):
+    """check_fit's ELBO (finite, for a Bernoulli model) is not computed again when the
+    fit's validation ELBO of the kept weights is on record and finite; it is when that
+    record is not finite, for a Gaussian model (its baseline) and without validation."""
+    import elbokit.nn.train as train_module
+
+    calls = []
+    check = VAE.check_fit
+    monkeypatch.setattr(VAE, "check_fit", lambda self, *a, **k: (calls.append(a[1]),
+                                                                  check(self, *a, **k)))
+    X, V = digits.train[:200], digits.test[:50]
+    fast = dict(hidden=(8,), epochs=2, progress=False)
+    VAE(2, **fast).fit(X, validation=V)
+    assert calls == []
+    VAE(2, likelihood="gaussian", **fast).fit(X, validation=V)
+    VAE(2, **fast).fit(X)
+    assert calls == ["validation", "training"]
+    validate, epochs = train_module._validate, []
+
+    def nan_at_the_last_epoch(run, X_val):
+        epochs.append(1)
+        return float("nan") if len(epochs) == 2 else validate(run, X_val)
+
+    monkeypatch.setattr(train_module, "_validate", nan_at_the_last_epoch)
+    VAE(2, **fast).fit(X, validation=V)
+    assert calls == ["validation", "training", "validation"]
+
+
 def test_resuming_an_early_stopped_run_does_not_train_on(digits, tmp_path):
     settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False)
     X, V = digits.train[:300], digits.test[:100]

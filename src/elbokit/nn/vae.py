@@ -331,11 +331,22 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._fit_gmm(X, training.seed)
         if validation is None:
             self.check_fit(X, "training", y=None if condition is None else y)
-        else:
+        elif not self._validated_finite(training):
             d = X.shape[1]
             self.check_fit(validation[:, :d], "validation", reference=X,
                            y=None if condition is None else val_y)
         return self
+
+    def _validated_finite(self, training: TrainingConfig) -> bool:
+        """Whether the fit's own validation ELBO of the weights the model keeps (the
+        best epoch's with ``patience``, else the last) is on record and finite: all
+        that :meth:`check_fit` asks of a Bernoulli model, so it need not be computed
+        again (a Gaussian model's is also compared with a baseline: checked anew)."""
+        scores = [record.get("val_elbo") for record in self.history_]
+        if self.architecture_.likelihood != "bernoulli" or not scores or None in scores:
+            return False
+        finite = [score for score in scores if math.isfinite(score)]
+        return math.isfinite(max(finite) if training.patience and finite else scores[-1])
 
     # ------------------------------------------------------------------ conditioning
 
