@@ -76,26 +76,28 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
         raise ParameterError(f"--sampler {sampler!r}: only 'prior' applies to a "
                              f"{getattr(model, 'kind', type(model).__name__)} model")
     options = {} if sampler == "prior" else {"sampler": sampler}
-    y = _label_of(model, label, run_dir)
-    if y is None and is_vae and model.conditional_:  # a grid of rows, one per class
-        from ..plots import class_samples_figure
+    conditional = is_vae and model.conditional_
+    y = _label_of(model, label, run_dir, conditional)
+    if conditional and y is None:  # a grid of rows, one per class
+        from ..plots import MAX_CLASSES_SHOWN, class_samples_figure
 
-        class_samples_figure(model, shape, out, per_class=max(1, n // len(model.classes_)),
+        rows = min(len(model.classes_), MAX_CLASSES_SHOWN)
+        class_samples_figure(model, shape, out, per_class=max(1, n // rows),
                              random_state=seed, **options)
     else:
-        images = model.sample(n, random_state=seed, **options,
-                              **({} if y is None else {"y": y}))
+        if y is not None:
+            options["y"] = y
+        images = model.sample(n, random_state=seed, **options)
         title = f"{n} samples from {run_dir}" + ("" if y is None else f", label {label}")
         image_grid(images, shape, out, title=title)
     typer.echo(f"wrote {out}")
 
 
-def _label_of(model, label: str | None, run_dir: Path):
+def _label_of(model, label: str | None, run_dir: Path, conditional: bool):
     """The class a conditional VAE samples for ``--label`` (None: no label given), after
     checking that the model is one conditioned on labels and knows that class."""
     from ..exceptions import ParameterError
 
-    conditional = getattr(model, "kind", None) == "vae" and model.conditional_
     if conditional and model.classes_ is None:
         raise ParameterError(f"the VAE in {run_dir} is conditioned on covariates, not labels: "
                              "sample it from Python, VAE.load(run).sample(n, y=covariates)")

@@ -244,8 +244,9 @@ class TrainingConfig:
     redraws binary pixels from the [0, 1] intensities every epoch (Bernoulli only).
     ``patience`` > 0 turns on early stopping on the validation ELBO (the fitted model
     keeps the best validation epoch's weights); under the cosine schedule a run stops
-    this way only once its learning rate is below 0.1 of the peak (a plateau at a
-    high step size is the gradient's noise floor, which the annealing lowers).
+    this way only once its learning rate is below ``STOP_BELOW_LR`` (0.1) of the peak
+    (a plateau at a high step size is the gradient's noise floor, which the annealing
+    lowers).
 
     The published recipe (VampPrior / Exemplar-VAE code) as options: ``lr_warmup``
     (epochs of linear learning-rate warm-up), ``max_minutes`` (a wall-clock budget:
