@@ -1,5 +1,7 @@
 """Fuzzing of saved runs (issue 13): hypothesis mutates every file of a small saved run
-(each classical kind, a VAE, a VAE checkpoint, run.json and metrics.json): JSON fields
+(each classical kind, a VAE, a VAE checkpoint, run.json and metrics.json, and recorded
+runs of the VAE's variants: VampPrior, mixture prior, gated + EMA + clamp, IAF,
+conditional, through ``evaluate`` and ``sample``): JSON fields
 (type swaps, huge and negative numbers, NaN strings, deleted keys), bytes and lengths
 of the safetensors files, with the checksums recomputed or not. Every mutation must
 give a correct result or a one-line elbokit error: never another exception, a NaN
@@ -257,3 +259,52 @@ def test_mutated_run_and_metrics_json(corpus, data):
                 assert "\n" not in str(exc)
         code, out, err = _cli(["sample", str(run), "-n", "4", "--out", str(run / "s.png")])
         _assert_clean(code, out, err)
+
+
+# --------------------------------------------------------------------------- VAE variants
+
+# the VAE's options whose saved state is more than the standard model's: a prior with
+# parameters of its own (pseudo-inputs, a mixture), the recipe's gated layers with the
+# averaged weights and the clamp, an inverse autoregressive flow, labels to condition on
+VAE_VARIANTS = {
+    "vamp": dict(prior="vamp", prior_components=3),
+    "mog": dict(prior="mog", prior_components=3),
+    "gated-ema": dict(activation="gated", clamp_logvar=True, ema=0.9),
+    "iaf": dict(posterior="iaf", flow_steps=1, flow_hidden=(8,)),
+    "conditional": dict(conditional=True),
+}
+
+
+@pytest.fixture(scope="module")
+def variant_corpus(tmp_path_factory):
+    """One recorded digits run of each VAE variant (1 epoch, 8 hidden units, ~1 s each),
+    so that ``sample`` knows the image shape and ``evaluate`` the labels."""
+    from elbokit.data import load
+    from elbokit.runs import fit_and_record
+
+    root = tmp_path_factory.mktemp("variants")
+    digits = load("digits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, options in VAE_VARIANTS.items():
+            vae = VAE(2, hidden=(8,), epochs=1, progress=False, seed=0, **options)
+            fit_and_record(vae, digits, root / name, spec="digits", seed=0,
+                           test_fraction=0.2)
+    return root
+
+
+@pytest.mark.parametrize("variant", list(VAE_VARIANTS))
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 3))  # two commands each: a third the budget
+@given(data=st.data())
+def test_mutated_vae_variant(variant_corpus, variant, data):
+    """Every saved field of each variant's model.json and every byte of its tensors:
+    ``evaluate`` and ``sample`` (which reads the prior's own tensors) give numbers or one
+    line, and change nothing in the run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = _copy(variant_corpus, variant, Path(tmp))
+        _mutate_model_dir(data, directory, "weights.safetensors", VAE_DESCRIBED)
+        before = _digest(directory)
+        for argv in (["evaluate", str(directory), "--data", "digits"],
+                     ["sample", str(directory), "-n", "4", "--out", str(Path(tmp) / "s.png")]):
+            _assert_clean(*_cli(argv))
+        assert _digest(directory) == before
