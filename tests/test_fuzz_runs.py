@@ -165,6 +165,27 @@ def _mutate_model_dir(data, directory: Path, tensor_file: str, described) -> Non
         _refresh_model_json(directory, tensor_file, described)
 
 
+def _mutate_checkpoint(data, run: Path) -> None:
+    """Mutate checkpoint.json or its tensor file, then maybe recompute both checksums."""
+    record = run / "checkpoint.json"
+    meta = json.loads(record.read_text())
+    if data.draw(st.booleans(), label="json?"):
+        _write_json(record, _mutate_json(data, meta))
+    else:
+        _mutate_bytes(data, run / meta["tensor_file"])
+    if data.draw(st.booleans(), label="refresh checksums?"):
+        meta = json.loads(record.read_text())
+        name = meta.get("tensor_file")
+        if isinstance(name, str) and ckpt.CHECKPOINT_NAME.fullmatch(name) and \
+                (run / name).is_file():
+            meta["sha256"] = sha256_file(run / name)
+        try:
+            meta["description_sha256"] = description_digest(meta, CHECKPOINT_DESCRIBED)
+        except (TypeError, ValueError):
+            pass
+        _write_json(record, meta)
+
+
 # --------------------------------------------------------------------------- the oracle
 
 def _cli(argv) -> tuple[int, str, str]:
@@ -200,44 +221,6 @@ def test_mutated_model_directory(corpus, kind, data):
                                str(corpus / "data.npy")])
         _assert_clean(code, out, err)
         assert _digest(directory) == before
-
-
-@FUZZ
-@given(data=st.data())
-def test_mutated_checkpoint(corpus, data):
-    """A resumed fit from a mutated checkpoint: trains to finite weights, or refuses
-    with one line. (The crafted Adam state of issue 13 crashed the interpreter.)"""
-    with tempfile.TemporaryDirectory() as tmp:
-        run = _copy(corpus, "vae", Path(tmp)) / "checkpoints"
-        record = run / "checkpoint.json"
-        meta = json.loads(record.read_text())
-        if data.draw(st.booleans(), label="json?"):
-            _write_json(record, _mutate_json(data, meta))
-        else:
-            _mutate_bytes(data, run / meta["tensor_file"])
-        if data.draw(st.booleans(), label="refresh checksums?"):
-            meta = json.loads(record.read_text())
-            name = meta.get("tensor_file")
-            if isinstance(name, str) and ckpt.CHECKPOINT_NAME.fullmatch(name) and \
-                    (run / name).is_file():
-                meta["sha256"] = sha256_file(run / name)
-            try:
-                meta["description_sha256"] = description_digest(meta, CHECKPOINT_DESCRIBED)
-            except (TypeError, ValueError):
-                pass
-            _write_json(record, meta)
-        X = np.load(corpus / "data.npy")
-        vae = VAE(2, hidden=(8,), epochs=2, progress=False, seed=0)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                vae.fit(X, checkpoint_dir=run, resume=True)
-        except ElbokitError as exc:
-            assert str(exc) and "\n" not in str(exc), str(exc)
-            return
-        for name, value in vae.model_.state_dict().items():
-            assert torch.isfinite(value).all(), name
-        assert all(np.isfinite(h["train_elbo"]) for h in vae.history_)
 
 
 @FUZZ
@@ -308,3 +291,51 @@ def test_mutated_vae_variant(variant_corpus, variant, data):
                      ["sample", str(directory), "-n", "4", "--out", str(Path(tmp) / "s.png")]):
             _assert_clean(*_cli(argv))
         assert _digest(directory) == before
+
+
+CHECKPOINT_VARIANTS = {"standard": {}, **{name: VAE_VARIANTS[name]
+                                           for name in ("vamp", "gated-ema")}}
+
+
+@pytest.fixture(scope="module")
+def variant_checkpoints(tmp_path_factory):
+    """A 1-epoch checkpoint of the standard VAE, the VampPrior (pseudo-inputs with their
+    Adam state) and the gated recipe (the averaged weights beside the trained ones)."""
+    root = tmp_path_factory.mktemp("variant-checkpoints")
+    from elbokit.data import load
+
+    X = load("digits").train[:60]
+    np.save(root / "data.npy", X)
+    for name, options in CHECKPOINT_VARIANTS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            VAE(2, hidden=(8,), epochs=1, progress=False, seed=0, **options).fit(
+                X, checkpoint_dir=root / name)
+    return root
+
+
+@pytest.mark.parametrize("variant", list(CHECKPOINT_VARIANTS))
+@FUZZ
+@given(data=st.data())
+def test_mutated_checkpoint(variant_checkpoints, variant, data):
+    """A resumed fit from a mutated checkpoint trains to finite weights (the prior's and
+    the averaged ones included) or refuses with one line. (The crafted Adam state of
+    issue 13 crashed the interpreter.)"""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / variant
+        shutil.copytree(variant_checkpoints / variant, run)
+        _mutate_checkpoint(data, run)
+        X = np.load(variant_checkpoints / "data.npy")
+        vae = VAE(2, hidden=(8,), epochs=2, progress=False, seed=0,
+                  **CHECKPOINT_VARIANTS[variant])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vae.fit(X, checkpoint_dir=run, resume=True)
+        except ElbokitError as exc:
+            assert str(exc) and "\n" not in str(exc), str(exc)
+            return
+        for name, value in vae.model_.state_dict().items():
+            assert torch.isfinite(value).all(), name
+        assert all(np.isfinite(h["train_elbo"]) for h in vae.history_)
+        assert np.isfinite(vae.score_samples(X)).all()
