@@ -23,9 +23,10 @@ Cov_x(E[z_j|x]) > 0.01.
     .venv/bin/python benchmarks/recipe.py versus --minutes 15 --k 1000
     # the VampPrior's long run, and both long runs scored on the same draws (paired on
     # their saved per-image values where both were scored at this k; else re-scored)
+    # (K = 50 pseudo-inputs, the library's default; --prior-components 10 for the earlier runs)
     .venv/bin/python benchmarks/recipe.py long --minutes 90 --prior vamp
     .venv/bin/python benchmarks/recipe.py pair benchmarks/.runs/recipe-long \
-        benchmarks/.runs/recipe-long-vamp10 --minutes 90 --k 1000
+        benchmarks/.runs/recipe-long-vamp50 --minutes 90 --k 1000
 """
 
 from __future__ import annotations
@@ -63,9 +64,13 @@ def load_data(data_dir=None, train_images=None, test_images=10000):
 
 
 def prior_options(prior, components) -> dict:
-    """The VAE settings of a long run's prior: none for the recipe's standard prior."""
-    return {} if prior in (None, "standard") else dict(prior=prior,
-                                                        prior_components=components)
+    """The VAE settings of a long run's prior: none for the recipe's standard prior; K is
+    the library's default for that prior (``config.PRIOR_COMPONENTS``) unless given."""
+    from elbokit.nn.config import PRIOR_COMPONENTS
+
+    if prior in (None, "standard"):
+        return {}
+    return dict(prior=prior, prior_components=components or PRIOR_COMPONENTS[prior])
 
 
 def prior_label(options) -> str:
@@ -152,7 +157,8 @@ def long_run(args):
     train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
     options = prior_options(args.prior, args.prior_components)
     run_dir = Path(args.run_dir or RUNS / ("recipe-long" if not options else
-                                           f"recipe-long-{args.prior}{args.prior_components}"))
+                                           f"recipe-long-{args.prior}"
+                                           f"{options['prior_components']}"))
     print(f"Fashion-MNIST recipe, long run: train {train.shape}, validation "
           f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
           f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}; "
@@ -179,7 +185,7 @@ def long_run(args):
     out = {k: v for k, v in scored.items() if k != "values"}
     np.save(run_dir / "test-log-likelihoods.npy", scored["values"])
     out.update(epochs=len(history), train_minutes=minutes, best_epoch=best["epoch"],
-               prior=args.prior, prior_components=args.prior_components if options else None,
+               prior=args.prior, prior_components=options.get("prior_components"),
                k=args.k, n_test=len(test), date=time.strftime("%Y-%m-%d"))
     (run_dir / "result.json").write_text(json.dumps(out, indent=2))
 
@@ -256,7 +262,8 @@ def main():
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--prior", default="standard", choices=["standard", "vamp", "mog"],
                         help="the long run's prior (the recipe's is standard)")
-    parser.add_argument("--prior-components", type=int, default=10)
+    parser.add_argument("--prior-components", type=int, default=None,
+                        help="K (default: the library's, 50 for vamp, 10 for mog)")
     parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=None,

@@ -260,3 +260,21 @@ def test_the_samples_figure_shows_the_prior_and_gmm_grids_side_by_side(digits, t
     no_gmm = VAE(3, **FAST).fit(digits.train[:100])
     assert samples_figure(no_gmm, (8, 8), tmp_path / "t.png", n=16) == [
         "16 samples from the prior"]
+
+
+def test_the_number_of_components_defaults_by_prior_and_a_given_one_wins(digits):
+    """prior_components=None (the default) is 50 pseudo-inputs for the VampPrior and 10
+    Gaussians for the mixture (config.PRIOR_COMPONENTS); a given K, or a prior object's
+    own, is used as it is, and the fitted model records the resolved K."""
+    rows = digits.train[:60]
+    expected = {("vamp", None): 50, ("mog", None): 10, ("vamp", 7): 7, ("mog", 3): 3}
+    for (prior, k), n in expected.items():
+        vae = VAE(2, prior=prior, prior_components=k, **{**FAST, "epochs": 1}).fit(rows)
+        assert vae.model_.config.prior_components == n, (prior, k)
+        assert vae.get_params()["prior_components"] == k  # the setting is left as given
+        if prior == "vamp":
+            assert vae.model_.prior.pseudo_inputs.shape == (n, 64)
+        else:
+            assert vae.model_.prior.means.shape == (n, 2)
+    own = VAE(2, prior=VampPrior(2, 64, 4), **{**FAST, "epochs": 1}).fit(rows)
+    assert own.model_.config.prior_components == 4

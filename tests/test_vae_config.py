@@ -48,7 +48,8 @@ def test_every_field_has_help_and_only_the_resolved_ones_a_different_estimator_d
             assert f.metadata["help"].endswith("."), f.name
     changed = {f.name: estimator_default(f) for f in estimator_settings()
                if estimator_default(f) != f.default}
-    assert changed == {"encoder": None, "decoder": None, "standardize": "auto"}
+    assert changed == {"encoder": None, "decoder": None, "standardize": "auto",
+                       "prior_components": None}
 
 
 def test_one_latent_name_and_default_in_library_and_cli():

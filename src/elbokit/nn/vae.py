@@ -26,7 +26,8 @@ from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from ._math import reparameterize
 from .callbacks import check_callbacks
-from .config import LATENT_DIM, OBJECTIVES, ArchitectureConfig, TrainingConfig, config_kwargs
+from .config import (LATENT_DIM, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
+                     TrainingConfig, config_kwargs)
 from .model import VAEModel
 from .objectives import get_estimator
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
@@ -82,8 +83,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         of ``flow_steps`` MADE steps (hidden sizes ``flow_hidden``, a context of
         ``flow_context`` numbers from the encoder) on the Gaussian sample.
     prior : p(z): ``"standard"`` N(0, I) (default), ``"mog"`` (a learned mixture of
-        ``prior_components`` diagonal Gaussians), ``"vamp"`` (the VampPrior of Tomczak &
-        Welling 2018, ``prior_components`` learned pseudo-inputs), or a
+        ``prior_components`` diagonal Gaussians, default 10), ``"vamp"`` (the VampPrior of
+        Tomczak & Welling 2018, ``prior_components`` learned pseudo-inputs, default 50), or a
         :class:`~elbokit.nn.priors.Prior` object (copied at fit; ``VAE.load`` then needs
         one like it, ``prior=``). See :mod:`elbokit.nn.priors`.
     gmm_components : components of the Gaussian mixture (scikit-learn's
@@ -156,7 +157,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  image_shape=None, channels: int = 1, min_variance: float = 1e-3,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, prior="standard",
-                 prior_components: int = 10, gmm_components: int = 0, standardize="auto",
+                 prior_components: int | None = None, gmm_components: int = 0, standardize="auto",
                  conditional: bool = False,
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
@@ -214,8 +215,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                   condition_dim=condition_dim, classes=classes, **settings)
 
     def _prior_components(self) -> int:
-        if _prior_name(self.prior) in ("mog", "vamp") and isinstance(self.prior, Prior):
+        name = _prior_name(self.prior)
+        if name in PRIOR_COMPONENTS and isinstance(self.prior, Prior):
             return self.prior.n_components  # a built-in mixture object: its own K
+        if self.prior_components is None:  # the prior's own default (config.PRIOR_COMPONENTS)
+            return PRIOR_COMPONENTS.get(name, ArchitectureConfig.prior_components)
         return self.prior_components
 
     def _prior_object(self, architecture: ArchitectureConfig) -> Prior | None:
