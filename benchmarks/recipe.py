@@ -263,7 +263,7 @@ def main():
     parser.add_argument("--prior", default="standard", choices=["standard", "vamp", "mog"],
                         help="the long run's prior (the recipe's is standard)")
     parser.add_argument("--prior-components", type=int, default=None,
-                        help="K (default: the library's, 50 for vamp, 10 for mog)")
+                        help="K (default: the library's, elbokit.nn.config.PRIOR_COMPONENTS)")
     parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=None,

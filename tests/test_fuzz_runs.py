@@ -62,7 +62,7 @@ def corpus(tmp_path_factory):
             model = cls(2, max_iter=30) if kind in ("fa", "linear-ae", "vbpca") else cls(2)
             save_model(model.fit(X), root / kind)
         vae = VAE(2, hidden=(8,), epochs=1, progress=False, seed=0)
-        vae.fit(X, checkpoint_dir=root / "vae" / "checkpoints")
+        vae.fit(X)
         vae.save(root / "vae")
         fit_and_record(classical_registry()["pca"](2), digits, root / "pca-run",
                        spec="digits", seed=0, test_fraction=0.2)
@@ -214,7 +214,6 @@ def test_mutated_model_directory(corpus, kind, data):
     described = VAE_DESCRIBED if kind == "vae" else CLASSICAL_DESCRIBED
     with tempfile.TemporaryDirectory() as tmp:
         directory = _copy(corpus, kind, Path(tmp))
-        shutil.rmtree(directory / "checkpoints", ignore_errors=True)
         _mutate_model_dir(data, directory, tensor_file, described)
         before = _digest(directory)
         code, out, err = _cli(["evaluate", str(directory), "--data",
@@ -298,14 +297,12 @@ CHECKPOINT_VARIANTS = {"standard": {}, **{name: VAE_VARIANTS[name]
 
 
 @pytest.fixture(scope="module")
-def variant_checkpoints(tmp_path_factory):
+def variant_checkpoints(corpus, tmp_path_factory):
     """A 1-epoch checkpoint of the standard VAE, the VampPrior (pseudo-inputs with their
-    Adam state) and the gated recipe (the averaged weights beside the trained ones)."""
+    Adam state) and the gated recipe (the averaged weights beside the trained ones), on
+    the corpus's rows."""
     root = tmp_path_factory.mktemp("variant-checkpoints")
-    from elbokit.data import load
-
-    X = load("digits").train[:60]
-    np.save(root / "data.npy", X)
+    X = np.load(corpus / "data.npy")
     for name, options in CHECKPOINT_VARIANTS.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -317,7 +314,7 @@ def variant_checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("variant", list(CHECKPOINT_VARIANTS))
 @FUZZ
 @given(data=st.data())
-def test_mutated_checkpoint(variant_checkpoints, variant, data):
+def test_mutated_checkpoint(corpus, variant_checkpoints, variant, data):
     """A resumed fit from a mutated checkpoint trains to finite weights (the prior's and
     the averaged ones included) or refuses with one line. (The crafted Adam state of
     issue 13 crashed the interpreter.)"""
@@ -325,7 +322,7 @@ def test_mutated_checkpoint(variant_checkpoints, variant, data):
         run = Path(tmp) / variant
         shutil.copytree(variant_checkpoints / variant, run)
         _mutate_checkpoint(data, run)
-        X = np.load(variant_checkpoints / "data.npy")
+        X = np.load(corpus / "data.npy")
         vae = VAE(2, hidden=(8,), epochs=2, progress=False, seed=0,
                   **CHECKPOINT_VARIANTS[variant])
         try:

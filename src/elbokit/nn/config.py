@@ -152,7 +152,8 @@ class ArchitectureConfig:
                          "the encoder's posterior at that many learned pseudo-inputs).",
                          choices=PRIORS)
     prior_components: int = setting(10, "K, the components of prior mog or vamp (default: "
-                                    "50 pseudo-inputs for vamp, 10 Gaussians for mog).",
+                                    f"{PRIOR_COMPONENTS['vamp']} pseudo-inputs for vamp, "
+                                    f"{PRIOR_COMPONENTS['mog']} Gaussians for mog).",
                                     minimum=1, estimator_default=None)
     gmm_components: int = setting(0, "Components of the Gaussian mixture fitted to the "
                                   "training codes after the fit, for sample(sampler='gmm') "
