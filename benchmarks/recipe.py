@@ -73,6 +73,11 @@ def prior_options(prior, components) -> dict:
     return dict(prior=prior, prior_components=components or PRIOR_COMPONENTS[prior])
 
 
+def precision_option(precision) -> dict:
+    """``precision=`` for the VAE when a run names one (None: the library's default)."""
+    return {} if precision is None else {"precision": precision}
+
+
 def prior_label(options) -> str:
     return f"{options['prior']} K = {options['prior_components']}" if options else "standard"
 
@@ -162,9 +167,10 @@ def long_run(args):
     print(f"Fashion-MNIST recipe, long run: train {train.shape}, validation "
           f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
           f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}; "
-          f"prior {prior_label(options)}",
+          f"prior {prior_label(options)}; precision {args.precision or 'default'}",
           flush=True)
-    vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options)
+    vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options,
+                     **precision_option(args.precision))
     history = vae.history_
     minutes = sum(h["seconds"] for h in history) / 60
     best = max(history, key=lambda h: h.get("val_elbo", -math.inf))
@@ -186,6 +192,7 @@ def long_run(args):
     np.save(run_dir / "test-log-likelihoods.npy", scored["values"])
     out.update(epochs=len(history), train_minutes=minutes, best_epoch=best["epoch"],
                prior=args.prior, prior_components=options.get("prior_components"),
+               precision=vae.training_.precision,
                k=args.k, n_test=len(test), date=time.strftime("%Y-%m-%d"))
     (run_dir / "result.json").write_text(json.dumps(out, indent=2))
 
@@ -233,19 +240,19 @@ def pair(args):
                 train, validation, test = load_data(args.data_dir, args.train_images,
                                                     args.test_images)
             vae = fit_recipe(train, validation, args.minutes, run_dir, resume=True,
-                             **options)
+                             **options, **precision_option(result.get("precision")))
             scored = score(vae, test, args.k)
         rows.append((run_dir.name, result, prior_label(options), scored))
     print(f"\npaired on {args.test_images} test images, k = {args.k}, the same draws for "
           "every model\n")
-    print("| run | prior | epochs | train (min) | test NLL (nats) | NLL minus the first's "
-          "(paired) |")
-    print("|---|---|---|---|---|---|")
+    print("| run | prior | precision | epochs | train (min) | test NLL (nats) | NLL minus "
+          "the first's (paired) |")
+    print("|---|---|---|---|---|---|---|")
     first = rows[0][3]["values"]
     for name, result, prior, scored in rows:
         diff = scored["values"] - first
         se = np.std(diff, ddof=1) / math.sqrt(len(diff))
-        print(f"| {name} | {prior} | {result['epochs']} | {result['train_minutes']:.1f} | "
+        print(f"| {name} | {prior} | {result.get('precision', 'float32')} | {result['epochs']} | {result['train_minutes']:.1f} | "
               f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
               f"{-diff.mean():+.2f} +- {se:.2f} |")
 
@@ -264,6 +271,8 @@ def main():
                         help="the long run's prior (the recipe's is standard)")
     parser.add_argument("--prior-components", type=int, default=None,
                         help="K (default: the library's, elbokit.nn.config.PRIOR_COMPONENTS)")
+    parser.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
+                        help="the training matmuls (default: the library's)")
     parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=None,

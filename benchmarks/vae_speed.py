@@ -21,6 +21,11 @@ load on the machine hits all alike; the figures are medians over rounds, with ra
     .venv/bin/python benchmarks/vae_speed.py --activation gated
     .venv/bin/python benchmarks/vae_speed.py --breakdown   # where ours' step time goes
     .venv/bin/python benchmarks/vae_speed.py --with-autograd   # the fused step's lever
+    .venv/bin/python benchmarks/vae_speed.py --with-bfloat16   # mixed precision's lever
+
+``--with-bfloat16`` adds ours with ``precision="bfloat16"`` and the bound at bfloat16
+matmuls (the same FLOPs over the rate of bfloat16 operands at the same shapes), so that
+mixed precision is held against a bound of its own kind as well as float32's.
 """
 
 from __future__ import annotations
@@ -78,10 +83,11 @@ def fit_plain(X, args, seed):
 
 # --------------------------------------------------------------------------- ours
 
-def fit_ours(X, V, args, seed, run_dir, autograd=False):
+def fit_ours(X, V, args, seed, run_dir, autograd=False, precision=None):
+    options = {} if precision is None else {"precision": precision}  # None: the default
     vae = VAE(args.latent, hidden=tuple(args.hidden), activation=args.activation,
               batch_size=args.batch, binarize="dynamic", epochs=args.epochs, seed=seed,
-              progress=True, fused_step=not autograd)
+              progress=True, fused_step=not autograd, **options)
     return vae.fit(X, validation=V, checkpoint_dir=run_dir)
 
 
@@ -108,12 +114,14 @@ def _seconds(a, b, repeats):
     return (time.perf_counter() - start) / repeats
 
 
-def bound_step_seconds(shapes, batch, repeats=50):
+def bound_step_seconds(shapes, batch, repeats=50, dtype=torch.float32):
     """The step's matmul FLOPs over the rate measured at each shape: forward (B, in) @
-    (in, out), the input's gradient (B, out) @ (out, in), the weight's (out, B) @ (B, in)."""
+    (in, out), the input's gradient (B, out) @ (out, in), the weight's (out, B) @ (B, in);
+    operands of ``dtype``."""
     total, flops = 0.0, 0.0
     for n_in, n_out, grad_in in shapes:
-        x, w, g = torch.randn(batch, n_in), torch.randn(n_out, n_in), torch.randn(batch, n_out)
+        x, w, g = (torch.randn(*shape).to(dtype)
+                   for shape in ((batch, n_in), (n_out, n_in), (batch, n_out)))
         products = [(x, w.t()), (g.t(), x)] + ([(g, w)] if grad_in else [])
         for a, b in products:
             total += _seconds(a, b, repeats)
@@ -171,6 +179,9 @@ def main():
                              "ours' FLOPs)")
     parser.add_argument("--with-autograd", action="store_true",
                         help="a fourth side in every round: ours with fused_step=False")
+    parser.add_argument("--with-bfloat16", action="store_true",
+                        help="two more sides in every round: ours with precision='bfloat16' "
+                             "and the bound at bfloat16 matmuls")
     parser.add_argument("--breakdown", action="store_true",
                         help="then one more fit of ours under torch.profiler: time per step "
                              "in matmuls, Adam, EMA and the rest")
@@ -196,21 +207,27 @@ def main():
     sides = ["ours", "plain", "bound"]
     if args.with_autograd:  # the fused step's lever, measured in the same rounds
         speed["autograd"] = []
-        sides = ["ours", "plain", "autograd", "bound"]
+        sides.insert(2, "autograd")
+    if args.with_bfloat16:  # mixed precision's lever, and a bound of its own kind
+        speed["bfloat16"], speed["bound-bf16"] = [], []
+        sides += ["bfloat16", "bound-bf16"]
     for r in range(args.rounds):
         for name in sides[r % len(sides):] + sides[:r % len(sides)]:
-            if name == "bound":
-                seconds, flops = bound_step_seconds(shapes, args.batch)
-                speed["bound"].append(args.batch / seconds)
-                gflops.append(flops / seconds / 1e9)
-                print(f"round {r + 1} bound: {speed['bound'][-1]:8.0f} images/s (matmuls at "
-                      f"{gflops[-1]:.0f} GFLOP/s, {flops / args.batch / 1e6:.2f} MFLOP per "
-                      "image)", flush=True)
+            if name in ("bound", "bound-bf16"):
+                dtype = torch.bfloat16 if name == "bound-bf16" else torch.float32
+                seconds, flops = bound_step_seconds(shapes, args.batch, dtype=dtype)
+                speed[name].append(args.batch / seconds)
+                if name == "bound":
+                    gflops.append(flops / seconds / 1e9)
+                print(f"round {r + 1} {name}: {speed[name][-1]:8.0f} images/s (matmuls at "
+                      f"{flops / seconds / 1e9:.0f} GFLOP/s, {flops / args.batch / 1e6:.2f} "
+                      "MFLOP per image)", flush=True)
                 continue
             start = time.perf_counter()
-            if name in ("ours", "autograd"):
+            if name in ("ours", "autograd", "bfloat16"):
                 with tempfile.TemporaryDirectory() as run_dir:
-                    fit_ours(X, V, args, r, run_dir, autograd=name == "autograd")
+                    fit_ours(X, V, args, r, run_dir, autograd=name == "autograd",
+                             precision="bfloat16" if name == "bfloat16" else None)
             else:
                 fit_plain(X, args, r)
             seconds = time.perf_counter() - start
@@ -232,6 +249,15 @@ def main():
         fused = statistics.median(o / a for o, a in zip(speed["ours"], speed["autograd"]))
         print(f"| elbokit, fused_step=False (autograd's backward) | {med['autograd']:.0f} | "
               f"the fused step is {fused:.2f}x it |")
+    if args.with_bfloat16:
+        of_plain = statistics.median(o / p for o, p in zip(speed["bfloat16"], speed["plain"]))
+        of_own = statistics.median(o / b for o, b in zip(speed["bfloat16"], speed["bound-bf16"]))
+        of_fp32 = statistics.median(o / b for o, b in zip(speed["bfloat16"], speed["bound"]))
+        print(f"| elbokit, precision='bfloat16' | {med['bfloat16']:.0f} | {of_plain:.2f}x "
+              f"plain, {of_own:.2f} of the bfloat16 bound, {of_fp32:.2f} of float32's |\n"
+              f"| arithmetic bound at bfloat16 matmuls | {med['bound-bf16']:.0f} | "
+              f"{statistics.median(b / f for b, f in zip(speed['bound-bf16'], speed['bound'])):.2f}"
+              " x float32's |")
     print(f"matmul rate at the layer shapes: {statistics.median(gflops):.0f} GFLOP/s; "
           f"{torch.get_num_threads()} torch threads")
     if args.breakdown:

@@ -41,6 +41,7 @@ GRADIENT_OBJECTIVES = {"standard": OBJECTIVES, "stl": ("a",),
 MIWAE_M, CIWAE_BETA = 8, 0.5  # Rainforth et al. (2018)'s MIWAE(8, 8) and CIWAE(0.5)
 BINARIZE = ("none", "dynamic", "static")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("float32", "bfloat16")  # the training matmuls' operand type (train.py)
 POSTERIORS = ("gaussian", "iaf")
 SCHEDULES = ("joint", "alternating")  # elbokit.nn.schedules
 ACTIVATIONS = ("relu", "gated")
@@ -304,6 +305,9 @@ class TrainingConfig:
                                "vamp or mog prior) with its backward written out: autograd's "
                                "gradients, 1.1-1.4x faster on the CPU (elbokit.nn.fused); "
                                "off: autograd.")
+    precision: str = setting("float32", "Training's matmuls: float32, or bfloat16 (mixed "
+                             "precision: bfloat16 operands, float32 sums, weights, gradients, "
+                             "optimiser, losses and every evaluation).", choices=PRECISIONS)
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
     patience: int = setting(0, "Early stopping on the validation ELBO after this many epochs "

@@ -47,6 +47,13 @@ It runs, in place of ``loss.backward()``, where the model is one it covers
 (:func:`fused_step`); anything else (other networks, likelihoods, priors, flows,
 estimators, free bits, torchrun) takes the autograd path.
 ``fused_step=False`` turns it off.
+
+With ``precision="bfloat16"`` (mixed precision) the step's matmuls take bfloat16
+operands: the weights are rounded once per step, the networks' activations are
+kept in bfloat16 between layers, and oneDNN accumulates each product in float32.
+Everything the lecture's formulas compute from the networks' outputs (the
+reparameterised z, log p(x|z), the KL, dloss/dlogits and the prior's gradients) stays
+float32, as do the weights, their gradients and Adam's state (the master copy).
 """
 
 from __future__ import annotations
@@ -83,6 +90,8 @@ class FusedLB:
         prior = model.prior
         self.vamp = prior if type(prior) is VampPrior else None
         self.mog = prior if type(prior) is MixtureOfGaussians else None
+        # the matmuls' operand type (None: the parameters' own, float32)
+        self.dtype = compute_dtype(config.precision)
 
     def __call__(self, x: torch.Tensor, generator, step: int, steps_per_epoch: int):
         weight = kl_weight(self.config, step, steps_per_epoch) \
@@ -94,7 +103,7 @@ class FusedLB:
         n, latent, vamp = x.shape[0], self.latent, self.vamp
         # the VampPrior's pseudo-inputs ride along as K more rows of the encoder's batch
         inputs = x if vamp is None else torch.cat([x, vamp.pseudo_inputs])
-        encoded, enc_saved = _forward(self.encoder, inputs)  # (B [+ K], 2L)
+        encoded, enc_saved = _forward(self.encoder, inputs, self.dtype)  # (B [+ K], 2L)
         raw_logvar = encoded[:, latent:]
         logvars = raw_logvar.clamp(*LOGVAR_CLAMP) if self.clamp else raw_logvar
         mean, logvar = encoded[:n, :latent], logvars[:n]
@@ -102,7 +111,7 @@ class FusedLB:
                           dtype=mean.dtype)  # the draw _math.reparameterize makes
         std = torch.exp(0.5 * logvar)
         z = mean + std * eps
-        logits, dec_saved = _forward(self.decoder, z)  # (B, d)
+        logits, dec_saved = _forward(self.decoder, z, self.dtype)  # (B, d)
         log_lik = bernoulli_log_prob_sum(x, logits)  # (B,)
         var = torch.exp(logvar)
 
@@ -225,32 +234,42 @@ def _layers(net: nn.Sequential):
     return layers
 
 
-def _forward(layers, h):
-    """The network's output and, per layer, what its backward needs: (input, output)
-    for ReLU and linear layers, (input, value, sigmoid(gate)) for gated ones."""
+def _forward(layers, h, dtype=None):
+    """The network's output (float32) and, per layer, what its backward needs: (input,
+    output, weight) for ReLU and linear layers, (input, value, sigmoid(gate), weight)
+    for gated ones. ``dtype``: the matmuls' operand type (bfloat16: mixed precision;
+    the saved tensors are then bfloat16 too); None: the weights' own."""
     saved = []
+    if dtype is not None:
+        h = h.to(dtype)
     for linear, activation in layers:
-        out = torch.addmm(linear.bias, h, linear.weight.t())
+        weight, bias = linear.weight, linear.bias
+        if dtype is not None:  # rounded once per step, used again by the backward
+            weight, bias = weight.to(dtype), bias.to(dtype)
+        out = torch.addmm(bias, h, weight.t())
         if activation == "gated":
             half = out.shape[1] // 2
             value, gate = out[:, :half], torch.sigmoid(out[:, half:])
-            saved.append((h, value, gate))
+            saved.append((h, value, gate, weight))
             h = value * gate
         else:
             if activation == "relu":
                 out.relu_()
-            saved.append((h, out))
+            saved.append((h, out, weight))
             h = out
-    return h, saved
+    return h.float(), saved  # .float(): no copy when h is float32 already
 
 
 def _backward(layers, saved, grad, need_input: int | None):
-    """Set each layer's weight and bias gradients from ``grad`` = dloss/d(output);
-    return dloss/d(input) for the rows from ``need_input`` on (None: none)."""
+    """Set each layer's weight and bias gradients (float32) from ``grad`` =
+    dloss/d(output); return dloss/d(input) (float32) for the rows from ``need_input``
+    on (None: none). The matmuls run in the type :func:`_forward` saved."""
+    grad = grad.to(saved[-1][-1].dtype)  # the weights' compute type: no copy in float32
     for i in range(len(layers) - 1, -1, -1):
         (linear, activation), kept = layers[i], saved[i]
+        weight = kept[-1]
         if activation == "gated":
-            h, value, gate = kept
+            h, value, gate, _ = kept
             pre = torch.empty(grad.shape[0], 2 * grad.shape[1], dtype=grad.dtype,
                               device=grad.device)
             torch.mul(grad, gate, out=pre[:, :grad.shape[1]])
@@ -258,24 +277,39 @@ def _backward(layers, saved, grad, need_input: int | None):
             torch.mul(grad, value, out=pre[:, grad.shape[1]:])
             pre[:, grad.shape[1]:].mul_(gate).mul_(1 - gate)
         else:
-            h, out = kept
+            h, out, _ = kept
             # ReLU's gradient, g where the output is > 0 (one kernel, no mask tensor)
             pre = grad if activation is None else \
                 torch.ops.aten.threshold_backward(grad, out, 0.0)
-        _set_grad(linear.weight, torch.mm, pre.t(), h)
-        _set_grad(linear.bias, torch.sum, pre, 0)
+        if weight.dtype == linear.weight.dtype:
+            _set_grad(linear.weight, torch.mm, pre.t(), h)
+            _set_grad(linear.bias, torch.sum, pre, 0)
+        else:  # mixed precision: the product in the compute type, stored in float32
+            _set_grad(linear.weight, _copy_of, torch.mm(pre.t(), h))
+            _set_grad(linear.bias, torch.sum, pre, 0, dtype=linear.bias.dtype)
         if i > 0:
-            grad = torch.mm(pre, linear.weight)
+            grad = torch.mm(pre, weight)
         elif need_input is not None:
-            grad = torch.mm(pre[need_input:], linear.weight)
+            grad = torch.mm(pre[need_input:], weight).to(linear.weight.dtype)
     return grad
 
 
-def _set_grad(param, op, *args):
+def _copy_of(tensor, out=None):
+    """``tensor`` converted into ``out`` (a float32 gradient), or a float32 copy."""
+    return tensor.float() if out is None else out.copy_(tensor)
+
+
+def compute_dtype(precision: str):
+    """The matmuls' operand type of ``precision``: None for float32 (the parameters'
+    own), torch.bfloat16 for mixed precision."""
+    return torch.bfloat16 if precision == "bfloat16" else None
+
+
+def _set_grad(param, op, *args, **kwargs):
     """param.grad = op(*args), written into the existing gradient tensor when there is
     one of the right shape (no allocation per step), else a new one."""
     grad = param.grad
     if grad is None or grad.shape != param.shape:
-        param.grad = op(*args)
+        param.grad = op(*args, **kwargs)
     else:
-        op(*args, out=grad)
+        op(*args, **kwargs, out=grad)

@@ -10,6 +10,7 @@ the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -23,7 +24,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .callbacks import Hooks
 from .config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
-from .fused import fused_step
+from .fused import compute_dtype, fused_step
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
 from .schedules import freeze_gradients
 
@@ -192,6 +193,7 @@ class _Run:
         self.loss = training_loss  # wrapped in DDP once the weights are final
         # the written-out step where it covers the model (None: autograd's backward)
         self.fused = fused_step(model, config, self.objective, self.shard.active)
+        self.dtype = compute_dtype(config.precision)  # None: float32 throughout
         self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk
 
 
@@ -391,8 +393,9 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
         done = (epoch - 1) * n_steps + step  # optimiser steps before this one
         # the loss may weight the KL (beta, warm-up, free bits); neg_elbo never does
         if run.fused is None:
-            loss, neg_elbo = run.loss(run.objective, run.model, x, config, generator, done,
-                                      n_steps)
+            with mixed_precision(run.model, run.dtype):
+                loss, neg_elbo = run.loss(run.objective, run.model, x, config, generator,
+                                          done, n_steps)
         else:  # sets the gradients
             loss, neg_elbo = run.fused(x, generator, done, n_steps)
         if _optimise(run, loss, done):
@@ -414,6 +417,40 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
                                 refresh=False)
     run.last_steps = (losses, kept)  # for the callbacks, handed over once per epoch
     return _epoch_record(run, epoch, losses, kept, n)
+
+
+@contextlib.contextmanager
+def mixed_precision(model, dtype):
+    """Autograd's step with ``precision="bfloat16"``: under ``torch.autocast`` the
+    networks' matmuls and convolutions take bfloat16 operands, and what the encoder, the
+    decoder and the flow return is cast back to float32 at their boundary (forward
+    hooks, removed on exit), so the reparameterised z, the log-densities, the KL and the
+    loss are computed in float32 as with ``precision="float32"``. ``dtype`` None: a
+    no-op."""
+    if dtype is None:
+        yield
+        return
+    device = next(model.parameters()).device.type
+    parts = [getattr(model, name, None) for name in ("encoder", "decoder", "flow")]
+    handles = [part.register_forward_hook(_outputs_float32) for part in parts
+               if part is not None]
+    try:
+        with torch.autocast(device, dtype=dtype):
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _outputs_float32(module, inputs, output):
+    """A forward hook: the module's floating-point outputs (a tensor, or a tuple or list
+    of them) as float32."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, (tuple, list)):
+        items = [_outputs_float32(module, inputs, item) for item in output]
+        return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)
+    return output
 
 
 class _Binarizer:

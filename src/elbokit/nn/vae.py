@@ -163,7 +163,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
-                 fused_step: bool = True, binarize: str = "none", patience: int = 0, seed: int = 0,
+                 fused_step: bool = True, precision: str = "float32", binarize: str = "none", patience: int = 0, seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
                  free_bits: float = 0.0, beta: float = 1.0, gradient: str = "standard",
                  miwae_m: int = 8, ciwae_beta: float = 0.5, schedule: str = "joint",
