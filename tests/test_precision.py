@@ -65,11 +65,17 @@ def _step_grads(model, config, x, fused):
         with mixed_precision(model, compute_dtype(config.precision)):
             loss, _ = training_loss(objective, model, x, config, generator, 5, 10)
         loss.backward()
-    return float(loss), {n: p.grad.clone() for n, p in model.named_parameters()}
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 CASES = [dict(), dict(activation="gated", clamp_logvar=True), dict(prior="vamp",
          prior_components=3), dict(prior="mog", prior_components=3, kl_warmup=3)]
+# the VampPrior's gradients of its pseudo-inputs (and of the first layer, which they
+# pass through) are differences of nearly equal terms while the prior sits on the
+# aggregate posterior: bfloat16's rounding of the components' (m_k, s_k) moves them by
+# up to ~25% of their size in one step (measured: 0.23, by either path alike)
+TOLERANCE = {"prior.pseudo_inputs": 0.5, "encoder.net.0.weight": 0.2,
+             "encoder.net.0.bias": 0.2}
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
@@ -77,7 +83,8 @@ CASES = [dict(), dict(activation="gated", clamp_logvar=True), dict(prior="vamp",
 def test_bfloat16_gradients_are_float32s_within_rounding(digits, case, fused):
     model, config = _built(digits.train, **case)
     x = torch.as_tensor(digits.train[100:164])
-    loss32, grads32 = _step_grads(model, config, x, fused=False)  # the float32 reference
+    reference = dataclasses.replace(config, precision="float32")
+    loss32, grads32 = _step_grads(model, reference, x, fused=False)
     mixed = dataclasses.replace(config, precision="bfloat16")
     loss16, grads16 = _step_grads(model, mixed, x, fused=fused)
     assert abs(loss16 - loss32) < 1e-2 * abs(loss32)
@@ -86,9 +93,24 @@ def test_bfloat16_gradients_are_float32s_within_rounding(digits, case, fused):
         g16 = grads16[name]
         assert g16.dtype == torch.float32, name  # the master copy's gradient
         error = float((g16 - g32).norm() / g32.norm().clamp_min(1e-12))
-        assert error < 0.05, (name, error)
+        limit = TOLERANCE.get(name, 0.05) if case.get("prior") == "vamp" else 0.05
+        assert error < limit, (name, error)
         differ |= error > 1e-6
     assert differ  # bfloat16 was used: float32's gradients are not reproduced exactly
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(c) or "default")
+def test_the_fused_and_autograds_bfloat16_steps_agree(digits, case):
+    """Both paths round at the same places (the networks' operands and outputs): their
+    bfloat16 gradients agree far more closely than either does with float32's."""
+    model, config = _built(digits.train, precision="bfloat16", **case)
+    x = torch.as_tensor(digits.train[100:164])
+    loss_fused, fused = _step_grads(model, config, x, fused=True)
+    loss_autograd, autograd = _step_grads(model, config, x, fused=False)
+    assert abs(loss_fused - loss_autograd) < 1e-3 * abs(loss_autograd)
+    for name, g in autograd.items():
+        error = float((fused[name] - g).norm() / g.norm().clamp_min(1e-12))
+        assert error < 0.02, (name, error)
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(fused_step=False),
@@ -122,9 +144,7 @@ def test_the_matmuls_take_bfloat16_and_the_densities_float32(digits, settings,
     assert vae.training_.precision == "bfloat16"
     assert all(p.dtype == torch.float32 for p in vae.model_.parameters())
     # the hooks that cast the networks' outputs are gone after the step
-    for part in ("encoder", "decoder", "flow"):
-        module = getattr(vae.model_, part, None)
-        assert module is None or not module._forward_hooks
+    assert not any(module._forward_hooks for module in vae.model_.modules())
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(prior="vamp", prior_components=4),

@@ -61,9 +61,11 @@ def test_pca_noise_variance_is_the_ml_value_in_any_units():
     for data in (X, X * 1e-7):
         model = _quiet(lambda: PCA(20).fit(data))
         eigenvalues = np.linalg.eigvalsh(np.cov(data.T, bias=True))[::-1]
-        assert model.noise_variance_ == pytest.approx(eigenvalues[20:].mean(), rel=1e-6)
+        # rel 1e-5: the reference's own rounding, eps x the largest eigenvalue (4.4e5) over
+        # the discarded mean (2.4e-5), is ~2e-6 (1.2e-6 apart with numpy 2.x's LAPACK)
+        assert model.noise_variance_ == pytest.approx(eigenvalues[20:].mean(), rel=1e-5)
         ppca = _quiet(lambda: PPCA(20).fit(data))
-        assert ppca.noise_variance_ == pytest.approx(model.noise_variance_, rel=1e-6)
+        assert ppca.noise_variance_ == pytest.approx(model.noise_variance_, rel=1e-5)
         sk = SkPCA(20).fit(data)  # divisor N - 1: compare log-likelihoods loosely
         assert model.score(data) == pytest.approx(sk.score(data), abs=0.05)
 

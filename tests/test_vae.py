@@ -168,7 +168,9 @@ def test_early_stopping_waits_for_the_cosine_to_anneal(digits):
     from elbokit.nn.config import STOP_BELOW_LR
     from elbokit.nn.train import learning_rate
 
-    settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False)
+    # float32: the trajectory (a stop within 30 epochs at the constant lr) is float32's
+    settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False,
+                    precision="float32")
     X, V = digits.train[:300], digits.test[:100]
     constant = VAE(3, **settings).fit(X, validation=V).history_
     cosine = VAE(3, lr_schedule="cosine", **settings).fit(X, validation=V).history_
@@ -212,7 +214,9 @@ def test_fit_checks_the_kept_weights_anew_only_where_its_validation_does_not_sho
 
 
 def test_resuming_an_early_stopped_run_does_not_train_on(digits, tmp_path):
-    settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False)
+    # float32: the trajectory (a stop within 30 epochs at the constant lr) is float32's
+    settings = dict(hidden=(32,), epochs=30, lr=0.05, patience=2, progress=False,
+                    precision="float32")
     X, V = digits.train[:300], digits.test[:100]
     first = VAE(3, **settings).fit(X, validation=V, checkpoint_dir=tmp_path)
     again = VAE(3, **settings).fit(X, validation=V, checkpoint_dir=tmp_path, resume=True)

@@ -441,9 +441,11 @@ def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None
         return  # the loader names what is wrong with it
     if not isinstance(training, dict):
         return
+    # an option left unset (None) is resolved at fit (precision "auto"): not compared here
     changed = [f"--{name.replace('_', '-')} {arguments[name]!r} (checkpoint: "
                f"{training[name]!r})" for name in RESUME_SAME
-               if name in arguments and name in training and arguments[name] != training[name]]
+               if arguments.get(name) is not None and name in training
+               and arguments[name] != training[name]]
     if changed:
         raise ParameterError(f"--resume needs the settings of the checkpoint in {out}; "
                              f"changed: {', '.join(changed)}; pass the same settings, or "

@@ -305,9 +305,12 @@ class TrainingConfig:
                                "vamp or mog prior) with its backward written out: autograd's "
                                "gradients, 1.1-1.4x faster on the CPU (elbokit.nn.fused); "
                                "off: autograd.")
-    precision: str = setting("float32", "Training's matmuls: float32, or bfloat16 (mixed "
-                             "precision: bfloat16 operands, float32 sums, weights, gradients, "
-                             "optimiser, losses and every evaluation).", choices=PRECISIONS)
+    precision: str = setting("float32", "Training's matmuls: auto (the default: bfloat16 for "
+                             "likelihood bernoulli on a device with native bfloat16 matmuls, "
+                             "float32 otherwise), float32, or bfloat16 (mixed precision: "
+                             "bfloat16 operands; float32 sums, weights, gradients, optimiser, "
+                             "densities, losses and every evaluation).",
+                             choices=PRECISIONS, estimator_default="auto")
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
     patience: int = setting(0, "Early stopping on the validation ELBO after this many epochs "

@@ -235,7 +235,7 @@ def _layers(net: nn.Sequential):
 
 
 def _forward(layers, h, dtype=None):
-    """The network's output (float32) and, per layer, what its backward needs: (input,
+    """The network's output (in the parameters' type) and, per layer, what its backward needs: (input,
     output, weight) for ReLU and linear layers, (input, value, sigmoid(gate), weight)
     for gated ones. ``dtype``: the matmuls' operand type (bfloat16: mixed precision;
     the saved tensors are then bfloat16 too); None: the weights' own."""
@@ -257,7 +257,9 @@ def _forward(layers, h, dtype=None):
                 out.relu_()
             saved.append((h, out, weight))
             h = out
-    return h.float(), saved  # .float(): no copy when h is float32 already
+    if dtype is not None:  # back to the parameters' type (float32)
+        h = h.to(layers[-1][0].weight.dtype)
+    return h, saved
 
 
 def _backward(layers, saved, grad, need_input: int | None):

@@ -23,7 +23,7 @@ from ..exceptions import ModelFileError, ParameterError, TrainingError
 from . import checkpoint as ckpt
 from . import distributed
 from .callbacks import Hooks
-from .config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
+from .config import PRECISIONS, STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from .fused import compute_dtype, fused_step
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
 from .schedules import freeze_gradients
@@ -45,6 +45,39 @@ def resolve_device(name: str) -> torch.device:
         raise ParameterError("device='mps' was asked for but Apple's MPS is not available; "
                              "use device='auto' or 'cpu'")
     return distributed.local_device(torch.device(name))
+
+
+def resolve_precision(precision: str, likelihood: str, device: str) -> str:
+    """The training precision of ``precision="auto"``: bfloat16 for the Bernoulli
+    likelihood (images) on a device that multiplies bfloat16 natively, float32 otherwise.
+
+    Measured (README, "Mixed precision"): on a 2-core CPU with AVX512-BF16, the
+    Fashion-MNIST recipe ran 1.37x the epochs in 15 minutes with the same validation ELBO
+    per epoch, and its test NLL was 0.39 +- 0.02 nats better at equal time; tables
+    (the Gaussian likelihoods) keep float32: their networks are small, so bfloat16 buys
+    no time there, and its 8-bit mantissa would blur a decoder mean held to a small noise
+    variance."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ParameterError(f"precision must be one of {['auto', *PRECISIONS]}; got "
+                             f"{precision!r}")
+    if precision != "auto":
+        return precision
+    if likelihood != "bernoulli":
+        return "float32"
+    return "bfloat16" if native_bfloat16(resolve_device(device)) else "float32"
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA GPU that
+    supports bfloat16, a CPU whose oneDNN has bfloat16 kernels (AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            return False
+    return False
 
 
 def _has_mps() -> bool:
@@ -422,18 +455,18 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
 @contextlib.contextmanager
 def mixed_precision(model, dtype):
     """Autograd's step with ``precision="bfloat16"``: under ``torch.autocast`` the
-    networks' matmuls and convolutions take bfloat16 operands, and what the encoder, the
-    decoder and the flow return is cast back to float32 at their boundary (forward
-    hooks, removed on exit), so the reparameterised z, the log-densities, the KL and the
-    loss are computed in float32 as with ``precision="float32"``. ``dtype`` None: a
-    no-op."""
+    networks' matmuls and convolutions take bfloat16 operands, and what each network
+    returns (the encoder, the decoder, each MADE of a flow) is cast back to float32 at
+    its boundary (forward hooks, removed on exit), so the reparameterised z, the flow's
+    transform and log-determinant, the log-densities, the KL and the loss are computed in
+    float32 as with ``precision="float32"``. ``dtype`` None: a no-op."""
     if dtype is None:
         yield
         return
     device = next(model.parameters()).device.type
-    parts = [getattr(model, name, None) for name in ("encoder", "decoder", "flow")]
-    handles = [part.register_forward_hook(_outputs_float32) for part in parts
-               if part is not None]
+    flow = getattr(model, "flow", None)
+    networks = [model.encoder, model.decoder, *(flow.steps if flow is not None else ())]
+    handles = [net.register_forward_hook(_outputs_float32) for net in networks]
     try:
         with torch.autocast(device, dtype=dtype):
             yield
@@ -622,7 +655,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
                              "model settings")
     same = ("batch_size", "lr", "lr_schedule", "lr_warmup", "max_minutes", "ema", "objective",
             "n_samples", "binarize", "seed", "gradient", "miwae_m", "ciwae_beta", "schedule",
-            "e_steps", "m_steps")
+            "e_steps", "m_steps", "precision")
     changed = [k for k in same if getattr(saved["training"], k) != getattr(run.config, k)]
     if changed and distributed.is_main():
         warnings.warn(f"resuming {where} with changed training settings {changed}: the result "

@@ -32,7 +32,8 @@ from .model import VAEModel
 from .objectives import get_estimator
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
 from .protocols import PARTS, check_shapes, custom_modules, is_module, module_record
-from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
+from .train import (EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device,
+                    resolve_precision, train)
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
 STANDARDIZE = (True, False, "auto")
@@ -100,6 +101,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
         ``n_samples=k``, the k-sample bound of Burda et al.).
+    fused_step, precision : the written-out L_B step for the preset MLP VAE (see
+        :mod:`elbokit.nn.fused`; False: autograd's backward), and the training matmuls'
+        precision: ``"auto"`` (bfloat16 for the Bernoulli likelihood on a device with
+        native bfloat16 matmuls, float32 otherwise; the resolved value is what
+        ``training_`` records), ``"float32"`` or ``"bfloat16"`` (mixed precision: the
+        weights, gradients, Adam's state, the densities, the loss and every evaluation
+        stay float32). See :func:`~elbokit.nn.train.resolve_precision`.
     lr_warmup, max_minutes, ema : the published recipe's learning-rate warm-up (epochs),
         a wall-clock budget (minutes; a cosine schedule anneals over it) and Polyak
         averaging of the weights (decay, e.g. 0.999: the average is validated, kept
@@ -163,7 +171,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
-                 fused_step: bool = True, precision: str = "float32", binarize: str = "none", patience: int = 0, seed: int = 0,
+                 fused_step: bool = True, precision: str = "auto", binarize: str = "none", patience: int = 0, seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
                  free_bits: float = 0.0, beta: float = 1.0, gradient: str = "standard",
                  miwae_m: int = 8, ciwae_beta: float = 0.5, schedule: str = "joint",
@@ -246,6 +254,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             settings["objective"] = name if name in OBJECTIVES else "custom"
             if name in OBJECTIVES and hasattr(estimator, "settings"):
                 settings.update(estimator.settings())  # its M, beta, gradient are recorded
+        settings["precision"] = resolve_precision(settings["precision"], self.likelihood,
+                                                  settings["device"])
         return TrainingConfig(**settings)
 
     # ------------------------------------------------------------------ fitting
