@@ -267,6 +267,12 @@ class TrainingConfig:
     validation ELBO, early stopping and the fitted model use; the raw weights
     continue training).
 
+    ``precision``: the operand type of the training matmuls, ``"float32"`` or
+    ``"bfloat16"`` (mixed precision: the weights, gradients, Adam's state, the
+    densities, the loss and every evaluation stay float32); the estimator's default
+    ``"auto"`` is resolved at fit by :func:`elbokit.nn.train.resolve_precision` and the
+    resolved value is what is stored.
+
     The KL term of the training loss (objectives "a" and "b" only) can be weighted:
     ``beta`` multiplies it; ``kl_warmup=N`` raises its weight linearly from 0 to
     ``beta`` over the first N epochs (per step); ``free_bits=lambda`` (nats per latent
