@@ -148,7 +148,9 @@ def test_the_matmuls_take_bfloat16_and_the_densities_float32(digits, settings,
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(prior="vamp", prior_components=4),
-                                      dict(fused_step=False, objective="iwae", n_samples=3)])
+                                      dict(fused_step=False, objective="iwae", n_samples=3),
+                                      dict(arch="conv", image_shape=(8, 8))],
+                         ids=["fused", "vamp", "iwae", "conv"])
 def test_a_bfloat16_fit_follows_the_float32_one(digits, settings):
     X = digits.train[:600]
     runs = []
