@@ -252,7 +252,9 @@ def pair(args):
     for name, result, prior, scored in rows:
         diff = scored["values"] - first
         se = np.std(diff, ddof=1) / math.sqrt(len(diff))
-        print(f"| {name} | {prior} | {result.get('precision', 'float32')} | {result['epochs']} | {result['train_minutes']:.1f} | "
+        precision = result.get("precision", "float32")  # runs before the setting: float32
+        print(f"| {name} | {prior} | {precision} | {result['epochs']} | "
+              f"{result['train_minutes']:.1f} | "
               f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
               f"{-diff.mean():+.2f} +- {se:.2f} |")
 

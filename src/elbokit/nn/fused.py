@@ -235,9 +235,9 @@ def _layers(net: nn.Sequential):
 
 
 def _forward(layers, h, dtype=None):
-    """The network's output (in the parameters' type) and, per layer, what its backward needs: (input,
-    output, weight) for ReLU and linear layers, (input, value, sigmoid(gate), weight)
-    for gated ones. ``dtype``: the matmuls' operand type (bfloat16: mixed precision;
+    """The network's output (in the parameters' type) and, per layer, what its backward
+    needs: (input, output, weight) for ReLU and linear layers, (input, value,
+    sigmoid(gate), weight) for gated ones. ``dtype``: the matmuls' operand type (bfloat16: mixed precision;
     the saved tensors are then bfloat16 too); None: the weights' own."""
     saved = []
     if dtype is not None:
