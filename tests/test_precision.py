@@ -180,3 +180,29 @@ def test_precision_is_saved_and_checked(digits, tmp_path):
     assert VAE.load(tmp_path / "m").training_.precision == "bfloat16"
     with pytest.raises(ParameterError, match="precision"):
         VAE(3, epochs=1, progress=False, precision="float16").fit(digits.train[:100])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bfloat16_for_images_on_native_hardware_only(digits, monkeypatch, native):
+    import elbokit.nn.train as train_module
+
+    monkeypatch.setattr(train_module, "native_bfloat16", lambda device: native)
+    resolve = train_module.resolve_precision
+    assert resolve("auto", "bernoulli", "cpu") == ("bfloat16" if native else "float32")
+    for likelihood in ("gaussian", "gaussian-fixed"):  # tables keep float32 everywhere
+        assert resolve("auto", likelihood, "cpu") == "float32"
+    for given in ("float32", "bfloat16"):  # a given value is kept as it is
+        assert resolve(given, "gaussian", "cpu") == given
+    with pytest.raises(ParameterError, match="precision must be one of"):
+        resolve("float16", "bernoulli", "cpu")
+    # the estimator records the resolved value; its get_params keeps "auto"
+    vae = VAE(3, hidden=(8,), epochs=1, progress=False).fit(digits.train[:100])
+    assert vae.training_.precision == ("bfloat16" if native else "float32")
+    assert vae.get_params()["precision"] == "auto"
+
+
+def test_native_bfloat16_answers_for_this_machine():
+    from elbokit.nn.train import native_bfloat16
+
+    assert isinstance(native_bfloat16(torch.device("cpu")), bool)
+    assert native_bfloat16(torch.device("meta")) is False  # neither CPU nor CUDA
