@@ -4,6 +4,7 @@ two-process run matches an uninterrupted one."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,7 +51,7 @@ PORT_TAKEN = ("Address already in use", "EADDRINUSE", "DistNetworkError")
 WORKER_ABORT = ("terminate called without an active exception",)
 
 
-def _launch(*args: str) -> subprocess.CompletedProcess:
+def _launch(*args: str, before_retry=None) -> subprocess.CompletedProcess:
     """torchrun with 2 processes on loopback; a second try if the free port we picked
     was taken meanwhile (another test run on this machine), or after the rare worker
     abort of WORKER_ABORT."""
@@ -62,13 +63,19 @@ def _launch(*args: str) -> subprocess.CompletedProcess:
         if done.returncode == 0 or not any(s in done.stderr
                                            for s in PORT_TAKEN + WORKER_ABORT):
             break
+        if before_retry is not None:
+            before_retry()
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
 def _torchrun(out: Path, epochs: int, *extra: str) -> str:
-    return _launch(str(ELBOKIT), *ARGS, "--epochs", str(epochs), "--out", str(out),
-                   *extra).stdout
+    # a fresh run tried again starts from an empty directory; a resumed one from its
+    # last checkpoint
+    fresh = "--resume" not in extra
+    return _launch(str(ELBOKIT), *ARGS, "--epochs", str(epochs), "--out", str(out), *extra,
+                   before_retry=(lambda: shutil.rmtree(out, ignore_errors=True)) if fresh
+                   else None).stdout
 
 
 def _weights(out: Path) -> dict:
