@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from elbokit.data import load  # noqa: E402
 from elbokit.exceptions import ParameterError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
-from elbokit.nn.fused import FusedLB, fused_step  # noqa: E402
+from elbokit.nn.fused import FusedLB, compute_dtype, fused_step  # noqa: E402
 from elbokit.nn.objectives import get_estimator, training_loss  # noqa: E402
 from elbokit.nn.train import mixed_precision  # noqa: E402
 
@@ -60,8 +60,6 @@ def _step_grads(model, config, x, fused):
         assert isinstance(step, FusedLB)
         loss, _ = step(x, generator, 5, 10)
     else:
-        from elbokit.nn.fused import compute_dtype
-
         with mixed_precision(model, compute_dtype(config.precision)):
             loss, _ = training_loss(objective, model, x, config, generator, 5, 10)
         loss.backward()
