@@ -78,6 +78,13 @@ def precision_option(precision) -> dict:
     return {} if precision is None else {"precision": precision}
 
 
+def step_options(batch_size=None, lr=None) -> dict:
+    """The minibatch size and Adam's peak learning rate when a run names them (None: the
+    recipe's, batch 100 and 1e-3)."""
+    return {name: value for name, value in (("batch_size", batch_size), ("lr", lr))
+            if value is not None}
+
+
 def prior_label(options) -> str:
     return f"{options['prior']} K = {options['prior_components']}" if options else "standard"
 
@@ -167,10 +174,12 @@ def long_run(args):
     print(f"Fashion-MNIST recipe, long run: train {train.shape}, validation "
           f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
           f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}; "
-          f"prior {prior_label(options)}; precision {args.precision or 'default'}",
+          f"prior {prior_label(options)}; precision {args.precision or 'default'}; "
+          f"batch {args.batch_size or RECIPE['batch_size']}, lr {args.lr or RECIPE['lr']:g}",
           flush=True)
     vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options,
-                     **precision_option(args.precision))
+                     **precision_option(args.precision),
+                     **step_options(args.batch_size, args.lr))
     history = vae.history_
     minutes = sum(h["seconds"] for h in history) / 60
     best = max(history, key=lambda h: h.get("val_elbo", -math.inf))
@@ -192,7 +201,8 @@ def long_run(args):
     np.save(run_dir / "test-log-likelihoods.npy", scored["values"])
     out.update(epochs=len(history), train_minutes=minutes, best_epoch=best["epoch"],
                prior=args.prior, prior_components=options.get("prior_components"),
-               precision=vae.training_.precision,
+               precision=vae.training_.precision, batch_size=vae.training_.batch_size,
+               lr=vae.training_.lr,
                k=args.k, n_test=len(test), date=time.strftime("%Y-%m-%d"))
     (run_dir / "result.json").write_text(json.dumps(out, indent=2))
 
@@ -240,20 +250,22 @@ def pair(args):
                 train, validation, test = load_data(args.data_dir, args.train_images,
                                                     args.test_images)
             vae = fit_recipe(train, validation, args.minutes, run_dir, resume=True,
-                             **options, **precision_option(result.get("precision")))
+                             **options, **precision_option(result.get("precision")),
+                             **step_options(result.get("batch_size"), result.get("lr")))
             scored = score(vae, test, args.k)
         rows.append((run_dir.name, result, prior_label(options), scored))
     print(f"\npaired on {args.test_images} test images, k = {args.k}, the same draws for "
           "every model\n")
-    print("| run | prior | precision | epochs | train (min) | test NLL (nats) | NLL minus "
-          "the first's (paired) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | prior | precision | batch, lr | epochs | train (min) | test NLL (nats) | "
+          "NLL minus the first's (paired) |")
+    print("|---|---|---|---|---|---|---|---|")
     first = rows[0][3]["values"]
     for name, result, prior, scored in rows:
         diff = scored["values"] - first
         se = np.std(diff, ddof=1) / math.sqrt(len(diff))
         precision = result.get("precision", "float32")  # runs before the setting: float32
-        print(f"| {name} | {prior} | {precision} | {result['epochs']} | "
+        steps = f"{result.get('batch_size', 100)}, {result.get('lr', 1e-3):g}"  # before: 100
+        print(f"| {name} | {prior} | {precision} | {steps} | {result['epochs']} | "
               f"{result['train_minutes']:.1f} | "
               f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
               f"{-diff.mean():+.2f} +- {se:.2f} |")
@@ -275,6 +287,10 @@ def main():
                         help="K (default: the library's, elbokit.nn.config.PRIOR_COMPONENTS)")
     parser.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
                         help="the training matmuls (default: the library's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the long run's minibatch size (default: the recipe's, 100)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the long run's peak learning rate (default: the recipe's, 1e-3)")
     parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=None,
