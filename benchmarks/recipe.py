@@ -27,6 +27,9 @@ Cov_x(E[z_j|x]) > 0.01.
     .venv/bin/python benchmarks/recipe.py long --minutes 90 --prior vamp
     .venv/bin/python benchmarks/recipe.py pair benchmarks/.runs/recipe-long \
         benchmarks/.runs/recipe-long-vamp50 --minutes 90 --k 1000
+    # the minibatch as a measured choice (recorded in result.json, shown by pair)
+    .venv/bin/python benchmarks/recipe.py long --minutes 15 --batch-size 400 --lr 2e-3 \
+        --run-dir benchmarks/.runs/b400-15
 """
 
 from __future__ import annotations
