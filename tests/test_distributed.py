@@ -317,3 +317,17 @@ def test_two_processes_train_a_multisample_bound_to_the_weights_of_one(tmp_path,
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for name, value in one.items():
         assert np.allclose(two[name], value, rtol=0, atol=1e-5), name
+
+
+def test_every_rank_waits_for_the_others_before_leaving_the_group(monkeypatch):
+    """shutdown() is a barrier, then the teardown: a rank that destroyed its group while
+    another was still in its last collective aborted at exit (4 of 32 loaded runs)."""
+    from elbokit.nn import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group",
+                        lambda: calls.append("destroy"))
+    distributed.shutdown()
+    assert calls == ["barrier", "destroy"]
