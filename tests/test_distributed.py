@@ -320,8 +320,8 @@ def test_two_processes_train_a_multisample_bound_to_the_weights_of_one(tmp_path,
 
 
 def test_every_rank_waits_for_the_others_before_leaving_the_group(monkeypatch):
-    """shutdown() is a barrier, then the teardown: a rank that destroyed its group while
-    another was still in its last collective aborted at exit (4 of 32 loaded runs)."""
+    """shutdown() is a barrier, then the teardown: without it the rank that left first
+    sometimes aborted at exit (4 of 32 two-process runs under load)."""
     from elbokit.nn import distributed
 
     calls = []
