@@ -83,9 +83,16 @@ def precision_option(precision) -> dict:
 
 def step_options(batch_size=None, lr=None) -> dict:
     """The minibatch size and Adam's peak learning rate when a run names them (None: the
-    recipe's, batch 100 and 1e-3)."""
+    recipe's)."""
     return {name: value for name, value in (("batch_size", batch_size), ("lr", lr))
             if value is not None}
+
+
+def step_label(batch_size=None, lr=None) -> str:
+    """"batch B, lr LR" of a run (None: the recipe's; runs from before the options had
+    the recipe's)."""
+    steps = {**RECIPE, **step_options(batch_size, lr)}
+    return f"batch {steps['batch_size']}, lr {steps['lr']:g}"
 
 
 def prior_label(options) -> str:
@@ -178,7 +185,7 @@ def long_run(args):
           f"{validation.shape}, test {test.shape}; {args.minutes:g} min budget; "
           f"{torch.get_num_threads()} torch threads; run dir {run_dir}; k = {args.k}; "
           f"prior {prior_label(options)}; precision {args.precision or 'default'}; "
-          f"batch {args.batch_size or RECIPE['batch_size']}, lr {args.lr or RECIPE['lr']:g}",
+          f"{step_label(args.batch_size, args.lr)}",
           flush=True)
     vae = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options,
                      **precision_option(args.precision),
@@ -259,7 +266,7 @@ def pair(args):
         rows.append((run_dir.name, result, prior_label(options), scored))
     print(f"\npaired on {args.test_images} test images, k = {args.k}, the same draws for "
           "every model\n")
-    print("| run | prior | precision | batch, lr | epochs | train (min) | test NLL (nats) | "
+    print("| run | prior | precision | minibatch | epochs | train (min) | test NLL (nats) | "
           "NLL minus the first's (paired) |")
     print("|---|---|---|---|---|---|---|---|")
     first = rows[0][3]["values"]
@@ -267,7 +274,7 @@ def pair(args):
         diff = scored["values"] - first
         se = np.std(diff, ddof=1) / math.sqrt(len(diff))
         precision = result.get("precision", "float32")  # runs before the setting: float32
-        steps = f"{result.get('batch_size', 100)}, {result.get('lr', 1e-3):g}"  # before: 100
+        steps = step_label(result.get("batch_size"), result.get("lr"))
         print(f"| {name} | {prior} | {precision} | {steps} | {result['epochs']} | "
               f"{result['train_minutes']:.1f} | "
               f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
@@ -291,9 +298,11 @@ def main():
     parser.add_argument("--precision", default=None, choices=["float32", "bfloat16"],
                         help="the training matmuls (default: the library's)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="the long run's minibatch size (default: the recipe's, 100)")
+                        help=f"the long run's minibatch size (default: the recipe's, "
+                             f"{RECIPE['batch_size']})")
     parser.add_argument("--lr", type=float, default=None,
-                        help="the long run's peak learning rate (default: the recipe's, 1e-3)")
+                        help=f"the long run's peak learning rate (default: the recipe's, "
+                             f"{RECIPE['lr']:g})")
     parser.add_argument("--train-images", type=int, default=None, help="smoke runs")
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=None,
