@@ -1,10 +1,19 @@
 """The linear-Gaussian interpretation algebra: communalities, standardized loadings
-and the eigenvalues that count factors, for x = W z + mu + noise with Psi diagonal.
-numpy only; the figures in :mod:`elbokit.plots` and the report read these."""
+and the eigenvalues that count factors, for x = W z + mu + noise with Psi diagonal;
+the rotated factor solution as psych::fa prints it, factor scores, and (from
+:mod:`._fit_statistics`) the fit statistics. numpy/scipy only; the figures in
+:mod:`elbokit.plots`, the report and FactorAnalysis read these."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from .._validation import check_choice
+from ..exceptions import DataError
+from ._fit_statistics import (FitStatistics, bartlett_sphericity, factor_dof,  # noqa: F401
+                              fit_statistics, kmo, n_free_parameters)
 
 
 def communalities(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,3 +57,133 @@ def noise_edge(n_samples: int, n_features: int) -> float:
     as n, d grow with d/n fixed: (1 + sqrt(d/n))^2 (Marchenko-Pastur). Eigenvalues
     above it are signal, not sampling noise."""
     return (1.0 + np.sqrt(n_features / max(n_samples, 1))) ** 2
+
+
+def _check_loadings(A, name: str = "loadings") -> np.ndarray:
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim != 2 or A.shape[1] == 0:
+        raise DataError(f"{name} must be a (n_features, n_factors) matrix; got shape {A.shape}")
+    if not np.all(np.isfinite(A)):
+        raise DataError(f"{name} must be finite (no NaN or inf)")
+    return A
+
+
+def hoffman_complexity(loadings: np.ndarray) -> np.ndarray:
+    """Hoffman's (1978) complexity of each row, (sum_k l_k^2)^2 / sum_k l_k^4 (psych's
+    ``complexity``): 1 for an item on one factor, L for equal loadings on all L; nan
+    for a row of zeros."""
+    squares = loadings**2
+    fourth = np.sum(squares**2, axis=1)
+    total = np.sum(squares, axis=1) ** 2
+    return np.divide(total, fourth, out=np.full_like(fourth, np.nan), where=fourth > 0)
+
+
+@dataclass(frozen=True)
+class FactorSolution:
+    """A factor solution on the correlation scale, as psych::fa prints it.
+
+    Attributes
+    ----------
+    loadings : (d, L) pattern loadings Lambda (reflected: positive column sums; ordered
+        by variance explained).
+    factor_correlation : (L, L) Phi (the identity for unrotated and orthogonal solutions).
+    structure : (d, L) Lambda Phi, the correlations of the items with the factors.
+    communalities : (d,) h2 = diag(Lambda Phi Lambda').
+    uniquenesses : (d,) u2 = 1 - h2.
+    complexity : (d,) Hoffman's index of the pattern rows (:func:`hoffman_complexity`).
+    ss_loadings : (L,) diag(Phi Lambda' Lambda), psych's "SS loadings" (for an orthogonal
+        solution the column sums of squares; for an oblique one they include the factor
+        overlap, so they do not sum to the total communality).
+    proportion_variance : (L,) ss_loadings / d ("Proportion Var").
+    cumulative_variance : (L,) its running sum ("Cumulative Var").
+    rotation_matrix : (L, L) T with Lambda = A T (orthogonal) or A inv(T)' (oblique),
+        columns following the reflection and order of the factors.
+    rotation : the method name, or None.
+    oblique : bool.
+    converged : whether the rotation's iteration converged (True without rotation).
+    """
+
+    loadings: np.ndarray
+    factor_correlation: np.ndarray
+    structure: np.ndarray
+    communalities: np.ndarray
+    uniquenesses: np.ndarray
+    complexity: np.ndarray
+    ss_loadings: np.ndarray
+    proportion_variance: np.ndarray
+    cumulative_variance: np.ndarray
+    rotation_matrix: np.ndarray
+    rotation: str | None = None
+    oblique: bool = False
+    converged: bool = True
+
+
+def factor_solution(A_std, rotation: str | None = None, *, normalize: bool = True,
+                    **rotate_options) -> FactorSolution:
+    """Rotate the standardized unrotated loadings ``A_std`` (d, L) and derive what
+    psych::fa reports (see :class:`FactorSolution`).
+
+    ``rotation`` is None (unrotated, still reflected and ordered) or one of
+    :data:`elbokit.linear.rotations.ROTATIONS`; ``normalize`` is Kaiser's row
+    normalization and ``rotate_options`` go to :func:`elbokit.linear.rotations.rotate`
+    (gamma, power, delta, ...). The likelihood is unchanged: Lambda Phi Lambda' = A A'.
+    """
+    from . import rotations  # noqa: PLC0415  (rotations imports nothing from here)
+
+    A = _check_loadings(A_std, "A_std")
+    L = A.shape[1]
+    if rotation is None:
+        Lam, Phi, T, oblique, converged = A, np.eye(L), np.eye(L), False, True
+    else:
+        result = rotations.rotate(A, rotation, normalize=normalize, **rotate_options)
+        Lam, Phi, T = result.loadings, result.factor_correlation, result.rotation_matrix
+        oblique, converged = result.oblique, result.converged
+    Lam, Phi, T = rotations.align_factors(Lam, Phi, T)
+    h2 = np.einsum("ik,kl,il->i", Lam, Phi, Lam)  # diag(Lambda Phi Lambda')
+    ss = np.diag(Phi @ Lam.T @ Lam)
+    proportion = ss / A.shape[0]
+    return FactorSolution(
+        loadings=Lam, factor_correlation=Phi, structure=Lam @ Phi, communalities=h2,
+        uniquenesses=1.0 - h2, complexity=hoffman_complexity(Lam), ss_loadings=ss,
+        proportion_variance=proportion, cumulative_variance=np.cumsum(proportion),
+        rotation_matrix=T, rotation=rotation, oblique=oblique, converged=converged)
+
+
+def factor_scores(X_std, loadings, factor_correlation, uniquenesses,
+                  method: str = "regression") -> np.ndarray:
+    """Factor score estimates (n, L) for standardized rows ``X_std`` (centred, each
+    column divided by its sd) from a solution on the correlation scale.
+
+    - ``"regression"`` (Thurstone 1935): F = X Sigma^-1 Lambda Phi with the model's
+      Sigma = Lambda Phi Lambda' + diag(u2), the posterior mean E[f | x] for
+      f ~ N(0, Phi) (psych's default uses the sample correlation instead of Sigma;
+      the two agree at an exact fit).
+    - ``"bartlett"`` (Bartlett 1937): F = X Psi^-1 Lambda (Lambda' Psi^-1 Lambda)^-1,
+      Psi = diag(u2), the generalized least-squares estimate, conditionally unbiased
+      (E[F | f] = f). Needs every uniqueness > 0 (no Heywood case).
+
+    Both are rotation-equivariant: with Lambda = A inv(T)', Phi = T'T the scores are
+    those of the unrotated solution times T.
+    """
+    check_choice(method, "method", ("regression", "bartlett"))
+    Lam = _check_loadings(loadings)
+    d, L = Lam.shape
+    Phi = np.asarray(factor_correlation, dtype=np.float64)
+    u2 = np.asarray(uniquenesses, dtype=np.float64)
+    if Phi.shape != (L, L) or u2.shape != (d,):
+        raise DataError(f"factor_correlation must be ({L}, {L}) and uniquenesses ({d},); got "
+                        f"{Phi.shape} and {u2.shape}")
+    X = np.asarray(X_std, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != d:
+        raise DataError(f"X_std must have shape (n_samples, {d}); got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise DataError("X_std contains NaN or inf; factor scores need complete rows")
+    if method == "regression":
+        Sigma = Lam @ Phi @ Lam.T + np.diag(u2)
+        return X @ np.linalg.solve(Sigma, Lam @ Phi)  # (n, L)
+    if np.any(u2 <= 0):
+        bad = np.flatnonzero(u2 <= 0)[:10].tolist()
+        raise DataError(f"Bartlett scores need positive uniquenesses; item(s) {bad} have "
+                        "u2 <= 0 (Heywood cases): use method='regression'")
+    psi_inv_lam = Lam / u2[:, None]  # Psi^-1 Lambda, (d, L)
+    return X @ np.linalg.solve(Lam.T @ psi_inv_lam, psi_inv_lam.T).T
