@@ -369,6 +369,18 @@ def test_bad_options_are_refused(kwargs, name):
         rotate(np.eye(3)[:, :2] + 0.1, "oblimin", **kwargs)
 
 
+@pytest.mark.parametrize("method", OBLIQUE)
+def test_oblique_rotation_of_rank_deficient_loadings_is_refused(method):
+    A = _simple_structure()[:, :2]
+    for bad in (np.column_stack([A, np.zeros(len(A))]), np.column_stack([A, A[:, 1]])):
+        with pytest.raises(DataError) as excinfo:
+            rotate(bad, method)
+        assert "rank 2 < 3 factors" in _one_line(excinfo)
+    for orthogonal in ORTHOGONAL:  # well defined: the zero column stays zero
+        r = rotate(np.column_stack([A, np.zeros(len(A))]), orthogonal)
+        np.testing.assert_allclose(r.loadings @ r.loadings.T, A @ A.T, atol=1e-12)
+
+
 def test_align_factors_checks_shapes():
     with pytest.raises(DataError, match=r"factor_correlation must be \(2, 2\)"):
         align_factors(np.ones((4, 2)), np.eye(3))

@@ -235,8 +235,8 @@ def _promax_step(x, power):
     try:
         d = np.diag(np.linalg.inv(U.T @ U))
     except np.linalg.LinAlgError:
-        raise DataError("promax: the regression on the power target is singular "
-                        "(a factor has no loadings); use rotation='varimax'") from None
+        raise DataError("rotation='promax': the regression on the power target is "
+                        "singular; use rotation='varimax'") from None
     return U * np.sqrt(d)
 
 
@@ -247,6 +247,14 @@ def _check_loadings(A, method) -> np.ndarray:
     if A.shape[1] < 2:
         raise ParameterError(
             f"rotation={method!r} needs at least 2 factors; got {A.shape[1]}")
+    if method in OBLIQUE:  # Phi is not identified when a factor adds no direction
+        sv = np.linalg.svd(A, compute_uv=False)
+        rank = int(np.sum(sv > 1e-8 * sv[0])) if sv[0] > 0 else 0
+        if rank < A.shape[1]:
+            raise DataError(
+                f"rotation={method!r} needs loadings of full column rank; these have rank "
+                f"{rank} < {A.shape[1]} factors (a factor without loadings: fit fewer factors "
+                "or use an orthogonal rotation)")
     return A
 
 
