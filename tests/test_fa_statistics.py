@@ -2,7 +2,6 @@
 each against a closed form, a second computation, a reference implementation
 (factor_analyzer) or a simulation where the truth is known."""
 
-import importlib.util
 import warnings
 
 import numpy as np
@@ -15,9 +14,6 @@ from elbokit.linear._interpret import (bartlett_sphericity, factor_scores, facto
                                        fit_statistics, hoffman_complexity, kmo)
 
 from conftest import sample_linear_gaussian
-
-HAVE_ROTATIONS = importlib.util.find_spec("elbokit.linear.rotations") is not None
-needs_rotations = pytest.mark.skipif(not HAVE_ROTATIONS, reason="rotations not merged yet")
 
 # 8 items on 2 factors with simple structure (plus two cross-loadings)
 W_TRUE = np.array([[0.8, 0.0], [0.7, 0.1], [0.6, 0.0], [0.7, 0.0],
@@ -229,7 +225,6 @@ def test_hoffman_complexity_closed_cases():
                                                             [0.3, 0.3, 0.3]])), [1, 2, 3])
 
 
-@needs_rotations
 def test_unrotated_solution_is_reflected_and_ordered():
     A = np.column_stack([-W_TRUE[:, 1], W_TRUE[:, 0] + 0.05])  # smaller factor first, flipped
     sol = factor_solution(A)
@@ -243,7 +238,6 @@ def test_unrotated_solution_is_reflected_and_ordered():
     np.testing.assert_allclose(A @ sol.rotation_matrix, sol.loadings, atol=1e-12)
 
 
-@needs_rotations
 @pytest.mark.parametrize("rotation", ["varimax", "quartimax", "promax", "oblimin", "geomin"])
 def test_rotated_solution_keeps_the_model(rotation):
     rng = np.random.default_rng(2)

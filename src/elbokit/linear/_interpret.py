@@ -12,6 +12,7 @@ import numpy as np
 
 from .._validation import check_choice
 from ..exceptions import DataError
+from . import rotations
 from ._fit_statistics import (FitStatistics, bartlett_sphericity, factor_dof,  # noqa: F401
                               fit_statistics, kmo, n_free_parameters)
 
@@ -128,8 +129,6 @@ def factor_solution(A_std, rotation: str | None = None, *, normalize: bool = Tru
     normalization and ``rotate_options`` go to :func:`elbokit.linear.rotations.rotate`
     (gamma, power, delta, ...). The likelihood is unchanged: Lambda Phi Lambda' = A A'.
     """
-    from . import rotations  # noqa: PLC0415  (rotations imports nothing from here)
-
     A = _check_loadings(A_std, "A_std")
     L = A.shape[1]
     if rotation is None:
