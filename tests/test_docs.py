@@ -1,6 +1,6 @@
-"""The manual cannot drift: every ```python block of the README runs, in order, in one
-namespace (as a reader would paste them), and every docstring example in the package
-passes doctest."""
+"""The manual cannot drift: every ```python block of the README and of each page of the
+guide (docs/guide/*.md) runs, in order, in one namespace per page (as a reader would
+paste them), and every docstring example in the package passes doctest."""
 
 from __future__ import annotations
 
@@ -15,31 +15,46 @@ import pytest
 
 import elbokit
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+GUIDE_PAGES = sorted((ROOT / "docs" / "guide").glob("*.md"))
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
-def readme_blocks() -> list[tuple[int, str]]:
-    """(line number, code) of each ```python block of the README."""
-    text = README.read_text()
+def python_blocks(path: Path = README) -> list[tuple[int, str]]:
+    """(line number, code) of each ```python block of a Markdown page."""
+    text = path.read_text()
     return [(text[:m.start()].count("\n") + 1, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
+def run_blocks(path: Path) -> None:
+    """Run the blocks of ``path`` in order in one namespace; name the block that broke."""
+    namespace: dict = {"__name__": "__guide__"}
+    for line, code in python_blocks(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                exec(compile(code, f"{path.name}:{line}", "exec"), namespace)
+            except Exception as exc:
+                pytest.fail(f"{path.name} block at line {line} failed: "
+                            f"{type(exc).__name__}: {exc}")
+
+
 def test_readme_has_python_blocks():
-    assert len(readme_blocks()) >= 4
+    assert len(python_blocks(README)) >= 4
 
 
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
     """Run the blocks in a scratch directory (they write runs/...)."""
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__readme__"}
-    for line, code in readme_blocks():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                exec(compile(code, f"README.md:{line}", "exec"), namespace)
-            except Exception as exc:  # name the block that broke
-                pytest.fail(f"README block at line {line} failed: {type(exc).__name__}: {exc}")
+    run_blocks(README)
+
+
+@pytest.mark.parametrize("page", GUIDE_PAGES, ids=lambda p: p.name)
+def test_guide_python_blocks_run(page, tmp_path, monkeypatch):
+    assert python_blocks(page), f"{page.name} has no python block"
+    monkeypatch.chdir(tmp_path)
+    run_blocks(page)
 
 
 def _modules_with_examples():
