@@ -13,6 +13,7 @@ from sklearn.model_selection import KFold
 from .._validation import check_choice, check_data, check_float, check_int
 from ..exceptions import DataError, ParameterError
 from ._fit_statistics import factor_dof, fit_statistics
+from .factor_analysis import FactorAnalysis
 from ._gaussian import nan_moments
 
 METHODS = ("parallel", "bic", "heldout")
@@ -147,8 +148,6 @@ def _fit(X: np.ndarray, L: int):
     """The L-factor ML fit (elbokit.FactorAnalysis); None for L = 0."""
     if L == 0:
         return None
-    from .factor_analysis import FactorAnalysis  # noqa: PLC0415  (FA may import this module)
-
     return FactorAnalysis(n_components=L).fit(X)
 
 
