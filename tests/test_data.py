@@ -302,7 +302,7 @@ def test_csv_values_beyond_float32_are_kept_and_beyond_float64_refused(tmp_path)
     ds = data.load(write(tmp_path / "big.csv", "a,b\n1,1e39\n2,-3e300\n3,4\n"))
     both = np.concatenate([ds.train, ds.test])
     assert np.isfinite(both).all() and {1e39, -3e300} <= set(both[:, 1])
-    with pytest.raises(DataError, match=r"'1e400' at line 3, column 2 is beyond float64"):
+    with pytest.raises(DataError, match=r"'1e400' at line 3, column 2 \('b'\) is beyond float64"):
         data.load(write(tmp_path / "huge.csv", "a,b\n1,2\n3,1e400\n"))
     with pytest.raises(DataError, match=r"infinite value '-inf' at line 2, column 1"):
         data.load(write(tmp_path / "inf.csv", "a,b\n-inf,2\n3,4\n"), allow_nan=True)

@@ -68,6 +68,7 @@ def _check_shape(X: np.ndarray, name: str, min_samples: int) -> None:
 def check_data(X, name: str = "X", *, min_samples: int = 1, allow_nan: bool = False,
                dtype=np.float64) -> np.ndarray:
     """Convert ``X`` to a 2-D float array and check it, with messages that name the problem."""
+    check_frame_columns(X, name)
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:  # ragged lists and the like
@@ -87,12 +88,34 @@ def check_data(X, name: str = "X", *, min_samples: int = 1, allow_nan: bool = Fa
     return arr
 
 
+def check_frame_columns(X, name: str = "X") -> None:
+    """A DataFrame's columns that are not numbers (text such as "male", dates) named in
+    a one-line :class:`DataError`, before scikit-learn's bare "could not convert string
+    to float". Columns of numbers stored as text ("1.5") still convert."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "columns") or getattr(X, "ndim", 2) != 2:
+        return
+    for column, dtype in zip(X.columns, dtypes):
+        if getattr(dtype, "kind", "O") in "biuf":
+            continue
+        values = np.asarray(X[column])
+        for i, value in enumerate(values.tolist()):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{name}: column {column!r} is not numeric (row {i}: {str(value)[:40]!r}); "
+                    f"drop it (X.drop(columns=[{column!r}])) or encode it as numbers"
+                ) from None
+
+
 def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
                min_samples: int = 1) -> np.ndarray:
     """scikit-learn's ``validate_data`` (feature counts, names, dtype) plus our own
     shape and finiteness messages. Returns a float64 (or float32) 2-D array."""
     if sparse.issparse(X):
         raise DataError("sparse input is not supported; convert it with X.toarray()")
+    check_frame_columns(X)
     arr = X
     if isinstance(X, np.ndarray) and X.ndim != 2:
         _check_shape(X, "X", min_samples)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._columns import check_selection, drop_hint, selected_indices
 from ._validation import check_finite, check_int
 from .exceptions import DataError, DataFileNotFoundError
 
@@ -91,6 +92,7 @@ class Dataset:
     target_names: list[str] | None = None
     channels: int = 1
     load_options: dict | None = None  # load's resize/crop of an image folder, to load it again
+    columns: list[str] | None = None  # the columns chosen by name (columns/drop_columns), kept
 
     @property
     def n_features(self) -> int:
@@ -101,7 +103,8 @@ class Dataset:
 
 def load(spec: str, *, data_dir: str | os.PathLike | None = None,
          test_fraction: float = DEFAULT_TEST_FRACTION,
-         seed: int = 0, allow_nan: bool = False, resize=None, crop=None) -> Dataset:
+         seed: int = 0, allow_nan: bool = False, resize=None, crop=None,
+         columns=None, drop_columns=None) -> Dataset:
     """Load a data set by name or path.
 
     Parameters
@@ -112,7 +115,8 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
         the images sit in sub-folders; see :mod:`elbokit._images`).
     data_dir : where to look first for IDX files (then ``$ELBOKIT_DATA``, then, for
         Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``).
-    test_fraction : share of rows held out for the embedded data sets and user files.
+    test_fraction : share of rows held out for the embedded data sets and user files,
+        in [0, 1); 0 keeps every row for training (``test`` is then empty, shape (0, d)).
     seed : seed of the split (an integer >= 0).
     allow_nan : keep missing entries of user files as NaN (empty CSV cells, ``NA``,
         ``nan``; NaN in arrays), for the models that accept missing values.
@@ -120,30 +124,42 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
         ``crop="center"`` crops about the centre (to the smallest size in the set, or
         to the aspect ratio of ``resize`` before resizing). Without either, the images
         must share one size.
+    columns, drop_columns : tables only (a CSV file with a header, a built-in table):
+        the columns to keep, in that order, or the columns to leave out, by name (a list
+        or a comma-separated string; see :mod:`elbokit._columns`). Left-out columns of a
+        CSV file are not parsed, so they may hold text (an id, "male"/"female").
+        ``Dataset.columns`` records the names kept.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"test_fraction must lie in (0, 1); got {test_fraction}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"test_fraction must lie in [0, 1); got {test_fraction}")
+    selection = check_selection(columns, drop_columns)
+    selected = selection != (None, None)
     seed = check_int(seed, "seed", minimum=0)
     spec = str(spec)
     folder = spec not in SPECS and Path(spec).is_dir() and \
         Path(spec).suffix.lower() not in FILE_SUFFIXES
     if (resize is not None or crop is not None) and not folder:
         raise DataError("resize and crop apply to folders of images only")
+    if selected and (folder or spec in IMAGE_SPECS or spec == "digits"):
+        raise DataError(f"{spec}: columns and drop_columns choose the columns of a table; "
+                        "these rows are images")
     if spec == "digits":
         return _load_digits(test_fraction, seed)
     if spec in TABLE_SPECS:
-        return _load_table(spec, test_fraction, seed)
+        return _load_table(spec, test_fraction, seed, selection)
     if spec in IMAGE_SPECS:
         return _load_idx_dataset(spec, data_dir)
     path = Path(spec)
     if folder:
         return _load_image_folder(path, test_fraction, seed, resize, crop)
     if path.suffix.lower() in FILE_SUFFIXES:
-        X, y, names = _load_file(path, allow_nan)
+        X, y, names = _load_file(path, allow_nan, selection)
         X = _check_matrix(X, str(path), allow_nan=allow_nan)
         if y is not None:
             y = _check_labels(y, X.shape[0], str(path))
-        return _split(X, y, test_fraction, seed, name=str(path), feature_names=names)
+        dataset = _split(X, y, test_fraction, seed, name=str(path), feature_names=names)
+        dataset.columns = list(names) if selected else None
+        return dataset
     raise DataError(f"unknown data spec {spec!r}: use one of {list(SPECS)}, a path to a "
                     ".npy, .npz or .csv file, or a folder of PNG/JPEG images")
 
@@ -214,8 +230,9 @@ def _check_labels(y: np.ndarray, n_samples: int, name: str) -> np.ndarray:
 def _split(X, y, test_fraction, seed, *, name, image_shape=None, value_range=None,
            feature_names=None, target_names=None) -> Dataset:
     n = X.shape[0]
-    n_test = min(max(1, int(round(test_fraction * n))), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
+    n_test = 0 if test_fraction == 0 else min(max(1, int(round(test_fraction * n))), n - 1)
+    # no test rows: every row for training, in the file's order
+    order = np.random.default_rng(seed).permutation(n) if n_test else np.arange(n)
     test_idx, train_idx = order[:n_test], order[n_test:]
     return Dataset(
         train=np.ascontiguousarray(X[train_idx]), test=np.ascontiguousarray(X[test_idx]),
@@ -306,7 +323,8 @@ def _load_digits(test_fraction: float, seed: int) -> Dataset:
                   target_names=[str(t) for t in bunch.target_names])
 
 
-def _load_table(spec: str, test_fraction: float, seed: int) -> Dataset:
+def _load_table(spec: str, test_fraction: float, seed: int,
+                selection=(None, None)) -> Dataset:
     """A table scikit-learn ships, unscaled, in float64, with its feature names.
 
     Breast cancer, wine and iris carry class labels; diabetes' target (disease
@@ -321,9 +339,14 @@ def _load_table(spec: str, test_fraction: float, seed: int) -> Dataset:
         labels = bunch.target.astype(np.int64)
         target_names = [str(t) for t in bunch.target_names]
     X = np.asarray(bunch.data, dtype=np.float64)
-    return _split(X, labels, test_fraction, seed, name=spec,
-                  feature_names=[str(f) for f in bunch.feature_names],
-                  target_names=target_names)
+    names = [str(f) for f in bunch.feature_names]
+    keep = selected_indices(names, *selection, spec)
+    if keep is not None:
+        X, names = X[:, keep], [names[j] for j in keep]
+    dataset = _split(X, labels, test_fraction, seed, name=spec, feature_names=names,
+                     target_names=target_names)
+    dataset.columns = None if keep is None else names
+    return dataset
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -511,12 +534,14 @@ def _load_idx_dataset(spec: str, data_dir) -> Dataset:
 
 # --------------------------------------------------------------------------- .npy / .npz
 
-def _load_file(path: Path, allow_nan: bool):
-    """(X, y or None, feature names or None) from a user file."""
+def _load_file(path: Path, allow_nan: bool, selection=(None, None)):
+    """(X, y or None, feature names or None) from a user file; ``selection``: the
+    (columns, drop_columns) of a CSV file with a header."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        X, names = _read_csv(path, allow_nan)
+        X, names = _read_csv(path, allow_nan, selection)
         return X, None, names
+    selected_indices(None, *selection, str(path))  # no names: a selection is refused
     with _open_binary(path, "data file") as handle:
         if suffix == ".npy":
             size = os.fstat(handle.fileno()).st_size
@@ -696,15 +721,20 @@ def _is_header(row: list[str]) -> bool:
                for v, c in zip(values, row))
 
 
-def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str] | None]:
-    """Read a numeric CSV (an optional header row), naming the first bad cell.
+def _read_csv(path: Path, allow_nan: bool = False, selection=(None, None)
+              ) -> tuple[np.ndarray, list[str] | None]:
+    """Read a numeric CSV (an optional header row), naming the first bad cell (and its
+    column, when there is a header).
 
-    Returns the values (float64) and the header's names (None without a header). Line
-    and column numbers in messages count from 1 as in the file (blank lines included)."""
+    Returns the values (float64) and the header's names (None without a header): of
+    the columns ``selection`` (columns, drop_columns) keeps, when it names any; the
+    others are not parsed. Line and column numbers in messages count from 1 as in the
+    file (blank lines included)."""
     with _open_binary(path, "data file") as handle:
         reader = csv.reader(_csv_lines(handle, path))
         values = array.array("d")
         names, width, n_rows, next_check = None, None, 0, CSV_FIRST_MEMORY_CHECK
+        keep = None  # the indices of the columns parsed (None: all)
         try:
             for row in reader:
                 if not row:
@@ -714,12 +744,16 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
                     width = len(row)
                     if _is_header(row):
                         names = [c.strip() or f"column_{j + 1}" for j, c in enumerate(row)]
+                        keep = selected_indices(names, *selection, str(path))
                         continue
+                    selected_indices(None, *selection, str(path))  # no header: refused
                 if len(row) != width:
                     raise DataError(f"{path}: line {line} has {len(row)} cells, expected "
                                     f"{width}{_separator_hint(row)}")
                 first = n_rows == 0 and names is None
-                values.extend(_parse_row(row, path, line, allow_nan, first))
+                if keep is not None:
+                    row = [row[j] for j in keep]
+                values.extend(_parse_row(row, path, line, allow_nan, first, keep, names))
                 n_rows += 1
                 if len(values) >= next_check:  # the values so far and their split copy
                     _check_fits(2 * len(values) * 8, str(path), f"the table (at line {line})")
@@ -731,6 +765,8 @@ def _read_csv(path: Path, allow_nan: bool = False) -> tuple[np.ndarray, list[str
         raise DataError(f"{path} is empty")
     if n_rows == 0:
         raise DataError(f"{path} has a header but no data rows")
+    if keep is not None:
+        width, names = len(keep), [names[j] for j in keep]
     X = np.frombuffer(values, dtype=np.float64).reshape(n_rows, width)
     return X, names
 
@@ -743,7 +779,9 @@ def _separator_hint(row: list[str]) -> str:
 
 
 def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
-               first: bool = False) -> list[float]:
+               first: bool = False, keep=None, names=None) -> list[float]:
+    """The cells of one row as floats. ``keep``: the file's column index of each cell
+    (None: the cells are the whole row); ``names``: the header's names, if any."""
     if _CSV_DECIMAL_ROW.fullmatch(",".join(row)):  # plain decimal numbers only
         try:
             parsed = list(map(float, row))
@@ -753,9 +791,12 @@ def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
             if not any(map(math.isinf, parsed)):  # else an overflow, named below
                 return parsed
     parsed = []
-    for j, cell in enumerate(row):
+    for i, cell in enumerate(row):
         value = _parse_cell(cell)
+        j = i if keep is None else keep[i]
         where = f"at line {line}, column {j + 1}"
+        if names is not None:
+            where += f" ({names[j]!r})"
         if value is None:
             hint = _separator_hint([cell])
             if not hint and _other_notation(cell):
@@ -763,6 +804,8 @@ def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
             elif not hint and first:
                 hint = (" (taken as data because other cells of the line are numbers: a "
                         "header row must hold no number)")
+            elif not hint and names is not None:
+                hint = f": the column is not numeric; {drop_hint(names[j])}"
             raise DataError(f"{path}: non-numeric cell {_show(cell)} {where}{hint}")
         if math.isnan(value) and not allow_nan:
             raise DataError(f"{path}: missing value {_show(cell)} {where}; fill it in, or fit "

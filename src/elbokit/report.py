@@ -18,6 +18,7 @@ import numpy as np
 from .exceptions import ModelFileError
 from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, atomic_write_bytes, read_json,
                           read_metrics, read_run)
+from .runs import NO_TEST_SET, recorded_columns
 
 REPORT_FILE = "report.html"
 
@@ -176,20 +177,36 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     parts.append(_table(metric_rows, ["metric", "value"]))
     if with_figures and run.get("data"):
         model = load_model(run_dir, **_custom_classes(run_dir, kind, classes or {}))
+        columns = recorded_columns(run, run_dir)  # the columns chosen by name at fit
         key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir),
-               json.dumps(run.get("load_options")))
+               json.dumps(run.get("load_options")), json.dumps(columns))
         if key not in datasets:  # runs of one directory usually share their data
             # NaN entries of user files are missing values (the models fitted on such
             # files accept them; image data sets never hold NaN); the split is the fit's
             datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
-                                             allow_nan=True, **run.get("load_options", {}))
-        parts.append(_figures(run, run_dir, model, datasets[key], rotation))
-        parts.append(_codes_table(model, datasets[key]))
+                                             allow_nan=True, columns=columns,
+                                             **run.get("load_options", {}))
+        dataset = datasets[key]
+        if len(dataset.test):
+            parts.append(_figures(run, run_dir, model, dataset, rotation))
+            parts.append(_codes_table(model, dataset))
+        else:  # --test-fraction 0: the figures of held-out rows drawn on the training rows
+            parts.append(f"<p>{html.escape(NO_TEST_SET)}; the figures show the training "
+                         "rows.</p>")
+            parts.append(_figures(run, run_dir, model, _train_as_test(dataset), rotation))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
     summary = {"model": run_dir.name, "kind": kind}
     summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     return "\n".join(parts), summary
+
+
+def _train_as_test(dataset):
+    """A data set without test rows, with its training rows in their place (for the
+    figures of a run fitted on every row)."""
+    import dataclasses
+
+    return dataclasses.replace(dataset, test=dataset.train, test_labels=dataset.train_labels)
 
 
 def _codes_table(model, dataset) -> str:
@@ -239,7 +256,8 @@ def _ae_vae_section(path: Path, datasets: dict) -> str:
         run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
         if run.get("kind") in ("ae", "vae") and run.get("image_shape"):
             key = (run.get("data"), int(run.get("seed", 0)), _test_fraction(run, run_dir),
-                   json.dumps(run.get("load_options")))  # as _section keys its data sets
+                   json.dumps(run.get("load_options")),
+                   json.dumps(recorded_columns(run, run_dir)))  # as _section keys its data
             found.setdefault(key, {}).setdefault(run["kind"], run_dir)
     for key, runs in found.items():
         if len(runs) == 2 and key in datasets and datasets[key].image_shape is not None:
@@ -272,9 +290,9 @@ def _test_fraction(run: dict, run_dir: Path) -> float:
     from .data import DEFAULT_TEST_FRACTION
 
     value = (run.get("key") or {}).get("test_fraction", DEFAULT_TEST_FRACTION)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ModelFileError(f"{run_dir / RUN_FILE}: field 'key.test_fraction' must lie in "
-                             f"(0, 1); got {str(value)[:40]}")
+                             f"[0, 1); got {str(value)[:40]}")
     return float(value)
 
 

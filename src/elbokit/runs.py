@@ -33,6 +33,7 @@ from .persistence import (ARRAYS_FILE, CHECKPOINT_FILE, MAX_SEED, METRICS_FILE, 
 
 CLASSICAL_KINDS = kind_names(family="linear")  # derived from elbokit.kinds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
+NO_TEST_SET = "no test set (--test-fraction 0): fitted on every row, no held-out metrics"
 
 
 def make_classical(kind: str, latent: int, *, seed: int = 0, verbose: bool = False, **options):
@@ -81,8 +82,10 @@ def metrics_for(model, dataset: Dataset) -> dict:
     train, test = evaluation_data(dataset, binarize)
     d = train.shape[1]
     name = "elbo" if vae else "loglike"
-    result = {}
+    result = {} if test.shape[0] else {"test_note": NO_TEST_SET}
     for split, X in (("train", train), ("test", test)):
+        if X.shape[0] == 0:  # --test-fraction 0: no held-out rows, no test metrics
+            continue
         value = float(np.mean(model.score_samples(X, **condition_of(model, dataset, split))))
         result[f"{split}_{name}"] = value
         result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
@@ -101,7 +104,9 @@ def metrics_for(model, dataset: Dataset) -> dict:
 def _reconstruction_metrics(model, dataset: Dataset) -> dict:
     """A model without a density (the Autoencoder): its reconstruction loss per sample."""
     result = {f"{split}_reconstruction_error": float(np.mean(model.reconstruction_error(X)))
-              for split, X in (("train", dataset.train), ("test", dataset.test))}
+              for split, X in (("train", dataset.train), ("test", dataset.test)) if len(X)}
+    if not len(dataset.test):
+        result["test_note"] = NO_TEST_SET
     result["quantity"] = ("reconstruction error per sample (squared error, or Bernoulli "
                           "cross-entropy in nats): not a density, no log p(x)")
     return result
@@ -127,6 +132,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     extra = {} if validation_fraction is None else {"validation_fraction": validation_fraction}
     if dataset.load_options is not None:  # an image folder's resize/crop shape the data
         extra["load_options"] = dataset.load_options
+    if dataset.columns is not None:  # the table's columns chosen by name
+        extra["columns"] = dataset.columns
     key = run_key(kind_of(model), params, spec=spec, seed=seed, test_fraction=test_fraction,
                   data_dir=data_dir, **extra)
     with RunLock(out):
@@ -158,6 +165,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
             run["channels"] = dataset.channels
         if dataset.load_options is not None:
             run["load_options"] = dataset.load_options
+        if dataset.columns is not None:  # evaluate and report read the same columns
+            run["columns"] = dataset.columns
         if vae:
             metrics.update(_vae_metrics(model, dataset))
             run.update(extra, resumed=resume)
@@ -191,7 +200,7 @@ def _fit_vae(model, dataset: Dataset, validation_fraction: float, seed: int, *,
               callbacks=callbacks)
     main = distributed.is_main()
     distributed.shutdown()  # the end of a torchrun job; nothing to do in one process
-    if main:
+    if main and len(dataset.test):  # --test-fraction 0: no held-out rows to check
         model.check_fit(dataset.test, "test", reference=dataset.train,
                         **condition_of(model, dataset, "test"))
     return main
@@ -466,3 +475,32 @@ def image_shape_of(run_dir: str | os.PathLike, n_features: int):
             return tuple(shape) if channels == 1 else (channels, *shape)
     side = int(round(np.sqrt(n_features)))
     return (side, side) if side * side == n_features else None
+
+
+def recorded_columns(run: dict, run_dir: str | os.PathLike) -> list[str] | None:
+    """The columns a run was fitted on when they were chosen by name (run.json's
+    ``columns``, checked), so that ``evaluate`` and ``report`` read the same ones; None
+    when every column of the data was fitted."""
+    columns = run.get("columns")
+    if columns is None:
+        return None
+    if not (isinstance(columns, list) and columns
+            and all(isinstance(c, str) and c for c in columns)):
+        raise ModelFileError(f"{Path(run_dir) / RUN_FILE}: field 'columns' must be a "
+                             f"non-empty list of column names; got {str(columns)[:40]}")
+    return columns
+
+
+def check_resumed_columns(out: Path, columns: list[str] | None) -> None:
+    """Refuse ``--resume`` with other columns than the run in ``out`` recorded (its
+    run.json, when a fit has completed there): the model continues on the same ones."""
+    if not (Path(out) / RUN_FILE).is_file():
+        return
+    try:
+        recorded = recorded_columns(read_run(out), out)
+    except ModelFileError:
+        return  # the loader names what is wrong with it
+    if recorded != columns:
+        raise ParameterError(f"--resume needs the columns the run in {out} was fitted on "
+                             f"({', '.join(recorded) if recorded else 'every column'}); got "
+                             f"{', '.join(columns) if columns else 'every column'}")

@@ -49,8 +49,16 @@ def _check_seed(value: int) -> int:
 
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit.",
                                    callback=_check_seed)]
-TestFraction = Annotated[float, typer.Option("--test-fraction",
-                                             help="Held-out share for digits and user files.")]
+TestFraction = Annotated[float, typer.Option(
+    "--test-fraction", help="Held-out share for digits, tables and user files, in [0, 1); "
+                            "0 fits on every row (no held-out metrics).")]
+Columns = Annotated[Optional[str], typer.Option(
+    "--columns", help="Tables (a CSV file with a header, a built-in table): the columns to "
+                      "use, by name, comma-separated (e.g. A1,A2,A3); the others are not "
+                      "read.")]
+DropColumns = Annotated[Optional[str], typer.Option(
+    "--drop-columns", help="Tables: the columns to leave out, by name, comma-separated "
+                           "(e.g. id,gender).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a saved model in --out.")]
 
 
@@ -77,3 +85,5 @@ def print_metrics(title: str, metrics: dict) -> None:
     typer.echo(format_table(["metric", "value"], rows))
     if "quantity" in metrics:
         typer.echo(f"(values: {metrics['quantity']})")
+    if "test_note" in metrics:
+        typer.echo(metrics["test_note"])

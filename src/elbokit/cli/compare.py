@@ -15,8 +15,8 @@ import typer
 from .. import kinds as model_kinds
 from ..kinds import LINEAR_VAE_LR, kind_names  # noqa: F401  (LINEAR_VAE_LR: kept)
 from ._app import app
-from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Latent, Seed, TestFraction,
-                     format_table)
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Latent,
+                     Seed, TestFraction, format_table)
 
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
@@ -47,7 +47,8 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
             overwrite: Annotated[bool, typer.Option(help="Replace runs in --out fitted with "
                                                          "other settings.")] = False,
             data_dir: DataDir = None, seed: Seed = 0,
-            test_fraction: TestFraction = DEFAULT_TEST_FRACTION):
+            test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
+            columns: Columns = None, drop_columns: DropColumns = None):
     """Fit (or load) each model and print log p(x), ELBO, active units, reconstruction
     error, linear-probe accuracy and fit time.
 
@@ -64,14 +65,19 @@ def compare(data: DataSpec = "digits", latent: Latent = 10,
         raise ParameterError(f"unknown model(s) {unknown}; choose from {list(known)}")
     if k < 1 or epochs < 1 or latent < 1:
         raise ParameterError("--k, --epochs and --latent must be >= 1")
+    if test_fraction == 0:
+        raise ParameterError("compare ranks the models on held-out rows: --test-fraction "
+                             "must be above 0 (fit on every row with `elbokit fit ... "
+                             "--test-fraction 0`)")
     # missing cells are kept as NaN: the models that accept them (FA, VBPCA) fit,
     # the others are failed rows with their reason, as any failing model
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
-                               allow_nan=True)
+                               allow_nan=True, columns=columns, drop_columns=drop_columns)
     # every run directory is checked before anything is fitted or written
     plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
                          data=data, test_fraction=test_fraction, data_dir=data_dir,
-                         refit=refit, overwrite=overwrite) for kind in kinds}
+                         refit=refit, overwrite=overwrite, columns=dataset.columns)
+             for kind in kinds}
     rows, table, failures = [], {}, {}
     for kind in kinds:
         try:
@@ -128,7 +134,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data: str,
-          test_fraction: float, data_dir, refit: bool, overwrite: bool):
+          test_fraction: float, data_dir, refit: bool, overwrite: bool, columns=None):
     """``(model, reuse)``: the unfitted model of ``kind`` and whether the saved run in
     ``run_dir`` matches it (its key: data content, split, every setting). A saved run
     fitted otherwise is replaced only with ``refit`` or ``overwrite``."""
@@ -137,8 +143,9 @@ def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data
     from ..runs import matching_run, run_key
 
     model = build_model(kind, latent, epochs=epochs, seed=seed)
+    extra = {} if columns is None else {"columns": columns}  # as fit_and_record keys it
     key = run_key(kind_of(model), model.get_params(), spec=data, seed=seed,
-                  test_fraction=test_fraction, data_dir=data_dir)
+                  test_fraction=test_fraction, data_dir=data_dir, **extra)
     if not refit and matching_run(run_dir, key):
         return model, True
     if (run_dir / "model.json").exists() and not (refit or overwrite):

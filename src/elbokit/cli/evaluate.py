@@ -9,21 +9,38 @@ from typing import Annotated
 import typer
 
 from ._app import app
-from .common import DEFAULT_TEST_FRACTION, DataDir, DataSpec, Seed, TestFraction, print_metrics
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Seed,
+                     print_metrics)
 
 
 @app.command("evaluate")
 def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
              data: DataSpec = "digits", data_dir: DataDir = None, seed: Seed = 0,
-             test_fraction: TestFraction = DEFAULT_TEST_FRACTION):
-    """Print a saved model's log-likelihood (ELBO for a VAE) on other data."""
+             test_fraction: Annotated[float, typer.Option(
+                 "--test-fraction", help="Built-in data sets only: their held-out share "
+                                         "(a file is scored whole).")] = DEFAULT_TEST_FRACTION,
+             columns: Columns = None, drop_columns: DropColumns = None):
+    """Print a saved model's log-likelihood (ELBO for a VAE) on other data.
+
+    A file (.csv, .npy, .npz, a folder of images) is scored whole, every row, with the
+    columns the run was fitted on (run.json's, unless --columns/--drop-columns say
+    otherwise); missing values are allowed for the models that accept them. A built-in
+    data set is scored on its train and test rows, split as --seed and --test-fraction
+    say (by default as the fit split it)."""
     from .. import data as data_module
     from ..exceptions import DataError, ModelFileError
     from ..models import load_model
-    from ..runs import metrics_for
+    from ..runs import RUN_FILE, metrics_for, read_run, recorded_columns
 
     model = load_model(run_dir)
-    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    whole = data not in data_module.SPECS  # a user's file: every row, no split
+    named = Path(data).suffix.lower() not in (".npy", ".npz")  # arrays have no column names
+    if columns is None and drop_columns is None and named and (run_dir / RUN_FILE).is_file():
+        columns = recorded_columns(read_run(run_dir), run_dir)
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed,
+                               test_fraction=0.0 if whole else test_fraction,
+                               allow_nan=accepts_missing(model), columns=columns,
+                               drop_columns=drop_columns)
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
                         f"was fitted on {model.n_features_in_}")
@@ -32,7 +49,32 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if bad:
         raise ModelFileError(f"the model in {run_dir} gives non-finite {', '.join(bad)} on "
                              f"{data}: its arrays are corrupted or do not suit this data")
-    print_metrics(f"{run_dir} on {data}", metrics)
+    if whole:
+        metrics = every_row_metrics(metrics, dataset.train)
+    print_metrics(f"{run_dir} on {data}" + (f" (every row: {dataset.train.shape[0]})"
+                                            if whole else ""), metrics)
+
+
+def accepts_missing(model) -> bool:
+    """Whether ``model`` scores rows with missing (NaN) entries: scikit-learn's
+    ``allow_nan`` input tag (FA, PPCA solver='em', VBPCA)."""
+    try:
+        return bool(model.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:  # not a scikit-learn estimator (a VAE): no missing values
+        return False
+
+
+def every_row_metrics(metrics: dict, X) -> dict:
+    """The metrics of a file scored whole: the "train_" figures (every row went there)
+    without the prefix, the number of rows and the share of missing entries."""
+    import numpy as np
+
+    result = {k.removeprefix("train_"): v for k, v in metrics.items() if k != "test_note"}
+    result["n_rows"] = int(X.shape[0])
+    missing = float(np.isnan(X).mean()) if X.size else 0.0
+    if missing:
+        result["missing_share"] = missing
+    return result
 
 
 MAX_GRID = 100_000  # images in one grid (316 x 316 tiles)

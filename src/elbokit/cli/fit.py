@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from ._app import fit_app
-from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Latent, Overwrite, Seed,
-                     TestFraction, print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Latent,
+                     Overwrite, Seed, TestFraction, print_metrics)
 
 
 def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_fraction,
-         overwrite, options=None):
+         overwrite, options=None, columns=None, drop_columns=None):
     from .. import data as data_module
     from ..runs import fit_and_record, make_classical, prepare_out_dir
 
@@ -21,7 +21,8 @@ def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_frac
     # NaN cells are missing values for the models that accept them
     allow_nan = kind == "fa" or (kind == "ppca" and (options or {}).get("solver") == "em")
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
-                               allow_nan=allow_nan)
+                               allow_nan=allow_nan, columns=columns,
+                               drop_columns=drop_columns)
     model = make_classical(kind, latent, seed=seed, verbose=True, **(options or {}))
     metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite,
                              test_fraction=test_fraction, data_dir=data_dir)
@@ -41,10 +42,11 @@ def fit_pca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("run
             standardize: Standardize = False,
             data_dir: DataDir = None, seed: Seed = 0,
             test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-            overwrite: Overwrite = False):
+            overwrite: Overwrite = False, columns: Columns = None,
+            drop_columns: DropColumns = None):
     """PCA by SVD; score is the PPCA log-likelihood with the ML noise variance."""
     _fit("pca", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"standardize": standardize})
+         {"standardize": standardize}, columns, drop_columns)
 
 
 @fit_app.command("ppca")
@@ -53,10 +55,11 @@ def fit_ppca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("ru
              standardize: Standardize = False,
              data_dir: DataDir = None, seed: Seed = 0,
              test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-             overwrite: Overwrite = False):
+             overwrite: Overwrite = False, columns: Columns = None,
+             drop_columns: DropColumns = None):
     """Probabilistic PCA (closed form or EM with missing values)."""
     _fit("ppca", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"solver": solver, "standardize": standardize})
+         {"solver": solver, "standardize": standardize}, columns, drop_columns)
 
 
 @fit_app.command("fa")
@@ -66,11 +69,12 @@ def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs
            standardize: Standardize = False,
            data_dir: DataDir = None, seed: Seed = 0,
            test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-           overwrite: Overwrite = False):
+           overwrite: Overwrite = False, columns: Columns = None,
+           drop_columns: DropColumns = None):
     """Factor analysis by EM (the lecture's E and M steps); NaN cells are missing values."""
     _fit("fa", data, latent, out, data_dir, seed, test_fraction, overwrite,
          {"max_iter": max_iter, "rotation": None if rotation == "none" else rotation,
-          "standardize": standardize})
+          "standardize": standardize}, columns, drop_columns)
 
 
 @fit_app.command("linear-ae")
@@ -78,7 +82,8 @@ def fit_linear_ae(data: DataSpec = "digits", latent: Latent = 10,
                   out: Out = Path("runs/linear-ae"), standardize: Standardize = False,
                   data_dir: DataDir = None, seed: Seed = 0,
                   test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-                  overwrite: Overwrite = False):
+                  overwrite: Overwrite = False, columns: Columns = None,
+                  drop_columns: DropColumns = None):
     """Tied linear autoencoder x_hat = W'W x trained by gradient descent."""
     _fit("linear-ae", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"standardize": standardize})
+         {"standardize": standardize}, columns, drop_columns)

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Latent, Overwrite, Seed,
-                     TestFraction, print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Latent,
+                     Overwrite, Seed, TestFraction, print_metrics)
 
 
 def fit_ae(data: DataSpec = "digits", latent: Latent = 10,
@@ -31,7 +31,8 @@ def fit_ae(data: DataSpec = "digits", latent: Latent = 10,
            out: Annotated[Path, typer.Option("--out", help="Run directory to write.")]
            = Path("runs/ae"),
            data_dir: DataDir = None, seed: Seed = 0,
-           test_fraction: TestFraction = DEFAULT_TEST_FRACTION, overwrite: Overwrite = False):
+           test_fraction: TestFraction = DEFAULT_TEST_FRACTION, overwrite: Overwrite = False,
+           columns: Columns = None, drop_columns: DropColumns = None):
     """Deterministic autoencoder: the VAE's networks trained on reconstruction error
     (no prior, no density)."""
     from .. import data as data_module
@@ -40,7 +41,8 @@ def fit_ae(data: DataSpec = "digits", latent: Latent = 10,
 
     prepare_out_dir(out, overwrite=overwrite)
     sizes = _hidden(hidden)
-    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction)
+    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
+                               columns=columns, drop_columns=drop_columns)
     from ..nn import Autoencoder
 
     model = Autoencoder(latent, likelihood=likelihood, arch=arch, decoder=decoder,

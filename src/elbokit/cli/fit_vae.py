@@ -23,8 +23,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..nn.config import cli_settings, estimator_default
-from .common import (DEFAULT_TEST_FRACTION, Crop, DataDir, DataSpec, Overwrite, Resize, Seed,
-                     TestFraction, image_size, print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, Crop, DataDir, DataSpec, DropColumns,
+                     Overwrite, Resize, Seed, TestFraction, image_size, print_metrics)
 
 # Python types of the config annotations (strings under ``from __future__ import annotations``)
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[int, ...]": str}
@@ -103,6 +103,7 @@ def _run_options(
     = Path("runs/vae"),
     data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
     overwrite: Overwrite = False, resize: Resize = None, crop: Crop = None,
+    columns: Columns = None, drop_columns: DropColumns = None,
     tensorboard: Annotated[Optional[Path], typer.Option(
         "--tensorboard", help="Write TensorBoard event files (curves, image grids) to this "
                               "directory (pip install elbokit[tracking]).")] = None,
@@ -117,7 +118,7 @@ def _run_options(
 def fit_vae(**options):
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
     from .. import data as data_module
-    from ..runs import check_resumable, fit_and_record, prepare_out_dir
+    from ..runs import check_resumable, check_resumed_columns, fit_and_record, prepare_out_dir
 
     out, data, seed = options["out"], options["data"], options["seed"]
     if options["resume"]:
@@ -125,7 +126,10 @@ def fit_vae(**options):
     prepare_out_dir(out, overwrite=options["overwrite"] or options["resume"])
     dataset = data_module.load(data, data_dir=options["data_dir"], seed=seed,
                                test_fraction=options["test_fraction"],
-                               resize=image_size(options["resize"]), crop=options["crop"])
+                               resize=image_size(options["resize"]), crop=options["crop"],
+                               columns=options["columns"], drop_columns=options["drop_columns"])
+    if options["resume"]:
+        check_resumed_columns(out, dataset.columns)
     from ..nn import VAE
 
     conditional = _condition_on(options["condition_on"], dataset)

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DEFAULT_TEST_FRACTION, DataDir, DataSpec, Overwrite, Seed, TestFraction,
-                     print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Overwrite,
+                     Seed, TestFraction, print_metrics)
 
 PLOT_FILE = "alpha.png"
 
@@ -30,7 +30,8 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = None,
               standardize: Standardize = False,
               data_dir: DataDir = None, seed: Seed = 0,
               test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-              overwrite: Overwrite = False):
+              overwrite: Overwrite = False, columns: Columns = None,
+              drop_columns: DropColumns = None):
     """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
     from .. import data as data_module
     from ..exceptions import ParameterError
@@ -44,7 +45,7 @@ def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = None,
     prepare_out_dir(out, overwrite=overwrite)
     # VBPCA treats NaN entries of user files as missing values
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
-                               allow_nan=True)
+                               allow_nan=True, columns=columns, drop_columns=drop_columns)
     if max_latent is None:
         max_latent = min(DEFAULT_MAX_LATENT, dataset.n_features)
     if max_latent > dataset.n_features:

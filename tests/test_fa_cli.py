@@ -1,0 +1,188 @@
+"""The questionnaire workflow of issue 28 in the CLI: columns chosen by name, a fit on
+every row (--test-fraction 0), evaluate scoring a file whole (with missing answers),
+``elbokit factors`` and the report's pages for factor-analysis runs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elbokit import data
+from elbokit.cli import main
+from elbokit.exceptions import DataError
+from elbokit.linear import PCA, FactorAnalysis
+from elbokit.models import load_model
+
+ITEMS = ["A1", "A2", "A3", "B1", "B2", "B3"]
+
+
+def _questionnaire(n=240, seed=0):
+    """Two factors of three items each (A, B), unit-free answers, plus an id and a text
+    column; 1 in 17 rows has one missing answer."""
+    rng = np.random.default_rng(seed)
+    W = np.zeros((6, 2))
+    W[:3, 0], W[3:, 1] = [0.8, 0.7, 0.6], [0.7, 0.6, 0.8]
+    X = rng.standard_normal((n, 2)) @ W.T + 0.5 * rng.standard_normal((n, 6))
+    frame = pd.DataFrame(X, columns=ITEMS)
+    frame.insert(0, "id", np.arange(1, n + 1))
+    frame["gender"] = np.where(np.arange(n) % 2, "male", "female")
+    holes = frame[ITEMS].to_numpy().copy()
+    for i in range(3, n, 17):
+        holes[i, i % 6] = np.nan
+    frame[ITEMS] = holes
+    return frame
+
+
+@pytest.fixture
+def questionnaire(tmp_path):
+    frame = _questionnaire()
+    path = tmp_path / "q.csv"
+    frame.to_csv(path, index=False, float_format="%.6f")
+    return path, frame
+
+
+def _one_line_error(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# --------------------------------------------------------------------------- columns
+
+def test_a_text_column_is_an_error_naming_it_and_the_way_out(questionnaire, tmp_path, capsys):
+    path, _ = questionnaire
+    err = _one_line_error(["fit", "fa", "--data", str(path), "--latent", "2",
+                           "--out", str(tmp_path / "fa")], capsys)
+    assert "'gender'" in err and "--drop-columns gender" in err
+    assert not (tmp_path / "fa" / "model.json").exists()
+
+
+@pytest.mark.parametrize("option, value, named", [
+    ("--columns", "A1,A2,C7", "'C7'"), ("--drop-columns", "id,sex", "'sex'")])
+def test_a_column_that_is_not_there_is_named(questionnaire, tmp_path, capsys, option, value,
+                                             named):
+    path, _ = questionnaire
+    err = _one_line_error(["fit", "pca", "--data", str(path), "--latent", "1", option, value,
+                           "--out", str(tmp_path / "o")], capsys)
+    assert f"no column {named}" in err and "'gender'" in err  # the columns there are
+
+
+def test_dropped_columns_are_not_fitted_and_the_fit_is_the_libraries(questionnaire, tmp_path):
+    """fit fa --drop-columns id,gender fits the six items: run.json records them, and
+    the recorded log-likelihoods are those of FactorAnalysis fitted in Python on the
+    same training rows of those columns."""
+    path, frame = questionnaire
+    out = tmp_path / "fa"
+    assert main(["fit", "fa", "--data", str(path), "--latent", "2", "--drop-columns",
+                 "id,gender", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["columns"] == ITEMS and run["feature_names"] == ITEMS
+    assert run["key"]["columns"] == ITEMS
+    dataset = data.load(str(path), drop_columns=["id", "gender"], allow_nan=True)
+    reference = FactorAnalysis(2).fit(dataset.train)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_features"] == 6
+    assert metrics["train_loglike"] == pytest.approx(reference.score(dataset.train), abs=1e-6)
+    assert metrics["test_loglike"] == pytest.approx(reference.score(dataset.test), abs=1e-6)
+
+
+def test_columns_keep_the_order_asked_for(questionnaire):
+    path, frame = questionnaire
+    dataset = data.load(str(path), columns="B3,A1", test_fraction=0, allow_nan=True)
+    assert dataset.feature_names == ["B3", "A1"] and dataset.columns == ["B3", "A1"]
+    np.testing.assert_allclose(dataset.train, frame[["B3", "A1"]].to_numpy(), atol=1e-6)
+
+
+def test_builtin_tables_take_columns_and_arrays_refuse_them(tmp_path):
+    wine = data.load("wine", drop_columns="proline,magnesium")
+    assert wine.n_features == 11 and "proline" not in wine.feature_names
+    np.save(tmp_path / "x.npy", np.ones((5, 3)))
+    with pytest.raises(DataError, match="no column names"):
+        data.load(str(tmp_path / "x.npy"), columns="a")
+    with pytest.raises(DataError, match="not both"):
+        data.load("wine", columns="ash", drop_columns="hue")
+    with pytest.raises(DataError, match="images"):
+        data.load("digits", columns="pixel_0_0")
+
+
+@pytest.mark.parametrize("estimator", [FactorAnalysis(1), PCA(1)])
+def test_a_dataframe_with_a_text_column_is_an_error_naming_it(estimator):
+    frame = _questionnaire(n=40)
+    with pytest.raises(DataError, match=r"column 'gender' is not numeric \(row 0: 'female'\)"):
+        estimator.fit(frame.drop(columns="id").fillna(0.0))
+    numbers_as_text = frame[ITEMS].fillna(0.0).astype(str)  # "0.123": still numbers
+    assert estimator.fit(numbers_as_text).n_features_in_ == 6
+
+
+# --------------------------------------------------------------------------- every row
+
+def test_test_fraction_0_fits_every_row_and_says_there_is_no_test_set(questionnaire, tmp_path,
+                                                                      capsys):
+    path, frame = questionnaire
+    out = tmp_path / "all"
+    assert main(["fit", "fa", "--data", str(path), "--latent", "2", "--columns",
+                 ",".join(ITEMS), "--test-fraction", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no test set" in printed and "test_loglike" not in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_test"] == 0 and metrics["n_train"] == len(frame)
+    assert not any(k.startswith("test_") and k != "test_note" for k in metrics)
+    model = load_model(out)
+    X = frame[ITEMS].to_numpy()
+    assert metrics["train_loglike"] == pytest.approx(model.score(X), abs=1e-7)
+    refit = FactorAnalysis(2).fit(X)  # the rows in the file's order, all of them
+    assert metrics["train_loglike"] == pytest.approx(refit.score(X), abs=1e-6)
+
+
+def test_compare_refuses_test_fraction_0(questionnaire, tmp_path, capsys):
+    path, _ = questionnaire
+    err = _one_line_error(["compare", "--data", str(path), "--test-fraction", "0",
+                           "--drop-columns", "id,gender", "--out", str(tmp_path / "c")], capsys)
+    assert "--test-fraction must be above 0" in err
+
+
+def test_compare_takes_columns_and_reuses_its_runs(questionnaire, tmp_path, capsys):
+    path, _ = questionnaire
+    argv = ["compare", "--data", str(path), "--latent", "2", "--models", "pca,fa",
+            "--drop-columns", "id,gender", "--out", str(tmp_path / "c"), "--k", "5"]
+    # the missing answers make PCA a failed row (exit 2); FA fits on the observed ones
+    assert main(argv) == 2
+    first = json.loads((tmp_path / "c" / "compare.json").read_text())["models"]
+    assert first["pca"]["failed"] and np.isfinite(first["fa"]["test_loglike"])
+    stamp = (tmp_path / "c" / "fa" / "model.json").stat().st_mtime_ns
+    assert main(argv) == 2  # the same key (columns included): the FA run is reused
+    assert (tmp_path / "c" / "fa" / "model.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+
+
+def test_evaluate_scores_every_row_of_a_file_with_its_missing_answers(questionnaire, tmp_path,
+                                                                      capsys):
+    """The run was fitted on 80% of the rows of six columns; evaluate on the same file
+    (id and gender still in it) reads the recorded columns and scores all the rows, NaN
+    included: the printed mean is the model's own over the file's rows."""
+    path, frame = questionnaire
+    out = tmp_path / "fa"
+    assert main(["fit", "fa", "--data", str(path), "--latent", "2", "--drop-columns",
+                 "id,gender", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(path)]) == 0
+    printed = capsys.readouterr().out
+    X = frame[ITEMS].to_numpy()
+    expected = float(np.mean(load_model(out).score_samples(X)))
+    assert f"every row: {len(frame)}" in printed
+    assert f"{expected:.3f}" in printed.split("loglike")[1].splitlines()[0]
+    assert f"{np.isnan(X).mean():.3f}" in printed  # the share of missing answers
+
+
+def test_evaluate_refuses_missing_values_for_a_model_without_them(questionnaire, tmp_path,
+                                                                  capsys):
+    path, frame = questionnaire
+    complete = tmp_path / "complete.csv"
+    frame.dropna().to_csv(complete, index=False)
+    out = tmp_path / "pca"
+    assert main(["fit", "pca", "--data", str(complete), "--latent", "2", "--drop-columns",
+                 "id,gender", "--out", str(out)]) == 0
+    err = _one_line_error(["evaluate", str(out), "--data", str(path)], capsys)
+    assert "missing value" in err and "accepts missing values" in err
