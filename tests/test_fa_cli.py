@@ -186,3 +186,62 @@ def test_evaluate_refuses_missing_values_for_a_model_without_them(questionnaire,
                  "id,gender", "--out", str(out)]) == 0
     err = _one_line_error(["evaluate", str(out), "--data", str(path)], capsys)
     assert "missing value" in err and "accepts missing values" in err
+
+
+# --------------------------------------------------------------------------- factors
+
+def test_factors_prints_the_librarys_table_and_draws_the_scree(questionnaire, tmp_path,
+                                                               capsys):
+    """elbokit factors on the file (id and gender dropped) prints what
+    suggest_n_factors gives on the complete rows of the six items, suggests the two
+    simulated factors, and writes the scree and the table."""
+    from elbokit.linear import suggest_n_factors
+
+    path, frame = questionnaire
+    out = tmp_path / "factors"
+    assert main(["factors", "--data", str(path), "--drop-columns", "id,gender", "--seed", "3",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    expected = suggest_n_factors(frame[ITEMS].dropna(), "parallel", random_state=3)
+    assert expected.n_factors == 2
+    assert expected.to_text() in printed
+    assert f"on the {len(frame.dropna())} rows without missing values" in printed
+    assert (out / "scree.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "factors.json").read_text())
+    assert saved["n_factors"] == 2 and saved["columns"] == ITEMS
+    np.testing.assert_allclose(saved["table"]["observed"], expected.table["observed"], atol=1e-5)
+
+
+def test_factors_heldout_uses_every_observed_answer(questionnaire, tmp_path, capsys):
+    from elbokit.linear import suggest_n_factors
+
+    path, frame = questionnaire
+    assert main(["factors", "--data", str(path), "--columns", ",".join(ITEMS), "--method",
+                 "heldout", "--max-factors", "2", "--out", str(tmp_path / "f")]) == 0
+    printed = capsys.readouterr().out
+    expected = suggest_n_factors(frame[ITEMS], "heldout", max_factors=2, random_state=0)
+    assert expected.to_text() in printed and "rows without missing values" not in printed
+    assert "parallel analysis suggests 2" in printed
+
+
+def test_factors_needs_data_and_a_known_method(questionnaire, tmp_path, capsys):
+    path, _ = questionnaire
+    err = _one_line_error(["factors", "--data", str(path), "--drop-columns", "id,gender",
+                           "--method", "scree", "--out", str(tmp_path / "f")], capsys)
+    assert "--method must be one of" in err
+    assert main(["factors"]) == 2  # --data is required (Typer's usage error)
+    capsys.readouterr()
+
+
+def test_parallel_scree_marks_the_eigenvalues_above_the_random_ones(tmp_path):
+    from elbokit import plots
+    from elbokit.linear import suggest_n_factors
+
+    frame = _questionnaire(n=400, seed=1)[ITEMS].dropna()
+    result = suggest_n_factors(frame, "parallel")
+    drawn = plots.parallel_scree_figure(result, tmp_path / "s.png")
+    assert drawn["n_factors"] == 2 and drawn["above"].tolist() == [1, 2]
+    np.testing.assert_allclose(drawn["observed"], result.table["observed"])
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(Exception, match="parallel-analysis result"):
+        plots.parallel_scree_figure(suggest_n_factors(frame, "bic"), tmp_path / "b.png")

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._factor_plots import parallel_scree_figure  # noqa: F401  (a figure of this module)
 from .linear._interpret import (communalities, complete_rows, noise_edge,  # noqa: F401
                                 standardized_loadings, whitened_eigenvalues)
 from .persistence import atomic_write_with
