@@ -117,7 +117,8 @@ def test_defaults_reach_sklearn_on_breast_cancer_raw_and_standardized(standardiz
         X = (X - X.mean(0)) / X.std(0)
     train, test = train_test_split(X, test_size=0.2, random_state=0)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # no constant-feature warning
+        warnings.simplefilter("ignore", UserWarning)  # raw: perimeter is a Heywood case
+        warnings.filterwarnings("error", message=".*constant", category=UserWarning)
         ours = FactorAnalysis(4).fit(train)
     theirs = SkFactorAnalysis(4, random_state=0).fit(train)
     assert ours.constant_features_.size == 0
@@ -126,14 +127,18 @@ def test_defaults_reach_sklearn_on_breast_cancer_raw_and_standardized(standardiz
 
 
 def test_heywood_cases_are_named():
+    """Iris, 2 factors (negative degrees of freedom): the maximum puts sepal width and
+    petal length at the floor, above scikit-learn run to convergence (one Heywood case)."""
     from sklearn.datasets import load_iris
 
-    with pytest.warns(UserWarning, match=r"Heywood.*indices 2\)"):
-        model = FactorAnalysis(2).fit(load_iris().data)
-    np.testing.assert_array_equal(model.heywood_features_, [2])
     X = load_iris().data
-    assert model.noise_variance_[2] >= 1e-9 * X[:, 2].var() * (1 - 1e-9)
-    assert np.isfinite(model.score(X))
+    with pytest.warns(UserWarning, match=r"Heywood.*indices 1, 2\)"):
+        model = FactorAnalysis(2).fit(X)
+    np.testing.assert_array_equal(model.heywood_features_, [1, 2])
+    assert np.all(model.noise_variance_[[1, 2]] >= 1e-9 * X[:, [1, 2]].var(0) * (1 - 1e-9))
+    assert model.convergence_["converged"]
+    theirs = SkFactorAnalysis(2, tol=1e-10, max_iter=20000).fit(X)
+    assert model.score(X) >= theirs.score(X)
 
 
 def test_tiny_floor_and_tol_never_raise_linalg_errors():

@@ -1,5 +1,7 @@
-"""Factor analysis fitted by EM, as in the lecture's slides "EM for Factor Analysis",
-"Factor Analysis E step" and "Factor Analysis M step".
+"""Factor analysis by maximum likelihood: complete data (and out of core) by the
+correlation-scale profile likelihood of :mod:`._fa_ml` (R's factanal); data with
+missing entries by EM on the observed entries, as in the lecture's slides "EM for
+Factor Analysis", "Factor Analysis E step" and "Factor Analysis M step".
 
 Model: x = W z + mu + noise, z ~ N(0, I), noise ~ N(0, Psi) with Psi diagonal, so
 p(x) = N(mu, Psi + W W^T). EM never needs the data after one pass: with the ML
@@ -16,12 +18,14 @@ from threadpoolctl import threadpool_limits
 from scipy import linalg
 
 from .._iteration import absolute_change_below, finite_steps, iterate, squarem
-from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
+from .._math import (LOG_2PI, LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
                      cholesky, observed_logpdf)
 from .._validation import check_choice, check_float, check_int
+from ..exceptions import ConvergenceWarning, ParameterError, TrainingError
 from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
                         describe_features, nan_moments, sample_covariance, variance_scale,
                         warn_constant_features)
+from ._fa_ml import AUTO_STARTS, AUTO_STARTS_FEATURES, fit_correlation
 
 
 def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor):
@@ -71,6 +75,10 @@ def varimax(W: np.ndarray, *, gamma: float = 1.0, max_iter: int = 100, tol: floa
     return W @ R
 
 
+#: the default ``tol``: on the largest |d loglike / d log psi_j| (complete data) ...
+GRADIENT_TOL = 1e-9
+#: ... and on the change of the mean log-likelihood per EM cycle (missing data)
+LOGLIKE_TOL = 1e-7
 #: Heywood guard: no feature's noise variance goes below this times its own variance
 HEYWOOD_FLOOR = 1e-9
 #: a non-constant feature whose noise variance ends below this times its variance (a
@@ -149,10 +157,20 @@ class FactorAnalysis(LinearGaussianMixin):
     n_components : int or None
         Number of factors L (1 <= L <= n_features); None uses ``n_features``
         (scikit-learn's convention).
-    tol : float
-        Stop when the mean log-likelihood per sample rises by less than ``tol`` nats.
+    tol : float or None
+        Complete data: stop when the largest |d loglike / d log psi_j| (the gradient of
+        the mean log-likelihood per sample in the log-uniquenesses, at the bounds
+        projected) is below ``tol``; None: 1e-9. With NaN in X: stop when the mean
+        log-likelihood rises by less than ``tol`` nats per EM cycle; None: 1e-7.
     max_iter : int
-        Maximum number of EM iterations (``ConvergenceWarning`` if reached).
+        Maximum number of iterations per start (L-BFGS-B and Newton; EM cycles with
+        NaN); ``ConvergenceWarning`` if reached without meeting ``tol``.
+    n_init : int or "auto"
+        Number of starts (complete data): the profile-likelihood start, R's factanal
+        start (1 - L / 2d) / diag(R^-1), then random uniquenesses; the best likelihood
+        is kept. "auto": 4 up to 256 features, else 1.
+    random_state : None, int or numpy Generator
+        Seeds the random starts; None uses the seed 0, so a fit is reproducible.
     noise_floor : float
         Noise variance given to exactly constant features (the corner pixels of
         digits), relative to the mean feature variance (default 1e-3); they are named
@@ -177,11 +195,15 @@ class FactorAnalysis(LinearGaussianMixin):
     components_ : (L, d) loadings W' (scikit-learn's convention).
     noise_variance_ : (d,) diagonal of Psi.
     mean_ : (d,) mean of the data.
-    loglike_ : list of the mean log-likelihood per sample at each iteration; it never
-        decreases (EM's guarantee, tested). With NaN in X: of the observed entries, and
+    loglike_ : list of the mean log-likelihood per sample at each iteration of the best
+        start; it never decreases (tested) and ends at ``score(X)``. With NaN in X: of
+        the observed entries (EM), and
         an iteration is one SQUAREM cycle (two EM steps and a safeguarded
         extrapolation; Varadhan & Roland 2008).
-    n_iter_ : number of EM iterations run.
+    n_iter_ : number of iterations run (the best start's, complete data).
+    convergence_ : dict (complete data): ``gradient_norm`` (the largest |d loglike /
+        d log psi_j| at the end), ``converged`` (below ``tol``), ``n_iter``, ``n_init``,
+        ``method`` and ``loglike_per_start`` (correlation scale, before polishing).
     constant_features_ : indices of the exactly constant features.
     heywood_features_ : indices of the Heywood cases (noise variance ~0).
     feature_scale_ : (d,) the standard deviations divided out (standardize=True only).
@@ -189,9 +211,12 @@ class FactorAnalysis(LinearGaussianMixin):
 
     kind = "fa"  # the registry name (elbokit.kinds)
 
-    def __init__(self, n_components=None, *, tol=1e-7, max_iter=5000, noise_floor=1e-3,
-                 min_noise_variance=None, rotation=None, standardize=False, verbose=False):
+    def __init__(self, n_components=None, *, tol=None, max_iter=5000, noise_floor=1e-3,
+                 min_noise_variance=None, rotation=None, standardize=False, verbose=False,
+                 n_init="auto", random_state=None):
         self.n_components = n_components
+        self.n_init = n_init
+        self.random_state = random_state
         self.tol = tol
         self.max_iter = max_iter
         self.noise_floor = noise_floor
@@ -227,7 +252,15 @@ class FactorAnalysis(LinearGaussianMixin):
         return self
 
     def _check_params(self):
-        check_float(self.tol, "tol", low=0.0)
+        if self.tol is not None:
+            check_float(self.tol, "tol", low=0.0)
+        if self.n_init != "auto":
+            check_int(self.n_init, "n_init", minimum=1)
+        try:
+            self._rng()
+        except (TypeError, ValueError):
+            raise ParameterError("random_state must be None, an int or a numpy Generator; "
+                                 f"got {self.random_state!r}") from None
         check_int(self.max_iter, "max_iter", minimum=1)
         check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)
         if self.min_noise_variance is not None:
@@ -257,30 +290,92 @@ class FactorAnalysis(LinearGaussianMixin):
         # the iterations are small products and L x L solves: BLAS threads only add
         # synchronisation (ruinous on a busy machine), so run them single-threaded
         with threadpool_limits(limits=1, user_api="blas"):
-            self.loglike_ = iterate(guarded, converged=absolute_change_below(self.tol),
+            self.loglike_ = iterate(guarded, converged=absolute_change_below(self._tol(LOGLIKE_TOL)),
                                     max_iter=self.max_iter, model="FactorAnalysis",
                                     desc=desc, verbose=self.verbose)
         self.n_iter_ = len(self.loglike_)
 
     def _fit_covariance(self, mean, S, n_samples, L, scale=None):
-        """EM from the mean and ML covariance of the data (also used out of core)."""
+        """ML from the mean and ML covariance of the data (also used out of core): the
+        correlation-scale profile likelihood of :mod:`._fa_ml` on the non-constant
+        features (their rows of W are 0, their noise variance the constant floor)."""
+        start = time.perf_counter()
         variances = np.diag(S).copy()
         floor, constant = self._floors(mean, variances, scale)
-        start = time.perf_counter()
-        with threadpool_limits(limits=1, user_api="blas"):
-            W, psi = fa_initial_loadings(S, L, floor)
-        state = {"W": W, "psi": psi}
-
-        def step():
-            state["W"], state["psi"], loglike = fa_em_step(S, state["W"], state["psi"], floor)
-            return loglike
-
-        self._run_em(step, state, "FA EM")
-        W, psi = state["W"], state["psi"]
-        self.loglike_.append(LowRankGaussian(W, psi).mean_logpdf_from_cov(S))
+        keep = np.flatnonzero(~np.isin(np.arange(S.shape[0]), constant))
+        W, psi = np.zeros((S.shape[0], L)), floor.copy()
+        if keep.size:
+            sd = np.sqrt(variances[keep])
+            R = S[np.ix_(keep, keep)] / np.outer(sd, sd)  # the correlation matrix
+            if not np.all(np.isfinite(R)):
+                raise TrainingError("FactorAnalysis: the covariance of X is not finite in "
+                                    f"float64; {_SINGULAR}")
+            result = self._fit_correlation(R, min(L, keep.size), floor[keep] / variances[keep])
+            W[keep, :result.W.shape[1]] = result.W * sd[:, None]
+            psi[keep] = result.psi * sd**2
+        final = LowRankGaussian(W, psi).mean_logpdf_from_cov(S)
+        if keep.size:  # the trace on the data's scale: shifted by the constant features'
+            # log-density and the Jacobian of the correlation scale; a Heywood case is
+            # stored at its floor, a hair below the limit psi = 0 that the last iterates
+            # reach: those (above score(X)) are left out, so the trace ends at score(X)
+            const = np.setdiff1d(np.arange(S.shape[0]), keep)
+            offset = -0.5 * (np.sum(np.log(variances[keep])) + np.sum(
+                LOG_2PI + np.log(psi[const]) + variances[const] / psi[const]))
+            self.loglike_ = [v + offset for v in result.trace if v + offset < final] + [final]
+        else:
+            result = None
+            self.loglike_ = [final]
+        self._record_convergence(result)
         self._store(W, psi, mean, L, variances, constant)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _n_starts(self, d: int) -> int:
+        if self.n_init == "auto":
+            return AUTO_STARTS if d <= AUTO_STARTS_FEATURES else 1
+        return self.n_init
+
+    def _fit_correlation(self, R, L, lower):
+        """The best of the starts on the correlation matrix R (see :func:`fit_correlation`)."""
+        lower = np.maximum(lower, HEYWOOD_FLOOR)
+        try:
+            with threadpool_limits(limits=1, user_api="blas"):  # small eigh: threads only wait
+                _, profile = fa_initial_loadings(R, L, lower)
+                return fit_correlation(R, L, lower, profile_start=profile,
+                                       n_init=self._n_starts(R.shape[0]), rng=self._rng(),
+                                       tol=self._tol(GRADIENT_TOL), max_iter=self.max_iter)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            raise TrainingError(f"FactorAnalysis: the fit became numerically singular ({exc}); "
+                                f"{_SINGULAR}") from None
+
+    def _tol(self, default: float) -> float:
+        return default if self.tol is None else self.tol
+
+    def _rng(self):
+        return np.random.default_rng(0 if self.random_state is None else self.random_state)
+
+    def _record_convergence(self, result) -> None:
+        """``convergence_``, ``n_iter_`` and the ConvergenceWarning of a complete-data fit."""
+        if result is None:  # every feature constant: nothing to fit
+            self.convergence_ = {"gradient_norm": 0.0, "converged": True, "n_iter": 0,
+                                 "n_init": 0, "method": "none", "loglike_per_start": []}
+            self.n_iter_ = 0
+            return
+        self.n_iter_ = result.n_iter
+        self.convergence_ = {"gradient_norm": result.gradient_norm,
+                             "converged": bool(result.converged), "n_iter": result.n_iter,
+                             "n_init": len(result.loglike_per_start), "method": result.method,
+                             "loglike_per_start": list(result.loglike_per_start)}
+        if result.converged:
+            return
+        if result.n_iter >= self.max_iter:
+            why = f"did not converge in max_iter={self.max_iter} iterations"
+        else:
+            why = "stopped where the likelihood's rounding hides further progress"
+        warnings.warn(f"FactorAnalysis {why} (largest gradient |d loglike / d log psi| "
+                      f"{result.gradient_norm:.3g} > tol={self._tol(GRADIENT_TOL):g}); raise max_iter "
+                      "or tol.",
+                      ConvergenceWarning, stacklevel=4)
 
     def _fit_missing(self, X, missing, L):
         """Exact EM on the observed entries: per-sample posteriors given x_o, and the
