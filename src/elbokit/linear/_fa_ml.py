@@ -168,8 +168,9 @@ def newton_polish(problem: ProfileLikelihood, x, value, lower, upper, tol, max_i
         moved = line_search(problem, x, value, gradient, step, lower, upper)
         if moved is None:
             return x, value, n_iter - 1, trace
+        if moved[1] < min(trace, default=value):  # the trace lists strict improvements
+            trace.append(moved[1])
         x, value, gradient = moved
-        trace.append(value)
     return x, value, n_iter, trace
 
 
@@ -219,8 +220,6 @@ def optimize_from(problem, starts, lo, hi, tol, max_iter):
         x, value, more, polish = newton_polish(problem, x, value, lo, hi, tol, max_iter - n_iter)
         n_iter, trace = n_iter + more, trace + polish
         method = "L-BFGS-B + Newton" if more else method
-    if trace[-1] != value:
-        trace.append(value)
     return x, value, n_iter, trace, [run[1] for run in runs], method
 
 
