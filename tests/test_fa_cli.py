@@ -245,3 +245,142 @@ def test_parallel_scree_marks_the_eigenvalues_above_the_random_ones(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(Exception, match="parallel-analysis result"):
         plots.parallel_scree_figure(suggest_n_factors(frame, "bic"), tmp_path / "b.png")
+
+
+# --------------------------------------------------------------------------- the report
+
+def _html_table(page, css_class):
+    """The cells of the first <table class=css_class> of a page, row by row."""
+    import re
+
+    table = re.search(rf'<table class="{css_class}">(.*?)</table>', page, re.S)
+    if table is None:
+        return None
+    return [re.findall(r"<t[dh]>(.*?)</t[dh]>", row)
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)]
+
+
+@pytest.fixture
+def fa_run(questionnaire, tmp_path):
+    path, frame = questionnaire
+    out = tmp_path / "runs" / "fa"
+    assert main(["fit", "fa", "--data", str(path), "--latent", "2", "--drop-columns",
+                 "id,gender", "--out", str(out)]) == 0
+    return out
+
+
+def test_the_loadings_table_is_psychs_sorted_and_cut_solution(fa_run, capsys):
+    """--rotation oblimin --cut 0.3: the table's numbers are factor_solution of the
+    model's standardized loadings, items grouped by their main factor, |l| < 0.3
+    blank; h2 is the same under every rotation (Lambda Phi Lambda' = A A')."""
+    from elbokit import plots
+    from elbokit.linear._interpret import factor_solution, standardized_loadings
+
+    model = load_model(fa_run)
+    A = standardized_loadings(plots.loadings_of(model), plots.noise_variances_of(model))
+    expected = factor_solution(A, "oblimin")
+    assert main(["report", str(fa_run), "--rotation", "oblimin"]) == 0
+    page = (fa_run / "report.html").read_text()
+    rows = _html_table(page, "loadings")
+    assert rows[0] == ["item", "F1", "F2", "h2", "u2", "com"]
+    items = [r for r in rows[1:] if r[0] in ITEMS]
+    order = [r[0] for r in items]
+    main_factor = [int(np.argmax(np.abs(expected.loadings[ITEMS.index(i)]))) for i in order]
+    assert main_factor == sorted(main_factor) and set(main_factor) == {0, 1}
+    assert sorted(order[:3]) in (["A1", "A2", "A3"], ["B1", "B2", "B3"])
+    for row in items:
+        j = ITEMS.index(row[0])
+        for k in range(2):
+            value = expected.loadings[j, k]
+            assert row[1 + k] == ("" if abs(value) < 0.3 else f"{value:.2f}")
+        assert row[3] == f"{expected.communalities[j]:.2f}"
+        assert row[4] == f"{1 - expected.communalities[j]:.2f}"
+    ss = next(r for r in rows if r[0] == "SS loadings")
+    assert ss[1:3] == [f"{v:.2f}" for v in expected.ss_loadings]
+    phi = _html_table(page, "factor-correlations")
+    assert phi[1][2] == f"{expected.factor_correlation[0, 1]:.2f}"
+    h2 = {r[0]: r[3] for r in items}
+    for rotation in ("none", "varimax", "geomin"):
+        assert main(["report", str(fa_run), "--rotation", rotation, "--cut", "0"]) == 0
+        page = (fa_run / "report.html").read_text()
+        again = {r[0]: r[3] for r in _html_table(page, "loadings")[1:] if r[0] in ITEMS}
+        assert again == h2
+        assert "" not in [c for r in _html_table(page, "loadings")[1:] if r[0] in ITEMS
+                          for c in r[1:3]]  # --cut 0 blanks nothing
+        assert (_html_table(page, "factor-correlations") is None) == (rotation != "geomin")
+    capsys.readouterr()
+
+
+def test_the_fit_statistics_are_factanals_chi_square(fa_run, questionnaire):
+    """chi-square = (n - 1 - (2d + 5)/6 - 2L/3)(log|Sigma| - log|S| + tr(Sigma^-1 S) - d)
+    on the training rows (pairwise covariance: a few answers are missing), dof =
+    ((d - L)^2 - (d + L))/2 = 4, p from chi2(4)."""
+    from scipy import stats
+
+    path, _ = questionnaire
+    assert main(["report", str(fa_run)]) == 0
+    page = (fa_run / "report.html").read_text()
+    header, values = _html_table(page, "fit-statistics")
+    cells = dict(zip(header, values))
+    train = data.load(str(path), drop_columns="id,gender", allow_nan=True).train
+    n, d, L = train.shape[0], 6, 2
+    S = pd.DataFrame(train).cov(ddof=0).to_numpy()
+    Sigma = load_model(fa_run).get_covariance()
+    F = (np.linalg.slogdet(Sigma)[1] - np.linalg.slogdet(S)[1]
+         + np.trace(np.linalg.solve(Sigma, S)) - d)
+    chi_square = (n - 1 - (2 * d + 5) / 6 - 2 * L / 3) * F
+    assert cells["n"] == str(n) and cells["dof"] == "4"
+    assert cells["chi-square"] == f"{chi_square:.2f}"
+    assert cells["p"] == f"{stats.chi2.sf(chi_square, 4):.3f}"
+    assert "pairwise" in page
+
+
+def test_the_reports_factor_count_does_not_depend_on_the_number_fitted(questionnaire,
+                                                                       tmp_path):
+    path, frame = questionnaire
+    runs = tmp_path / "runs"
+    for latent in ("1", "3"):
+        assert main(["fit", "fa", "--data", str(path), "--latent", latent, "--drop-columns",
+                     "id,gender", "--out", str(runs / f"fa{latent}")]) == 0
+    assert main(["report", str(runs)]) == 0
+    page = (runs / "report.html").read_text()
+    import re
+
+    captions = re.findall(r"<figcaption>(parallel analysis[^<]*)</figcaption>", page)
+    assert len(captions) == 2
+    assert all("2 eigenvalue(s) of the reduced correlation matrix above" in c for c in captions)
+    assert "(1 factors fitted)" in captions[0] and "(3 factors fitted)" in captions[1]
+
+
+def test_report_of_a_run_without_a_test_set_and_of_pca(questionnaire, tmp_path):
+    path, frame = questionnaire
+    complete = tmp_path / "complete.csv"
+    frame.dropna().to_csv(complete, index=False)
+    runs = tmp_path / "runs"
+    assert main(["fit", "fa", "--data", str(path), "--latent", "2", "--drop-columns",
+                 "id,gender", "--test-fraction", "0", "--out", str(runs / "fa")]) == 0
+    assert main(["fit", "pca", "--data", str(complete), "--latent", "2", "--columns",
+                 ",".join(ITEMS), "--out", str(runs / "pca")]) == 0
+    assert main(["report", str(runs)]) == 0
+    page = (runs / "report.html").read_text()
+    assert "no test set" in page
+    assert page.count('<table class="loadings">') == 2  # FA and PCA
+    assert page.count('<table class="fit-statistics">') == 1  # FA's factor model only
+
+
+def test_a_labelled_table_keeps_its_probes_but_not_the_vaes_numbers(tmp_path):
+    out = tmp_path / "wine"
+    assert main(["fit", "fa", "--data", "wine", "--latent", "2", "--standardize",
+                 "--drop-columns", "proline", "--out", str(out)]) == 0
+    assert main(["report", str(out), "--rotation", "promax"]) == 0
+    page = (out / "report.html").read_text()
+    assert "linear-probe test accuracy" in page
+    assert "I(x; z)" not in page and "kl_per_dim" not in page
+    assert "proline" not in _html_table(page, "loadings").__str__()
+
+
+def test_sorted_items_groups_by_the_main_factor():
+    from elbokit._factor_report import sorted_items
+
+    loadings = np.array([[0.1, 0.6], [0.9, 0.0], [-0.2, -0.8], [0.5, 0.1], [0.3, 0.31]])
+    assert sorted_items(loadings).tolist() == [1, 3, 2, 0, 4]

@@ -55,8 +55,11 @@ def test_fa_report_on_a_csv_has_the_table_figures_and_no_image_grids(fa_run, win
     page = (fa_run / "report.html").read_text()
     alts = _figure_alts(page)
     assert {"loadings", "communality", "scree", "reconstruction_error", "latent",
-            "kl_per_dim", "curves"} <= set(alts)
-    assert "varimax-rotated" in alts["loadings"]
+            "curves"} <= set(alts)
+    # no VAE-only figures or numbers on a linear model's page
+    assert "kl_per_dim" not in alts and "I(x; z)" not in page
+    assert "varimax-rotated (Kaiser-normalized)" in alts["loadings"]
+    assert "parallel analysis" in page and "noise edge" not in page
     # the heatmap is labelled with the CSV header, every feature, in order
     listed = alts["loadings"].split("features: ")[1].split(", ")
     assert listed == list(wine.feature_names)
@@ -94,7 +97,7 @@ def test_square_table_is_not_drawn_as_images(tmp_path):
 
 
 def test_bad_rotation_is_a_one_line_error(fa_run, capsys):
-    assert main(["report", str(fa_run), "--rotation", "quartimax"]) == 2
+    assert main(["report", str(fa_run), "--rotation", "equamax"]) == 2
     err = capsys.readouterr().err.strip()
     assert "rotation" in err and "varimax" in err and len(err.splitlines()) == 1
 

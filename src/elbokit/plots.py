@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._factor_plots import parallel_scree_figure  # noqa: F401  (a figure of this module)
+from ._factor_report import REPORT_ROTATIONS as ROTATIONS  # noqa: F401  (report's choices)
 from .linear._interpret import (communalities, complete_rows, noise_edge,  # noqa: F401
                                 standardized_loadings, whitened_eigenvalues)
 from .persistence import atomic_write_with
@@ -389,8 +390,9 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
     return written
 
 
-def _common_figures(model, X, labels, out_dir, history, *, label_names=None) -> dict:
-    """The latent scatter, the KL per latent dimension and the training curve."""
+def _common_figures(model, X, labels, out_dir, history, *, label_names=None,
+                    kl: bool = True) -> dict:
+    """The latent scatter, the KL per latent dimension (``kl``) and the training curve."""
     from .evaluate import kl_per_dimension
 
     written = {}
@@ -401,7 +403,7 @@ def _common_figures(model, X, labels, out_dir, history, *, label_names=None) -> 
         written["latent"] = str(out_dir / "latent.png")
     observed = X if not np.isnan(X).any() else complete_rows(X)  # rows with NaN: left out
     # no KL for point codes (the Autoencoder: q(z|x) has no spread, has_density False)
-    if n_latent and observed.shape[0] and getattr(model, "has_density", True):
+    if kl and n_latent and observed.shape[0] and getattr(model, "has_density", True):
         bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
                    title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
         written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
@@ -458,21 +460,6 @@ def noise_variances_of(model) -> np.ndarray:
 
 
 
-def oriented(W: np.ndarray) -> np.ndarray:
-    """Columns of W ordered by their sum of squares (largest first), each with its
-    largest absolute entry positive (factors are defined up to sign and order)."""
-    order = np.argsort(-np.sum(W**2, axis=0), kind="stable")
-    W = W[:, order]
-    signs = np.sign(W[np.argmax(np.abs(W), axis=0), np.arange(W.shape[1])])
-    return W * np.where(signs == 0, 1.0, signs)
-
-
-
-
-
-
-
-
 def reconstruct(model, X) -> np.ndarray:
     """The model's own reconstruction of X: decoder mean at the posterior mean for a VAE,
     inverse_transform(transform(X)) for the linear models."""
@@ -502,15 +489,17 @@ def _tick_texts(labels) -> list[str]:
 
 
 def loadings_figure(W: np.ndarray, psi: np.ndarray, feature_names, path, *,
-                    title: str = "loadings") -> dict:
-    """Heatmap of the standardized loadings (features x factors, in [-1, 1]).
+                    title: str = "loadings", values: np.ndarray | None = None) -> dict:
+    """Heatmap of the standardized loadings (features x factors, in [-1, 1]):
+    ``standardized_loadings(W, psi)``, or ``values`` (d, L) when given (a rotated
+    pattern on the correlation scale).
 
     Returns what was drawn: ``features`` and ``factors`` (the tick labels read back
     from the axes) and ``values`` (the standardized loadings shown)."""
     plt = _pyplot()
     d, L = W.shape
     names = feature_labels(feature_names, d)
-    values = standardized_loadings(W, psi)
+    values = standardized_loadings(W, psi) if values is None else np.asarray(values)
     shown = _shown_features(communalities(W, psi)[1])
     values = values[shown]
     fig, ax = plt.subplots(figsize=(min(12, 2.5 + 0.7 * L), 1.5 + 0.28 * shown.size))
@@ -626,51 +615,50 @@ def reconstruction_error_figure(mse: np.ndarray, variance: np.ndarray, feature_n
     return drawn
 
 
-ROTATIONS = ("fitted", "varimax")
-
-
-def rotate_loadings(W: np.ndarray, psi: np.ndarray, rotation: str = "fitted") -> np.ndarray:
-    """The loadings as fitted, or varimax-rotated (Kaiser 1958) on the standardized
-    loadings (Kaiser's normalisation by the model standard deviation of each feature,
-    so that features in large units do not dominate the rotation). An orthogonal
-    rotation: W W', the communalities and the likelihood are unchanged."""
+def rotate_loadings(W: np.ndarray, psi: np.ndarray, rotation: str = "fitted", *,
+                    normalize: bool = True) -> np.ndarray:
+    """The loadings as fitted (``"fitted"``, ``"none"``), or rotated by an orthogonal
+    rotation of :data:`elbokit.linear.rotations.ORTHOGONAL` (varimax, quartimax) on the
+    standardized loadings, with Kaiser's normalization by sqrt(h_j^2) when
+    ``normalize`` (Kaiser 1958), and scaled back to the data's units. W W', the
+    communalities and the likelihood are unchanged, and so is the rotation when a
+    feature's unit changes. Oblique rotations have no W of this kind (their pattern
+    comes with factor correlations): see :func:`elbokit._factor_report.factor_solution_of`."""
     from ._validation import check_choice
-    from .linear.factor_analysis import varimax
+    from .linear.rotations import ORTHOGONAL, rotate
 
-    check_choice(rotation, "rotation", set(ROTATIONS))
-    if rotation == "fitted" or W.shape[1] < 2:
+    check_choice(rotation, "rotation", ("fitted", "none") + ORTHOGONAL)
+    if rotation in ("fitted", "none") or W.shape[1] < 2:
         return W
     scale = np.sqrt(np.sum(W**2, axis=1) + psi)[:, None]
-    return varimax(standardized_loadings(W, psi)) * scale
+    return rotate(standardized_loadings(W, psi), rotation, normalize=normalize).loadings * scale
 
 
-def _scree(model, train, path, n_components: int) -> str:
-    """Draw the eigenvalue plot for a linear-Gaussian model; return its caption."""
-    psi = noise_variances_of(model)
+MAX_PARALLEL_FEATURES = 500  # wider tables get no parallel analysis in the report
+
+
+def _parallel_scree(train, path, n_fitted: int) -> Figure | None:
+    """The parallel-analysis scree of the complete training rows
+    (:func:`elbokit.linear.suggest_n_factors`, method "parallel", seed 0): the count of
+    factors the data support, whatever the number fitted. None where it cannot be
+    computed (too few rows, a constant or collinear column, a very wide table)."""
+    from .exceptions import ElbokitError
+    from .linear import suggest_n_factors
+
     n, d = train.shape
-    model_cov = np.asarray(model.get_covariance(), dtype=np.float64)
-    # isotropic (in X's units, so not after standardize=True): the covariance eigenvalues
-    if np.ndim(model.noise_variance_) == 0 and getattr(model, "feature_scale_", None) is None:
-        sigma2 = float(model.noise_variance_)
-        eigenvalues = whitened_eigenvalues(train, np.ones(d))
-        fitted = np.sort(np.linalg.eigvalsh(model_cov))[::-1]
-        drawn = scree_figure(eigenvalues, path, noise_level=sigma2,
-                             edge=sigma2 * noise_edge(n, d), n_components=n_components,
-                             model_eigenvalues=fitted,
-                             ylabel="eigenvalue of the covariance")
-        return (f"eigenvalues of the training covariance: {drawn['supported']} above the "
-                "sampling-noise edge sigma² (1 + sqrt(d/n))² (Marchenko-Pastur), "
-                f"{n_components} fitted; dotted: the model's noise variance sigma²")
-    root = np.sqrt(psi)
-    eigenvalues = whitened_eigenvalues(train, psi)
-    fitted = np.sort(np.linalg.eigvalsh(model_cov / np.outer(root, root)))[::-1]
-    drawn = scree_figure(eigenvalues, path, noise_level=1.0, edge=noise_edge(n, d),
-                         n_components=n_components, model_eigenvalues=fitted,
-                         ylabel="eigenvalue of Psi^-1/2 S Psi^-1/2")
-    return (f"eigenvalues of the noise-whitened training covariance Psi^-1/2 S Psi^-1/2 "
-            "(scale-free; each factor adds one eigenvalue above the noise level 1): "
-            f"{drawn['supported']} above the sampling-noise edge (1 + sqrt(d/n))², "
-            f"{n_components} fitted")
+    if n < 3 or not 2 <= d <= MAX_PARALLEL_FEATURES:
+        return None
+    try:
+        result = suggest_n_factors(train, "parallel", random_state=0)
+    except (ElbokitError, np.linalg.LinAlgError):
+        return None
+    if not np.all(np.isfinite(result.table["observed"])):
+        return None
+    parallel_scree_figure(result, path)
+    return Figure(str(path), (
+        f"parallel analysis (Horn 1965, as psych::fa.parallel with SMCs) of the {n} complete "
+        f"training rows: {result.n_factors} eigenvalue(s) of the reduced correlation matrix "
+        f"above those of random data of the same shape ({n_fitted} factors fitted)"))
 
 
 def _count(shown: int, d: int) -> str:
@@ -687,21 +675,24 @@ class Figure(NamedTuple):
     alt: str | None = None
 
 
-def _linear_figures(model, dataset, out_dir, names, rotation) -> dict[str, Figure]:
-    """Loadings heatmap, communalities, eigenvalue plot (and VBPCA's relevance)."""
+def _linear_figures(model, dataset, out_dir, names, rotation,
+                    normalize: bool = True) -> dict[str, Figure]:
+    """Loadings heatmap, communalities, the parallel-analysis scree (and VBPCA's
+    relevance)."""
+    from ._factor_report import factor_solution_of
+
     figures = {}
     W, psi = loadings_of(model), noise_variances_of(model)
     L = W.shape[1]
     if L > 0:
-        W = oriented(rotate_loadings(W, psi, rotation))
-        how = ("varimax-rotated" if rotation == "varimax" else
-               "varimax-rotated in the fit" if getattr(model, "rotation", None) == "varimax"
-               else "as fitted")
+        solution, how = factor_solution_of(model, rotation, normalize=normalize)
         path = out_dir / "loadings.png"
-        drawn = loadings_figure(W, psi, names, path, title=f"standardized loadings ({how})")
-        caption = (f"loadings ({how}) of {_count(len(drawn['features']), W.shape[0])} on "
-                   f"{L} factors, standardized: W_jk / sqrt(h_j² + psi_j), the correlation "
-                   "of feature and factor")
+        drawn = loadings_figure(W, psi, names, path, title=f"standardized loadings ({how})",
+                                values=solution.loadings)
+        caption = (f"pattern loadings ({how}) of {_count(len(drawn['features']), W.shape[0])} "
+                   f"on {L} factors, standardized (W_jk / sqrt(h_j² + psi_j) before "
+                   "rotation): for orthogonal factors the correlation of feature and factor; "
+                   "reflected and ordered by variance explained")
         figures["loadings"] = Figure(str(path), caption,
                                      caption + "; features: " + ", ".join(drawn["features"]))
         path = out_dir / "communality.png"
@@ -712,9 +703,9 @@ def _linear_figures(model, dataset, out_dir, names, rotation) -> dict[str, Figur
         figures["communality"] = Figure(str(path), caption,
                                         caption + "; features: " + ", ".join(drawn["features"]))
     train = complete_rows(dataset.train)
-    if train.shape[0] >= 2 and train.shape[1] <= 4000 and np.all(psi > 0):
-        path = out_dir / "scree.png"
-        figures["scree"] = Figure(str(path), _scree(model, train, path, L))
+    scree = _parallel_scree(train, out_dir / "scree.png", L)
+    if scree is not None:
+        figures["scree"] = scree
     if hasattr(model, "alpha_") and hasattr(model, "alpha_threshold_"):
         from .vi.plots import plot_relevance
 
@@ -727,16 +718,19 @@ def _linear_figures(model, dataset, out_dir, names, rotation) -> dict[str, Figur
 
 
 def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=None,
-                  label_names=None, rotation: str = "fitted",
+                  label_names=None, rotation: str = "fitted", normalize: bool = True,
                   history=None) -> dict[str, Figure]:
     """Every figure for ``model`` on data that are not images: for the linear models
-    the loadings heatmap, communalities and the eigenvalue plot; for every model the
-    latent scatter, the per-feature reconstruction error, the KL per dimension and the
-    training curve. No image grids. Returns {name: Figure}.
+    the loadings heatmap, communalities and the parallel-analysis scree; for every
+    model the latent scatter, the per-feature reconstruction error and the training
+    curve; the KL per dimension for the models that are not linear-Gaussian (VAEs).
+    No image grids. Returns {name: Figure}.
 
     ``feature_names`` default to ``dataset.feature_names`` (else x0, x1, ...),
-    ``label_names`` to ``dataset.target_names``; ``rotation`` is ``"fitted"`` (the
-    loadings as the model holds them) or ``"varimax"``."""
+    ``label_names`` to ``dataset.target_names``; ``rotation`` (``"fitted"``: the
+    model's own rotation setting, ``"none"``, or one of
+    :data:`elbokit.linear.rotations.ROTATIONS`) and ``normalize`` (Kaiser's) shape the
+    loadings (see :func:`elbokit._factor_report.factor_solution_of`)."""
     from pathlib import Path
 
     out_dir = Path(out_dir)
@@ -745,8 +739,9 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
     if label_names is None:
         label_names = getattr(dataset, "target_names", None)
     names = feature_labels(feature_names, dataset.n_features)
-    figures = _linear_figures(model, dataset, out_dir, names, rotation) \
-        if as_model(model).linear_gaussian else {}
+    linear = as_model(model).linear_gaussian
+    figures = _linear_figures(model, dataset, out_dir, names, rotation, normalize) \
+        if linear else {}
     X = dataset.test[:2000]
     path = out_dir / "reconstruction_error.png"
     drawn = reconstruction_error_figure(*per_feature_errors(model, X), names, path)
@@ -764,7 +759,10 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
         "kl_per_dim": "KL per latent dimension (nats)",
         "curves": "training curve",
     }
-    common = _common_figures(model, X, labels, out_dir, history, label_names=label_names)
+    # no KL per dimension for a linear-Gaussian model: its exact posterior is not the
+    # VAE's q(z|x), whose KL to the prior is a term of the bound
+    common = _common_figures(model, X, labels, out_dir, history, label_names=label_names,
+                             kl=not linear)
     figures.update({name: Figure(path, captions[name]) for name, path in common.items()})
     return figures
 

@@ -18,6 +18,7 @@ import numpy as np
 from .exceptions import ModelFileError
 from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, atomic_write_bytes, read_json,
                           read_metrics, read_run)
+from ._factor_report import DEFAULT_CUT, REPORT_ROTATIONS
 from .runs import NO_TEST_SET, recorded_columns
 
 REPORT_FILE = "report.html"
@@ -144,7 +145,10 @@ def _feature_table(model, dataset, names: list[str]) -> str:
             + "</details>")
 
 
-def _figures(run: dict, run_dir: Path, model, dataset, rotation: str) -> str:
+def _figures(run: dict, run_dir: Path, model, dataset, options: dict) -> str:
+    """The figures of a run (and, for a linear-Gaussian model on a table, its factor
+    solution, correlations and fit statistics); ``options``: rotation, normalize, cut."""
+    from ._factor_report import factor_section
     from .plots import all_figures, feature_labels, table_figures
 
     history = model.training_curve()
@@ -155,13 +159,17 @@ def _figures(run: dict, run_dir: Path, model, dataset, rotation: str) -> str:
     names = feature_labels(_names(run, dataset, "feature_names"), dataset.n_features)
     figures = table_figures(model, dataset, out_dir, feature_names=names,
                             label_names=_names(run, dataset, "target_names"),
-                            rotation=rotation, history=history)
-    return ("".join(_image(f.path, f.caption, name, f.alt) for name, f in figures.items())
+                            rotation=options["rotation"], normalize=options["normalize"],
+                            history=history)
+    factors = factor_section(model, dataset.train, names, **options) \
+        if model.linear_gaussian else ""
+    return (factors
+            + "".join(_image(f.path, f.caption, name, f.alt) for name, f in figures.items())
             + _feature_table(model, dataset, names))
 
 
 def _section(run_dir: Path, with_figures: bool, datasets: dict,
-             rotation: str = "fitted", classes: dict | None = None) -> tuple[str, dict]:
+             options: dict | None = None, classes: dict | None = None) -> tuple[str, dict]:
     from . import data as data_module
     from .models import load_model
 
@@ -187,13 +195,14 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
                                              allow_nan=True, columns=columns,
                                              **run.get("load_options", {}))
         dataset = datasets[key]
+        options = options or {"rotation": "fitted", "normalize": True, "cut": DEFAULT_CUT}
         if len(dataset.test):
-            parts.append(_figures(run, run_dir, model, dataset, rotation))
+            parts.append(_figures(run, run_dir, model, dataset, options))
             parts.append(_codes_table(model, dataset))
         else:  # --test-fraction 0: the figures of held-out rows drawn on the training rows
             parts.append(f"<p>{html.escape(NO_TEST_SET)}; the figures show the training "
                          "rows.</p>")
-            parts.append(_figures(run, run_dir, model, _train_as_test(dataset), rotation))
+            parts.append(_figures(run, run_dir, model, _train_as_test(dataset), options))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
     summary = {"model": run_dir.name, "kind": kind}
@@ -232,7 +241,9 @@ def _codes_table(model, dataset) -> str:
     parts = ["<h3>the codes</h3><p>linear-probe test accuracy (chance: "
              f"{1 / np.unique(dataset.train_labels).size:.2f})</p>",
              _table(rows, list(rows[0]), 3)]
-    if getattr(model, "has_density", True):
+    # I(x; z) and the KL to the prior describe a VAE's q(z|x), not a linear model's
+    # exact posterior
+    if getattr(model, "has_density", True) and not model.linear_gaussian:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             diag = latent_diagnostics(model, dataset.test)
@@ -297,24 +308,30 @@ def _test_fraction(run: dict, run_dir: Path) -> float:
 
 
 def write_report(path: str | os.PathLike, *, with_figures: bool = True,
-                 rotation: str = "fitted", encoder_class=None, decoder_class=None) -> Path:
+                 rotation: str = "fitted", normalize: bool = True, cut: float = DEFAULT_CUT,
+                 encoder_class=None, decoder_class=None) -> Path:
     """Write ``report.html`` into ``path`` (a run directory or a directory of runs).
 
     ``encoder_class``, ``decoder_class``: the classes of VAEs' custom networks (see
     ``VAE.load``), needed to draw the figures of such runs.
 
-    ``rotation`` applies to the loadings of runs on data that are not images:
-    ``"fitted"`` shows them as the model holds them, ``"varimax"`` varimax-rotated."""
-    from ._validation import check_choice
-    from .plots import ROTATIONS
+    ``rotation``, ``normalize`` and ``cut`` apply to the factor solution of the
+    linear-Gaussian runs on data that are not images: ``rotation`` is ``"fitted"``
+    (the model's own rotation setting), ``"none"`` or one of
+    :data:`elbokit.linear.rotations.ROTATIONS`; ``normalize`` is Kaiser's row
+    normalization; loadings below ``cut`` in absolute value are left blank in the
+    loadings table (psych's ``print(fa, cut=0.3)``)."""
+    from ._validation import check_choice, check_float
 
-    check_choice(rotation, "rotation", set(ROTATIONS))
+    check_choice(rotation, "rotation", REPORT_ROTATIONS)
+    cut = check_float(cut, "cut", low=0.0, high=1.0)
+    options = {"rotation": rotation, "normalize": bool(normalize), "cut": cut}
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets = [], [], {}
     for run_dir in _run_dirs(path):
-        section, summary = _section(run_dir, with_figures, datasets, rotation,
+        section, summary = _section(run_dir, with_figures, datasets, options,
                                     {"encoder_class": encoder_class,
                                      "decoder_class": decoder_class})
         sections.append(section)

@@ -160,9 +160,16 @@ def _label_of(model, label: str | None, run_dir: Path, conditional: bool):
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a directory "
                                                         "of runs.")],
            rotation: Annotated[str, typer.Option(
-               help="Loadings of runs on tables: fitted (as the model holds them) or "
-                    "varimax.")] = "fitted"):
+               help="Factor solution of linear models on tables: fitted (the model's own "
+                    "rotation), none, varimax, quartimax, promax, oblimin, quartimin or "
+                    "geomin.")] = "fitted",
+           normalize: Annotated[bool, typer.Option(
+               "--normalize/--no-normalize", help="Kaiser normalization of the rotation "
+                                                  "(rows divided by sqrt(h2)).")] = True,
+           cut: Annotated[float, typer.Option(
+               "--cut", help="Loadings below this (absolute value) are left blank in the "
+                             "loadings table, as psych's print(fa, cut=0.3).")] = 0.3):
     """Write a self-contained report.html (metrics, settings, all figures)."""
     from ..report import write_report
 
-    typer.echo(f"wrote {write_report(run_dir, rotation=rotation)}")
+    typer.echo(f"wrote {write_report(run_dir, rotation=rotation, normalize=normalize, cut=cut)}")

@@ -65,7 +65,12 @@ def fit_ppca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("ru
 @fit_app.command("fa")
 def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/fa"),
            max_iter: Annotated[int, typer.Option(help="Maximum EM iterations.")] = 5000,
-           rotation: Annotated[str, typer.Option(help="none or varimax")] = "none",
+           rotation: Annotated[str, typer.Option(
+               help="none, or a rotation of the factors: varimax, quartimax (orthogonal), "
+                    "promax, oblimin, quartimin, geomin (oblique).")] = "none",
+           normalize: Annotated[bool, typer.Option(
+               "--normalize/--no-normalize", help="Kaiser normalization of the rotation "
+                                                  "(rows divided by sqrt(h2)).")] = True,
            standardize: Standardize = False,
            data_dir: DataDir = None, seed: Seed = 0,
            test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
@@ -73,8 +78,26 @@ def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs
            drop_columns: DropColumns = None):
     """Factor analysis by EM (the lecture's E and M steps); NaN cells are missing values."""
     _fit("fa", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"max_iter": max_iter, "rotation": None if rotation == "none" else rotation,
+         {"max_iter": max_iter, **_rotation_options(rotation, normalize),
           "standardize": standardize}, columns, drop_columns)
+
+
+def _rotation_options(rotation: str, normalize: bool) -> dict:
+    """FactorAnalysis' rotation settings from --rotation and --normalize (checked against
+    :data:`elbokit.linear.rotations.ROTATIONS`; ``normalize`` passed where the
+    estimator takes it)."""
+    from .._validation import check_choice
+    from ..exceptions import ParameterError
+    from ..linear import FactorAnalysis
+    from ..linear.rotations import ROTATIONS
+
+    check_choice(rotation, "--rotation", ("none",) + ROTATIONS)
+    options = {"rotation": None if rotation == "none" else rotation}
+    if "normalize" in FactorAnalysis().get_params():
+        options["normalize"] = normalize
+    elif not normalize:
+        raise ParameterError("--no-normalize: this FactorAnalysis always Kaiser-normalizes")
+    return options
 
 
 @fit_app.command("linear-ae")

@@ -1,0 +1,184 @@
+"""The report's pages for linear-Gaussian models on tables: the factor solution as
+``psych``'s ``print(fa, cut=0.3, sort=TRUE)`` shows it (a numeric loadings table,
+sorted by factor, small loadings blanked, h2, u2 and complexity per item; SS loadings
+and variance explained per factor), the factor correlations of an oblique rotation,
+and the fit statistics (chi-square, dof, p, RMSEA with its 90% interval, TLI, BIC).
+
+Everything is read from the model's public attributes, through
+:func:`elbokit.plots.loadings_of` and :func:`elbokit.plots.noise_variances_of` (W and
+Psi in the data's units), put on the correlation scale by
+:func:`elbokit.linear._interpret.standardized_loadings` and rotated by
+:func:`elbokit.linear._interpret.factor_solution`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+
+from .linear.rotations import ROTATIONS
+
+REPORT_ROTATIONS = ("fitted", "none") + ROTATIONS
+DEFAULT_CUT = 0.3  # psych's print(fa, cut=0.3): smaller loadings are left blank
+
+
+def fitted_rotation(model) -> str | None:
+    """The rotation the model was fitted with (its ``rotation`` setting), or None."""
+    rotation = getattr(model, "rotation", None)
+    return rotation if rotation in ROTATIONS else None
+
+
+def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = True):
+    """``(solution, how)``: the model's factor solution on the correlation scale
+    (:class:`~elbokit.linear.FactorSolution`) and a phrase saying how it was rotated.
+
+    ``rotation``: ``"fitted"`` (the model's own ``rotation`` setting, else unrotated),
+    ``"none"``, or one of :data:`elbokit.linear.rotations.ROTATIONS`; with one factor
+    there is nothing to rotate and the solution is unrotated. ``normalize``: Kaiser's
+    row normalization. Factors are reflected (positive column sums) and ordered by
+    variance explained in every case."""
+    from .linear._interpret import factor_solution, standardized_loadings
+    from .plots import loadings_of, noise_variances_of
+
+    W, psi = loadings_of(model), noise_variances_of(model)
+    method = fitted_rotation(model) if rotation == "fitted" else \
+        (None if rotation == "none" else rotation)
+    if method is not None and W.shape[1] < 2:
+        method = None
+    solution = factor_solution(standardized_loadings(W, psi), method, normalize=normalize)
+    if method is None:
+        how = "unrotated"
+    else:
+        how = f"{method}-rotated{' (Kaiser-normalized)' if normalize else ''}"
+    return solution, how
+
+
+def _number(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def sorted_items(loadings: np.ndarray) -> np.ndarray:
+    """psych's ``sort=TRUE``: the items grouped by the factor they load most on (by
+    absolute value), factor 1 first, and within a group by decreasing loading."""
+    main = np.argmax(np.abs(loadings), axis=1)
+    size = np.abs(loadings[np.arange(loadings.shape[0]), main])
+    return np.lexsort((-size, main))
+
+
+def loadings_table(solution, names, *, cut: float = DEFAULT_CUT) -> str:
+    """The pattern loadings as an HTML table: items sorted by factor
+    (:func:`sorted_items`), loadings with ``|l| < cut`` blank, then h2, u2 and
+    Hoffman's complexity per item, and the SS loadings, proportion and cumulative
+    variance per factor below."""
+    L = solution.loadings.shape[1]
+    head = "".join(f"<th>F{k + 1}</th>" for k in range(L))
+    rows = []
+    for j in sorted_items(solution.loadings):
+        cells = "".join(
+            f"<td>{_number(v) if abs(v) >= cut else ''}</td>" for v in solution.loadings[j])
+        rows.append(f"<tr><td>{html.escape(str(names[j]))}</td>{cells}"
+                    f"<td>{_number(solution.communalities[j])}</td>"
+                    f"<td>{_number(solution.uniquenesses[j])}</td>"
+                    f"<td>{_number(solution.complexity[j], 1)}</td></tr>")
+    for label, values in (("SS loadings", solution.ss_loadings),
+                          ("Proportion Var", solution.proportion_variance),
+                          ("Cumulative Var", solution.cumulative_variance)):
+        cells = "".join(f"<td>{_number(v)}</td>" for v in values)
+        rows.append(f"<tr><th>{label}</th>{cells}<td></td><td></td><td></td></tr>")
+    return (f'<table class="loadings"><tr><th>item</th>{head}<th>h2</th><th>u2</th>'
+            f"<th>com</th></tr>{''.join(rows)}</table>")
+
+
+def correlations_table(solution) -> str:
+    """The factor correlation matrix Phi as an HTML table (empty for orthogonal or
+    unrotated solutions, whose Phi is the identity)."""
+    if not solution.oblique:
+        return ""
+    L = solution.factor_correlation.shape[0]
+    head = "".join(f"<th>F{k + 1}</th>" for k in range(L))
+    rows = "".join(f"<tr><th>F{i + 1}</th>"
+                   + "".join(f"<td>{_number(v)}</td>" for v in solution.factor_correlation[i])
+                   + "</tr>" for i in range(L))
+    return f'<table class="factor-correlations"><tr><th></th>{head}</tr>{rows}</table>'
+
+
+def fit_statistics_of(model, X):
+    """``(FitStatistics or None, note)``: the fit of a factor-analysis model (a noise
+    variance per feature) to the rows ``X`` it was fitted on: the model's own
+    ``fit_statistics()`` where it has one, else
+    :func:`elbokit.linear.fit_statistics` of the rows' covariance (divisor n; pairwise
+    over the observed entries when some are missing, as psych's default "pairwise")
+    and the model covariance ``get_covariance()``."""
+    from .exceptions import ElbokitError
+    from .linear import fit_statistics
+
+    if np.ndim(getattr(model, "noise_variance_", 0.0)) != 1:
+        return None, ""  # isotropic noise (PCA, PPCA, ...): not the factor model tested
+    X = np.asarray(X, dtype=np.float64)
+    L = int(np.shape(model.components_)[0])
+    note = ""
+    try:
+        if hasattr(model, "fit_statistics"):
+            return model.fit_statistics(), ""
+        if np.isnan(X).any():
+            import pandas
+
+            S = pandas.DataFrame(X).cov(ddof=0).to_numpy()
+            note = "covariance of the training rows pairwise over their observed entries; "
+        else:
+            Xc = X - X.mean(axis=0)
+            S = Xc.T @ Xc / X.shape[0]
+        stats = fit_statistics(S, np.asarray(model.get_covariance(), dtype=np.float64),
+                               X.shape[0], L)
+    except (ElbokitError, np.linalg.LinAlgError, ValueError) as exc:
+        return None, f"no fit statistics: {str(exc).splitlines()[0] if str(exc) else exc}"
+    return stats, note + stats.note
+
+
+def fit_statistics_table(stats) -> str:
+    """The fit statistics as a one-row HTML table."""
+    lo, hi = stats.rmsea_ci
+    cells = {"n": str(stats.n_samples), "chi-square": _number(stats.chi_square),
+             "dof": f"{stats.dof:g}", "p": _p_value(stats.p_value),
+             "RMSEA": _number(stats.rmsea, 3),
+             "RMSEA 90% CI": f"{_number(lo, 3)} - {_number(hi, 3)}",
+             "TLI": _number(stats.tli, 3), "BIC": _number(stats.bic, 1),
+             "AIC": _number(stats.aic, 1), "log-likelihood": _number(stats.loglike, 1)}
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in cells)
+    body = "".join(f"<td>{html.escape(v)}</td>" for v in cells.values())
+    return f'<table class="fit-statistics"><tr>{head}</tr><tr>{body}</tr></table>'
+
+
+def _p_value(p: float) -> str:
+    if math.isnan(p):
+        return "-"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def factor_section(model, X_train, names, *, rotation: str = "fitted",
+                   normalize: bool = True, cut: float = DEFAULT_CUT) -> str:
+    """The HTML of the factor solution, its correlations and its fit statistics for a
+    linear-Gaussian model fitted on the rows ``X_train``; empty for a model without
+    factors (a VBPCA that switched every component off)."""
+    if np.shape(model.components_)[0] == 0:
+        return ""
+    solution, how = factor_solution_of(model, rotation, normalize=normalize)
+    parts = [f"<h3>factor solution ({html.escape(how)})</h3>",
+             f"<p>standardized pattern loadings (the correlation scale); |loading| &lt; "
+             f"{cut:g} left blank; items sorted by the factor they load most on; h2: "
+             "communality, u2 = 1 - h2: uniqueness, com: Hoffman's complexity</p>",
+             loadings_table(solution, names, cut=cut)]
+    if not solution.converged:
+        parts.append("<p><b>warning:</b> the rotation did not converge</p>")
+    if solution.oblique:
+        parts += ["<h3>factor correlations</h3>", correlations_table(solution)]
+    stats, note = fit_statistics_of(model, X_train)
+    if stats is not None:
+        parts += ["<h3>fit statistics</h3>", fit_statistics_table(stats)]
+    if note:
+        parts.append(f"<p>{html.escape(note)}</p>")
+    return "".join(parts)
