@@ -384,3 +384,21 @@ def test_sorted_items_groups_by_the_main_factor():
 
     loadings = np.array([[0.1, 0.6], [0.9, 0.0], [-0.2, -0.8], [0.5, 0.1], [0.3, 0.31]])
     assert sorted_items(loadings).tolist() == [1, 3, 2, 0, 4]
+
+
+def test_resume_refuses_other_columns(questionnaire, tmp_path, capsys):
+    pytest.importorskip("torch")
+    path, frame = questionnaire
+    complete = tmp_path / "complete.csv"
+    frame.dropna().to_csv(complete, index=False)
+    out = tmp_path / "vae"
+    base = ["fit", "vae", "--data", str(complete), "--latent", "1", "--likelihood",
+            "gaussian", "--hidden", "8", "--out", str(out)]
+    assert main(base + ["--columns", "A1,A2,A3", "--epochs", "1"]) == 0
+    assert json.loads((out / "run.json").read_text())["columns"] == ["A1", "A2", "A3"]
+    capsys.readouterr()
+    err = _one_line_error(base + ["--columns", "A1,A2,B1", "--epochs", "2", "--resume"],
+                          capsys)
+    assert "--resume needs the columns" in err and "A1, A2, A3" in err
+    assert main(base + ["--columns", "A1,A2,A3", "--epochs", "2", "--resume"]) == 0
+    capsys.readouterr()

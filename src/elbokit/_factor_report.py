@@ -37,7 +37,8 @@ def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = Tru
     ``rotation``: ``"fitted"`` (the model's own ``rotation`` setting, else unrotated),
     ``"none"``, or one of :data:`elbokit.linear.rotations.ROTATIONS`; with one factor
     there is nothing to rotate and the solution is unrotated. ``normalize``: Kaiser's
-    row normalization. Factors are reflected (positive column sums) and ordered by
+    row normalization (for ``"fitted"``, the model's ``normalize`` setting where it has
+    one). Factors are reflected (positive column sums) and ordered by
     variance explained in every case."""
     from .linear._interpret import factor_solution, standardized_loadings
     from .plots import loadings_of, noise_variances_of
@@ -45,6 +46,8 @@ def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = Tru
     W, psi = loadings_of(model), noise_variances_of(model)
     method = fitted_rotation(model) if rotation == "fitted" else \
         (None if rotation == "none" else rotation)
+    if rotation == "fitted":  # the model's own Kaiser setting, where it has one
+        normalize = bool(getattr(model, "normalize", normalize))
     if method is not None and W.shape[1] < 2:
         method = None
     solution = factor_solution(standardized_loadings(W, psi), method, normalize=normalize)

@@ -489,18 +489,3 @@ def recorded_columns(run: dict, run_dir: str | os.PathLike) -> list[str] | None:
         raise ModelFileError(f"{Path(run_dir) / RUN_FILE}: field 'columns' must be a "
                              f"non-empty list of column names; got {str(columns)[:40]}")
     return columns
-
-
-def check_resumed_columns(out: Path, columns: list[str] | None) -> None:
-    """Refuse ``--resume`` with other columns than the run in ``out`` recorded (its
-    run.json, when a fit has completed there): the model continues on the same ones."""
-    if not (Path(out) / RUN_FILE).is_file():
-        return
-    try:
-        recorded = recorded_columns(read_run(out), out)
-    except ModelFileError:
-        return  # the loader names what is wrong with it
-    if recorded != columns:
-        raise ParameterError(f"--resume needs the columns the run in {out} was fitted on "
-                             f"({', '.join(recorded) if recorded else 'every column'}); got "
-                             f"{', '.join(columns) if columns else 'every column'}")

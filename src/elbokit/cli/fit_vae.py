@@ -118,7 +118,7 @@ def _run_options(
 def fit_vae(**options):
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
     from .. import data as data_module
-    from ..runs import check_resumable, check_resumed_columns, fit_and_record, prepare_out_dir
+    from ..runs import check_resumable, fit_and_record, prepare_out_dir
 
     out, data, seed = options["out"], options["data"], options["seed"]
     if options["resume"]:
@@ -148,6 +148,24 @@ def fit_vae(**options):
     _log_artifacts(callbacks, out)
     print_metrics(f"vae (L={model.latent_dim}, {model.likelihood}) on {data}", metrics)
     typer.echo(f"saved to {out}")
+
+
+def check_resumed_columns(out: Path, columns: list[str] | None) -> None:
+    """Refuse ``--resume`` with other columns than the run in ``out`` recorded (its
+    run.json, when a fit has completed there): the model continues on the same ones."""
+    from ..exceptions import ModelFileError, ParameterError
+    from ..runs import RUN_FILE, read_run, recorded_columns
+
+    if not (Path(out) / RUN_FILE).is_file():
+        return
+    try:
+        recorded = recorded_columns(read_run(out), out)
+    except ModelFileError:
+        return  # the loader names what is wrong with it
+    if recorded != columns:
+        raise ParameterError(f"--resume needs the columns the run in {out} was fitted on "
+                             f"({', '.join(recorded) if recorded else 'every column'}); got "
+                             f"{', '.join(columns) if columns else 'every column'}")
 
 
 def _callbacks(options: dict, image_shape) -> list:
