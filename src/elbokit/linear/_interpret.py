@@ -138,14 +138,29 @@ def factor_solution(A_std, rotation: str | None = None, *, normalize: bool = Tru
         Lam, Phi, T = result.loadings, result.factor_correlation, result.rotation_matrix
         oblique, converged = result.oblique, result.converged
     Lam, Phi, T = rotations.align_factors(Lam, Phi, T)
+    return describe_solution(Lam, Phi, T, rotation=rotation, oblique=oblique,
+                             converged=converged)
+
+
+def describe_solution(loadings, factor_correlation, rotation_matrix, *,
+                      rotation: str | None = None, oblique: bool | None = None,
+                      converged: bool = True) -> FactorSolution:
+    """The :class:`FactorSolution` of an already rotated and aligned pattern
+    ``loadings`` (d, L) with factor correlations Phi (L, L): h2, u2, complexity and the
+    variance explained (for a fitted model that stores its rotation)."""
+    Lam = _check_loadings(loadings)
+    Phi = np.asarray(factor_correlation, dtype=np.float64)
+    if oblique is None:
+        oblique = not np.allclose(Phi, np.eye(Phi.shape[0]))
     h2 = np.einsum("ik,kl,il->i", Lam, Phi, Lam)  # diag(Lambda Phi Lambda')
     ss = np.diag(Phi @ Lam.T @ Lam)
-    proportion = ss / A.shape[0]
+    proportion = ss / Lam.shape[0]
     return FactorSolution(
         loadings=Lam, factor_correlation=Phi, structure=Lam @ Phi, communalities=h2,
         uniquenesses=1.0 - h2, complexity=hoffman_complexity(Lam), ss_loadings=ss,
         proportion_variance=proportion, cumulative_variance=np.cumsum(proportion),
-        rotation_matrix=T, rotation=rotation, oblique=oblique, converged=converged)
+        rotation_matrix=np.asarray(rotation_matrix, dtype=np.float64), rotation=rotation,
+        oblique=bool(oblique), converged=converged)
 
 
 def factor_scores(X_std, loadings, factor_correlation, uniquenesses,
