@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg, optimize
+from scipy.linalg import lapack
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -69,8 +70,14 @@ class ProfileLikelihood:
         root = np.exp(-0.5 * x)
         A = self.R * np.outer(root, root)
         self.n_eval += 1
-        return linalg.eigh(A, subset_by_index=[self.d - self.L, self.d - 1],
-                           check_finite=False, driver="evr")
+        if self.L == 0:
+            return np.zeros(0), np.zeros((self.d, 0))
+        # LAPACK's dsyevr directly: scipy's eigh wrapper costs as much as a 30 x 30 solve
+        eigenvalues, U, found, _, info = lapack.dsyevr(A, range="I", il=self.d - self.L + 1,
+                                                       iu=self.d, compute_v=1)
+        if info != 0 or found != self.L:
+            raise linalg.LinAlgError(f"dsyevr failed (info {info})")
+        return eigenvalues[:found], U[:, :found]
 
     def value_and_gradient(self, x: np.ndarray):
         """(F(x), dF/dx); the mean log-likelihood is -(d log 2pi + F) / 2."""
@@ -247,12 +254,12 @@ def fit_correlation(R: np.ndarray, L: int, lower: np.ndarray, *, profile_start,
                       loglike_per_start=[problem.loglike(v) for v in per_start],
                       method=method)
     for _ in range(L):  # each pass may find more features at the floor
-        heywood = np.flatnonzero(np.log(result.psi) <= lo + np.log(100.0))  # < 100 x floor
+        heywood = np.flatnonzero(np.log(result.psi) <= lo + np.log(1e4))  # < 1e4 x floor
         if not 0 < heywood.size <= L or result.n_iter >= max_iter:
             break
         limit = heywood_limit(R, L, lower, heywood, np.log(result.psi), tol,
                               max_iter - result.n_iter)
-        if limit is None or limit.loglike <= result.loglike - 1e-6:
+        if limit is None or limit.loglike <= result.loglike - 1e-6:  # rounding of F
             break
         limit.trace = result.trace + [v for v in limit.trace if v > result.trace[-1]]
         limit.n_iter += result.n_iter

@@ -340,7 +340,7 @@ class FactorAnalysis(LinearGaussianMixin):
         lower = np.maximum(lower, HEYWOOD_FLOOR)
         try:
             with threadpool_limits(limits=1, user_api="blas"):  # small eigh: threads only wait
-                _, profile = fa_initial_loadings(R, L, lower)
+                _, profile = fa_initial_loadings(R, L, lower, tol=1e-4, max_iter=50)
                 return fit_correlation(R, L, lower, profile_start=profile,
                                        n_init=self._n_starts(R.shape[0]), rng=self._rng(),
                                        tol=self._tol(GRADIENT_TOL), max_iter=self.max_iter)
