@@ -25,7 +25,8 @@ from ..exceptions import ConvergenceWarning, ParameterError, TrainingError
 from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
                         describe_features, nan_moments, sample_covariance, variance_scale,
                         warn_constant_features)
-from ._fa_ml import AUTO_STARTS, AUTO_STARTS_FEATURES, fit_correlation
+from ._fa_ml import (AUTO_STARTS, AUTO_STARTS_FEATURES, MLResult, ProfileLikelihood,
+                      fit_correlation, loglike_gradient_norm)
 
 
 def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor):
@@ -79,6 +80,8 @@ def varimax(W: np.ndarray, *, gamma: float = 1.0, max_iter: int = 100, tol: floa
 GRADIENT_TOL = 1e-9
 #: ... and on the change of the mean log-likelihood per EM cycle (missing data)
 LOGLIKE_TOL = 1e-7
+#: above this many (non-constant) features the fit is EM from the profile start
+EM_FEATURES = 256
 #: Heywood guard: no feature's noise variance goes below this times its own variance
 HEYWOOD_FLOOR = 1e-9
 #: a non-constant feature whose noise variance ends below this times its variance (a
@@ -160,8 +163,9 @@ class FactorAnalysis(LinearGaussianMixin):
     tol : float or None
         Complete data: stop when the largest |d loglike / d log psi_j| (the gradient of
         the mean log-likelihood per sample in the log-uniquenesses, at the bounds
-        projected) is below ``tol``; None: 1e-9. With NaN in X: stop when the mean
-        log-likelihood rises by less than ``tol`` nats per EM cycle; None: 1e-7.
+        projected) is below ``tol``; None: 1e-9. With NaN in X, or above 256 features
+        (EM, see ``convergence_["method"]``): stop when the mean log-likelihood rises by
+        less than ``tol`` nats per EM iteration; None: 1e-7.
     max_iter : int
         Maximum number of iterations per start (L-BFGS-B and Newton; EM cycles with
         NaN); ``ConvergenceWarning`` if reached without meeting ``tol``.
@@ -338,6 +342,8 @@ class FactorAnalysis(LinearGaussianMixin):
     def _fit_correlation(self, R, L, lower):
         """The best of the starts on the correlation matrix R (see :func:`fit_correlation`)."""
         lower = np.maximum(lower, HEYWOOD_FLOOR)
+        if R.shape[0] > EM_FEATURES:
+            return self._fit_correlation_em(R, L, lower)
         try:
             with threadpool_limits(limits=1, user_api="blas"):  # small eigh: threads only wait
                 _, profile = fa_initial_loadings(R, L, lower, tol=1e-4, max_iter=50)
@@ -347,6 +353,29 @@ class FactorAnalysis(LinearGaussianMixin):
         except (np.linalg.LinAlgError, ValueError) as exc:
             raise TrainingError(f"FactorAnalysis: the fit became numerically singular ({exc}); "
                                 f"{_SINGULAR}") from None
+
+    def _fit_correlation_em(self, R, L, lower):
+        """Above EM_FEATURES features: the profile start and EM on R until the mean
+        log-likelihood changes by less than ``tol`` (1e-7), as before issue 28 (at
+        d = 784 one exact eigendecomposition costs what a whole EM fit does); the
+        gradient of the profile likelihood at the end is reported, not required."""
+        with threadpool_limits(limits=1, user_api="blas"):
+            W, psi = fa_initial_loadings(R, L, lower)
+        state = {"W": W, "psi": psi}
+
+        def step():
+            state["W"], state["psi"], loglike = fa_em_step(R, state["W"], state["psi"], lower)
+            return loglike
+
+        self._run_em(step, state, "FA EM")
+        W, psi = state["W"], state["psi"]
+        loglike = LowRankGaussian(W, psi).mean_logpdf_from_cov(R)
+        x, lo = np.log(psi), np.log(lower)
+        gradient = ProfileLikelihood(R, L).gradient(x)
+        return MLResult(psi=psi, W=W, loglike=loglike, gradient_norm=loglike_gradient_norm(
+            x, gradient, lo, np.maximum(lo, 0.0)), converged=True, n_iter=self.n_iter_,
+            trace=self.loglike_ + [loglike], loglike_per_start=[loglike],
+            method=f"EM (loglike change < {self._tol(LOGLIKE_TOL):g})")
 
     def _tol(self, default: float) -> float:
         return default if self.tol is None else self.tol
