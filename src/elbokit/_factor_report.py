@@ -131,7 +131,8 @@ def fit_statistics_of(model, X):
             import pandas
 
             S = pandas.DataFrame(X).cov(ddof=0).to_numpy()
-            note = "covariance of the training rows pairwise over their observed entries; "
+            note = ("the fit statistics use the covariance of the training rows pairwise "
+                    "over their observed entries (some are missing)")
         else:
             Xc = X - X.mean(axis=0)
             S = Xc.T @ Xc / X.shape[0]
@@ -139,7 +140,7 @@ def fit_statistics_of(model, X):
                                X.shape[0], L)
     except (ElbokitError, np.linalg.LinAlgError, ValueError) as exc:
         return None, f"no fit statistics: {str(exc).splitlines()[0] if str(exc) else exc}"
-    return stats, note + stats.note
+    return stats, "; ".join(part for part in (note, stats.note) if part)
 
 
 def fit_statistics_table(stats) -> str:
