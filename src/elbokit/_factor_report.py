@@ -43,6 +43,9 @@ def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = Tru
     from .linear._interpret import factor_solution, standardized_loadings
     from .plots import loadings_of, noise_variances_of
 
+    if rotation == "fitted" and callable(getattr(model, "factor_solution", None)):
+        solution = model.factor_solution()  # the model's own (FactorAnalysis' mixin)
+        return solution, _how(solution.rotation, bool(getattr(model, "normalize", True)))
     W, psi = loadings_of(model), noise_variances_of(model)
     method = fitted_rotation(model) if rotation == "fitted" else \
         (None if rotation == "none" else rotation)
@@ -51,11 +54,15 @@ def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = Tru
     if method is not None and W.shape[1] < 2:
         method = None
     solution = factor_solution(standardized_loadings(W, psi), method, normalize=normalize)
+    if method is None and fitted_rotation(model) is not None:
+        return solution, f"not rotated further: the {fitted_rotation(model)} basis of the fit"
+    return solution, _how(method, normalize)
+
+
+def _how(method: str | None, normalize: bool) -> str:
     if method is None:
-        how = "unrotated"
-    else:
-        how = f"{method}-rotated{' (Kaiser-normalized)' if normalize else ''}"
-    return solution, how
+        return "unrotated"
+    return f"{method}-rotated{' (Kaiser-normalized)' if normalize else ''}"
 
 
 def _number(value, digits: int = 2) -> str:
@@ -112,7 +119,7 @@ def correlations_table(solution) -> str:
 def fit_statistics_of(model, X):
     """``(FitStatistics or None, note)``: the fit of a factor-analysis model (a noise
     variance per feature) to the rows ``X`` it was fitted on: the model's own
-    ``fit_statistics()`` where it has one, else
+    ``fit_statistics(X)`` where it has one and ``X`` is complete, else
     :func:`elbokit.linear.fit_statistics` of the rows' covariance (divisor n; pairwise
     over the observed entries when some are missing, as psych's default "pairwise")
     and the model covariance ``get_covariance()``."""
@@ -125,8 +132,9 @@ def fit_statistics_of(model, X):
     L = int(np.shape(model.components_)[0])
     note = ""
     try:
-        if hasattr(model, "fit_statistics"):
-            return model.fit_statistics(), ""
+        if callable(getattr(model, "fit_statistics", None)) and not np.isnan(X).any():
+            stats = model.fit_statistics(X)  # the model's own (FactorAnalysis' mixin)
+            return stats, stats.note
         if np.isnan(X).any():
             import pandas
 
