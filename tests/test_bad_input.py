@@ -93,7 +93,8 @@ def test_bernoulli_needs_values_in_unit_interval(X):
 @pytest.mark.parametrize("make, message", [
     (lambda: PCA(-1), "n_components must be >= 1"),
     (lambda: FactorAnalysis(0), "n_components must be >= 1"),
-    (lambda: FactorAnalysis(3, rotation="quartimax"), "rotation must be one of"),
+    (lambda: FactorAnalysis(3, rotation="equamax"), "rotation must be one of"),
+    (lambda: FactorAnalysis(3, normalize="yes"), "normalize must be True or False"),
     (lambda: PPCA(3, solver="svd"), "solver must be one of"),
     (lambda: FactorAnalysis(3, max_iter=0), "max_iter must be >= 1"),
     (lambda: VAE(latent_dim=-1, progress=False), "latent_dim must be >= 1"),

@@ -50,7 +50,8 @@ def test_warnings_name_the_columns_of_a_dataframe():
     from sklearn.datasets import load_iris
 
     iris = load_iris(as_frame=True).data
-    with pytest.warns(UserWarning, match=r"Heywood cases \(indices 2 \('petal length \(cm\)'\)"):
+    with pytest.warns(UserWarning, match=r"Heywood cases \(indices 1, 2 \('sepal width \(cm\)', "
+                                         r"'petal length \(cm\)'\)"):
         FactorAnalysis(2).fit(iris)
     iris["constant"] = 1.0
     with pytest.warns(UserWarning, match=r"constant \(indices 4 \('constant'\)\)"):

@@ -102,6 +102,10 @@ class ProfileLikelihood:
         return np.exp(0.5 * x)[:, None] * U * np.sqrt(np.maximum(eigenvalues - 1.0, 0.0))
 
 
+#: a uniqueness below exp(HEYWOOD_SPAN) = 1e4 times its floor is a Heywood case
+HEYWOOD_SPAN = float(np.log(1e4))
+
+
 def projected_gradient(x, gradient, lower, upper) -> np.ndarray:
     """The gradient of F with the entries that point out of the box [lower, upper]
     at an active bound set to 0 (a descent step would leave the box there)."""
@@ -216,12 +220,19 @@ def line_search(problem, x, value, gradient, step, lower, upper):
     return None
 
 
-def optimize_from(problem, starts, lo, hi, tol, max_iter):
+def optimize_from(problem, starts, lo, hi, tol, max_iter, spiky=None):
     """The best L-BFGS-B run over ``starts`` (x values), polished by Newton (small d).
-    Returns (x, F, n_iter, trace of F, F per start, method)."""
+    A run that leaves a ``spiky`` feature (mask (d,), see
+    :func:`elbokit.linear._gaussian.spiky_features`) at a Heywood case ranks below every
+    run that does not. Returns (x, F, n_iter, trace of F, F per start, method)."""
     bounds = list(zip(lo, hi))
     runs = [lbfgs(problem, np.clip(x0, lo, hi), bounds, tol, max_iter) for x0 in starts]
-    x, value, n_iter, trace = min(runs, key=lambda run: run[1])
+
+    def rank(run):
+        improper = spiky is not None and bool(np.any(spiky & (run[0] <= lo + HEYWOOD_SPAN)))
+        return (improper, run[1])
+
+    x, value, n_iter, trace = min(runs, key=rank)
     method = "L-BFGS-B"
     if problem.d <= NEWTON_FEATURES and n_iter < max_iter:
         x, value, more, polish = newton_polish(problem, x, value, lo, hi, tol, max_iter - n_iter)
@@ -231,7 +242,7 @@ def optimize_from(problem, starts, lo, hi, tol, max_iter):
 
 
 def fit_correlation(R: np.ndarray, L: int, lower: np.ndarray, *, profile_start,
-                    n_init: int, rng, tol: float, max_iter: int) -> MLResult:
+                    n_init: int, rng, tol: float, max_iter: int, spiky=None) -> MLResult:
     """ML factor analysis of the correlation (or any covariance with unit-free bounds)
     matrix R: the best of ``n_init`` L-BFGS-B runs, then Newton polish (d small), then
     the exact Heywood limit (:func:`heywood_limit`) for the uniquenesses at the floor.
@@ -246,7 +257,7 @@ def fit_correlation(R: np.ndarray, L: int, lower: np.ndarray, *, profile_start,
     starts = [np.log(np.maximum(s, 1e-300))
               for s in starting_points(R, L, n_init, rng, profile_start)]
     x, value, n_iter, trace, per_start, method = optimize_from(problem, starts, lo, hi, tol,
-                                                               max_iter)
+                                                               max_iter, spiky)
     gradient_norm = loglike_gradient_norm(x, problem.gradient(x), lo, hi)
     result = MLResult(psi=np.exp(x), W=problem.loadings(x), loglike=problem.loglike(value),
                       gradient_norm=gradient_norm, converged=gradient_norm < tol,
@@ -254,7 +265,7 @@ def fit_correlation(R: np.ndarray, L: int, lower: np.ndarray, *, profile_start,
                       loglike_per_start=[problem.loglike(v) for v in per_start],
                       method=method)
     for _ in range(L):  # each pass may find more features at the floor
-        heywood = np.flatnonzero(np.log(result.psi) <= lo + np.log(1e4))  # < 1e4 x floor
+        heywood = np.flatnonzero(np.log(result.psi) <= lo + HEYWOOD_SPAN)  # < 1e4 x floor
         if not 0 < heywood.size <= L or result.n_iter >= max_iter:
             break
         limit = heywood_limit(R, L, lower, heywood, np.log(result.psi), tol,

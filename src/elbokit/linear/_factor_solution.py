@@ -59,7 +59,9 @@ class FactorSolutionMixin:
         loadings, factor correlations, structure, h2, u2, complexity, SS loadings."""
         check_is_fitted(self)
         W_z = standardized_loadings(self.components_.T, self.noise_variance_)  # Lambda C
-        pattern = linalg.solve_triangular(self._factor_cholesky(), W_z.T, lower=True).T
+        # Lambda = (Lambda C) C^-1, i.e. Lambda' = C^-T (Lambda C)'
+        pattern = linalg.solve_triangular(self._factor_cholesky(), W_z.T, lower=True,
+                                          trans="T").T
         return describe_solution(pattern, self.factor_correlation_, self.rotation_matrix_,
                                  rotation=self.rotation)
 
@@ -95,19 +97,13 @@ class FactorSolutionMixin:
                 "cumulative": solution.cumulative_variance}
 
     # ---- scores
-    def transform(self, X):
-        """Regression (Thurstone) factor scores of the rotated factors: the posterior
-        mean E[f | x] of f ~ N(0, Phi) (for orthogonal factors E[z | x]); a row with
-        NaN entries is scored from its observed entries."""
-        return super().transform(X) @ self._factor_cholesky().T  # f = C z
+    # transform (regression factor scores) and inverse_transform speak of the rotated
+    # factors f = C z, f ~ N(0, Phi): for orthogonal factors f = z
+    def _scores_from_latent(self, Z: np.ndarray) -> np.ndarray:
+        return Z @ self._factor_cholesky().T  # rows f = C z
 
-    def inverse_transform(self, Z):
-        """Decoder mean Lambda f + mu, in the units of X, of factor scores ``Z`` (n, L)."""
-        check_is_fitted(self)
-        Z = np.asarray(Z, dtype=float)
-        if Z.ndim == 2 and Z.shape[1] == self.n_components_:
-            Z = linalg.solve_triangular(self._factor_cholesky(), Z.T, lower=True).T  # z
-        return super().inverse_transform(Z)
+    def _latent_from_scores(self, F: np.ndarray) -> np.ndarray:
+        return linalg.solve_triangular(self._factor_cholesky(), F.T, lower=True).T  # z
 
     def factor_scores(self, X, method: str = "regression") -> np.ndarray:
         """Factor scores (n, L) of the rotated factors: ``"regression"`` (Thurstone

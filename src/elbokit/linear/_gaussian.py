@@ -72,6 +72,20 @@ def constant_features(mean: np.ndarray, variances: np.ndarray) -> np.ndarray:
     return np.flatnonzero(variances <= CONSTANT_RTOL * np.asarray(mean) ** 2)
 
 
+#: a feature is "spiky" when at least this share of the rows hold one value (its
+#: median): a pixel that is 0 in all but a handful of images. FactorAnalysis does not
+#: let such a feature become a Heywood case through a start that would explain its few
+#: other values exactly (see FactorAnalysis, n_init)
+SPIKE_SHARE = 0.99
+
+
+def spiky_features(X: np.ndarray) -> np.ndarray:
+    """Boolean mask (d,) of the features whose median value fills at least
+    ``SPIKE_SHARE`` of the rows of X (constant features included)."""
+    X = np.asarray(X)
+    return np.mean(X == np.median(X, axis=0), axis=0) >= SPIKE_SHARE
+
+
 def variance_scale(mean: np.ndarray, variances: np.ndarray) -> float:
     """The scale relative guards refer to: the mean feature variance (for all-constant
     data the mean squared feature mean, and 1 for data that are all zero)."""
@@ -290,13 +304,14 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def transform(self, X):
         """Posterior mean E[z|x] = (I + W' Psi^-1 W)^-1 W' Psi^-1 (x - mu), shape (n, L);
         for a row with NaN entries (estimators that accept them), E[z | x_o] given its
-        observed entries."""
+        observed entries. FactorAnalysis with an oblique rotation returns the posterior
+        mean of its correlated factors (the regression factor scores)."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         missing = np.isnan(X)
         if missing.any():
-            return self._observed(X, missing).mean
-        return self._gaussian().posterior_mean(X - self.mean_)
+            return self._scores_from_latent(self._observed(X, missing).mean)
+        return self._scores_from_latent(self._gaussian().posterior_mean(X - self.mean_))
 
     def inverse_transform(self, Z):
         """Decoder mean W z + mu for latent codes Z of shape (n, L)."""
@@ -305,7 +320,15 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         W = self._loadings()
         if Z.ndim != 2 or Z.shape[1] != W.shape[1]:
             raise DataError(f"Z must have shape (n, {W.shape[1]}); got {Z.shape}")
-        return Z @ W.T + self.mean_
+        return self._latent_from_scores(Z) @ W.T + self.mean_
+
+    # the codes transform returns, from z ~ N(0, I) and back: the identity here; the
+    # correlated factors of an oblique rotation in FactorAnalysis
+    def _scores_from_latent(self, Z: np.ndarray) -> np.ndarray:
+        return Z
+
+    def _latent_from_scores(self, F: np.ndarray) -> np.ndarray:
+        return F
 
     @streams_rows
     def score_samples(self, X):

@@ -20,11 +20,12 @@ from scipy import linalg
 from .._iteration import absolute_change_below, finite_steps, iterate, squarem
 from .._math import (LOG_2PI, LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
                      cholesky, observed_logpdf)
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_float, check_int
 from ..exceptions import ConvergenceWarning, ParameterError, TrainingError
-from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
+from ._gaussian import (LinearGaussianMixin, spiky_features, check_observed_columns, constant_features,
                         describe_features, nan_moments, sample_covariance, variance_scale,
                         warn_constant_features)
+from ._factor_solution import FactorSolutionMixin
 from ._fa_ml import (AUTO_STARTS, AUTO_STARTS_FEATURES, MLResult, ProfileLikelihood,
                       fit_correlation, loglike_gradient_norm)
 
@@ -56,24 +57,6 @@ def fa_em_step(S: np.ndarray, W: np.ndarray, psi: np.ndarray, floor):
     return W_new, psi_new, loglike
 
 
-def varimax(W: np.ndarray, *, gamma: float = 1.0, max_iter: int = 100, tol: float = 1e-8):
-    """Varimax rotation of the columns of the loading matrix W (d, L) (Kaiser 1958).
-
-    Returns the rotated loadings W R with R orthogonal; W W' (and so the
-    likelihood) is unchanged."""
-    d, L = W.shape
-    R = np.eye(L)
-    objective = 0.0
-    for _ in range(max_iter):
-        Lam = W @ R
-        u, s, vt = linalg.svd(
-            W.T @ (Lam**3 - (gamma / d) * Lam @ np.diag(np.sum(Lam**2, axis=0))))
-        R = u @ vt
-        new_objective = float(np.sum(s))
-        if new_objective < objective * (1 + tol):
-            break
-        objective = new_objective
-    return W @ R
 
 
 #: the default ``tol``: on the largest |d loglike / d log psi_j| (complete data) ...
@@ -147,7 +130,7 @@ def fa_initial_loadings(S: np.ndarray, L: int, floor: np.ndarray, *, tol: float 
     return W, psi
 
 
-class FactorAnalysis(LinearGaussianMixin):
+class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
     """Factor analysis by EM on sufficient statistics (complete data) or on the observed
     entries of each sample (NaN entries: missing at random).
 
@@ -186,8 +169,15 @@ class FactorAnalysis(LinearGaussianMixin):
         None: none). Only for like-for-like comparisons with a model that floors its
         variances so, such as a Gaussian VAE's ``min_variance``; it makes the fit
         depend on the units.
-    rotation : None or "varimax"
-        Rotate the loadings after fitting (the likelihood is unchanged).
+    rotation : None or one of :data:`elbokit.linear.rotations.ROTATIONS`
+        Rotate the factors after fitting, on the correlation scale: orthogonal
+        "varimax" (R's stats::varimax) or "quartimax", oblique "promax" (R's
+        stats::promax, m = 4), "oblimin"/"quartimin" or "geomin" (GPArotation). The
+        likelihood is unchanged; oblique factors are correlated (``factor_correlation_``).
+        Needs at least 2 factors.
+    normalize : bool
+        Kaiser's row normalization for the rotation (default True, as R's varimax and
+        SPSS; psych::fa calls GPArotation without it).
     standardize : bool
         Fit to the standardized data (see :class:`LinearGaussianMixin`); for FA this
         changes only which units ``components_`` and ``noise_variance_`` are in.
@@ -196,7 +186,17 @@ class FactorAnalysis(LinearGaussianMixin):
 
     Attributes
     ----------
-    components_ : (L, d) loadings W' (scikit-learn's convention).
+    components_ : (L, d) loadings W' in the model's units (scikit-learn's convention),
+        in the basis where z ~ N(0, I): the rotated loadings for orthogonal rotations,
+        diag(s) Lambda C (C C' = Phi) for oblique ones. Read ``loadings_`` instead.
+    loadings_ : (d, L) standardized pattern loadings of the rotated factors (the
+        correlation scale; reflected to positive sums, ordered by variance), as R's
+        factanal and psych::fa print them.
+    factor_correlation_ : (L, L) Phi, the identity unless the rotation is oblique.
+    rotation_matrix_ : (L, L) T: Lambda = A T (orthogonal) or A inv(T)' (oblique).
+    structure_, communalities_, uniquenesses_, variance_explained_ : the structure
+        matrix Lambda Phi, h2, u2 = 1 - h2 and the SS loadings (see
+        :meth:`factor_solution`).
     noise_variance_ : (d,) diagonal of Psi.
     mean_ : (d,) mean of the data.
     loglike_ : list of the mean log-likelihood per sample at each iteration of the best
@@ -216,8 +216,8 @@ class FactorAnalysis(LinearGaussianMixin):
     kind = "fa"  # the registry name (elbokit.kinds)
 
     def __init__(self, n_components=None, *, tol=None, max_iter=5000, noise_floor=1e-3,
-                 min_noise_variance=None, rotation=None, standardize=False, verbose=False,
-                 n_init="auto", random_state=None):
+                 min_noise_variance=None, rotation=None, normalize=True, standardize=False,
+                 verbose=False, n_init="auto", random_state=None):
         self.n_components = n_components
         self.n_init = n_init
         self.random_state = random_state
@@ -226,6 +226,7 @@ class FactorAnalysis(LinearGaussianMixin):
         self.noise_floor = noise_floor
         self.min_noise_variance = min_noise_variance
         self.rotation = rotation
+        self.normalize = normalize
         self.standardize = standardize
         self.verbose = verbose
 
@@ -244,13 +245,15 @@ class FactorAnalysis(LinearGaussianMixin):
             n, d = source.n_samples, source.n_features
         self._check_params()
         L = self._check_n_components(n, d, max_components=d)
+        self._check_rotation(L)
         missing = None if source is not None else np.isnan(X)
         if missing is not None and missing.any():
             return self._fit_missing(np.asarray(X, dtype=np.float64), missing, L)
         mean, S = sample_covariance(X) if source is None else \
             self._moments(source, data_precision=True)[:2]
         mean, S, center, scale = self._standardize_moments(mean, S)
-        self._fit_covariance(mean, S, n, L, scale)
+        spiky = spiky_features(X) if source is None and d <= EM_FEATURES else None
+        self._fit_covariance(mean, S, n, L, scale, spiky=spiky)
         self.loglike_ = [v - self._log_jacobian(scale) for v in self.loglike_]
         self._finish_standardize(center, scale)
         return self
@@ -269,8 +272,8 @@ class FactorAnalysis(LinearGaussianMixin):
         check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)
         if self.min_noise_variance is not None:
             check_float(self.min_noise_variance, "min_noise_variance", low=0.0)
-        if self.rotation is not None:
-            check_choice(self.rotation, "rotation", {"varimax"})
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ParameterError(f"normalize must be True or False; got {self.normalize!r}")
 
     def _floors(self, mean, variances, scale):
         """Per-feature noise floors: ``noise_floor`` x the mean variance for constant
@@ -299,7 +302,7 @@ class FactorAnalysis(LinearGaussianMixin):
                                     desc=desc, verbose=self.verbose)
         self.n_iter_ = len(self.loglike_)
 
-    def _fit_covariance(self, mean, S, n_samples, L, scale=None):
+    def _fit_covariance(self, mean, S, n_samples, L, scale=None, spiky=None):
         """ML from the mean and ML covariance of the data (also used out of core): the
         correlation-scale profile likelihood of :mod:`._fa_ml` on the non-constant
         features (their rows of W are 0, their noise variance the constant floor)."""
@@ -314,7 +317,8 @@ class FactorAnalysis(LinearGaussianMixin):
             if not np.all(np.isfinite(R)):
                 raise TrainingError("FactorAnalysis: the covariance of X is not finite in "
                                     f"float64; {_SINGULAR}")
-            result = self._fit_correlation(R, min(L, keep.size), floor[keep] / variances[keep])
+            result = self._fit_correlation(R, min(L, keep.size), floor[keep] / variances[keep],
+                                           None if spiky is None else spiky[keep])
             W[keep, :result.W.shape[1]] = result.W * sd[:, None]
             psi[keep] = result.psi * sd**2
         final = LowRankGaussian(W, psi).mean_logpdf_from_cov(S)
@@ -339,7 +343,7 @@ class FactorAnalysis(LinearGaussianMixin):
             return AUTO_STARTS if d <= AUTO_STARTS_FEATURES else 1
         return self.n_init
 
-    def _fit_correlation(self, R, L, lower):
+    def _fit_correlation(self, R, L, lower, spiky=None):
         """The best of the starts on the correlation matrix R (see :func:`fit_correlation`)."""
         lower = np.maximum(lower, HEYWOOD_FLOOR)
         if R.shape[0] > EM_FEATURES:
@@ -349,6 +353,7 @@ class FactorAnalysis(LinearGaussianMixin):
                 _, profile = fa_initial_loadings(R, L, lower, tol=1e-4, max_iter=50)
                 return fit_correlation(R, L, lower, profile_start=profile,
                                        n_init=self._n_starts(R.shape[0]), rng=self._rng(),
+                                       spiky=spiky,
                                        tol=self._tol(GRADIENT_TOL), max_iter=self.max_iter)
         except (np.linalg.LinAlgError, ValueError) as exc:
             raise TrainingError(f"FactorAnalysis: the fit became numerically singular ({exc}); "
@@ -460,9 +465,7 @@ class FactorAnalysis(LinearGaussianMixin):
                           "noise variance went to ~0. Consider fewer factors or dropping "
                           "near-duplicate features.", UserWarning, stacklevel=4)
         self.heywood_features_ = heywood
-        if self.rotation == "varimax":
-            W = varimax(W)
-        self.components_ = W.T
+        self.components_ = self._rotate(W, psi).T  # the rotated factors, z ~ N(0, I) basis
         self.noise_variance_ = psi
         self.mean_ = mean
         self.n_components_ = L
