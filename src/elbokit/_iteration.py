@@ -4,11 +4,27 @@ scikit-learn's ``ConvergenceWarning`` naming the model and the last change."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable
 
 from .exceptions import ConvergenceWarning
 from .progress import progress_bar
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def single_blas_thread():
+    """Context manager: BLAS on one thread, for loops of small products and solves
+    where threads only add synchronisation (ruinous on a busy machine). The loaded
+    libraries are inspected once per process (threadpoolctl's search costs ~4 ms,
+    a third of a small table's whole fit)."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def absolute_change_below(tol: float, *, after: int = 1) -> Callable[[list[float]], bool]:

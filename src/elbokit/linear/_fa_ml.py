@@ -102,6 +102,9 @@ class ProfileLikelihood:
         return np.exp(0.5 * x)[:, None] * U * np.sqrt(np.maximum(eigenvalues - 1.0, 0.0))
 
 
+#: the gradient norm at which L-BFGS-B hands over to the Newton polish (small d)
+POLISH_FROM = 1e-5
+
 #: a uniqueness below exp(HEYWOOD_SPAN) = 1e4 times its floor is a Heywood case
 HEYWOOD_SPAN = float(np.log(1e4))
 
@@ -226,7 +229,9 @@ def optimize_from(problem, starts, lo, hi, tol, max_iter, spiky=None):
     :func:`elbokit.linear._gaussian.spiky_features`) at a Heywood case ranks below every
     run that does not. Returns (x, F, n_iter, trace of F, F per start, method)."""
     bounds = list(zip(lo, hi))
-    runs = [lbfgs(problem, np.clip(x0, lo, hi), bounds, tol, max_iter) for x0 in starts]
+    # with the Newton polish to come, L-BFGS-B only has to find the basin
+    coarse = max(tol, POLISH_FROM) if problem.d <= NEWTON_FEATURES else tol
+    runs = [lbfgs(problem, np.clip(x0, lo, hi), bounds, coarse, max_iter) for x0 in starts]
 
     def rank(run):
         improper = spiky is not None and bool(np.any(spiky & (run[0] <= lo + HEYWOOD_SPAN)))

@@ -107,7 +107,7 @@ class FactorSolutionMixin:
 
     def factor_scores(self, X, method: str = "regression") -> np.ndarray:
         """Factor scores (n, L) of the rotated factors: ``"regression"`` (Thurstone
-        1935; the posterior mean, as :meth:`transform`) or ``"bartlett"`` (Bartlett
+        1935; the posterior mean, as ``transform``) or ``"bartlett"`` (Bartlett
         1937; weighted least squares, conditionally unbiased). See
         :func:`elbokit.linear.factor_scores`."""
         check_choice(method, "method", ("regression", "bartlett"))

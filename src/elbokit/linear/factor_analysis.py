@@ -14,10 +14,10 @@ import time
 import warnings
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from scipy import linalg
 
-from .._iteration import absolute_change_below, finite_steps, iterate, squarem
+from .._iteration import (absolute_change_below, finite_steps, iterate, single_blas_thread,
+                          squarem)
 from .._math import (LOG_2PI, LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
                      cholesky, observed_logpdf)
 from .._validation import check_float, check_int
@@ -296,7 +296,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
                                arrays=lambda: (state["W"], state["psi"]))
         # the iterations are small products and L x L solves: BLAS threads only add
         # synchronisation (ruinous on a busy machine), so run them single-threaded
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_blas_thread():
             self.loglike_ = iterate(guarded, converged=absolute_change_below(self._tol(LOGLIKE_TOL)),
                                     max_iter=self.max_iter, model="FactorAnalysis",
                                     desc=desc, verbose=self.verbose)
@@ -349,7 +349,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         if R.shape[0] > EM_FEATURES:
             return self._fit_correlation_em(R, L, lower)
         try:
-            with threadpool_limits(limits=1, user_api="blas"):  # small eigh: threads only wait
+            with single_blas_thread():  # small eigh: threads only wait
                 _, profile = fa_initial_loadings(R, L, lower, tol=1e-4, max_iter=50)
                 return fit_correlation(R, L, lower, profile_start=profile,
                                        n_init=self._n_starts(R.shape[0]), rng=self._rng(),
@@ -364,7 +364,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         log-likelihood changes by less than ``tol`` (1e-7), as before issue 28 (at
         d = 784 one exact eigendecomposition costs what a whole EM fit does); the
         gradient of the profile likelihood at the end is reported, not required."""
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_blas_thread():
             W, psi = fa_initial_loadings(R, L, lower)
         state = {"W": W, "psi": psi}
 

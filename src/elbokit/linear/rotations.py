@@ -303,7 +303,7 @@ def rotate(A, method, *, normalize=True, gamma=0.0, power=4, delta=0.01, max_ite
     delta : float > 0
         Geomin's delta (GPArotation's 0.01); ``geomin`` only.
     max_iter : int
-        Iterations allowed; a :class:`~elbokit.exceptions.ConvergenceWarning` when used up.
+        Iterations allowed; a ``ConvergenceWarning`` when used up.
     tol : float
         GPA methods: bound on the norm of the projected gradient (GPArotation's eps);
         varimax and promax: bound on the relative gain of the criterion (stats' eps).

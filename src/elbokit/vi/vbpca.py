@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
 
-from .._iteration import iterate, relative_change_below
+from .._iteration import iterate, relative_change_below, single_blas_thread
 from .._validation import check_float, check_int
 from ..exceptions import DataError, ModelFileError
 from ..linear._gaussian import LinearGaussianMixin, nan_moments, warn_scale_spread
@@ -189,7 +188,7 @@ class VBPCA(LinearGaussianMixin):
         scale = scale if scale > 0 else 1.0
         X_scaled = X / scale
         # Small (L x L) linear algebra in a loop: one BLAS thread is faster.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_blas_thread():
             post, history = self._coordinate_ascent(X_scaled, L, priors, max_iter, tol, rng)
         # the bound on the density of X, not of X / scale
         history = np.asarray(history) - n_observed(X) * np.log(scale)
