@@ -180,3 +180,24 @@ def test_bootstrap_standard_errors_match_the_sampling_spread():
     assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
     assert se["uniquenesses"].shape == (6,) and np.all(se["uniquenesses"] > 0)
     assert np.allclose(np.diag(se["factor_correlation"]), 0.0)  # orthogonal: Phi = I
+
+
+def test_a_tampered_factor_correlation_is_refused(tmp_path, oblique_data):
+    import json
+
+    from elbokit.exceptions import ModelFileError
+    from elbokit.persistence import load_arrays, save_arrays
+
+    model = FactorAnalysis(3, rotation="oblimin").fit(oblique_data[0][:400])
+    directory = save_model(model, tmp_path / "fa")
+    arrays = load_arrays(directory / "arrays.safetensors")
+    arrays["factor_correlation_"] = arrays["factor_correlation_"] * 3.0  # diagonal 3
+    save_arrays(directory / "arrays.safetensors", arrays)
+    meta = json.loads((directory / "model.json").read_text())
+    from elbokit.persistence import DESCRIPTION_KEY, description_digest, sha256_file
+    meta["sha256"]["arrays.safetensors"] = sha256_file(directory / "arrays.safetensors")
+    meta["sha256"][DESCRIPTION_KEY] = description_digest(
+        meta, ("class", "params", "fitted_scalars", "arrays", "feature_names_in"))
+    (directory / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="not a 3 x 3 correlation matrix"):
+        load_model(directory)

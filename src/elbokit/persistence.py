@@ -442,7 +442,7 @@ _CORE = ("n_features_in_", "n_components_", "mean_", "components_", "noise_varia
 REQUIRED_ATTRIBUTES = {
     "PCA": _CORE + ("explained_variance_", "explained_variance_ratio_", "singular_values_"),
     "PPCA": _CORE,
-    "FactorAnalysis": _CORE,
+    "FactorAnalysis": _CORE + ("factor_correlation_", "rotation_matrix_"),
     "LinearAutoencoder": _CORE + ("explained_variance_", "weights_"),
     "VBPCA": _CORE + ("alpha_", "loadings_", "loadings_cov_", "mean_var_", "tau_",
                       "active_components_"),

@@ -17,7 +17,7 @@ from scipy import linalg
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_choice
-from ..exceptions import DataError, ParameterError
+from ..exceptions import DataError, ModelFileError, ParameterError
 from ._bootstrap import bootstrap_solutions
 from ._fit_statistics import FitStatistics, fit_statistics
 from ._interpret import (FactorSolution, describe_solution, factor_scores, factor_solution,
@@ -49,6 +49,23 @@ class FactorSolutionMixin:
         self.factor_correlation_ = solution.factor_correlation
         self.rotation_matrix_ = solution.rotation_matrix
         return scale[:, None] * solution.loadings @ self._factor_cholesky()
+
+    def _check_loaded(self) -> None:
+        """Called by :func:`elbokit.persistence.load_estimator`: Phi must be an L x L
+        correlation matrix (symmetric, unit diagonal, positive definite) and T L x L."""
+        L = self.n_components_
+        phi = np.asarray(self.factor_correlation_)
+        ok = (phi.shape == (L, L) and np.shape(self.rotation_matrix_) == (L, L)
+              and np.allclose(phi, phi.T) and np.allclose(np.diag(phi), 1.0))
+        if ok:
+            try:
+                linalg.cholesky(phi, lower=True)
+            except linalg.LinAlgError:
+                ok = False
+        if not ok:
+            raise ModelFileError(f"the saved factor_correlation_ (shape {phi.shape}) is not a "
+                                 f"{L} x {L} correlation matrix, or rotation_matrix_ is not "
+                                 f"{L} x {L}; the model files were modified")
 
     def _factor_cholesky(self) -> np.ndarray:
         """C with C C' = Phi, lower triangular (the identity for orthogonal factors)."""
