@@ -201,3 +201,14 @@ def test_a_tampered_factor_correlation_is_refused(tmp_path, oblique_data):
     (directory / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="not a 3 x 3 correlation matrix"):
         load_model(directory)
+
+
+def test_more_factors_than_the_degrees_of_freedom_allow_are_named():
+    X = np.random.default_rng(0).standard_normal((100, 6))
+    with pytest.warns(UserWarning, match=r"4 factors for 6 features leave -3 degrees of "
+                                         r"freedom.*more than 3 factors"):
+        FactorAnalysis(4).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FactorAnalysis(3).fit(X)  # dof 0: allowed
+    assert not any("degrees of freedom" in str(w.message) for w in caught)

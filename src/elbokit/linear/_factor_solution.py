@@ -12,6 +12,8 @@ unrotated and orthogonal solutions). Since (Lambda C)(Lambda C)' = Lambda Phi La
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 from sklearn.utils.validation import check_is_fitted
@@ -19,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_choice
 from ..exceptions import DataError, ModelFileError, ParameterError
 from ._bootstrap import bootstrap_solutions
-from ._fit_statistics import FitStatistics, fit_statistics
+from ._fit_statistics import FitStatistics, factor_dof, fit_statistics
 from ._interpret import (FactorSolution, describe_solution, factor_scores, factor_solution,
                          standardized_loadings)
 from .rotations import ROTATIONS
@@ -32,6 +34,15 @@ class FactorSolutionMixin:
     :data:`~elbokit.linear.rotations.ROTATIONS`) and ``normalize`` (Kaiser's)."""
 
     def _check_rotation(self, n_factors: int) -> None:
+        """Refuse a rotation the fit cannot do (before any work); warn, as R's factanal
+        would refuse it, when L factors leave negative degrees of freedom."""
+        d = self.n_features_in_
+        if self.n_components is not None and factor_dof(d, n_factors) < 0:
+            most = max(L for L in range(d + 1) if factor_dof(d, L) >= 0)
+            warnings.warn(f"FactorAnalysis: {n_factors} factors for {d} features leave "
+                          f"{factor_dof(d, n_factors):g} degrees of freedom: more free parameters "
+                          f"than the covariance has entries (R's factanal refuses more than "
+                          f"{most} factors here); the likelihood is still exact", UserWarning, stacklevel=3)
         if self.rotation is None:
             return
         check_choice(self.rotation, "rotation", set(ROTATIONS))
