@@ -50,7 +50,7 @@ def test_warnings_name_the_columns_of_a_dataframe():
     from sklearn.datasets import load_iris
 
     iris = load_iris(as_frame=True).data
-    with pytest.warns(UserWarning, match=r"Heywood cases \(indices 1, 2 \('sepal width \(cm\)', "
+    with pytest.warns(UserWarning, match=r"Heywood cases \(indices 0, 2 \('sepal length \(cm\)', "
                                          r"'petal length \(cm\)'\)"):
         FactorAnalysis(2).fit(iris)
     iris["constant"] = 1.0

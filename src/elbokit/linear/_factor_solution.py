@@ -33,10 +33,10 @@ class FactorSolutionMixin:
     Uses the estimator's ``rotation`` (None or one of
     :data:`~elbokit.linear.rotations.ROTATIONS`) and ``normalize`` (Kaiser's)."""
 
-    def _check_rotation(self, n_factors: int) -> None:
+    def _check_rotation(self, n_factors: int, n_features: int) -> None:
         """Refuse a rotation the fit cannot do (before any work); warn, as R's factanal
         would refuse it, when L factors leave negative degrees of freedom."""
-        d = self.n_features_in_
+        d = n_features
         if self.n_components is not None and factor_dof(d, n_factors) < 0:
             most = max(L for L in range(d + 1) if factor_dof(d, L) >= 0)
             warnings.warn(f"FactorAnalysis: {n_factors} factors for {d} features leave "

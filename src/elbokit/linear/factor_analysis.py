@@ -155,7 +155,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
     n_init : int or "auto"
         Number of starts (complete data): the profile-likelihood start, R's factanal
         start (1 - L / 2d) / diag(R^-1), then random uniquenesses; the best likelihood
-        is kept. "auto": 4 up to 256 features, else 1.
+        is kept. "auto": 2 (the profile start and factanal's) up to 256 features, else 1.
     random_state : None, int or numpy Generator
         Seeds the random starts; None uses the seed 0, so a fit is reproducible.
     noise_floor : float
@@ -245,7 +245,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
             n, d = source.n_samples, source.n_features
         self._check_params()
         L = self._check_n_components(n, d, max_components=d)
-        self._check_rotation(L)
+        self._check_rotation(L, d)
         missing = None if source is not None else np.isnan(X)
         if missing is not None and missing.any():
             return self._fit_missing(np.asarray(X, dtype=np.float64), missing, L)
@@ -350,7 +350,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
             return self._fit_correlation_em(R, L, lower)
         try:
             with single_blas_thread():  # small eigh: threads only wait
-                _, profile = fa_initial_loadings(R, L, lower, tol=1e-4, max_iter=50)
+                _, profile = fa_initial_loadings(R, L, lower, tol=1e-4, max_iter=5)
                 return fit_correlation(R, L, lower, profile_start=profile,
                                        n_init=self._n_starts(R.shape[0]), rng=self._rng(),
                                        spiky=spiky,
