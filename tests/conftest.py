@@ -215,3 +215,22 @@ def linear_vae_model(W, psi, b, enc_weight, enc_bias, enc_logvar):
     psi_model = model.likelihood.variance(model.decoder.raw_variance).detach().numpy()
     np.testing.assert_allclose(psi_model, psi, rtol=1e-10)
     return model
+
+
+# R's datasets::ability.cov (n.obs = 112), the example of ?factanal, whose printed output
+# the factor-analysis tests reproduce
+ABILITY_COV = np.array([
+    [24.641, 5.991, 33.520, 6.023, 20.755, 29.701],
+    [5.991, 6.700, 18.137, 1.782, 4.936, 7.204],
+    [33.520, 18.137, 149.831, 19.424, 31.430, 50.753],
+    [6.023, 1.782, 19.424, 12.711, 4.757, 9.075],
+    [20.755, 4.936, 31.430, 4.757, 52.604, 66.762],
+    [29.701, 7.204, 50.753, 9.075, 66.762, 135.292]])
+
+
+def data_with_covariance(C, n, seed=0, shift=0.0):
+    """n rows whose ML covariance (divisor n) is exactly C: whitened noise, recoloured."""
+    Z = np.random.default_rng(seed).standard_normal((n, C.shape[0]))
+    Z -= Z.mean(0)
+    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T
+    return Z @ np.linalg.cholesky(C).T + shift

@@ -11,23 +11,7 @@ from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
 from elbokit import FactorAnalysis
 from elbokit.linear._fa_ml import ProfileLikelihood
 
-# R's datasets::ability.cov (n.obs = 112), the example of ?factanal
-ABILITY = np.array([
-    [24.641, 5.991, 33.520, 6.023, 20.755, 29.701],
-    [5.991, 6.700, 18.137, 1.782, 4.936, 7.204],
-    [33.520, 18.137, 149.831, 19.424, 31.430, 50.753],
-    [6.023, 1.782, 19.424, 12.711, 4.757, 9.075],
-    [20.755, 4.936, 31.430, 4.757, 52.604, 66.762],
-    [29.701, 7.204, 50.753, 9.075, 66.762, 135.292]])
-
-
-def data_with_covariance(C, n, seed=0):
-    """Rows whose ML covariance (divisor n) is exactly C: whitened noise, recoloured."""
-    Z = np.random.default_rng(seed).standard_normal((n, C.shape[0]))
-    Z -= Z.mean(0)
-    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T
-    return Z @ np.linalg.cholesky(C).T
-
+from conftest import ABILITY_COV, data_with_covariance
 
 def correlation(X):
     S = np.cov(X.T, bias=True)
@@ -36,7 +20,7 @@ def correlation(X):
 
 
 def test_gradient_matches_finite_differences():
-    R = correlation(data_with_covariance(ABILITY, 112))
+    R = correlation(data_with_covariance(ABILITY_COV, 112))
     problem = ProfileLikelihood(R, 2)
     x = np.log(np.random.default_rng(1).uniform(0.2, 0.9, 6))
     h = 1e-6
@@ -46,7 +30,7 @@ def test_gradient_matches_finite_differences():
 
 
 def test_profile_value_is_the_gaussian_loglike_of_the_profiled_loadings():
-    R = correlation(data_with_covariance(ABILITY, 112))
+    R = correlation(data_with_covariance(ABILITY_COV, 112))
     problem = ProfileLikelihood(R, 2)
     x = np.log(np.full(6, 0.5))
     W = problem.loadings(x)
@@ -59,7 +43,7 @@ def test_profile_value_is_the_gaussian_loglike_of_the_profiled_loadings():
 def test_uniquenesses_equal_an_independent_full_likelihood_maximum():
     """scipy's BFGS on the full Gaussian log-likelihood over (W, log psi), started from
     our solution perturbed: the same uniquenesses to 1e-4."""
-    X = data_with_covariance(ABILITY, 112)
+    X = data_with_covariance(ABILITY_COV, 112)
     R = correlation(X)
     model = FactorAnalysis(2).fit(X)
     psi = model.noise_variance_ / X.var(0)
@@ -83,13 +67,13 @@ def test_uniquenesses_equal_an_independent_full_likelihood_maximum():
 def test_reproduces_factanal_on_ability_cov(L, uniquenesses, chi_square, dof):
     """R: factanal(factors = L, covmat = ability.cov), its printed output."""
     n, d = 112, 6
-    X = data_with_covariance(ABILITY, n)
+    X = data_with_covariance(ABILITY_COV, n)
     model = FactorAnalysis(L).fit(X)
-    np.testing.assert_allclose(model.noise_variance_ / np.diag(ABILITY), uniquenesses,
+    np.testing.assert_allclose(model.noise_variance_ / np.diag(ABILITY_COV), uniquenesses,
                                atol=5e-4)
     Sigma = model.get_covariance()
-    discrepancy = (np.linalg.slogdet(Sigma)[1] - np.linalg.slogdet(ABILITY)[1]
-                   + np.trace(np.linalg.solve(Sigma, ABILITY)) - d)
+    discrepancy = (np.linalg.slogdet(Sigma)[1] - np.linalg.slogdet(ABILITY_COV)[1]
+                   + np.trace(np.linalg.solve(Sigma, ABILITY_COV)) - d)
     statistic = (n - 1 - (2 * d + 5) / 6 - 2 * L / 3) * discrepancy
     assert statistic == pytest.approx(chi_square, abs=5e-3)
     assert ((d - L) ** 2 - (d + L)) // 2 == dof

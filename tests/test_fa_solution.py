@@ -13,31 +13,18 @@ from elbokit.linear import factor_solution
 from elbokit.linear._bootstrap import match_factors
 from elbokit.linear.rotations import ROTATIONS
 
-# R's datasets::ability.cov (n.obs = 112) and factanal(factors = 2, covmat = ability.cov)
-# as printed in R's documentation (varimax, the default rotation)
-ABILITY = np.array([
-    [24.641, 5.991, 33.520, 6.023, 20.755, 29.701],
-    [5.991, 6.700, 18.137, 1.782, 4.936, 7.204],
-    [33.520, 18.137, 149.831, 19.424, 31.430, 50.753],
-    [6.023, 1.782, 19.424, 12.711, 4.757, 9.075],
-    [20.755, 4.936, 31.430, 4.757, 52.604, 66.762],
-    [29.701, 7.204, 50.753, 9.075, 66.762, 135.292]])
+from conftest import ABILITY_COV, data_with_covariance
+
+# factanal(factors = 2, covmat = ability.cov) as printed in R's documentation (varimax,
+# the default rotation)
 R_VARIMAX_2 = np.array([[0.499, 0.543], [0.156, 0.622], [0.206, 0.860], [0.109, 0.468],
                         [0.956, 0.182], [0.785, 0.225]])
 R_SS_LOADINGS_2 = np.array([1.858, 1.724])
 
 
-def rows_with_covariance(cov, n, seed=0):
-    """n rows whose ML covariance (divisor n) is exactly ``cov``."""
-    Z = np.random.default_rng(seed).standard_normal((n, cov.shape[0]))
-    Z -= Z.mean(axis=0)
-    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T  # whitened
-    return Z @ np.linalg.cholesky(cov).T + 10.0
-
-
 @pytest.fixture(scope="module")
 def ability():
-    return rows_with_covariance(ABILITY, 112)
+    return data_with_covariance(ABILITY_COV, 112, shift=10.0)
 
 
 @pytest.fixture(scope="module")
