@@ -124,7 +124,8 @@ def _is_image_run(run: dict, dataset) -> bool:
 
 
 def _feature_table(model, dataset, names: list[str]) -> str:
-    """Per feature: noise variance, communality and its share, relative test error."""
+    """Per feature: noise variance (squared units), communality h2 and uniqueness u2 on
+    the 0-1 scale (shares of the model variance), relative test error."""
     from . import plots
 
     X = dataset.test[:2000]
@@ -135,11 +136,11 @@ def _feature_table(model, dataset, names: list[str]) -> str:
     columns = ["feature"]
     if model.linear_gaussian:  # the model protocol: x = W z + mu + noise
         W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
-        h2, share = plots.communalities(W, psi)
-        for row, p, h, c in zip(rows, psi, h2, share):
-            row.update({"noise variance": float(p), "communality": float(h),
-                        "communality share": float(c)})
-        columns += ["noise variance", "communality", "communality share"]
+        _, share = plots.communalities(W, psi)
+        for row, p, c in zip(rows, psi, share):
+            row.update({"noise variance (squared units)": float(p),
+                        "h2 (communality share)": float(c), "u2": float(1.0 - c)})
+        columns += ["noise variance (squared units)", "h2 (communality share)", "u2"]
     return ("<details><summary>per-feature table</summary>"
             + _table(rows, columns + ["test RMSE", "MSE / variance"], digits=4)
             + "</details>")
