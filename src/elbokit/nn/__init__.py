@@ -8,7 +8,7 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
           "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
           "AnalyticKLELBO": "objectives", "EstimatorA": "objectives",
           "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
-          "MIWAE": "multisample", "CIWAE": "multisample", "PIWAE": "multisample",
+          "MIWAE": "objectives", "CIWAE": "objectives", "PIWAE": "objectives",
           "VAE": "vae", "load_vae": "vae", "Callback": "callbacks",
           "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks",
           "Autoencoder": "autoencoder"}

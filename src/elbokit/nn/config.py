@@ -280,7 +280,7 @@ class TrainingConfig:
     max(lambda, KL_j). These change the gradients only: the ELBO recorded in the
     history is always the true, unweighted bound.
 
-    The multi-sample bounds of Rainforth et al. (2018) (see :mod:`elbokit.nn.multisample`):
+    The multi-sample bounds of Rainforth et al. (2018) (see :mod:`elbokit.nn.objectives`):
     ``"miwae"``, the mean of ``miwae_m`` = M independent K-sample IWAE bounds
     (K = ``n_samples``, M * K draws per point); ``"ciwae"``, ``ciwae_beta`` * L_A +
     (1 - ``ciwae_beta``) * IWAE on the same K draws; ``"piwae"``, the decoder trained on

@@ -3,7 +3,7 @@
 Encoder q(z|x) = N(mean(x), diag exp(logvar(x))), optionally followed by an inverse
 autoregressive flow (``posterior="iaf"``, see ``flows.py``); prior p(z) the module
 ``self.prior`` (N(0, I) by default, see ``priors.py``); decoder p(x|z) given by the likelihood. No training code here (see ``train.py``) and
-no estimator of the ELBO (see ``objectives.py``): they draw z and log q(z|x) from
+no estimator of the ELBO (see ``objectives/``): they draw z and log q(z|x) from
 :meth:`VAENetwork.posterior`, which accounts for the flow's log-determinant.
 """
 

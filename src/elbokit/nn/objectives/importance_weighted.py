@@ -1,9 +1,12 @@
-"""Multi-sample bounds beside IWAE (Rainforth et al. 2018, "Tighter variational bounds
-are not necessarily better"), as estimators like those of :mod:`~elbokit.nn.objectives`.
+"""The importance-weighted bounds: IWAE (Burda et al. 2016) and beside it the
+multi-sample bounds of Rainforth et al. (2018, "Tighter variational bounds are not
+necessarily better"), each with the DReG encoder gradient (Tucker et al. 2019).
 
 With log w_mk = log p(x, z_mk) - log q(z_mk|x), z_mk ~ q(z|x), m = 1..M, k = 1..K,
 and IWAE_K = log 1/K sum_k w_k:
 
+* :class:`IWAE`: IWAE_K, a tighter bound than the ELBO that tends to log p(x) as K
+  grows; equal to L_A for K = 1.
 * :class:`MIWAE` (M, K): 1/M sum_m log 1/K sum_k w_mk, the average of M independent
   K-sample IWAE bounds (M * K draws per point). K = 1 is L_A with M samples; M = 1 is
   IWAE_K.
@@ -13,24 +16,26 @@ and IWAE_K = log 1/K sum_k w_k:
   M * K draws, the encoder (phi) on MIWAE(M, K): two losses whose gradients go to
   disjoint parameter sets. The estimate's value is IWAE_{MK}.
 
-Here K is the ``n_samples`` of a call, as for :class:`~elbokit.nn.objectives.IWAE`, and M
-an attribute (``miwae_m`` in the training config): ``MIWAE(8)(model, x, 8)`` is
-MIWAE(8, 8). Each takes ``gradient="dreg"`` (Tucker et al. 2019) for its encoder
-gradient: every IWAE_K term's encoder gradient sum_k wt_k^2 d log w_k/dz_k dz_k/dphi
-(wt_k normalised within its group; for CIWAE's L_A term, wt = 1/K: the STL gradient).
-All log-weights come from ``ELBOEstimator.log_weights`` / ``posterior_log_weights``.
+Here K is the ``n_samples`` of a call and M an attribute (``miwae_m`` in the training
+config): ``MIWAE(8)(model, x, 8)`` is MIWAE(8, 8). Each takes ``gradient="dreg"``
+(Tucker et al. 2019) for its encoder gradient: every IWAE_K term's encoder gradient
+sum_k wt_k^2 d log w_k/dz_k dz_k/dphi (wt_k normalised within its group; for CIWAE's
+L_A term, wt = 1/K: the STL gradient). All log-weights come from
+``ELBOEstimator.log_weights`` / ``posterior_log_weights``.
 """
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import torch
 
-from ..exceptions import ParameterError
-from ._math import log_mean_exp
-from .config import CIWAE_BETA, MIWAE_M
-from .objectives import ELBOEstimator, path_log_weights, scale_path_gradient
+from ...exceptions import ParameterError
+from .._math import log_mean_exp
+from ..config import CIWAE_BETA, MIWAE_M
+from ..model import PosteriorSample
+from .base import ELBOEstimator, path_log_weights, scale_path_gradient
 
 
 def _check_m(m) -> int:
@@ -62,9 +67,10 @@ def _zero_valued(t: torch.Tensor) -> torch.Tensor:
     return t - t.detach()
 
 
-class _MultiSample(ELBOEstimator):
-    """Shared by the three: z of shape (S, B, L) always, and "dreg" as the gradient
-    option (the Gaussian posterior only)."""
+class _ImportanceWeighted(ELBOEstimator):
+    """Shared by the four: z of shape (S, B, L) always, and "dreg" as the gradient
+    option (the Gaussian posterior only). A subclass gives the bound from the
+    log-weights (:meth:`from_log_weights`) and its DReG coefficients."""
 
     accepts_single_sample = False
     gradients = ("dreg",)
@@ -79,10 +85,7 @@ class _MultiSample(ELBOEstimator):
         if self.gradient != "dreg":
             return self.from_log_weights(self.log_weights(model, x, mean, logvar, z))
         log_w, z_in = path_log_weights(self, model, x, mean, logvar, z)  # (S, B)
-        theta, phi = self.dreg_coefficients(log_w.detach())
-        # the estimate's gradient in log w is ``theta``; the encoder's path should carry
-        # ``phi`` instead: phi <= theta, and phi = 0 where theta = 0
-        scale_path_gradient(z_in, torch.where(theta > 0, phi / theta, torch.zeros_like(phi)))
+        scale_path_gradient(z_in, self.path_scale(log_w.detach()))
         return self.from_log_weights(log_w)
 
     def from_log_weights(self, log_w: torch.Tensor) -> torch.Tensor:
@@ -92,8 +95,34 @@ class _MultiSample(ELBOEstimator):
         """(d estimate / d log w, the DReG encoder coefficients), both (S, B)."""
         raise NotImplementedError
 
+    def path_scale(self, log_w: torch.Tensor) -> torch.Tensor:
+        """The factor (S, B) on each draw's encoder path: the estimate's gradient in
+        log w is ``theta``, the path should carry ``phi`` instead (phi <= theta, and
+        phi = 0 where theta = 0)."""
+        theta, phi = self.dreg_coefficients(log_w)
+        return torch.where(theta > 0, phi / theta, torch.zeros_like(phi))
 
-class _Groups(_MultiSample):
+
+class IWAE(_ImportanceWeighted):
+    """The importance-weighted bound log mean_j exp(log w_j) (Burda et al. 2016).
+    ``gradient="dreg"``: the doubly reparameterized encoder gradient (Tucker et al. 2019;
+    see :mod:`elbokit.nn.objectives`)."""
+
+    name = "iwae"
+    config_fields = {"gradient": "gradient"}
+
+    def __init__(self, gradient: str = "standard"):
+        self.gradient = self._check_gradient(gradient)
+
+    def from_log_weights(self, log_w):
+        return log_mean_exp(log_w, dim=0)
+
+    def path_scale(self, log_w):
+        # the estimate's gradient in log w_j is wt_j, DReG's wt_j^2: wt_j on the path
+        return torch.softmax(log_w, dim=0)
+
+
+class _Groups(_ImportanceWeighted):
     """A bound over M groups of K draws: called with ``n_samples`` = K, it draws M * K."""
 
     config_fields = {"miwae_m": "m", "gradient": "gradient"}
@@ -121,7 +150,7 @@ class MIWAE(_Groups):
         return weights / self.m, weights.square() / self.m
 
 
-class CIWAE(_MultiSample):
+class CIWAE(_ImportanceWeighted):
     """CIWAE(beta) = beta * L_A + (1 - beta) * IWAE_K on the same K draws (Rainforth et
     al. 2018, eq. 6). ``objective="ciwae"`` with ``ciwae_beta=beta, n_samples=K``."""
 
@@ -182,16 +211,12 @@ class PIWAE(_Groups):
         return log_mean_exp(log_w_theta, dim=0) + _zero_valued(encoder_term)
 
     def from_encoding(self, model, x, mean, logvar, z):
-        from .model import PosteriorSample
-
         return self.from_posterior(model, x, PosteriorSample(z, z, mean, logvar))
 
 
 def _detached(post):
     """The draws with every tensor detached: log-weights from it have gradients to the
     generative model only."""
-    from dataclasses import replace
-
     return replace(post, z0=post.z0.detach(), z=post.z.detach(), mean=post.mean.detach(),
                    logvar=post.logvar.detach(),
                    log_det=None if post.log_det is None else post.log_det.detach())

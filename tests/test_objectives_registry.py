@@ -1,0 +1,99 @@
+"""The objectives package (nn/objectives/): its modules import one way (no module
+imports one that imports it back), each imports alone, and the one registry resolves
+every objective name the training config and the CLI accept."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from elbokit import nn  # noqa: E402
+from elbokit.nn.config import OBJECTIVES, ArchitectureConfig, TrainingConfig  # noqa: E402
+from elbokit.nn.objectives import ESTIMATORS, ELBOEstimator, get_estimator  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "elbokit.nn.objectives"
+MODULES = sorted(p.stem for p in (SRC / "elbokit" / "nn" / "objectives").glob("*.py")
+                 if p.stem != "__init__")
+
+
+def _file(module: str) -> Path | None:
+    path = SRC.joinpath(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(module: str) -> set[str]:
+    """The elbokit modules that ``module`` imports anywhere in its file (a function's
+    import too: a deferred import still closes a circle), resolved to files."""
+    path = _file(module)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module
+            if node.level:  # relative: the package, its parent, ... then the module
+                base = ".".join(filter(None, [package.rsplit(".", node.level - 1)[0],
+                                              node.module]))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name.startswith("elbokit") and _file(name)}
+    return found - {module}
+
+
+def _reachable(module: str) -> set[str]:
+    seen, todo = set(), list(_imports(module))
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _imports(name)
+    return seen
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_no_module_of_the_package_imports_one_that_imports_it_back(name):
+    module = f"{PACKAGE}.{name}"
+    assert module not in _reachable(module)
+    assert PACKAGE not in _reachable(module)  # nor the package's __init__
+
+
+def test_the_modules_import_alone_in_a_fresh_interpreter():
+    script = "; ".join(
+        f"subprocess.run([sys.executable, '-c', 'import {PACKAGE}.{name}'], check=True)"
+        for name in MODULES)
+    subprocess.run([sys.executable, "-c", f"import subprocess, sys; {script}"], check=True,
+                   timeout=240)
+
+
+def test_every_objective_name_of_the_config_resolves_to_its_registered_class():
+    assert set(ESTIMATORS) == set(OBJECTIVES) - {"custom"}
+    torch.manual_seed(0)
+    model = nn.VAENetwork(ArchitectureConfig(n_features=6, latent_dim=2, hidden=(8,)))
+    x = torch.bernoulli(torch.full((4, 6), 0.4), generator=torch.Generator().manual_seed(1))
+    for name, cls in ESTIMATORS.items():
+        assert issubclass(cls, ELBOEstimator) and cls.name == name
+        assert getattr(nn, cls.__name__) is cls  # exported by elbokit.nn
+        for estimator in (get_estimator(name), get_estimator(name, TrainingConfig(objective=name))):
+            assert type(estimator) is cls
+            with torch.no_grad():
+                value = estimator(model, x, 2, torch.Generator().manual_seed(0))
+            assert value.shape == (4,) and torch.isfinite(value).all(), name
+    instance = ESTIMATORS["b"]()
+    assert get_estimator(instance) is instance  # an estimator object passes through
+
+
+def test_an_unknown_objective_name_is_refused_with_the_registered_ones():
+    from elbokit.exceptions import ParameterError
+
+    with pytest.raises(ParameterError, match="'a', 'b', 'ciwae', 'iwae', 'miwae', 'piwae'"):
+        get_estimator("elbo")
