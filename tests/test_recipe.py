@@ -92,9 +92,10 @@ def test_ema_model_is_the_average_and_resumes_exactly(digits, tmp_path):
     resumed = VAE(2, epochs=4, **settings).fit(X, validation=V, checkpoint_dir=tmp_path / "cut",
                                                resume=True)
     assert_same_weights(full, resumed)
-    # a checkpoint without the average cannot resume an averaged run
+    # a checkpoint without the average cannot resume an averaged run (the resume rule)
     VAE(2, epochs=1, hidden=(16,), progress=False).fit(X, checkpoint_dir=tmp_path / "plain")
-    with pytest.raises(ParameterError, match="averaged weights"):
+    with pytest.raises(ParameterError, match=r"ema changed from 0.0 \(the checkpoint's\) to "
+                                             "0.99"):
         VAE(2, epochs=2, **settings).fit(X, checkpoint_dir=tmp_path / "plain", resume=True)
 
 
@@ -146,6 +147,56 @@ def test_max_minutes_stops_training_and_a_resume_stays_stopped(digits, tmp_path)
     assert len(again.history_) == 1
     with pytest.raises(ParameterError, match="max_minutes"):
         VAE(2, max_minutes=-1.0).fit(X)
+
+
+def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeypatch):
+    """The budget is the fit's wall-clock: with validation and checkpoint writes made
+    slow (a sleep each, so the test does not depend on the machine's speed), far
+    longer than an epoch's training step, the fit still ends within the budget and one
+    epoch."""
+    import time
+
+    from elbokit.nn import checkpoint, train
+
+    delay = 0.04
+
+    def slow(function):
+        def slowed(*args, **kwargs):
+            time.sleep(delay)
+            return function(*args, **kwargs)
+        return slowed
+
+    monkeypatch.setattr(train, "_validate", slow(train._validate))
+    monkeypatch.setattr(checkpoint, "save_checkpoint", slow(checkpoint.save_checkpoint))
+    X, V = digits.train[:100], digits.train[100:400]  # one training step per epoch
+    settings = dict(hidden=(8,), batch_size=100, progress=False)
+
+    def fit(directory, **extra):
+        start = time.perf_counter()
+        vae = VAE(2, **settings, **extra).fit(X, validation=V, checkpoint_dir=tmp_path /
+                                              directory)
+        return vae, time.perf_counter() - start
+
+    fit("warm", epochs=1)  # the costs of a first fit out of the way
+    two, four = fit("two", epochs=2)[1], fit("four", epochs=4)[1]
+    # training, validation and checkpoint of one epoch (at least its two sleeps)
+    epoch = max((four - two) / 2, 2 * delay)
+    budget = two + 1.5 * epoch  # room for three epochs
+    vae, seconds = fit("timed", epochs=30, max_minutes=budget / 60)
+    history = vae.history_
+    assert 2 <= len(history) < 30 and seconds <= budget + epoch, (seconds, budget, epoch)
+    assert json.loads((tmp_path / "timed" / "checkpoint.json").read_text())[
+        "loop_state"]["out_of_time"] is True
+    # the history keeps the epochs' training time and their whole wall-clock apart
+    walls = [h["wall_seconds"] for h in history]
+    assert sum(walls) <= seconds and all(h["seconds"] < w for h, w in zip(history, walls))
+    # a resumed fit goes on with the clock of the checkpoint, to the same budget
+    fit("cut", epochs=1, max_minutes=budget / 60)
+    start = time.perf_counter()
+    resumed = VAE(2, **settings, epochs=30, max_minutes=budget / 60).fit(
+        X, validation=V, checkpoint_dir=tmp_path / "cut", resume=True)
+    seconds = resumed.history_[0]["wall_seconds"] + time.perf_counter() - start
+    assert 2 <= len(resumed.history_) < 30 and seconds <= budget + epoch, (seconds, budget)
 
 
 def test_ema_updates_field_is_checked_on_resume(digits, tmp_path):

@@ -267,6 +267,6 @@ def test_resume_refuses_other_training_settings(tmp_path, capsys):
     before = _digest(out)
     capsys.readouterr()
     assert main(base + ["--epochs", "2", "--resume", "--lr", "0.01"]) == 2
-    _one_line(capsys, "changed: --lr 0.01 (checkpoint: 0.001)")
+    _one_line(capsys, "lr changed from 0.001 (the checkpoint's) to 0.01")
     assert _digest(out) == before
     assert main(base + ["--epochs", "2", "--resume"]) == 0  # more epochs: fine

@@ -99,8 +99,9 @@ def test_resume_mid_phase_equals_an_uninterrupted_run(digits, tmp_path):
         assert torch.equal(a, b)
     assert [h["train_elbo"] for h in resumed.history_] == [h["train_elbo"] for h in
                                                             full.history_]
-    # resuming with another schedule is allowed, with a warning that it differs
-    with pytest.warns(UserWarning, match="e_steps"):
+    # resuming with another schedule would not continue the run: refused, as by the CLI
+    with pytest.raises(ParameterError, match=r"e_steps changed from 3 \(the checkpoint's\) "
+                                             "to 2"):
         VAE(2, epochs=5, **{**settings, "e_steps": 2}).fit(X, checkpoint_dir=tmp_path,
                                                             resume=True)
 

@@ -122,7 +122,8 @@ def fit_vae(**options):
 
     out, data, seed = options["out"], options["data"], options["seed"]
     if options["resume"]:
-        check_resumable(out, "vae", options)
+        check_resumable(out, "vae")
+        check_resumed_settings(out, options)
     prepare_out_dir(out, overwrite=options["overwrite"] or options["resume"])
     dataset = data_module.load(data, data_dir=options["data_dir"], seed=seed,
                                test_fraction=options["test_fraction"],
@@ -148,6 +149,26 @@ def fit_vae(**options):
     _log_artifacts(callbacks, out)
     print_metrics(f"vae (L={model.latent_dim}, {model.likelihood}) on {data}", metrics)
     typer.echo(f"saved to {out}")
+
+
+def check_resumed_settings(out: Path, options: dict) -> None:
+    """Refuse ``--resume`` with training settings the checkpoint in ``out`` does not
+    allow to change: the library's rule (:func:`elbokit.nn.resume.check_resume`), run
+    before any data is loaded; its warnings come from the fit."""
+    from ..exceptions import ModelFileError
+    from ..nn.resume import check_resume
+    from ..persistence import CHECKPOINT_FILE, read_json
+    from ..runs import VAE_CHECKPOINTS
+
+    record = Path(out) / VAE_CHECKPOINTS / CHECKPOINT_FILE
+    if not record.is_file():
+        return
+    try:
+        training = read_json(record, "checkpoint file").get("training")
+    except ModelFileError:
+        return  # the loader names what is wrong with it
+    if isinstance(training, dict):
+        check_resume(training, options, record, warn=False)
 
 
 def check_resumed_columns(out: Path, columns: list[str] | None) -> None:

@@ -157,12 +157,18 @@ def check_history(history, where, epochs: int | None = None) -> list[dict]:
         if "epoch" in entry and entry["epoch"] != number:
             raise ModelFileError(f"{where}: history entry {number} has epoch "
                                  f"{entry['epoch']!r}")
-        seconds = entry.get("seconds")
-        if epochs is not None and (seconds is None or not math.isfinite(seconds)
-                                   or seconds < 0):  # a checkpoint's: the clock resumes from it
-            raise ModelFileError(f"{where}: history entry {number} must have 'seconds', a "
-                                 f"finite number >= 0; got {seconds!r}")
+        if epochs is not None:  # a checkpoint's: the clock of max_minutes resumes from it
+            _check_seconds(entry, "seconds", number, where)
+            if "wall_seconds" in entry:  # not in a checkpoint written before it was kept
+                _check_seconds(entry, "wall_seconds", number, where)
     return history
+
+
+def _check_seconds(entry: dict, key: str, number: int, where) -> None:
+    seconds = entry.get(key)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise ModelFileError(f"{where}: history entry {number} must have {key!r}, a finite "
+                             f"number >= 0; got {seconds!r}")
 
 
 # --------------------------------------------------------------------------- model directory

@@ -50,11 +50,15 @@ PRIORS = ("standard", "mog", "vamp", "custom")  # "custom": a Prior object was g
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
 _UNSET = dataclasses.MISSING
+# what a resumed fit may do with a setting: "refuse" a change (the default: the run would
+# optimise something else, or step otherwise), "warn" (the same steps, other rounding),
+# or take a "free" change (how long, where and how visibly the run goes on)
+RESUME_RULES = ("refuse", "warn", "free")
 
 
 def setting(default, help: str, *, choices=None, minimum=None, positive: bool = False,
             estimator_default=_UNSET, flag: str | None = None, cli: bool = True,
-            positional: bool = False):
+            positional: bool = False, resume: str = "refuse"):
     """A config field with what every consumer needs to know about it.
 
     ``choices``: the allowed values; ``minimum``: the least integer allowed;
@@ -62,10 +66,14 @@ def setting(default, help: str, *, choices=None, minimum=None, positive: bool = 
     :class:`~elbokit.nn.VAE` argument when it differs from the stored (resolved)
     value, e.g. ``None`` for "chosen from the other settings at fit". ``flag``: the
     CLI option's name (default ``--name-with-dashes``); ``cli=False`` keeps a
-    setting off the command line; ``positional``: the estimator's first argument."""
+    setting off the command line; ``positional``: the estimator's first argument.
+    ``resume``: whether a resumed fit may change the setting (one of
+    :data:`RESUME_RULES`; the rule is applied by :mod:`elbokit.nn.resume`)."""
+    if resume not in RESUME_RULES:
+        raise ValueError(f"resume must be one of {RESUME_RULES}; got {resume!r}")
     metadata = {"help": help, "choices": choices, "minimum": minimum, "positive": positive,
                 "estimator_default": estimator_default, "flag": flag, "cli": cli,
-                "positional": positional}
+                "positional": positional, "resume": resume}
     return field(default=default, metadata=metadata)
 
 
@@ -259,8 +267,9 @@ class TrainingConfig:
     lowers).
 
     The published recipe (VampPrior / Exemplar-VAE code) as options: ``lr_warmup``
-    (epochs of linear learning-rate warm-up), ``max_minutes`` (a wall-clock budget:
-    training stops after the last epoch that still fits, and ``lr_schedule="cosine"``
+    (epochs of linear learning-rate warm-up), ``max_minutes`` (a budget of the fit's
+    wall-clock, its validation and checkpoint writes included: training stops after the
+    last epoch that still fits, and ``lr_schedule="cosine"``
     anneals over whichever of epochs and time runs out first), ``ema`` (Polyak
     averaging of the weights, w_avg <- d w_avg + (1 - d) w after each step with
     d = min(ema, (1 + t) / (10 + t)) at step t; the averaged weights are what the
@@ -292,15 +301,16 @@ class TrainingConfig:
     encoder alone, then ``m_steps`` of the decoder alone, repeated (see
     :mod:`elbokit.nn.schedules`); ``"joint"`` steps both every time."""
 
-    epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1)
+    epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1, resume="free")
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
     lr: float = setting(1e-3, "Adam learning rate.", positive=True)
     lr_schedule: str = setting("constant", "constant or cosine.", choices=LR_SCHEDULES)
     lr_warmup: int = setting(0, "Epochs over which the learning rate rises linearly from 0 "
                              "(per step) before the schedule.", minimum=0)
     max_minutes: float = setting(0.0, "Stop after the last epoch that fits in this many "
-                                 "minutes of training (0: no limit); a cosine schedule then "
-                                 "anneals over the time.")
+                                 "minutes of the fit's wall-clock, validation and checkpoints "
+                                 "included (0: no limit); a cosine schedule then anneals over "
+                                 "the time.")
     ema: float = setting(0.0, "Polyak averaging: decay of the exponential moving average of "
                          "the weights (e.g. 0.999; 0: off). The average is what is validated, "
                          "kept and saved.")
@@ -310,24 +320,25 @@ class TrainingConfig:
     fused_step: bool = setting(True, "L_B's step for the preset MLP VAE (Bernoulli; standard, "
                                "vamp or mog prior) with its backward written out: autograd's "
                                "gradients, 1.1-1.4x faster on the CPU (elbokit.nn.fused); "
-                               "off: autograd.")
+                               "off: autograd.", resume="warn")
     precision: str = setting("float32", "Training's matmuls: auto (the default: bfloat16 for "
                              "likelihood bernoulli on a device with native bfloat16 matmuls, "
                              "float32 otherwise), float32, or bfloat16 (mixed precision: "
                              "bfloat16 operands; float32 sums, weights, gradients, optimiser, "
                              "densities, losses and every evaluation).",
-                             choices=PRECISIONS, estimator_default="auto")
+                             choices=PRECISIONS, estimator_default="auto", resume="warn")
     binarize: str = setting("none", "none, dynamic or static (bernoulli only).",
                             choices=BINARIZE)
     patience: int = setting(0, "Early stopping on the validation ELBO after this many epochs "
                             "without gain (0: off; needs --validation-fraction); under a "
                             f"cosine schedule only once the lr is below {STOP_BELOW_LR} of its "
                             "peak.",
-                            minimum=0)
+                            minimum=0, resume="free")
     seed: int = setting(0, "Seed of the weights' initialisation and the minibatch order.",
                         minimum=0, cli=False)  # the CLI's --seed also seeds the data split
-    device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps.", choices=DEVICES)
-    progress: bool = setting(True, "Show a progress bar.")
+    device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps.",
+                          choices=DEVICES, resume="free")
+    progress: bool = setting(True, "Show a progress bar.", resume="free")
     kl_warmup: int = setting(0, "Epochs over which the KL weight rises from 0 (a, b).",
                              minimum=0)
     free_bits: float = setting(0.0, "Free bits: nats per latent dimension (a, b).")

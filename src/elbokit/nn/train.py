@@ -26,6 +26,7 @@ from .callbacks import Hooks
 from .config import PRECISIONS, STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from .fused import compute_dtype, fused_step
 from .objectives import ELBOEstimator, EstimatorB, get_estimator, training_loss
+from .resume import check_resume
 from .schedules import freeze_gradients
 
 EVAL_BATCH = 4096
@@ -184,9 +185,12 @@ class _LoopState:
         self.best_weights: dict | None = None
 
     @property
-    def seconds(self) -> float:
-        """Training time so far (the epochs' wall-clock seconds)."""
-        return sum(record["seconds"] for record in self.history)
+    def wall_seconds(self) -> float:
+        """The fit's wall-clock at the end of the last epoch: each epoch's training,
+        validation, callbacks and the checkpoint before it, from the start of the fit
+        (of the first fit, when resumed; a checkpoint older than ``wall_seconds`` counts
+        its epochs' training time)."""
+        return sum(record.get("wall_seconds", record["seconds"]) for record in self.history)
 
     def to_json(self) -> dict:
         # -inf (no validation yet) is written as null by persistence.atomic_write_json
@@ -228,13 +232,27 @@ class _Run:
         self.fused = fused_step(model, config, self.objective, self.shard.active)
         self.dtype = compute_dtype(config.precision)  # None: float32 throughout
         self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk
+        self.save_seconds = 0.0  # how long the last checkpoint took to write
+        self.saved_at = 0.0  # the clock when it was written (or training began)
+        self.started = time.perf_counter()  # the clock of max_minutes (see train)
+        self.clock_offset = 0.0  # the wall-clock of the epochs restored from a checkpoint
+
+    def elapsed(self) -> float:
+        """Seconds of the fit's wall-clock so far, the restored epochs' included."""
+        return self.clock_offset + time.perf_counter() - self.started
 
 
 def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
           validation=None, objective=None, run_dir=None, resume: bool = False,
-          on_nan: str = "stop", callbacks=()) -> list[dict]:
+          on_nan: str = "stop", callbacks=(), started: float | None = None) -> list[dict]:
     """Fit ``model`` in place on X (n, d) and return the history (one dict per epoch:
-    ``epoch``, ``train_elbo``, ``val_elbo`` (nats per sample), ``seconds``).
+    ``epoch``, ``train_elbo``, ``val_elbo`` (nats per sample), ``seconds`` (of the
+    epoch's training steps), ``wall_seconds`` (of the whole epoch: its steps, its
+    validation, the callbacks and checkpoint write before it)).
+
+    ``started``: the ``time.perf_counter()`` at which the fit began (default: now);
+    ``config.max_minutes`` budgets the wall-clock from then, and a run stops before an
+    epoch that, as long as the last one and its checkpoint write, would end past it.
 
     ``run_dir``: a checkpoint is written there before the first epoch and after each
     one (rank 0 only under torchrun); the directory is checked for write access and
@@ -246,14 +264,18 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     processes share each minibatch (see :mod:`elbokit.nn.distributed`). ``callbacks``:
     :class:`~elbokit.nn.callbacks.Callback` objects, called on rank 0 only."""
     run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
+    if started is not None:
+        run.started = started
     state = _start(run, resume)
+    run.clock_offset = state.wall_seconds  # the restored epochs'
     run.loss = run.shard.wrap(training_loss, model)
     steps_per_epoch = math.ceil(len(X) / config.batch_size)
     _set_lr(run.optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch,
-            state.seconds)
+            run.elapsed())
     X, X_val = _prepare_data(X, validation, config, run.generator.device)
     hooks = Hooks(callbacks if distributed.is_main() else ())
     hooks.train_start(model, config, X, X_val)
+    run.saved_at = run.elapsed()  # the next epoch's work starts here
     try:
         _epochs(run, state, X, X_val, hooks)
     except BaseException as exc:
@@ -300,13 +322,14 @@ def _epochs(run: _Run, state: _LoopState, X, X_val, hooks: Hooks) -> None:
             for epoch in range(state.epoch + 1, last_epoch + 1):
                 start = time.perf_counter()
                 try:
-                    record = _run_epoch(run, X, epoch, bar, state.seconds)
+                    record = _run_epoch(run, X, epoch, bar, run.elapsed())
                 except TrainingError as exc:
                     model.load_state_dict(last_good)
                     raise _stopped(exc, state.epoch, run) from None
                 record["seconds"] = time.perf_counter() - start
                 if X_val is not None:
                     record["val_elbo"] = run.shard.on_main(lambda: _validate(run, X_val))
+                record["wall_seconds"] = run.elapsed() - state.wall_seconds
                 _end_epoch(run, state, record)
                 last_good = copy.deepcopy(model.state_dict())
                 _save(run, state)
@@ -338,6 +361,7 @@ def _save(run: _Run, state: _LoopState) -> None:
         return
 
     def write():
+        start = time.perf_counter()
         try:
             ckpt.save_checkpoint(run.run_dir, model=run.model, optimizer=run.optimizer,
                                  generator=run.generator, architecture=run.architecture,
@@ -351,9 +375,10 @@ def _save(run: _Run, state: _LoopState) -> None:
                     f"the checkpoint of epoch {run.saved_epoch} is kept")
             raise TrainingError(f"cannot write the checkpoint of epoch {state.epoch} to "
                                 f"{run.run_dir} ({exc}); {kept}") from None
+        run.save_seconds = time.perf_counter() - start
 
     run.shard.on_main(write)
-    run.saved_epoch = state.epoch
+    run.saved_epoch, run.saved_at = state.epoch, run.elapsed()
 
 
 def _loop_json(run: _Run, state: _LoopState) -> dict:
@@ -393,14 +418,18 @@ def _end_epoch(run: _Run, state: _LoopState, record: dict) -> None:
     lr = run.optimizer.param_groups[0]["lr"]
     state.stopped_early = _early_stopping(kept, state, run.config, record, lr)
     budget = 60.0 * run.config.max_minutes
-    # stop when the next epoch, if as long as this one, would not fit in the budget
-    state.out_of_time = bool(budget) and state.seconds + record["seconds"] > budget
+    # stop when another epoch would end the fit past the budget: this epoch's checkpoint,
+    # then one as long as this one (its steps, validation and the callbacks before it,
+    # since the last checkpoint) and its checkpoint
+    now = run.elapsed()
+    epoch_seconds = now - run.saved_at
+    state.out_of_time = bool(budget) and now + epoch_seconds + 2 * run.save_seconds > budget
 
 
 def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
     """One pass over a seeded permutation of X; returns the epoch's record (the mean
     training ELBO; the number of skipped steps with on_nan="skip-batch"). ``seconds``:
-    the training time before this epoch (for a time-based learning-rate schedule).
+    the fit's wall-clock before this epoch (for a time-based learning-rate schedule).
 
     Losses go to a tensor on the device and are checked for NaN/inf every
     ``CHECK_EVERY`` steps (no per-step host sync on a GPU); the error names the first
@@ -559,7 +588,7 @@ def _check_losses(losses, start, stop, epoch, n_steps) -> None:
 
 def learning_rate(config: TrainingConfig, step: int, steps_per_epoch: int,
                   seconds: float = 0.0) -> float:
-    """The learning rate after ``step`` optimiser steps and ``seconds`` of training:
+    """The learning rate after ``step`` optimiser steps and ``seconds`` of the fit:
     a linear warm-up from 0 over ``lr_warmup`` epochs, then constant or cosine-annealed
     to 0 over the rest of the ``epochs`` or of ``max_minutes``, whichever is further
     along. A function of the step (and the clock) alone, so a resumed run needs no
@@ -653,13 +682,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
         raise ParameterError(f"{where} was written for another architecture "
                              f"({saved['architecture']}); use a new run directory or the same "
                              "model settings")
-    same = ("batch_size", "lr", "lr_schedule", "lr_warmup", "max_minutes", "ema", "objective",
-            "n_samples", "binarize", "seed", "gradient", "miwae_m", "ciwae_beta", "schedule",
-            "e_steps", "m_steps", "precision")
-    changed = [k for k in same if getattr(saved["training"], k) != getattr(run.config, k)]
-    if changed and distributed.is_main():
-        warnings.warn(f"resuming {where} with changed training settings {changed}: the result "
-                      "will differ from an uninterrupted run", UserWarning, stacklevel=5)
+    check_resume(saved["training"], run.config, where, warn=distributed.is_main())
     ckpt.check_state_dict(model, saved["model"], where)
     model.load_state_dict(saved["model"])
     ckpt.restore_optimizer(run.optimizer, saved["optim"], saved["optimizer"], where)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -109,7 +110,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         weights, gradients, Adam's state, the densities, the loss and every evaluation
         stay float32). See :func:`~elbokit.nn.train.resolve_precision`.
     lr_warmup, max_minutes, ema : the published recipe's learning-rate warm-up (epochs),
-        a wall-clock budget (minutes; a cosine schedule anneals over it) and Polyak
+        a budget of the fit's wall-clock (minutes, validation and checkpoint writes
+        included; a cosine schedule anneals over it) and Polyak
         averaging of the weights (decay, e.g. 0.999: the average is validated, kept
         and saved); see :class:`~elbokit.nn.config.TrainingConfig`.
     kl_warmup, free_bits, beta : weighting of the KL term in the training loss
@@ -127,7 +129,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ----------
     model_ : the fitted :class:`~elbokit.nn.model.VAEModel` (torch module).
     architecture_, training_ : the configs it was built and fitted with.
-    history_ : list of per-epoch dicts (``train_elbo``, ``val_elbo``, ``seconds``).
+    history_ : list of per-epoch dicts (``train_elbo``, ``val_elbo``, ``seconds`` of the
+        training steps, ``wall_seconds`` of the whole epoch).
     n_features_in_ : d.
     feature_names_in_ : the column names, when fitted on a DataFrame (kept in the
         saved model).
@@ -268,7 +271,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``validation``: held-out rows, whose ELBO (L_B, one sample) is recorded each
         epoch and drives early stopping (``patience``). Every setting is the
         constructor's (change one with ``set_params``). ``checkpoint_dir``: where a
-        checkpoint is written after every epoch; ``resume=True`` continues from it.
+        checkpoint is written after every epoch; ``resume=True`` continues from it
+        (changing only the settings :mod:`elbokit.nn.resume` allows, as the CLI's
+        ``--resume``).
         ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
         checkpoint) or ``"skip-batch"`` (skip steps with a non-finite loss or gradient;
         counted as ``skipped_batches`` in ``history_``). ``callbacks``: objects
@@ -284,6 +289,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         and ``validation`` is a pair ``(X_val, y_val)``; otherwise y is ignored, as
         scikit-learn's pipelines pass it.
         """
+        started = time.perf_counter()  # max_minutes budgets the fit from here
         callbacks = check_callbacks(callbacks)
         X = self._check_X(X, "X", reset=True)
         condition, val_y = self._fit_condition(y, X.shape[0]), None
@@ -338,7 +344,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self.history_ = train(self.model_, data, training, architecture,
                                   validation=validation, objective=objective,
                                   run_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
-                                  callbacks=callbacks)
+                                  callbacks=callbacks, started=started)
         except TrainingError as exc:
             raise TrainingError(f"{exc}{self._likely_cause(X)}") from None
         self.architecture_, self.training_ = architecture, training
