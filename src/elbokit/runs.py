@@ -10,7 +10,6 @@ fails at once instead of both "succeeding" with one result lost.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import math
 import os
@@ -25,9 +24,8 @@ from .data import DEFAULT_TEST_FRACTION, Dataset
 from .exceptions import DataError, ModelFileError, ParameterError, RunLockedError
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
-from .nn.config import TrainingConfig
 # MAX_SEED, read_metrics and read_run are also re-exported: the CLI imports them from here
-from .persistence import (ARRAYS_FILE, CHECKPOINT_FILE, MAX_SEED, METRICS_FILE,  # noqa: F401
+from .persistence import (ARRAYS_FILE, MAX_SEED, METRICS_FILE,  # noqa: F401
                           MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
                           read_metrics, read_run, sha256_file)
 
@@ -420,17 +418,12 @@ class RunLock:
 
 
 VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
-# what a resumed run may change (``epochs`` may grow); it shares every other training
-# setting with its checkpoint
-RESUME_MAY_CHANGE = ("epochs", "patience", "device", "progress")
-RESUME_SAME = tuple(f.name for f in dataclasses.fields(TrainingConfig)
-                    if f.name not in RESUME_MAY_CHANGE)
 
 
-def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None:
-    """Refuse ``--resume`` into a directory holding a saved model of another kind, or
-    whose checkpoint was written with other training settings than ``arguments`` (the
-    command's; the architecture is compared when the checkpoint is loaded)."""
+def check_resumable(out: Path, kind: str) -> None:
+    """Refuse ``--resume`` into a directory holding a saved model of another kind (the
+    training settings are compared by :func:`elbokit.nn.resume.check_resume`, the
+    architecture when the checkpoint is loaded)."""
     model_file = out / MODEL_FILE
     if model_file.is_file():
         try:
@@ -441,24 +434,6 @@ def check_resumable(out: Path, kind: str, arguments: dict | None = None) -> None
             raise ParameterError(f"{out} holds a {str(saved)[:20]!r} model, not a {kind} run; "
                                  "--resume continues only a run of the same model (choose "
                                  "another --out, or --overwrite without --resume)")
-    record = out / VAE_CHECKPOINTS / CHECKPOINT_FILE
-    if not arguments or not record.is_file():
-        return
-    try:
-        training = read_json(record, "checkpoint file").get("training")
-    except ModelFileError:
-        return  # the loader names what is wrong with it
-    if not isinstance(training, dict):
-        return
-    # an option left unset (None) is resolved at fit (precision "auto"): not compared here
-    changed = [f"--{name.replace('_', '-')} {arguments[name]!r} (checkpoint: "
-               f"{training[name]!r})" for name in RESUME_SAME
-               if arguments.get(name) is not None and name in training
-               and arguments[name] != training[name]]
-    if changed:
-        raise ParameterError(f"--resume needs the settings of the checkpoint in {out}; "
-                             f"changed: {', '.join(changed)}; pass the same settings, or "
-                             "start a new run (another --out)")
 
 
 def image_shape_of(run_dir: str | os.PathLike, n_features: int):
