@@ -131,8 +131,12 @@ def fa_initial_loadings(S: np.ndarray, L: int, floor: np.ndarray, *, tol: float 
 
 
 class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
-    """Factor analysis by EM on sufficient statistics (complete data) or on the observed
-    entries of each sample (NaN entries: missing at random).
+    """Maximum-likelihood factor analysis, as R's factanal computes it: on the
+    correlation matrix of complete data (the profile likelihood in the log-uniquenesses,
+    L-BFGS-B from ``n_init`` starts, Newton steps, the exact limit at Heywood cases;
+    EM above 256 features), or by EM on the observed entries of each sample (NaN
+    entries: missing at random); then rotated (``rotation``) and read as
+    :meth:`factor_solution` (loadings, factor correlations, h2, u2, fit statistics).
 
     Factor analysis is scale-equivariant: multiplying feature j by s_j multiplies row j
     of W by s_j and psi_j by s_j^2 and lowers the log-likelihood by log s_j. The fit
