@@ -10,8 +10,8 @@ from scipy import stats
 
 from elbokit import FactorAnalysis
 from elbokit.exceptions import DataError
-from elbokit.linear._interpret import (bartlett_sphericity, factor_scores, factor_solution,
-                                       fit_statistics, hoffman_complexity, kmo)
+from elbokit.linear._fit_statistics import bartlett_sphericity, fit_statistics, kmo
+from elbokit.linear._interpret import factor_scores, factor_solution, hoffman_complexity
 
 from conftest import sample_linear_gaussian
 

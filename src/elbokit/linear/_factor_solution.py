@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_choice
 from ..exceptions import DataError, ModelFileError, ParameterError
 from ._bootstrap import bootstrap_solutions
-from ._fit_statistics import FitStatistics, factor_dof, fit_statistics
+from ._fit_statistics import FitStatistics, factor_dof, fit_statistics, n_free_parameters
 from ._interpret import (FactorSolution, describe_solution, factor_scores, factor_solution,
                          standardized_loadings)
 from .rotations import ROTATIONS
@@ -169,8 +169,7 @@ class FactorSolutionMixin:
         return self._criterion(X, np.log(len(self._complete(X, "BIC"))))
 
     def _criterion(self, X, penalty: float) -> float:
-        d, L = self.n_features_in_, self.n_components_
-        k = d * L + d - L * (L - 1) // 2
+        k = n_free_parameters(self.n_features_in_, self.n_components_)
         n = len(self._complete(X, "the criterion"))
         return float(-2.0 * self.score(X) * n + penalty * k)
 

@@ -2,7 +2,7 @@
 the likelihood-ratio chi-square with Bartlett's correction, RMSEA with its 90%
 interval, the Tucker-Lewis index, AIC/BIC, and the two tests run before factoring
 (Kaiser-Meyer-Olkin sampling adequacy, Bartlett's sphericity). numpy/scipy only;
-re-exported by :mod:`elbokit.linear._interpret`."""
+exported by ``elbokit.linear``."""
 
 from __future__ import annotations
 

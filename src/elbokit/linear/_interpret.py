@@ -1,7 +1,7 @@
 """The linear-Gaussian interpretation algebra: communalities, standardized loadings
 and the eigenvalues that count factors, for x = W z + mu + noise with Psi diagonal;
-the rotated factor solution as psych::fa prints it, factor scores, and (from
-:mod:`._fit_statistics`) the fit statistics. numpy/scipy only; the figures in
+the rotated factor solution as psych::fa prints it, factor scores (the fit statistics are in
+:mod:`._fit_statistics`). numpy/scipy only; the figures in
 :mod:`elbokit.plots`, the report and FactorAnalysis read these."""
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import numpy as np
 from .._validation import check_choice
 from ..exceptions import DataError
 from . import rotations
-from ._fit_statistics import (FitStatistics, bartlett_sphericity, factor_dof,  # noqa: F401
-                              fit_statistics, kmo, n_free_parameters)
 
 
 def communalities(W: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -218,7 +218,7 @@ def suggest_n_factors(X, method: str = "parallel", *, max_factors: int | None = 
           model, in closed form) up to ``max_factors`` (default: the largest L with
           positive degrees of freedom); the minimum of the likelihood BIC
           -2 log L + k log n, k = dL + d - L(L-1)/2 (see
-          :class:`elbokit.linear._interpret.FitStatistics`). The table also gives
+          :class:`elbokit.linear._fit_statistics.FitStatistics`). The table also gives
           AIC, the chi-square test, its p-value and RMSEA.
         - ``"heldout"``: ``n_folds``-fold cross-validated mean log-likelihood per row
           (nats) for the same candidates, the maximum chosen. The only method that
