@@ -73,8 +73,12 @@ def test_fa_report_on_a_csv_has_the_table_figures_and_no_image_grids(fa_run, win
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
                     "(apt-get install chromium); the browser check is skipped")
 def test_table_report_renders_in_chromium(fa_run):
+    page = (fa_run / "report.html").read_text()
+    n_figures = len(_figure_alts(page))
     n_images, n_broken, console = render(fa_run / "report.html")
-    assert n_images >= 7 and n_broken == 0 and console == []
+    # every figure of the page is an image that decodes (six on a linear model's table page)
+    assert n_figures >= 6 and n_images >= n_figures
+    assert n_broken == 0 and console == []
 
 
 def test_square_table_is_not_drawn_as_images(tmp_path):
