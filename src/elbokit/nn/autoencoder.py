@@ -132,6 +132,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     exact_log_likelihood = False
     linear_gaussian = False
     has_density = False  # the protocol's density members raise NoDensityError
+    conditional = False  # fitted on x alone
 
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
@@ -370,6 +371,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def elbo_samples(self, X, **_) -> np.ndarray:
         """Raises :class:`NoDensityError`: an autoencoder has no ELBO."""
+        raise NoDensityError(NO_DENSITY)
+
+    def prior_log_prob(self, Z) -> np.ndarray:
+        """Raises :class:`NoDensityError`: an autoencoder has no prior."""
+        raise NoDensityError(NO_DENSITY)
+
+    def kl_to_prior(self, X, **_) -> np.ndarray:
+        """Raises :class:`NoDensityError`: an autoencoder has no prior and no posterior."""
         raise NoDensityError(NO_DENSITY)
 
     def check_fit(self, X, what: str = "test", *, reference=None) -> None:

@@ -19,6 +19,8 @@ by a name read from a file.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -66,6 +68,12 @@ class Prior(nn.Module):
     def log_prob_dims(self, z: torch.Tensor) -> torch.Tensor | None:
         """log p(z_i) per dimension, like z, when p factorizes; None otherwise."""
         return None
+
+    def marginal_log_prob_dims(self, z: torch.Tensor) -> torch.Tensor | None:
+        """log p_j(z_j), like z: each dimension's marginal density (the per-dimension
+        terms when p factorizes; a 1-D mixture for the mixtures), or None when unknown
+        (a custom prior that does not factorize)."""
+        return self.log_prob_dims(z)
 
     def kl_dims(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
         """KL(N(mean, diag exp(logvar)) || p) per dimension (B, L) in closed form, or
@@ -138,6 +146,10 @@ class MixtureOfGaussians(Prior):
             return None
         return gaussian_log_prob(z, self.means[0], self.logvars[0])
 
+    def marginal_log_prob_dims(self, z):
+        log_weights = torch.log_softmax(self.logits, dim=0)[:, None]  # (K, 1)
+        return mixture_marginals(z, log_weights, self.means, self.logvars)
+
     def kl_dims(self, mean, logvar):
         if self.n_components > 1:
             return None
@@ -194,6 +206,12 @@ class VampPrior(Prior):
         mean, logvar = self.components()
         return log_mean_exp(diag_gaussian_log_prob(z.unsqueeze(-2), mean, logvar), dim=-1)
 
+    def marginal_log_prob_dims(self, z):
+        mean, logvar = self.components()
+        log_weights = torch.full((self.n_components, 1), -math.log(self.n_components),
+                                 device=mean.device, dtype=mean.dtype)
+        return mixture_marginals(z, log_weights, mean, logvar)
+
     def reference_gaussian(self):
         with torch.no_grad():
             mean, logvar = self.components()
@@ -219,6 +237,13 @@ class VampPrior(Prior):
     def extra_repr(self) -> str:
         return (f"latent_dim={self.latent_dim}, n_features={self.n_features}, "
                 f"n_components={self.n_components}")
+
+
+def mixture_marginals(z, log_weights, means, logvars) -> torch.Tensor:
+    """log sum_k w_k N(z_j | means_kj, exp(logvars_kj)) for each dimension j, like z
+    (..., L): the marginals of a mixture of diagonal Gaussians (log_weights (K, 1))."""
+    per_component = gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (..., K, L)
+    return torch.logsumexp(log_weights + per_component, dim=-2)
 
 
 def moment_matched(weights, means, logvars) -> tuple[torch.Tensor, torch.Tensor]:

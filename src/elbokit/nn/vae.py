@@ -22,9 +22,10 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import _check_feature_names
 
 from .._math import bits_per_dim, diag_gaussian_logpdf
-from .._validation import check_data
+from .._validation import check_data, check_int
 from ..exceptions import DataError, ParameterError, TrainingError
 from . import checkpoint as ckpt
+from ._kl import kl_dims, kl_rows, rows_per_batch
 from ._math import reparameterize
 from .callbacks import check_callbacks
 from .config import (LATENT_DIM, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
@@ -658,12 +659,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def decode(self, Z, y=None) -> np.ndarray:
         """Decoder mean E[x|z] of each row of Z (n, L), shape (n, d), in the data's
         units; a conditional model's E[x|z, y] for the labels or covariates ``y``."""
-        self._check_fitted()
-        Z = check_data(Z, "Z", dtype=np.float32)
-        if Z.shape[1] != self.architecture_.latent_dim:
-            raise DataError(f"Z has {Z.shape[1]} columns; the latent dimension is "
-                            f"{self.architecture_.latent_dim}")
-        z = self._tensor(Z)
+        z = self._latent(Z)
         c = None
         if self.architecture_.conditional:
             c = self._tensor(self._condition(y, Z.shape[0]))
@@ -673,6 +669,15 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                         None if c is None else c[i:i + EVAL_BATCH])
                for i in range(0, z.shape[0], EVAL_BATCH)]
         return torch.cat(out).cpu().numpy()
+
+    def _latent(self, Z) -> torch.Tensor:
+        """Z (n, L) checked, as a tensor on the model's device."""
+        self._check_fitted()
+        Z = check_data(Z, "Z", dtype=np.float32)
+        if Z.shape[1] != self.architecture_.latent_dim:
+            raise DataError(f"Z has {Z.shape[1]} columns; the latent dimension is "
+                            f"{self.architecture_.latent_dim}")
+        return self._tensor(Z)
 
     def reconstruct(self, X, y=None) -> np.ndarray:
         """Decoder mean at the posterior mean: decode(encode(X)), shape (n, d)."""
@@ -786,6 +791,42 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     exact_log_likelihood = False  # log p(x) is importance-sampled
     linear_gaussian = False
+
+    has_density = True  # log p(x), the ELBO and the KL to the prior exist
+
+    # ``conditional`` (the protocol's "fitted with labels / covariates") is the
+    # constructor's setting, which fit requires to be True or False
+
+    @torch.no_grad()
+    def prior_log_prob(self, Z) -> np.ndarray:
+        """log p(z) (nats) of each row of Z (n, L) under the model's own prior (N(0, I),
+        the mixture, the VampPrior or the caller's), shape (n,)."""
+        z = self._latent(Z)
+        values = [self.model_.prior.log_prob(z[i:i + EVAL_BATCH])
+                  for i in range(0, z.shape[0], EVAL_BATCH)]
+        return torch.cat(values).cpu().numpy().astype(np.float64)
+
+    def kl_to_prior(self, X, *, per_dimension: bool = False, n_samples: int = 256,
+                    random_state=0, y=None) -> np.ndarray:
+        """KL(q(z|x) || p(z)) (nats) against the model's own prior, per row (n,); with
+        ``per_dimension=True`` KL(q(z_j|x) || p(z_j)) against the prior's marginal on
+        each dimension j, (n, L). Closed form for a Gaussian q and the N(0, I) prior,
+        else Monte Carlo over ``n_samples`` seeded draws from q (see
+        :mod:`elbokit.nn._kl`; per dimension, an IAF's q(z_j|x) is moment-matched)."""
+        x = self._input(X, y)
+        k = check_int(n_samples, "n_samples", minimum=1)
+        generator, prior = self._generator(random_state), self.model_.prior
+        batch = rows_per_batch(prior, k)
+        if not per_dimension:
+            parts = [kl_rows(self.model_, x[i:i + batch], k, generator)
+                     for i in range(0, x.shape[0], batch)]
+            return torch.cat(parts).cpu().numpy().astype(np.float64)
+        mean, var = self.posterior_moments(X, y=y)  # (n, L) each
+        mean = self._tensor(mean)
+        logvar = torch.log(self._tensor(var).clamp_min(torch.finfo(torch.float32).tiny))
+        parts = [kl_dims(prior, mean[i:i + batch], logvar[i:i + batch], k, generator)
+                 for i in range(0, mean.shape[0], batch)]
+        return torch.cat(parts).cpu().numpy().astype(np.float64)
 
     def posterior_moments(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, L) and per-dimension variance (n, L) of q(z|x) (see :meth:`encode`)."""

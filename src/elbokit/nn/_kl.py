@@ -1,0 +1,75 @@
+"""KL(q(z|x) || p(z)) against the model's own prior p(z), per row and per latent
+dimension (the protocol's ``kl_to_prior``).
+
+Per row: closed form where it exists (a Gaussian q and a prior with a closed-form
+``kl_dims``: N(0, I), a one-component mixture), else Monte Carlo over draws z ~ q(z|x):
+KL = E_q[log q(z|x) - log p(z)], with the entropy of a Gaussian q in closed form
+(-E_q log q = 1/2 sum_j (log 2 pi e + logvar_j)) and only E_q log p(z) sampled.
+
+Per dimension j: KL(q(z_j|x) || p(z_j)) against the prior's marginal p(z_j)
+(:meth:`~elbokit.nn.priors.Prior.marginal_log_prob_dims`), closed form for N(0, I),
+Monte Carlo for the mixtures (whose marginal is a 1-D Gaussian mixture). q(z_j|x) is
+Gaussian: exact for the Gaussian posterior, moment-matched for the IAF.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..exceptions import ParameterError
+from ._math import LOG_2PI, reparameterize
+
+KL_BATCH_NUMBERS = 1 << 22  # rows per batch: draws * rows * components * L below this
+
+
+def rows_per_batch(prior, n_samples: int) -> int:
+    """Rows whose draws (n_samples, rows, K, L) against a mixture's K components stay
+    under KL_BATCH_NUMBERS numbers."""
+    components = getattr(prior, "n_components", 1)
+    return max(1, KL_BATCH_NUMBERS // (n_samples * components * prior.latent_dim))
+
+
+def gaussian_entropy(logvar: torch.Tensor) -> torch.Tensor:
+    """H(N(mean, diag exp(logvar))) summed over the last axis: 1/2 sum (log 2 pi e + logvar)."""
+    return 0.5 * (LOG_2PI + 1.0 + logvar).sum(-1)
+
+
+@torch.no_grad()
+def kl_rows(network, x: torch.Tensor, n_samples: int,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """KL(q(z|x) || p(z)) for each row of x (B,) (closed form or Monte Carlo, see the
+    module docstring)."""
+    prior = network.prior
+    encoding = network.encode_posterior(x)
+    mean, logvar, _ = encoding
+    if network.flow is None:
+        closed = prior.kl_dims(mean, logvar)
+        if closed is not None:
+            return closed.sum(-1)
+    post = network.posterior(x, n_samples, generator, encoding=encoding)  # z (S, B, L)
+    log_p = prior.log_prob(post.z).mean(0)  # (B,)
+    if post.gaussian:
+        return -gaussian_entropy(logvar) - log_p
+    return post.log_q().mean(0) - log_p
+
+
+@torch.no_grad()
+def kl_dims(prior, mean: torch.Tensor, logvar: torch.Tensor, n_samples: int,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """KL(N(mean_j, exp(logvar_j)) || p(z_j)) per dimension (B, L), p(z_j) the prior's
+    marginal: closed form where ``prior.kl_dims`` has one, else Monte Carlo over
+    n_samples draws from each q(z_j|x)."""
+    closed = prior.kl_dims(mean, logvar)
+    if closed is not None:
+        return closed
+    z = reparameterize(mean, logvar, n_samples, generator)  # (S, B, L)
+    log_p = prior.marginal_log_prob_dims(z)
+    if log_p is None:
+        raise ParameterError(f"the prior {type(prior).__name__} gives no per-dimension "
+                             "marginals: implement marginal_log_prob_dims(z), or use "
+                             "per_dimension=False")
+    entropy = 0.5 * (LOG_2PI + 1.0 + logvar)  # (B, L): H(q(z_j|x)), closed form
+    return -entropy - log_p.mean(0)
+
+
+__all__ = ["kl_rows", "kl_dims", "gaussian_entropy", "rows_per_batch"]
