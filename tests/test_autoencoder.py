@@ -59,7 +59,7 @@ def test_protocol_members(ae, digits):
     assert draws.shape == (5, 3, 4) and np.all(draws == mean[:, None])
     np.testing.assert_allclose(model.decode_mean(mean), ae.reconstruct(X))
     assert ae.sample(6, random_state=0).shape == (6, 64)
-    fitted = ae.sample(6, random_state=0, source="fitted")
+    fitted = ae.sample(6, random_state=0, sampler="fitted")
     assert fitted.shape == (6, 64) and 0 <= fitted.min() and fitted.max() <= 1
     np.testing.assert_allclose(ae.code_mean_, ae.transform(digits.train).mean(0), atol=1e-5)
     for member in (model.log_likelihood_samples, model.elbo_samples):
@@ -79,8 +79,8 @@ def test_save_load_round_trip_is_exact(ae, digits, tmp_path):
     for method in ("transform", "reconstruct", "score_samples"):
         np.testing.assert_array_equal(getattr(loaded, method)(digits.test),
                                       getattr(ae, method)(digits.test))
-    np.testing.assert_array_equal(loaded.sample(4, random_state=1, source="fitted"),
-                                  ae.sample(4, random_state=1, source="fitted"))
+    np.testing.assert_array_equal(loaded.sample(4, random_state=1, sampler="fitted"),
+                                  ae.sample(4, random_state=1, sampler="fitted"))
     assert loaded.history_ == json.loads(json.dumps(ae.history_))
 
 

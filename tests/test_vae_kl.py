@@ -108,3 +108,18 @@ def test_the_autoencoder_has_no_prior(digits):
         ae.kl_to_prior(digits.test[:3])
     with pytest.raises(NoDensityError):
         ae.prior_log_prob(np.zeros((2, 3)))
+
+
+def test_the_protocol_answers_what_consumers_used_to_probe_for(fitted, digits):
+    vae = fitted["standard"]
+    assert vae.samplers == ("prior",) and vae.latent_dim_ == 3 and vae.n_iter_ == 1
+    assert vae.accepts_missing is False and "checkpoint_dir" in VAE.fit_options
+    gmm = VAE(gmm_components=2, **FAST).fit(digits.train[:200])
+    assert gmm.samplers == ("prior", "gmm")
+    ae = Autoencoder(3, hidden=(16,), epochs=2).fit(digits.train[:100])
+    assert ae.samplers == ("prior", "fitted") and ae.fit_options == {"validation"}
+    assert ae.latent_dim_ == 3 and ae.n_iter_ == 2 and ae.binarize == "none"
+    mean, std = ae.prior_moments()
+    np.testing.assert_array_equal(mean, np.zeros(3))
+    np.testing.assert_array_equal(std, np.ones(3))
+    assert ae.sample(4, random_state=0, sampler="fitted").shape == (4, 64)

@@ -115,7 +115,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         (``epoch``, ``train_loss``, ``val_loss`` when validation data are given,
         ``seconds``); losses in the data's units, per sample.
     code_mean_, code_cov_ : mean (L,) and covariance (L, L) of the training codes
-        (``sample(source="fitted")`` draws from this Gaussian).
+        (``sample(sampler="fitted")`` draws from this Gaussian).
     n_features_in_, n_components_ : d and L.
 
     Examples
@@ -133,6 +133,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     linear_gaussian = False
     has_density = False  # the protocol's density members raise NoDensityError
     conditional = False  # fitted on x alone
+    accepts_missing = False  # rows with NaN are refused
+    binarize = "none"  # the training rows are used as given
+    samplers = ("prior", "fitted")  # the sampler= names of sample, the default first
+    fit_options = frozenset({"validation"})
 
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
@@ -332,16 +336,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Mean of :meth:`score_samples` (minus the mean reconstruction error; not nats)."""
         return float(np.mean(self.score_samples(X)))
 
-    def sample(self, n_samples: int = 1, random_state=None, *, source: str = "prior") -> np.ndarray:
-        """g(z) for n codes z drawn from N(0, I) (``source="prior"``: the VAE's prior,
+    def sample(self, n_samples: int = 1, random_state=None, *, sampler: str = "prior") -> np.ndarray:
+        """g(z) for n codes z drawn from N(0, I) (``sampler="prior"``: the VAE's prior,
         which the AE was never trained to match) or from the Gaussian fitted to the
-        training codes (``source="fitted"``), (n, d)."""
+        training codes (``sampler="fitted"``), (n, d)."""
         self._check_fitted()
         n = check_int(n_samples, "n_samples", minimum=1)
-        check_choice(source, "source", ("prior", "fitted"))
+        check_choice(sampler, "sampler", self.samplers)
         rng = np.random.default_rng(random_state)
         L = self.network_.config.latent_dim
-        if source == "prior":
+        if sampler == "prior":
             Z = rng.standard_normal((n, L))
         else:
             Z = rng.multivariate_normal(self.code_mean_, self.code_cov_, size=n,
@@ -372,6 +376,23 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def elbo_samples(self, X, **_) -> np.ndarray:
         """Raises :class:`NoDensityError`: an autoencoder has no ELBO."""
         raise NoDensityError(NO_DENSITY)
+
+    @property
+    def latent_dim_(self) -> int:
+        self._check_fitted()
+        return self.network_.config.latent_dim
+
+    @property
+    def n_iter_(self) -> int:
+        """Epochs run: ``len(history_)``."""
+        self._check_fitted()
+        return len(self.history_)
+
+    def prior_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Zeros and ones (L,): the N(0, I) that ``sample(sampler="prior")`` draws from
+        (what traversals sweep)."""
+        L = self.latent_dim_
+        return np.zeros(L), np.ones(L)
 
     def prior_log_prob(self, Z) -> np.ndarray:
         """Raises :class:`NoDensityError`: an autoencoder has no prior."""

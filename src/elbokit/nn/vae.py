@@ -793,6 +793,24 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     linear_gaussian = False
 
     has_density = True  # log p(x), the ELBO and the KL to the prior exist
+    accepts_missing = False  # rows with NaN are refused
+    fit_options = frozenset({"validation", "checkpoint_dir", "resume", "on_nan", "callbacks"})
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        """The ``sampler=`` names :meth:`sample` accepts, the default first."""
+        return ("prior", "gmm") if self.has_gmm_sampler_ else ("prior",)
+
+    @property
+    def latent_dim_(self) -> int:
+        self._check_fitted()
+        return self.architecture_.latent_dim
+
+    @property
+    def n_iter_(self) -> int:
+        """Epochs run: ``len(history_)``."""
+        self._check_fitted()
+        return len(self.history_)
 
     # ``conditional`` (the protocol's "fitted with labels / covariates") is the
     # constructor's setting, which fit requires to be True or False
