@@ -1,4 +1,4 @@
-"""Folders of PNG/JPEG images (elbokit._images via data.load): sizes, modes, labels,
+"""Folders of PNG/JPEG images (elbokit.data.images via data.load): sizes, modes, labels,
 errors; and an RGB conv VAE on colour patches, through its report's image grids."""
 
 import json
@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elbokit import _images, data
+from elbokit import data
+from elbokit.data import _reading
+from elbokit.data import images as _images
 from elbokit.exceptions import DataError
 
 
@@ -117,7 +119,7 @@ def test_bad_folders_and_files_fail_in_one_line_naming_them(tmp_path, monkeypatc
     with pytest.raises(DataError, match="0.png has 4x4 pixels, more than the 15"):
         data.load(str(folder))
     monkeypatch.setattr(_images, "MAX_PIXELS", 100)
-    monkeypatch.setattr(data, "available_memory", lambda: 100)  # bytes
+    monkeypatch.setattr(_reading, "available_memory", lambda: 100)  # bytes
     with pytest.raises(DataError, match="2 images of 1x4x4 needs .* only"):
         data.load(str(folder))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import DataError
+from ..exceptions import DataError
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_FILES = 1_000_000  # image files in one data set
