@@ -8,15 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from elbokit.cli import main
 from elbokit.exceptions import ModelFileError
-from elbokit.io import sha256_file
+from elbokit.persistence import sha256_file
 
 from conftest import edit_json as _rewrite
-from elbokit.models import load_model, save_model
+from elbokit.models import load_model
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file, save_file  # noqa: E402
@@ -180,7 +179,7 @@ def test_an_untampered_checkpoint_still_resumes(run_copy, capsys):
 def test_architecture_sizes_are_checked_against_the_header_before_building(
         run_copy, field, value, monkeypatch):
     """A model.json whose sizes were edited is refused from the safetensors header alone:
-    no network of that size is built (VAEModel is only ever built on the meta device)."""
+    no network of that size is built (VAENetwork is only ever built on the meta device)."""
     def change(meta):
         meta["architecture"][field] = value
         if field == "flow_steps":
@@ -192,7 +191,7 @@ def test_architecture_sizes_are_checked_against_the_header_before_building(
     def no_build(*args, **kwargs):
         raise AssertionError("a network was built before the checks")
 
-    monkeypatch.setattr(vae_module, "VAEModel", no_build)
+    monkeypatch.setattr(vae_module, "VAENetwork", no_build)
     with pytest.raises(ModelFileError, match="weight|layers|architecture"):
         load_model(run_copy)
 
@@ -228,128 +227,6 @@ def test_sample_request_is_bounded_by_memory(vae_run, tmp_path, capsys):
     _one_line_exit_2(["sample", str(vae_run), "-n", "100000000000", "--out",
                       str(tmp_path / "s.png")], capsys, "GiB")
     assert not (tmp_path / "s.png").exists()
-
-
-# --------------------------------------------------------------------------- classical
-
-@pytest.fixture
-def fa_dir(tmp_path):
-    from elbokit.data import load
-    from elbokit.linear import FactorAnalysis
-
-    model = FactorAnalysis(2, max_iter=50).fit(load("digits").train[:200])
-    save_model(model, tmp_path / "fa")
-    return tmp_path / "fa"
-
-
-def _rewrite_arrays(directory: Path, change) -> None:
-    from safetensors.numpy import load_file as load_np
-    from safetensors.numpy import save_file as save_np
-
-    path = directory / "arrays.safetensors"
-    arrays = load_np(str(path))
-    change(arrays)
-    save_np(arrays, str(path))
-    _rewrite(directory / "model.json", lambda m: m["sha256"].update(
-        {"arrays.safetensors": sha256_file(path)}))
-
-
-@pytest.mark.parametrize("case, match", [
-    ("nan-mean", "NaN"), ("zero-noise", "positive"), ("negative-noise", "positive"),
-])
-def test_classical_arrays_with_bad_values_are_refused(fa_dir, case, match, capsys):
-    def change(arrays):
-        if case == "nan-mean":
-            arrays["mean_"][3] = np.nan
-        elif case == "zero-noise":
-            arrays["noise_variance_"][0] = 0.0
-        else:
-            arrays["noise_variance_"][:] = -1.0
-
-    _rewrite_arrays(fa_dir, change)
-    with pytest.raises(ModelFileError, match=match):
-        load_model(fa_dir)
-    _one_line_exit_2(["evaluate", str(fa_dir)], capsys, match)
-
-
-@pytest.mark.parametrize("name", ["__class__", "__dict__", "_private_", "__init__", "a__b_",
-                                  "components__", "n components_", "Upper_", "transform"])
-def test_classical_attribute_names_are_plain_fitted_names(fa_dir, name):
-    _rewrite(fa_dir / "model.json", lambda m: m["fitted_scalars"].update({name: 1}))
-    with pytest.raises(ModelFileError, match="fitted attribute|not a fitted"):
-        load_model(fa_dir)
-
-
-@pytest.mark.parametrize("change, match", [
-    (lambda m: m["params"].update(os_system=1), "no parameter"),
-    (lambda m: m["params"].update(n_components=[1]), "params.n_components"),
-    (lambda m: m["fitted_scalars"].update(n_features_in_="64"), "n_features_in_"),
-    (lambda m: m["fitted_scalars"].update(n_components_=True), "n_components_"),
-    (lambda m: m["arrays"]["mean_"].update(dtype="object"), "numeric"),
-    (lambda m: m["arrays"]["mean_"].update(dtype="float32"), "dtype"),
-    (lambda m: m.update(feature_names_in=[1, 2]), "feature_names_in"),
-    (lambda m: m.update(feature_names_in=["a"]), "feature_names_in"),
-    (lambda m: m.update(extra=[]), "extra"),
-    (lambda m: m.update(evil={}), "unknown field"),
-    (lambda m: m.update(**{"class": "PCA"}), "class"),
-    (lambda m: m["fitted_scalars"].update(n_components_=7), "components_"),
-])
-def test_classical_model_json_schema(fa_dir, change, match):
-    _rewrite(fa_dir / "model.json", change, drop_digest=True)
-    with pytest.raises(ModelFileError, match=match):
-        load_model(fa_dir)
-
-
-def test_classical_description_checksum(fa_dir):
-    _rewrite(fa_dir / "model.json", lambda m: m["params"].update(max_iter=7))
-    with pytest.raises(ModelFileError, match="checksum"):
-        load_model(fa_dir)
-
-
-def test_nan_json_constants_are_refused(fa_dir):
-    text = (fa_dir / "model.json").read_text()
-    (fa_dir / "model.json").write_text(text.replace('"fitted_scalars": {',
-                                                    '"fitted_scalars": {"loss_": NaN, ', 1))
-    with pytest.raises(ModelFileError, match="not valid JSON"):
-        load_model(fa_dir)
-
-
-def test_feature_names_round_trip(tmp_path):
-    """feature_names_in_ (numpy's object array of str, which safetensors cannot hold,
-    set by scikit-learn when a model is fitted on a DataFrame) is saved as a JSON list."""
-    from sklearn.datasets import load_wine
-
-    from elbokit.linear import PCA
-
-    wine = load_wine()
-    model = PCA(2).fit(wine.data)
-    model.feature_names_in_ = np.asarray(wine.feature_names, dtype=object)
-    save_model(model, tmp_path / "pca")
-    meta = json.loads((tmp_path / "pca" / "model.json").read_text())
-    assert meta["feature_names_in"] == list(wine.feature_names)
-    assert "feature_names_in_" not in meta["arrays"]
-    loaded = load_model(tmp_path / "pca")
-    assert loaded.feature_names_in_.dtype == object
-    assert list(loaded.feature_names_in_) == list(wine.feature_names)
-    assert np.allclose(loaded.transform(wine.data[:3]), model.transform(wine.data[:3]))
-
-
-def test_digest_of_each_classical_kind_round_trips(tmp_path):
-    """Every classical kind saves and loads with the new checks (no false alarm)."""
-    from elbokit.data import load
-    from elbokit.models import classical_registry
-
-    X = load("digits").train[:150]
-    for kind, cls in classical_registry().items():
-        model = cls(2, max_iter=20) if kind in ("vbpca", "fa", "linear-ae") else cls(2)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(X)
-        save_model(model, tmp_path / kind)
-        loaded = load_model(tmp_path / kind)
-        assert np.allclose(loaded.score_samples(X[:5]), model.score_samples(X[:5])), kind
 
 
 def test_optimizer_flags_from_the_file_are_not_used(run_copy, capsys):

@@ -11,8 +11,8 @@ from elbokit.nn import VAE
 from elbokit.nn.config import ArchitectureConfig
 from elbokit.nn.flows import IAF
 from elbokit.nn.importance import importance_log_likelihood
-from elbokit.nn.model import VAEModel
-from elbokit.nn.objectives import IWAE, EstimatorA, EstimatorB
+from elbokit.nn.model import VAENetwork
+from elbokit.nn.objectives import IWAE, AnalyticKLELBO as EstimatorB, MonteCarloELBO as EstimatorA
 
 from conftest import edit_json
 
@@ -65,7 +65,7 @@ def _twin_models(L=3, d=10, seed=0):
     iaf_cfg = ArchitectureConfig(n_features=d, latent_dim=L, hidden=(16,), posterior="iaf",
                                  flow_steps=2, flow_hidden=(8,), flow_context=4)
     torch.manual_seed(seed)
-    diag, iaf = VAEModel(diag_cfg).double(), VAEModel(iaf_cfg).double()
+    diag, iaf = VAENetwork(diag_cfg).double(), VAENetwork(iaf_cfg).double()
     iaf.decoder.load_state_dict(diag.decoder.state_dict())
     src, dst = diag.encoder.net, iaf.encoder.net
     with torch.no_grad():

@@ -296,7 +296,6 @@ def test_the_estimators_and_the_network_have_names_that_say_what_they_are():
     from elbokit.nn import objectives
 
     assert nn.EstimatorA is nn.MonteCarloELBO and nn.EstimatorB is nn.AnalyticKLELBO
-    assert nn.VAEModel is nn.VAENetwork
     # the names the training config records, and the slides named in the docstrings
     assert objectives.get_estimator("a").__class__ is nn.MonteCarloELBO
     assert objectives.get_estimator("b").__class__ is nn.AnalyticKLELBO

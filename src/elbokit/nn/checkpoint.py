@@ -95,11 +95,11 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
         raise ModelFileError(f"{where}: the architecture has more layers than the weights file "
                              f"has tensors ({n_tensors})")
-    from .model import VAEModel
+    from .model import VAENetwork
 
     prior = None if prior is None else copy.deepcopy(prior)  # the network attaches to it
     with torch.device("meta"):
-        expected = VAEModel(architecture, prior, **(modules(architecture) if modules else {}))
+        expected = VAENetwork(architecture, prior, **(modules(architecture) if modules else {}))
         expected = expected.state_dict()
     custom = [f"{p}_class {getattr(architecture, p + '_module')['class']}"
               for p in ("encoder", "decoder") if getattr(architecture, p) == "custom"]

@@ -1,4 +1,4 @@
-"""The VAE estimator: scikit-learn-like API over :class:`VAEModel`.
+"""The VAE estimator: scikit-learn-like API over :class:`VAENetwork`.
 
 ``VAE(latent_dim, likelihood=..., decoder=...).fit(X)`` then ``encode``, ``decode``,
 ``reconstruct``, ``sample``, ``interpolate``, ``elbo``, ``score_samples``, ``score``,
@@ -30,7 +30,7 @@ from ._math import reparameterize
 from .callbacks import check_callbacks
 from .config import (LATENT_DIM, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
                      TrainingConfig, config_kwargs)
-from .model import VAEModel
+from .model import VAENetwork
 from .objectives import get_estimator
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
 from .protocols import PARTS, check_shapes, custom_modules, is_module, module_record
@@ -128,7 +128,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    model_ : the fitted :class:`~elbokit.nn.model.VAEModel` (torch module).
+    model_ : the fitted :class:`~elbokit.nn.model.VAENetwork` (torch module).
     architecture_, training_ : the configs it was built and fitted with.
     history_ : list of per-epoch dicts (``train_elbo``, ``val_elbo``, ``seconds`` of the
         training steps, ``wall_seconds`` of the whole epoch).
@@ -431,12 +431,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _build(architecture: ArchitectureConfig, seed: int, prior=None,
-               **modules) -> VAEModel:
+               **modules) -> VAENetwork:
         """The module with weights initialised from ``seed`` (a custom network's own
         weights as given), leaving torch's global random state untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return VAEModel(architecture, prior, **modules)
+            return VAENetwork(architecture, prior, **modules)
 
     def _fit_gmm(self, X, seed: int) -> None:
         """Fit the ``gmm_components`` Gaussian mixture of ``sample(sampler="gmm")`` to the
@@ -913,7 +913,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         architecture, training, history, tensors = ckpt.read_model(directory, meta, prior,
                                                                    modules=modules)
-        model = VAEModel(architecture, None if prior is None else copy.deepcopy(prior),
+        model = VAENetwork(architecture, None if prior is None else copy.deepcopy(prior),
                          **modules(architecture))
         ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
         model.load_state_dict(tensors)
