@@ -22,8 +22,8 @@ from elbokit.exceptions import TrainingError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 from elbokit.nn import checkpoint as ckpt  # noqa: E402
 from elbokit.nn.config import ArchitectureConfig, TrainingConfig  # noqa: E402
-from elbokit.nn.model import VAEModel  # noqa: E402
-from elbokit.nn.objectives import EstimatorB  # noqa: E402
+from elbokit.nn.model import VAENetwork  # noqa: E402
+from elbokit.nn.objectives import AnalyticKLELBO  # noqa: E402
 from elbokit.nn.train import train  # noqa: E402
 
 EPOCHS = 12
@@ -113,7 +113,7 @@ def test_kill_9_mid_epoch_leaves_a_loadable_run_that_resumes_exactly(tmp_path,
 
 # --------------------------------------------------------------------------- NaN / inf
 
-class PoisonedB(EstimatorB):
+class PoisonedB(AnalyticKLELBO):
     """L_B, but NaN for every row of the minibatch of call ``bad_call``."""
 
     def __init__(self, bad_call: int):
@@ -129,7 +129,7 @@ def _fit(X, run_dir, objective, on_nan, epochs=3):
     architecture = ArchitectureConfig(n_features=X.shape[1], latent_dim=2, hidden=(16,))
     config = TrainingConfig(epochs=epochs, batch_size=64, progress=False, device="cpu")
     torch.manual_seed(0)
-    model = VAEModel(architecture)
+    model = VAENetwork(architecture)
     history = train(model, X, config, architecture, objective=objective, run_dir=run_dir,
                     on_nan=on_nan)
     return model, history
@@ -156,15 +156,15 @@ def test_skip_batch_skips_and_counts_the_poisoned_step(tmp_path, digits):
     state = ckpt.load_checkpoint(tmp_path)["optim"]
     assert float(state["0.step"]) == 29
     # without a bad step the counts are zero and the run is the plain one
-    _, clean_history = _fit(X, None, EstimatorB(), "skip-batch")
-    _, plain_history = _fit(X, None, EstimatorB(), "stop")
+    _, clean_history = _fit(X, None, AnalyticKLELBO(), "skip-batch")
+    _, plain_history = _fit(X, None, AnalyticKLELBO(), "stop")
     assert [h["skipped_batches"] for h in clean_history] == [0, 0, 0]
     assert [h["train_elbo"] for h in clean_history] == [h["train_elbo"] for h in plain_history]
 
 
 def test_on_nan_is_checked(digits):
     with pytest.raises(ValueError, match="on_nan must be one of"):
-        _fit(digits.train[:64] / 16.0, None, EstimatorB(), "ignore", epochs=1)
+        _fit(digits.train[:64] / 16.0, None, AnalyticKLELBO(), "ignore", epochs=1)
 
 
 # --------------------------------------------------------------------------- the disk
@@ -244,7 +244,7 @@ def test_a_swallowed_sigterm_is_never_reported_as_success(tmp_path, capsys, monk
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
         except KeyboardInterrupt:
             pass  # what a gc callback does with it
-        from elbokit.io import atomic_write_bytes
+        from elbokit.persistence import atomic_write_bytes
 
         atomic_write_bytes(Path(run_dir) / "report.html", b"<html>partial</html>")
         return Path(run_dir) / "report.html"

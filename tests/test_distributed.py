@@ -191,12 +191,12 @@ import elbokit
 from elbokit.exceptions import TrainingError
 from elbokit.nn import distributed
 from elbokit.nn.config import ArchitectureConfig, TrainingConfig
-from elbokit.nn.model import VAEModel
-from elbokit.nn.objectives import EstimatorB
+from elbokit.nn.model import VAENetwork
+from elbokit.nn.objectives import AnalyticKLELBO
 from elbokit.nn.train import train
 
 
-class PoisonedB(EstimatorB):
+class PoisonedB(AnalyticKLELBO):
     """NaN on the rows of rank ``bad_rank`` in the minibatch of call 5."""
 
     def __init__(self, bad_rank):
@@ -215,7 +215,7 @@ def fit(on_nan, bad_rank):
     config = TrainingConfig(epochs=2, batch_size=64, binarize="dynamic", progress=False,
                             device="cpu")
     torch.manual_seed(0)
-    model = VAEModel(architecture)
+    model = VAENetwork(architecture)
     history = train(model, X, config, architecture, objective=PoisonedB(bad_rank),
                     on_nan=on_nan)
     return model, history

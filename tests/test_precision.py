@@ -15,9 +15,9 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from elbokit.data import load  # noqa: E402
 from elbokit.exceptions import ParameterError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
-from elbokit.nn.fused import FusedLB, compute_dtype, fused_step  # noqa: E402
+from elbokit.nn.objectives.fused import FusedLB, fused_step  # noqa: E402
 from elbokit.nn.objectives import get_estimator, training_loss  # noqa: E402
-from elbokit.nn.train import mixed_precision  # noqa: E402
+from elbokit.nn.train.precision import compute_dtype, mixed_precision  # noqa: E402
 
 MATMULS = {"mm", "addmm", "bmm", "baddbmm", "convolution"}
 # the ops of the log-densities, the KL and dloss/dlogits
@@ -119,7 +119,7 @@ def test_the_matmuls_take_bfloat16_and_the_densities_float32(digits, settings,
                                                              monkeypatch):
     """Every matmul of a bfloat16 fit's training steps has bfloat16 operands; the ops of
     the log-densities and the KL see float32 only."""
-    import elbokit.nn.train as train_module
+    import elbokit.nn.train.loop as train_module
 
     modes = []
     X = digits.train[:200]
@@ -182,7 +182,7 @@ def test_precision_is_saved_and_checked(digits, tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_is_bfloat16_for_images_on_native_hardware_only(digits, monkeypatch, native):
-    import elbokit.nn.train as train_module
+    import elbokit.nn.train.precision as train_module
 
     monkeypatch.setattr(train_module, "native_bfloat16", lambda device: native)
     resolve = train_module.resolve_precision

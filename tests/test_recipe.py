@@ -17,7 +17,8 @@ from elbokit.exceptions import ModelFileError, ParameterError  # noqa: E402
 from elbokit.nn import VAE, TrainingConfig  # noqa: E402
 from elbokit.nn._math import bernoulli_log_prob, bernoulli_log_prob_sum  # noqa: E402
 from elbokit.nn.networks import GatedLinear  # noqa: E402
-from elbokit.nn.train import WeightAverage, _Binarizer, learning_rate  # noqa: E402
+from elbokit.nn.train import WeightAverage, learning_rate  # noqa: E402
+from elbokit.nn.train.loop import _Binarizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,8 @@ def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeyp
     epoch."""
     import time
 
-    from elbokit.nn import checkpoint, train
+    from elbokit.nn import checkpoint
+    from elbokit.nn.train import loop as train
 
     delay = 0.04
 

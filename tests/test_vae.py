@@ -14,7 +14,7 @@ from conftest import assert_same_weights as _assert_same_weights  # noqa: E402
 from conftest import edit_json as _edit_json  # noqa: E402
 from elbokit.exceptions import (DataError, ModelFileError, ParameterError,  # noqa: E402
                                 TrainingError)
-from elbokit.nn import VAE, ArchitectureConfig, EstimatorB, TrainingConfig  # noqa: E402
+from elbokit.nn import VAE, AnalyticKLELBO as EstimatorB, ArchitectureConfig, TrainingConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_fit_checks_the_kept_weights_anew_only_where_its_validation_does_not_sho
     """check_fit's ELBO (finite, for a Bernoulli model) is not computed again when the
     fit's validation ELBO of the kept weights is on record and finite; it is when that
     record is not finite, for a Gaussian model (its baseline) and without validation."""
-    import elbokit.nn.train as train_module
+    import elbokit.nn.train.loop as train_module
 
     calls = []
     check = VAE.check_fit

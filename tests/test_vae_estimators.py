@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import (closed_form_elbo, exact_posterior, linear_vae_model,  # noqa: E402
                       rotated_problem)
-from elbokit.nn import EstimatorA, EstimatorB, IWAE  # noqa: E402
+from elbokit.nn import IWAE, AnalyticKLELBO as EstimatorB, MonteCarloELBO as EstimatorA  # noqa: E402
 
 N_DRAWS = 40_000
 

@@ -12,8 +12,8 @@ from elbokit.nn import VAE
 from elbokit.nn.config import TrainingConfig
 from elbokit.nn.objectives import (
     IWAE,
-    EstimatorA,
-    EstimatorB,
+    MonteCarloELBO as EstimatorA,
+    AnalyticKLELBO as EstimatorB,
     kl_weight,
     training_loss,
     weighted_loss,

@@ -6,8 +6,7 @@ import importlib
 
 _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel": "model",
           "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
-          "AnalyticKLELBO": "objectives", "EstimatorA": "objectives",
-          "EstimatorB": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
+          "AnalyticKLELBO": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
           "MIWAE": "objectives", "CIWAE": "objectives", "PIWAE": "objectives",
           "VAE": "vae", "load_vae": "vae", "Callback": "callbacks",
           "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks",
@@ -15,7 +14,7 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
 
 __all__ = ["VAE", "load_vae", "Autoencoder", "VAENetwork", "VAEModel", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
-           "EstimatorA", "EstimatorB", "get_estimator", "MIWAE", "CIWAE", "PIWAE", "Callback",
+           "get_estimator", "MIWAE", "CIWAE", "PIWAE", "Callback",
            "TensorBoardCallback", "MLflowCallback"]
 
 

@@ -8,9 +8,9 @@ estimate per data point, shape (B,), in nats. With z_j ~ q(z|x), j = 1..L, drawn
 reparameterisation (z_j = mean + sigma * eps_j, then the flow if the model has one;
 see :meth:`~elbokit.nn.model.VAENetwork.posterior`):
 
-* :class:`MonteCarloELBO` (the slides' L_A, ``"a"``; old name ``EstimatorA``),
+* :class:`MonteCarloELBO` (the slides' L_A, ``"a"``),
   L_A = 1/L sum_j [log p(x, z_j) - log q(z_j|x)] (slide "Computing the loss").
-* :class:`AnalyticKLELBO` (the slides' L_B, ``"b"``; old name ``EstimatorB``),
+* :class:`AnalyticKLELBO` (the slides' L_B, ``"b"``),
   L_B = -KL(q(z|x) || p(z)) + 1/L sum_j log p(x|z_j), the KL in
   closed form (slide "A lower variance estimator of the loss"). With an IAF
   posterior (z_0 Gaussian, z = f(z_0)) the KL has no closed form; L_B then keeps
@@ -59,8 +59,17 @@ its gradient differs). With log w_j = log p(x, z_j) - log q(z_j|x), z_j = z_phi(
 minimises: -ELBO, or with ``beta`` / ``kl_warmup`` / ``free_bits`` a reweighted KL term
 (the ELBO itself is returned alongside, unweighted).
 
+**Training objectives.** The loop (:func:`elbokit.nn.train.train`) calls one step per
+minibatch, and each objective owns its step (:class:`~.step.TrainingObjective`, whose
+``make_step`` defaults to autograd's :class:`~.step.AutogradStep`):
+:class:`~.elbo.ELBOObjective` trains the ELBO of any estimator above, with L_B's
+written-out step (:mod:`~elbokit.nn.objectives.fused`) where that covers the model;
+:class:`~.reconstruction.Reconstruction` (``"reconstruction"``) is the deterministic
+Autoencoder's. :func:`get_objective` builds one from a name of :data:`OBJECTIVES`.
+
 The modules import one way: ``base`` <- ``single_sample``, ``importance_weighted``,
-``loss`` <- ``registry`` <- this ``__init__``.
+``loss`` <- ``fused``, ``step`` <- ``elbo`` <- ``reconstruction`` <- ``registry`` <-
+this ``__init__``.
 """
 
 from .base import (
@@ -71,12 +80,16 @@ from .base import (
     prior_log_prob,
     scale_path_gradient,
 )
+from .elbo import ELBOObjective, evaluate_elbo
 from .importance_weighted import CIWAE, IWAE, MIWAE, PIWAE
 from .loss import kl_weight, training_loss, weighted_loss
-from .registry import ESTIMATORS, get_estimator
-from .single_sample import AnalyticKLELBO, EstimatorA, EstimatorB, MonteCarloELBO
+from .reconstruction import Reconstruction
+from .registry import ESTIMATORS, OBJECTIVES, get_estimator, get_objective
+from .single_sample import AnalyticKLELBO, MonteCarloELBO
+from .step import AutogradStep, TrainingObjective
 
 __all__ = ["ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE", "MIWAE", "CIWAE",
-           "PIWAE", "EstimatorA", "EstimatorB", "ESTIMATORS", "get_estimator",
-           "training_loss", "kl_weight", "weighted_loss", "draw_posterior",
+           "PIWAE", "ESTIMATORS", "OBJECTIVES", "get_estimator", "get_objective",
+           "TrainingObjective", "AutogradStep", "ELBOObjective", "Reconstruction",
+           "evaluate_elbo", "training_loss", "kl_weight", "weighted_loss", "draw_posterior",
            "encode_posterior", "prior_log_prob", "path_log_weights", "scale_path_gradient"]

@@ -31,8 +31,8 @@ def _mc_kl_dims(post, model=None):
 class MonteCarloELBO(ELBOEstimator):
     """L_A (slide "Computing the loss"): the Monte-Carlo average of
     log p(x, z) - log q(z|x), z ~ q(z|x); the KL is estimated from the samples too.
-    Selected by ``objective="a"``; ``EstimatorA`` is the old name. ``gradient="stl"``:
-    sticking the landing (see :mod:`elbokit.nn.objectives`)."""
+    Selected by ``objective="a"``. ``gradient="stl"``: sticking the landing (see
+    :mod:`elbokit.nn.objectives`)."""
 
     name = "a"
     gradients = ("stl",)
@@ -61,8 +61,7 @@ class AnalyticKLELBO(ELBOEstimator):
     """L_B (slide "A lower variance estimator of the loss"): closed-form -KL(q || p)
     plus the Monte-Carlo average of log p(x|z). With a flow posterior, the Gaussian
     base's KL in closed form plus a Monte-Carlo estimate of the flow's change to it
-    (see :mod:`elbokit.nn.objectives`). Selected by ``objective="b"`` (the default);
-    ``EstimatorB`` is the old name.
+    (see :mod:`elbokit.nn.objectives`). Selected by ``objective="b"`` (the default).
 
     A prior without a closed-form KL (a mixture: ``prior="mog"`` with K > 1, or
     ``"vamp"``) gets a closed-form KL to a reference Gaussian r(z) = N(m, diag v), the
@@ -117,6 +116,3 @@ class AnalyticKLELBO(ELBOEstimator):
                       - post.log_det)
         return closed + sample_mean(flow_terms, post.z)
 
-
-EstimatorA = MonteCarloELBO  # the old names (slide labels), kept as aliases
-EstimatorB = AnalyticKLELBO

@@ -20,7 +20,7 @@ passes g * sigmoid(u) to v and g * v * s (1 - s) to u.
 
 A mixture prior p(z) = sum_k pi_k N(z | m_k, diag exp(s_k)) (``prior="mog"`` with K > 1,
 or the VampPrior, whose (m_k, s_k) are the encoder's output at the pseudo-inputs u_k and
-pi_k = 1/K) has no closed-form KL; L_B then uses, as ``objectives.AnalyticKLELBO`` does,
+pi_k = 1/K) has no closed-form KL; L_B then uses, as :class:`.single_sample.AnalyticKLELBO` does,
 KL = KL(q || r) + log r(z) - log p(z) with r = N(m_r, diag v_r) the prior's
 moment-matched Gaussian, held constant. With rho_bk = pi_k N(z_b | m_k, s_k) / p(z_b)
 (the responsibilities) its gradients are
@@ -43,13 +43,13 @@ backward on 2 CPU threads (``benchmarks/vae_speed.py --with-autograd``, 2026-12-
 long run's gated recipe 1.04x under N(0, I), 1.25x under the VampPrior (K = 10) and 1.09x
 under a 10-component mixture, on 1 thread (``benchmarks/prior_speed.py``, medians of 3
 rounds, 2026-12-01).
-It runs, in place of ``loss.backward()``, where the model is one it covers
-(:func:`fused_step`); anything else (other networks, likelihoods, priors, flows,
-estimators, free bits, torchrun) takes the autograd path.
+It is the step L_B's objective picks (:meth:`.elbo.ELBOObjective.make_step`) where
+the model is one it covers (:func:`fused_step`); anything else (other networks,
+likelihoods, priors, flows, estimators, free bits, torchrun) takes autograd's step.
 ``fused_step=False`` turns it off.
 
-With ``precision="bfloat16"`` (mixed precision) the step's matmuls take bfloat16
-operands: the weights are rounded once per step, the networks' activations are
+With ``precision="bfloat16"`` (mixed precision, the rule of
+:mod:`elbokit.nn.train.precision`) the step's matmuls take bfloat16 operands: the weights are rounded once per step, the networks' activations are
 kept in bfloat16 between layers, and oneDNN accumulates each product in float32.
 Everything the lecture's formulas compute from the networks' outputs (the
 reparameterised z, log p(x|z), the KL, dloss/dlogits and the prior's gradients) stays
@@ -63,17 +63,19 @@ import math
 import torch
 from torch import nn
 
-from ._math import (
+from .._math import (
     bernoulli_log_prob_sum,
     diag_gaussian_log_prob,
     kl_diag_gaussian_standard,
     kl_diag_gaussians_dims,
 )
-from .config import LOGVAR_CLAMP
-from .likelihoods import Bernoulli
-from .networks import GatedLinear, MLPDecoder, MLPEncoder
-from .objectives import AnalyticKLELBO, kl_weight
-from .priors import MixtureOfGaussians, StandardNormal, VampPrior, moment_matched
+from ..config import LOGVAR_CLAMP
+from ..likelihoods import Bernoulli
+from ..networks import GatedLinear, MLPDecoder, MLPEncoder
+from ..priors import MixtureOfGaussians, StandardNormal, VampPrior, moment_matched
+from ..train.precision import compute_dtype
+from .loss import kl_weight
+from .single_sample import AnalyticKLELBO
 
 
 class FusedLB:
@@ -299,12 +301,6 @@ def _backward(layers, saved, grad, need_input: int | None):
 def _copy_of(tensor, out=None):
     """``tensor`` converted into ``out`` (a float32 gradient), or a float32 copy."""
     return tensor.float() if out is None else out.copy_(tensor)
-
-
-def compute_dtype(precision: str):
-    """The matmuls' operand type of ``precision``: None for float32 (the parameters'
-    own), torch.bfloat16 for mixed precision."""
-    return torch.bfloat16 if precision == "bfloat16" else None
 
 
 def _set_grad(param, op, *args, **kwargs):
