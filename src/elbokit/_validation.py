@@ -157,10 +157,20 @@ def check_float(value, name: str, *, low: float | None = None, high: float | Non
     return float(value)
 
 
-def check_choice(value, name: str, choices) -> str:
-    """Check a string hyper-parameter is one of ``choices``."""
+def check_positive(value, name: str) -> float:
+    """Check a real hyper-parameter is finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
+            or value == float("inf"):
+        raise ParameterError(f"{name} must be a finite positive number; got {value!r}")
+    return value
+
+
+def check_choice(value, name: str, choices, *, sort: bool = True) -> str:
+    """Check a hyper-parameter is one of ``choices`` (listed sorted in the message, or
+    in their own order with ``sort=False``)."""
     if value not in choices:
-        raise ParameterError(f"{name} must be one of {sorted(choices)}; got {value!r}")
+        listed = sorted(choices) if sort else list(choices)
+        raise ParameterError(f"{name} must be one of {listed}; got {value!r}")
     return value
 
 

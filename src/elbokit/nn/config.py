@@ -3,9 +3,9 @@ run (how they were fitted), as two dataclasses, saved next to the weights.
 
 These two dataclasses are the one declaration of every VAE setting: each field
 carries its type, default, range or choices and help text (``field(metadata=...)``,
-see :func:`setting`). The estimator's signature (:class:`elbokit.nn.VAE`), its
-parameter checks, ``VAE.load`` and the options of ``elbokit fit vae`` are all
-derived from them (:func:`estimator_settings`, :func:`cli_settings`).
+made by ``setting`` of ``elbokit.nn._settings``). The estimator's signature
+(:class:`elbokit.nn.VAE`), its parameter checks, ``VAE.load`` and the options of
+``elbokit fit vae`` and ``elbokit fit ae`` are all derived from them (:func:`estimator_settings`, :func:`cli_settings`).
 
 Both round-trip through JSON with ``to_dict`` / ``from_dict``;
 ``from_dict`` checks every field's type and range, so a tampered ``model.json``
@@ -15,11 +15,13 @@ fails with a :class:`~elbokit.exceptions.ModelFileError` that names the field.
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..exceptions import ModelFileError, ParameterError
+from .._validation import check_positive
+from ..exceptions import ParameterError
+from ._settings import (RESUME_RULES, UNSET, check_fields, estimator_default,  # noqa: F401
+                        from_dict, json_value, setting, to_dict)  # (re-exported)
 
 LR_SCHEDULES = ("constant", "cosine")
 STOP_BELOW_LR = 0.1  # early stopping under a decaying schedule: lr at most this x peak
@@ -48,34 +50,6 @@ ACTIVATIONS = ("relu", "gated")
 LOGVAR_CLAMP = (-6.0, 2.0)  # the range of clamp_logvar (the VampPrior code's hardtanh)
 PRIORS = ("standard", "mog", "vamp", "custom")  # "custom": a Prior object was given
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
-
-_UNSET = dataclasses.MISSING
-# what a resumed fit may do with a setting: "refuse" a change (the default: the run would
-# optimise something else, or step otherwise), "warn" (the same steps, other rounding),
-# or take a "free" change (how long, where and how visibly the run goes on)
-RESUME_RULES = ("refuse", "warn", "free")
-
-
-def setting(default, help: str, *, choices=None, minimum=None, positive: bool = False,
-            estimator_default=_UNSET, flag: str | None = None, cli: bool = True,
-            positional: bool = False, resume: str = "refuse"):
-    """A config field with what every consumer needs to know about it.
-
-    ``choices``: the allowed values; ``minimum``: the least integer allowed;
-    ``positive``: a finite number > 0. ``estimator_default``: the default of the
-    :class:`~elbokit.nn.VAE` argument when it differs from the stored (resolved)
-    value, e.g. ``None`` for "chosen from the other settings at fit". ``flag``: the
-    CLI option's name (default ``--name-with-dashes``); ``cli=False`` keeps a
-    setting off the command line; ``positional``: the estimator's first argument.
-    ``resume``: whether a resumed fit may change the setting (one of
-    :data:`RESUME_RULES`; the rule is applied by :mod:`elbokit.nn.resume`)."""
-    if resume not in RESUME_RULES:
-        raise ValueError(f"resume must be one of {RESUME_RULES}; got {resume!r}")
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "positive": positive,
-                "estimator_default": estimator_default, "flag": flag, "cli": cli,
-                "positional": positional, "resume": resume}
-    return field(default=default, metadata=metadata)
-
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
@@ -122,7 +96,7 @@ class ArchitectureConfig:
     features entering its linear head) and to the decoder's z.
     """
 
-    n_features: int = setting(_UNSET, "d, the number of features (from the data).", minimum=1,
+    n_features: int = setting(UNSET, "d, the number of features (from the data).", minimum=1,
                               cli=False)
     latent_dim: int = setting(LATENT_DIM, "Latent dimension L.", minimum=1, flag="--latent",
                               positional=True)
@@ -188,7 +162,7 @@ class ArchitectureConfig:
                                           "constructor arguments (JSON).", cli=False)
 
     def __post_init__(self):
-        _check_fields(self)
+        check_fields(self)
         if self.standardize and self.likelihood == "bernoulli":
             raise ParameterError("standardize=True does not apply to likelihood='bernoulli' "
                                  "(its data are intensities in [0, 1]); use standardize=False "
@@ -238,16 +212,11 @@ class ArchitectureConfig:
                                  f"width must be multiples of 4; got {tuple(shape)}")
 
     def to_dict(self) -> dict:
-        return _to_dict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, obj, where: str = "architecture") -> "ArchitectureConfig":
-        if isinstance(obj, dict) and "arch" not in obj:  # written before "arch" was stored
-            obj = {**obj, "arch": "conv" if "conv" in (obj.get("encoder"), obj.get("decoder"))
-                   else "mlp"}
-        if isinstance(obj, dict) and "gmm_components" not in obj:  # written before the GMM
-            obj = {**obj, "gmm_components": 0}  # sampler: its weights have none
-        return _from_dict(cls, obj, where)
+        return from_dict(cls, obj, where)
 
 
 @dataclass(frozen=True)
@@ -360,10 +329,10 @@ class TrainingConfig:
                            minimum=1)
 
     def __post_init__(self):
-        _check_fields(self)
+        check_fields(self)
         for name in ("free_bits", "max_minutes"):  # 0 (off) or a positive number
             if getattr(self, name) != 0:
-                _check_positive(getattr(self, name), name)
+                check_positive(getattr(self, name), name)
         if isinstance(self.ema, bool) or not isinstance(self.ema, numbers.Real) or \
                 not 0 <= self.ema < 1:
             raise ParameterError(f"ema must be a number in [0, 1) (0: off); got {self.ema!r}")
@@ -402,11 +371,11 @@ class TrainingConfig:
         return bool(self.kl_warmup or self.free_bits or self.beta != 1)
 
     def to_dict(self) -> dict:
-        return _to_dict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, obj, where: str = "training") -> "TrainingConfig":
-        return _from_dict(cls, obj, where)
+        return from_dict(cls, obj, where)
 
 
 # --------------------------------------------------------------------------- the settings
@@ -425,12 +394,6 @@ def estimator_settings() -> list[dataclasses.Field]:
     return sorted(fields, key=lambda f: not f.metadata["positional"])
 
 
-def estimator_default(f: dataclasses.Field):
-    """The default of the estimator's argument for field ``f``."""
-    default = f.metadata["estimator_default"]
-    return f.default if default is _UNSET else default
-
-
 def cli_settings() -> list[dataclasses.Field]:
     """The fields that are options of ``elbokit fit vae``."""
     return [f for f in estimator_settings() if f.metadata["cli"]]
@@ -441,43 +404,6 @@ def config_kwargs(cls, source) -> dict:
     leaving out the data's fields."""
     return {f.name: getattr(source, f.name) for f in dataclasses.fields(cls)
             if f.name not in DATA_FIELDS}
-
-
-# --------------------------------------------------------------------------- checks
-
-def _check_fields(config) -> None:
-    """Each field's declared type and range (the metadata of :func:`setting`)."""
-    for f in dataclasses.fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        if value is None and f.default is None:
-            continue
-        kind = _kind(f)
-        if kind == "labels" and not _labels(value):
-            raise ParameterError(f"{f.name} must be a tuple of integers or of strings; got "
-                                 f"{value!r}")
-        if kind == "bool" and not isinstance(value, bool):
-            raise ParameterError(f"{f.name} must be True or False; got {value!r}")
-        if kind == "ints":
-            if not isinstance(value, tuple):
-                raise ParameterError(f"{f.name} must be a tuple of integers; got {value!r}")
-            label = f.name.replace("_", " ").replace("hidden", "hidden size") \
-                if "hidden" in f.name else f.name
-            for v in value:
-                _check_int(v, label, meta["minimum"])
-        elif kind == "int":
-            _check_int(value, f.name, meta["minimum"])
-        if meta["positive"]:
-            _check_positive(value, f.name)
-        if meta["choices"] is not None:
-            _check_choice(value, f.name, meta["choices"])
-
-
-def _labels(value) -> bool:
-    """Whether ``value`` is a tuple of class labels: all integers or all strings."""
-    if not isinstance(value, tuple):
-        return False
-    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    return ints or all(isinstance(v, str) for v in value)
 
 
 def _check_module_record(part: str, name: str, record) -> None:
@@ -496,103 +422,3 @@ def _check_module_record(part: str, name: str, record) -> None:
         raise ParameterError(f"the {part}'s constructor arguments must be JSON values "
                              f"(dicts with string keys, lists, strings, numbers, booleans, "
                              f"None); got {str(record['args'])[:80]}")
-
-
-def json_value(value):
-    """``value`` as JSON reads it back (tuples become lists), or raise ParameterError
-    naming what JSON cannot hold (an object, NaN, a non-string key)."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ParameterError(f"not a JSON value: {str(exc)[:80]}") from None
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}; got {value}")
-
-
-def _check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
-            or value == float("inf"):
-        raise ParameterError(f"{name} must be a finite positive number; got {value!r}")
-
-
-def _check_choice(value, name, choices):
-    if value not in choices:
-        raise ParameterError(f"{name} must be one of {list(choices)}; got {value!r}")
-
-
-# the kind of each annotation (a string under ``from __future__ import annotations``)
-_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool",
-          "tuple[int, ...]": "ints", "tuple[int, int] | None": "ints",
-          "tuple[str, ...] | None": "strs", "tuple[int | str, ...] | None": "labels",
-          "dict | None": "json"}
-
-
-def _kind(f: dataclasses.Field) -> str:
-    return _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
-
-
-# --------------------------------------------------------------------------- JSON round trip
-
-def _to_dict(config) -> dict:
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def _from_dict(cls, obj, where: str):
-    if not isinstance(obj, dict):
-        raise ModelFileError(f"{where} must be a JSON object; got {type(obj).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(obj) - set(names))
-    if unknown:
-        raise ModelFileError(f"{where} has unknown field(s) {unknown}; the file was written by "
-                             "another version of elbokit or edited by hand")
-    kwargs = {}
-    for name, f in names.items():
-        if name not in obj:
-            if f.default is dataclasses.MISSING:
-                raise ModelFileError(f"{where} lacks the required field {name!r}")
-            continue
-        kwargs[name] = _convert(obj[name], f, where)
-    try:
-        return cls(**kwargs)
-    except ParameterError as exc:
-        raise ModelFileError(f"{where}: {exc}") from None
-
-
-def _convert(value, f: dataclasses.Field, where):
-    """A JSON value as the field's Python type; the checks here run before
-    __post_init__'s range checks."""
-    kind, name = _kind(f), f.name
-    if value is None and f.default is None:
-        return None
-    if kind == "json":
-        if not isinstance(value, dict):
-            raise ModelFileError(f"{where}.{name} must be an object; got {str(value)[:60]}")
-        return value
-    if kind == "strs":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ModelFileError(f"{where}.{name} must be a list of strings; got {value!r}")
-        return tuple(value)
-    if kind == "labels":
-        if not isinstance(value, list) or not _labels(tuple(value)):
-            raise ModelFileError(f"{where}.{name} must be a list of integers or of strings; "
-                                 f"got {str(value)[:80]}")
-        return tuple(value)
-    if kind == "ints":
-        if not isinstance(value, list) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ModelFileError(f"{where}.{name} must be a list of integers; got {value!r}")
-        return tuple(value)
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ModelFileError(f"{where}.{name} must be a number; got {value!r}")
-        return float(value)
-    return value  # ints, strings and bools are checked by __post_init__
