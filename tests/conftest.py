@@ -7,10 +7,11 @@
   ``log_likelihood``) built by :func:`linear_gaussian_vae` (orthogonal W, exact or
   deliberately imperfect encoder) or :func:`shrunk_linear_gaussian_vae` (random W,
   shrunk mean map and inflated variance); and :func:`linear_vae_model`, a real
-  float64 ``VAEModel`` whose linear encoder and decoder are set by hand, with
+  float64 ``VAENetwork`` whose linear encoder and decoder are set by hand, with
   :func:`rotated_problem`, :func:`exact_posterior` and :func:`closed_form_elbo`.
 
-* :func:`quiet`, :func:`edit_json` and :func:`assert_same_weights`: small helpers
+* :func:`quiet`, :func:`edit_json`, :func:`edit_model_json` and
+  :func:`assert_same_weights`: small helpers
   several test files share.
 
 Test files import the helpers with ``from conftest import ...``.
@@ -70,6 +71,20 @@ def edit_json(path, change, *, drop_digest: bool = False):
     if drop_digest:
         meta["sha256"].pop("description")
     path.write_text(json.dumps(meta))
+
+
+def edit_model_json(path, change):
+    """:func:`edit_json` for a model.json, its description digest recomputed as an
+    attacker would: the edit must be caught by the checks of the fields themselves."""
+    from elbokit.persistence import model_file
+    from elbokit.persistence.files import description_digest
+
+    def change_and_redigest(meta):
+        change(meta)
+        if isinstance(meta.get("sha256"), dict):
+            meta["sha256"]["description"] = description_digest(meta, model_file.DESCRIBED)
+
+    edit_json(path, change_and_redigest)
 
 
 def assert_same_weights(a, b):
@@ -193,14 +208,14 @@ def closed_form_elbo(X, W, psi, b, A, c, logvar):
 
 
 def linear_vae_model(W, psi, b, enc_weight, enc_bias, enc_logvar):
-    """A real float64 ``VAEModel`` with decoder (W, b, psi) and encoder mean = A x + c,
+    """A real float64 ``VAENetwork`` with decoder (W, b, psi) and encoder mean = A x + c,
     logvar = e (constant), set by hand."""
-    from elbokit.nn import ArchitectureConfig, VAEModel
+    from elbokit.nn import ArchitectureConfig, VAENetwork
 
     d, L = W.shape
     config = ArchitectureConfig(n_features=d, latent_dim=L, likelihood="gaussian",
                                 encoder="linear", decoder="linear", min_variance=1e-8)
-    model = VAEModel(config).double()
+    model = VAENetwork(config).double()
     with torch.no_grad():
         model.decoder.linear.weight.copy_(torch.tensor(W))
         model.decoder.linear.bias.copy_(torch.tensor(b))

@@ -130,7 +130,7 @@ def test_newer_format_version(saved):
 
 def test_truncated_weights(saved):
     directory, kind = saved
-    name = "weights.safetensors" if kind == "vae" else "arrays.safetensors"
+    name = "weights.safetensors"
     path = directory / name
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(ModelFileError):
@@ -154,10 +154,10 @@ def test_tensor_of_the_wrong_shape_with_a_matching_checksum(saved):
     tensor of another shape."""
     from safetensors.numpy import load_file, save_file
 
-    from elbokit.io import sha256_file
+    from elbokit.persistence import sha256_file
 
     directory, kind = saved
-    name = "weights.safetensors" if kind == "vae" else "arrays.safetensors"
+    name = "weights.safetensors"
     tensors = load_file(str(directory / name))
     key = sorted(k for k, v in tensors.items() if v.ndim == 2)[0]
     tensors[key] = np.zeros((tensors[key].shape[0] + 1, tensors[key].shape[1]),

@@ -177,14 +177,14 @@ def test_a_tampered_factor_correlation_is_refused(tmp_path, oblique_data):
 
     model = FactorAnalysis(3, rotation="oblimin").fit(oblique_data[0][:400])
     directory = save_model(model, tmp_path / "fa")
-    arrays = load_arrays(directory / "arrays.safetensors")
+    arrays = load_arrays(directory / "weights.safetensors")
     arrays["factor_correlation_"] = arrays["factor_correlation_"] * 3.0  # diagonal 3
-    save_arrays(directory / "arrays.safetensors", arrays)
+    save_arrays(directory / "weights.safetensors", arrays)
     meta = json.loads((directory / "model.json").read_text())
     from elbokit.persistence import DESCRIPTION_KEY, description_digest, sha256_file
-    meta["sha256"]["arrays.safetensors"] = sha256_file(directory / "arrays.safetensors")
-    meta["sha256"][DESCRIPTION_KEY] = description_digest(
-        meta, ("class", "params", "fitted_scalars", "arrays", "feature_names_in"))
+    from elbokit.persistence.model_file import DESCRIBED
+    meta["sha256"]["weights.safetensors"] = sha256_file(directory / "weights.safetensors")
+    meta["sha256"][DESCRIPTION_KEY] = description_digest(meta, DESCRIBED)
     (directory / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="not a 3 x 3 correlation matrix"):
         load_model(directory)

@@ -29,7 +29,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from elbokit.cli import main  # noqa: E402
 from elbokit.exceptions import ElbokitError  # noqa: E402
-from elbokit.io import DESCRIPTION_KEY, description_digest, sha256_file  # noqa: E402
+from elbokit.persistence import DESCRIPTION_KEY, description_digest, sha256_file  # noqa: E402
 
 torch = pytest.importorskip("torch")
 from elbokit.nn import VAE  # noqa: E402
@@ -38,7 +38,7 @@ from elbokit.nn import checkpoint as ckpt  # noqa: E402
 EXAMPLES = int(os.environ.get("ELBOKIT_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50,
                 suppress_health_check=list(HealthCheck), database=None)
-CLASSICAL_DESCRIBED = ("class", "params", "fitted_scalars", "arrays", "feature_names_in")
+from elbokit.persistence.model_file import DESCRIBED as CLASSICAL_DESCRIBED  # noqa: E402
 VAE_DESCRIBED = ("architecture", "tensors")
 CHECKPOINT_DESCRIBED = ("architecture", "optimizer", "tensor_file", "epoch")
 
@@ -210,7 +210,7 @@ def _assert_clean(code: int, out: str, err: str) -> None:
 @FUZZ
 @given(data=st.data())
 def test_mutated_model_directory(corpus, kind, data):
-    tensor_file = "weights.safetensors" if kind == "vae" else "arrays.safetensors"
+    tensor_file = "weights.safetensors"
     described = VAE_DESCRIBED if kind == "vae" else CLASSICAL_DESCRIBED
     with tempfile.TemporaryDirectory() as tmp:
         directory = _copy(corpus, kind, Path(tmp))

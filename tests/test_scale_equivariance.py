@@ -120,7 +120,7 @@ def test_cli_standardize_is_saved_and_reported_in_the_data_units(tmp_path, kind,
     import json
 
     from elbokit.cli import main
-    from elbokit.io import load_estimator
+    from elbokit.persistence import load_estimator
     from elbokit.linear import PCA as P, PPCA as Q, FactorAnalysis as F, LinearAutoencoder as A
 
     path = tmp_path / "wine.npy"
@@ -139,11 +139,9 @@ def test_cli_standardize_is_saved_and_reported_in_the_data_units(tmp_path, kind,
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
 def test_the_report_reads_a_standardized_model_in_the_data_units(wine, kind):
-    """plots.loadings_of / noise_variances_of (the table report's loadings, communalities
+    """loading_matrix() / noise_variances() (the table report's loadings, communalities
     and noise variances) give the model of x as given: W W' + Psi = get_covariance()."""
-    from elbokit.plots import loadings_of, noise_variances_of
-
     model = _quiet(lambda: MODELS[kind]().set_params(standardize=True).fit(wine))
-    W, psi = loadings_of(model), noise_variances_of(model)
+    W, psi = model.loading_matrix(), model.noise_variances()
     np.testing.assert_allclose(W @ W.T + np.diag(psi), model.get_covariance(), rtol=1e-6,
                                atol=1e-9 * wine.var(0).max())

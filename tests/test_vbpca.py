@@ -357,7 +357,7 @@ def test_bad_parameters_are_rejected_at_fit(five_factors, params):
 
 
 def test_save_and_load_round_trip(five_factors, tmp_path):
-    from elbokit.io import load_estimator, save_estimator
+    from elbokit.persistence import load_estimator, save_estimator
 
     X, _ = five_factors
     model = VBPCA(15, random_state=0).fit(X)

@@ -1,9 +1,7 @@
-"""elbokit.persistence: the one module that owns the file formats (issue 14, item 3).
-
-What is tested here is what the restructuring promised: the old ``elbokit.io`` names
-still work (the same objects), every file of a model directory is read once per load,
-and the shared helpers (checksums, safetensors reading and writing, the model-file
-reader) word their errors as the loaders always did.
+"""elbokit.persistence's files: every file name is defined once, every file of a model
+directory is read once per load, and the shared helpers (checksums, safetensors
+reading and writing, the model-file reader, description digests) word their errors
+one way for every caller.
 """
 
 import builtins
@@ -14,33 +12,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import elbokit.io
 from elbokit import persistence
 from elbokit.exceptions import ModelFileError
 from elbokit.models import load_model, save_model
-
-# the public names elbokit.io had before it became an alias (README and tests use some)
-OLD_IO_NAMES = (
-    "FORMAT_VERSION", "MODEL_FILE", "ARRAYS_FILE", "DESCRIPTION_KEY", "MAX_JSON_BYTES",
-    "MAX_HEADER_BYTES", "MAX_TENSORS", "request_stop", "clear_stop", "stop_requested",
-    "atomic_write_bytes", "atomic_write_json", "atomic_write_with", "sha256_file", "read_json",
-    "description_digest", "check_description", "check_type", "check_int", "check_number",
-    "check_str_list", "available_memory", "check_memory", "check_format_version", "save_arrays",
-    "SAFETENSORS_DTYPES", "NUMPY_DTYPES", "read_safetensors_header", "header_bytes",
-    "load_arrays", "FITTED_NAME", "FEATURE_NAMES", "POSITIVE_ATTRIBUTES",
-    "REQUIRED_ATTRIBUTES", "save_estimator", "load_estimator")
-
-
-def test_io_is_an_alias_of_persistence():
-    for name in OLD_IO_NAMES:
-        assert getattr(elbokit.io, name) is getattr(persistence, name), name
-    # the stop flag is shared: a stop requested through the old name stops new writes
-    elbokit.io.request_stop()
-    try:
-        assert persistence.stop_requested()
-    finally:
-        persistence.clear_stop()
-
 
 def test_file_names_are_defined_once():
     """The modules that read and write model, checkpoint and run files take the names
@@ -52,8 +26,13 @@ def test_file_names_are_defined_once():
         assert getattr(checkpoint, name) is getattr(persistence, name)
     for name in ("MODEL_FILE", "RUN_FILE", "METRICS_FILE", "read_run", "read_metrics"):
         assert getattr(runs, name) is getattr(persistence, name)
-    assert runs.RUN_FILES == ("metrics.json", "run.json", "model.json",
-                              "arrays.safetensors", "weights.safetensors")
+    assert {"metrics.json", "run.json", "model.json", "weights.safetensors"} <= \
+        set(runs.RUN_FILES)
+
+
+def test_io_is_gone():
+    with pytest.raises(ImportError):
+        import elbokit.io  # noqa: F401
 
 
 # --------------------------------------------------------------------------- read once
@@ -87,9 +66,9 @@ def test_a_classical_load_reads_each_file_once(tmp_path, digits, file_reads):
     file_reads.clear()
     model = load_model(tmp_path / "fa")
     assert model.n_components_ == 3
-    # model.json once; the array file once for its checksum and once for its header
+    # model.json once; the tensor file once for its checksum and once for its header
     assert file_reads["model.json"] == 1
-    assert file_reads["arrays.safetensors"] == 2
+    assert file_reads["weights.safetensors"] == 2
 
 
 def test_a_vae_load_reads_each_file_once(tmp_path, digits, file_reads):
@@ -117,7 +96,10 @@ def test_read_model_file_checks_directory_json_and_version(tmp_path):
     with pytest.raises(ModelFileError, match="no integer 'format_version'"):
         persistence.read_model_file(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({"format_version": 1, "kind": "pca"}))
-    assert persistence.read_model_file(tmp_path) == {"format_version": 1, "kind": "pca"}
+    with pytest.raises(ModelFileError, match="older elbokit .* refit the model$"):
+        persistence.read_model_file(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format_version": 2, "kind": "pca"}))
+    assert persistence.read_model_file(tmp_path) == {"format_version": 2, "kind": "pca"}
 
 
 def test_check_checksum_words_missing_and_mismatched_files(tmp_path):
@@ -149,7 +131,7 @@ def test_safetensors_roundtrip_and_header(tmp_path):
 def test_read_safetensors_refuses_what_does_not_fit_in_memory(tmp_path, monkeypatch):
     path = tmp_path / "x.safetensors"
     persistence.save_arrays(path, {"a": np.zeros(1000)})
-    monkeypatch.setattr(persistence, "available_memory", lambda: 1000)
+    monkeypatch.setattr(persistence.memory, "available_memory", lambda: 1000)
     with pytest.raises(ModelFileError, match=r"the tensors of .* needs .* GiB"):
         persistence.read_safetensors(path, noun="tensor")
 
@@ -170,8 +152,9 @@ def test_a_failed_safetensors_write_keeps_the_old_file(tmp_path):
 
 
 def test_check_description_reads_the_digest_where_each_file_keeps_it(tmp_path):
-    """model.json keeps it in ``sha256.description``, checkpoint.json beside it; a
-    file without one (written before digests) passes, an edited field does not."""
+    """model.json keeps it in ``sha256.description``, checkpoint.json beside it; None
+    skips the check (model_file.read refuses a model.json without one), an edited
+    field does not pass."""
     meta = {"architecture": {"hidden": [8]}, "sha256": {}}
     digest = persistence.description_digest(meta, ["architecture"])
     persistence.check_description(meta, ["architecture"], tmp_path)  # none recorded

@@ -1,0 +1,216 @@
+"""Files on disk: their names, the format version, atomic writes, the stop flag, JSON
+reading with limits, SHA-256 checksums and the digest of a file's describing fields.
+
+Every file is written to a temporary name in the same directory, flushed to disk and
+renamed over the old one, so a crash leaves either the old file or the new one, never
+half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from ..exceptions import ModelFileError
+
+#: the version of every file elbokit writes (model.json, checkpoint.json); 2: one
+#: model.json schema for every kind (:mod:`elbokit.persistence.model_file`)
+FORMAT_VERSION = 2
+
+MODEL_FILE = "model.json"  # every saved model: the commit record, written last
+WEIGHTS_FILE = "weights.safetensors"  # every saved model's tensors
+CHECKPOINT_FILE = "checkpoint.json"  # a VAE training checkpoint's record
+CHECKPOINT_NAME = re.compile(r"checkpoint-e[0-9]{4,9}\.safetensors")  # its tensor file
+RUN_FILE = "run.json"  # a run's resolved settings and key
+METRICS_FILE = "metrics.json"  # a run's scores
+DESCRIPTION_KEY = "description"  # sha256 entry of the JSON that describes the tensors
+MAX_JSON_BYTES = 64 << 20  # no file elbokit writes is near this; a bigger one is not ours
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
+
+
+def _default_mode() -> int:
+    """Permissions a new file would get (0o666 less the umask); mkstemp uses 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_mode()
+
+# Set by the CLI's SIGTERM handler. A KeyboardInterrupt raised by the handler can be
+# swallowed (raised inside a garbage-collection callback, it is discarded), so every
+# atomic write checks this flag before it commits: after a stop nothing new appears.
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Mark the process as stopping: later atomic writes raise KeyboardInterrupt."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    _STOP.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically. JSON has no NaN or
+    infinity (and :func:`read_json` refuses Python's ``NaN``): they are written as null."""
+    text = json.dumps(finite_or_null(obj), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def finite_or_null(obj):
+    """``obj`` with every non-finite float replaced by None (as JSON holds it)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
+def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
+    """Let ``writer(tmp_path)`` write a file, then rename it onto ``path`` atomically.
+
+    For libraries that write to a path themselves (safetensors, matplotlib)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        if _STOP.is_set():  # a stop whose KeyboardInterrupt was swallowed: commit nothing
+            raise KeyboardInterrupt("terminated")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_checksum(path: str | os.PathLike, expected, *, noun: str = "tensor",
+                   recorded_in: str = "recorded next to it") -> None:
+    """Raise :class:`ModelFileError` unless ``path`` exists and its SHA-256 is
+    ``expected`` (a missing record, None, never matches). ``noun`` and ``recorded_in``
+    word the message: "tensor file ... does not exist", "... the checksum in model.json"."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{noun} file {path} does not exist")
+    if sha256_file(path) != expected:
+        raise ModelFileError(f"{path} does not match the checksum {recorded_in}; the files "
+                             "come from different saves or were modified")
+
+
+# --------------------------------------------------------------------------- JSON
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
+def loads(text: str):
+    """JSON with only finite numbers (no NaN, Infinity or 1e999)."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+    """Read a JSON object, with a clear :class:`ModelFileError` on a missing, oversized
+    or bad file. ``NaN``/``Infinity`` (not JSON, but Python writes them) are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what} {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ModelFileError(f"{what} {path} is {size / 2**20:.0f} MiB, more than elbokit "
+                             f"ever writes ({MAX_JSON_BYTES >> 20} MiB); it is not elbokit's")
+    try:
+        obj = loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"{what} {path} is not valid JSON ({reason}); the file is "
+                             "truncated or corrupted") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(f"{what} {path} must hold a JSON object")
+    return obj
+
+
+def check_format_version(meta: dict, path: Path) -> None:
+    """Refuse a file of another format version (or with no version at all): a newer one
+    needs a newer elbokit, an older one a refit (there are no readers of old formats)."""
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{path} has no integer 'format_version'; it was not written "
+                             "by elbokit or was tampered with")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} has format version {version}, newer than this elbokit "
+                             f"reads ({FORMAT_VERSION}); upgrade elbokit to load it")
+    if version < FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by an older elbokit (format version "
+                             f"{version}; this one reads {FORMAT_VERSION}): refit the model")
+
+
+# --------------------------------------------------------------------------- digests
+
+def description_digest(meta: dict, keys) -> str:
+    """SHA-256 of the canonical JSON of ``meta``'s fields ``keys``: the part of a JSON
+    file that describes tensors, so that an edit of it alone (a shape, an architecture
+    size) is caught as a mismatch like an edit of the tensor file. It protects against
+    accidents and mixed files, not against someone who recomputes it: the checks of
+    every field and tensor do that."""
+    described = finite_or_null({k: meta.get(k) for k in keys})  # as the file holds it
+    text = json.dumps(described, sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_IN_SHA256 = object()  # check_description's default: the digest is in meta["sha256"]
+
+
+def check_description(meta: dict, keys, path, recorded=_IN_SHA256) -> None:
+    """Compare the digest of ``keys`` with the one recorded: ``recorded``, or by default
+    the ``description`` entry of ``meta["sha256"]`` (a model.json; a checkpoint.json
+    passes its ``description_sha256``). ``None`` skips the check: a model.json must
+    have its digest (:func:`elbokit.persistence.model_file.read` checks that)."""
+    if recorded is _IN_SHA256:
+        recorded = meta["sha256"].get(DESCRIPTION_KEY)
+    if recorded is None:
+        return
+    if not isinstance(recorded, str) or recorded != description_digest(meta, keys):
+        raise ModelFileError(f"{path}: the fields {sorted(keys)} do not match their checksum; "
+                             "the file was edited by hand or comes from another save")
