@@ -1,11 +1,14 @@
 """The manual cannot drift: every ```python block of the README and of each page of the
 guide (docs/guide/*.md) runs, in order, in one namespace per page (as a reader would
-paste them), and every docstring example in the package passes doctest."""
+paste them), every docstring example in the package passes doctest, the benchmarks page is
+the rendering of benchmarks/results/*.json, and every page is in the docs' navigation."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
+import json
 import pkgutil
 import re
 import warnings
@@ -18,6 +21,8 @@ import elbokit
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 GUIDE_PAGES = sorted((ROOT / "docs" / "guide").glob("*.md"))
+# pages whose commands need more than one process or machine: shell blocks only
+NO_PYTHON = {"distributed.md"}
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -40,8 +45,14 @@ def run_blocks(path: Path) -> None:
                             f"{type(exc).__name__}: {exc}")
 
 
-def test_readme_has_python_blocks():
-    assert len(python_blocks(README)) >= 4
+def test_readme_is_a_front_page():
+    """At most 300 lines, the two commands, three examples, links into the manual."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 300
+    assert "make demo" in text and "make test" in text
+    assert len(python_blocks(README)) == 3
+    for page in GUIDE_PAGES:
+        assert f"docs/guide/{page.name}" in text, f"README does not link {page.name}"
 
 
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
@@ -52,9 +63,48 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("page", GUIDE_PAGES, ids=lambda p: p.name)
 def test_guide_python_blocks_run(page, tmp_path, monkeypatch):
-    assert python_blocks(page), f"{page.name} has no python block"
+    assert python_blocks(page) or page.name in NO_PYTHON, f"{page.name} has no python block"
     monkeypatch.chdir(tmp_path)
     run_blocks(page)
+
+
+def _render_docs():
+    spec = importlib.util.spec_from_file_location("render_docs",
+                                                  ROOT / "benchmarks" / "render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmarks_page_is_rendered_from_results():
+    """docs/benchmarks.md is generated: rerun `benchmarks/render_docs.py` after a benchmark."""
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert page == _render_docs().render(), "stale: run .venv/bin/python benchmarks/render_docs.py"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "results").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_results_record_how_they_were_measured(path):
+    result = json.loads(path.read_text())
+    for field in ("command", "date", "machine", "commit"):
+        assert result.get(field), f"{path.name} lacks {field}"
+
+
+def test_every_page_is_in_the_navigation():
+    yaml = pytest.importorskip("yaml")
+
+    def pages(entries):
+        for entry in entries:
+            if isinstance(entry, str):
+                yield entry
+            else:
+                for value in entry.values():
+                    yield from (pages(value) if isinstance(value, list) else [value])
+
+    nav = set(pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]))
+    docs = ROOT / "docs"
+    for page in docs.rglob("*.md"):
+        assert str(page.relative_to(docs)) in nav, f"{page.relative_to(docs)} is not in mkdocs.yml"
 
 
 def _modules_with_examples():
