@@ -19,6 +19,7 @@ import statistics
 import time
 
 import numpy as np
+from _results import write_table
 
 
 def matmul_rate(rows: int, shapes, repeats: int = 7) -> float:
@@ -88,6 +89,20 @@ def main() -> None:
     print(f"achieved / bound = {bound / seconds:.2f} (target >= 0.50); "
           f"matmul rate {rate / 1e9:.1f} GFLOP/s, "
           f"{decoder_flops:,.0f} decoder FLOPs per sample")
+    arch = f"{d}-{args.hidden.replace(',', '-')}-{args.latent}"
+    default = arch == "784-400-20" and args.activation == "relu"
+    write_table("evaluate_speed" if default else "evaluate_speed-architectures",
+                "Importance-sampled log-likelihood throughput" if default else
+                "Importance-sampled log-likelihood throughput, the likelihood benchmark's "
+                "architectures",
+                ["", "seconds", "samples/s"],
+                [["`evaluate.log_likelihood` (measured)", f"{seconds:.1f}", f"{samples / seconds:,.0f}"],
+                 [f"arithmetic bound (decoder FLOPs x samples / matmul rate measured in the same "
+                  f"run, {rate / 1e9:.1f} GFLOP/s)", f"{bound:.1f}", f"{samples / bound:,.0f}"]],
+                setup=f"k = {args.k} on {X.shape[0]} Fashion-MNIST test images, {arch} VAE "
+                      f"({args.activation}), Bernoulli decoder, {torch.get_num_threads()} threads.",
+                notes=f"**{bound / seconds:.2f} of the arithmetic bound** (target 0.50).",
+                order=10)
 
 
 if __name__ == "__main__":

@@ -12,23 +12,20 @@ scikit-learn floors their noise variance at 1e-12 (+13 nats per constant column)
 Results go to benchmarks/results/fa_tables.json (command, date, commit, machine).
 
     .venv/bin/python benchmarks/fa_tables.py [--datasets breast_cancer wine ...] [--repeats 5]
-    .venv/bin/python benchmarks/fa_tables.py --render    # the README's table from the JSON
+    .venv/bin/python benchmarks/fa_tables.py --render    # the table from the JSON
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _results import provenance
 
 LATENT = {"breast_cancer": 4, "wine": 3, "diabetes": 3, "iris": 2, "digits": 10}
 
@@ -85,14 +82,6 @@ def compare(train, test, latent, repeats, converged_max_iter):
     return row
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def print_row(name, scaling, latent, row):
     print(f"{name:<14}{scaling:<5}{latent:>3}{row['train_elbokit']:>11.3f}"
           f"{row['train_elbokit'] - row['train_sklearn']:>+9.3f}"
@@ -105,7 +94,7 @@ def print_row(name, scaling, latent, row):
 
 
 def render(path: Path) -> str:
-    """The README's table, from a results file this script wrote."""
+    """The table of docs/benchmarks.md, from a results file this script wrote."""
     result = json.loads(Path(path).read_text())
     lines = [f"({result['command']}, {result['date'][:10]}, commit {result['commit'][:7]}, "
              f"{result['machine']})",
@@ -131,7 +120,7 @@ def main() -> None:
     parser.add_argument("--converged-max-iter", type=int, default=20000)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fa_tables.json"))
     parser.add_argument("--render", action="store_true",
-                        help="print the README's table from --out and exit")
+                        help="print the table from --out and exit")
     args = parser.parse_args()
     if args.render:
         print(render(Path(args.out)))
@@ -152,11 +141,7 @@ def main() -> None:
             rows.append({"data": name, "scaling": scaling, "n_factors": LATENT[name], **row})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": git_commit(),
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                   f"{__import__('os').cpu_count()} CPUs", "rows": rows}, indent=1))
+    out.write_text(json.dumps({**provenance(), "rows": rows}, indent=1))
     print(f"\nwritten to {out}")
 
 

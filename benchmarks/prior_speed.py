@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_table  # noqa: E402
 from recipe import LATENT, RECIPE  # noqa: E402
 
 
@@ -62,12 +63,17 @@ def main() -> None:
     base = times[configs[0][0]]
     print(f"{args.epochs} epochs on {len(X)} images, {args.threads} torch thread(s), "
           f"{args.rounds} rounds (medians)\n")
-    print("| prior, backward | fit (s) | s / epoch | x the standard prior's fused fit |")
-    print("|---|---|---|---|")
+    columns = ["prior, backward", "fit (s)", "s / epoch", "x the standard prior's fused fit"]
+    print("| " + " | ".join(columns) + " |\n|---|---|---|---|")
+    rows = []
     for name, values in times.items():
         ratio = statistics.median(v / b for v, b in zip(values, base))
         seconds = statistics.median(values)
-        print(f"| {name} | {seconds:.2f} | {seconds / args.epochs:.2f} | {ratio:.2f} |")
+        rows.append([name, f"{seconds:.2f}", f"{seconds / args.epochs:.2f}", f"{ratio:.2f}"])
+        print("| " + " | ".join(rows[-1]) + " |")
+    write_table("prior_speed", "The written-out step per prior", columns, rows,
+                setup=f"{args.epochs} epochs on {len(X)} Fashion-MNIST images, {args.threads} "
+                      f"torch thread(s), {args.rounds} alternating rounds, medians.", order=9)
 
 
 if __name__ == "__main__":

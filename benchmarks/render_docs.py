@@ -9,7 +9,8 @@ results (by running the benchmark) or this script, never the page.
 A results file holds ``benchmark`` (the group), ``title``, ``command``, ``date``,
 ``machine``, ``commit``, optionally ``source`` (how the figures got into the file),
 ``setup`` and ``notes`` (Markdown), ``earlier`` (true for a superseded run) and the table:
-``columns`` and ``rows`` of formatted cells. ``fa_tables.json``, written by
+``columns`` and ``rows`` of formatted cells (benchmarks/_results.py writes them). The
+current run of a benchmark is its newest file not marked ``earlier``. ``fa_tables.json``, written by
 benchmarks/fa_tables.py, is rendered by that script's own ``render``.
 """
 
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # fa_tables.py imports _results as its sibling
 RESULTS = HERE / "results"
 PAGE = HERE.parent / "docs" / "benchmarks.md"
 FA_TABLES = {"benchmark": "fa_tables", "order": 2,
@@ -103,6 +105,14 @@ def run_section(result: dict, heading: str) -> list[str]:
     return out + [""]
 
 
+def _newest_first(result: dict):
+    """Current runs before superseded ones, then the newest date first (an unrecorded
+    date last)."""
+    date = str(result["date"])
+    return (bool(result.get("earlier")), "" if date[:1].isdigit() else "~",
+            "".join(chr(255 - ord(c)) for c in date), result["file"])
+
+
 def render(results: list[dict] | None = None) -> str:
     results = load_results() if results is None else results
     groups: dict[str, list[dict]] = {}
@@ -110,7 +120,7 @@ def render(results: list[dict] | None = None) -> str:
         groups.setdefault(result["benchmark"], []).append(result)
     out = [HEADER]
     for name in sorted(groups, key=lambda g: (min(r.get("order", 99) for r in groups[g]), g)):
-        runs = sorted(groups[name], key=lambda r: (bool(r.get("earlier")), r["file"]))
+        runs = sorted(groups[name], key=_newest_first)
         current, earlier = runs[0], runs[1:]
         out += run_section(current, f"## {current['title']}")
         for result in earlier:
