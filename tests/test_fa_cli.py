@@ -273,11 +273,10 @@ def test_the_loadings_table_is_psychs_sorted_and_cut_solution(fa_run, capsys):
     """--rotation oblimin --cut 0.3: the table's numbers are factor_solution of the
     model's standardized loadings, items grouped by their main factor, |l| < 0.3
     blank; h2 is the same under every rotation (Lambda Phi Lambda' = A A')."""
-    from elbokit import plots
     from elbokit.linear._interpret import factor_solution, standardized_loadings
 
     model = load_model(fa_run)
-    A = standardized_loadings(plots.loadings_of(model), plots.noise_variances_of(model))
+    A = standardized_loadings(model.loading_matrix(), model.noise_variances())
     expected = factor_solution(A, "oblimin")
     assert main(["report", str(fa_run), "--rotation", "oblimin"]) == 0
     page = (fa_run / "report.html").read_text()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits, load_wine
 
-from elbokit import PCA, PPCA, FactorAnalysis, LinearAutoencoder, data, plots, report
+from elbokit import PCA, PPCA, FactorAnalysis, LinearAutoencoder, data, evaluate, plots, report
+from elbokit.linear import _interpret as interpret
 from elbokit.cli import main
 from elbokit.vi import VBPCA
 from test_report import CHROMIUM, render
@@ -163,58 +164,58 @@ def fa_data():
 def test_public_loadings_reproduce_the_model_covariance(make, fa_data):
     X = fa_data[0][:500]
     model = make().fit(X)
-    W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
+    W, psi = model.loading_matrix(), model.noise_variances()
     np.testing.assert_allclose(W @ W.T + np.diag(psi), model.get_covariance(),
                                rtol=1e-7, atol=1e-9)
-    h2, share = plots.communalities(W, psi)
+    h2, share = interpret.communalities(W, psi)
     np.testing.assert_allclose(h2 + psi, np.diag(model.get_covariance()), rtol=1e-9)
     assert np.all((0 <= share) & (share <= 1))
     # standardized loadings: squares of a row sum to its communality share
-    np.testing.assert_allclose(np.sum(plots.standardized_loadings(W, psi)**2, axis=1),
+    np.testing.assert_allclose(np.sum(interpret.standardized_loadings(W, psi)**2, axis=1),
                                share, rtol=1e-9)
 
 
 def test_eigenvalue_plot_counts_the_true_factors(fa_data, tmp_path):
     X, W, psi = fa_data
-    eigenvalues = plots.whitened_eigenvalues(X, psi)
+    eigenvalues = interpret.whitened_eigenvalues(X, psi)
     drawn = plots.scree_figure(eigenvalues, tmp_path / "scree.png", noise_level=1.0,
-                               edge=plots.noise_edge(*X.shape), n_components=3)
+                               edge=interpret.noise_edge(*X.shape), n_components=3)
     assert drawn["supported"] == 3
     # scale-free: features in other units (and psi with them) give the same eigenvalues
     s = np.logspace(-3, 4, X.shape[1])
-    np.testing.assert_allclose(plots.whitened_eigenvalues(X * s, psi * s**2), eigenvalues,
+    np.testing.assert_allclose(interpret.whitened_eigenvalues(X * s, psi * s**2), eigenvalues,
                                rtol=1e-8)
     # pure noise stays below the edge
     noise = np.random.default_rng(5).standard_normal((4000, 12)) * np.sqrt(psi)
-    assert plots.whitened_eigenvalues(noise, psi)[0] < plots.noise_edge(4000, 12)
+    assert interpret.whitened_eigenvalues(noise, psi)[0] < interpret.noise_edge(4000, 12)
 
 
 def test_varimax_is_an_orthogonal_rotation_that_ignores_units(fa_data):
     X, _, _ = fa_data
     model = FactorAnalysis(3).fit(X[:800])
-    W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
-    rotated = plots.rotate_loadings(W, psi, "varimax")
+    W, psi = model.loading_matrix(), model.noise_variances()
+    rotated = interpret.rotate_loadings(W, psi, "varimax")
     np.testing.assert_allclose(rotated @ rotated.T, W @ W.T, atol=1e-9)
 
     def varimax_criterion(V):
         V2 = V**2
         return float(np.sum(np.var(V2, axis=0)))
 
-    standardized = plots.standardized_loadings
+    standardized = interpret.standardized_loadings
     assert varimax_criterion(standardized(rotated, psi)) \
         > varimax_criterion(standardized(W, psi)) - 1e-12
     # Kaiser normalisation: rescaled features give the same standardized rotation
     s = np.logspace(-2, 3, W.shape[0])
-    scaled = plots.rotate_loadings(W * s[:, None], psi * s**2, "varimax")
+    scaled = interpret.rotate_loadings(W * s[:, None], psi * s**2, "varimax")
     np.testing.assert_allclose(np.abs(standardized(scaled, psi * s**2)),
                                np.abs(standardized(rotated, psi)), atol=1e-6)
-    assert plots.rotate_loadings(W, psi, "fitted") is W
+    assert interpret.rotate_loadings(W, psi, "fitted") is W
 
 
 def test_loadings_heatmap_is_labelled_with_the_feature_names(wine, tmp_path):
     X = (wine.data - wine.data.mean(0)) / wine.data.std(0)
     model = FactorAnalysis(3).fit(X)
-    W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
+    W, psi = model.loading_matrix(), model.noise_variances()
     drawn = plots.loadings_figure(W, psi, wine.feature_names, tmp_path / "loadings.png")
     assert drawn["features"] == list(wine.feature_names)
     assert drawn["factors"] == ["factor 1", "factor 2", "factor 3"]
@@ -229,17 +230,17 @@ def test_per_feature_errors_add_up_to_the_reconstruction_error(fa_data):
 
     X = fa_data[0][:400]
     model = PCA(3).fit(X)
-    mse, variance = plots.per_feature_errors(model, X)
+    mse, variance = evaluate.per_feature_errors(model, X)
     assert mse.sum() == pytest.approx(reconstruction_error(model, X), rel=1e-10)
     np.testing.assert_allclose(variance, X.var(axis=0), rtol=1e-10)
     full = PCA(X.shape[1]).fit(X)
-    assert np.max(plots.per_feature_errors(full, X)[0]) < 1e-12
+    assert np.max(evaluate.per_feature_errors(full, X)[0]) < 1e-12
     # missing entries are left out of their feature's mean
     X_missing = X.copy()
     X_missing[:200, 0] = np.nan
     model = PPCA(3, solver="em").fit(X_missing)
-    residual = (X_missing - plots.reconstruct(model, X_missing))[200:, 0]
-    assert plots.per_feature_errors(model, X_missing)[0][0] == pytest.approx(
+    residual = (X_missing - model.reconstruct(X_missing))[200:, 0]
+    assert evaluate.per_feature_errors(model, X_missing)[0][0] == pytest.approx(
         np.mean(residual**2), rel=1e-10)
 
 

@@ -4,9 +4,10 @@ sorted by factor, small loadings blanked, h2, u2 and complexity per item; SS loa
 and variance explained per factor), the factor correlations of an oblique rotation,
 and the fit statistics (chi-square, dof, p, RMSEA with its 90% interval, TLI, BIC).
 
-Everything is read from the model's public attributes, through
-:func:`elbokit.plots.loadings_of` and :func:`elbokit.plots.noise_variances_of` (W and
-Psi in the data's units), put on the correlation scale by
+Everything is read through the model protocol
+(:class:`elbokit.protocol.LinearGaussianModel`: ``loading_matrix()`` and
+``noise_variances()``, W and Psi in the data's units, ``factor_solution()``,
+``fitted_rotation``), put on the correlation scale by
 :func:`elbokit.linear._interpret.standardized_loadings` and rotated by
 :func:`elbokit.linear._interpret.factor_solution`.
 """
@@ -24,38 +25,26 @@ REPORT_ROTATIONS = ("fitted", "none") + ROTATIONS
 DEFAULT_CUT = 0.3  # psych's print(fa, cut=0.3): smaller loadings are left blank
 
 
-def fitted_rotation(model) -> str | None:
-    """The rotation the model was fitted with (its ``rotation`` setting), or None."""
-    rotation = getattr(model, "rotation", None)
-    return rotation if rotation in ROTATIONS else None
-
-
 def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = True):
     """``(solution, how)``: the model's factor solution on the correlation scale
     (:class:`~elbokit.linear.FactorSolution`) and a phrase saying how it was rotated.
 
-    ``rotation``: ``"fitted"`` (the model's own ``rotation`` setting, else unrotated),
-    ``"none"``, or one of :data:`elbokit.linear.rotations.ROTATIONS`; with one factor
-    there is nothing to rotate and the solution is unrotated. ``normalize``: Kaiser's
-    row normalization (for ``"fitted"``, the model's ``normalize`` setting where it has
-    one). Factors are reflected (positive column sums) and ordered by
-    variance explained in every case."""
+    ``rotation``: ``"fitted"`` (the model's own ``factor_solution()``: its rotation
+    setting, else unrotated), ``"none"``, or one of
+    :data:`elbokit.linear.rotations.ROTATIONS`; with one factor there is nothing to
+    rotate and the solution is unrotated. ``normalize``: Kaiser's row normalization
+    (for ``"fitted"``, the model's own setting). Factors are reflected (positive column
+    sums) and ordered by variance explained in every case."""
     from .linear._interpret import factor_solution, standardized_loadings
-    from .plots import loadings_of, noise_variances_of
 
-    if rotation == "fitted" and callable(getattr(model, "factor_solution", None)):
-        solution = model.factor_solution()  # the model's own (FactorAnalysis' mixin)
-        return solution, _how(solution.rotation, bool(getattr(model, "normalize", True)))
-    W, psi = loadings_of(model), noise_variances_of(model)
-    method = fitted_rotation(model) if rotation == "fitted" else \
-        (None if rotation == "none" else rotation)
-    if rotation == "fitted":  # the model's own Kaiser setting, where it has one
-        normalize = bool(getattr(model, "normalize", normalize))
-    if method is not None and W.shape[1] < 2:
-        method = None
+    if rotation == "fitted":
+        solution = model.factor_solution()
+        return solution, _how(solution.rotation, model.rotation_normalize)
+    W, psi = model.loading_matrix(), model.noise_variances()
+    method = None if rotation == "none" or W.shape[1] < 2 else rotation
     solution = factor_solution(standardized_loadings(W, psi), method, normalize=normalize)
-    if method is None and fitted_rotation(model) is not None:
-        return solution, f"not rotated further: the {fitted_rotation(model)} basis of the fit"
+    if method is None and model.fitted_rotation is not None:
+        return solution, f"not rotated further: the {model.fitted_rotation} basis of the fit"
     return solution, _how(method, normalize)
 
 
@@ -119,29 +108,26 @@ def correlations_table(solution) -> str:
 def fit_statistics_of(model, X):
     """``(FitStatistics or None, note)``: the fit of a factor-analysis model (a noise
     variance per feature) to the rows ``X`` it was fitted on: the model's own
-    ``fit_statistics(X)`` where it has one and ``X`` is complete, else
-    :func:`elbokit.linear.fit_statistics` of the rows' covariance (divisor n; pairwise
-    over the observed entries when some are missing, as psych's default "pairwise")
-    and the model covariance ``get_covariance()``."""
+    :func:`elbokit.linear.fit_statistics` of the rows' covariance (divisor n, as
+    ``FactorAnalysis.fit_statistics``; pairwise over the observed entries when some are
+    missing, as psych's default "pairwise") and the model covariance
+    ``get_covariance()``."""
     from .exceptions import ElbokitError
     from .linear import fit_statistics
 
-    if np.ndim(getattr(model, "noise_variance_", 0.0)) != 1:
+    if np.ndim(model.noise_variance_) != 1:
         return None, ""  # isotropic noise (PCA, PPCA, ...): not the factor model tested
     X = np.asarray(X, dtype=np.float64)
     L = int(np.shape(model.components_)[0])
     note = ""
     try:
-        if callable(getattr(model, "fit_statistics", None)) and not np.isnan(X).any():
-            stats = model.fit_statistics(X)  # the model's own (FactorAnalysis' mixin)
-            return stats, stats.note
         if np.isnan(X).any():
             import pandas
 
             S = pandas.DataFrame(X).cov(ddof=0).to_numpy()
             note = ("the fit statistics use the covariance of the training rows pairwise "
                     "over their observed entries (some are missing)")
-        else:
+        else:  # as FactorAnalysis.fit_statistics
             Xc = X - X.mean(axis=0)
             S = Xc.T @ Xc / X.shape[0]
         stats = fit_statistics(S, np.asarray(model.get_covariance(), dtype=np.float64),

@@ -107,6 +107,17 @@ def reconstruction_error(model, X) -> float:
     return float(np.mean(np.sum((X - X_hat) ** 2, axis=1)))
 
 
+def per_feature_errors(model, X) -> tuple[np.ndarray, np.ndarray]:
+    """Mean squared reconstruction error of each feature (its squared units), over the
+    observed (non-NaN) entries of X, and the feature's variance."""
+    X = np.asarray(X, dtype=np.float64)
+    squared = (X - np.asarray(as_model(model).reconstruct(X), dtype=np.float64)) ** 2
+    observed = ~np.isnan(X)
+    count = np.maximum(observed.sum(axis=0), 1)
+    mse = np.where(observed, squared, 0.0).sum(axis=0) / count
+    return mse, np.nanvar(X, axis=0)
+
+
 def bits_per_dim(log_px: np.ndarray | float, n_features: int, *, levels: int | None = None) -> float:
     """Negative log-likelihood in bits per dimension.
 

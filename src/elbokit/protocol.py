@@ -22,8 +22,9 @@ exact_log_likelihood : bool (class attribute)
     True when :meth:`log_likelihood_samples` is the closed-form log p(x); False when it
     is an importance-sampled estimate (the VAE).
 linear_gaussian : bool (class attribute)
-    True for x = W z + mu + noise with ``components_``, ``noise_variance_`` and
-    ``get_covariance()`` (the loadings, communality and eigenvalue figures read them).
+    True for x = W z + mu + noise: the model then also implements
+    :class:`LinearGaussianModel` (the loadings, communality and eigenvalue figures and
+    the factor tables read it).
 n_features_in_ : int
     Features seen at fit.
 posterior_moments(X) -> (mean, var)
@@ -91,6 +92,27 @@ class LatentVariableModel(Protocol):
     def check_fit(self, X, what: str = "test", *, reference=None) -> None: ...
 
     def training_curve(self) -> list | None: ...
+
+
+@runtime_checkable
+class LinearGaussianModel(Protocol):
+    """What a model with ``linear_gaussian = True`` adds: x = W z + mu + noise,
+    noise ~ N(0, diag(psi)), read in the units of X."""
+
+    components_: np.ndarray  # (L, d); its row count is the number of factors
+    noise_variance_: float | np.ndarray  # scalar (isotropic) or (d,) (factor analysis)
+    fitted_rotation: str | None  # the rotation fitted (its ``rotation`` setting) or None
+    rotation_normalize: bool  # Kaiser's normalization of that rotation
+
+    def loading_matrix(self) -> np.ndarray: ...  # W (d, L)
+
+    def noise_variances(self) -> np.ndarray: ...  # psi (d,)
+
+    def get_covariance(self) -> np.ndarray: ...  # W W' + diag(psi) (d, d)
+
+    def factor_solution(self): ...  # the fitted FactorSolution on the correlation scale
+
+    def relevance(self) -> dict | None: ...  # VBPCA's ARD: alpha, threshold, active
 
 
 def as_model(model) -> LatentVariableModel:

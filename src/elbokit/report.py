@@ -126,17 +126,18 @@ def _is_image_run(run: dict, dataset) -> bool:
 def _feature_table(model, dataset, names: list[str]) -> str:
     """Per feature: noise variance (squared units), communality h2 and uniqueness u2 on
     the 0-1 scale (shares of the model variance), relative test error."""
-    from . import plots
+    from .evaluate import per_feature_errors
+    from .linear._interpret import communalities
 
     X = dataset.test[:2000]
-    mse, variance = plots.per_feature_errors(model, X)
+    mse, variance = per_feature_errors(model, X)
     relative = [float(m / v) if v > 0 else None for m, v in zip(mse, variance)]
     rows = [{"feature": name, "test RMSE": float(np.sqrt(m)), "MSE / variance": r}
             for name, m, r in zip(names, mse, relative)]
     columns = ["feature"]
     if model.linear_gaussian:  # the model protocol: x = W z + mu + noise
-        W, psi = plots.loadings_of(model), plots.noise_variances_of(model)
-        _, share = plots.communalities(W, psi)
+        psi = model.noise_variances()
+        _, share = communalities(model.loading_matrix(), psi)
         for row, p, c in zip(rows, psi, share):
             row.update({"noise variance (squared units)": float(p),
                         "h2 (communality share)": float(c), "u2": float(1.0 - c)})

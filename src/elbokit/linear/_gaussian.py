@@ -22,8 +22,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._math import LowRankGaussian, ObservedPosteriors, bits_per_dim
-from .._validation import check_covariance_memory, check_int, validate_X
+from .._validation import check_choice, check_covariance_memory, check_int, validate_X
 from ..exceptions import DataError, ParameterError
+from ._protocol import LinearProtocolMixin
 from ._streaming import as_chunk_source, streaming_moments, streams_rows
 
 
@@ -167,7 +168,8 @@ def check_observed_columns(mask: np.ndarray, model: str) -> None:
                         f"sample; drop them before fitting {model}")
 
 
-class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class LinearGaussianMixin(LinearProtocolMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                          BaseEstimator):
     """Estimator API shared by the linear-Gaussian models.
 
     With ``standardize=True`` a model is fitted to (x - m) / s (m, s: the feature means
@@ -275,6 +277,12 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return ObservedPosteriors(np.where(missing, 0.0, X - self.mean_), mask,
                                   self._loadings(), self._noise_diag())
 
+    def _checked_rows(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """X checked against the fitted model, and its NaN mask (the missing entries)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return X, np.isnan(X)
+
     def _validate(self, X, *, reset: bool):
         return validate_X(self, X, reset=reset, allow_nan=self._allow_nan_now(),
                           min_samples=2 if reset else 1)
@@ -306,9 +314,7 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         for a row with NaN entries (estimators that accept them), E[z | x_o] given its
         observed entries. FactorAnalysis with an oblique rotation returns the posterior
         mean of its correlated factors (the regression factor scores)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        missing = np.isnan(X)
+        X, missing = self._checked_rows(X)
         if missing.any():
             return self._scores_from_latent(self._observed(X, missing).mean)
         return self._scores_from_latent(self._gaussian().posterior_mean(X - self.mean_))
@@ -334,9 +340,7 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def score_samples(self, X):
         """log p(x) under N(mu, Psi + W W^T) for each row, in nats; for a row with NaN
         entries, log p(x_o) of its observed entries (the missing ones marginalised)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        missing = np.isnan(X)
+        X, missing = self._checked_rows(X)
         if missing.any():
             return self._observed(X, missing).logpdf()
         return self._gaussian().logpdf(X - self.mean_)
@@ -349,9 +353,8 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def impute(self, X):
         """Fill each NaN with its conditional mean E[x_m | x_o] = W_m E[z | x_o] + mu_m
         (for the estimators that accept NaN: PPCA(solver="em"), FactorAnalysis, VBPCA)."""
-        check_is_fitted(self)
-        X = np.array(self._validate(X, reset=False), dtype=np.float64)
-        missing = np.isnan(X)
+        X, missing = self._checked_rows(X)
+        X = np.array(X, dtype=np.float64)
         if missing.any():
             X[missing] = self.inverse_transform(self.transform(X))[missing]
         return X
@@ -371,9 +374,11 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         check_is_fitted(self)
         return self._gaussian().posterior_cov()
 
-    def sample(self, n_samples: int = 1, random_state=None):
-        """Draw x = W z + mu + noise with z ~ N(0, I); returns shape (n_samples, d)."""
+    def sample(self, n_samples: int = 1, random_state=None, *, sampler: str = "prior"):
+        """Draw x = W z + mu + noise with z ~ N(0, I); returns shape (n_samples, d)
+        (``sampler``: the protocol's, "prior" the only one)."""
         check_is_fitted(self)
+        check_choice(sampler, "sampler", self.samplers)
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         rng = check_random_state(random_state)
         W, psi = self._loadings(), self._noise_diag()
@@ -384,60 +389,6 @@ class LinearGaussianMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def bits_per_dim(self, X) -> float:
         """Negative mean log-likelihood in bits per dimension (no dequantization)."""
         return bits_per_dim(self.score(X), self.n_features_in_)
-
-    # ---- the model protocol (elbokit.protocol.LatentVariableModel)
-    exact_log_likelihood = True  # log p(x) in closed form
-    linear_gaussian = True  # components_, noise_variance_, get_covariance()
-
-    def posterior_moments(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (n, L) and per-dimension variance (n, L) of the exact posterior p(z|x)
-        (of the probabilistic reading: for PCA and the linear autoencoder this mean
-        differs from ``transform``, which returns projections/codes); a row with NaN
-        entries gets the posterior given its observed entries."""
-        check_is_fitted(self)
-        X = np.asarray(self._validate(X, reset=False), dtype=np.float64)
-        missing = np.isnan(X)
-        if missing.any():
-            observed = self._observed(X, missing)
-            return observed.mean, np.diagonal(observed.cov(), axis1=1, axis2=2).copy()
-        mean = self._gaussian().posterior_mean(X - self.mean_)
-        variances = np.broadcast_to(np.diag(self.posterior_covariance()), mean.shape)
-        return mean, np.array(variances)
-
-    def posterior_samples(self, X, n_samples: int, random_state=0) -> np.ndarray:
-        """``n_samples`` draws of z from p(z|x) per row, shape (n, k, L)."""
-        mean, _ = self.posterior_moments(X)
-        chol = np.linalg.cholesky(self.posterior_covariance())
-        eps = np.random.default_rng(random_state).standard_normal(
-            (mean.shape[0], int(n_samples), mean.shape[1]))
-        return mean[:, None, :] + eps @ chol.T
-
-    def decode_mean(self, Z) -> np.ndarray:
-        """Decoder mean E[x|z] = W z + mu of each row of Z (n, L), shape (n, d)."""
-        check_is_fitted(self)
-        return np.asarray(Z, dtype=np.float64) @ self._loadings().T + self.mean_
-
-    def reconstruct(self, X) -> np.ndarray:
-        """The model's own reconstruction, ``inverse_transform(transform(X))``, (n, d)."""
-        return np.asarray(self.inverse_transform(self.transform(X)), dtype=np.float64)
-
-    def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
-                               random_state: int = 0, progress=None) -> np.ndarray:
-        """Exact log p(x) per row (nats): ``score_samples``; the sampling options of
-        the protocol do not apply."""
-        return np.asarray(self.score_samples(X), dtype=np.float64)
-
-    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0) -> np.ndarray:
-        """The ELBO per row: with the exact posterior as q it equals log p(x)."""
-        return np.asarray(self.score_samples(X), dtype=np.float64)
-
-    def check_fit(self, X, what: str = "test", *, reference=None) -> None:
-        """Nothing to check: a closed-form or EM fit does not diverge silently."""
-
-    def training_curve(self) -> list | None:
-        """The mean log-likelihood per EM iteration (``loglike_``), None without EM."""
-        curve = getattr(self, "loglike_", None)
-        return list(curve) if curve is not None and len(curve) else None
 
 
 class SubspaceGaussianMixin(LinearGaussianMixin):

@@ -1,7 +1,8 @@
 """The linear-Gaussian interpretation algebra: communalities, standardized loadings
 and the eigenvalues that count factors, for x = W z + mu + noise with Psi diagonal;
 the rotated factor solution as psych::fa prints it, factor scores (the fit statistics are in
-:mod:`._fit_statistics`). numpy/scipy only; the figures in
+:mod:`._fit_statistics`). numpy/scipy only; the models
+(:class:`elbokit.linear._protocol.LinearProtocolMixin`), the figures in
 :mod:`elbokit.plots`, the report and FactorAnalysis read these."""
 
 from __future__ import annotations
@@ -31,6 +32,23 @@ def standardized_loadings(W: np.ndarray, psi: np.ndarray) -> np.ndarray:
     squares of row j sum to its communality share."""
     scale = np.sqrt(np.sum(W**2, axis=1) + psi)
     return np.divide(W, scale[:, None], out=np.zeros_like(W), where=scale[:, None] > 0)
+
+
+def rotate_loadings(W: np.ndarray, psi: np.ndarray, rotation: str = "fitted", *,
+                    normalize: bool = True) -> np.ndarray:
+    """The loadings as fitted (``"fitted"``, ``"none"``), or rotated by an orthogonal
+    rotation of :data:`elbokit.linear.rotations.ORTHOGONAL` (varimax, quartimax) on the
+    standardized loadings, with Kaiser's normalization by sqrt(h_j^2) when
+    ``normalize`` (Kaiser 1958), and scaled back to the data's units. W W', the
+    communalities and the likelihood are unchanged, and so is the rotation when a
+    feature's unit changes. Oblique rotations have no W of this kind (their pattern
+    comes with factor correlations): see :func:`factor_solution`."""
+    check_choice(rotation, "rotation", ("fitted", "none") + rotations.ORTHOGONAL)
+    if rotation in ("fitted", "none") or W.shape[1] < 2:
+        return W
+    scale = np.sqrt(np.sum(W**2, axis=1) + psi)[:, None]
+    return rotations.rotate(standardized_loadings(W, psi), rotation,
+                            normalize=normalize).loadings * scale
 
 
 def complete_rows(X) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from .._iteration import iterate, relative_change_below, single_blas_thread
 from .._validation import check_float, check_int
@@ -241,6 +242,15 @@ class VBPCA(LinearGaussianMixin):
     # ---- missing values (NaN): condition on the observed entries of each row
     def _allow_nan_now(self) -> bool:
         return True
+
+    # ---- the model protocol: the ARD relevance figure reads this
+    def relevance(self) -> dict:
+        """E[alpha_i] per component (``alpha``, small: relevant), each component's
+        activity threshold (``threshold``) and the indices of the active ones."""
+        check_is_fitted(self)
+        return {"alpha": np.asarray(self.alpha_, dtype=np.float64),
+                "threshold": np.asarray(self.alpha_threshold_, dtype=np.float64),
+                "active": np.asarray(self.active_components_, dtype=int)}
 
     # ---- LinearGaussianMixin hooks
     def _model_loadings(self) -> np.ndarray:
