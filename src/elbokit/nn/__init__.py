@@ -4,7 +4,7 @@ declare the VAE's settings and so also the options of the torch-free CLI."""
 
 import importlib
 
-_HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel": "model",
+_HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config",
           "VAENetwork": "model", "ELBOEstimator": "objectives", "MonteCarloELBO": "objectives",
           "AnalyticKLELBO": "objectives", "IWAE": "objectives", "get_estimator": "objectives",
           "MIWAE": "objectives", "CIWAE": "objectives", "PIWAE": "objectives",
@@ -12,7 +12,7 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config", "VAEModel"
           "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks",
           "Autoencoder": "autoencoder"}
 
-__all__ = ["VAE", "load_vae", "Autoencoder", "VAENetwork", "VAEModel", "ArchitectureConfig",
+__all__ = ["VAE", "load_vae", "Autoencoder", "VAENetwork", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
            "get_estimator", "MIWAE", "CIWAE", "PIWAE", "Callback",
            "TensorBoardCallback", "MLflowCallback"]

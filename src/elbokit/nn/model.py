@@ -55,9 +55,8 @@ class PosteriorSample:
 
 class VAENetwork(nn.Module):
     """The VAE's torch module (encoder, optional flow, decoder, likelihood); the
-    scikit-learn-style estimator around it is :class:`elbokit.nn.VAE`. ``VAEModel`` is
-    the old name. ``prior``: a :class:`~elbokit.nn.priors.Prior` object (default: the
-    one ``config.prior`` names).
+    scikit-learn-style estimator around it is :class:`elbokit.nn.VAE`. ``prior``: a
+    :class:`~elbokit.nn.priors.Prior` object (default: the one ``config.prior`` names).
 
     ``gmm_*`` buffers (``config.gmm_components`` > 0): the Gaussian mixture over the
     training codes that ``VAE.sample(sampler="gmm")`` draws from, all zeros until
@@ -194,5 +193,3 @@ class VAENetwork(nn.Module):
             return mean
         return self.data_mean + self.data_scale * mean
 
-
-VAEModel = VAENetwork  # the old name, kept as an alias
