@@ -42,3 +42,10 @@ def write_table(benchmark: str, title: str, columns: list[str], rows: list[list]
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"results written to {path}")
     return path
+
+
+def write_markdown(benchmark: str, title: str, lines: list[str], **options) -> Path:
+    """write_table from the Markdown table a script printed (header, rule, rows)."""
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")]
+             for line in "\n".join(lines).splitlines() if line.strip().startswith("|")]
+    return write_table(benchmark, title, cells[0], cells[2:], **options)

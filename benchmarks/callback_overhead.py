@@ -3,6 +3,7 @@ grids every epoch) against the epoch's training time: a 784-400-20 VAE on 20,000
 Fashion-MNIST images, 3 epochs. Run: .venv/bin/python benchmarks/callback_overhead.py
 (writes ./tb)."""
 import time, sys, numpy as np
+from _results import write_table
 from elbokit.data import load
 from elbokit.nn import VAE, TensorBoardCallback
 from elbokit.nn.callbacks import Callback
@@ -19,4 +20,11 @@ vae = VAE(20, hidden=(400,), epochs=3, progress=False, binarize="dynamic")
 vae.fit(X, validation=V, callbacks=[tb])
 ep = [h["seconds"] for h in vae.history_]
 print("epoch seconds", np.round(ep, 2), "callback seconds per epoch (images every epoch)", np.round(tb.t, 3))
-print("overhead share", np.round(np.array(tb.t) / np.array(ep), 4))
+share = np.array(tb.t) / np.array(ep)
+print("overhead share", np.round(share, 4))
+write_table("callback_overhead", "Cost of the TensorBoard callback", ["measure", "value"],
+            [["callback time per epoch", f"{min(tb.t):.1f}-{max(tb.t):.1f} s"],
+             ["epoch time", f"{min(ep):.0f}-{max(ep):.0f} s"],
+             ["share of the epoch", f"{100 * share.min():.1f}-{100 * share.max():.1f}%"]],
+            setup="`TensorBoardCallback` with images every epoch; 784-400-20 VAE, 20,000 "
+                  "Fashion-MNIST images, 3 epochs.", order=15)

@@ -45,6 +45,7 @@ import sys
 import time
 
 import numpy as np
+from _results import write_markdown
 
 SETTINGS = {
     "fashion-mnist": dict(hidden=(300, 300), latent=40, published=228.70,
@@ -217,19 +218,26 @@ def _print_row(row, base) -> None:
 
 
 def _print_table(rows, setting, args) -> None:
-    print(f"\n| model | objective | k | epochs | train (min) | test NLL (nats) | "
-          f"vs {rows[0]['model']} | active units | IS eval (min) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    table = [f"| model | objective | k | epochs | train (min) | test NLL (nats) | "
+             f"vs {rows[0]['model']} (paired) | active units | IS eval (min) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         d = row["nll"] - rows[0]["nll"]
         se = np.std(rows[0]["values"] - row["values"], ddof=1) / math.sqrt(row["n_test"])
         vs = "" if row is rows[0] else f"{d:+.2f} +- {se:.2f}"
-        print(f"| {row['model']} | {row['objective']} | {row['k']} | {row['epochs']} | "
-              f"{row['train_minutes']:.1f} | {row['nll']:.2f} +- {row['stderr']:.2f} | {vs} | "
-              f"{row['active']}/{row['latent']} | {row['eval_minutes']:.1f} |")
-    print(f"\nprotocol: {rows[0]['n_test']} test images, k = {args.k} importance samples; "
-          f"published: {setting['published']} nats ({setting['source']}, k = 5000, all "
-          f"10000 test images)")
+        table.append(f"| {row['model']} | {row['objective']} | {row['k']} | {row['epochs']} | "
+                     f"{row['train_minutes']:.1f} | {row['nll']:.2f} +- {row['stderr']:.2f} | "
+                     f"{vs} | {row['active']}/{row['latent']} | {row['eval_minutes']:.1f} |")
+    print("\n" + "\n".join(table))
+    protocol = (f"protocol: {rows[0]['n_test']} test images, k = {args.k} importance samples; "
+                f"published: {setting['published']} nats ({setting['source']}, k = 5000, all "
+                f"10000 test images)")
+    print("\n" + protocol)
+    priors = any(row["model"] in ("vamp", "mog") for row in rows)
+    write_markdown("likelihood-priors" if priors else "likelihood",
+                   "Test log-likelihood: the priors and MIWAE, same budget" if priors else
+                   "Test log-likelihood: VAE, IWAE and IAF", table,
+                   setup=f"{args.data}, {protocol}.", order=4 if priors else 3)
 
 
 def _parse():

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_table
 
 HELD_OUT = 20_000
 
@@ -209,6 +210,8 @@ def main() -> None:
     print(f"held-out log-likelihood of the generating model: {truth:.4f} nats/sample")
     for phase in ["stream-path"] + ([] if args.no_memmap else ["stream-memmap"]):
         r = run_phase(args, phase)
+        if phase == "stream-path":
+            stream = r
         err = compare_with_truth(args.workdir, f"fit_{phase.split('-')[1]}.npz", model)
         print(f"\n[{phase}] fit {r['fit_s']:.1f} s ({r['n_iter']} EM iterations), "
               f"streaming score {r['score_s']:.1f} s")
@@ -227,6 +230,16 @@ def main() -> None:
           f"max abs. diff mean {r['max_diff_mean']:.2e}")
     print(f"  held-out log-likelihood: streamed {r['streamed']['heldout_loglike']:.6f}, "
           f"in memory {r['in_memory']['heldout_loglike']:.6f}")
+    write_table("out_of_core", "Factor analysis of data larger than memory", ["measure", "value"],
+                [["fit time", f"{stream['fit_s']:.0f} s"],
+                 ["peak resident memory", f"{stream['peak_rss'] / 2**20:.0f} MiB "
+                                          f"({stream['peak_rss'] / size:.2f} x the file size)"],
+                 [f"W W' against an in-memory fit of the first {r['rows']} rows",
+                  f"equal to {r['rel_diff_WWt']:.1e}"],
+                 ["Psi against the same in-memory fit", f"equal to {r['rel_diff_psi']:.1e}"]],
+                setup=f"FA({args.latent}) on a {args.rows} x {args.features} float32 `.npy` file "
+                      f"({size / 1e9:.1f} GB), streamed from its path; {os.cpu_count()} CPU(s).",
+                order=12)
 
 
 if __name__ == "__main__":

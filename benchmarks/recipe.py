@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_markdown
 
 RUNS = Path(__file__).resolve().parent / ".runs"
 TEST_SEED = 12345
@@ -229,12 +230,16 @@ def versus(args):
     a, b = score(ours, test, args.k), score(as_vae(plain), test, args.k)
     diff = b["nll"] - a["nll"]
     se = np.std(a["values"] - b["values"], ddof=1) / math.sqrt(len(test))
-    print("\n| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
-          "| vs plain |")
-    print("|---|---|---|---|---|---|---|")
-    print(_row("elbokit recipe", len(ours.history_), ours_minutes, a,
-               f"{-diff:+.2f} +- {se:.2f}"))
-    print(_row("plain loop", plain_epochs, plain_seconds / 60, b, ""))
+    table = ["| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
+             "| vs plain (paired) |", "|---|---|---|---|---|---|---|",
+             _row("elbokit recipe", len(ours.history_), ours_minutes, a,
+                  f"{-diff:+.2f} +- {se:.2f}"),
+             _row("plain loop", plain_epochs, plain_seconds / 60, b, "")]
+    print("\n" + "\n".join(table))
+    write_markdown("recipe-versus-plain", f"The recipe against a plain PyTorch loop, "
+                   f"{args.minutes:g} minutes each", table,
+                   setup=f"Equal time, {args.minutes:g} min each, {torch.get_num_threads()} torch "
+                         f"threads; k = {args.k} on {len(test)} test images.", order=5)
 
 
 def pair(args):
@@ -266,19 +271,22 @@ def pair(args):
         rows.append((run_dir.name, result, prior_label(options), scored))
     print(f"\npaired on {args.test_images} test images, k = {args.k}, the same draws for "
           "every model\n")
-    print("| run | prior | precision | minibatch | epochs | train (min) | test NLL (nats) | "
-          "NLL minus the first's (paired) |")
-    print("|---|---|---|---|---|---|---|---|")
+    table = ["| run | prior | precision | minibatch | epochs | train (min) | test NLL (nats) | "
+             "NLL minus the first's (paired) |", "|---|---|---|---|---|---|---|---|"]
     first = rows[0][3]["values"]
     for name, result, prior, scored in rows:
         diff = scored["values"] - first
         se = np.std(diff, ddof=1) / math.sqrt(len(diff))
         precision = result.get("precision", "float32")  # runs before the setting: float32
         steps = step_label(result.get("batch_size"), result.get("lr"))
-        print(f"| {name} | {prior} | {precision} | {steps} | {result['epochs']} | "
-              f"{result['train_minutes']:.1f} | "
-              f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
-              f"{-diff.mean():+.2f} +- {se:.2f} |")
+        table.append(f"| {name} | {prior} | {precision} | {steps} | {result['epochs']} | "
+                     f"{result['train_minutes']:.1f} | "
+                     f"{scored['nll']:.2f} +- {scored['stderr']:.2f} | "
+                     f"{-diff.mean():+.2f} +- {se:.2f} |")
+        print(table[-1])
+    write_markdown("recipe-pair", "Recipe runs paired on the same draws", table,
+                   setup=f"Paired on {args.test_images} test images, k = {args.k}, the same "
+                         "draws for every model.", order=7)
 
 
 def main():

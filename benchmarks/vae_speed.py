@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _results import write_markdown
 from elbokit.data import load
 from elbokit.nn import VAE
 
@@ -248,29 +249,37 @@ def main():
     of_bound = statistics.median(o / b for o, b in zip(speed["ours"], speed["bound"]))
     plain_of_bound = statistics.median(p / b for p, b in zip(speed["plain"], speed["bound"]))
     ours = "elbokit (checkpoints, validation, progress bar)"
-    print(f"\n| | images/s (median) | ratio (median of the rounds') |\n|---|---|---|\n"
-          f"| arithmetic bound | {med['bound']:.0f} | 1 |\n"
-          f"| {ours} | {med['ours']:.0f} | "
-          f"{of_bound:.2f} of the bound ({med['ours'] / max(speed['bound']):.2f} of the "
-          f"fastest round's), {versus_plain:.2f}x plain |\n"
-          f"| plain PyTorch loop | {med['plain']:.0f} | {plain_of_bound:.2f} of the bound |")
+    table = (f"| | images/s (median) | ratio (median of the rounds') |\n|---|---|---|\n"
+             f"| arithmetic bound | {med['bound']:.0f} | 1 |\n"
+             f"| {ours} | {med['ours']:.0f} | "
+             f"{of_bound:.2f} of the bound ({med['ours'] / max(speed['bound']):.2f} of the "
+             f"fastest round's), {versus_plain:.2f}x plain |\n"
+             f"| plain PyTorch loop | {med['plain']:.0f} | {plain_of_bound:.2f} of the bound |")
+    print("\n" + table)
     if args.with_autograd:
         fused = statistics.median(o / a for o, a in zip(speed["ours"], speed["autograd"]))
-        print(f"| elbokit, fused_step=False (autograd's backward) | {med['autograd']:.0f} | "
-              f"the fused step is {fused:.2f}x it |")
+        table += (f"\n| elbokit, fused_step=False (autograd's backward) | {med['autograd']:.0f} | "
+                  f"the fused step is {fused:.2f}x it |")
+        print(table.splitlines()[-1])
     if args.with_bfloat16:
         of_plain = statistics.median(o / p for o, p in zip(speed["bfloat16"], speed["plain"]))
         of_own = statistics.median(o / b for o, b in zip(speed["bfloat16"], speed["bound-bf16"]))
         of_fp32 = statistics.median(o / b for o, b in zip(speed["bfloat16"], speed["bound"]))
         strict = med["bfloat16"] / max(speed["bound-bf16"])
-        print(f"| elbokit, precision='bfloat16' | {med['bfloat16']:.0f} | {of_plain:.2f}x "
-              f"plain, {of_own:.2f} of the bfloat16 bound ({strict:.2f} of the fastest "
-              f"round's), {of_fp32:.2f} of float32's |\n"
-              f"| arithmetic bound at bfloat16 matmuls | {med['bound-bf16']:.0f} | "
-              f"{statistics.median(b / f for b, f in zip(speed['bound-bf16'], speed['bound'])):.2f}"
-              " x float32's |")
-    print(f"matmul rate at the layer shapes: {statistics.median(gflops):.0f} GFLOP/s; "
-          f"{torch.get_num_threads()} torch threads")
+        rows = (f"| elbokit, precision='bfloat16' | {med['bfloat16']:.0f} | {of_plain:.2f}x "
+                f"plain, {of_own:.2f} of the bfloat16 bound ({strict:.2f} of the fastest "
+                f"round's), {of_fp32:.2f} of float32's |\n"
+                f"| arithmetic bound at bfloat16 matmuls | {med['bound-bf16']:.0f} | "
+                f"{statistics.median(b / f for b, f in zip(speed['bound-bf16'], speed['bound'])):.2f}"
+                " x float32's |")
+        table += "\n" + rows
+        print(rows)
+    rate = (f"matmul rate at the layer shapes: {statistics.median(gflops):.0f} GFLOP/s; "
+            f"{torch.get_num_threads()} torch threads")
+    print(rate)
+    write_markdown("vae_speed", "Training speed against a plain PyTorch loop and the arithmetic "
+                   "bound", [table], setup=f"Fashion-MNIST {len(X)} train images; {rate}.",
+                   order=8)
     if args.breakdown:
         breakdown(X, V, args, args.batch / med["bound"])
 

@@ -82,6 +82,23 @@ def test_benchmarks_page_is_rendered_from_results():
     assert page == _render_docs().render(), "stale: run .venv/bin/python benchmarks/render_docs.py"
 
 
+def test_a_written_result_becomes_the_current_table(tmp_path):
+    """What a benchmark script writes (benchmarks/_results.py) is rendered as its current
+    table, with its provenance; the run it replaces moves under "Earlier run"."""
+    render_docs = _render_docs()
+    import _results  # benchmarks/ is on sys.path once render_docs is loaded
+
+    _results.write_markdown("demo", "A demo benchmark", ["| a | b |", "|---|---|", "| x | 1.5 |"],
+                            out=tmp_path / "demo-new.json")
+    old = json.loads((tmp_path / "demo-new.json").read_text())
+    (tmp_path / "demo-old.json").write_text(json.dumps({**old, "date": "2026-01-01",
+                                                        "rows": [["y", "2.5"]]}))
+    page = render_docs.render(render_docs.load_results(tmp_path))
+    assert page.index("| x | 1.5 |") < page.index("### Earlier run: 2026-01-01") \
+        < page.index("| y | 2.5 |")
+    assert f"commit: `{old['commit'][:12]}`" in page and old["command"] in page
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "results").glob("*.json")),
                          ids=lambda p: p.name)
 def test_results_record_how_they_were_measured(path):
