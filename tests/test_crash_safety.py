@@ -20,7 +20,7 @@ from elbokit.cli import main  # noqa: E402
 from conftest import assert_same_weights as _assert_same_weights  # noqa: E402
 from elbokit.exceptions import TrainingError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
-from elbokit.nn import checkpoint as ckpt  # noqa: E402
+from elbokit.nn.train import checkpoint as ckpt  # noqa: E402
 from elbokit.nn.config import ArchitectureConfig, TrainingConfig  # noqa: E402
 from elbokit.nn.model import VAENetwork  # noqa: E402
 from elbokit.nn.objectives import AnalyticKLELBO  # noqa: E402

@@ -1,4 +1,4 @@
-"""The written-out L_B step (elbokit.nn.fused): autograd's gradients and the same
+"""The written-out L_B step (elbokit.nn.objectives.fused): autograd's gradients and the same
 seeded fit, and autograd's path wherever the step does not cover the model."""
 
 import numpy as np

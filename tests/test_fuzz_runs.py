@@ -33,7 +33,7 @@ from elbokit.persistence import DESCRIPTION_KEY, description_digest, sha256_file
 
 torch = pytest.importorskip("torch")
 from elbokit.nn import VAE  # noqa: E402
-from elbokit.nn import checkpoint as ckpt  # noqa: E402
+from elbokit.nn.train import checkpoint as ckpt  # noqa: E402
 
 EXAMPLES = int(os.environ.get("ELBOKIT_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50,

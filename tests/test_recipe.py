@@ -83,7 +83,7 @@ def test_ema_model_is_the_average_and_resumes_exactly(digits, tmp_path):
     settings = dict(hidden=(16,), ema=0.99, binarize="dynamic", progress=False)
     full = VAE(2, epochs=4, **settings).fit(X, validation=V, checkpoint_dir=tmp_path / "full")
     # the fitted model is the averaged weights of the checkpoint, not the raw ones
-    from elbokit.nn.checkpoint import load_checkpoint
+    from elbokit.nn.train.checkpoint import load_checkpoint
 
     saved = load_checkpoint(tmp_path / "full")
     assert_same_weights(saved["ema"], full.model_.state_dict())
@@ -157,7 +157,7 @@ def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeyp
     epoch."""
     import time
 
-    from elbokit.nn import checkpoint
+    from elbokit.nn.train import checkpoint
     from elbokit.nn.train import loop as train
 
     delay = 0.04

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 from elbokit.cli import main  # noqa: E402
 from elbokit.exceptions import ParameterError  # noqa: E402
 from elbokit.nn import VAE, TrainingConfig  # noqa: E402
-from elbokit.nn.resume import resume_changes, resume_rules  # noqa: E402
+from elbokit.nn.train.resume import resume_changes, resume_rules  # noqa: E402
 from elbokit.runs import with_names  # noqa: E402
 
 CLI = ["fit", "vae", "--data", "digits", "--latent", "2", "--hidden", "8", "--no-progress"]

@@ -156,7 +156,7 @@ def check_resumed_settings(out: Path, options: dict) -> None:
     allow to change: the library's rule (:func:`elbokit.nn.resume.check_resume`), run
     before any data is loaded; its warnings come from the fit."""
     from ..exceptions import ModelFileError
-    from ..nn.resume import check_resume
+    from ..nn.train.resume import check_resume
     from ..persistence import CHECKPOINT_FILE, read_json
     from ..runs import VAE_CHECKPOINTS
 

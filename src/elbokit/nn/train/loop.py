@@ -20,15 +20,16 @@ import warnings
 import torch
 
 from ...exceptions import ModelFileError, ParameterError, TrainingError
-from .. import checkpoint as ckpt
 from .. import distributed
 from ..callbacks import Hooks
 from ..config import ArchitectureConfig, STOP_BELOW_LR, TrainingConfig
+from ..checkpoint import check_state_dict
 from ..objectives import get_objective
-from ..resume import check_resume
 from ..schedules import freeze_gradients
+from . import checkpoint as ckpt
 from .device import seeded, to_device
 from .optimizer import WeightAverage, make_optimizer, optimizer_step, set_lr
+from .resume import check_resume
 
 CHECK_EVERY = 25  # steps between NaN checks and progress-bar updates
 ON_NAN = ("stop", "skip-batch")
@@ -458,7 +459,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
                              f"({saved['architecture']}); use a new run directory or the same "
                              "model settings")
     check_resume(saved["training"], run.config, where, warn=distributed.is_main())
-    ckpt.check_state_dict(model, saved["model"], where)
+    check_state_dict(model, saved["model"], where)
     model.load_state_dict(saved["model"])
     ckpt.restore_optimizer(run.optimizer, saved["optim"], saved["optimizer"], where)
     ckpt.restore_generator(run.generator, saved["rng"], where)

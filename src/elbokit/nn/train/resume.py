@@ -8,7 +8,7 @@ run), ``"warn"`` (the same steps rounded otherwise: precision, the written-out s
 ``elbokit fit vae --resume`` both call :func:`check_resume`, so they refuse and warn
 alike, with the same message. The architecture is not a matter of rules: a checkpoint
 resumes only into the architecture it was written for. No torch here (the CLI checks
-before it loads any data).
+before it loads any data; :mod:`elbokit.nn.train` imports its parts when first used).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-from ..exceptions import ParameterError
-from .config import TrainingConfig
+from ...exceptions import ParameterError
+from ..config import TrainingConfig
 
 
 def resume_rules() -> dict[str, str]:
