@@ -32,7 +32,7 @@ plain VAE with the same free bits and warm-up), ``miwae`` (MIWAE(M, K) of Rainfo
 al. 2018, M = ``--miwae-m`` bounds of K = ``--iwae-k`` samples), ``vamp`` and ``mog``
 (the ``vae`` row with a VampPrior or a learned mixture-of-Gaussians prior; they need the
 VAE's ``prior=`` option and are skipped, with a message, without it). The measured
-table and what it says about the targets are in the README ("Benchmarks").
+table and what it says about the targets are on docs/benchmarks.md (rendered from results/).
 """
 
 from __future__ import annotations
