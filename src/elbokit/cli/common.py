@@ -1,13 +1,19 @@
-"""Options shared by several commands, and table printing."""
+"""What the commands share: the options of the data and the run directory (declared
+once here), the options built from config fields (:func:`config_option`), command
+signatures assembled from option groups (:func:`with_options`), the data loading and
+recording of a fit, and table printing."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..data import DEFAULT_TEST_FRACTION  # noqa: F401  (the default of --test-fraction)
+from ..data import DEFAULT_TEST_FRACTION
+from ..nn.config import LATENT_DIM, ArchitectureConfig, estimator_default  # noqa: F401
 
 DataSpec = Annotated[str, typer.Option("--data", help="digits, breast-cancer, wine, diabetes, "
                                                       "iris, mnist, fashion-mnist, a "
@@ -18,6 +24,125 @@ Resize = Annotated[Optional[str], typer.Option(
 Crop = Annotated[Optional[str], typer.Option(
     "--crop", help="Image folders: 'center' crops each image about its centre (to the "
                    "smallest size, or to --resize's aspect ratio).")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of IDX files "
+                                                                    "(else $ELBOKIT_DATA).")]
+_LATENT = {f.name: f for f in dataclasses.fields(ArchitectureConfig)}["latent_dim"]
+Latent = Annotated[int, typer.Option(_LATENT.metadata["flag"], help=_LATENT.metadata["help"])]
+Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+Standardize = Annotated[bool, typer.Option(
+    "--standardize/--no-standardize",
+    help="Fit to the standardized features (each divided by its standard deviation); "
+         "log-likelihoods are still reported for the data in its own units.")]
+Normalize = Annotated[bool, typer.Option(
+    "--normalize/--no-normalize", help="Kaiser normalization of the rotation (rows divided "
+                                       "by sqrt(h2)).")]
+TestFraction = Annotated[float, typer.Option(
+    "--test-fraction", help="Held-out share for digits, tables and user files, in [0, 1); "
+                            "0 fits on every row (no held-out metrics).")]
+Columns = Annotated[Optional[str], typer.Option(
+    "--columns", help="Tables (a CSV file with a header, a built-in table): the columns to "
+                      "use, by name, comma-separated (e.g. A1,A2,A3); the others are not "
+                      "read.")]
+DropColumns = Annotated[Optional[str], typer.Option(
+    "--drop-columns", help="Tables: the columns to leave out, by name, comma-separated "
+                           "(e.g. id,gender).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a saved model in --out.")]
+
+
+def _check_seed(value: int) -> int:
+    from ..exceptions import ParameterError
+    from ..runs import MAX_SEED
+
+    if not 0 <= value <= MAX_SEED:
+        raise ParameterError(f"--seed must be an integer in [0, {MAX_SEED}]; got {value}")
+    return value
+
+
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit.",
+                                   callback=_check_seed)]
+
+
+def fit_options(data_dir: DataDir = None, seed: Seed = 0,
+                test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
+                overwrite: Overwrite = False, columns: Columns = None,
+                drop_columns: DropColumns = None):
+    """The options every ``elbokit fit`` command takes after its model's (a group for
+    :func:`with_options`)."""
+
+
+# --------------------------------------------------------------------------- signatures
+
+def with_options(*groups, **defaults):
+    """Give a command ``def command(**options)`` the keyword options of ``groups`` (in
+    order): functions whose parameters are Typer options, or lists of
+    :class:`inspect.Parameter`; ``defaults`` replaces the default of the option named."""
+    def decorate(command):
+        params = []
+        for group in groups:
+            if callable(group):
+                group = inspect.signature(group, eval_str=True).parameters.values()
+            params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in group]
+        params = [p.replace(default=defaults[p.name]) if p.name in defaults else p
+                  for p in params]
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+# Python types of the config annotations (strings under ``from __future__ import annotations``)
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[int, ...]": str}
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The CLI option of config field ``f``: its declared flag, else --name-with-dashes."""
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def config_option(f: dataclasses.Field, default=dataclasses.MISSING,
+                  help: str | None = None) -> inspect.Parameter:
+    """The Typer option of one config field: its flag, help and default (the
+    estimator's, unless ``default`` is given). A tuple of layer sizes is typed as "400"
+    or "512,256"; a setting whose default is resolved at fit (None, "auto") is an
+    optional option that defaults to None."""
+    flag = flag_of(f)
+    kind = _TYPES[f.type]
+    default = estimator_default(f) if default is dataclasses.MISSING else default
+    if isinstance(default, tuple):
+        default = ",".join(str(v) for v in default)
+    if kind is bool:
+        flag = f"{flag}/--no-{flag[2:]}"
+    if default is None or default == "auto":
+        kind, default = Optional[kind], None
+    option = typer.Option(flag, help=help or f.metadata["help"])
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, option])
+
+
+def layer_sizes(text: str, flag: str = "--hidden") -> tuple[int, ...]:
+    """--hidden 512,256 as (512, 256)."""
+    from ..exceptions import ParameterError
+
+    try:
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise ParameterError(f"{flag} must be comma-separated integers like 400 or "
+                             f"512,256; got {text!r}") from None
+
+
+def model_settings(fields, options: dict, defaults=None) -> dict:
+    """The estimator's keyword arguments from the parsed options of config ``fields``
+    (an option left unset takes the estimator's default, or ``defaults``')."""
+    defaults = defaults or {}
+    settings = {}
+    for f in fields:
+        value = options[f.name]
+        if f.type == "tuple[int, ...]":
+            value = layer_sizes(value, flag_of(f))
+        default = defaults.get(f.name, estimator_default(f))
+        settings[f.name] = default if value is None else value
+    return settings
 
 
 def image_size(text: str | None) -> tuple[int, int] | None:
@@ -35,31 +160,36 @@ def image_size(text: str | None) -> tuple[int, int] | None:
         raise ParameterError(f"--resize must be two positive integers H,W like 32,32; got "
                              f"{text!r}")
     return size
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of IDX files "
-                                                                    "(else $ELBOKIT_DATA).")]
-Latent = Annotated[int, typer.Option("--latent", help="Latent dimension L.")]
-def _check_seed(value: int) -> int:
-    from ..exceptions import ParameterError
-    from ..runs import MAX_SEED
-
-    if not 0 <= value <= MAX_SEED:
-        raise ParameterError(f"--seed must be an integer in [0, {MAX_SEED}]; got {value}")
-    return value
 
 
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit.",
-                                   callback=_check_seed)]
-TestFraction = Annotated[float, typer.Option(
-    "--test-fraction", help="Held-out share for digits, tables and user files, in [0, 1); "
-                            "0 fits on every row (no held-out metrics).")]
-Columns = Annotated[Optional[str], typer.Option(
-    "--columns", help="Tables (a CSV file with a header, a built-in table): the columns to "
-                      "use, by name, comma-separated (e.g. A1,A2,A3); the others are not "
-                      "read.")]
-DropColumns = Annotated[Optional[str], typer.Option(
-    "--drop-columns", help="Tables: the columns to leave out, by name, comma-separated "
-                           "(e.g. id,gender).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a saved model in --out.")]
+# --------------------------------------------------------------------------- a fit
+
+def load_dataset(options: dict, **load_options):
+    """The data set of a command's --data, --data-dir, --seed, --test-fraction,
+    --columns and --drop-columns (``load_options``: the rest of
+    :func:`elbokit.data.load`'s keywords)."""
+    from .. import data as data_module
+
+    return data_module.load(options["data"], data_dir=options["data_dir"],
+                            seed=options["seed"], test_fraction=options["test_fraction"],
+                            columns=options["columns"], drop_columns=options["drop_columns"],
+                            **load_options)
+
+
+def record_fit(model, dataset, options: dict, **fit_options) -> dict | None:
+    """Fit ``model`` and record the run in --out (:func:`elbokit.runs.fit_and_record`)."""
+    from ..runs import fit_and_record
+
+    fit_options.setdefault("overwrite", options["overwrite"])
+    return fit_and_record(model, dataset, options["out"], spec=options["data"],
+                          seed=options["seed"], test_fraction=options["test_fraction"],
+                          data_dir=options["data_dir"], **fit_options)
+
+
+def print_saved(title: str, metrics: dict, out: Path) -> None:
+    """The metrics of a finished fit, and where it was saved."""
+    print_metrics(title, metrics)
+    typer.echo(f"saved to {out}")
 
 
 def format_table(header: list[str], rows: list[list]) -> str:

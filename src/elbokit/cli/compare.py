@@ -15,8 +15,8 @@ import typer
 from .. import kinds as model_kinds
 from ..kinds import LINEAR_VAE_LR, kind_names  # noqa: F401  (LINEAR_VAE_LR: kept)
 from ._app import app
-from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Latent,
-                     Seed, TestFraction, format_table)
+from .common import (DEFAULT_TEST_FRACTION, LATENT_DIM, Columns, DataDir, DataSpec, DropColumns,
+                     Latent, Seed, TestFraction, format_table)
 
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
@@ -34,7 +34,7 @@ def build_model(kind: str, latent: int, *, epochs: int, seed: int):
 
 
 @app.command("compare")
-def compare(data: DataSpec = "digits", latent: Latent = 10,
+def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
             models: Annotated[str, typer.Option(help="Comma-separated: " + ",".join(
                 COMPARE_MODELS))] = DEFAULT_MODELS,
             k: Annotated[int, typer.Option("--k", help="Importance samples for VAE "

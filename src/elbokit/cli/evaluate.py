@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from ._app import app
-from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Seed,
-                     print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Normalize,
+                     Seed, print_metrics)
 
 
 @app.command("evaluate")
@@ -163,9 +163,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
                help="Factor solution of linear models on tables: fitted (the model's own "
                     "rotation), none, varimax, quartimax, promax, oblimin, quartimin or "
                     "geomin.")] = "fitted",
-           normalize: Annotated[bool, typer.Option(
-               "--normalize/--no-normalize", help="Kaiser normalization of the rotation "
-                                                  "(rows divided by sqrt(h2)).")] = True,
+           normalize: Normalize = True,
            cut: Annotated[float, typer.Option(
                "--cut", help="Loadings below this (absolute value) are left blank in the "
                              "loadings table, as psych's print(fa, cut=0.3).")] = 0.3):

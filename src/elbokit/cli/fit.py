@@ -1,4 +1,5 @@
-"""``elbokit fit {pca,ppca,fa,linear-ae}``."""
+"""``elbokit fit {pca,ppca,fa,linear-ae}``: the classical models, each a thin layer over
+:func:`elbokit.runs.make_classical` and :func:`elbokit.runs.fit_and_record`."""
 
 from __future__ import annotations
 
@@ -8,78 +9,61 @@ from typing import Annotated
 import typer
 
 from ._app import fit_app
-from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Latent,
-                     Overwrite, Seed, TestFraction, print_metrics)
+from .common import (LATENT_DIM, DataSpec, Latent, Normalize, Out, Standardize, fit_options,
+                     load_dataset, print_saved, record_fit, with_options)
 
 
-def _fit(kind: str, data: str, latent: int, out: Path, data_dir, seed, test_fraction,
-         overwrite, options=None, columns=None, drop_columns=None):
-    from .. import data as data_module
-    from ..runs import fit_and_record, make_classical, prepare_out_dir
+def _fit(kind: str, options: dict, settings: dict) -> None:
+    """Fit the classical model ``kind`` with its ``settings`` and record the run."""
+    from ..runs import make_classical, prepare_out_dir
 
-    prepare_out_dir(out, overwrite=overwrite)
+    prepare_out_dir(options["out"], overwrite=options["overwrite"])
     # NaN cells are missing values for the models that accept them
-    allow_nan = kind == "fa" or (kind == "ppca" and (options or {}).get("solver") == "em")
-    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
-                               allow_nan=allow_nan, columns=columns,
-                               drop_columns=drop_columns)
-    model = make_classical(kind, latent, seed=seed, verbose=True, **(options or {}))
-    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite,
-                             test_fraction=test_fraction, data_dir=data_dir)
-    print_metrics(f"{kind} (L={latent}) on {data}", metrics)
-    typer.echo(f"saved to {out}")
+    allow_nan = kind == "fa" or (kind == "ppca" and settings.get("solver") == "em")
+    dataset = load_dataset(options, allow_nan=allow_nan)
+    latent = options["latent"]
+    model = make_classical(kind, latent, seed=options["seed"], verbose=True, **settings)
+    metrics = record_fit(model, dataset, options)
+    print_saved(f"{kind} (L={latent}) on {options['data']}", metrics, options["out"])
 
 
-Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
-Standardize = Annotated[bool, typer.Option(
-    "--standardize/--no-standardize",
-    help="Fit to the standardized features (each divided by its standard deviation); "
-         "log-likelihoods are still reported for the data in its own units.")]
+def _model(data: DataSpec = "digits", latent: Latent = LATENT_DIM, out: Out = Path("runs"),
+           standardize: Standardize = False):
+    """The options of every classical model (a group for ``with_options``)."""
+
+
+def _ppca(solver: Annotated[str, typer.Option(help="closed or em (em accepts NaN)")] = "closed"):
+    """PPCA's own options."""
+
+
+def _fa(max_iter: Annotated[int, typer.Option(help="Maximum EM iterations.")] = 5000,
+        rotation: Annotated[str, typer.Option(
+            help="none, or a rotation of the factors: varimax, quartimax (orthogonal), "
+                 "promax, oblimin, quartimin, geomin (oblique).")] = "none",
+        normalize: Normalize = True):
+    """Factor analysis' own options."""
 
 
 @fit_app.command("pca")
-def fit_pca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/pca"),
-            standardize: Standardize = False,
-            data_dir: DataDir = None, seed: Seed = 0,
-            test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-            overwrite: Overwrite = False, columns: Columns = None,
-            drop_columns: DropColumns = None):
+@with_options(_model, fit_options, out=Path("runs/pca"))
+def fit_pca(**options):
     """PCA by SVD; score is the PPCA log-likelihood with the ML noise variance."""
-    _fit("pca", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"standardize": standardize}, columns, drop_columns)
+    _fit("pca", options, {"standardize": options["standardize"]})
 
 
 @fit_app.command("ppca")
-def fit_ppca(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/ppca"),
-             solver: Annotated[str, typer.Option(help="closed or em (em accepts NaN)")] = "closed",
-             standardize: Standardize = False,
-             data_dir: DataDir = None, seed: Seed = 0,
-             test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-             overwrite: Overwrite = False, columns: Columns = None,
-             drop_columns: DropColumns = None):
+@with_options(_model, _ppca, fit_options, out=Path("runs/ppca"))
+def fit_ppca(**options):
     """Probabilistic PCA (closed form or EM with missing values)."""
-    _fit("ppca", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"solver": solver, "standardize": standardize}, columns, drop_columns)
+    _fit("ppca", options, {"solver": options["solver"], "standardize": options["standardize"]})
 
 
 @fit_app.command("fa")
-def fit_fa(data: DataSpec = "digits", latent: Latent = 10, out: Out = Path("runs/fa"),
-           max_iter: Annotated[int, typer.Option(help="Maximum EM iterations.")] = 5000,
-           rotation: Annotated[str, typer.Option(
-               help="none, or a rotation of the factors: varimax, quartimax (orthogonal), "
-                    "promax, oblimin, quartimin, geomin (oblique).")] = "none",
-           normalize: Annotated[bool, typer.Option(
-               "--normalize/--no-normalize", help="Kaiser normalization of the rotation "
-                                                  "(rows divided by sqrt(h2)).")] = True,
-           standardize: Standardize = False,
-           data_dir: DataDir = None, seed: Seed = 0,
-           test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-           overwrite: Overwrite = False, columns: Columns = None,
-           drop_columns: DropColumns = None):
+@with_options(_model, _fa, fit_options, out=Path("runs/fa"))
+def fit_fa(**options):
     """Factor analysis by EM (the lecture's E and M steps); NaN cells are missing values."""
-    _fit("fa", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"max_iter": max_iter, **_rotation_options(rotation, normalize),
-          "standardize": standardize}, columns, drop_columns)
+    _fit("fa", options, {"max_iter": options["max_iter"], "standardize": options["standardize"],
+                         **_rotation_options(options["rotation"], options["normalize"])})
 
 
 def _rotation_options(rotation: str, normalize: bool) -> dict:
@@ -101,12 +85,7 @@ def _rotation_options(rotation: str, normalize: bool) -> dict:
 
 
 @fit_app.command("linear-ae")
-def fit_linear_ae(data: DataSpec = "digits", latent: Latent = 10,
-                  out: Out = Path("runs/linear-ae"), standardize: Standardize = False,
-                  data_dir: DataDir = None, seed: Seed = 0,
-                  test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-                  overwrite: Overwrite = False, columns: Columns = None,
-                  drop_columns: DropColumns = None):
+@with_options(_model, fit_options, out=Path("runs/linear-ae"))
+def fit_linear_ae(**options):
     """Tied linear autoencoder x_hat = W'W x trained by gradient descent."""
-    _fit("linear-ae", data, latent, out, data_dir, seed, test_fraction, overwrite,
-         {"standardize": standardize}, columns, drop_columns)
+    _fit("linear-ae", options, {"standardize": options["standardize"]})

@@ -3,8 +3,8 @@
 A thin layer over :class:`elbokit.nn.VAE` and :func:`elbokit.runs.fit_and_record`;
 torch is imported only when the command runs. The model's options are not written
 here: each is a field of :class:`~elbokit.nn.config.ArchitectureConfig` or
-:class:`~elbokit.nn.config.TrainingConfig`, and :func:`_model_options` turns the
-fields (type, default, help) into Typer options. The run directory gets the saved
+:class:`~elbokit.nn.config.TrainingConfig`, and ``config_option`` of
+``elbokit.cli.common`` turns the fields (type, default, help) into Typer options. The run directory gets the saved
 model (``model.json``, ``weights.safetensors``), ``metrics.json``, ``run.json`` and
 ``checkpoints/`` (``--resume`` continues from it).
 
@@ -16,57 +16,14 @@ Runs unchanged under ``torchrun --nproc_per_node=N`` (data-parallel, see
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..nn.config import cli_settings, estimator_default
-from .common import (DEFAULT_TEST_FRACTION, Columns, Crop, DataDir, DataSpec, DropColumns,
-                     Overwrite, Resize, Seed, TestFraction, image_size, print_metrics)
-
-# Python types of the config annotations (strings under ``from __future__ import annotations``)
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[int, ...]": str}
-
-
-def _hidden(text: str, flag: str = "--hidden") -> tuple[int, ...]:
-    from ..exceptions import ParameterError
-
-    try:
-        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
-    except ValueError:
-        raise ParameterError(f"{flag} must be comma-separated integers like 400 or "
-                             f"512,256; got {text!r}") from None
-    return sizes
-
-
-def _option(f) -> inspect.Parameter:
-    """The Typer option of one config field: its flag, help and default. A tuple of
-    layer sizes is typed as "400" or "512,256"; a setting whose default is resolved
-    at fit (None, "auto") is an optional option that defaults to None."""
-    flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
-    kind, default = _TYPES[f.type], estimator_default(f)
-    if isinstance(default, tuple):
-        default = ",".join(str(v) for v in default)
-    if kind is bool:
-        flag = f"{flag}/--no-{flag[2:]}"
-    if default is None or default == "auto":
-        kind, default = Optional[kind], None
-    option = typer.Option(flag, help=f.metadata["help"])
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[kind, option])
-
-
-def _model_settings(options: dict) -> dict:
-    """The VAE's keyword arguments from the parsed model options."""
-    settings = {}
-    for f in cli_settings():
-        value = options[f.name]
-        if f.type == "tuple[int, ...]":
-            value = _hidden(value, f.metadata["flag"] or "--" + f.name.replace("_", "-"))
-        settings[f.name] = estimator_default(f) if value is None else value
-    return settings
+from ..nn.config import cli_settings
+from .common import (Crop, DataSpec, Out, Resize, config_option, fit_options, image_size,
+                     load_dataset, model_settings, print_saved, record_fit, with_options)
 
 
 _MLFLOW_OPTION = typer.Option(
@@ -89,8 +46,11 @@ def bare_options(argv: list[str]) -> list[str]:
 
 
 # the run's options, beside the model's (the fit's data, its output, its protocol)
+def _data(data: DataSpec = "digits"):
+    """The data set, first."""
+
+
 def _run_options(
-    data: DataSpec = "digits",
     validation_fraction: Annotated[float, typer.Option(
         "--validation-fraction", help="Share of the training rows held out to record a "
                                       "validation ELBO each epoch (0: none).")] = 0.0,
@@ -99,11 +59,7 @@ def _run_options(
     on_nan: Annotated[str, typer.Option("--on-nan", help="stop (keep the last good "
                                         "checkpoint) or skip-batch (skip NaN/inf steps; "
                                         "counted in metrics.json).")] = "stop",
-    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")]
-    = Path("runs/vae"),
-    data_dir: DataDir = None, seed: Seed = 0, test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-    overwrite: Overwrite = False, resize: Resize = None, crop: Crop = None,
-    columns: Columns = None, drop_columns: DropColumns = None,
+    out: Out = Path("runs/vae"), resize: Resize = None, crop: Crop = None,
     tensorboard: Annotated[Optional[Path], typer.Option(
         "--tensorboard", help="Write TensorBoard event files (curves, image grids) to this "
                               "directory (pip install elbokit[tracking]).")] = None,
@@ -112,43 +68,35 @@ def _run_options(
         "--condition-on", help="none, or labels: a conditional VAE, q(z|x, y) and p(x|z, y), "
                                "on the data set's class labels y.")] = "none",
 ):
-    pass
+    """The run's options beside the model's."""
 
 
 def fit_vae(**options):
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
-    from .. import data as data_module
-    from ..runs import check_resumable, fit_and_record, prepare_out_dir
+    from ..runs import check_resumable, prepare_out_dir
 
-    out, data, seed = options["out"], options["data"], options["seed"]
-    if options["resume"]:
+    out, resume = options["out"], options["resume"]
+    if resume:
         check_resumable(out, "vae")
         check_resumed_settings(out, options)
-    prepare_out_dir(out, overwrite=options["overwrite"] or options["resume"])
-    dataset = data_module.load(data, data_dir=options["data_dir"], seed=seed,
-                               test_fraction=options["test_fraction"],
-                               resize=image_size(options["resize"]), crop=options["crop"],
-                               columns=options["columns"], drop_columns=options["drop_columns"])
-    if options["resume"]:
+    prepare_out_dir(out, overwrite=options["overwrite"] or resume)
+    dataset = load_dataset(options, resize=image_size(options["resize"]), crop=options["crop"])
+    if resume:
         check_resumed_columns(out, dataset.columns)
     from ..nn import VAE
 
     conditional = _condition_on(options["condition_on"], dataset)
-    model = VAE(**_model_settings(options), image_shape=dataset.image_shape,
-                channels=dataset.channels, seed=seed, conditional=conditional)
+    model = VAE(**model_settings(cli_settings(), options), image_shape=dataset.image_shape,
+                channels=dataset.channels, seed=options["seed"], conditional=conditional)
     callbacks = _callbacks(options, dataset.image_shape)
-    metrics = fit_and_record(
-        model, dataset, out, spec=data, seed=seed,
-        overwrite=options["overwrite"] or options["resume"],
-        test_fraction=options["test_fraction"], data_dir=options["data_dir"],
-        validation_fraction=options["validation_fraction"], checkpoint=True,
-        resume=options["resume"],
-        on_nan=options["on_nan"], callbacks=callbacks)
+    metrics = record_fit(model, dataset, options, overwrite=options["overwrite"] or resume,
+                         validation_fraction=options["validation_fraction"], checkpoint=True,
+                         resume=resume, on_nan=options["on_nan"], callbacks=callbacks)
     if metrics is None:  # under torchrun, rank 0 alone writes and prints
         return
     _log_artifacts(callbacks, out)
-    print_metrics(f"vae (L={model.latent_dim}, {model.likelihood}) on {data}", metrics)
-    typer.echo(f"saved to {out}")
+    print_saved(f"vae (L={model.latent_dim}, {model.likelihood}) on {options['data']}",
+                metrics, out)
 
 
 def check_resumed_settings(out: Path, options: dict) -> None:
@@ -232,16 +180,8 @@ def _condition_on(value: str, dataset) -> bool:
     return value == "labels"
 
 
-def _signature() -> inspect.Signature:
-    run = list(inspect.signature(_run_options, eval_str=True).parameters.values())
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in run[:1]]
-    params += [_option(f) for f in cli_settings()]
-    params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in run[1:]]
-    return inspect.Signature(params)
-
-
-fit_vae.__signature__ = _signature()
-fit_vae.__annotations__ = {p.name: p.annotation for p in fit_vae.__signature__.parameters.values()}
+with_options(_data, [config_option(f) for f in cli_settings()], _run_options,
+             fit_options)(fit_vae)
 
 
 def register(fit_app: typer.Typer) -> None:

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Overwrite,
-                     Seed, TestFraction, print_metrics)
+from .common import (DataSpec, Out, Standardize, fit_options, load_dataset, print_metrics,
+                     record_fit, with_options)
 
 PLOT_FILE = "alpha.png"
 
@@ -18,53 +18,48 @@ MaxLatent = Annotated[Optional[int], typer.Option(
                          "ones the data does not need. Default: 40, or the number of "
                          "features when there are fewer.")]
 MaxIter = Annotated[int, typer.Option("--max-iter", help="Maximum coordinate-ascent sweeps.")]
-Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
-Standardize = Annotated[bool, typer.Option(
-    "--standardize/--no-standardize",
-    help="Fit to the standardized features; the ELBO and log-likelihoods stay in the "
-         "data's own units.")]
 
 
-def fit_vbpca(data: DataSpec = "digits", max_latent: MaxLatent = None,
-              out: Out = Path("runs/vbpca"), max_iter: MaxIter = 1000,
-              standardize: Standardize = False,
-              data_dir: DataDir = None, seed: Seed = 0,
-              test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-              overwrite: Overwrite = False, columns: Columns = None,
-              drop_columns: DropColumns = None):
+def _model(data: DataSpec = "digits", max_latent: MaxLatent = None,
+           out: Out = Path("runs/vbpca"), max_iter: MaxIter = 1000,
+           standardize: Standardize = False):
+    """VBPCA's options (a group for ``with_options``)."""
+
+
+@with_options(_model, fit_options)
+def fit_vbpca(**options):
     """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
-    from .. import data as data_module
     from ..exceptions import ParameterError
     from ..persistence import atomic_write_json
-    from ..runs import METRICS_FILE, fit_and_record, prepare_out_dir
+    from ..runs import METRICS_FILE, prepare_out_dir
     from ..vi import VBPCA
     from ..vi.plots import plot_relevance
 
+    data, out, max_latent = options["data"], Path(options["out"]), options["max_latent"]
     if max_latent is not None and max_latent < 1:
         raise ParameterError(f"--max-latent must be >= 1; got {max_latent}")
-    prepare_out_dir(out, overwrite=overwrite)
+    prepare_out_dir(out, overwrite=options["overwrite"])
     # VBPCA treats NaN entries of user files as missing values
-    dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
-                               allow_nan=True, columns=columns, drop_columns=drop_columns)
+    dataset = load_dataset(options, allow_nan=True)
     if max_latent is None:
         max_latent = min(DEFAULT_MAX_LATENT, dataset.n_features)
     if max_latent > dataset.n_features:
         raise ParameterError(f"--max-latent {max_latent} exceeds the {dataset.n_features} "
                              f"features of {data}")
-    model = VBPCA(max_latent, max_iter=max_iter, random_state=seed, standardize=standardize)
-    metrics = fit_and_record(model, dataset, out, spec=data, seed=seed, overwrite=overwrite,
-                             test_fraction=test_fraction, data_dir=data_dir)
+    model = VBPCA(max_latent, max_iter=options["max_iter"], random_state=options["seed"],
+                  standardize=options["standardize"])
+    metrics = record_fit(model, dataset, options)
     metrics.update(chosen_dimension=model.n_components_, max_latent=max_latent,
                    final_elbo=float(model.elbo_[-1]), noise_variance=model.noise_variance_)
-    atomic_write_json(Path(out) / METRICS_FILE, metrics)
-    plot_relevance(model, Path(out) / PLOT_FILE,
+    atomic_write_json(out / METRICS_FILE, metrics)
+    plot_relevance(model, out / PLOT_FILE,
                    title=f"VBPCA on {data}: {model.n_components_} of {max_latent} active")
     print_metrics(f"vbpca (max L={max_latent}) on {data}", metrics)
     typer.echo(f"chosen dimension: {model.n_components_} of {max_latent}")
     if model.n_components_ == max_latent:
         typer.echo("every component stayed active: the data may support more; try a larger "
                    "--max-latent")
-    typer.echo(f"saved to {out} (E[alpha] plot: {Path(out) / PLOT_FILE})")
+    typer.echo(f"saved to {out} (E[alpha] plot: {out / PLOT_FILE})")
 
 
 def register(fit_app: typer.Typer) -> None:

@@ -399,6 +399,25 @@ def cli_settings() -> list[dataclasses.Field]:
     return [f for f in estimator_settings() if f.metadata["cli"]]
 
 
+# The deterministic Autoencoder's settings: these fields, in signature order, with the
+# defaults and help where it differs from the VAE (elbokit.nn.autoencoder)
+AE_LIKELIHOODS = ("bernoulli", "gaussian")  # cross-entropy, squared error
+AUTOENCODER_SETTINGS = ("latent_dim", "likelihood", "arch", "encoder", "decoder", "hidden",
+                        "image_shape", "epochs", "batch_size", "lr", "lr_schedule", "seed",
+                        "device", "progress")
+AUTOENCODER_DEFAULTS = {"device": "cpu", "progress": False}
+AUTOENCODER_HELP = {"likelihood": "bernoulli (data in [0, 1]: cross-entropy) or gaussian "
+                                  "(squared error)."}
+
+
+def autoencoder_settings() -> list[dataclasses.Field]:
+    """The fields behind :class:`~elbokit.nn.autoencoder.Autoencoder`'s arguments, in
+    signature order (its defaults: ``estimator_default`` unless
+    ``AUTOENCODER_DEFAULTS`` says otherwise)."""
+    fields = {f.name: f for f in estimator_settings()}
+    return [fields[name] for name in AUTOENCODER_SETTINGS]
+
+
 def config_kwargs(cls, source) -> dict:
     """The settings of ``cls`` read off ``source`` (an estimator or a config) by name,
     leaving out the data's fields."""
