@@ -10,7 +10,7 @@
   float64 ``VAENetwork`` whose linear encoder and decoder are set by hand, with
   :func:`rotated_problem`, :func:`exact_posterior` and :func:`closed_form_elbo`.
 
-* :func:`quiet`, :func:`edit_json`, :func:`edit_model_json` and
+* :func:`quiet`, :func:`edit_json`, :func:`edit_model_json`, :func:`one_line_exit_2` and
   :func:`assert_same_weights`: small helpers
   several test files share.
 
@@ -85,6 +85,18 @@ def edit_model_json(path, change):
             meta["sha256"]["description"] = description_digest(meta, model_file.DESCRIBED)
 
     edit_json(path, change_and_redigest)
+
+
+def one_line_exit_2(argv, capsys, match: str) -> str:
+    """Run the CLI on ``argv``: it must exit with code 2 and one line on stderr holding
+    ``match``; returns that line."""
+    from elbokit.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    return err
 
 
 def assert_same_weights(a, b):

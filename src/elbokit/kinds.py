@@ -106,6 +106,13 @@ def _resolve_or_none(kind: ModelKind):
         return None
 
 
+def saved_kind(name) -> ModelKind | None:
+    """The registered kind (not a preset) that model.json's ``kind`` field names, or None:
+    how :func:`elbokit.models.load_model` finds the loader of a saved model."""
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    return kind if kind is not None and kind.preset_of is None else None
+
+
 def estimator_classes() -> dict[str, type]:
     """Kind name -> class of every kind saved by :func:`elbokit.persistence.save_estimator`
     (the numpy models; a kind whose module cannot be imported is left out)."""

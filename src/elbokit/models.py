@@ -1,7 +1,11 @@
 """One entry point to save and load any elbokit model directory.
 
 Each model kind has a name (``pca``, ``ppca``, ``fa``, ``linear-ae``, ``vbpca``,
-``vae``, ``ae``); ``model.json`` records it and :func:`load_model` dispatches on it.
+``vae``, ``ae``); ``model.json`` records it and :func:`load_model` finds the loader in
+the one registry of kinds (:mod:`elbokit.kinds`): a kind that saves itself
+(``persistence="own"``) is loaded by its class's ``load``, the numpy models by
+:func:`elbokit.persistence.load_estimator`. Every kind writes the one model.json
+schema (:mod:`elbokit.persistence.model_file`).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .kinds import estimator_classes, kind_of  # noqa: F401  (kind_of: re-exported)
+from .kinds import estimator_classes, get_kind, kind_of, saved_kind  # noqa: F401
 from .persistence import load_estimator, read_model_file, save_estimator
 
 
@@ -20,13 +24,13 @@ def classical_registry() -> dict[str, type]:
 
 
 def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Save a fitted model to ``directory`` (arrays in safetensors, the rest in JSON;
+    """Save a fitted model to ``directory`` (tensors in safetensors, the rest in JSON;
     ``extra``: JSON kept in model.json, e.g. the data's feature names)."""
-    kind = kind_of(model)
-    if kind in ("vae", "ae"):  # the torch models save themselves
+    kind = get_kind(kind_of(model))
+    if kind.persistence == "own":  # the torch models save themselves
         model.save(directory, extra=extra)
         return Path(directory)
-    return save_estimator(model, directory, kind=kind, extra=extra)
+    return save_estimator(model, directory, kind=kind.name, extra=extra)
 
 
 def load_model(directory: str | os.PathLike, *, encoder_class=None, decoder_class=None):
@@ -34,13 +38,10 @@ def load_model(directory: str | os.PathLike, *, encoder_class=None, decoder_clas
     is read once and every field of it is checked before it is used. ``encoder_class``,
     ``decoder_class``: the classes of a VAE's custom networks (see ``VAE.load``)."""
     meta = read_model_file(directory)
-    if meta.get("kind") == "vae":
-        from .nn import VAE
-
-        return VAE.load(directory, meta=meta, encoder_class=encoder_class,
-                        decoder_class=decoder_class)
-    if meta.get("kind") == "ae":
-        from .nn import Autoencoder
-
-        return Autoencoder.load(directory, meta=meta)
+    kind = saved_kind(meta.get("kind"))
+    if kind is not None and kind.persistence == "own":
+        custom = {name: cls for name, cls in (("encoder_class", encoder_class),
+                                              ("decoder_class", decoder_class))
+                  if cls is not None}
+        return kind.resolve().load(directory, meta=meta, **custom)
     return load_estimator(directory, classical_registry(), meta)

@@ -17,17 +17,23 @@ from elbokit.exceptions import ModelFileError
 from elbokit.models import load_model, save_model
 
 def test_file_names_are_defined_once():
-    """The modules that read and write model, checkpoint and run files take the names
-    from persistence, not from a copy of their own."""
-    from elbokit import runs
-    from elbokit.nn import checkpoint
+    """The file names are constants of persistence.files alone; the modules that read
+    and write run files take them from there, not from a copy of their own."""
+    import re
 
-    for name in ("MODEL_FILE", "WEIGHTS_FILE", "CHECKPOINT_FILE", "CHECKPOINT_NAME"):
-        assert getattr(checkpoint, name) is getattr(persistence, name)
+    import elbokit
+    from elbokit import runs
+
     for name in ("MODEL_FILE", "RUN_FILE", "METRICS_FILE", "read_run", "read_metrics"):
         assert getattr(runs, name) is getattr(persistence, name)
     assert {"metrics.json", "run.json", "model.json", "weights.safetensors"} <= \
         set(runs.RUN_FILES)
+    root = pathlib.Path(elbokit.__file__).parent
+    defining = re.compile(r"^(MODEL|WEIGHTS|CHECKPOINT|RUN|METRICS)_(FILE|NAME)\s*=",
+                          re.MULTILINE)
+    owners = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                    if defining.search(p.read_text()))
+    assert owners == ["persistence/files.py"]
 
 
 def test_io_is_gone():
