@@ -55,6 +55,13 @@ def check_number_list(value, name: str, where, *, error=ModelFileError) -> list:
     return value
 
 
+def is_shape(value, max_dims: int = 8) -> bool:
+    """A tensor shape as JSON holds it: a list of at most ``max_dims`` integers in
+    [0, 2**40) (a bool is not one)."""
+    return isinstance(value, list) and len(value) <= max_dims and all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**40 for n in value)
+
+
 def check_keys(obj: dict, allowed, where, *, error=ModelFileError) -> None:
     """Refuse fields of ``obj`` that are not in ``allowed``."""
     unknown = sorted(str(k) for k in set(obj) - set(allowed))

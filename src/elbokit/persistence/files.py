@@ -119,14 +119,21 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path; a one-line :class:`ModelFileError` ("{what} {path} does not
+    exist") unless it is a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what} {path} does not exist")
+    return path
+
+
 def check_checksum(path: str | os.PathLike, expected, *, noun: str = "tensor",
                    recorded_in: str = "recorded next to it") -> None:
     """Raise :class:`ModelFileError` unless ``path`` exists and its SHA-256 is
     ``expected`` (a missing record, None, never matches). ``noun`` and ``recorded_in``
     word the message: "tensor file ... does not exist", "... the checksum in model.json"."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{noun} file {path} does not exist")
+    path = existing_file(path, f"{noun} file")
     if sha256_file(path) != expected:
         raise ModelFileError(f"{path} does not match the checksum {recorded_in}; the files "
                              "come from different saves or were modified")
@@ -153,9 +160,7 @@ def loads(text: str):
 def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     """Read a JSON object, with a clear :class:`ModelFileError` on a missing, oversized
     or bad file. ``NaN``/``Infinity`` (not JSON, but Python writes them) are refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{what} {path} does not exist")
+    path = existing_file(path, what)
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
         raise ModelFileError(f"{what} {path} is {size / 2**20:.0f} MiB, more than elbokit "

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ModelFileError
-from .checks import check_int, check_keys, check_str_list, check_type, short
+from .checks import check_int, check_keys, check_str_list, check_type, is_shape, short
 from .files import (DESCRIPTION_KEY, FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE,
                     atomic_write_json, check_checksum, check_description,
                     check_format_version, description_digest, read_json, sha256_file)
@@ -219,10 +219,7 @@ _DTYPE_NAMES = frozenset(NUMPY_DTYPES.values())
 def _check_tensor_specs(tensors: dict, path: Path) -> None:
     for name, spec in tensors.items():
         if not (isinstance(spec, dict) and set(spec) == {"shape", "dtype"}
-                and spec["dtype"] in _DTYPE_NAMES and isinstance(spec["shape"], list)
-                and len(spec["shape"]) <= 8
-                and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**40
-                        for n in spec["shape"])):
+                and spec["dtype"] in _DTYPE_NAMES and is_shape(spec["shape"])):
             raise ModelFileError(f"{path}: tensor {short(name)} needs a numeric 'dtype' and "
                                  f"a 'shape' of non-negative integers; got {short(spec)}")
 

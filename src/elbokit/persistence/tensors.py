@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 
 from ..exceptions import ModelFileError
-from .checks import short
-from .files import atomic_write_with, loads
+from .checks import is_shape, short
+from .files import atomic_write_with, existing_file, loads
 from .memory import check_memory
 
 MAX_HEADER_BYTES = 16 << 20  # a safetensors header (JSON): about 100 bytes per tensor
@@ -47,9 +47,7 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tup
     alone (8 bytes of length, then JSON; no tensor data is read). The header is checked
     against the file: known dtypes, shapes of non-negative integers, byte ranges that
     tile the data exactly. Raises :class:`ModelFileError` on anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"tensor file {path} does not exist")
+    path = existing_file(path, "tensor file")
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(8)
@@ -87,9 +85,7 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tup
 
 def _header_entry(entry, name, path):
     ok = (isinstance(entry, dict) and entry.get("dtype") in SAFETENSORS_DTYPES
-          and isinstance(entry.get("shape"), list) and len(entry["shape"]) <= 8
-          and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**40
-                  for s in entry["shape"])
+          and is_shape(entry.get("shape"))
           and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
           and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0
                   for o in entry["data_offsets"]))
