@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elbokit import data
-from elbokit.data import _reading, files, idx
+from elbokit.data import files, idx
+from elbokit.persistence import memory
 from elbokit.exceptions import DataError, DataFileNotFoundError
 
 
@@ -331,7 +332,7 @@ def test_csv_shape_errors_and_separator_hint(tmp_path):
 def test_csv_that_does_not_fit_in_memory(tmp_path, monkeypatch):
     path = write(tmp_path / "tall.csv", "1,2\n" * 5000)
     monkeypatch.setattr(files, "CSV_FIRST_MEMORY_CHECK", 1024)
-    monkeypatch.setattr(_reading, "available_memory", lambda: 20_000)
+    monkeypatch.setattr(memory, "available_memory", lambda: 20_000)
     with pytest.raises(DataError, match=r"the table \(at line 1024\) needs 0.0 GiB of memory"):
         data.load(path)
 
@@ -351,17 +352,3 @@ def test_a_directory_is_not_a_data_file(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match="not a regular file"):
         data.load(str(tmp_path / "d.csv"))
-
-
-def test_available_memory_honours_a_container_limit(tmp_path, monkeypatch):
-    assert _reading.available_memory() is None or _reading.available_memory() > 0  # this machine
-    (tmp_path / "meminfo").write_text("MemTotal: 9000 kB\nMemAvailable: 5000 kB\n")
-    (tmp_path / "max").write_text("3000000\n")
-    (tmp_path / "current").write_text("1000000\n")
-    monkeypatch.setattr(_reading, "MEMINFO", tmp_path / "meminfo")
-    monkeypatch.setattr(_reading, "CGROUP_MEMORY_FILES", ((tmp_path / "max", tmp_path / "current"),))
-    assert _reading.available_memory() == 2_000_000  # the cgroup leaves less than MemAvailable
-    (tmp_path / "max").write_text("max\n")  # cgroup v2 without a limit
-    assert _reading.available_memory() == 5000 * 1024
-    monkeypatch.setattr(_reading, "MEMINFO", tmp_path / "absent")
-    assert _reading.available_memory() is None

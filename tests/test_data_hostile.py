@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elbokit import data
-from elbokit.data import _reading
+from elbokit.persistence import memory
 from elbokit.exceptions import DataError
 
 
@@ -123,7 +123,7 @@ def test_npy_with_extra_bytes_is_corrupted(tmp_path):
 def test_array_larger_than_memory_names_the_gib(tmp_path, monkeypatch):
     path = tmp_path / "x.npy"
     np.save(path, np.ones((1000, 100)))
-    monkeypatch.setattr(_reading, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**20)
     one_line_error(lambda: data.load(str(path)),
                    r"x.npy: an array of shape \(1000, 100\) \(float64\) needs 0.0 GiB of memory"
                    r" to load but only 0.0 GiB is available")
@@ -261,7 +261,7 @@ def test_gzip_that_ends_before_its_header_size(tmp_path):
 def test_gzip_claiming_gigabytes_allocates_only_what_it_holds(tmp_path, monkeypatch):
     path = tmp_path / "claim.gz"
     path.write_bytes(gzip.compress(idx_bytes(0x08, [2000, 1000, 1000], b"\0" * 3000)))
-    monkeypatch.setattr(_reading, "available_memory", lambda: 2**40)  # the claim would fit
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**40)  # the claim would fit
     read = lambda: data.read_idx(path)  # noqa: E731
     one_line_error(read, "holds only 3016 bytes")
     assert peak_bytes(read) < 4 * 2**20
@@ -270,7 +270,7 @@ def test_gzip_claiming_gigabytes_allocates_only_what_it_holds(tmp_path, monkeypa
 def test_idx_claiming_more_than_memory(tmp_path, monkeypatch):
     path = tmp_path / "m.gz"
     path.write_bytes(gzip.compress(idx_bytes(0x08, [60000, 28, 28], b"\0" * 1000)))
-    monkeypatch.setattr(_reading, "available_memory", lambda: 2**27)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**27)
     one_line_error(lambda: data.read_idx(path),
                    r"shape \(60000, 28, 28\) needs 0.2 GiB of memory to load but only 0.1 GiB")
 
@@ -344,7 +344,7 @@ def test_zip_member_whose_directory_lies_about_its_size(tmp_path, monkeypatch):
     assert raw[local + 22:local + 26] == size and raw[central + 24:central + 28] == size
     raw[local + 22:local + 26] = raw[central + 24:central + 28] = struct.pack("<I", claim + 128)
     path.write_bytes(bytes(raw))
-    monkeypatch.setattr(_reading, "available_memory", lambda: 2**40)  # the claim would fit
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**40)  # the claim would fit
     load = lambda: data.load(str(path))  # noqa: E731
     one_line_error(load, r"lie.npz(\[X\]: the data ends before| is not a valid .npz)")
     assert peak_bytes(load) < 4 * 2**20

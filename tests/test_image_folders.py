@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from elbokit import data
-from elbokit.data import _reading
 from elbokit.data import images as _images
+from elbokit.persistence import memory
 from elbokit.exceptions import DataError
 
 
@@ -119,7 +119,7 @@ def test_bad_folders_and_files_fail_in_one_line_naming_them(tmp_path, monkeypatc
     with pytest.raises(DataError, match="0.png has 4x4 pixels, more than the 15"):
         data.load(str(folder))
     monkeypatch.setattr(_images, "MAX_PIXELS", 100)
-    monkeypatch.setattr(_reading, "available_memory", lambda: 100)  # bytes
+    monkeypatch.setattr(memory, "available_memory", lambda: 100)  # bytes
     with pytest.raises(DataError, match="2 images of 1x4x4 needs .* only"):
         data.load(str(folder))
 

@@ -174,31 +174,13 @@ def check_choice(value, name: str, choices, *, sort: bool = True) -> str:
     return value
 
 
-def available_memory_bytes() -> int | None:
-    """Memory this process can still allocate: MemAvailable of /proc/meminfo, else the
-    free physical pages; None when neither is known."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(n_bytes: float, what: str, hint: str) -> None:
     """Raise :class:`DataError` before allocating ``n_bytes`` when that exceeds the
-    available memory; ``what`` names the allocation (with its shape)."""
-    available = available_memory_bytes()
-    if available is not None and n_bytes > available:
-        raise DataError(f"{what} needs {n_bytes / 2**30:.1f} GiB but only "
-                        f"{available / 2**30:.1f} GiB of memory is available; {hint}")
+    available memory (the one rule, :func:`elbokit.persistence.memory.check_memory`);
+    ``what`` names the allocation (with its shape), ``hint`` what to do instead."""
+    from .persistence import memory
+
+    memory.check_memory(n_bytes, what, error=DataError, hint=hint)
 
 
 def check_covariance_memory(n_features: int, copies: int = 3) -> None:

@@ -1,6 +1,7 @@
 """What every reader of :mod:`elbokit.data` shares: opening a file, bounded reads of a
-(possibly decompressing) stream, the memory check made before anything is allocated,
-and the wording of one-line messages."""
+(possibly decompressing) stream, the memory check made before anything is allocated
+(with the one memory probe, :mod:`elbokit.persistence.memory`), and the wording of
+one-line messages."""
 
 from __future__ import annotations
 
@@ -9,49 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataError, DataFileNotFoundError
+from ..persistence import memory
 
 READ_CHUNK = 2**20  # bytes read from a stream at a time
 
-MEMINFO = Path("/proc/meminfo")
-# (limit, usage) files of a container's memory cgroup, v2 then v1
-CGROUP_MEMORY_FILES = (
-    (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
-    (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-     Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
-)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation, or None where that is unknown:
-    ``MemAvailable`` of ``/proc/meminfo``, or less where a container's memory cgroup
-    limit leaves less."""
-    candidates = []
-    try:
-        with open(MEMINFO) as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit_file, usage_file in CGROUP_MEMORY_FILES:
-        try:
-            limit, usage = int(limit_file.read_text()), int(usage_file.read_text())
-        except (OSError, ValueError):  # absent, or "max": no limit
-            continue
-        if limit < 2**60:
-            candidates.append(max(limit - usage, 0))
-        break
-    return min(candidates) if candidates else None
-
-
 # --------------------------------------------------------------------------- messages
-
-def gib(nbytes: int) -> str:
-    """``nbytes`` in GiB for a message."""
-    if nbytes >= 2**80:  # a header's absurd claim; float division would overflow
-        return f"about 2^{nbytes.bit_length() - 31} GiB"
-    return f"{nbytes / 2**30:.1f} GiB"
-
 
 def brief(value, limit: int = 80) -> str:
     """``value`` as text for a one-line message: whitespace collapsed, clipped (a header
@@ -68,11 +31,13 @@ def byte_count(nbytes: int) -> str:
 # --------------------------------------------------------------------------- memory
 
 def check_fits(nbytes: int, name: str, what: str) -> None:
-    """Refuse, before allocating, what would not fit in the available memory."""
-    available = available_memory()
+    """Refuse, before allocating, what would not fit in the available memory (the one
+    probe, :func:`elbokit.persistence.memory.available_memory`; nothing is refused where
+    it is unknown)."""
+    available = memory.available_memory()
     if available is not None and nbytes > available:
-        raise DataError(f"{name}: {what} needs {gib(nbytes)} of memory to load but only "
-                        f"{gib(available)} is available")
+        raise DataError(f"{name}: {what} needs {memory.gib(nbytes)} of memory to load but "
+                        f"only {memory.gib(available)} is available")
 
 
 def float_dtype_for(dtype: np.dtype) -> np.dtype:
