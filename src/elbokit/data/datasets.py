@@ -1,11 +1,8 @@
-"""Data sets: scikit-learn's 8x8 digits (the embedded default) and tables (breast
-cancer, wine, diabetes, iris), MNIST and Fashion-MNIST from IDX files, folders of
-images, and the user's own ``.npy``/``.npz``/``.csv`` files, as a :class:`Dataset`.
-
-:func:`load` returns a :class:`Dataset` with ``train``/``test`` arrays of shape (n, d).
-Image data sets are float32 scaled to [0, 1]; tables and user files are returned as
-they are (no scaling), in float64 unless the file stores values that float32 holds
-exactly. Splits are seeded and so reproducible.
+"""The data sets :func:`load` knows by name (scikit-learn's digits and tables, MNIST
+and Fashion-MNIST) or by path (a user's file, a folder of images), the seeded
+train/test split, and the :class:`Dataset` that holds them. The file formats are
+read by :mod:`elbokit.data.files`, :mod:`elbokit.data.idx` and
+:mod:`elbokit.data.images`.
 """
 
 from __future__ import annotations

@@ -48,6 +48,23 @@ def estimator_default(f: dataclasses.Field):
     return f.default if default is UNSET else default
 
 
+class Settings:
+    """The JSON round trip of a config dataclass of :func:`setting` fields; ``section``
+    names it in the messages of :meth:`from_dict` (e.g. "architecture")."""
+
+    section = "settings"
+
+    def to_dict(self) -> dict:
+        """The fields as JSON values (tuples as lists)."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, obj, where: str | None = None):
+        """The config of a JSON object, every field checked (a
+        :class:`~elbokit.exceptions.ModelFileError` naming ``where`` and the field)."""
+        return from_dict(cls, obj, where or cls.section)
+
+
 # --------------------------------------------------------------------------- checks
 
 def check_fields(config) -> None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from .._validation import check_positive
 from ..exceptions import ParameterError
-from ._settings import (RESUME_RULES, UNSET, check_fields, estimator_default,  # noqa: F401
-                        from_dict, json_value, setting, to_dict)  # (re-exported)
+from ._settings import (RESUME_RULES, UNSET, Settings, check_fields,  # noqa: F401
+                        estimator_default, json_value, setting)  # (re-exported)
 
 LR_SCHEDULES = ("constant", "cosine")
 STOP_BELOW_LR = 0.1  # early stopping under a decaying schedule: lr at most this x peak
@@ -52,7 +52,7 @@ PRIORS = ("standard", "mog", "vamp", "custom")  # "custom": a Prior object was g
 LATENT_DIM = 10  # the one default of the latent size, library and CLI alike
 
 @dataclass(frozen=True)
-class ArchitectureConfig:
+class ArchitectureConfig(Settings):
     """What the network is: enough to rebuild the module and load its weights.
 
     ``decoder="linear"`` makes the model factor analysis with an amortised posterior
@@ -95,6 +95,8 @@ class ArchitectureConfig:
     ``classes`` is None) are concatenated to the encoder's input (for conv: to the
     features entering its linear head) and to the decoder's z.
     """
+
+    section = "architecture"  # names the JSON object in from_dict's messages
 
     n_features: int = setting(UNSET, "d, the number of features (from the data).", minimum=1,
                               cli=False)
@@ -211,16 +213,9 @@ class ArchitectureConfig:
             raise ParameterError(f"the conv networks halve the image twice, so height and "
                                  f"width must be multiples of 4; got {tuple(shape)}")
 
-    def to_dict(self) -> dict:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, obj, where: str = "architecture") -> "ArchitectureConfig":
-        return from_dict(cls, obj, where)
-
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(Settings):
     """How the weights are fitted: the estimator of the ELBO, the optimiser, the data
     protocol. ``lr_schedule="cosine"`` anneals the learning rate to 0 over the run
     (per step), which removes the noise floor of the stochastic gradient (a resumed
@@ -269,6 +264,8 @@ class TrainingConfig:
     ``schedule="alternating"`` trains EM-style: ``e_steps`` minibatch steps of the
     encoder alone, then ``m_steps`` of the decoder alone, repeated (see
     :mod:`elbokit.nn.schedules`); ``"joint"`` steps both every time."""
+
+    section = "training"
 
     epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1, resume="free")
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
@@ -369,13 +366,6 @@ class TrainingConfig:
     def kl_weighted(self) -> bool:
         """Whether the training loss differs from the plain -ELBO."""
         return bool(self.kl_warmup or self.free_bits or self.beta != 1)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, obj, where: str = "training") -> "TrainingConfig":
-        return from_dict(cls, obj, where)
 
 
 # --------------------------------------------------------------------------- the settings
