@@ -18,7 +18,7 @@ from elbokit.nn import VAE, TrainingConfig  # noqa: E402
 from elbokit.nn._math import bernoulli_log_prob, bernoulli_log_prob_sum  # noqa: E402
 from elbokit.nn.networks import GatedLinear  # noqa: E402
 from elbokit.nn.train import WeightAverage, learning_rate  # noqa: E402
-from elbokit.nn.train.loop import _Binarizer  # noqa: E402
+from elbokit.nn.train.device import Binarizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_ema_updates_field_is_checked_on_resume(digits, tmp_path):
 
 def test_dynamic_binarization_draws_bernoulli_pixels_reproducibly():
     x = torch.linspace(0, 1, 50).repeat(4000, 1)
-    draw = lambda seed: _Binarizer(torch.Generator().manual_seed(seed), 4000, 50)(x)  # noqa
+    draw = lambda seed: Binarizer(torch.Generator().manual_seed(seed), 4000, 50)(x)  # noqa
     a, b, c = draw(0), draw(0), draw(1)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert set(a.unique().tolist()) <= {0.0, 1.0}

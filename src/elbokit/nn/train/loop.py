@@ -22,12 +22,12 @@ import torch
 from ...exceptions import ModelFileError, ParameterError, TrainingError
 from .. import distributed
 from ..callbacks import Hooks
-from ..config import ArchitectureConfig, STOP_BELOW_LR, TrainingConfig
 from ..checkpoint import check_state_dict
+from ..config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from ..objectives import get_objective
 from ..schedules import freeze_gradients
 from . import checkpoint as ckpt
-from .device import seeded, to_device
+from .device import Binarizer, prepare_data, seeded
 from .optimizer import WeightAverage, make_optimizer, optimizer_step, set_lr
 from .resume import check_resume
 
@@ -138,7 +138,7 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     steps_per_epoch = math.ceil(len(X) / config.batch_size)
     set_lr(run.optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch,
             run.elapsed())
-    X, X_val = _prepare_data(X, validation, config, run.generator.device)
+    X, X_val = prepare_data(X, validation, config, run.generator.device)
     hooks = Hooks(callbacks if distributed.is_main() else ())
     hooks.train_start(model, config, X, X_val)
     run.saved_at = run.elapsed()  # the next epoch's work starts here
@@ -310,7 +310,7 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
     losses = torch.zeros(n_steps, device=device)  # mean value of each step (over all ranks)
     kept = torch.ones(n_steps, dtype=torch.bool, device=device)  # False: a skipped step
     schedule = config.lr_schedule != "constant" or config.lr_warmup
-    binarize = _Binarizer(generator, batch_size, X.shape[1]) \
+    binarize = Binarizer(generator, batch_size, X.shape[1]) \
         if config.binarize == "dynamic" else None
     start = time.perf_counter()
     checked = 0
@@ -343,35 +343,6 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
                                 refresh=False)
     run.last_steps = (losses, kept)  # for the callbacks, handed over once per epoch
     return _epoch_record(run, epoch, losses, kept, n)
-
-
-class _Binarizer:
-    """Dynamic binarization, x_b ~ Bernoulli(x) per pixel, redrawn for every minibatch.
-
-    On the CPU the uniforms come from numpy's PCG64 (seeded once per epoch from the
-    run's torch generator, so a resumed run draws the same pixels), written into one
-    preallocated buffer: about 6x faster than ``torch.bernoulli`` at a 100 x 784
-    batch, where torch's Mersenne Twister took ~8% of a training step. Elsewhere,
-    ``torch.bernoulli`` with the run's generator."""
-
-    def __init__(self, generator: torch.Generator, batch_size: int, n_features: int):
-        self.generator = generator
-        self.rng = self.buffer = None
-        if generator.device.type == "cpu":
-            import numpy as np
-
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-            self.rng = np.random.default_rng(seed)
-            self.buffer = np.empty((batch_size, n_features), dtype=np.float32)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rng is None:
-            return torch.bernoulli(x, generator=self.generator)
-        uniform = self.buffer[:x.shape[0]]
-        self.rng.random(out=uniform, dtype=uniform.dtype)
-        # 1.0 where u < x, in the buffer itself (x is float32, as the training data always
-        # are; redrawn by the next call, once the step that used this batch is over)
-        return torch.from_numpy(uniform).lt_(x)
 
 
 def _optimise(run: _Run, loss: torch.Tensor, step: int) -> bool:
@@ -412,20 +383,6 @@ def _check_losses(losses, start, stop, epoch, n_steps) -> None:
         first = int((~finite).nonzero()[0])
         raise TrainingError(f"the loss became {float(window[first])} at epoch {epoch}, step "
                             f"{start + first + 1} of {n_steps}")
-
-
-def _prepare_data(X, validation, config: TrainingConfig, device):
-    """Put the data on the device once (minibatches are then slices, no per-sample
-    work); binarise the static training set and the validation set with generators of
-    their own (so resuming does not depend on them)."""
-    X = to_device(X, device, "the training data")
-    X_val = None if validation is None else to_device(validation, device, "the validation data")
-    if config.binarize != "none":
-        if config.binarize == "static":
-            X = torch.bernoulli(X, generator=seeded(X.device, config.seed + 1))
-        if X_val is not None:
-            X_val = torch.bernoulli(X_val, generator=seeded(X_val.device, config.seed + 2))
-    return X, X_val
 
 
 def _early_stopping(weights: dict, state: _LoopState, run: _Run, record: dict,
