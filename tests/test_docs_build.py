@@ -73,4 +73,6 @@ def test_make_docs_builds_strictly(tmp_path):
     page = (tmp_path / "site" / "reference" / "callbacks" / "index.html").read_text()
     assert 'id="elbokit.nn.callbacks.TensorBoardCallback"' in page
     guide = (tmp_path / "site" / "index.html").read_text()
-    assert "Dependencies and why" in guide  # the README is the guide page
+    assert "Dependencies and why" in guide  # the home page is made of the README's sections
+    for page in ("guide/vae", "benchmarks", "decisions/precision-auto", "changelog"):
+        assert (tmp_path / "site" / page / "index.html").exists(), page
