@@ -10,45 +10,36 @@ unless stated.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import _check_feature_names
 
-from .._math import bits_per_dim, diag_gaussian_logpdf
-from .._validation import check_data, check_int
-from ..exceptions import DataError, ParameterError, TrainingError
+from .._math import bits_per_dim
+from .._validation import check_int
+from ..exceptions import ParameterError, TrainingError
 from . import checkpoint as ckpt
+from . import _vae_settings as settings_of
+from ._conditioning import Conditioning
+from ._divergence import DivergenceCheck
+from ._estimator import NeuralEstimator, init_from_data
 from ._kl import kl_dims, kl_rows, rows_per_batch
 from ._math import reparameterize
+from ._sampling import fit_gmm, gmm_rows, has_gmm, sample_gmm
 from .callbacks import check_callbacks
-from .config import (LATENT_DIM, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
-                     TrainingConfig, config_kwargs)
+from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAENetwork
 from .objectives import get_estimator
-from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
-from .protocols import PARTS, check_shapes, custom_modules, is_module, module_record
-from .train import (EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device,
-                    resolve_precision, train)
+from .priors import Prior
+from .protocols import PARTS, check_shapes, custom_modules
+from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
-STANDARDIZE = (True, False, "auto")
-# a fitted Gaussian VAE whose ELBO lies more than this many nats per feature below a
-# diagonal Gaussian fitted to the same rows (a model the VAE contains) has diverged
-DIVERGENCE_NATS_PER_FEATURE = 10.0
-DIVERGENCE_ROWS = 4096  # rows (a seeded subset) on which a fit is checked
-GMM_ROWS = 10000  # training rows whose codes the GMM sampler is fitted to (a seeded subset)
-SAMPLERS = ("prior", "gmm")
-SCALE_SPREAD = 1e3  # max/min feature std beyond which unstandardized fits are fragile
 
 
-class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
     """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior (or a
     mixture, the VampPrior, or one of the caller's: ``prior``).
 
@@ -159,6 +150,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     kind = "vae"  # the registry name (elbokit.kinds)
+    noun = "VAE"
+    has_density = True  # log p(x), the ELBO and the KL to the prior exist
+    fit_options = frozenset({"validation", "checkpoint_dir", "resume", "on_nan", "callbacks"})
+    # ``conditional`` (the protocol's "fitted with labels / covariates") is the
+    # constructor's setting, which fit requires to be True or False
 
     # the signature of every setting: the fields of ArchitectureConfig and TrainingConfig,
     # with their defaults (tests/test_vae_config.py holds the two equal); scikit-learn's
@@ -186,84 +182,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         for name, value in settings.items():
             setattr(self, name, value)
 
-    # ------------------------------------------------------------------ configs
-
-    def _resolve_standardize(self) -> bool:
-        if self.standardize not in STANDARDIZE or not isinstance(self.standardize, (bool, str)):
-            raise ParameterError(f"standardize must be True, False or 'auto'; got "
-                                 f"{self.standardize!r}")
-        if self.standardize == "auto":
-            return self.likelihood == "gaussian"
-        return self.standardize  # True with bernoulli fails ArchitectureConfig's check
+    # ------------------------------------------------------------------ fitting
 
     def _architecture(self, n_features: int, condition_dim: int = 0,
                       classes=None) -> ArchitectureConfig:
-        """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
-        other settings resolved (encoder, decoder, image_shape, standardize)."""
-        settings = config_kwargs(ArchitectureConfig, self)
-        modules = {}
-        for part in PARTS:
-            given = getattr(self, part)
-            if isinstance(given, str) and given == "custom":
-                raise ParameterError(f"{part}='custom' stands for a module of your own: pass "
-                                     f"the module itself, {part}=my_module")
-            if is_module(given):
-                modules[f"{part}_module"] = module_record(given, part)
-                settings[part] = "custom"
-        decoder = settings["decoder"] or self.arch  # an unknown arch fails its check first
-        encoder = settings["encoder"] or ("linear" if decoder == "linear" else self.arch)
-        image_shape = self.image_shape
-        if image_shape is None and "conv" in (encoder, decoder):
-            channels = self.channels if isinstance(self.channels, int) and self.channels > 0 \
-                else 1  # a bad value fails its check below
-            side = math.isqrt(n_features // channels)
-            image_shape = (side, side) if channels * side * side == n_features else None
-        settings.update(modules)
-        settings.update(
-            prior=_prior_name(self.prior), prior_components=self._prior_components(),
-            encoder=encoder, decoder=decoder, hidden=_sizes(self.hidden),
-            image_shape=None if image_shape is None else tuple(image_shape),
-            flow_hidden=_sizes(self.flow_hidden), standardize=self._resolve_standardize())
-        return ArchitectureConfig(n_features=n_features,
-                                  feature_names=_names(getattr(self, "feature_names_in_", None)),
-                                  condition_dim=condition_dim, classes=classes, **settings)
-
-    def _prior_components(self) -> int:
-        name = _prior_name(self.prior)
-        if name in PRIOR_COMPONENTS and isinstance(self.prior, Prior):
-            return self.prior.n_components  # a built-in mixture object: its own K
-        if self.prior_components is None:  # the prior's own default (config.PRIOR_COMPONENTS)
-            return PRIOR_COMPONENTS.get(name, ArchitectureConfig.prior_components)
-        return self.prior_components
-
-    def _prior_object(self, architecture: ArchitectureConfig) -> Prior | None:
-        """A copy of the caller's prior object (checked), or None for a named prior."""
-        if isinstance(self.prior, str):
-            return None
-        if not isinstance(self.prior, Prior):
-            raise ParameterError(f"prior must be one of {list(PRIOR_NAMES)} or a Prior object; "
-                                 f"got {self.prior!r}")
-        if self.prior.latent_dim != architecture.latent_dim:
-            raise ParameterError(f"the prior's latent_dim is {self.prior.latent_dim}; the "
-                                 f"VAE's is {architecture.latent_dim}")
-        if getattr(self.prior, "n_features", architecture.n_features) != architecture.n_features:
-            raise ParameterError(f"the prior's n_features is {self.prior.n_features}; the "
-                                 f"data have {architecture.n_features}")
-        return copy.deepcopy(self.prior)
+        return settings_of.architecture(self, n_features, condition_dim, classes)
 
     def _training(self) -> TrainingConfig:
-        settings = config_kwargs(TrainingConfig, self)
-        if not isinstance(settings["objective"], str):  # an ELBOEstimator object
-            estimator = settings["objective"]
-            name = getattr(estimator, "name", "custom")
-            settings["objective"] = name if name in OBJECTIVES else "custom"
-            if name in OBJECTIVES and hasattr(estimator, "settings"):
-                settings.update(estimator.settings())  # its M, beta, gradient are recorded
-        settings["precision"] = resolve_precision(settings["precision"], self.likelihood,
-                                                  settings["device"])
-        return TrainingConfig(**settings)
-
-    # ------------------------------------------------------------------ fitting
+        return settings_of.training(self)
 
     def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
             on_nan: str = "stop", callbacks=None):
@@ -293,53 +219,26 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         started = time.perf_counter()  # max_minutes budgets the fit from here
         callbacks = check_callbacks(callbacks)
         X = self._check_X(X, "X", reset=True)
-        condition, val_y = self._fit_condition(y, X.shape[0]), None
-        if validation is not None and condition is not None:
-            if not (isinstance(validation, tuple) and len(validation) == 2):
-                raise DataError("a conditional VAE takes validation=(X_val, y_val)")
-            validation, val_y = validation
-        if validation is not None:
-            validation = self._check_X(validation, "validation", reset=False)
-            if condition is not None:
-                validation = np.hstack([validation, self._condition(val_y, len(validation),
-                                                                    "y_val")])
-        objective = self.objective if not isinstance(self.objective, str) else None
+        condition = self._fit_condition(y, X.shape[0])
+        validation, val_y = self._validation_with_condition(validation, condition)
         training = self._training()
-        if objective is None:
-            objective = training.objective
+        objective = self.objective if not isinstance(self.objective, str) \
+            else training.objective
         architecture = self._architecture(
             X.shape[1], 0 if condition is None else condition.shape[1],
             None if self.classes_ is None else tuple(self.classes_.tolist()))
-        if training.binarize != "none" and architecture.likelihood != "bernoulli":
-            raise ParameterError("binarize applies to likelihood='bernoulli' only")
-        if training.gradient != "standard" and architecture.posterior != "gaussian":
-            raise ParameterError(f"gradient={training.gradient!r} needs posterior='gaussian' "
-                                 "(log q(z|x) at a given z with the flow's parameters held "
-                                 "fixed needs the flow's inverse)")
-        if training.binarize != "none" and condition is not None and self.classes_ is None:
-            raise ParameterError("binarize would binarize the covariates y too; use "
-                                 "binarize='none' with a covariate matrix")
-        if training.patience and validation is None:
-            raise ParameterError("early stopping (patience > 0) needs validation data")
-        if training.free_bits and architecture.prior != "standard":
-            raise ParameterError("free_bits needs a prior that factorizes over the latent "
-                                 "dimensions; use prior='standard' or beta / kl_warmup")
+        settings_of.check_combination(architecture, training, validation=validation,
+                                      conditional=condition is not None,
+                                      labels=self.classes_ is not None)
         device = resolve_device(training.device)
         modules = {part: copy.deepcopy(getattr(self, part)) for part in PARTS
                    if getattr(architecture, part) == "custom"}  # refits start afresh
         self.model_ = self._build(architecture, training.seed,
-                                  self._prior_object(architecture), **modules).to(device)
+                                  settings_of.prior_object(self, architecture),
+                                  **modules).to(device)
         if modules:
             check_shapes(self.model_, as_float_tensor(X[:2], device))
-        mean, scale = _standardization(X) if architecture.standardize else (0.0, 1.0)
-        if architecture.standardize:
-            self.model_.set_standardization(mean, scale)
-        if hasattr(self.model_.decoder, "init_from_data"):  # on the host, as the data
-            x = (as_float_tensor(X) - mean) / scale if architecture.standardize \
-                else as_float_tensor(X)
-            self.model_.decoder.init_from_data(x, self.model_.likelihood)
-        self.model_.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(
-            training.seed))  # e.g. the VampPrior's pseudo-inputs: training rows
+        init_from_data(self.model_, X, training.seed)
         try:
             data = X if condition is None else np.hstack([X, condition])  # y: the last columns
             self.history_ = train(self.model_, data, training, architecture,
@@ -354,80 +253,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._fit_gmm(X, training.seed)
         if validation is None:
             self.check_fit(X, "training", y=None if condition is None else y)
-        elif not self._validated_finite(training):
+        elif not self._validated_finite(training.patience):
             d = X.shape[1]
             self.check_fit(validation[:, :d], "validation", reference=X,
                            y=None if condition is None else val_y)
         return self
-
-    def _validated_finite(self, training: TrainingConfig) -> bool:
-        """Whether the fit's own validation ELBO of the weights the model keeps (the
-        best epoch's with ``patience``, else the last) is on record and finite: all
-        that :meth:`check_fit` asks of a Bernoulli model, so it need not be computed
-        again (a Gaussian model's is also compared with a baseline: checked anew)."""
-        scores = [record.get("val_elbo") for record in self.history_]
-        if self.architecture_.likelihood != "bernoulli" or not scores or None in scores:
-            return False
-        finite = [score for score in scores if math.isfinite(score)]
-        return math.isfinite(max(finite) if training.patience and finite else scores[-1])
-
-    # ------------------------------------------------------------------ conditioning
-
-    def _fit_condition(self, y, n: int) -> np.ndarray | None:
-        """y coded as the (n, c) float32 block the networks see (None when the model is
-        not conditional); sets ``classes_`` and ``n_condition_``."""
-        self.classes_, self.n_condition_ = None, 0
-        if self.conditional is False:
-            return None
-        if self.conditional is not True:
-            raise ParameterError(f"conditional must be True or False; got {self.conditional!r}")
-        if y is None:
-            raise DataError("conditional=True: fit(X, y) needs y, class labels (n,) or a "
-                            "covariate matrix (n, c)")
-        if np.ndim(y) == 1:
-            labels = _labels(y, n, "y")
-            classes = np.unique(labels)
-            if len(classes) < 2:
-                raise DataError(f"y holds a single class ({classes[0]!r}); conditioning "
-                                "needs at least 2")
-            self.classes_ = classes
-        self.n_condition_ = len(self.classes_) if self.classes_ is not None \
-            else _covariates(y, n, "y", None).shape[1]
-        return self._condition(y, n, "y")
-
-    @property
-    def conditional_(self) -> bool:
-        self._check_fitted()
-        return self.architecture_.conditional
-
-    def _condition(self, y, n: int, name: str = "y") -> np.ndarray:
-        """y of a fitted conditional model, checked and coded as (n, c) float32: the
-        one-hot code of its labels, or its covariates."""
-        if y is None:
-            raise DataError(f"this VAE is conditional: pass {name}=, the "
-                            + ("class labels (one of " + _brief(self.classes_) + ")"
-                               if self.classes_ is not None else
-                               f"covariates ({self.n_condition_} columns)")
-                            + " of each row")
-        if self.classes_ is None:
-            return _covariates(y, n, name, self.n_condition_)
-        labels = _labels(y, n, name)
-        index = {c: i for i, c in enumerate(self.classes_.tolist())}
-        unknown = [v for v in dict.fromkeys(labels.tolist()) if v not in index]
-        if unknown:
-            raise DataError(f"{name} holds label(s) {unknown[:5]} not seen at fit; the classes "
-                            f"are {_brief(self.classes_)}")
-        codes = np.zeros((n, len(index)), dtype=np.float32)
-        codes[np.arange(n), [index[v] for v in labels.tolist()]] = 1.0
-        return codes
-
-    def _with_condition(self, X: np.ndarray, y) -> np.ndarray:
-        """X (checked) with a conditional model's coded y appended as its last columns."""
-        if not self.architecture_.conditional:
-            if y is not None:
-                raise ParameterError("y is only for a conditional VAE (conditional=True)")
-            return X
-        return np.hstack([X, self._condition(y, X.shape[0])])
 
     @staticmethod
     def _build(architecture: ArchitectureConfig, seed: int, prior=None,
@@ -439,86 +269,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return VAENetwork(architecture, prior, **modules)
 
     def _fit_gmm(self, X, seed: int) -> None:
-        """Fit the ``gmm_components`` Gaussian mixture of ``sample(sampler="gmm")`` to the
-        posterior means of up to GMM_ROWS training rows (pythae's GMM sampler)."""
-        from sklearn.mixture import GaussianMixture
-        from threadpoolctl import threadpool_limits
-
-        if X.shape[0] > GMM_ROWS:
-            X = X[np.sort(np.random.default_rng(seed).choice(X.shape[0], GMM_ROWS,
-                                                             replace=False))]
-        codes = self.encode(X).astype(np.float64)  # (n, L)
-        k = min(self.architecture_.gmm_components, codes.shape[0])
-        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=seed)
-        try:
-            # one thread: k-means' OpenMP threads beside torch's ran 45x slower on 2 busy
-            # cores (60 s against 1.3 s for 10000 codes of 20 dimensions)
-            with warnings.catch_warnings(), threadpool_limits(1):
-                warnings.simplefilter("ignore")  # ConvergenceWarning: any fit is usable
-                gmm.fit(codes)
-        except (ValueError, np.linalg.LinAlgError):  # degenerate codes: no GMM sampler
-            return
-        model, n = self.model_, self.architecture_.gmm_components
-        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device_)
-        with torch.no_grad():
-            model.gmm_weights.zero_()
-            model.gmm_means.zero_()
-            model.gmm_scale_tril.zero_()
-            model.gmm_weights[:k] = as_tensor(gmm.weights_)  # components past k weigh 0
-            model.gmm_means[:k] = as_tensor(gmm.means_)
-            model.gmm_scale_tril[:k] = as_tensor(np.linalg.cholesky(gmm.covariances_))
-            model.gmm_scale_tril[k:n] = torch.eye(codes.shape[1], device=self.device_)
-
-    def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
-        if reset or hasattr(X, "columns"):
-            # scikit-learn's bookkeeping of DataFrame column names: recorded by fit,
-            # checked against a DataFrame later (an array is taken by position)
-            try:
-                _check_feature_names(self, X, reset=reset)
-            except (TypeError, ValueError) as exc:  # mixed-type column names: TypeError
-                raise DataError(_one_line(exc)) from None
-        X, low, high = _checked_float32(X, name)
-        if reset:
-            if X.shape[0] < 2:
-                raise DataError(f"{name} has {X.shape[0]} sample(s) (shape {X.shape}); at "
-                                "least 2 are required to fit")
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise DataError(f"{name} has {X.shape[1]} features, but the VAE was fitted on "
-                            f"{self.n_features_in_}")
-        if self.likelihood == "bernoulli" and (low < 0 or high > 1):
-            raise DataError(f"{name} has values outside [0, 1] (min {low:.3g}, max "
-                            f"{high:.3g}); the Bernoulli likelihood needs intensities in "
-                            "[0, 1]: rescale the data or use likelihood='gaussian'")
-        return X
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("this VAE is not fitted yet; call fit(X) or VAE.load(dir)")
-
-    # ------------------------------------------------------------------ helpers
-
-    @property
-    def device_(self) -> torch.device:
-        return next(self.model_.parameters()).device
-
-    @property
-    def image_shape_(self):
-        return self.architecture_.image_shape
-
-    def _tensor(self, X) -> torch.Tensor:
-        return as_float_tensor(X, self.device_)
-
-    def _generator(self, random_state) -> torch.Generator | None:
-        if random_state is None:
-            return None
-        if isinstance(random_state, np.random.RandomState):
-            random_state = int(random_state.randint(2**31 - 1))
-        generator = torch.Generator(device=self.device_)
-        generator.manual_seed(int(random_state))
-        return generator
+        """The GMM sampler fitted to the posterior means of (up to 10000) training rows."""
+        fit_gmm(self.model_, self.encode(gmm_rows(X, seed)).astype(np.float64), seed)
 
     def _input(self, X, y=None) -> torch.Tensor:
         """X checked, as a tensor on the model's device, in the data's units (the model
@@ -542,71 +294,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _buffer(self, name):
         self._check_fitted()
-        if not self.architecture_.standardize:
+        if not self.model_.config.standardize:
             return None
         return getattr(self.model_, name).cpu().numpy().astype(np.float64)
-
-    @property
-    def _n_features_out(self) -> int:
-        return self.architecture_.latent_dim
-
-    # ------------------------------------------------------------------ divergence
-
-    def check_fit(self, X, what: str = "test", *, reference=None, y=None) -> None:
-        """Raise :class:`TrainingError` if the fitted model's ELBO on (a seeded subset of
-        up to 4096) rows of X is not finite or, for a Gaussian likelihood, lies more
-        than 10 nats per feature below the log-likelihood of a diagonal Gaussian fitted
-        to ``reference`` (the training rows; default X itself), a model the VAE
-        contains (a decoder that ignores z): such an ELBO means the fit diverged.
-        ``what`` names the rows in the message. ``fit`` calls it on the validation
-        rows (else the training rows). ``y``: a conditional model's y of X."""
-        X = self._check_X(X, "X", reset=False)
-        reference = X if reference is None else self._check_X(reference, "reference",
-                                                              reset=False)
-        XY = self._with_condition(X, y)
-        if X.shape[0] > DIVERGENCE_ROWS:
-            rows = np.random.default_rng(0).choice(X.shape[0], DIVERGENCE_ROWS, replace=False)
-            X, XY = X[rows], XY[rows]
-        elbo = float(np.mean(self._elbo(self._tensor(XY), "b", 1, 0)))
-        if not math.isfinite(elbo):
-            raise TrainingError(f"the fitted VAE's ELBO on the {what} rows is {elbo}: the fit "
-                                f"diverged{self._likely_cause(X)}")
-        if self.architecture_.likelihood == "bernoulli":
-            return
-        baseline = self._diagonal_gaussian_log_likelihood(X, reference)
-        if elbo < baseline - DIVERGENCE_NATS_PER_FEATURE * X.shape[1]:
-            raise TrainingError(
-                f"the fitted VAE's ELBO on the {what} rows, {elbo:.4g} nats per sample, is far "
-                f"below the {baseline:.4g} of a diagonal Gaussian fitted to the data: the fit "
-                f"diverged{self._likely_cause(X)}")
-
-    def _diagonal_gaussian_log_likelihood(self, X, reference) -> float:
-        """Mean log-density of X under N(mean, diag var) of the reference rows, var
-        floored (and, for likelihood "gaussian-fixed", fixed) as the decoder's is."""
-        mean, var = _moments(reference)
-        X64 = np.asarray(X, dtype=np.float64)  # at most DIVERGENCE_ROWS rows
-        scale = self.scale_ if self.standardize_ else np.ones(X64.shape[1])
-        a = self.architecture_
-        if a.likelihood == "gaussian-fixed":
-            var = np.full(X64.shape[1], a.sigma**2) * scale**2
-        else:
-            var = np.maximum(var, a.min_variance * scale**2)
-        return float(np.mean(diag_gaussian_logpdf(X64, mean, var)))
-
-    def _likely_cause(self, X) -> str:
-        """The end of a divergence message: what to change."""
-        std = np.sqrt(_moments(X)[1])
-        std = std[std > 0]
-        spread = float(std.max() / std.min()) if std.size else 1.0
-        standardized = getattr(getattr(self, "model_", None), "config", None)
-        standardized = bool(standardized and standardized.standardize)
-        far_from_one = std.size and (std.max() > SCALE_SPREAD or std.max() < 1 / SCALE_SPREAD)
-        if not standardized and self.likelihood != "bernoulli" and std.size and (
-                spread > SCALE_SPREAD or far_from_one):
-            return (f"; likely cause: feature scales differ by orders of magnitude or are far "
-                    f"from 1 (std from {std.min():.3g} to {std.max():.3g}, max/min std = "
-                    f"{spread:.3g}); use standardize=True / --standardize")
-        return f"; lower the learning rate (lr={self.lr}) or check the data"
 
     # ------------------------------------------------------------------ using the model
 
@@ -647,37 +337,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         std = draws.std(0)
         return draws[:n_samples].transpose(0, 1).cpu().numpy(), std.cpu().numpy()
 
-    def transform(self, X) -> np.ndarray:
-        """The posterior means E[z|x], (n, L): :meth:`encode` for pipelines."""
-        return self.encode(X)
-
-    def inverse_transform(self, Z) -> np.ndarray:
-        """Decoder means of Z, (n, d): :meth:`decode` for pipelines."""
-        return self.decode(Z)
-
     @torch.no_grad()
     def decode(self, Z, y=None) -> np.ndarray:
         """Decoder mean E[x|z] of each row of Z (n, L), shape (n, d), in the data's
         units; a conditional model's E[x|z, y] for the labels or covariates ``y``."""
         z = self._latent(Z)
-        c = None
-        if self.architecture_.conditional:
-            c = self._tensor(self._condition(y, Z.shape[0]))
-        elif y is not None:
-            raise ParameterError("y is only for a conditional VAE (conditional=True)")
-        out = [self.model_.decoder_mean(z[i:i + EVAL_BATCH],
-                                        None if c is None else c[i:i + EVAL_BATCH])
-               for i in range(0, z.shape[0], EVAL_BATCH)]
-        return torch.cat(out).cpu().numpy()
-
-    def _latent(self, Z) -> torch.Tensor:
-        """Z (n, L) checked, as a tensor on the model's device."""
-        self._check_fitted()
-        Z = check_data(Z, "Z", dtype=np.float32)
-        if Z.shape[1] != self.architecture_.latent_dim:
-            raise DataError(f"Z has {Z.shape[1]} columns; the latent dimension is "
-                            f"{self.architecture_.latent_dim}")
-        return self._tensor(Z)
+        c = self._condition_tensor(y, z.shape[0])
+        return self._batched(self.model_.decoder_mean, z, c).cpu().numpy()
 
     def reconstruct(self, X, y=None) -> np.ndarray:
         """Decoder mean at the posterior mean: decode(encode(X)), shape (n, d)."""
@@ -696,8 +362,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
                 or n_samples < 1:
             raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
-        if sampler not in SAMPLERS:
-            raise ParameterError(f"sampler must be one of {list(SAMPLERS)}; got {sampler!r}")
+        if sampler not in ("prior", "gmm"):
+            raise ParameterError(f"sampler must be one of ['prior', 'gmm']; got {sampler!r}")
         generator = self._generator(random_state)
         with torch.no_grad():
             if sampler == "gmm":
@@ -721,28 +387,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def has_gmm_sampler_(self) -> bool:
         """Whether ``sample(sampler="gmm")`` has a fitted mixture to draw from."""
         self._check_fitted()
-        return bool(self.architecture_.gmm_components) and bool(
-            self.model_.gmm_weights.sum() > 0)
+        return has_gmm(self.model_)
 
     def _gmm_sample(self, n: int, generator) -> torch.Tensor:
         if not self.has_gmm_sampler_:
             raise ParameterError("this VAE has no fitted GMM sampler (gmm_components=0, or "
                                  "saved before it existed); refit with gmm_components > 0")
-        model = self.model_
-        k = torch.multinomial(model.gmm_weights, n, replacement=True, generator=generator)
-        eps = torch.randn((n, model.gmm_means.shape[1]), generator=generator,
-                          device=self.device_)
-        return model.gmm_means[k] + (model.gmm_scale_tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
-
-    def _repeat(self, y, n: int):
-        """One label (covariate row) of a conditional model as n of them; anything else
-        as given (checked by :meth:`_condition`)."""
-        if y is None or not self.architecture_.conditional:
-            return y
-        single = np.ndim(y) == 0 if self.classes_ is not None else np.ndim(y) == 1
-        if not single:
-            return y
-        return np.full(n, y) if self.classes_ is not None else np.tile(np.asarray(y), (n, 1))
+        return sample_gmm(self.model_, n, generator)
 
     def interpolate(self, x1, x2, steps: int = 10, y=None) -> np.ndarray:
         """Decoder means along the straight line between the posterior means of two
@@ -789,40 +440,17 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ the model protocol
 
-    exact_log_likelihood = False  # log p(x) is importance-sampled
-    linear_gaussian = False
-
-    has_density = True  # log p(x), the ELBO and the KL to the prior exist
-    accepts_missing = False  # rows with NaN are refused
-    fit_options = frozenset({"validation", "checkpoint_dir", "resume", "on_nan", "callbacks"})
-
     @property
     def samplers(self) -> tuple[str, ...]:
         """The ``sampler=`` names :meth:`sample` accepts, the default first."""
         return ("prior", "gmm") if self.has_gmm_sampler_ else ("prior",)
-
-    @property
-    def latent_dim_(self) -> int:
-        self._check_fitted()
-        return self.architecture_.latent_dim
-
-    @property
-    def n_iter_(self) -> int:
-        """Epochs run: ``len(history_)``."""
-        self._check_fitted()
-        return len(self.history_)
-
-    # ``conditional`` (the protocol's "fitted with labels / covariates") is the
-    # constructor's setting, which fit requires to be True or False
 
     @torch.no_grad()
     def prior_log_prob(self, Z) -> np.ndarray:
         """log p(z) (nats) of each row of Z (n, L) under the model's own prior (N(0, I),
         the mixture, the VampPrior or the caller's), shape (n,)."""
         z = self._latent(Z)
-        values = [self.model_.prior.log_prob(z[i:i + EVAL_BATCH])
-                  for i in range(0, z.shape[0], EVAL_BATCH)]
-        return torch.cat(values).cpu().numpy().astype(np.float64)
+        return self._batched(self.model_.prior.log_prob, z).cpu().numpy().astype(np.float64)
 
     def kl_to_prior(self, X, *, per_dimension: bool = False, n_samples: int = 256,
                     random_state=0, y=None) -> np.ndarray:
@@ -855,10 +483,6 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def posterior_samples(self, X, n_samples: int, random_state=0, y=None) -> np.ndarray:
         """``n_samples`` draws from q(z|x) per row, shape (n, k, L)."""
         return self.encode(X, n_samples=n_samples, random_state=random_state, y=y)[0]
-
-    def decode_mean(self, Z) -> np.ndarray:
-        """Decoder mean E[x|z] of each row of Z: :meth:`decode`."""
-        return self.decode(np.asarray(Z, dtype=np.float32))
 
     def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
                                random_state: int = 0, progress=None, y=None) -> np.ndarray:
@@ -924,125 +548,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         vae = cls(**settings, **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_, vae.history_ = architecture, training, history
-        vae.n_features_in_ = architecture.n_features
-        if architecture.feature_names is not None:
-            vae.feature_names_in_ = np.asarray(architecture.feature_names, dtype=object)
+        vae._set_fitted_names(architecture)
         vae.n_condition_ = architecture.condition_dim
         vae.classes_ = None if architecture.classes is None else np.asarray(architecture.classes)
         return vae
-
-
-def _sizes(value) -> tuple:
-    """Layer sizes given as an int or a sequence, as a tuple."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),)
-    return tuple(value)
-
-
-def _one_line(exc: Exception) -> str:
-    """scikit-learn's multi-line feature-name message on one line ("- name" bullets
-    joined by commas)."""
-    parts: list[str] = []
-    for line in (line.strip() for line in str(exc).splitlines()):
-        if line.startswith("- ") and parts and parts[-1].endswith(":"):
-            parts[-1] += " " + line[2:]
-        elif line.startswith("- "):
-            parts[-1] += ", " + line[2:]
-        elif line:
-            parts.append(line)
-    return " ".join(p if p.endswith(".") or p is parts[-1] else p + ";" for p in parts)
-
-
-def _prior_name(prior) -> str:
-    """What model.json records for the ``prior`` argument: a name as given, the name of
-    a built-in prior object, or "custom"."""
-    if not isinstance(prior, Prior):
-        return prior  # a string (checked by ArchitectureConfig) or a bad value
-    builtin = {"standard": StandardNormal, "mog": MixtureOfGaussians, "vamp": VampPrior}
-    return prior.name if builtin.get(prior.name) is type(prior) else "custom"
-
-
-def _brief(values, limit: int = 12) -> str:
-    values = list(np.asarray(values).tolist())
-    return str(values[:limit])[:-1] + ", ...]" if len(values) > limit else str(values)
-
-
-def _labels(y, n: int, name: str) -> np.ndarray:
-    """1-D class labels y of n rows as an array of Python-comparable values: integers
-    (integer-valued floats included) or strings."""
-    values = np.asarray(y)
-    if values.ndim != 1:
-        raise DataError(f"{name} must be class labels of shape ({n},); got shape "
-                        f"{values.shape}")
-    if values.shape[0] != n:
-        raise DataError(f"{name} has {values.shape[0]} entries but X has {n} rows; one label "
-                        "per row is needed")
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise DataError(f"{name} holds non-integer numbers: 1-D y is class labels; pass "
-                            "continuous covariates as a 2-D (n, c) matrix")
-        return values.astype(np.int64)
-    if values.dtype.kind in "UO" and all(isinstance(v, str) for v in values.tolist()):
-        return values.astype(str)
-    raise DataError(f"{name} must hold integer or string class labels; got dtype "
-                    f"{values.dtype}")
-
-
-def _covariates(y, n: int, name: str, width: int | None) -> np.ndarray:
-    """A 2-D covariate matrix y of n rows (and ``width`` columns, when known) as float32."""
-    if np.ndim(y) != 2:
-        raise DataError(f"{name} must be a covariate matrix of shape ({n}, "
-                        f"{width or 'c'}); got shape {np.shape(y)}")
-    values = check_data(y, name, dtype=np.float32)
-    if values.shape[0] != n:
-        raise DataError(f"{name} has {values.shape[0]} rows but X has {n}; one row of "
-                        "covariates per row of X is needed")
-    if width is not None and values.shape[1] != width:
-        raise DataError(f"{name} has {values.shape[1]} columns; the model was fitted on "
-                        f"{width} covariates")
-    return values
-
-
-def _names(feature_names) -> tuple[str, ...] | None:
-    return None if feature_names is None else tuple(str(n) for n in feature_names)
-
-
-def _standardization(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(m, s), (d,) each: the per-feature mean and standard deviation of X (float64
-    sums); a constant feature's s is the root-mean-square std of all features (1 if
-    every feature is constant), so its variance floor scales with the data."""
-    mean, var = _moments(X)
-    fill = math.sqrt(float(var.mean())) or 1.0
-    scale = np.where(var > 0, np.sqrt(var), fill)
-    return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
-
-
-def _moments(X, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and variance (ddof 0) of X in float64, in chunks of rows (no
-    float64 copy of a large X)."""
-    n = X.shape[0]
-    total = sum(np.asarray(X[i:i + chunk], dtype=np.float64).sum(0) for i in range(0, n, chunk))
-    mean = total / n
-    squares = sum(((np.asarray(X[i:i + chunk], dtype=np.float64) - mean) ** 2).sum(0)
-                  for i in range(0, n, chunk))
-    return mean, squares / n
-
-
-def _checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:
-    """X as a checked 2-D float32 array, with its min and max.
-
-    A float32 matrix whose min and max are finite holds no NaN or inf (NaN propagates
-    through min and max), so it skips the full check (one pass over the data instead
-    of three); anything else goes through :func:`check_data` and its messages."""
-    if not (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2
-            and X.size > 0):
-        X = check_data(X, name, dtype=np.float32)
-    low, high = float(X.min()), float(X.max())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        X = check_data(X, name, dtype=np.float32)  # raises, naming the bad entries
-    return X, low, high
 
 
 def load_vae(directory, device: str = "cpu") -> VAE:

@@ -1,0 +1,220 @@
+"""What the neural estimators share (:class:`NeuralEstimator`, the base of
+:class:`~elbokit.nn.VAE` and :class:`~elbokit.nn.Autoencoder`): the input checks and
+feature names, the fitted torch module ``model_`` and its device, seeded generators,
+batched evaluation, and the scikit-learn surface (``transform``, ``inverse_transform``,
+``decode_mean``, ``get_feature_names_out``, ``latent_dim_``, ``n_iter_``).
+
+Each subclass declares ``noun`` (its name in messages) and implements ``encode``,
+``decode``, ``fit``, ``save`` and ``load``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import _check_feature_names
+
+from .._validation import check_data
+from ..exceptions import DataError
+from .train import EVAL_BATCH, as_float_tensor
+
+
+class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base of the neural estimators: a fitted ``model_`` (a torch module with a
+    ``config``, its :class:`~elbokit.nn.config.ArchitectureConfig`) and ``history_``."""
+
+    noun = "model"  # the estimator's name in messages
+    accepts_missing = False  # rows with NaN are refused
+    exact_log_likelihood = False
+    linear_gaussian = False
+
+    # ------------------------------------------------------------------ the data
+
+    def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
+        """X as checked float32 (n, d); ``reset``: at fit (records ``n_features_in_``
+        and a DataFrame's column names, needs 2 rows), else checked against them."""
+        if reset or hasattr(X, "columns"):
+            # scikit-learn's bookkeeping of DataFrame column names: recorded by fit,
+            # checked against a DataFrame later (an array is taken by position)
+            try:
+                _check_feature_names(self, X, reset=reset)
+            except (TypeError, ValueError) as exc:  # mixed-type column names: TypeError
+                raise DataError(one_line(exc)) from None
+        X, low, high = checked_float32(X, name)
+        if reset:
+            if X.shape[0] < 2:
+                raise DataError(f"{name} has {X.shape[0]} sample(s) (shape {X.shape}); at "
+                                "least 2 are required to fit")
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise DataError(f"{name} has {X.shape[1]} features, but the {self.noun} was "
+                            f"fitted on {self.n_features_in_}")
+        if self.likelihood == "bernoulli" and (low < 0 or high > 1):
+            raise DataError(f"{name} has values outside [0, 1] (min {low:.3g}, max "
+                            f"{high:.3g}); the Bernoulli likelihood needs intensities in "
+                            "[0, 1]: rescale the data or use likelihood='gaussian'")
+        return X
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"this {self.noun} is not fitted yet; call fit(X) or "
+                                 f"{self.noun}.load(dir)")
+
+    @property
+    def device_(self) -> torch.device:
+        return next(self.model_.parameters()).device
+
+    def _tensor(self, X) -> torch.Tensor:
+        return as_float_tensor(X, self.device_)
+
+    def _input(self, X) -> torch.Tensor:
+        """X checked, as a tensor on the model's device, in the data's units."""
+        self._check_fitted()
+        return self._tensor(self._check_X(X, "X", reset=False))
+
+    def _latent(self, Z) -> torch.Tensor:
+        """Z (n, L) checked, as a tensor on the model's device."""
+        self._check_fitted()
+        Z = check_data(Z, "Z", dtype=np.float32)
+        if Z.shape[1] != self.latent_dim_:
+            raise DataError(f"Z has {Z.shape[1]} columns; the latent dimension is "
+                            f"{self.latent_dim_}")
+        return self._tensor(Z)
+
+    def _generator(self, random_state) -> torch.Generator | None:
+        if random_state is None:
+            return None
+        if isinstance(random_state, np.random.RandomState):
+            random_state = int(random_state.randint(2**31 - 1))
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(int(random_state))
+        return generator
+
+    @staticmethod
+    @torch.no_grad()
+    def _batched(fn, *tensors: torch.Tensor | None) -> torch.Tensor:
+        """fn over EVAL_BATCH rows at a time of the tensors (None passed as is)."""
+        n = tensors[0].shape[0]
+        return torch.cat([fn(*(None if t is None else t[i:i + EVAL_BATCH] for t in tensors))
+                          for i in range(0, n, EVAL_BATCH)])
+
+    # ------------------------------------------------------------------ the surface
+
+    def transform(self, X) -> np.ndarray:
+        """The codes (the VAE's posterior means), (n, L): :meth:`encode` for pipelines."""
+        return self.encode(X)
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Decoder means of Z, (n, d): :meth:`decode` for pipelines."""
+        return self.decode(Z)
+
+    def decode_mean(self, Z) -> np.ndarray:
+        """The decoder mean of each row of Z: :meth:`decode`."""
+        return self.decode(np.asarray(Z, dtype=np.float32))
+
+    @property
+    def latent_dim_(self) -> int:
+        self._check_fitted()
+        return self.model_.config.latent_dim
+
+    @property
+    def n_iter_(self) -> int:
+        """Epochs run: ``len(history_)``."""
+        self._check_fitted()
+        return len(self.history_)
+
+    @property
+    def image_shape_(self):
+        return self.model_.config.image_shape
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.latent_dim_
+
+    def _set_fitted_names(self, config) -> None:
+        """``n_features_in_`` and ``feature_names_in_`` of a loaded model."""
+        self.n_features_in_ = config.n_features
+        if config.feature_names is not None:
+            self.feature_names_in_ = np.asarray(config.feature_names, dtype=object)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def sizes(value) -> tuple:
+    """Layer sizes given as an int or a sequence, as a tuple."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),)
+    return tuple(value)
+
+
+def names(feature_names) -> tuple[str, ...] | None:
+    return None if feature_names is None else tuple(str(n) for n in feature_names)
+
+
+def one_line(exc: Exception) -> str:
+    """scikit-learn's multi-line feature-name message on one line ("- name" bullets
+    joined by commas)."""
+    parts: list[str] = []
+    for line in (line.strip() for line in str(exc).splitlines()):
+        if line.startswith("- ") and parts and parts[-1].endswith(":"):
+            parts[-1] += " " + line[2:]
+        elif line.startswith("- "):
+            parts[-1] += ", " + line[2:]
+        elif line:
+            parts.append(line)
+    return " ".join(p if p.endswith(".") or p is parts[-1] else p + ";" for p in parts)
+
+
+def moments(X, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance (ddof 0) of X in float64, in chunks of rows (no
+    float64 copy of a large X)."""
+    n = X.shape[0]
+    total = sum(np.asarray(X[i:i + chunk], dtype=np.float64).sum(0) for i in range(0, n, chunk))
+    mean = total / n
+    squares = sum(((np.asarray(X[i:i + chunk], dtype=np.float64) - mean) ** 2).sum(0)
+                  for i in range(0, n, chunk))
+    return mean, squares / n
+
+
+def checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:
+    """X as a checked 2-D float32 array, with its min and max.
+
+    A float32 matrix whose min and max are finite holds no NaN or inf (NaN propagates
+    through min and max), so it skips the full check (one pass over the data instead
+    of three); anything else goes through :func:`check_data` and its messages."""
+    if not (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2
+            and X.size > 0):
+        X = check_data(X, name, dtype=np.float32)
+    low, high = float(X.min()), float(X.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        X = check_data(X, name, dtype=np.float32)  # raises, naming the bad entries
+    return X, low, high
+
+
+def standardization(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(m, s), (d,) each: the per-feature mean and standard deviation of X (float64
+    sums); a constant feature's s is the root-mean-square std of all features (1 if
+    every feature is constant), so its variance floor scales with the data."""
+    mean, var = moments(X)
+    fill = math.sqrt(float(var.mean())) or 1.0
+    scale = np.where(var > 0, np.sqrt(var), fill)
+    return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(scale, dtype=torch.float32)
+
+
+def init_from_data(network, X: np.ndarray, seed: int) -> None:
+    """What a network takes from its training rows X before the first step: the
+    standardization (``config.standardize``), a custom decoder's ``init_from_data``
+    and the prior's (the VampPrior's pseudo-inputs: training rows)."""
+    standardize = network.config.standardize
+    mean, scale = standardization(X) if standardize else (0.0, 1.0)
+    if standardize:
+        network.set_standardization(mean, scale)
+    if hasattr(network.decoder, "init_from_data"):  # on the host, as the data
+        x = (as_float_tensor(X) - mean) / scale if standardize else as_float_tensor(X)
+        network.decoder.init_from_data(x, network.likelihood)
+    network.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(seed))

@@ -1,0 +1,125 @@
+"""The VAE's settings as its two configs: :func:`architecture` and :func:`training`
+read the estimator's constructor settings by the config fields' names
+(:func:`~elbokit.nn.config.config_kwargs`) and resolve the defaults that depend on
+other settings or on the data (encoder, decoder, image_shape, standardize, the prior's
+K, the precision); :func:`check_combination` refuses the pairs that cannot work."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from ..exceptions import ParameterError
+from ._estimator import names, sizes
+from .config import OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig, TrainingConfig, config_kwargs
+from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
+from .protocols import PARTS, is_module, module_record
+from .train import resolve_precision
+
+STANDARDIZE = (True, False, "auto")
+
+
+def resolve_standardize(vae) -> bool:
+    if vae.standardize not in STANDARDIZE or not isinstance(vae.standardize, (bool, str)):
+        raise ParameterError(f"standardize must be True, False or 'auto'; got "
+                             f"{vae.standardize!r}")
+    if vae.standardize == "auto":
+        return vae.likelihood == "gaussian"
+    return vae.standardize  # True with bernoulli fails ArchitectureConfig's check
+
+
+def architecture(vae, n_features: int, condition_dim: int = 0,
+                 classes=None) -> ArchitectureConfig:
+    """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
+    other settings resolved (encoder, decoder, image_shape, standardize)."""
+    settings = config_kwargs(ArchitectureConfig, vae)
+    for part in PARTS:
+        given = getattr(vae, part)
+        if isinstance(given, str) and given == "custom":
+            raise ParameterError(f"{part}='custom' stands for a module of your own: pass "
+                                 f"the module itself, {part}=my_module")
+        if is_module(given):
+            settings[f"{part}_module"] = module_record(given, part)
+            settings[part] = "custom"
+    decoder = settings["decoder"] or vae.arch  # an unknown arch fails its check first
+    encoder = settings["encoder"] or ("linear" if decoder == "linear" else vae.arch)
+    image_shape = vae.image_shape
+    if image_shape is None and "conv" in (encoder, decoder):
+        channels = vae.channels if isinstance(vae.channels, int) and vae.channels > 0 \
+            else 1  # a bad value fails its check below
+        side = math.isqrt(n_features // channels)
+        image_shape = (side, side) if channels * side * side == n_features else None
+    settings.update(
+        prior=prior_name(vae.prior), prior_components=prior_components(vae),
+        encoder=encoder, decoder=decoder, hidden=sizes(vae.hidden),
+        image_shape=None if image_shape is None else tuple(image_shape),
+        flow_hidden=sizes(vae.flow_hidden), standardize=resolve_standardize(vae))
+    return ArchitectureConfig(n_features=n_features,
+                              feature_names=names(getattr(vae, "feature_names_in_", None)),
+                              condition_dim=condition_dim, classes=classes, **settings)
+
+
+def prior_components(vae) -> int:
+    name = prior_name(vae.prior)
+    if name in PRIOR_COMPONENTS and isinstance(vae.prior, Prior):
+        return vae.prior.n_components  # a built-in mixture object: its own K
+    if vae.prior_components is None:  # the prior's own default (config.PRIOR_COMPONENTS)
+        return PRIOR_COMPONENTS.get(name, ArchitectureConfig.prior_components)
+    return vae.prior_components
+
+
+def prior_name(prior) -> str:
+    """What model.json records for the ``prior`` argument: a name as given, the name of
+    a built-in prior object, or "custom"."""
+    if not isinstance(prior, Prior):
+        return prior  # a string (checked by ArchitectureConfig) or a bad value
+    builtin = {"standard": StandardNormal, "mog": MixtureOfGaussians, "vamp": VampPrior}
+    return prior.name if builtin.get(prior.name) is type(prior) else "custom"
+
+
+def prior_object(vae, config: ArchitectureConfig) -> Prior | None:
+    """A copy of the caller's prior object (checked), or None for a named prior."""
+    if isinstance(vae.prior, str):
+        return None
+    if not isinstance(vae.prior, Prior):
+        raise ParameterError(f"prior must be one of {list(PRIOR_NAMES)} or a Prior object; "
+                             f"got {vae.prior!r}")
+    if vae.prior.latent_dim != config.latent_dim:
+        raise ParameterError(f"the prior's latent_dim is {vae.prior.latent_dim}; the "
+                             f"VAE's is {config.latent_dim}")
+    if getattr(vae.prior, "n_features", config.n_features) != config.n_features:
+        raise ParameterError(f"the prior's n_features is {vae.prior.n_features}; the "
+                             f"data have {config.n_features}")
+    return copy.deepcopy(vae.prior)
+
+
+def training(vae) -> TrainingConfig:
+    settings = config_kwargs(TrainingConfig, vae)
+    if not isinstance(settings["objective"], str):  # an ELBOEstimator object
+        estimator = settings["objective"]
+        name = getattr(estimator, "name", "custom")
+        settings["objective"] = name if name in OBJECTIVES else "custom"
+        if name in OBJECTIVES and hasattr(estimator, "settings"):
+            settings.update(estimator.settings())  # its M, beta, gradient are recorded
+    settings["precision"] = resolve_precision(settings["precision"], vae.likelihood,
+                                              settings["device"])
+    return TrainingConfig(**settings)
+
+
+def check_combination(architecture: ArchitectureConfig, training: TrainingConfig, *,
+                      validation, conditional: bool, labels: bool) -> None:
+    """Refuse the settings that each pass their own checks but not together."""
+    if training.binarize != "none" and architecture.likelihood != "bernoulli":
+        raise ParameterError("binarize applies to likelihood='bernoulli' only")
+    if training.gradient != "standard" and architecture.posterior != "gaussian":
+        raise ParameterError(f"gradient={training.gradient!r} needs posterior='gaussian' "
+                             "(log q(z|x) at a given z with the flow's parameters held "
+                             "fixed needs the flow's inverse)")
+    if training.binarize != "none" and conditional and not labels:
+        raise ParameterError("binarize would binarize the covariates y too; use "
+                             "binarize='none' with a covariate matrix")
+    if training.patience and validation is None:
+        raise ParameterError("early stopping (patience > 0) needs validation data")
+    if training.free_bits and architecture.prior != "standard":
+        raise ParameterError("free_bits needs a prior that factorizes over the latent "
+                             "dimensions; use prior='standard' or beta / kl_warmup")
