@@ -21,7 +21,7 @@ def resolve_precision(precision: str, likelihood: str, device: str) -> str:
     """The training precision of ``precision="auto"``: bfloat16 for the Bernoulli
     likelihood (images) on a device that multiplies bfloat16 natively, float32 otherwise.
 
-    Measured (README, "Mixed precision"): on a 2-core CPU with AVX512-BF16, the
+    Measured (docs/decisions/precision-auto.md): on a 2-core CPU with AVX512-BF16, the
     Fashion-MNIST recipe ran 1.37x the epochs in 15 minutes with the same validation ELBO
     per epoch, and its test NLL was 0.39 +- 0.02 nats better at equal time; tables
     (the Gaussian likelihoods) keep float32: their networks are small, so bfloat16 buys
