@@ -1,7 +1,8 @@
 """The bad-input matrix: every public entry point, fed each kind of bad input, raises
 an exception of a documented type (``elbokit.ElbokitError`` subclasses; CLI: one line
 on stderr, exit code 2) whose message names the problem, and leaves saved runs alone.
-The README's "What happens with bad input" table is this file in prose."""
+The "What happens with bad input" table of docs/guide/saved-models.md is this file in
+prose."""
 
 import hashlib
 from pathlib import Path

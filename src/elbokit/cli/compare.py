@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from .. import kinds as model_kinds
-from ..kinds import LINEAR_VAE_LR, kind_names  # noqa: F401  (LINEAR_VAE_LR: kept)
+from ..kinds import kind_names
+from ..persistence import MODEL_FILE
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, LATENT_DIM, Columns, DataDir, DataSpec, DropColumns,
                      Latent, Seed, TestFraction, format_table)
@@ -148,7 +149,7 @@ def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data
                   test_fraction=test_fraction, data_dir=data_dir, **extra)
     if not refit and matching_run(run_dir, key):
         return model, True
-    if (run_dir / "model.json").exists() and not (refit or overwrite):
+    if (run_dir / MODEL_FILE).exists() and not (refit or overwrite):
         raise ParameterError(f"{run_dir} holds a run fitted with other settings or data; "
                              "pass --refit or --overwrite to replace it, or choose another "
                              "--out")

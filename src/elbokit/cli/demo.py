@@ -27,7 +27,7 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
     held-out log-likelihoods; write an HTML report."""
     from .. import data as data_module
     from ..evaluate import log_likelihood
-    from ..persistence import atomic_write_json
+    from ..persistence import METRICS_FILE, atomic_write_json
     from ..kinds import build_model
     from ..runs import fit_and_record
 
@@ -50,7 +50,7 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
         ll = log_likelihood(model, dataset.test, n_importance=k, progress=True)
         metrics.update(test_loglike_is=ll.mean, test_loglike_is_stderr=ll.stderr,
                        n_importance=k, probe_accuracy=_probe(model, dataset))
-        atomic_write_json(out / "vae" / "metrics.json", metrics)
+        atomic_write_json(out / "vae" / METRICS_FILE, metrics)
         rows.append(["vae", None, ll.mean, f"IS k={k}", metrics["test_elbo"],
                      metrics["probe_accuracy"], metrics["fit_seconds"], metrics["iterations"]])
         summary["vae"] = metrics

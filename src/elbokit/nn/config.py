@@ -28,7 +28,7 @@ STOP_BELOW_LR = 0.1  # early stopping under a decaying schedule: lr at most this
 
 # K of a mixture prior when prior_components is not given: the VampPrior's 50 pseudo-inputs
 # (pythae's default too) were better than 10 at equal training time in the 120-minute
-# Fashion-MNIST pair (README, "Benchmarks"); the mixture of Gaussians keeps 10
+# Fashion-MNIST pair (docs/decisions/vampprior-k50.md); the mixture of Gaussians keeps 10
 PRIOR_COMPONENTS = {"vamp": 50, "mog": 10}
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
