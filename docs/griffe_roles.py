@@ -104,9 +104,11 @@ def _final(obj):
 
 def _resolve(obj, target: str) -> str | None:
     root = obj.package
-    if target.startswith("."):  # relative to the module's package
-        base = obj.module.parent if obj.module.parent is not None else obj.module
-        found = _lookup(root, f"{base.path}{target}")
+    if target.startswith("."):  # relative to the module's package (a package's own
+        module = obj.module       # __init__ first: there ".x" is the package's x)
+        bases = ([module] if module.is_init_module else []) + [module.parent or module]
+        found = next(filter(None, (_lookup(root, f"{base.path}{target}") for base in bases)),
+                     None)
     elif target.split(".")[0] == root.name:
         found = _lookup(root, target) or _lazy_export(root, target)
     else:
