@@ -30,3 +30,28 @@ def test_decode_of_encode_is_the_linear_reconstruction(fitted, digits):
     np.testing.assert_allclose(plots.decode_mean(fitted, Z),
                                fitted.inverse_transform(fitted.transform(digits.test[:5])),
                                atol=1e-10)
+
+
+def test_all_figures_of_a_table_are_the_table_figures(tmp_path):
+    from elbokit import VBPCA, data
+
+    wine = data.load("wine")
+    model = VBPCA(4, random_state=0, standardize=True).fit(wine.train)
+    written = plots.all_figures(model, wine, tmp_path)
+    assert {"loadings", "communality", "relevance", "reconstruction_error",
+            "latent"} <= set(written)
+    assert all(_is_png(tmp_path / f"{name}.png") for name in written)
+
+
+def test_the_relevance_figure_draws_the_models_relevance(tmp_path):
+    from elbokit import VBPCA, data
+    from elbokit.vi.plots import plot_relevance
+
+    X = data.load("wine").train
+    X = (X - X.mean(0)) / X.std(0)
+    model = VBPCA(5, random_state=0).fit(X)
+    relevance = model.relevance()
+    assert relevance["alpha"].shape == relevance["threshold"].shape == (5,)
+    np.testing.assert_array_equal(relevance["active"], model.active_components_)
+    plot_relevance(model, tmp_path / "relevance.png")
+    assert _is_png(tmp_path / "relevance.png")

@@ -144,7 +144,14 @@ class IsotropicModel(BaseEstimator):
 
     kind = "test-isotropic"
     exact_log_likelihood = True
-    linear_gaussian = False  # no components_ / noise_variance_ for the loadings figures
+    has_density = True
+    linear_gaussian = False  # no loading_matrix() / noise_variances() for the loadings figures
+    conditional = False
+    accepts_missing = False
+    fit_options = frozenset()
+    binarize = "none"
+    samplers = ("prior",)
+    n_iter_ = None
 
     def __init__(self, n_components=2):
         self.n_components = n_components
@@ -173,10 +180,29 @@ class IsotropicModel(BaseEstimator):
     def _G(self):
         return np.linalg.inv(np.eye(self.W_.shape[1]) + self.W_.T @ self.W_ / self.s2_)
 
+    @property
+    def latent_dim_(self):
+        return self.n_components_
+
     def posterior_moments(self, X):
         X = np.asarray(X, dtype=np.float64)
         mean = (X - self.mean_) @ self.W_ @ self._G() / self.s2_
         return mean, np.tile(np.diag(self._G()), (X.shape[0], 1))
+
+    def transform(self, X):
+        return self.posterior_moments(X)[0]
+
+    def prior_moments(self):
+        return np.zeros(self.n_components_), np.ones(self.n_components_)
+
+    def prior_log_prob(self, Z):
+        Z = np.asarray(Z, dtype=np.float64)
+        return -0.5 * np.sum(Z**2 + np.log(2 * np.pi), axis=1)
+
+    def kl_to_prior(self, X, *, per_dimension=False, n_samples=256, random_state=0, y=None):
+        mean, var = self.posterior_moments(X)
+        kl = 0.5 * (var + mean**2 - 1.0 - np.log(var))  # G is diagonal: W's columns are orthogonal
+        return kl if per_dimension else kl.sum(axis=1)
 
     def posterior_samples(self, X, n_samples, random_state=0):
         mean, _ = self.posterior_moments(X)
@@ -190,7 +216,7 @@ class IsotropicModel(BaseEstimator):
     def reconstruct(self, X):
         return self.decode_mean(self.posterior_moments(X)[0])
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, sampler="prior"):
         rng = np.random.default_rng(random_state)
         z = rng.standard_normal((n_samples, self.W_.shape[1]))
         return self.decode_mean(z) + np.sqrt(self.s2_) * rng.standard_normal(
@@ -295,9 +321,98 @@ def test_the_estimators_and_the_network_have_names_that_say_what_they_are():
     from elbokit import nn
     from elbokit.nn import objectives
 
-    assert nn.EstimatorA is nn.MonteCarloELBO and nn.EstimatorB is nn.AnalyticKLELBO
     # the names the training config records, and the slides named in the docstrings
     assert objectives.get_estimator("a").__class__ is nn.MonteCarloELBO
     assert objectives.get_estimator("b").__class__ is nn.AnalyticKLELBO
     assert "L_A" in nn.MonteCarloELBO.__doc__ and "Computing the loss" in nn.MonteCarloELBO.__doc__
     assert "L_B" in nn.AnalyticKLELBO.__doc__ and "lower variance" in nn.AnalyticKLELBO.__doc__
+
+
+# --------------------------------------------------------------------------- the prior
+
+def test_linear_kl_to_prior_is_the_closed_form_of_the_exact_posterior(wine):
+    model = FactorAnalysis(3).fit(wine.train)
+    X = wine.test[:10]
+    W, psi = model.loading_matrix(), model.noise_variances()
+    G = np.linalg.inv(np.eye(3) + W.T @ (W / psi[:, None]))
+    mean, var = model.posterior_moments(X)
+    # KL(N(m, G) || N(0, I)) = 1/2 (tr G + m'm - L - log det G)
+    expected = 0.5 * (np.trace(G) + np.sum(mean**2, axis=1) - 3 - np.linalg.slogdet(G)[1])
+    np.testing.assert_allclose(model.kl_to_prior(X), expected, rtol=1e-10)
+    np.testing.assert_allclose(model.kl_to_prior(X, per_dimension=True),
+                               0.5 * (var + mean**2 - 1 - np.log(var)), rtol=1e-10)
+    np.testing.assert_allclose(model.prior_log_prob(mean),
+                               -0.5 * np.sum(mean**2 + np.log(2 * np.pi), axis=1))
+    # a row with a missing entry: the posterior given its observed entries
+    X_missing = X.copy()
+    X_missing[0, 0] = np.nan
+    kl = model.kl_to_prior(X_missing)
+    assert np.isfinite(kl).all() and kl[0] != pytest.approx(expected[0])
+    np.testing.assert_allclose(kl[1:], expected[1:], rtol=1e-10)
+
+
+def test_the_kl_figures_and_report_use_the_vaes_own_prior(digits):
+    """The fix: for a mixture prior the KL per dimension is to the prior's marginal,
+    no longer to N(0, 1) computed from q's moments."""
+    pytest.importorskip("torch")
+    from elbokit.nn import VAE
+
+    model = VAE(2, hidden=(16,), epochs=2, seed=0, prior="mog", progress=False)
+    model.fit(digits.train[:300])
+    X = digits.test[:200]
+    assert model.has_density and not model.conditional and "prior" in model.samplers
+    own = evaluate.kl_per_dimension(model, X)
+    np.testing.assert_allclose(own, model.kl_to_prior(X, per_dimension=True).mean(axis=0))
+    mean, var = model.posterior_moments(X)
+    to_standard = np.mean(0.5 * (var + mean**2 - 1 - np.log(var)), axis=0)
+    assert not np.allclose(own, to_standard, rtol=1e-3)
+    diag = evaluate.latent_diagnostics(model, X)
+    assert diag["kl"] == pytest.approx(float(np.mean(model.kl_to_prior(X))))
+    assert diag["marginal_kl"] == pytest.approx(diag["kl"] - diag["mutual_information"])
+
+
+# --------------------------------------------------------------------------- the one door
+
+#: the consumers that read models through the protocol only
+CONSUMERS = ("evaluate.py", "plots", "report.py", "runs.py", "_factor_report.py")
+#: getattr/hasattr calls in them that read no model (file and value checks)
+NOT_A_MODEL = ()
+
+
+def _consumer_sources():
+    from pathlib import Path
+
+    root = Path(elbokit.__file__).parent
+    for name in CONSUMERS:
+        path = root / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            yield file.relative_to(root), file.read_text()
+
+
+def test_consumers_read_models_only_through_the_protocol():
+    """evaluate, plots/, report, runs and _factor_report never probe a model with
+    getattr/hasattr nor ask which kind it is: every question they have is a member of
+    elbokit.protocol (has_density, conditional, samplers, prior_log_prob, ...)."""
+    import re
+
+    kind_names = "|".join(re.escape(name) for name in kinds.kind_names())
+    kind_test = re.compile(
+        rf"""(==|!=|\bin)\s*\(?\s*["']({kind_names})["']|["']({kind_names})["']\s*(==|!=)"""
+        r"|kind_of\([^)]*\)\s*(==|!=|\bin\b)")
+    probes, kind_tests = [], []
+    for name, text in _consumer_sources():
+        for number, line in enumerate(text.splitlines(), 1):
+            code = line.split("#")[0]
+            if re.search(r"\b(getattr|hasattr)\(", code) and line.strip() not in NOT_A_MODEL:
+                probes.append(f"{name}:{number}: {line.strip()}")
+            if kind_test.search(code):
+                kind_tests.append(f"{name}:{number}: {line.strip()}")
+    assert not probes, "consumers probe models:\n" + "\n".join(probes)
+    assert not kind_tests, "consumers compare kind names:\n" + "\n".join(kind_tests)
+
+
+def test_the_door_test_sees_a_probe():
+    import re
+
+    assert re.search(r"\b(getattr|hasattr)\(", 'if hasattr(model, "prior_moments"):')
+    assert list(_consumer_sources())  # it reads the sources it guards

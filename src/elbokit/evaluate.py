@@ -11,6 +11,7 @@ by importance sampling.
 from __future__ import annotations
 
 import math
+from collections.abc import Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +62,7 @@ def log_likelihood(model, X, *, n_importance: int = 5000, batch_size: int | None
         return LogLikelihood(np.asarray(model.log_likelihood_samples(X), dtype=np.float64),
                              True, None)
     k = check_int(n_importance, "n_importance", minimum=1)
-    total = len(X) if hasattr(X, "__len__") else None  # the model checks X itself
+    total = len(X) if isinstance(X, Sized) else None  # the model checks X itself
     with progress_bar(total=total, desc=f"log p(x), k={k}", disable=not progress,
                       unit="pt") as bar:
         values = model.log_likelihood_samples(X, n_importance=k, batch_size=batch_size,
@@ -93,11 +94,21 @@ def active_units(model, X, *, threshold: float = 0.01) -> tuple[int, np.ndarray]
     return int(np.sum(activity > threshold)), activity
 
 
-def kl_per_dimension(model, X) -> np.ndarray:
-    """Mean over x of KL( q(z_j|x) || N(0, 1) ) for each latent dimension j (nats),
-    using the marginal of q on each dimension."""
-    mean, var = posterior_moments(model, X)
-    return np.mean(_math.kl_diag_gaussian_standard_dims(mean, var), axis=0)
+def kl_per_dimension(model, X, *, n_samples: int = 256, random_state: int = 0) -> np.ndarray:
+    """Mean over x of KL(q(z_j|x) || p(z_j)) for each latent dimension j (nats): the
+    marginal of q on dimension j against the marginal of the model's OWN prior
+    (``kl_to_prior(per_dimension=True)``: closed form for N(0, I), Monte Carlo with
+    ``n_samples`` draws for a mixture or VampPrior)."""
+    kl = as_model(model).kl_to_prior(X, per_dimension=True, n_samples=n_samples,
+                                     random_state=random_state)
+    return np.mean(np.asarray(kl, dtype=np.float64), axis=0)
+
+
+def kl_to_prior(model, X, *, n_samples: int = 256, random_state: int = 0) -> float:
+    """E_x KL(q(z|x) || p(z)) in nats per row, against the model's own prior (closed
+    form for a Gaussian q and N(0, I), Monte Carlo E_q[log q - log p] otherwise)."""
+    kl = as_model(model).kl_to_prior(X, n_samples=n_samples, random_state=random_state)
+    return float(np.mean(kl))
 
 
 def reconstruction_error(model, X) -> float:
@@ -155,11 +166,9 @@ COLLAPSE_SHARE = 0.5  # warn when fewer than this share of the latent units are 
 
 def codes(model, X) -> np.ndarray:
     """The features a model gives each row of X, (n, L): its ``transform`` (PCA's
-    projections, the posterior means of PPCA/FA/VBPCA/VAE, the autoencoder's code),
-    else the protocol's posterior mean."""
-    if hasattr(model, "transform"):
-        return np.asarray(model.transform(X), dtype=np.float64)
-    return np.asarray(as_model(model).posterior_moments(X)[0], dtype=np.float64)
+    projections, the posterior means of PPCA/FA/VBPCA/VAE, the autoencoder's code; any
+    scikit-learn transformer's)."""
+    return np.asarray(model.transform(X), dtype=np.float64)
 
 
 def probe_classifier(name: str = "logistic", random_state: int = 0):
@@ -235,13 +244,13 @@ def mutual_information(model, X, *, n_points: int = MI_POINTS, random_state: int
     log q_N(z_i)]. It is at most log N (choose N well above exp(I)); q(z|x) is the
     diagonal Gaussian of the protocol's ``posterior_moments`` (the VAE's Gaussian
     encoder and PPCA exactly; a flow's or FA's correlated posterior by its moments)."""
-    own, aggregate, _ = _aggregate_terms(model, X, n_points, random_state)
+    own, aggregate = _aggregate_terms(model, X, n_points, random_state)
     return float(np.mean(own - aggregate))
 
 
 def _aggregate_terms(model, X, n_points: int, random_state: int):
-    """(log q(z_i|x_i), log q_N(z_i), log p(z_i)) for one draw z_i per row of a seeded
-    subset of X."""
+    """(log q(z_i|x_i), log q_N(z_i)) for one draw z_i per row of a seeded subset of X;
+    neither depends on the prior."""
     from .exceptions import NoDensityError
 
     n_points = check_int(n_points, "n_points", minimum=2)
@@ -254,18 +263,17 @@ def _aggregate_terms(model, X, n_points: int, random_state: int):
         raise NoDensityError(f"{type(model).__name__}'s codes are points (q(z|x) has no "
                              "spread): I(x; z) is infinite and no KL applies")
     z = mean + np.sqrt(var) * np.random.default_rng(random_state + 1).standard_normal(mean.shape)
-    own, aggregate = _math.aggregate_posterior_terms(mean, var, z)
-    prior = _math.diag_gaussian_logpdf(z, 0.0, 1.0)
-    return own, aggregate, prior
+    return _math.aggregate_posterior_terms(mean, var, z)
 
 
 def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float = 0.01,
                        random_state: int = 0) -> dict:
     """What q(z|x) uses of the latent space, in nats per row: ``kl`` = E_x KL(q(z|x) ||
-    p(z)) (closed form) = ``mutual_information`` + ``marginal_kl`` (KL(q(z) || p(z)), the
-    remainder), ``kl_per_dimension``, ``active_units`` (of ``latent_dim``, Burda et
-    al.'s threshold). Warns (:class:`~elbokit.exceptions.PosteriorCollapseWarning`) when
-    fewer than half of the units are active: the posterior has collapsed onto the prior
+    p(z)) against the model's own prior (:func:`kl_to_prior`) = ``mutual_information`` +
+    ``marginal_kl`` (KL(q(z) || p(z)), the remainder), ``kl_per_dimension`` (against the
+    prior's marginals: for a mixture prior these need not sum to ``kl``),
+    ``active_units`` (of ``latent_dim``, Burda et al.'s threshold). Warns
+    (:class:`~elbokit.exceptions.PosteriorCollapseWarning`) when fewer than half of the units are active: the posterior has collapsed onto the prior
     for the others, and they carry no information about x."""
     import warnings
 
@@ -279,7 +287,7 @@ def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float 
         warnings.warn(f"posterior collapse: {n_active} of {latent} latent units are active "
                       f"(I(x; z) = {mi:.2f} nats); the others match the prior and carry no "
                       "information about x", PosteriorCollapseWarning, stacklevel=2)
-    kl = float(np.sum(kl_dims))
+    kl = kl_to_prior(model, X, random_state=random_state)
     return {"kl": kl, "mutual_information": mi, "marginal_kl": kl - mi,
             "kl_per_dimension": [float(v) for v in kl_dims], "active_units": n_active,
             "latent_dim": latent}

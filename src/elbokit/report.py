@@ -111,7 +111,8 @@ def _csv_header(spec: str) -> list[str] | None:
 
 def _names(run: dict, dataset, key: str) -> list[str] | None:
     """Feature or target names: run.json's, else the loaded data set's (else None)."""
-    names = run.get(key) or getattr(dataset, key, None)
+    names = run.get(key) or {"feature_names": dataset.feature_names,
+                             "target_names": dataset.target_names}[key]
     if names is None and key == "feature_names":
         names = _csv_header(str(run.get("data", "")))
     return None if names is None else [str(name) for name in names]
@@ -171,7 +172,10 @@ def _figures(run: dict, run_dir: Path, model, dataset, options: dict) -> str:
 
 
 def _section(run_dir: Path, with_figures: bool, datasets: dict,
-             options: dict | None = None, classes: dict | None = None) -> tuple[str, dict]:
+             options: dict | None = None, classes: dict | None = None,
+             loaded: dict | None = None) -> tuple[str, dict]:
+    """The HTML of one run and its summary row; ``loaded`` collects (data key, model) of
+    the runs whose figures were drawn, by run directory (for :func:`_ae_vae_section`)."""
     from . import data as data_module
     from .models import load_model
 
@@ -186,7 +190,7 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
     parts.append(_table(metric_rows, ["metric", "value"]))
     if with_figures and run.get("data"):
-        model = load_model(run_dir, **_custom_classes(run_dir, kind, classes or {}))
+        model = load_model(run_dir, **_custom_classes(run_dir, classes or {}))
         columns = recorded_columns(run, run_dir)  # the columns chosen by name at fit
         key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir),
                json.dumps(run.get("load_options")), json.dumps(columns))
@@ -197,6 +201,8 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
                                              allow_nan=True, columns=columns,
                                              **run.get("load_options", {}))
         dataset = datasets[key]
+        if loaded is not None:
+            loaded[run_dir] = (key, model)
         options = options or {"rotation": "fitted", "normalize": True, "cut": DEFAULT_CUT}
         if len(dataset.test):
             parts.append(_figures(run, run_dir, model, dataset, options))
@@ -231,7 +237,7 @@ def _codes_table(model, dataset) -> str:
 
     from .evaluate import latent_diagnostics, linear_probe
 
-    if getattr(getattr(model, "architecture_", None), "conditional", False):
+    if model.conditional:
         return ""  # a conditional VAE's codes are given the label: nothing left to probe
     if dataset.train_labels is None or dataset.test_labels is None \
             or np.isnan(dataset.train).any() or np.isnan(dataset.test).any() \
@@ -245,7 +251,7 @@ def _codes_table(model, dataset) -> str:
              _table(rows, list(rows[0]), 3)]
     # I(x; z) and the KL to the prior describe a VAE's q(z|x), not a linear model's
     # exact posterior
-    if getattr(model, "has_density", True) and not model.linear_gaussian:
+    if model.has_density and not model.linear_gaussian:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             diag = latent_diagnostics(model, dataset.test)
@@ -258,25 +264,24 @@ def _codes_table(model, dataset) -> str:
     return "".join(parts)
 
 
-def _ae_vae_section(path: Path, datasets: dict) -> str:
-    """The AE-vs-VAE figure (:func:`elbokit.plots.ae_vae_figure`) when ``path`` holds an
-    ``ae`` run and a ``vae`` run fitted on the same image data; else nothing."""
-    from .models import load_model
+def _ae_vae_section(path: Path, datasets: dict, loaded: dict) -> str:
+    """The AE-vs-VAE figure (:func:`elbokit.plots.ae_vae_figure`) when ``path`` holds a
+    run of an autoencoder (point codes: no density) and one of a VAE (a density, not
+    linear-Gaussian, not conditional) fitted on the same image data; else nothing.
+    ``loaded``: the runs' (data key, model) as :func:`_section` loaded them."""
     from .plots import ae_vae_figure
 
     found = {}
-    for run_dir in _run_dirs(path):
-        run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
-        if run.get("kind") in ("ae", "vae") and run.get("image_shape"):
-            key = (run.get("data"), int(run.get("seed", 0)), _test_fraction(run, run_dir),
-                   json.dumps(run.get("load_options")),
-                   json.dumps(recorded_columns(run, run_dir)))  # as _section keys its data
-            found.setdefault(key, {}).setdefault(run["kind"], run_dir)
-    for key, runs in found.items():
-        if len(runs) == 2 and key in datasets and datasets[key].image_shape is not None:
+    for key, model in loaded.values():
+        if model.linear_gaussian or model.conditional:
+            continue
+        role = "vae" if model.has_density else "ae"
+        found.setdefault(key, {}).setdefault(role, model)
+    for key, models in found.items():
+        if len(models) == 2 and datasets[key].image_shape is not None:
             dataset, figure = datasets[key], path / "figures" / "ae_vs_vae.png"
-            ae_vae_figure(load_model(runs["ae"]), load_model(runs["vae"]), dataset.train,
-                          dataset.test, dataset.image_shape, figure)
+            ae_vae_figure(models["ae"], models["vae"], dataset.train, dataset.test,
+                          dataset.image_shape, figure)
             return ("<h2>autoencoder vs VAE</h2>"
                     + _image(str(figure), "the AE's decoder fed N(0, I) codes and codes from a "
                              "Gaussian fitted to its codes, beside the VAE's prior samples; "
@@ -285,14 +290,18 @@ def _ae_vae_section(path: Path, datasets: dict) -> str:
     return ""
 
 
-def _custom_classes(run_dir: Path, kind, classes: dict) -> dict:
-    """Of the caller's network classes, those this run's VAE needs (its custom parts):
-    one report may show runs with custom and with preset networks."""
-    if kind != "vae" or not any(classes.values()):
+def _custom_classes(run_dir: Path, classes: dict) -> dict:
+    """Of the caller's network classes, those this run's model needs (the custom parts
+    its model.json's architecture names): one report may show runs with custom and
+    with preset networks."""
+    if not any(classes.values()):
         return {}
-    architecture = read_json(run_dir / MODEL_FILE, "model file").get("architecture")
+    meta = read_json(run_dir / MODEL_FILE, "model file")
+    settings = meta.get("settings")
+    architecture = settings.get("architecture") if isinstance(settings, dict) \
+        else meta.get("architecture")
     if not isinstance(architecture, dict):
-        return {}  # VAE.load names the problem
+        return {}  # the model's loader names the problem
     return {name: cls for name, cls in classes.items()
             if architecture.get(name.removesuffix("_class")) == "custom"}
 
@@ -331,11 +340,11 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
-    sections, summaries, datasets = [], [], {}
+    sections, summaries, datasets, loaded = [], [], {}, {}
     for run_dir in _run_dirs(path):
         section, summary = _section(run_dir, with_figures, datasets, options,
                                     {"encoder_class": encoder_class,
-                                     "decoder_class": decoder_class})
+                                     "decoder_class": decoder_class}, loaded)
         sections.append(section)
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",
@@ -349,7 +358,8 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
             f"<h1>elbokit report: {html.escape(str(path))}</h1>"
             "<p>Log-likelihoods and ELBOs in nats per sample on held-out data.</p>"
             + _table(summaries, columns) + "\n".join(sections) + "</body></html>")
-    page = page.replace("</body></html>", _ae_vae_section(path, datasets) + "</body></html>")
+    page = page.replace("</body></html>",
+                        _ae_vae_section(path, datasets, loaded) + "</body></html>")
     out = path / REPORT_FILE
     atomic_write_bytes(out, page.encode("utf-8"))
     return out

@@ -24,8 +24,9 @@ from .data import DEFAULT_TEST_FRACTION, Dataset
 from .exceptions import DataError, ModelFileError, ParameterError, RunLockedError
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
+from .protocol import as_model
 # MAX_SEED, read_metrics and read_run are also re-exported: the CLI imports them from here
-from .persistence import (ARRAYS_FILE, MAX_SEED, METRICS_FILE,  # noqa: F401
+from .persistence import (MAX_SEED, METRICS_FILE,  # noqa: F401
                           MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
                           read_metrics, read_run, sha256_file)
 
@@ -69,17 +70,19 @@ def evaluation_data(dataset: Dataset, binarize: str) -> tuple[np.ndarray, np.nda
 
 
 def metrics_for(model, dataset: Dataset) -> dict:
-    """Per-sample log-likelihood (for a VAE the ELBO: L_B, one seeded sample per point)
-    on train and test, in nats and bits/dim. A VAE trained on binarised pixels is scored
-    on the data binarised once with ``EVAL_SEED`` (:func:`evaluation_data`), so that
+    """Per-sample log-likelihood (for a model without a closed-form one, a VAE, its
+    ``score_samples``: the ELBO L_B, one seeded sample per point) on train and test, in
+    nats and bits/dim. A model trained on binarised pixels is scored on the data
+    binarised once with ``EVAL_SEED`` (:func:`evaluation_data`), so that
     ``elbokit evaluate`` repeats the figures ``elbokit fit vae`` recorded."""
-    vae = kind_of(model) == "vae"
-    if not getattr(model, "has_density", True):  # the Autoencoder: no log p(x)
+    model = as_model(model)
+    if not model.has_density:  # the Autoencoder: no log p(x)
         return _reconstruction_metrics(model, dataset)
-    binarize = model.training_.binarize if vae else "none"
+    exact = model.exact_log_likelihood
+    binarize = model.binarize
     train, test = evaluation_data(dataset, binarize)
     d = train.shape[1]
-    name = "elbo" if vae else "loglike"
+    name = "loglike" if exact else "elbo"
     result = {} if test.shape[0] else {"test_note": NO_TEST_SET}
     for split, X in (("train", train), ("test", test)):
         if X.shape[0] == 0:  # --test-fraction 0: no held-out rows, no test metrics
@@ -87,7 +90,7 @@ def metrics_for(model, dataset: Dataset) -> dict:
         value = float(np.mean(model.score_samples(X, **condition_of(model, dataset, split))))
         result[f"{split}_{name}"] = value
         result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
-    if vae:
+    if not exact:
         result["quantity"] = "ELBO (lower bound on log p(x)), nats/sample"
         result["bits_per_dim_note"] = ("-ELBO / (d ln 2) of the data as scored (no "
                                        "dequantization)")
@@ -119,13 +122,13 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     """Fit ``model`` on ``dataset.train``, save it to ``out`` and write metrics.json and
     run.json (with the run's :func:`run_key`), holding the run directory's lock.
 
-    A VAE (:func:`_fit_vae`) with ``checkpoint`` writes a checkpoint each epoch to
+    A model trained in epochs (``"checkpoint_dir"`` in its ``fit_options``: a VAE;
+    :func:`_fit_epochs`) with ``checkpoint`` writes a checkpoint each epoch to
     ``out/checkpoints`` (``resume``: continue from it; ``on_nan``, ``callbacks``: see
-    ``VAE.fit``), holds out a
-    ``validation_fraction`` of the training rows (then part of the key), and is
-    refused if it diverged on the test rows. Under torchrun the ranks other than 0
-    fit, write nothing and return None."""
-    vae = kind_of(model) == "vae"
+    ``VAE.fit``), holds out a ``validation_fraction`` of the training rows (then part of
+    the key), and is refused if it diverged on the test rows. Under torchrun the ranks
+    other than 0 fit, write nothing and return None."""
+    epochs = "checkpoint_dir" in as_model(model).fit_options  # a training loop: _fit_epochs
     params = model.get_params()
     extra = {} if validation_fraction is None else {"validation_fraction": validation_fraction}
     if dataset.load_options is not None:  # an image folder's resize/crop shape the data
@@ -137,21 +140,18 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     with RunLock(out):
         out = prepare_out_dir(out, overwrite=overwrite)
         start = time.perf_counter()
-        if vae:
+        if epochs:
             checkpoint_dir = out / VAE_CHECKPOINTS if checkpoint else None
-            if not _fit_vae(model, dataset, validation_fraction or 0.0, seed,
-                            checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
-                            callbacks=callbacks):
+            if not _fit_epochs(model, dataset, validation_fraction or 0.0, seed,
+                               checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
+                               callbacks=callbacks):
                 return None
         else:
             model.fit(dataset.train)
         seconds = time.perf_counter() - start
         metrics = metrics_for(model, dataset)
         check_finite_metrics(metrics, out)
-        iterations = getattr(model, "n_iter_", None)
-        if iterations is None and getattr(model, "history_", None):
-            iterations = len(model.history_)  # VAE: epochs run
-        metrics.update(fit_seconds=seconds, iterations=iterations,
+        metrics.update(fit_seconds=seconds, iterations=model.n_iter_,
                        n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
                        n_features=int(dataset.train.shape[1]))
         run = {"kind": kind_of(model), "data": spec, "seed": seed, "latent": latent_of(model),
@@ -165,8 +165,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
             run["load_options"] = dataset.load_options
         if dataset.columns is not None:  # evaluate and report read the same columns
             run["columns"] = dataset.columns
-        if vae:
-            metrics.update(_vae_metrics(model, dataset))
+        if epochs:
+            metrics.update(_epoch_metrics(model, dataset))
             run.update(extra, resumed=resume)
         try:
             save_model(model, out, extra=names_of(dataset))
@@ -178,18 +178,18 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     return metrics
 
 
-# --------------------------------------------------------------------------- VAE runs
+# --------------------------------------------------------------------------- runs in epochs
 
-def _fit_vae(model, dataset: Dataset, validation_fraction: float, seed: int, *,
-             checkpoint_dir, resume: bool, on_nan: str, callbacks=None) -> bool:
-    """Fit a VAE (on the data's column names, so the model keeps them); False on the
-    torchrun ranks that write nothing. A fit that diverged on the test rows raises
-    (nothing is written)."""
+def _fit_epochs(model, dataset: Dataset, validation_fraction: float, seed: int, *,
+                checkpoint_dir, resume: bool, on_nan: str, callbacks=None) -> bool:
+    """Fit a model trained in epochs (a VAE; on the data's column names, so the model
+    keeps them); False on the torchrun ranks that write nothing. A fit that diverged
+    on the test rows raises (nothing is written)."""
     from .nn import distributed
 
     fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
     y = None
-    if getattr(model, "conditional", False):  # --condition-on labels: the rows' labels
+    if model.conditional:  # --condition-on labels: the rows' labels
         labels = check_labels_for_condition(dataset)
         y, y_val = split_validation(labels, validation_fraction, seed)
         validation = None if validation is None else (validation, y_val)
@@ -217,10 +217,9 @@ def check_labels_for_condition(dataset: Dataset) -> np.ndarray:
 def condition_of(model, dataset: Dataset, split: str) -> dict:
     """``{"y": labels}`` of the ``split`` ("train" or "test") rows for a conditional
     VAE, else {}: the keyword its scoring methods take."""
-    architecture = getattr(model, "architecture_", None)
-    if architecture is None or not getattr(architecture, "conditional", False):
+    if not as_model(model).conditional:
         return {}
-    labels = getattr(dataset, f"{split}_labels")
+    labels = dataset.train_labels if split == "train" else dataset.test_labels
     if labels is None:
         raise DataError(f"the model is conditioned on class labels, and "
                         f"{dataset.name or 'the data'} has "
@@ -228,14 +227,16 @@ def condition_of(model, dataset: Dataset, split: str) -> dict:
     return {"y": labels}
 
 
-def _vae_metrics(model, dataset: Dataset) -> dict:
-    """What a VAE's metrics.json adds: epochs run, throughput, skipped batches."""
-    seconds = sum(h["seconds"] for h in model.history_)
+def _epoch_metrics(model, dataset: Dataset) -> dict:
+    """What the metrics.json of a model trained in epochs adds (from its
+    ``training_curve()``, one dict per epoch): epochs run, throughput, skipped batches."""
+    history = model.training_curve() or []
+    seconds = sum(h["seconds"] for h in history)
     n_train = int(dataset.train.shape[0])
-    metrics = {"epochs": len(model.history_),
-               "images_per_second": n_train * len(model.history_) / seconds if seconds > 0
+    metrics = {"epochs": len(history),
+               "images_per_second": n_train * len(history) / seconds if seconds > 0
                else None}
-    skipped = [h["skipped_batches"] for h in model.history_ if "skipped_batches" in h]
+    skipped = [h["skipped_batches"] for h in history if "skipped_batches" in h]
     if skipped:
         metrics["skipped_batches"] = int(sum(skipped))
     return metrics
@@ -264,7 +265,7 @@ def with_names(X, names):
     return pandas.DataFrame(X, columns=[str(n) for n in names], copy=False)
 
 
-RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, ARRAYS_FILE, WEIGHTS_FILE)
+RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, WEIGHTS_FILE)
 
 
 def remove_run_files(out: Path) -> None:
@@ -275,10 +276,9 @@ def remove_run_files(out: Path) -> None:
 
 
 def latent_of(model) -> int | None:
-    """The latent size of a fitted model: ``n_components_``, or a VAE's latent_dim."""
-    latent = getattr(model, "n_components_", None)
-    if latent is None and getattr(model, "architecture_", None) is not None:
-        latent = model.architecture_.latent_dim
+    """The latent size of a fitted model (``latent_dim_``; None for none left, a VBPCA
+    that switched every component off)."""
+    latent = as_model(model).latent_dim_
     return int(latent) if latent else None
 
 

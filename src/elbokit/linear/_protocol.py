@@ -28,17 +28,12 @@ class LinearProtocolMixin:
     fit_options: frozenset = frozenset()  # fit(X) takes no training-loop keywords
     binarize = "none"  # the rows are scored as given
     samplers = ("prior",)  # sample(): z ~ N(0, I), x = W z + mu + noise
+    n_iter_ = None  # iterations run: None for a closed-form fit (the iterative ones set it)
 
     @property
     def accepts_missing(self) -> bool:
         """Whether fit takes NaN entries as missing values (with these settings)."""
         return self._allow_nan_now()
-
-    @property
-    def n_iterations(self) -> int | None:
-        """Iterations the fit ran (``n_iter_``), None for a closed-form fit (PCA)."""
-        check_is_fitted(self)
-        return vars(self).get("n_iter_")
 
     @property
     def latent_dim_(self) -> int:

@@ -9,9 +9,10 @@ import os
 import numpy as np
 
 from ..protocol import as_model
-from ._base import _pyplot, _range, _save, _show, _show_rows, _tile, curves_figure, decode_mean, \
-    encode_mean, grey_shape, image_grid
+from ._base import (_pyplot, _range, _save, _show, _show_rows, _tile, curves_figure,
+                    decode_mean, encode_mean, grey_shape, image_grid)
 from .latent import common_figures
+from .tables import table_figures
 
 
 def samples_figure(model, image_shape, path, *, n: int = 64, random_state: int = 0) -> list[str]:
@@ -20,7 +21,7 @@ def samples_figure(model, image_shape, path, *, n: int = 64, random_state: int =
     the Gaussian mixture over its training codes (``sample(sampler="gmm")``). Returns
     the panels' titles."""
     images = model.sample(n, random_state=random_state)
-    if not getattr(model, "has_gmm_sampler_", False):
+    if "gmm" not in as_model(model).samplers:
         title = f"{n} samples from the prior"
         image_grid(images, image_shape, path, title=title)
         return [title]
@@ -112,8 +113,7 @@ def traversals_figure(model, X, image_shape, path, *, dims=None, steps: int = 9,
     dims = list(range(min(L, 10))) if dims is None else list(dims)[:16]
     if not dims:
         dims = [0]
-    center, scale = model.prior_moments() if hasattr(model, "prior_moments") \
-        else (np.zeros(L), np.ones(L))
+    center, scale = as_model(model).prior_moments()
     values = np.linspace(-span, span, steps)
     rows = []
     for j in dims:
@@ -181,8 +181,8 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
     if dataset.image_shape is None:
         figures = table_figures(model, dataset, out_dir, history=history)
         return {name: figure.path for name, figure in figures.items()}
-    if getattr(getattr(model, "architecture_", None), "conditional", False):
-        if getattr(model, "classes_", None) is None:  # covariates: no per-class grid
+    if as_model(model).conditional:
+        if model.classes_ is None:  # covariates: no per-class grid
             return {}
         return conditional_figures(model, dataset, out_dir, history=history)
     X = dataset.test[:2000]
@@ -255,14 +255,14 @@ def ae_vae_figure(ae, vae, X_train, X, image_shape, path, *, n: int = 8,
     """The lecture's two advantages of the VAE over the AE, on one page.
 
     Generation: the AE's decoder fed codes from N(0, I) and from a Gaussian fitted to its
-    training codes (``ae.sample(source=...)``), beside the VAE's prior samples. Uncertainty:
+    training codes (``ae.sample(sampler="fitted")``), beside the VAE's prior samples. Uncertainty:
     test images, the AE's single reconstruction, the VAE's reconstruction and its
     per-pixel std of the decoder mean over ``n_samples`` posterior draws (the AE has one
     code per image, so it has no such spread)."""
     plt = _pyplot()
     X = np.asarray(X[:n])
-    fitted = ae.sample(n, random_state=random_state, source="fitted") \
-        if "source" in _parameters(ae.sample) else ae.sample(n, random_state=random_state)
+    fitted = ae.sample(n, random_state=random_state, sampler="fitted") \
+        if "fitted" in as_model(ae).samplers else ae.sample(n, random_state=random_state)
     rows = [("AE decoder, z ~ N(0, I)", ae.sample(n, random_state=random_state)),
             ("AE decoder, z ~ Gaussian fitted to its codes", fitted),
             ("VAE decoder, z ~ N(0, I) (its prior)", vae.sample(n, random_state=random_state)),
@@ -280,9 +280,3 @@ def ae_vae_figure(ae, vae, X_train, X, image_shape, path, *, n: int = 8,
                   vmax=max(float(std.max()), 1e-12), cmap="magma")
     fig.colorbar(image, ax=axes[-1], fraction=0.02)
     _save(fig, path)
-
-
-def _parameters(fn) -> set:
-    import inspect
-
-    return set(inspect.signature(fn).parameters)

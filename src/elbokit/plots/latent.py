@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..linear._interpret import complete_rows
+from ..protocol import as_model
 from ._base import _pyplot, _save, _tick_texts, bar_figure, curves_figure, encode_mean
 
 
@@ -67,7 +68,7 @@ def common_figures(model, X, labels, out_dir, history, *, label_names=None,
         written["latent"] = str(out_dir / "latent.png")
     observed = X if not np.isnan(X).any() else complete_rows(X)  # rows with NaN: left out
     # no KL for point codes (the Autoencoder: q(z|x) has no spread, has_density False)
-    if kl and n_latent and observed.shape[0] and getattr(model, "has_density", True):
+    if kl and n_latent and observed.shape[0] and as_model(model).has_density:
         bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
                    title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
         written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")

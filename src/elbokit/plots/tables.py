@@ -15,7 +15,7 @@ import numpy as np
 from ..evaluate import per_feature_errors
 from ..linear._interpret import communalities, complete_rows, standardized_loadings
 from ..protocol import as_model
-from ._base import MAX_FEATURES_SHOWN, Figure, _finish_chart, _pyplot, _save, _shown_features, \
+from ._base import Figure, _finish_chart, _pyplot, _save, _shown_features, \
     _tick_texts, feature_labels
 from .factors import parallel_scree_figure, relevance_figure
 from .latent import common_figures
