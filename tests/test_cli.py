@@ -18,6 +18,10 @@ def test_fit_evaluate_sample(tmp_path, capsys):
     assert f"{metrics['test_loglike']:.3f}" in capsys.readouterr().out
     assert main(["sample", str(out), "-n", "16", "--out", str(tmp_path / "g.png")]) == 0
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["sample", str(out), "--sampler", "gmm", "--out", str(tmp_path / "h.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--sampler 'gmm': the fa model" in err and "'prior'" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -39,7 +39,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
         columns = recorded_columns(read_run(run_dir), run_dir)
     dataset = data_module.load(data, data_dir=data_dir, seed=seed,
                                test_fraction=0.0 if whole else test_fraction,
-                               allow_nan=accepts_missing(model), columns=columns,
+                               allow_nan=model.accepts_missing, columns=columns,
                                drop_columns=drop_columns)
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
@@ -53,15 +53,6 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
         metrics = every_row_metrics(metrics, dataset.train)
     print_metrics(f"{run_dir} on {data}" + (f" (every row: {dataset.train.shape[0]})"
                                             if whole else ""), metrics)
-
-
-def accepts_missing(model) -> bool:
-    """Whether ``model`` scores rows with missing (NaN) entries: scikit-learn's
-    ``allow_nan`` input tag (FA, PPCA solver='em', VBPCA)."""
-    try:
-        return bool(model.__sklearn_tags__().input_tags.allow_nan)
-    except AttributeError:  # not a scikit-learn estimator (a VAE): no missing values
-        return False
 
 
 def every_row_metrics(metrics: dict, X) -> dict:
@@ -113,12 +104,11 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if shape is None:
         raise DataError(f"the model in {run_dir} was not fitted on images "
                         f"({model.n_features_in_} features); cannot draw a grid")
-    is_vae = getattr(model, "kind", None) == "vae"
-    if sampler != "prior" and not is_vae:
-        raise ParameterError(f"--sampler {sampler!r}: only 'prior' applies to a "
-                             f"{getattr(model, 'kind', type(model).__name__)} model")
+    if sampler not in model.samplers:
+        raise ParameterError(f"--sampler {sampler!r}: the {model.kind} model in {run_dir} "
+                             f"draws with {' or '.join(map(repr, model.samplers))}")
     options = {} if sampler == "prior" else {"sampler": sampler}
-    conditional = is_vae and model.conditional_
+    conditional = model.conditional
     y = _label_of(model, label, run_dir, conditional)
     if conditional and y is None:  # a grid of rows, one per class
         from ..plots import MAX_CLASSES_SHOWN, class_samples_figure
