@@ -28,6 +28,13 @@ def _one_line(capsys, match: str) -> str:
     return err
 
 
+def set_run_field(run_dir, field, value) -> None:
+    """Rewrite one field of a run's run.json (a tampered or hand-edited file)."""
+    run = json.loads((run_dir / "run.json").read_text())
+    run[field] = value
+    (run_dir / "run.json").write_text(json.dumps(run))
+
+
 @pytest.fixture
 def table(tmp_path):
     """A small CSV of 120 rows x 6 correlated features."""
@@ -184,9 +191,7 @@ def pca_run(tmp_path):
                                           ("seed", -1), ("latent", 1.5),
                                           ("feature_names", [1, 2])])
 def test_bad_run_json_fields_are_one_line(pca_run, tmp_path, capsys, field, value):
-    run = json.loads((pca_run / "run.json").read_text())
-    run[field] = value
-    (pca_run / "run.json").write_text(json.dumps(run))
+    set_run_field(pca_run, field, value)
     capsys.readouterr()
     code = main(["sample", str(pca_run), "-n", "4", "--out", str(tmp_path / "s.png")])
     if field in ("image_shape",):

@@ -14,6 +14,7 @@ from elbokit.linear import _interpret as interpret
 from elbokit.cli import main
 from elbokit.vi import VBPCA
 from test_report import CHROMIUM, render
+from test_run_cache import set_run_field
 
 from conftest import sample_linear_gaussian
 
@@ -120,9 +121,7 @@ def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, tmp_path, cap
 
     run = tmp_path / "run"
     shutil.copytree(fa_run, run)
-    meta = json.loads((run / "run.json").read_text())
-    meta[field] = value
-    (run / "run.json").write_text(json.dumps(meta))
+    set_run_field(run, field, value)
     capsys.readouterr()
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
@@ -152,10 +151,8 @@ def test_report_scores_the_split_the_run_was_fitted_on(wine_csv, tmp_path, monke
 @pytest.fixture(scope="module")
 def fa_data():
     rng = np.random.default_rng(3)
-    d, L = 12, 3
-    W = rng.standard_normal((d, L))
-    psi = rng.uniform(0.1, 0.5, d)
-    return sample_linear_gaussian(4000, W, psi, np.zeros(d), seed=4), W, psi
+    W, psi = rng.standard_normal((12, 3)), rng.uniform(0.1, 0.5, 12)  # 3 factors, 12 features
+    return sample_linear_gaussian(4000, W, psi, np.zeros(12), seed=4), W, psi
 
 
 @pytest.mark.parametrize("make", [lambda: PCA(3), lambda: PPCA(3), lambda: FactorAnalysis(3),
