@@ -5,7 +5,7 @@ A model of data x with latents z, a prior p(z), a decoder p(x|z) and a posterior
 (exact, or the encoder's approximation) q(z|x), is read only through the members
 below. :mod:`elbokit.evaluate`, :mod:`elbokit.plots`, :mod:`elbokit.report`,
 :mod:`elbokit.runs` and ``elbokit compare`` use nothing else (no ``getattr`` or
-``hasattr`` on a model, no comparison of kind names: ``tests/test_protocol_door.py``
+``hasattr`` on a model, no comparison of kind names: ``tests/test_protocol.py``
 holds them to it), so a new kind of model that implements them (and registers itself
 with :func:`elbokit.kinds.register_kind`) gets every metric, figure and report page
 with no other change.
