@@ -34,6 +34,13 @@ def idx_bytes(type_code, dims, payload=b""):
     return bytes([0, 0, type_code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + payload
 
 
+def idx_file(path, type_code, dims, payload=b"", compress=False):
+    """An IDX file at ``path`` (gzip-compressed with ``compress``); returns the path."""
+    raw = idx_bytes(type_code, dims, payload)
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
 def one_line_error(call, match):
     with pytest.raises(DataError, match=match) as info:
         call()
@@ -219,9 +226,7 @@ def test_npz_damage(tmp_path):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_dimensions_that_overflow(tmp_path, compress):
-    raw = idx_bytes(0x08, [2**32 - 1] * 3, b"\0" * 64)
-    path = tmp_path / "o"
-    path.write_bytes(gzip.compress(raw) if compress else raw)
+    path = idx_file(tmp_path / "o", 0x08, [2**32 - 1] * 3, b"\0" * 64, compress)
     match = "needs .* GiB of memory" if compress else "truncated or corrupted"
     one_line_error(lambda: data.read_idx(path), match)
     assert peak_bytes(lambda: data.read_idx(path)) < 2**20
@@ -229,9 +234,7 @@ def test_idx_dimensions_that_overflow(tmp_path, compress):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_with_zero_images(tmp_path, compress):
-    path = tmp_path / "z"
-    raw = idx_bytes(0x08, [0, 28, 28])
-    path.write_bytes(gzip.compress(raw) if compress else raw)
+    path = idx_file(tmp_path / "z", 0x08, [0, 28, 28], compress=compress)
     one_line_error(lambda: data.read_idx(path), r"shape \(0, 28, 28\), which holds no data")
 
 
@@ -355,9 +358,7 @@ def test_zip_member_whose_directory_lies_about_its_size(tmp_path, monkeypatch):
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_with_255_huge_dimensions_is_a_short_message(tmp_path, compress):
     # found by tests/test_fuzz_data.py: 'GiB' of a 2^8000-byte claim overflowed a float
-    raw = idx_bytes(0x0E, [2**32 - 1] * 255, b"\0" * 16)
-    path = tmp_path / "wide"
-    path.write_bytes(gzip.compress(raw) if compress else raw)
+    path = idx_file(tmp_path / "wide", 0x0E, [2**32 - 1] * 255, b"\0" * 16, compress)
     message = one_line_error(lambda: data.read_idx(path), "IDX header gives shape|GiB")
     assert len(message) < 300
 

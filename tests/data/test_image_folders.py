@@ -111,17 +111,23 @@ def test_bad_folders_and_files_fail_in_one_line_naming_them(tmp_path, monkeypatc
     with pytest.raises(DataError, match="both at its top level"):
         data.load(str(folder))
     (folder / "sub" / "x.png").unlink()
-    monkeypatch.setattr(_images, "MAX_FILES", 1)
-    with pytest.raises(DataError, match="2 image files, more than the 1"):
-        data.load(str(folder))
-    monkeypatch.setattr(_images, "MAX_FILES", 10)
-    monkeypatch.setattr(_images, "MAX_PIXELS", 15)
-    with pytest.raises(DataError, match="0.png has 4x4 pixels, more than the 15"):
-        data.load(str(folder))
-    monkeypatch.setattr(_images, "MAX_PIXELS", 100)
-    monkeypatch.setattr(memory, "available_memory", lambda: 100)  # bytes
-    with pytest.raises(DataError, match="2 images of 1x4x4 needs .* only"):
-        data.load(str(folder))
+
+
+@pytest.mark.parametrize("limit, value, message", [
+    ("MAX_FILES", 1, "2 image files, more than the 1"),
+    ("MAX_PIXELS", 15, "0.png has 4x4 pixels, more than the 15"),
+    ("memory", 100, "2 images of 1x4x4 needs .* only"),  # bytes available
+])
+def test_folders_beyond_a_limit_are_refused_before_reading(tmp_path, monkeypatch, limit,
+                                                           value, message):
+    for i in range(2):
+        _write(tmp_path / f"{i}.png", np.zeros((4, 4)))
+    if limit == "memory":
+        monkeypatch.setattr(memory, "available_memory", lambda: value)
+    else:
+        monkeypatch.setattr(_images, limit, value)
+    with pytest.raises(DataError, match=message):
+        data.load(str(tmp_path))
 
 
 @pytest.fixture(scope="module")

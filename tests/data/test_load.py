@@ -316,17 +316,16 @@ def test_csv_keeps_digits_that_float32_would_lose(tmp_path):
     assert len(np.unique(np.concatenate([ds.train, ds.test]))) == 4
 
 
-def test_csv_shape_errors_and_separator_hint(tmp_path):
-    with pytest.raises(DataError, match="line 3 has 3 cells, expected 2"):
-        data.load(write(tmp_path / "w.csv", "a,b\n1,2\n3,4,5\n"))
-    with pytest.raises(DataError, match="seems to use ';'"):
-        data.load(write(tmp_path / "s.csv", "a;b\n1;2\n3;4\n"))
-    with pytest.raises(DataError, match="header but no data rows"):
-        data.load(write(tmp_path / "h.csv", "a,b\n"))
-    with pytest.raises(DataError, match="is empty"):
-        data.load(write(tmp_path / "e.csv", "\n\n"))
-    with pytest.raises(DataError, match="longer than"):
-        data.load(write(tmp_path / "l.csv", "1," * (data.CSV_MAX_LINE_BYTES // 2 + 1)))
+@pytest.mark.parametrize("text, message", [
+    ("a,b\n1,2\n3,4,5\n", "line 3 has 3 cells, expected 2"),
+    ("a;b\n1;2\n3;4\n", "seems to use ';'"),
+    ("a,b\n", "header but no data rows"),
+    ("\n\n", "is empty"),
+    ("1," * (data.CSV_MAX_LINE_BYTES // 2 + 1), "longer than"),
+])
+def test_csv_shape_errors_and_separator_hint(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        data.load(write(tmp_path / "t.csv", text))
 
 
 def test_csv_that_does_not_fit_in_memory(tmp_path, monkeypatch):
