@@ -15,6 +15,7 @@ from elbokit.exceptions import ModelFileError
 from elbokit.persistence import sha256_file
 
 from conftest import edit_json as _rewrite
+from conftest import one_line_exit_2 as _one_line_exit_2
 from elbokit.models import load_model
 
 torch = pytest.importorskip("torch")
@@ -23,14 +24,6 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 
 TINY = ["--data", "digits", "--latent", "2", "--hidden", "8", "--no-progress"]
-
-
-def _one_line_exit_2(argv, capsys, match: str) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and match in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -36,12 +36,8 @@ from .tensors import (MAX_HEADER_BYTES, MAX_TENSORS, NUMPY_DTYPES, SAFETENSORS_D
                       header_bytes, load_arrays, read_safetensors, read_safetensors_header,
                       save_arrays, write_safetensors)
 
-#: the tensor file of format version 1's classical models; only runs.py's list of run
-#: files still names it (to be dropped there)
-ARRAYS_FILE = "arrays.safetensors"
-
 __all__ = [
-    "ARRAYS_FILE", "CHECKPOINT_FILE", "CHECKPOINT_NAME", "DESCRIPTION_KEY", "FEATURE_NAMES",
+    "CHECKPOINT_FILE", "CHECKPOINT_NAME", "DESCRIPTION_KEY", "FEATURE_NAMES",
     "FITTED_NAME", "FORMAT_VERSION", "MAX_HEADER_BYTES", "MAX_JSON_BYTES", "MAX_SEED",
     "MAX_TENSORS", "METRICS_FILE", "MODEL_FILE", "ModelRecord", "NUMPY_DTYPES",
     "POSITIVE_ATTRIBUTES", "REQUIRED_ATTRIBUTES", "RUN_FILE", "SAFETENSORS_DTYPES",
