@@ -178,7 +178,7 @@ def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
     # a diverged fit (a VAE's) is a failure, not a row
     model.check_fit(dataset.test, "test", reference=dataset.train)
     features = _feature_columns(model, dataset)
-    if not getattr(model, "has_density", True):  # the Autoencoder: no log p(x), no ELBO
+    if not model.has_density:  # the Autoencoder: no log p(x), no ELBO
         n_active, _ = active_units(model, dataset.test)
         return {"test_loglike": None, "stderr": None, "method": NO_DENSITY, "test_elbo": None,
                 "active_units": n_active, "fit_seconds": fit_seconds, **features}

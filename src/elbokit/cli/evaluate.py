@@ -95,8 +95,9 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     model = load_model(run_dir)
     from ..persistence import check_memory
 
-    # the samples in float64 and their latents, the grid image and the figure: ~4 copies
-    check_memory(4 * 8 * n * (model.n_features_in_ + 64), f"sample -n {n}",
+    # the samples in float64 and their latents, the grid image and the figure: ~4 copies,
+    # and as much again for the plotting library's own (the refusal as before this rule)
+    check_memory(8 * 8 * n * (model.n_features_in_ + 64), f"sample -n {n}",
                  error=ParameterError)
     if n > MAX_GRID:
         raise ParameterError(f"-n {n} samples make an unreadable grid; draw at most {MAX_GRID}")

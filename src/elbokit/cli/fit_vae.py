@@ -101,7 +101,7 @@ def fit_vae(**options):
 
 def check_resumed_settings(out: Path, options: dict) -> None:
     """Refuse ``--resume`` with training settings the checkpoint in ``out`` does not
-    allow to change: the library's rule (:func:`elbokit.nn.resume.check_resume`), run
+    allow to change: the library's rule (:func:`elbokit.nn.train.resume.check_resume`), run
     before any data is loaded; its warnings come from the fit."""
     from ..exceptions import ModelFileError
     from ..nn.train.resume import check_resume

@@ -33,7 +33,7 @@ def setting(default, help: str, *, choices=None, minimum=None, positive: bool = 
     CLI option's name (default ``--name-with-dashes``); ``cli=False`` keeps a
     setting off the command line; ``positional``: the estimator's first argument.
     ``resume``: whether a resumed fit may change the setting (one of
-    :data:`RESUME_RULES`; the rule is applied by :mod:`elbokit.nn.resume`)."""
+    :data:`RESUME_RULES`; the rule is applied by :mod:`elbokit.nn.train.resume`)."""
     if resume not in RESUME_RULES:
         raise ValueError(f"resume must be one of {RESUME_RULES}; got {resume!r}")
     metadata = {"help": help, "choices": choices, "minimum": minimum, "positive": positive,
