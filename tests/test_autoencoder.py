@@ -75,7 +75,7 @@ def test_save_load_round_trip_is_exact(ae, digits, tmp_path):
     elbokit.save_model(ae, tmp_path / "ae")
     loaded = elbokit.load_model(tmp_path / "ae")
     assert type(loaded) is elbokit.Autoencoder
-    assert loaded.get_params() == ae.get_params()
+    assert loaded.get_params() == {**ae.get_params(), "encoder": "mlp", "decoder": "mlp"}
     for method in ("transform", "reconstruct", "score_samples"):
         np.testing.assert_array_equal(getattr(loaded, method)(digits.test),
                                       getattr(ae, method)(digits.test))
@@ -85,16 +85,16 @@ def test_save_load_round_trip_is_exact(ae, digits, tmp_path):
 
 
 def test_tampered_files_are_one_line_errors(ae, tmp_path):
-    from conftest import edit_json
+    from conftest import edit_json, edit_model_json
 
     elbokit.save_model(ae, tmp_path / "a")
     meta = tmp_path / "a" / "model.json"
-    edit_json(meta, lambda m: m["params"].update(hidden=[64]))
+    edit_json(meta, lambda m: m["settings"]["architecture"].update(hidden=[64]))
     with pytest.raises(ModelFileError):
         elbokit.load_model(tmp_path / "a")
     elbokit.save_model(ae, tmp_path / "b")
-    edit_json(tmp_path / "b" / "model.json", lambda m: m["params"].update(epochs=-1),
-              drop_digest=True)
+    edit_model_json(tmp_path / "b" / "model.json",
+                    lambda m: m["settings"]["training"].update(epochs=-1))
     with pytest.raises(ModelFileError, match="epochs"):
         elbokit.load_model(tmp_path / "b")
     elbokit.save_model(ae, tmp_path / "c")

@@ -84,14 +84,18 @@ def test_saved_and_loaded_with_its_classes(digits, tmp_path):
     loaded = VAE.load(tmp_path)
     assert loaded.classes_.tolist() == list(range(10)) and loaded.n_condition_ == 10
     np.testing.assert_array_equal(loaded.elbo(X, y=y), vae.elbo(X, y=y))
+    from elbokit.persistence import model_file
+    from elbokit.persistence.files import description_digest
+
     meta = json.loads((tmp_path / "model.json").read_text())
     for bad, message in [(list(range(9)), "classes must be 10 distinct"),
                          ([0.5] * 10, "list of integers or of strings"),
                          (None, "needs y")]:
         edited = json.loads(json.dumps(meta))
-        edited["architecture"]["classes"] = bad
+        edited["settings"]["architecture"]["classes"] = bad
         if bad is None:
-            edited["architecture"]["condition_dim"] = 0
+            edited["settings"]["architecture"]["condition_dim"] = 0
+        edited["sha256"]["description"] = description_digest(edited, model_file.DESCRIBED)
         with pytest.raises(ModelFileError, match=message):
             VAE.load(tmp_path, meta=edited)
 
@@ -131,7 +135,7 @@ def test_cli_conditions_on_the_data_sets_labels_and_the_report_draws_a_grid_per_
             "--epochs", "1", "--no-progress", "--condition-on", "labels",
             "--validation-fraction", "0.1", "--out", str(out)]
     assert main(argv) == 0
-    model = json.loads((out / "model.json").read_text())["architecture"]
+    model = json.loads((out / "model.json").read_text())["settings"]["architecture"]
     assert model["conditional"] is True and model["classes"] == list(range(10))
     loaded = VAE.load(out)
     metrics = json.loads((out / "metrics.json").read_text())

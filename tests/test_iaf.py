@@ -14,7 +14,6 @@ from elbokit.nn.importance import importance_log_likelihood
 from elbokit.nn.model import VAENetwork
 from elbokit.nn.objectives import IWAE, AnalyticKLELBO as EstimatorB, MonteCarloELBO as EstimatorA
 
-from conftest import edit_json
 
 
 def _random_flow(L=4, steps=3, hidden=(12, 10), context=3, seed=0):
@@ -162,22 +161,3 @@ def test_fitted_iaf_model_moves_off_the_identity_and_bounds_are_ordered(digits, 
     assert loaded.get_params()["posterior"] == "iaf"
     again = log_likelihood(loaded, Xt, n_importance=200, random_state=1)
     np.testing.assert_allclose(again.values, ll.values, rtol=1e-6)
-
-
-def test_old_model_files_without_the_new_fields_load(digits, tmp_path):
-    vae = VAE(2, hidden=(16,), epochs=1, progress=False).fit(digits.train[:100])
-    vae.save(tmp_path)
-    path = tmp_path / "model.json"
-
-    def drop_new_fields(meta):
-        for key in ("posterior", "flow_steps", "flow_hidden", "flow_context"):
-            del meta["architecture"][key]
-        for key in ("kl_warmup", "free_bits", "beta"):
-            del meta["training"][key]
-
-    # old files carry neither these fields nor the description digest
-    edit_json(path, drop_new_fields, drop_digest=True)
-    loaded = VAE.load(tmp_path)
-    assert loaded.architecture_.posterior == "gaussian"
-    assert (loaded.training_.kl_warmup, loaded.training_.free_bits,
-            loaded.training_.beta) == (0, 0.0, 1.0)

@@ -142,8 +142,8 @@ def test_save_load_round_trips_the_prior_exactly(digits, tmp_path, prior):
     vae = VAE(3, prior=prior, prior_components=3, **FAST).fit(digits.train[:400])
     vae.save(tmp_path / "m")
     loaded = VAE.load(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "model.json").read_text())["architecture"][
-        "prior"] == prior
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["settings"]["architecture"]["prior"] == prior
     state = _prior_state(vae)
     assert state and all(torch.equal(state[k], v) for k, v in _prior_state(loaded).items())
     assert np.array_equal(vae.score_samples(digits.test), loaded.score_samples(digits.test))
@@ -181,8 +181,8 @@ def test_a_custom_prior_is_trained_saved_and_loaded_only_with_the_callers_class(
     assert torch.count_nonzero(mine.log_scale) == 0  # the caller's object was copied
     assert torch.count_nonzero(vae.model_.prior.log_scale) == 3  # the copy was trained
     vae.save(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "model.json").read_text())["architecture"][
-        "prior"] == "custom"
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["settings"]["architecture"]["prior"] == "custom"
     with pytest.raises(ParameterError, match="custom prior: pass VAE.load"):
         VAE.load(tmp_path / "m")
     loaded = VAE.load(tmp_path / "m", prior=LaplacePrior(3))
@@ -214,7 +214,7 @@ def test_cli_fit_vae_with_the_vamp_prior_on_digits(tmp_path, capsys):
             "--gmm-components", "3",
             "--out", str(out)]
     assert main(argv) == 0
-    model = json.loads((out / "model.json").read_text())["architecture"]
+    model = json.loads((out / "model.json").read_text())["settings"]["architecture"]
     assert model["prior"] == "vamp" and model["prior_components"] == 5
     vae = VAE.load(out)
     assert vae.model_.prior.pseudo_inputs.shape == (5, 64)

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from elbokit.data import load  # noqa: E402
 from conftest import assert_same_weights as _assert_same_weights  # noqa: E402
 from conftest import edit_json as _edit_json  # noqa: E402
+from conftest import edit_model_json  # noqa: E402
 from elbokit.exceptions import (DataError, ModelFileError, ParameterError,  # noqa: E402
                                 TrainingError)
 from elbokit.nn import VAE, AnalyticKLELBO as EstimatorB, ArchitectureConfig, TrainingConfig  # noqa: E402
@@ -353,7 +354,8 @@ def test_save_load_round_trip(fitted, digits, tmp_path):
     fitted.save(tmp_path)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["kind"] == "vae" and meta["format_version"] >= 1
-    assert meta["architecture"]["latent_dim"] == 4 and meta["history"] == fitted.history_
+    assert meta["settings"]["architecture"]["latent_dim"] == 4
+    assert meta["history"] == fitted.history_
     loaded = VAE.load(tmp_path)
     _assert_same_weights(_weights(fitted), _weights(loaded))
     X = digits.test
@@ -368,20 +370,22 @@ def test_save_load_round_trip(fitted, digits, tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m["architecture"].update(latent_dim="four"), "latent_dim must be an integer"),
-    (lambda m: m["architecture"].update(hidden=[64, "x"]), "list of integers"),
-    (lambda m: m["architecture"].update(surprise=1), "unknown field"),
-    (lambda m: m["architecture"].pop("n_features"), "n_features"),
-    (lambda m: m["architecture"].update(latent_dim=5), "shape"),
-    (lambda m: m["training"].update(lr=True), "lr must be a number"),
+    (lambda m: m["settings"]["architecture"].update(latent_dim="four"),
+     "latent_dim must be an integer"),
+    (lambda m: m["settings"]["architecture"].update(hidden=[64, "x"]), "list of integers"),
+    (lambda m: m["settings"]["architecture"].update(surprise=1), "unknown field"),
+    (lambda m: m["settings"]["architecture"].pop("n_features"), "n_features"),
+    (lambda m: m["settings"]["architecture"].update(latent_dim=5), "shape|features"),
+    (lambda m: m["settings"]["training"].update(lr=True), "lr must be a number"),
+    (lambda m: m["settings"].update(other=1), "unknown field"),
     (lambda m: m.update(format_version=99), "newer"),
-    (lambda m: m.update(kind="pca"), "not a VAE"),
+    (lambda m: m.update(kind="pca"), "not 'vae'"),
     (lambda m: m.update(history="long"), "history"),
     (lambda m: m["sha256"].update({"weights.safetensors": "0" * 64}), "checksum"),
 ])
 def test_load_rejects_bad_model_files(fitted, tmp_path, edit, message):
     fitted.save(tmp_path)
-    _edit_json(tmp_path / "model.json", edit)
+    edit_model_json(tmp_path / "model.json", edit)
     with pytest.raises(ModelFileError, match=message):
         VAE.load(tmp_path)
 

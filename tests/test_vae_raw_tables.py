@@ -19,7 +19,6 @@ from elbokit import evaluate  # noqa: E402
 from elbokit.exceptions import DataError, ParameterError, TrainingError  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 
-from conftest import edit_json  # noqa: E402
 
 TINY = dict(hidden=(32,), epochs=15, batch_size=32, progress=False)
 
@@ -148,28 +147,12 @@ def test_standardization_and_feature_names_survive_save_and_load(tmp_path):
         vae.encode(frame.rename(columns={"alcohol": "ethanol"}))
     vae.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["architecture"]["standardize"] is True
-    assert meta["architecture"]["feature_names"] == list(data.feature_names)
+    assert meta["settings"]["architecture"]["standardize"] is True
+    assert meta["settings"]["architecture"]["feature_names"] == list(data.feature_names)
     loaded = VAE.load(tmp_path / "m")
     assert list(loaded.feature_names_in_) == list(data.feature_names)
     np.testing.assert_allclose(loaded.scale_, vae.scale_)
     np.testing.assert_allclose(loaded.score_samples(frame), vae.score_samples(frame))
-
-
-def test_model_files_without_the_new_fields_load_unstandardized(tmp_path, digits):
-    vae = VAE(2, epochs=1, hidden=(16,), progress=False).fit(digits.train[:100])
-    vae.save(tmp_path / "m")
-    path = tmp_path / "m" / "model.json"
-
-    def drop_new_fields(meta):
-        for field in ("standardize", "feature_names"):
-            del meta["architecture"][field]
-
-    # old files carry neither these fields nor the description digest
-    edit_json(path, drop_new_fields, drop_digest=True)
-    loaded = VAE.load(tmp_path / "m")
-    assert not loaded.standardize_
-    np.testing.assert_allclose(loaded.score_samples(digits.test), vae.score_samples(digits.test))
 
 
 def test_the_linear_decoder_starts_at_the_diagonal_gaussian_of_the_standardized_data():

@@ -11,6 +11,8 @@ Each subclass declares ``noun`` (its name in messages) and implements ``encode``
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from sklearn.utils.validation import _check_feature_names
 
 from .._validation import check_data
 from ..exceptions import DataError
+from . import checkpoint as ckpt
 from .train import EVAL_BATCH, as_float_tensor
 
 
@@ -135,6 +138,25 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     @property
     def _n_features_out(self) -> int:
         return self.latent_dim_
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write model.json (the schema of :mod:`elbokit.persistence.model_file`:
+        ``settings`` the two configs, ``fitted`` the features, the history; ``extra``:
+        the caller's JSON) and weights.safetensors to ``directory``."""
+        self._check_fitted()
+        names = getattr(self, "feature_names_in_", None)
+        fitted = {"n_features_in_": int(self.n_features_in_),
+                  "feature_names_in_": None if names is None else [str(n) for n in names]}
+        return ckpt.save_model(directory, kind=self.kind, cls_name=type(self).__name__,
+                               model=self.model_, training=self.training_,
+                               history=self.history_, fitted=fitted,
+                               tensors=self._saved_tensors(), extra=extra)
+
+    def _saved_tensors(self) -> dict:
+        """Tensors saved beside the network's state dict (none by default)."""
+        return {}
 
     def _set_fitted_names(self, config) -> None:
         """``n_features_in_`` and ``feature_names_in_`` of a loaded model."""

@@ -1,11 +1,10 @@
-"""Saving and loading VAE weights: safetensors for tensors, JSON for everything else,
-never pickle.
-
-A saved model directory holds ``weights.safetensors`` and ``model.json``
-(format version, ``"kind": "vae"``, both configs, the history, the shape and the
-SHA-256 of the weights). The training checkpoints of a run directory are
-:mod:`elbokit.nn.train.checkpoint`'s, which checks their tensors with the functions
-here.
+"""The neural models' saved files on the one model.json schema
+(:mod:`elbokit.persistence.model_file`): ``settings`` holds the two configs
+(``{"architecture": ..., "training": ...}``), ``fitted`` the number and names of the
+features, the tensors the network's state dict (and the Autoencoder's code Gaussian).
+:func:`read_model` checks the configs, and the architecture against the weights file's
+header, before a tensor is read or a layer built. The tensor checks here serve the
+training checkpoints too (:mod:`elbokit.nn.train.checkpoint`). Never pickle.
 """
 
 from __future__ import annotations
@@ -17,14 +16,12 @@ from pathlib import Path
 import torch
 
 from ..exceptions import ModelFileError, ParameterError
-from ..persistence import (DESCRIPTION_KEY, FORMAT_VERSION, MODEL_FILE, NUMPY_DTYPES,
-                           WEIGHTS_FILE, atomic_write_json, check_checksum, check_description,
-                           check_type, description_digest, read_model_file, read_safetensors,
-                           read_safetensors_header, sha256_file, write_safetensors)
+from ..persistence import (NUMPY_DTYPES, check_checksum, model_file, read_safetensors,
+                           write_safetensors)
+from ..persistence.checks import check_keys
 from .config import ArchitectureConfig, TrainingConfig
 
-KIND = "vae"
-_MODEL_DESCRIBED = ("architecture", "tensors")  # the JSON that says what the weights are
+SETTINGS = ("architecture", "training")  # model.json's settings of a neural model
 
 
 # --------------------------------------------------------------------------- tensors
@@ -76,13 +73,14 @@ def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where)
 
 
 def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior=None,
-                    modules=None) -> dict:
+                    modules=None, network=None) -> dict:
     """The (shape, dtype) of each tensor of the network ``architecture`` describes, built
     on the meta device (no memory), after checks that keep even that cheap: the network
     cannot have more layers than the file has tensors. Raises ModelFileError unless the
     file's header (``read_safetensors_header``) holds exactly those tensors. ``prior``:
     the caller's object for a model fitted with a custom prior; ``modules``:
-    architecture -> the custom networks (keyword arguments of the network), if any."""
+    architecture -> the custom networks (keyword arguments of the network), if any;
+    ``network``: the module class (default :class:`~elbokit.nn.model.VAENetwork`)."""
     n_tensors = len(header)
     if architecture.flow_steps > n_tensors and architecture.posterior == "iaf" or \
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
@@ -92,7 +90,11 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior
 
     prior = None if prior is None else copy.deepcopy(prior)  # the network attaches to it
     with torch.device("meta"):
-        expected = VAENetwork(architecture, prior, **(modules(architecture) if modules else {}))
+        if network is None:
+            expected = VAENetwork(architecture, prior,
+                                  **(modules(architecture) if modules else {}))
+        else:
+            expected = network(architecture)
         expected = expected.state_dict()
     custom = [f"{p}_class {getattr(architecture, p + '_module')['class']}"
               for p in ("encoder", "decoder") if getattr(architecture, p) == "custom"]
@@ -108,20 +110,6 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior
             raise ModelFileError(f"{where}: weight {name!r} has dtype {dtype}, the "
                                  f"architecture needs {need.dtype}")
     return expected
-
-
-def _check_tensors_field(recorded, header: dict, where) -> None:
-    """model.json's ``tensors`` (name -> shape, or -> {shape, dtype}) against the header."""
-    check_type(recorded, dict, "tensors", where)
-    if set(recorded) != set(header):
-        raise ModelFileError(f"{where}: field 'tensors' lists other tensors than the weights "
-                             "file holds")
-    for name, (dtype, shape) in header.items():
-        entry = recorded[name]
-        spec = entry if isinstance(entry, dict) else {"shape": entry}
-        if spec.get("shape") != list(shape) or spec.get("dtype", dtype) != dtype:
-            raise ModelFileError(f"{where}: field 'tensors' records {name!r} as "
-                                 f"{str(entry)[:60]}, the weights file holds {dtype} {shape}")
 
 
 # --------------------------------------------------------------------------- history
@@ -158,66 +146,51 @@ def _check_seconds(entry: dict, key: str, number: int, where) -> None:
 
 # --------------------------------------------------------------------------- model directory
 
-def save_model(directory, model, architecture: ArchitectureConfig, training: TrainingConfig,
-               history: list[dict], extra: dict | None = None) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_tensors(directory / WEIGHTS_FILE, model.state_dict())
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "kind": KIND,
-        "class": "VAE",
-        "architecture": architecture.to_dict(),
-        "training": training.to_dict(),
-        "history": history,
-        "tensors": {k: {"shape": list(v.shape), "dtype": _safetensors_dtype(v)}
-                    for k, v in model.state_dict().items()},
-        "sha256": {WEIGHTS_FILE: sha256_file(directory / WEIGHTS_FILE)},
-        "extra": extra or {},
-    }
-    meta["sha256"][DESCRIPTION_KEY] = description_digest(meta, _MODEL_DESCRIBED)
-    atomic_write_json(directory / MODEL_FILE, meta)  # last: the commit record
-    return directory
+def save_model(directory, *, kind: str, cls_name: str, model, training: TrainingConfig,
+               history: list[dict], fitted: dict, tensors: dict | None = None,
+               extra: dict | None = None) -> Path:
+    """Write a neural model with :func:`elbokit.persistence.model_file.write`: the
+    network's state dict (and ``tensors``), its two configs as ``settings``."""
+    settings = {"architecture": model.config.to_dict(), "training": training.to_dict()}
+    weights = {**model.state_dict(), **(tensors or {})}
+    return model_file.write(directory, kind=kind, cls_name=cls_name, settings=settings,
+                            fitted=fitted, history=history, tensors=weights, extra=extra)
 
 
-def _safetensors_dtype(tensor: torch.Tensor) -> str:
-    name = str(tensor.dtype).removeprefix("torch.")
-    return next(k for k, v in NUMPY_DTYPES.items() if v == name)
-
-
-def read_model(directory, meta: dict | None = None, prior=None, modules=None):
-    """Read and check a saved model directory (``meta``: its model.json, if read already;
+def read_model(directory, *, kind: str, meta: dict | None = None, prior=None, modules=None,
+               network=None, extra=None):
+    """Read and check a saved neural model (``meta``: its model.json, if read already;
     ``prior``: a Prior object, for a model fitted with a custom prior, and only then;
-    ``modules``: architecture -> the custom networks, for custom encoders/decoders).
+    ``modules``: architecture -> the custom networks; ``network``: the module class,
+    default the VAE's; ``extra``: architecture -> {name: (shape, dtype)} of the tensors
+    that are not the network's).
 
-    Every field is checked, and the architecture against the weights file's header
-    (read alone, no tensor data), before a tensor is loaded or a layer built.
-    Returns (architecture, training, history, tensors)."""
-    directory = Path(directory)
-    path = directory / MODEL_FILE
-    if meta is None:
-        meta = read_model_file(directory)
-    if meta.get("kind") != KIND:
-        raise ModelFileError(f"{path} holds a model of kind {str(meta.get('kind'))[:40]!r}, "
-                             "not a VAE; load it with elbokit's loader for that kind")
-    architecture = ArchitectureConfig.from_dict(meta.get("architecture"), f"{path}: architecture")
-    training = TrainingConfig.from_dict(meta.get("training"), f"{path}: training")
-    _check_prior_argument(architecture, prior, directory)
-    history = check_history(meta.get("history", []), path)
-    sha = meta.get("sha256")
-    if not isinstance(sha, dict) or not isinstance(sha.get(WEIGHTS_FILE), str):
-        raise ModelFileError(f"{path}: field 'sha256' is missing or of the wrong type")
-    if meta.get("extra") is not None:
-        check_type(meta["extra"], dict, "extra", path)
-    weights = directory / WEIGHTS_FILE
-    check_checksum(weights, sha[WEIGHTS_FILE])
-    header = read_safetensors_header(weights)
-    if "tensors" in meta:
-        _check_tensors_field(meta["tensors"], header, path)
-    meta_state_dict(architecture, header, weights, prior, modules)
-    check_description(meta, _MODEL_DESCRIBED, path)
-    tensors = load_tensors(weights, None, header)  # header and checksum checked above
-    return architecture, training, history, tensors
+    The common fields are :func:`~elbokit.persistence.model_file.read`'s; then the two
+    configs (every field), ``fitted`` against the architecture, and the architecture
+    against the weights file's header, before a tensor is loaded or a layer built.
+    Returns (record, architecture, training, tensors)."""
+    record = model_file.read(directory, kind=kind, meta=meta)
+    path = record.path
+    check_keys(record.settings, SETTINGS, f"{path}: field 'settings'")
+    architecture = ArchitectureConfig.from_dict(record.settings.get("architecture"),
+                                                f"{path}: settings.architecture")
+    training = TrainingConfig.from_dict(record.settings.get("training"),
+                                        f"{path}: settings.training")
+    names = record.fitted.get(model_file.FEATURE_NAMES)
+    if record.fitted.get("n_features_in_") != architecture.n_features or (
+            names is not None and tuple(names) != architecture.feature_names):
+        raise ModelFileError(f"{path}: field 'fitted' does not match the architecture's "
+                             f"{architecture.n_features} features")
+    _check_prior_argument(architecture, prior, Path(directory))
+    check_history(record.history, path)
+    header = dict(record.header)
+    for name, (shape, dtype) in (extra(architecture) if extra else {}).items():
+        found = header.pop(name, None)
+        if found is None or tuple(found[1]) != shape or NUMPY_DTYPES.get(found[0]) != dtype:
+            raise ModelFileError(f"{record.weights}: tensor {name!r} must be {dtype} {shape}; "
+                                 f"got {found}")
+    meta_state_dict(architecture, header, record.weights, prior, modules, network)
+    return record, architecture, training, record.load_tensors(torch=True)
 
 
 def _check_prior_argument(architecture: ArchitectureConfig, prior, directory) -> None:

@@ -1,10 +1,12 @@
-"""The VAE as a torch module, built from an :class:`ArchitectureConfig` alone.
+"""The neural models as torch modules, built from an :class:`ArchitectureConfig` alone:
+the VAE's :class:`VAENetwork` and the deterministic autoencoder's :class:`AENetwork`.
 
 Encoder q(z|x) = N(mean(x), diag exp(logvar(x))), optionally followed by an inverse
 autoregressive flow (``posterior="iaf"``, see ``flows.py``); prior p(z) the module
-``self.prior`` (N(0, I) by default, see ``priors.py``); decoder p(x|z) given by the likelihood. No training code here (see ``train.py``) and
-no estimator of the ELBO (see ``objectives/``): they draw z and log q(z|x) from
-:meth:`VAENetwork.posterior`, which accounts for the flow's log-determinant.
+``self.prior`` (N(0, I) by default, see ``priors.py``); decoder p(x|z) given by the
+likelihood. No training code here (see ``train/``) and no estimator of the ELBO (see
+``objectives/``): they draw z and log q(z|x) from :meth:`VAENetwork.posterior`, which
+accounts for the flow's log-determinant.
 """
 
 from __future__ import annotations
@@ -193,3 +195,51 @@ class VAENetwork(nn.Module):
             return mean
         return self.data_mean + self.data_scale * mean
 
+
+class AENetwork(nn.Module):
+    """Encoder f and decoder g of the VAE's shapes; buffers ``data_mean`` (d,) and
+    ``data_scale`` (): the networks see (x - data_mean) / data_scale (for the Gaussian
+    loss: one scale for all features, so the loss stays proportional to the squared
+    error in the data's units)."""
+
+    def __init__(self, config: ArchitectureConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config)
+        self.decoder = build_decoder(config, 1)
+        self.register_buffer("data_mean", torch.zeros(config.n_features))
+        self.register_buffer("data_scale", torch.ones(()))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, d) -> the code f(x), (B, L): the mean half of the encoder's output."""
+        code, _ = self.encoder((x - self.data_mean) / self.data_scale)
+        return code
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, L) -> the decoder's output (B, d): logits, or standardized means."""
+        return self.decoder(z)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, L) -> g(z) in the data's units, (B, d)."""
+        out = self.decode_raw(z)
+        if self.config.likelihood == "bernoulli":
+            return torch.sigmoid(out)
+        return self.data_mean + self.data_scale * out
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample training loss (B,): the Bernoulli cross-entropy (nats), or the
+        squared error of the scaled x (times data_scale^2: the squared error of x)."""
+        out = self.decode_raw(self.encode(x))
+        if self.config.likelihood == "bernoulli":
+            return nn.functional.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
+        return (((x - self.data_mean) / self.data_scale - out) ** 2).sum(-1)
+
+    @property
+    def loss_scale(self) -> torch.Tensor | float:
+        """The factor from :meth:`loss` to the data's units: 1 for the cross-entropy,
+        data_scale^2 for the squared error of the scaled x."""
+        return 1.0 if self.config.likelihood == "bernoulli" else self.data_scale.detach() ** 2
+
+    def loss_in_data_units(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss` in the data's units (the squared error times data_scale^2)."""
+        return self.loss(x) * self.loss_scale

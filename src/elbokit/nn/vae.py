@@ -20,6 +20,7 @@ import torch
 from .._math import bits_per_dim
 from .._validation import check_int
 from ..exceptions import ParameterError, TrainingError
+from ..persistence import MODEL_FILE
 from . import checkpoint as ckpt
 from . import _vae_settings as settings_of
 from ._conditioning import Conditioning
@@ -511,12 +512,6 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write model.json (with ``extra``, JSON) and weights.safetensors to ``directory``."""
-        self._check_fitted()
-        return ckpt.save_model(directory, self.model_, self.architecture_, self.training_,
-                               self.history_, extra=extra)
-
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
              meta: dict | None = None, prior: Prior | None = None, encoder_class=None,
@@ -530,16 +525,16 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
         passes, ``encoder_class(**saved arguments)`` (no name written in the file is
         ever imported), and its weights checked against the module built."""
         classes = {"encoder": encoder_class, "decoder": decoder_class}
-        where = Path(directory) / ckpt.MODEL_FILE
+        where = Path(directory) / MODEL_FILE
 
         def modules(architecture):
             return custom_modules(architecture, classes, where)
 
-        architecture, training, history, tensors = ckpt.read_model(directory, meta, prior,
-                                                                   modules=modules)
+        record, architecture, training, tensors = ckpt.read_model(
+            directory, kind=cls.kind, meta=meta, prior=prior, modules=modules)
         model = VAENetwork(architecture, None if prior is None else copy.deepcopy(prior),
-                         **modules(architecture))
-        ckpt.check_state_dict(model, tensors, Path(directory) / ckpt.WEIGHTS_FILE)
+                           **modules(architecture))
+        ckpt.check_state_dict(model, tensors, record.weights)
         model.load_state_dict(tensors)
         settings = config_kwargs(ArchitectureConfig, architecture)
         settings.update(modules(architecture))  # fresh modules, as fit is given them
@@ -547,7 +542,8 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
             settings["prior"] = prior
         vae = cls(**settings, **{**config_kwargs(TrainingConfig, training), "device": device})
         vae.model_ = model.to(resolve_device(device)).eval()
-        vae.architecture_, vae.training_, vae.history_ = architecture, training, history
+        vae.architecture_, vae.training_ = architecture, training
+        vae.history_ = record.history
         vae._set_fitted_names(architecture)
         vae.n_condition_ = architecture.condition_dim
         vae.classes_ = None if architecture.classes is None else np.asarray(architecture.classes)
