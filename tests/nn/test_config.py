@@ -161,3 +161,21 @@ def test_a_recorded_vae_run_has_its_latent_size_and_a_key_with_every_setting(tmp
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["epochs"] == metrics["iterations"] == 1
     assert not (tmp_path / "a" / "checkpoints").exists()  # only `fit vae` checkpoints
+
+
+def test_the_autoencoder_and_fit_ae_take_the_declared_fields_with_their_defaults():
+    from elbokit.cli._app import app
+    from elbokit.nn import Autoencoder
+    from elbokit.nn.config import AUTOENCODER_DEFAULTS, autoencoder_settings
+
+    fields = autoencoder_settings()
+    params = inspect.signature(Autoencoder.__init__).parameters
+    assert [p for p in params if p != "self"] == [f.name for f in fields]
+    for f in fields:
+        assert params[f.name].default == AUTOENCODER_DEFAULTS.get(f.name, estimator_default(f))
+    command = typer.main.get_command(app).commands["fit"].commands["ae"]
+    by_name = {p.name: p for p in command.params}
+    for f in fields:
+        if f.metadata["cli"]:
+            assert (f.metadata["flag"] or "--" + f.name.replace("_", "-")) in by_name[f.name].opts
+    assert by_name["device"].default == "cpu" and by_name["hidden"].default == "400"
