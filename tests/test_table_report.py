@@ -14,7 +14,7 @@ from elbokit.linear import _interpret as interpret
 from elbokit.cli import main
 from elbokit.vi import VBPCA
 from test_report import CHROMIUM, render
-from test_run_cache import set_run_field
+from test_runs import set_run_field
 
 from conftest import sample_linear_gaussian
 
