@@ -136,6 +136,28 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self.model_.config.image_shape
 
     @property
+    def standardize_(self) -> bool:
+        """Whether the networks see x standardized: x_std = (x - m) / s."""
+        self._check_fitted()
+        return self.model_.config.standardize
+
+    @property
+    def mean_(self) -> np.ndarray | None:
+        """m of x_std = (x - m) / s, (d,); None when the model does not standardize."""
+        return self._buffer("data_mean")
+
+    @property
+    def scale_(self) -> np.ndarray | None:
+        """s of x_std = (x - m) / s, (d,); None when the model does not standardize."""
+        return self._buffer("data_scale")
+
+    def _buffer(self, name):
+        self._check_fitted()
+        if not self.model_.config.standardize:
+            return None
+        return getattr(self.model_, name).cpu().numpy().astype(np.float64)
+
+    @property
     def _n_features_out(self) -> int:
         return self.latent_dim_
 

@@ -1,4 +1,5 @@
-"""The VAE's GMM sampler (pythae's): a Gaussian mixture (scikit-learn's
+"""The VAE's GMM sampler (pythae's; :class:`GMMSampler`, a part of the VAE): a
+Gaussian mixture (scikit-learn's
 ``GaussianMixture``, full covariances) fitted after training to the posterior means of
 up to GMM_ROWS training rows, kept in the network's ``gmm_*`` buffers; it follows the
 aggregate posterior q(z) = E_x q(z|x), where the decoder was trained."""
@@ -10,7 +11,30 @@ import warnings
 import numpy as np
 import torch
 
+from ..exceptions import ParameterError
+
 GMM_ROWS = 10000  # training rows whose codes the GMM sampler is fitted to (a seeded subset)
+
+
+class GMMSampler:
+    """``sample(sampler="gmm")``'s mixture, fitted after training."""
+
+    def _fit_gmm(self, X, seed: int) -> None:
+        """The GMM sampler fitted to the posterior means of (up to 10000) training rows."""
+        fit_gmm(self.model_, self.encode(gmm_rows(X, seed)).astype(np.float64), seed)
+
+    @property
+    def has_gmm_sampler_(self) -> bool:
+        """Whether ``sample(sampler="gmm")`` has a fitted mixture to draw from."""
+        self._check_fitted()
+        return has_gmm(self.model_)
+
+    def _gmm_sample(self, n: int, generator) -> torch.Tensor:
+        if not self.has_gmm_sampler_:
+            raise ParameterError("this VAE has no fitted GMM sampler (gmm_components=0, or "
+                                 "saved before it existed); refit with gmm_components > 0")
+        return sample_gmm(self.model_, n, generator)
+
 
 
 def fit_gmm(network, codes: np.ndarray, seed: int) -> None:

@@ -17,30 +17,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._math import bits_per_dim
-from .._validation import check_int
 from ..exceptions import ParameterError, TrainingError
 from ..persistence import MODEL_FILE
 from . import checkpoint as ckpt
 from . import _vae_settings as settings_of
+from ._bounds import Bounds
 from ._conditioning import Conditioning
 from ._divergence import DivergenceCheck
 from ._estimator import NeuralEstimator, init_from_data
-from ._kl import kl_dims, kl_rows, rows_per_batch
+from ._kl import PriorMembers
 from ._math import reparameterize
-from ._sampling import fit_gmm, gmm_rows, has_gmm, sample_gmm
+from ._sampling import GMMSampler
 from .callbacks import check_callbacks
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAENetwork
-from .objectives import get_estimator
 from .priors import Prior
 from .protocols import PARTS, check_shapes, custom_modules
-from .train import EVAL_BATCH, as_float_tensor, evaluate_elbo, resolve_device, train
+from .train import EVAL_BATCH, as_float_tensor, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
 
 
-class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
+class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, NeuralEstimator):
     """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior (or a
     mixture, the VampPrior, or one of the caller's: ``prior``).
 
@@ -269,35 +267,11 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
             torch.manual_seed(seed)
             return VAENetwork(architecture, prior, **modules)
 
-    def _fit_gmm(self, X, seed: int) -> None:
-        """The GMM sampler fitted to the posterior means of (up to 10000) training rows."""
-        fit_gmm(self.model_, self.encode(gmm_rows(X, seed)).astype(np.float64), seed)
-
     def _input(self, X, y=None) -> torch.Tensor:
         """X checked, as a tensor on the model's device, in the data's units (the model
         standardizes internally); a conditional model's y coded in its last columns."""
         self._check_fitted()
         return self._tensor(self._with_condition(self._check_X(X, "X", reset=False), y))
-
-    @property
-    def standardize_(self) -> bool:
-        return self.architecture_.standardize
-
-    @property
-    def mean_(self) -> np.ndarray | None:
-        """m of x_std = (x - m) / s, (d,); None when the model does not standardize."""
-        return self._buffer("data_mean")
-
-    @property
-    def scale_(self) -> np.ndarray | None:
-        """s of x_std = (x - m) / s, (d,); None when the model does not standardize."""
-        return self._buffer("data_scale")
-
-    def _buffer(self, name):
-        self._check_fitted()
-        if not self.model_.config.standardize:
-            return None
-        return getattr(self.model_, name).cpu().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ using the model
 
@@ -373,29 +347,6 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
                 z = self.model_.prior.sample(int(n_samples), generator)
         return self.decode(z.cpu().numpy(), y=self._repeat(y, int(n_samples)))
 
-    def prior_moments(self, n_draws: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std of p(z), (L,) each: 0 and 1 for N(0, I), else
-        estimated from ``n_draws`` seeded prior draws (traversals sweep these)."""
-        self._check_fitted()
-        latent = self.architecture_.latent_dim
-        if self.architecture_.prior == "standard":
-            return np.zeros(latent), np.ones(latent)
-        with torch.no_grad():
-            z = self.model_.prior.sample(n_draws, self._generator(0)).double()
-        return z.mean(0).cpu().numpy(), z.std(0).cpu().numpy()
-
-    @property
-    def has_gmm_sampler_(self) -> bool:
-        """Whether ``sample(sampler="gmm")`` has a fitted mixture to draw from."""
-        self._check_fitted()
-        return has_gmm(self.model_)
-
-    def _gmm_sample(self, n: int, generator) -> torch.Tensor:
-        if not self.has_gmm_sampler_:
-            raise ParameterError("this VAE has no fitted GMM sampler (gmm_components=0, or "
-                                 "saved before it existed); refit with gmm_components > 0")
-        return sample_gmm(self.model_, n, generator)
-
     def interpolate(self, x1, x2, steps: int = 10, y=None) -> np.ndarray:
         """Decoder means along the straight line between the posterior means of two
         inputs (each of shape (d,) or (1, d)), shape (steps, d); a conditional model's
@@ -407,73 +358,12 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]  # (steps, 1)
         return self.decode((1 - t) * ends[0] + t * ends[1], y=self._repeat(y, int(steps)))
 
-    def elbo(self, X, estimator: str = "b", n_samples: int = 1, random_state=0,
-             y=None) -> np.ndarray:
-        """Per-sample ELBO estimates (nats), shape (n,): ``"a"`` L_A, ``"b"`` L_B, or
-        ``"iwae"`` (a tighter bound, tending to log p(x) as n_samples grows); a
-        conditional model's bound on log p(x|y)."""
-        return self._elbo(self._input(X, y), estimator, n_samples, random_state)
-
-    def _elbo(self, x: torch.Tensor, estimator, n_samples, random_state) -> np.ndarray:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-                or n_samples < 1:
-            raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
-        seed = random_state
-        if isinstance(seed, np.random.RandomState):
-            seed = int(seed.randint(2**31 - 1))
-        values = evaluate_elbo(self.model_, x, estimator=get_estimator(estimator),
-                               n_samples=int(n_samples), seed=seed)
-        return values.cpu().numpy().astype(np.float64)
-
-    def score_samples(self, X, y=None) -> np.ndarray:
-        """Per-sample ELBO (L_B, one sample, seeded), a lower bound on log p(x) (a
-        conditional model's on log p(x|y))."""
-        return self.elbo(X, "b", n_samples=1, random_state=0, y=y)
-
-    def score(self, X, y=None) -> float:
-        """Mean per-sample ELBO (nats); y is used by a conditional model only (and
-        ignored otherwise, as scikit-learn's pipelines pass it)."""
-        return float(np.mean(self.score_samples(X, y if self.conditional_ else None)))
-
-    def bits_per_dim(self, X, y=None) -> float:
-        """-ELBO / (d ln 2): the bound in bits per dimension."""
-        return bits_per_dim(self.score(X, y), self.n_features_in_)
-
     # ------------------------------------------------------------------ the model protocol
 
     @property
     def samplers(self) -> tuple[str, ...]:
         """The ``sampler=`` names :meth:`sample` accepts, the default first."""
         return ("prior", "gmm") if self.has_gmm_sampler_ else ("prior",)
-
-    @torch.no_grad()
-    def prior_log_prob(self, Z) -> np.ndarray:
-        """log p(z) (nats) of each row of Z (n, L) under the model's own prior (N(0, I),
-        the mixture, the VampPrior or the caller's), shape (n,)."""
-        z = self._latent(Z)
-        return self._batched(self.model_.prior.log_prob, z).cpu().numpy().astype(np.float64)
-
-    def kl_to_prior(self, X, *, per_dimension: bool = False, n_samples: int = 256,
-                    random_state=0, y=None) -> np.ndarray:
-        """KL(q(z|x) || p(z)) (nats) against the model's own prior, per row (n,); with
-        ``per_dimension=True`` KL(q(z_j|x) || p(z_j)) against the prior's marginal on
-        each dimension j, (n, L). Closed form for a Gaussian q and the N(0, I) prior,
-        else Monte Carlo over ``n_samples`` seeded draws from q (see
-        :mod:`elbokit.nn._kl`; per dimension, an IAF's q(z_j|x) is moment-matched)."""
-        x = self._input(X, y)
-        k = check_int(n_samples, "n_samples", minimum=1)
-        generator, prior = self._generator(random_state), self.model_.prior
-        batch = rows_per_batch(prior, k)
-        if not per_dimension:
-            parts = [kl_rows(self.model_, x[i:i + batch], k, generator)
-                     for i in range(0, x.shape[0], batch)]
-            return torch.cat(parts).cpu().numpy().astype(np.float64)
-        mean, var = self.posterior_moments(X, y=y)  # (n, L) each
-        mean = self._tensor(mean)
-        logvar = torch.log(self._tensor(var).clamp_min(torch.finfo(torch.float32).tiny))
-        parts = [kl_dims(prior, mean[i:i + batch], logvar[i:i + batch], k, generator)
-                 for i in range(0, mean.shape[0], batch)]
-        return torch.cat(parts).cpu().numpy().astype(np.float64)
 
     def posterior_moments(self, X, y=None) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, L) and per-dimension variance (n, L) of q(z|x) (see :meth:`encode`)."""
@@ -484,27 +374,6 @@ class VAE(Conditioning, DivergenceCheck, NeuralEstimator):
     def posterior_samples(self, X, n_samples: int, random_state=0, y=None) -> np.ndarray:
         """``n_samples`` draws from q(z|x) per row, shape (n, k, L)."""
         return self.encode(X, n_samples=n_samples, random_state=random_state, y=y)[0]
-
-    def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
-                               random_state: int = 0, progress=None, y=None) -> np.ndarray:
-        """Importance-sampled log p(x) per row: log 1/k sum_i p(x, z_i)/q(z_i|x),
-        z_i ~ q(z|x) (the IWAE bound with k = ``n_importance``), batched over data and
-        samples so memory is bounded for any k; ``progress(rows_done)`` if given. A
-        conditional model's log p(x|y), with q(z|x, y) and p(x|z, y)."""
-        from .importance import importance_log_likelihood
-
-        x = self._input(X, y)
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(random_state))
-        values = importance_log_likelihood(self.model_, x, int(n_importance),
-                                           batch_size=batch_size, generator=generator,
-                                           progress=progress)
-        return values.cpu().numpy()
-
-    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0,
-                     y=None) -> np.ndarray:
-        """The ELBO L_B per row (nats): :meth:`elbo` with estimator ``"b"``."""
-        return self.elbo(X, "b", n_samples=n_samples, random_state=random_state, y=y)
 
     def training_curve(self) -> list | None:
         """One dict per epoch (``train_elbo``, ``val_elbo``): ``history_``."""

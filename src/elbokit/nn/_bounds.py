@@ -1,0 +1,73 @@
+"""The VAE's numbers of x (:class:`Bounds`, a part of :class:`~elbokit.nn.VAE`): ELBO
+estimates (L_A, L_B, IWAE and the rest of the registry, per row, nats), the score of
+scikit-learn, bits per dimension, and the importance-sampled log p(x) (the IWAE bound
+with k samples, batched over data and samples, :mod:`elbokit.nn.importance`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._math import bits_per_dim
+from ..exceptions import ParameterError
+from .objectives import get_estimator
+from .train import evaluate_elbo
+
+
+class Bounds:
+    """``elbo``, ``score_samples``, ``score``, ``bits_per_dim``,
+    ``log_likelihood_samples`` and ``elbo_samples``; a conditional model's are of
+    p(x|y)."""
+
+    def elbo(self, X, estimator: str = "b", n_samples: int = 1, random_state=0,
+             y=None) -> np.ndarray:
+        """Per-sample ELBO estimates (nats), shape (n,): ``"a"`` L_A, ``"b"`` L_B, or
+        ``"iwae"`` (a tighter bound, tending to log p(x) as n_samples grows); a
+        conditional model's bound on log p(x|y)."""
+        return self._elbo(self._input(X, y), estimator, n_samples, random_state)
+
+    def _elbo(self, x: torch.Tensor, estimator, n_samples, random_state) -> np.ndarray:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 1:
+            raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
+        seed = random_state
+        if isinstance(seed, np.random.RandomState):
+            seed = int(seed.randint(2**31 - 1))
+        values = evaluate_elbo(self.model_, x, estimator=get_estimator(estimator),
+                               n_samples=int(n_samples), seed=seed)
+        return values.cpu().numpy().astype(np.float64)
+
+    def score_samples(self, X, y=None) -> np.ndarray:
+        """Per-sample ELBO (L_B, one sample, seeded), a lower bound on log p(x) (a
+        conditional model's on log p(x|y))."""
+        return self.elbo(X, "b", n_samples=1, random_state=0, y=y)
+
+    def score(self, X, y=None) -> float:
+        """Mean per-sample ELBO (nats); y is used by a conditional model only (and
+        ignored otherwise, as scikit-learn's pipelines pass it)."""
+        return float(np.mean(self.score_samples(X, y if self.conditional_ else None)))
+
+    def bits_per_dim(self, X, y=None) -> float:
+        """-ELBO / (d ln 2): the bound in bits per dimension."""
+        return bits_per_dim(self.score(X, y), self.n_features_in_)
+
+    def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
+                               random_state: int = 0, progress=None, y=None) -> np.ndarray:
+        """Importance-sampled log p(x) per row: log 1/k sum_i p(x, z_i)/q(z_i|x),
+        z_i ~ q(z|x) (the IWAE bound with k = ``n_importance``), batched over data and
+        samples so memory is bounded for any k; ``progress(rows_done)`` if given. A
+        conditional model's log p(x|y), with q(z|x, y) and p(x|z, y)."""
+        from .importance import importance_log_likelihood
+
+        x = self._input(X, y)
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(int(random_state))
+        values = importance_log_likelihood(self.model_, x, int(n_importance),
+                                           batch_size=batch_size, generator=generator,
+                                           progress=progress)
+        return values.cpu().numpy()
+
+    def elbo_samples(self, X, *, n_samples: int = 1, random_state: int = 0,
+                     y=None) -> np.ndarray:
+        """The ELBO L_B per row (nats): :meth:`elbo` with estimator ``"b"``."""
+        return self.elbo(X, "b", n_samples=n_samples, random_state=random_state, y=y)
