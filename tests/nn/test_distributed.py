@@ -28,7 +28,7 @@ ARGS = ["fit", "vae", "--data", "digits", "--latent", "3", "--hidden", "32", "--
         "64", "--binarize", "dynamic", "--n-samples", "2", "--validation-fraction", "0.1",
         "--seed", "3", "--no-progress",
         # float32: one process takes the written-out step, torchrun autograd's (they agree
-        # to float rounding; in bfloat16 to bfloat16's, tests/test_precision.py)
+        # to float rounding; in bfloat16 to bfloat16's, tests/nn/test_precision.py)
         "--precision", "float32"]
 
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()

@@ -20,7 +20,7 @@ def digits():
 
 def _built(X, **settings):
     # float32: autograd's reference runs outside the loop's mixed-precision context
-    # (tests/test_precision.py holds the two paths together in bfloat16)
+    # (tests/nn/test_precision.py holds the two paths together in bfloat16)
     vae = VAE(**{"latent_dim": 4, "hidden": (16, 8), "epochs": 1, "progress": False,
                  "precision": "float32", **settings})
     vae.fit(X[:64])

@@ -15,7 +15,7 @@ from elbokit import nn  # noqa: E402
 from elbokit.nn.config import OBJECTIVES, ArchitectureConfig, TrainingConfig  # noqa: E402
 from elbokit.nn.objectives import ESTIMATORS, ELBOEstimator, get_estimator  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "elbokit.nn.objectives"
 MODULES = sorted(p.stem for p in (SRC / "elbokit" / "nn" / "objectives").glob("*.py")
                  if p.stem != "__init__")

@@ -35,7 +35,7 @@ the VampPrior's pseudo-inputs run through the encoder in the same matmuls as the
 (B + K rows), and its (m_k, s_k) gradients flow back through it to the encoder's weights
 and to u_k.
 
-Autograd computes the same numbers (``tests/test_fused.py`` compares every gradient and
+Autograd computes the same numbers (``tests/nn/test_fused_step.py`` compares every gradient and
 a seeded fit's history); what this saves is its bookkeeping: recording the graph, one
 node and one small kernel per operation, the transposes and gradient accumulation:
 a fit of the 784-300-300-40 benchmark model ran 1.25x faster than with autograd's

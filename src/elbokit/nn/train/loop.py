@@ -41,7 +41,7 @@ class _LoopState:
     def __init__(self):
         self.epoch = 0
         self.history: list[dict] = []
-        self.best_elbo = -math.inf  # the best validation score (checkpointed as best_elbo)
+        self.best_score = -math.inf  # the best validation score (the ELBO, or -loss)
         self.best_epoch = 0
         self.stopped_early = False
         self.out_of_time = False
@@ -56,8 +56,9 @@ class _LoopState:
         return sum(record.get("wall_seconds", record["seconds"]) for record in self.history)
 
     def to_json(self) -> dict:
-        # -inf (no validation yet) is written as null by persistence.atomic_write_json
-        return {"best_elbo": self.best_elbo, "best_epoch": self.best_epoch,
+        # -inf (no validation yet) is written as null by persistence.atomic_write_json;
+        # the field keeps its name of the VAE's checkpoints for every objective
+        return {"best_elbo": self.best_score, "best_epoch": self.best_epoch,
                 "stopped_early": self.stopped_early, "out_of_time": self.out_of_time}
 
 
@@ -137,7 +138,7 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     run.step = run.objective.make_step(model, config, run.shard)
     steps_per_epoch = math.ceil(len(X) / config.batch_size)
     set_lr(run.optimizer, config, state.epoch * steps_per_epoch, steps_per_epoch,
-            run.elapsed())
+           run.elapsed())
     X, X_val = prepare_data(X, validation, config, run.generator.device)
     hooks = Hooks(callbacks if distributed.is_main() else ())
     hooks.train_start(model, config, X, X_val)
@@ -400,8 +401,8 @@ def _early_stopping(weights: dict, state: _LoopState, run: _Run, record: dict,
     if not config.patience or key not in record:
         return False
     score = run.objective.score(record[key])
-    if score > state.best_elbo:
-        state.best_elbo, state.best_epoch = score, record["epoch"]
+    if score > state.best_score:
+        state.best_score, state.best_epoch = score, record["epoch"]
         state.best_weights = copy.deepcopy(weights)
         return False
     if config.lr_schedule != "constant" and lr > STOP_BELOW_LR * config.lr:
@@ -422,7 +423,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
     ckpt.restore_generator(run.generator, saved["rng"], where)
     state.epoch, state.history = saved["epoch"], saved["history"]
     best = saved["loop_state"].get("best_elbo")
-    state.best_elbo = -math.inf if best is None else float(best)
+    state.best_score = -math.inf if best is None else float(best)
     state.best_epoch = int(saved["loop_state"].get("best_epoch", 0))
     state.stopped_early = saved["loop_state"].get("stopped_early") is True
     state.out_of_time = saved["loop_state"].get("out_of_time") is True

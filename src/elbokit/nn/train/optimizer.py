@@ -26,7 +26,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     once its state exists, the same two calls it makes (``_foreach_add_`` of the step counts,
     ``_fused_adam_``) without the Python around them (grouping by device and dtype,
     state look-ups, hooks): about 0.5 ms of a 10 ms step of the benchmark MLP VAE on
-    the CPU. The same update, bit for bit (tests/test_fused.py)."""
+    the CPU. The same update, bit for bit (tests/nn/test_fused_step.py)."""
     group = optimizer.param_groups[0] if len(optimizer.param_groups) == 1 else None
     plain = (type(optimizer) is torch.optim.Adam and group is not None
              and group.get("fused") and not group["amsgrad"] and not group["weight_decay"]
