@@ -12,17 +12,17 @@ from .step import TrainingObjective
 
 
 class Reconstruction(TrainingObjective):
-    """Minimise ``model.loss(x).mean()`` for a network with ``encode``, ``decode`` and a
-    per-sample ``loss(x)`` (:class:`~elbokit.nn.autoencoder.AENetwork`). The history
-    records ``train_loss`` and ``val_loss``: the loss per sample in the data's units
-    (``model.loss_in_data_units``: the Gaussian loss is computed on standardized data,
-    and recorded as the squared error of x)."""
+    """Minimise ``model.loss(x).mean()`` for a network with a per-sample ``loss(x)``,
+    ``loss_scale`` and ``loss_in_data_units(x)`` (:class:`~elbokit.nn.model.AENetwork`).
+    The history records ``train_loss`` and ``val_loss``: the loss per sample in the
+    data's units (the Gaussian loss is computed on standardized data, and recorded as
+    the squared error of x)."""
 
     name, metric, maximised, fits = "reconstruction", "loss", False, "Autoencoder"
 
     def loss(self, model, x, config, generator, step: int, steps_per_epoch: int):
         loss = model.loss(x).mean()
-        return loss, loss.detach() * _data_units(model)
+        return loss, loss.detach() * model.loss_scale
 
     @torch.inference_mode()
     def validate(self, model, X: torch.Tensor, seed: int) -> float:
@@ -34,8 +34,3 @@ class Reconstruction(TrainingObjective):
     def __repr__(self) -> str:
         return "Reconstruction()"
 
-
-def _data_units(model) -> torch.Tensor | float:
-    """The factor from ``model.loss`` to ``model.loss_in_data_units`` (1 for the
-    Bernoulli cross-entropy, data_scale^2 for the squared error of the scaled data)."""
-    return 1.0 if model.config.likelihood == "bernoulli" else model.data_scale.detach() ** 2
