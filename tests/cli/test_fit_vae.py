@@ -105,8 +105,8 @@ def test_fit_vae_gaussian_on_a_raw_csv_works_by_default(tmp_path, wine_csv, monk
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["test_elbo"]) and -60 < metrics["test_elbo"] < 0
     model = json.loads((out / "model.json").read_text())
-    assert model["architecture"]["standardize"] is True
-    assert model["architecture"]["feature_names"] == names
+    assert model["settings"]["architecture"]["standardize"] is True
+    assert model["settings"]["architecture"]["feature_names"] == names
 
 
 def test_fit_vae_without_standardization_on_a_raw_csv_is_one_line_naming_the_fix(

@@ -159,8 +159,8 @@ def test_an_rgb_conv_vae_fits_and_its_report_draws_colour_grids(colour_patches, 
                                       "runs/rgb"])
     assert result.exit_code == 0, result.output
     model = json.loads((tmp_path / "runs" / "rgb" / "model.json").read_text())
-    assert model["architecture"]["channels"] == 3
-    assert model["architecture"]["image_shape"] == [8, 8]
+    assert model["settings"]["architecture"]["channels"] == 3
+    assert model["settings"]["architecture"]["image_shape"] == [8, 8]
     run = json.loads((tmp_path / "runs" / "rgb" / "run.json").read_text())
     assert run["channels"] == 3 and run["target_names"] == ["china", "flower"]
     assert run["load_options"] == {"resize": [8, 8], "crop": "center"}  # the report's reload
@@ -174,23 +174,3 @@ def test_an_rgb_conv_vae_fits_and_its_report_draws_colour_grids(colour_patches, 
         assert (figures / f"{name}.png").stat().st_size > 1000, name
     page = (tmp_path / "runs" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 7  # the grids, latent, KL, curves
-
-
-def test_a_conv_model_saved_before_channels_loads_as_grey(tmp_path):
-    pytest.importorskip("torch")
-    from conftest import edit_json
-
-    from elbokit.nn import VAE
-
-    digits = data.load("digits")
-    vae = VAE(2, arch="conv", epochs=1, progress=False).fit(digits.train[:200])
-    vae.save(tmp_path)
-
-    def old_format(meta):
-        for name in ("channels", "encoder_module", "decoder_module"):
-            del meta["architecture"][name]
-
-    edit_json(tmp_path / "model.json", old_format, drop_digest=True)
-    back = VAE.load(tmp_path)
-    assert back.architecture_.channels == 1 and back.channels == 1
-    np.testing.assert_array_equal(back.encode(digits.test[:5]), vae.encode(digits.test[:5]))

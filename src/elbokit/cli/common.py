@@ -62,10 +62,10 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit
                                    callback=_check_seed)]
 
 
-def fit_options(data_dir: DataDir = None, seed: Seed = 0,
-                test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-                overwrite: Overwrite = False, columns: Columns = None,
-                drop_columns: DropColumns = None):
+def shared_fit_options(data_dir: DataDir = None, seed: Seed = 0,
+                       test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
+                       overwrite: Overwrite = False, columns: Columns = None,
+                       drop_columns: DropColumns = None):
     """The options every ``elbokit fit`` command takes after its model's (a group for
     :func:`with_options`)."""
 
@@ -176,14 +176,14 @@ def load_dataset(options: dict, **load_options):
                             **load_options)
 
 
-def record_fit(model, dataset, options: dict, **fit_options) -> dict | None:
+def record_fit(model, dataset, options: dict, **fit_keywords) -> dict | None:
     """Fit ``model`` and record the run in --out (:func:`elbokit.runs.fit_and_record`)."""
     from ..runs import fit_and_record
 
-    fit_options.setdefault("overwrite", options["overwrite"])
+    fit_keywords.setdefault("overwrite", options["overwrite"])
     return fit_and_record(model, dataset, options["out"], spec=options["data"],
                           seed=options["seed"], test_fraction=options["test_fraction"],
-                          data_dir=options["data_dir"], **fit_options)
+                          data_dir=options["data_dir"], **fit_keywords)
 
 
 def print_saved(title: str, metrics: dict, out: Path) -> None:

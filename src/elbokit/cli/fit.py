@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from ._app import fit_app
-from .common import (LATENT_DIM, DataSpec, Latent, Normalize, Out, Standardize, fit_options,
-                     load_dataset, print_saved, record_fit, with_options)
+from .common import (LATENT_DIM, DataSpec, Latent, Normalize, Out, Standardize, load_dataset,
+                     print_saved, record_fit, shared_fit_options, with_options)
 
 
 def _fit(kind: str, options: dict, settings: dict) -> None:
@@ -45,21 +45,21 @@ def _fa(max_iter: Annotated[int, typer.Option(help="Maximum EM iterations.")] = 
 
 
 @fit_app.command("pca")
-@with_options(_model, fit_options, out=Path("runs/pca"))
+@with_options(_model, shared_fit_options, out=Path("runs/pca"))
 def fit_pca(**options):
     """PCA by SVD; score is the PPCA log-likelihood with the ML noise variance."""
     _fit("pca", options, {"standardize": options["standardize"]})
 
 
 @fit_app.command("ppca")
-@with_options(_model, _ppca, fit_options, out=Path("runs/ppca"))
+@with_options(_model, _ppca, shared_fit_options, out=Path("runs/ppca"))
 def fit_ppca(**options):
     """Probabilistic PCA (closed form or EM with missing values)."""
     _fit("ppca", options, {"solver": options["solver"], "standardize": options["standardize"]})
 
 
 @fit_app.command("fa")
-@with_options(_model, _fa, fit_options, out=Path("runs/fa"))
+@with_options(_model, _fa, shared_fit_options, out=Path("runs/fa"))
 def fit_fa(**options):
     """Factor analysis by EM (the lecture's E and M steps); NaN cells are missing values."""
     _fit("fa", options, {"max_iter": options["max_iter"], "standardize": options["standardize"],
@@ -85,7 +85,7 @@ def _rotation_options(rotation: str, normalize: bool) -> dict:
 
 
 @fit_app.command("linear-ae")
-@with_options(_model, fit_options, out=Path("runs/linear-ae"))
+@with_options(_model, shared_fit_options, out=Path("runs/linear-ae"))
 def fit_linear_ae(**options):
     """Tied linear autoencoder x_hat = W'W x trained by gradient descent."""
     _fit("linear-ae", options, {"standardize": options["standardize"]})

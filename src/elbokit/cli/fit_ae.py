@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 
 from ..nn.config import AUTOENCODER_DEFAULTS, AUTOENCODER_HELP, autoencoder_settings
-from .common import (DataSpec, Out, config_option, fit_options, load_dataset, model_settings,
-                     print_saved, record_fit, with_options)
+from .common import (DataSpec, Out, config_option, load_dataset, model_settings, print_saved,
+                     record_fit, shared_fit_options, with_options)
 
 
 def _fields():
@@ -44,7 +44,7 @@ def fit_ae(**options):
                 options["out"])
 
 
-with_options(_run, _options(), fit_options)(fit_ae)
+with_options(_run, _options(), shared_fit_options)(fit_ae)
 
 
 def register(fit_app: typer.Typer) -> None:

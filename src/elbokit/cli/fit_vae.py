@@ -4,9 +4,9 @@ A thin layer over :class:`elbokit.nn.VAE` and :func:`elbokit.runs.fit_and_record
 torch is imported only when the command runs. The model's options are not written
 here: each is a field of :class:`~elbokit.nn.config.ArchitectureConfig` or
 :class:`~elbokit.nn.config.TrainingConfig`, and ``config_option`` of
-``elbokit.cli.common`` turns the fields (type, default, help) into Typer options. The run directory gets the saved
-model (``model.json``, ``weights.safetensors``), ``metrics.json``, ``run.json`` and
-``checkpoints/`` (``--resume`` continues from it).
+``elbokit.cli.common`` turns the fields (type, default, help) into Typer options.
+The run directory gets the saved model (``model.json``, ``weights.safetensors``),
+``metrics.json``, ``run.json`` and ``checkpoints/`` (``--resume`` continues from it).
 
 Runs unchanged under ``torchrun --nproc_per_node=N`` (data-parallel, see
 :mod:`elbokit.nn.distributed`): the processes share each minibatch of
@@ -22,8 +22,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..nn.config import cli_settings
-from .common import (Crop, DataSpec, Out, Resize, config_option, fit_options, image_size,
-                     load_dataset, model_settings, print_saved, record_fit, with_options)
+from .common import (Crop, DataSpec, Out, Resize, config_option, image_size, load_dataset,
+                     model_settings, print_saved, record_fit, shared_fit_options,
+                     with_options)
 
 
 _MLFLOW_OPTION = typer.Option(
@@ -181,7 +182,7 @@ def _condition_on(value: str, dataset) -> bool:
 
 
 with_options(_data, [config_option(f) for f in cli_settings()], _run_options,
-             fit_options)(fit_vae)
+             shared_fit_options)(fit_vae)
 
 
 def register(fit_app: typer.Typer) -> None:

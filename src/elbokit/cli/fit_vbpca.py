@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DataSpec, Out, Standardize, fit_options, load_dataset, print_metrics,
-                     record_fit, with_options)
+from .common import (DataSpec, Out, Standardize, load_dataset, print_metrics, record_fit,
+                     shared_fit_options, with_options)
 
 PLOT_FILE = "alpha.png"
 
@@ -26,7 +26,7 @@ def _model(data: DataSpec = "digits", max_latent: MaxLatent = None,
     """VBPCA's options (a group for ``with_options``)."""
 
 
-@with_options(_model, fit_options)
+@with_options(_model, shared_fit_options)
 def fit_vbpca(**options):
     """Variational Bayesian PCA with ARD (mean-field VI): prints the chosen dimension."""
     from ..exceptions import ParameterError
