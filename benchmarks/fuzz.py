@@ -28,7 +28,7 @@ checkpoint, run.json/metrics.json) gets that many mutations, and each recorded V
 ``evaluate`` and ``sample`` on each) a third as many. Measured 2026-12-01: the variants at
 ``ELBOKIT_FUZZ_EXAMPLES=100`` (100 each, 1000 commands) in 108 s beside two long runs, no
 failure; a failure prints the
-shrunk mutation (the hypothesis draws) to add to tests/test_hostile_runs.py.
+shrunk mutation (the hypothesis draws) to add to tests/hostile/test_run_files.py.
 """
 
 from __future__ import annotations

@@ -68,6 +68,15 @@ def test_guide_python_blocks_run(page, tmp_path, monkeypatch):
     run_blocks(page)
 
 
+def test_cited_files_exist():
+    """Every tests/... or benchmarks/... file the README and the docs name is there."""
+    cited = re.compile(r"\b((?:tests|benchmarks)/[\w/]+\.py)\b")
+    pages = [README, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    missing = {(page.name, path) for page in pages for path in cited.findall(page.read_text())
+               if not (ROOT / path).exists()}
+    assert not missing, sorted(missing)
+
+
 def _render_docs():
     spec = importlib.util.spec_from_file_location("render_docs",
                                                   ROOT / "benchmarks" / "render_docs.py")
