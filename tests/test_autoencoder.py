@@ -144,3 +144,17 @@ def test_cli_fit_ae_and_compare_row(tmp_path, capsys):
     assert table["ae"]["test_loglike"] is None and table["ae"]["method"] == "no density"
     assert table["ae"]["reconstruction_error"] > 0 and table["pca"]["reconstruction_error"] > 0
     assert 0.1 < table["pca"]["probe_accuracy"] <= 1
+
+
+def test_the_signature_is_the_config_fields_autoencoder_settings_names():
+    import inspect
+
+    from elbokit.nn.config import AUTOENCODER_DEFAULTS, autoencoder_settings
+    from elbokit.nn._settings import estimator_default
+
+    parameters = inspect.signature(elbokit.Autoencoder).parameters
+    fields = autoencoder_settings()
+    assert list(parameters) == [f.name for f in fields]
+    for f in fields:
+        expected = AUTOENCODER_DEFAULTS.get(f.name, estimator_default(f))
+        assert parameters[f.name].default == expected, f.name

@@ -34,6 +34,13 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     exact_log_likelihood = False
     linear_gaussian = False
 
+    def _store_settings(self, arguments: dict) -> None:
+        """Keep each constructor argument as the attribute of its name (scikit-learn's
+        rule: ``__init__`` only stores; every check is at ``fit``)."""
+        for name, value in arguments.items():
+            if name != "self":
+                setattr(self, name, value)
+
     # ------------------------------------------------------------------ the data
 
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:

@@ -92,10 +92,7 @@ class Autoencoder(NeuralEstimator):
                  hidden=(400,), image_shape=None, epochs: int = 10, batch_size: int = 128,
                  lr: float = 1e-3, lr_schedule: str = "constant", seed: int = 0,
                  device: str = "cpu", progress: bool = False):
-        settings = dict(locals())
-        del settings["self"]
-        for name, value in settings.items():
-            setattr(self, name, value)
+        self._store_settings(locals())
 
     # ------------------------------------------------------------------ settings
 

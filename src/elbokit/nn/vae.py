@@ -176,10 +176,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
                  free_bits: float = 0.0, beta: float = 1.0, gradient: str = "standard",
                  miwae_m: int = 8, ciwae_beta: float = 0.5, schedule: str = "joint",
                  e_steps: int = 1, m_steps: int = 1):
-        settings = dict(locals())
-        del settings["self"]
-        for name, value in settings.items():
-            setattr(self, name, value)
+        self._store_settings(locals())
 
     # ------------------------------------------------------------------ fitting
 
