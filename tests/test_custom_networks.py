@@ -67,7 +67,7 @@ def _settings(**extra):
 def test_the_presets_modules_as_custom_ones_give_the_presets_elbo(digits):
     train, test = digits
     # autograd's path for both (the preset's written-out step has the same gradients to
-    # rounding, tests/test_fused.py; this test asks for the same bits)
+    # rounding, tests/nn/test_fused_step.py; this test asks for the same bits)
     preset = VAE(3, hidden=(16,), fused_step=False, **_settings()).fit(train)
     start = VAE._build(preset.architecture_, seed=0)  # the preset's initial weights
     encoder, decoder = _pair()

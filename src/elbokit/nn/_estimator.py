@@ -116,15 +116,15 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     # ------------------------------------------------------------------ the surface
 
     def transform(self, X) -> np.ndarray:
-        """The codes (the VAE's posterior means), (n, L): :meth:`encode` for pipelines."""
+        """The codes (the VAE's posterior means), (n, L): ``encode`` for pipelines."""
         return self.encode(X)
 
     def inverse_transform(self, Z) -> np.ndarray:
-        """Decoder means of Z, (n, d): :meth:`decode` for pipelines."""
+        """Decoder means of Z, (n, d): ``decode`` for pipelines."""
         return self.decode(Z)
 
     def decode_mean(self, Z) -> np.ndarray:
-        """The decoder mean of each row of Z: :meth:`decode`."""
+        """The decoder mean of each row of Z: ``decode``."""
         return self.decode(np.asarray(Z, dtype=np.float32))
 
     @property

@@ -40,8 +40,8 @@ class PriorMembers:
         """KL(q(z|x) || p(z)) (nats) against the model's own prior, per row (n,); with
         ``per_dimension=True`` KL(q(z_j|x) || p(z_j)) against the prior's marginal on
         each dimension j, (n, L). Closed form for a Gaussian q and the N(0, I) prior,
-        else Monte Carlo over ``n_samples`` seeded draws from q (see
-        :mod:`elbokit.nn._kl`; per dimension, an IAF's q(z_j|x) is moment-matched)."""
+        else Monte Carlo over ``n_samples`` seeded draws from q (per dimension, an IAF's
+        q(z_j|x) is moment-matched)."""
         x = self._input(X, y)
         k = check_int(n_samples, "n_samples", minimum=1)
         generator, prior = self._generator(random_state), self.model_.prior

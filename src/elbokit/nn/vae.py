@@ -156,7 +156,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     # constructor's setting, which fit requires to be True or False
 
     # the signature of every setting: the fields of ArchitectureConfig and TrainingConfig,
-    # with their defaults (tests/test_vae_config.py holds the two equal); scikit-learn's
+    # with their defaults (tests/nn/test_config.py holds the two equal); scikit-learn's
     # get_params reads the names from here
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
