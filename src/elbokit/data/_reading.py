@@ -23,6 +23,13 @@ def brief(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def brief_error(exc: Exception) -> str:
+    """A library's error (Pillow's) for a one-line message: its first 100 characters,
+    whitespace collapsed, or its type where it says nothing."""
+    text = " ".join(str(exc).split())
+    return text[:100] or type(exc).__name__
+
+
 def byte_count(nbytes: int) -> str:
     """A byte count for a message: exact, or its power of two when absurdly large."""
     return str(nbytes) if nbytes < 10**18 else f"about 2^{nbytes.bit_length() - 1}"

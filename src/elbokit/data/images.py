@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataError
+from ._reading import brief_error
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_FILES = 1_000_000  # image files in one data set
@@ -71,12 +72,7 @@ def _open(Image, path: Path):
     except Image.DecompressionBombError:
         raise DataError(f"{path}: the image is too large to read") from None
     except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-        raise DataError(f"{path} is not a readable PNG/JPEG image ({_brief(exc)})") from None
-
-
-def _brief(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text[:100] or type(exc).__name__
+        raise DataError(f"{path} is not a readable PNG/JPEG image ({brief_error(exc)})") from None
 
 
 def _probe(Image, files: list[Path]) -> tuple[list[tuple[int, int]], list[str]]:
@@ -138,7 +134,7 @@ def _pixels(Image, path: Path, channels: int, size, crop, resize) -> np.ndarray:
         try:
             image.load()  # a truncated file fails here
         except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{path} cannot be decoded ({_brief(exc)})") from None
+            raise DataError(f"{path} cannot be decoded ({brief_error(exc)})") from None
         if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey
             values = np.asarray(image, dtype=np.float32) / 65535.0
             image = Image.fromarray(np.clip(values, 0, 1).astype(np.float32))  # mode "F"
