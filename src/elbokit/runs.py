@@ -422,7 +422,7 @@ VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
 
 def check_resumable(out: Path, kind: str) -> None:
     """Refuse ``--resume`` into a directory holding a saved model of another kind (the
-    training settings are compared by :func:`elbokit.nn.resume.check_resume`, the
+    training settings are compared by :func:`elbokit.nn.train.resume.check_resume`, the
     architecture when the checkpoint is loaded)."""
     model_file = out / MODEL_FILE
     if model_file.is_file():

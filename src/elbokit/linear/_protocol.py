@@ -2,9 +2,10 @@
 mixin: x = W z + mu + noise, z ~ N(0, I), so the posterior p(z|x) is an exact Gaussian,
 the prior is N(0, I), log p(x) is closed form and every KL is closed form too.
 
-:class:`LinearGaussianMixin` (PCA, PPCA, FactorAnalysis, the linear autoencoder,
-VBPCA) inherits this; it needs the host's ``_loadings()``, ``_noise_diag()``,
-``_gaussian()``, ``_observed()``, ``_validate()`` and ``posterior_covariance()``.
+The linear models (PCA, PPCA, FactorAnalysis, the linear autoencoder, VBPCA) inherit
+this through ``LinearGaussianMixin`` (``linear/_gaussian.py``), which gives it
+``_loadings()``, ``_noise_diag()``, ``_gaussian()``, ``_observed()``, ``_checked_rows()``
+and ``posterior_covariance()``.
 """
 
 from __future__ import annotations
