@@ -49,11 +49,12 @@ likelihoods, priors, flows, estimators, free bits, torchrun) takes autograd's st
 ``fused_step=False`` turns it off.
 
 With ``precision="bfloat16"`` (mixed precision, the rule of
-:mod:`elbokit.nn.train.precision`) the step's matmuls take bfloat16 operands: the weights are rounded once per step, the networks' activations are
-kept in bfloat16 between layers, and oneDNN accumulates each product in float32.
-Everything the lecture's formulas compute from the networks' outputs (the
-reparameterised z, log p(x|z), the KL, dloss/dlogits and the prior's gradients) stays
-float32, as do the weights, their gradients and Adam's state (the master copy).
+:mod:`elbokit.nn.train.precision`) the step's matmuls take bfloat16 operands: the
+weights are rounded once per step, the networks' activations are kept in bfloat16
+between layers, and oneDNN accumulates each product in float32. Everything the lecture's
+formulas compute from the networks' outputs (the reparameterised z, log p(x|z), the KL,
+dloss/dlogits and the prior's gradients) stays float32, as do the weights, their
+gradients and Adam's state (the master copy).
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def _mixture_kl(mean, logvar, var, z, means, logvars, log_weights, with_logits=T
 def fused_step(model, config, objective, distributed: bool):
     """A :class:`FusedLB` where it computes exactly what autograd would for this run:
     the preset MLP encoder and decoder (ReLU or gated), the Bernoulli likelihood, the
-    standard prior, the VampPrior or a mixture of K > 1 Gaussians, no flow, no conditioning, no standardization, L_B with one draw
-    and the standard gradient, no free bits, one process; else None."""
+    standard prior, the VampPrior or a mixture of K > 1 Gaussians, no flow, no
+    conditioning, no standardization, L_B with one draw and the standard gradient, no
+    free bits, one process; else None."""
     arch = model.config
     covered = (config.fused_step and not distributed
                and type(objective) is AnalyticKLELBO and config.n_samples == 1
@@ -239,8 +241,9 @@ def _layers(net: nn.Sequential):
 def _forward(layers, h, dtype=None):
     """The network's output (in the parameters' type) and, per layer, what its backward
     needs: (input, output, weight) for ReLU and linear layers, (input, value,
-    sigmoid(gate), weight) for gated ones. ``dtype``: the matmuls' operand type (bfloat16: mixed precision;
-    the saved tensors are then bfloat16 too); None: the weights' own."""
+    sigmoid(gate), weight) for gated ones. ``dtype``: the matmuls' operand type
+    (bfloat16: mixed precision; the saved tensors are then bfloat16 too); None: the
+    weights' own."""
     saved = []
     if dtype is not None:
         h = h.to(dtype)

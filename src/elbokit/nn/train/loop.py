@@ -347,9 +347,10 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
 
 
 def _optimise(run: _Run, loss: torch.Tensor, step: int) -> bool:
-    """One optimiser step with the gradients the objective's step set (of the
-    parameters the schedule updates at global step ``step``); with on_nan="skip-batch" only where the loss and the gradients are
-    finite on every rank (returns False for a skipped step)."""
+    """One optimiser step with the gradients the objective's step set (of the parameters
+    the schedule updates at global step ``step``); with on_nan="skip-batch" only where
+    the loss and the gradients are finite on every rank (returns False for a skipped
+    step)."""
     skip = run.on_nan == "skip-batch"
     if skip and not run.shard.all_true(bool(torch.isfinite(loss))):
         return False
