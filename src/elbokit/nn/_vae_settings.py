@@ -41,22 +41,30 @@ def architecture(vae, n_features: int, condition_dim: int = 0,
         if is_module(given):
             settings[f"{part}_module"] = module_record(given, part)
             settings[part] = "custom"
-    decoder = settings["decoder"] or vae.arch  # an unknown arch fails its check first
-    encoder = settings["encoder"] or ("linear" if decoder == "linear" else vae.arch)
-    image_shape = vae.image_shape
-    if image_shape is None and "conv" in (encoder, decoder):
-        channels = vae.channels if isinstance(vae.channels, int) and vae.channels > 0 \
-            else 1  # a bad value fails its check below
-        side = math.isqrt(n_features // channels)
-        image_shape = (side, side) if channels * side * side == n_features else None
+    channels = vae.channels if isinstance(vae.channels, int) and vae.channels > 0 \
+        else 1  # a bad value fails its check in the config
+    encoder, decoder, image_shape = networks(vae.arch, settings["encoder"],
+                                             settings["decoder"], vae.image_shape,
+                                             n_features, channels)
     settings.update(
         prior=prior_name(vae.prior), prior_components=prior_components(vae),
-        encoder=encoder, decoder=decoder, hidden=sizes(vae.hidden),
-        image_shape=None if image_shape is None else tuple(image_shape),
+        encoder=encoder, decoder=decoder, hidden=sizes(vae.hidden), image_shape=image_shape,
         flow_hidden=sizes(vae.flow_hidden), standardize=resolve_standardize(vae))
     return ArchitectureConfig(n_features=n_features,
                               feature_names=names(getattr(vae, "feature_names_in_", None)),
                               condition_dim=condition_dim, classes=classes, **settings)
+
+
+def networks(arch, encoder, decoder, image_shape, n_features: int, channels: int = 1):
+    """(encoder, decoder, image_shape) with the defaults that follow from the others:
+    the decoder is ``arch``'s, the encoder linear for a linear decoder else ``arch``'s,
+    and a conv network's image a square of C * side^2 = d values (None if d is not)."""
+    decoder = decoder or arch  # an unknown arch fails its check in the config
+    encoder = encoder or ("linear" if decoder == "linear" else arch)
+    if image_shape is None and "conv" in (encoder, decoder):
+        side = math.isqrt(n_features // channels)
+        image_shape = (side, side) if channels * side * side == n_features else None
+    return encoder, decoder, None if image_shape is None else tuple(image_shape)
 
 
 def prior_components(vae) -> int:

@@ -30,6 +30,7 @@ from .._validation import check_choice, check_int
 from ..exceptions import ModelFileError, NoDensityError, TrainingError
 from . import checkpoint as ckpt
 from ._estimator import NeuralEstimator, sizes
+from ._vae_settings import networks
 from .config import (AE_LIKELIHOODS, AUTOENCODER_SETTINGS, LATENT_DIM, ArchitectureConfig,
                      TrainingConfig)
 from .model import AENetwork
@@ -101,16 +102,12 @@ class Autoencoder(NeuralEstimator):
         the likelihood names the decoder's single head."""
         check_choice(self.likelihood, "likelihood", AE_LIKELIHOODS)
         settings = {name: getattr(self, name) for name in ARCHITECTURE}
-        decoder = self.decoder or self.arch
-        encoder = self.encoder or ("linear" if decoder == "linear" else self.arch)
-        image_shape = self.image_shape
-        if image_shape is None and "conv" in (encoder, decoder):
-            side = math.isqrt(n_features)
-            image_shape = (side, side) if side * side == n_features else None
+        encoder, decoder, image_shape = networks(self.arch, self.encoder, self.decoder,
+                                                 self.image_shape, n_features)
         settings.update(
             likelihood="bernoulli" if self.likelihood == "bernoulli" else "gaussian-fixed",
             encoder=encoder, decoder=decoder, hidden=_hidden(self.hidden),
-            image_shape=None if image_shape is None else tuple(image_shape))
+            image_shape=image_shape)
         names = getattr(self, "feature_names_in_", None)
         return ArchitectureConfig(n_features=n_features, feature_names=None if names is None
                                   else tuple(str(n) for n in names), **settings)
