@@ -87,7 +87,7 @@ class Autoencoder(NeuralEstimator):
     fit_options = frozenset({"validation"})
 
     # the config fields config.AUTOENCODER_SETTINGS names, with config.AUTOENCODER_DEFAULTS
-    # (tests/test_autoencoder.py holds the signature equal to them)
+    # (tests/nn/test_autoencoder.py holds the signature equal to them)
     def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
                  hidden=(400,), image_shape=None, epochs: int = 10, batch_size: int = 128,
