@@ -15,6 +15,7 @@ from elbokit.exceptions import ModelFileError
 from elbokit.persistence import sha256_file
 
 from conftest import edit_json as _rewrite
+from conftest import edit_model_json
 from conftest import one_line_exit_2 as _one_line_exit_2
 from elbokit.models import load_model
 
@@ -174,11 +175,11 @@ def test_architecture_sizes_are_checked_against_the_header_before_building(
     """A model.json whose sizes were edited is refused from the safetensors header alone:
     no network of that size is built (VAENetwork is only ever built on the meta device)."""
     def change(meta):
-        meta["architecture"][field] = value
+        meta["settings"]["architecture"][field] = value
         if field == "flow_steps":
-            meta["architecture"]["posterior"] = "iaf"
+            meta["settings"]["architecture"]["posterior"] = "iaf"
 
-    _rewrite(run_copy / "model.json", change, drop_digest=True)
+    edit_model_json(run_copy / "model.json", change)
     from elbokit.nn import vae as vae_module
 
     def no_build(*args, **kwargs):
@@ -194,13 +195,14 @@ def test_tensors_field_is_checked_against_the_file(run_copy):
         name = next(iter(meta["tensors"]))
         meta["tensors"][name]["shape"] = [1, 1]
 
-    _rewrite(run_copy / "model.json", change, drop_digest=True)
+    edit_model_json(run_copy / "model.json", change)
     with pytest.raises(ModelFileError, match="tensors"):
         load_model(run_copy)
 
 
 def test_an_edited_description_is_caught(run_copy):
-    _rewrite(run_copy / "model.json", lambda m: m["architecture"].update(min_variance=0.5))
+    _rewrite(run_copy / "model.json",
+             lambda m: m["settings"]["architecture"].update(min_variance=0.5))
     with pytest.raises(ModelFileError, match="checksum"):
         load_model(run_copy)
 
