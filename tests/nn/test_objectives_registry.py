@@ -1,6 +1,7 @@
-"""The objectives package (nn/objectives/): its modules import one way (no module
-imports one that imports it back), each imports alone, and the one registry resolves
-every objective name the training config and the CLI accept."""
+"""The objectives package (nn/objectives/) and the loop (nn/train/): their modules
+import one way (no module imports one that imports it back), each imports alone, and
+the one registry resolves every objective name the training config and the CLI
+accept."""
 
 import ast
 import subprocess
@@ -19,6 +20,9 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "elbokit.nn.objectives"
 MODULES = sorted(p.stem for p in (SRC / "elbokit" / "nn" / "objectives").glob("*.py")
                  if p.stem != "__init__")
+TRAIN = "elbokit.nn.train"  # the loop's package: it imports the objectives, never back
+TRAIN_MODULES = sorted(p.stem for p in (SRC / "elbokit" / "nn" / "train").glob("*.py")
+                       if p.stem != "__init__")
 
 
 def _file(module: str) -> Path | None:
@@ -67,10 +71,20 @@ def test_no_module_of_the_package_imports_one_that_imports_it_back(name):
     assert PACKAGE not in _reachable(module)  # nor the package's __init__
 
 
+@pytest.mark.parametrize("name", TRAIN_MODULES)
+def test_no_module_of_the_training_loop_imports_one_that_imports_it_back(name):
+    """The objectives import train.precision (a leaf); the loop imports the objectives;
+    the train package's ``__init__`` imports its parts only when a name is first used."""
+    module = f"{TRAIN}.{name}"
+    assert module not in _reachable(module)
+    assert not _imports(TRAIN)
+
+
 def test_the_modules_import_alone_in_a_fresh_interpreter():
     script = "; ".join(
-        f"subprocess.run([sys.executable, '-c', 'import {PACKAGE}.{name}'], check=True)"
-        for name in MODULES)
+        f"subprocess.run([sys.executable, '-c', 'import {module}'], check=True)"
+        for module in [*(f"{PACKAGE}.{name}" for name in MODULES),
+                       *(f"{TRAIN}.{name}" for name in TRAIN_MODULES)])
     subprocess.run([sys.executable, "-c", f"import subprocess, sys; {script}"], check=True,
                    timeout=240)
 
