@@ -1,7 +1,7 @@
 """Fuzzing of saved runs (issue 13): hypothesis mutates every file of a small saved run
-(each classical kind, a VAE, a VAE checkpoint, run.json and metrics.json, and recorded
-runs of the VAE's variants: VampPrior, mixture prior, gated + EMA + clamp, IAF,
-conditional, through ``evaluate`` and ``sample``): JSON fields
+(each classical kind, a VAE, an Autoencoder, a VAE checkpoint, run.json and
+metrics.json, and recorded runs of the VAE's variants: VampPrior, mixture prior,
+gated + EMA + clamp, IAF, conditional, through ``evaluate`` and ``sample``): JSON fields
 (type swaps, huge and negative numbers, NaN strings, deleted keys), bytes and lengths
 of the safetensors files, with the checksums recomputed or not. Every mutation must
 give a correct result or a one-line elbokit error: never another exception, a NaN
@@ -38,8 +38,7 @@ from elbokit.nn.train import checkpoint as ckpt  # noqa: E402
 EXAMPLES = int(os.environ.get("ELBOKIT_FUZZ_EXAMPLES", "10"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50,
                 suppress_health_check=list(HealthCheck), database=None)
-from elbokit.persistence.model_file import DESCRIBED as CLASSICAL_DESCRIBED  # noqa: E402
-VAE_DESCRIBED = ("architecture", "tensors")
+from elbokit.persistence.model_file import DESCRIBED  # noqa: E402
 CHECKPOINT_DESCRIBED = ("architecture", "optimizer", "tensor_file", "epoch")
 
 
@@ -64,6 +63,9 @@ def corpus(tmp_path_factory):
         vae = VAE(2, hidden=(8,), epochs=1, progress=False, seed=0)
         vae.fit(X)
         vae.save(root / "vae")
+        from elbokit.nn import Autoencoder
+
+        Autoencoder(2, hidden=(8,), epochs=1, seed=0).fit(X).save(root / "ae")
         fit_and_record(classical_registry()["pca"](2), digits, root / "pca-run",
                        spec="digits", seed=0, test_fraction=0.2)
     return root
@@ -123,14 +125,14 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))  # NaN/inf are written as NaN/Infinity: refused
 
 
-def _refresh_model_json(directory: Path, tensor_file: str, described) -> None:
+def _refresh_model_json(directory: Path, tensor_file: str) -> None:
     """Recompute the checksums of model.json as an attacker would."""
     meta = json.loads((directory / "model.json").read_text())
     if isinstance(meta.get("sha256"), dict):
         if (directory / tensor_file).is_file():
             meta["sha256"][tensor_file] = sha256_file(directory / tensor_file)
         try:
-            meta["sha256"][DESCRIPTION_KEY] = description_digest(meta, described)
+            meta["sha256"][DESCRIPTION_KEY] = description_digest(meta, DESCRIBED)
         except (TypeError, ValueError):
             pass
     _write_json(directory / "model.json", meta)
@@ -155,14 +157,14 @@ def _mutate_bytes(data, path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
-def _mutate_model_dir(data, directory: Path, tensor_file: str, described) -> None:
+def _mutate_model_dir(data, directory: Path, tensor_file: str) -> None:
     if data.draw(st.booleans(), label="json?"):
         meta = json.loads((directory / "model.json").read_text())
         _write_json(directory / "model.json", _mutate_json(data, meta))
     else:
         _mutate_bytes(data, directory / tensor_file)
     if data.draw(st.booleans(), label="refresh checksums?"):
-        _refresh_model_json(directory, tensor_file, described)
+        _refresh_model_json(directory, tensor_file)
 
 
 def _mutate_checkpoint(data, run: Path) -> None:
@@ -206,15 +208,13 @@ def _assert_clean(code: int, out: str, err: str) -> None:
         assert " inf" not in out, out
 
 
-@pytest.mark.parametrize("kind", ["pca", "ppca", "fa", "linear-ae", "vbpca", "vae"])
+@pytest.mark.parametrize("kind", ["pca", "ppca", "fa", "linear-ae", "vbpca", "vae", "ae"])
 @FUZZ
 @given(data=st.data())
 def test_mutated_model_directory(corpus, kind, data):
-    tensor_file = "weights.safetensors"
-    described = VAE_DESCRIBED if kind == "vae" else CLASSICAL_DESCRIBED
     with tempfile.TemporaryDirectory() as tmp:
         directory = _copy(corpus, kind, Path(tmp))
-        _mutate_model_dir(data, directory, tensor_file, described)
+        _mutate_model_dir(data, directory, "weights.safetensors")
         before = _digest(directory)
         code, out, err = _cli(["evaluate", str(directory), "--data",
                                str(corpus / "data.npy")])
@@ -284,7 +284,7 @@ def test_mutated_vae_variant(variant_corpus, variant, data):
     line, and change nothing in the run."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = _copy(variant_corpus, variant, Path(tmp))
-        _mutate_model_dir(data, directory, "weights.safetensors", VAE_DESCRIBED)
+        _mutate_model_dir(data, directory, "weights.safetensors")
         before = _digest(directory)
         for argv in (["evaluate", str(directory), "--data", "digits"],
                      ["sample", str(directory), "-n", "4", "--out", str(Path(tmp) / "s.png")]):
