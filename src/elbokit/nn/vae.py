@@ -195,7 +195,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         epoch and drives early stopping (``patience``). Every setting is the
         constructor's (change one with ``set_params``). ``checkpoint_dir``: where a
         checkpoint is written after every epoch; ``resume=True`` continues from it
-        (changing only the settings :mod:`elbokit.nn.resume` allows, as the CLI's
+        (changing only the settings :mod:`elbokit.nn.train.resume` allows, as the CLI's
         ``--resume``).
         ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
         checkpoint) or ``"skip-batch"`` (skip steps with a non-finite loss or gradient;
