@@ -169,3 +169,37 @@ def test_load_tensors_refuses_non_finite_values_and_what_does_not_fit(tmp_path, 
     with pytest.raises(ModelFileError, match="the tensors of .* needs .* GiB of memory"):
         model_file.read(tmp_path / "m").load_tensors()
     assert tensors.check_memory is memory.check_memory  # the one memory rule
+
+
+def test_every_kind_writes_the_one_schema(tmp_path, digits):
+    """A classical model, a VAE and an Autoencoder: the same fields, the same tensor
+    file, read back by the same reader."""
+    pytest.importorskip("torch")
+    from elbokit import PCA, VAE, save_model
+    from elbokit.nn import Autoencoder
+
+    X = digits.train[:60]
+    models = {"pca": PCA(2), "vae": VAE(2, hidden=(8,), epochs=1, progress=False, seed=0),
+              "ae": Autoencoder(2, hidden=(8,), epochs=1, seed=0)}
+    for kind, model in models.items():
+        save_model(model.fit(X), tmp_path / kind)
+        meta = json.loads((tmp_path / kind / "model.json").read_text())
+        assert sorted(meta) == sorted(model_file.KEYS), kind
+        assert sorted(p.name for p in (tmp_path / kind).iterdir()) == \
+            ["model.json", "weights.safetensors"], kind
+        record = model_file.read(tmp_path / kind, kind=kind)
+        assert record.fitted["n_features_in_"] == 64, kind
+
+
+def test_only_model_file_writes_model_json():
+    """The schema is written in one place: no other module writes a model.json."""
+    import pathlib
+    import re
+
+    import elbokit
+
+    root = pathlib.Path(elbokit.__file__).parent
+    writes = re.compile(r"write\w*\([^)]*MODEL_FILE")
+    writers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                     if writes.search(p.read_text()))
+    assert writers == ["persistence/model_file.py"]
