@@ -157,7 +157,7 @@ def _mutate_bytes(data, path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
-def _mutate_model_dir(data, directory: Path, tensor_file: str) -> None:
+def _mutate_model_dir(data, directory: Path, tensor_file: str = "weights.safetensors") -> None:
     if data.draw(st.booleans(), label="json?"):
         meta = json.loads((directory / "model.json").read_text())
         _write_json(directory / "model.json", _mutate_json(data, meta))
@@ -212,13 +212,19 @@ def _assert_clean(code: int, out: str, err: str) -> None:
 @FUZZ
 @given(data=st.data())
 def test_mutated_model_directory(corpus, kind, data):
+    _check_mutated_copy(data, corpus / kind, lambda directory, tmp: [
+        ["evaluate", str(directory), "--data", str(corpus / "data.npy")]])
+
+
+def _check_mutated_copy(data, source: Path, commands) -> None:
+    """Mutate a copy of the model directory ``source``; each of ``commands(copy, tmp)``
+    must give numbers or one line, and change nothing in the copy."""
     with tempfile.TemporaryDirectory() as tmp:
-        directory = _copy(corpus, kind, Path(tmp))
-        _mutate_model_dir(data, directory, "weights.safetensors")
+        directory = _copy(source.parent, source.name, Path(tmp))
+        _mutate_model_dir(data, directory)
         before = _digest(directory)
-        code, out, err = _cli(["evaluate", str(directory), "--data",
-                               str(corpus / "data.npy")])
-        _assert_clean(code, out, err)
+        for argv in commands(directory, Path(tmp)):
+            _assert_clean(*_cli(argv))
         assert _digest(directory) == before
 
 
@@ -282,14 +288,9 @@ def test_mutated_vae_variant(variant_corpus, variant, data):
     """Every saved field of each variant's model.json and every byte of its tensors:
     ``evaluate`` and ``sample`` (which reads the prior's own tensors) give numbers or one
     line, and change nothing in the run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = _copy(variant_corpus, variant, Path(tmp))
-        _mutate_model_dir(data, directory, "weights.safetensors")
-        before = _digest(directory)
-        for argv in (["evaluate", str(directory), "--data", "digits"],
-                     ["sample", str(directory), "-n", "4", "--out", str(Path(tmp) / "s.png")]):
-            _assert_clean(*_cli(argv))
-        assert _digest(directory) == before
+    _check_mutated_copy(data, variant_corpus / variant, lambda directory, tmp: [
+        ["evaluate", str(directory), "--data", "digits"],
+        ["sample", str(directory), "-n", "4", "--out", str(tmp / "s.png")]])
 
 
 CHECKPOINT_VARIANTS = {"standard": {}, **{name: VAE_VARIANTS[name]
