@@ -198,7 +198,7 @@ def _check_fields(meta: dict, path: Path, kind: str | None) -> None:
                              f"{kind!r}; load it with elbokit.load_model")
     _check_sha256(meta["sha256"], path)
     _check_tensor_specs(meta["tensors"], path)
-    _check_history(meta["history"], path)
+    check_history(meta["history"], path)
     fitted = meta["fitted"]
     n_features = check_int(fitted.get("n_features_in_"), "fitted.n_features_in_", path, 1,
                            MAX_FEATURES)
@@ -224,9 +224,11 @@ def _check_tensor_specs(tensors: dict, path: Path) -> None:
                                  f"a 'shape' of non-negative integers; got {short(spec)}")
 
 
-def _check_history(history: list, path: Path) -> None:
-    """One object per step, of numbers (null where one was not finite)."""
-    if len(history) > MAX_HISTORY or not all(isinstance(h, dict) for h in history):
+def check_history(history: list, path) -> None:
+    """A training or EM trace: a list of one object per step, of numbers (null where
+    one was not finite). A kind's loader adds its own rules (epoch numbers, ...)."""
+    if not isinstance(history, list) or len(history) > MAX_HISTORY or \
+            not all(isinstance(h, dict) for h in history):
         raise ModelFileError(f"{path}: field 'history' must be a list of objects")
     for entry in history:
         for key, value in entry.items():
