@@ -126,6 +126,11 @@ def test_vae_implements_the_protocol(digits):
     X = digits.test[:6]
     assert isinstance(model, LatentVariableModel) and kinds.kind_of(model) == "vae"
     assert not model.exact_log_likelihood and not model.linear_gaussian
+    assert model.has_density and not model.conditional and not model.accepts_missing
+    assert model.samplers == ("prior",) and "checkpoint_dir" in model.fit_options
+    assert model.latent_dim_ == 2 and model.n_iter_ == 1
+    assert model.binarize == model.get_params()["binarize"]
+    np.testing.assert_allclose(model.prior_moments()[1], np.ones(2))
     mean, var = model.posterior_moments(X)
     np.testing.assert_allclose(mean, model.encode(X), rtol=1e-6)
     np.testing.assert_allclose(var, model.encode(X, n_samples=1)[1] ** 2, rtol=1e-6)
