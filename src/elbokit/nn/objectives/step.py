@@ -39,9 +39,9 @@ class TrainingObjective:
         autograd's graph; ``step``: the optimiser steps before this one."""
         raise NotImplementedError
 
-    @torch.inference_mode()
     def validate(self, model, X: torch.Tensor, seed: int) -> float:
-        """The mean metric (as recorded: ``val_<metric>``) of the rows X (n, d)."""
+        """The mean metric (as recorded: ``val_<metric>``) of the rows X (n, d), without
+        gradients; ``seed``: for an estimate that draws."""
         raise NotImplementedError
 
     def recorded(self, value: float) -> float:
