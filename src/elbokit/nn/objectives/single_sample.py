@@ -77,7 +77,7 @@ class AnalyticKLELBO(ELBOEstimator):
     expectations are sampled. With r near p the sampled term is small: for one draw
     under a 3-component mixture in 3 dimensions its variance was 0.01 to 0.3 nats^2,
     against 0.2 to 6 for L_A's log q(z|x) - log p(z) and 0.3 to 7 for the closed-form
-    entropy with a sampled cross-entropy, -H[q] - log p(z) (tests/test_priors.py)."""
+    entropy with a sampled cross-entropy, -H[q] - log p(z) (tests/nn/test_priors.py)."""
 
     name = "b"
 
