@@ -1,6 +1,6 @@
 """Training time of the long run's recipe (``benchmarks/recipe.py``: gated 784-300-300-40,
 batch 100, dynamic binarization, L_B, EMA, KL warm-up) under each prior, with the
-written-out step (``elbokit.nn.fused``, the default) and with autograd's backward
+written-out step (``elbokit.nn.objectives.fused``, the default) and with autograd's backward
 (``fused_step=False``), in one process.
 
 Every round fits each configuration once, from the same seed, on the first ``--images``
