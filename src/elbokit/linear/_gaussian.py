@@ -233,6 +233,17 @@ class LinearGaussianMixin(LinearProtocolMixin, ClassNamePrefixFeaturesOutMixin, 
         scale = standardization(center, variances)
         return (X - center) / scale, center, scale
 
+    def _missing_data_start(self, X: np.ndarray, missing: np.ndarray, model: str):
+        """What an EM fit on the observed entries starts from: ``(mask, X, X0, center,
+        scale, mean, variances)``: the 0/1 mask of observed entries (every column
+        observed somewhere, else a one-line error), X standardized when asked, X with
+        its missing entries set to 0, and the NaN-aware column means and variances."""
+        mask = (~missing).astype(np.float64)
+        check_observed_columns(mask, model)
+        X, center, scale = self._standardize_data(X)
+        mean, variances = nan_moments(X)
+        return mask, X, np.where(missing, 0.0, X), center, scale, mean, variances
+
     def _standardize_moments(self, mean: np.ndarray, S: np.ndarray):
         """``(mean_std, S_std, center, scale)`` from the mean and covariance of X."""
         if not self._standardizing():

@@ -22,8 +22,8 @@ from .._math import (LOG_2PI, LowRankGaussian, ObservedPosteriors, augmented_m_s
                      cholesky, observed_logpdf)
 from .._validation import check_float, check_int
 from ..exceptions import ConvergenceWarning, ParameterError, TrainingError
-from ._gaussian import (LinearGaussianMixin, spiky_features, check_observed_columns, constant_features,
-                        describe_features, nan_moments, sample_covariance, variance_scale,
+from ._gaussian import (LinearGaussianMixin, spiky_features, constant_features,
+                        describe_features, sample_covariance, variance_scale,
                         warn_constant_features)
 from ._factor_solution import FactorSolutionMixin
 from ._fa_ml import (AUTO_STARTS, AUTO_STARTS_FEATURES, MLResult, ProfileLikelihood,
@@ -419,11 +419,8 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         """Exact EM on the observed entries: per-sample posteriors given x_o, and the
         mean estimated together with W (augmented loadings), as PPCA(solver="em")."""
         start = time.perf_counter()
-        mask = (~missing).astype(np.float64)
-        check_observed_columns(mask, "FactorAnalysis")
-        X, center, scale = self._standardize_data(X)
-        X0 = np.where(missing, 0.0, X)
-        mean, variances = nan_moments(X)
+        mask, X, X0, center, scale, mean, variances = self._missing_data_start(
+            X, missing, "FactorAnalysis")
         floor, constant = self._floors(mean, variances, scale)
         # start from the covariance of the mean-imputed data
         Xc = np.where(missing, 0.0, X - mean)

@@ -16,8 +16,8 @@ from .._iteration import absolute_change_below, finite_steps, iterate
 from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky,
                      observed_logpdf)
 from .._validation import check_choice, check_float, check_int
-from ._gaussian import (LinearGaussianMixin, check_observed_columns, constant_features,
-                        nan_moments, sample_covariance, variance_scale, warn_constant_features,
+from ._gaussian import (LinearGaussianMixin, constant_features,
+                        sample_covariance, variance_scale, warn_constant_features,
                         warn_scale_spread)
 
 
@@ -209,11 +209,8 @@ class PPCA(LinearGaussianMixin):
 
     def _fit_missing(self, X, missing, L):
         n, d = X.shape
-        mask = (~missing).astype(np.float64)
-        check_observed_columns(mask, "PPCA")
-        X, center, scale = self._standardize_data(X)
-        X0 = np.where(missing, 0.0, X)
-        mean, variances = nan_moments(X)
+        mask, X, X0, center, scale, mean, variances = self._missing_data_start(
+            X, missing, "PPCA")
         floor = self._check_data_scale(mean, variances)
         W, sigma2 = self._init_em(variances, L, d)
         state = {"W": W, "mu": mean, "sigma2": sigma2}

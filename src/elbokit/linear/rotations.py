@@ -158,53 +158,58 @@ def _criterion(method: str, gamma: float = 0.0, delta: float = 0.01) -> Callable
 def _gpa_orthogonal(A, criterion, T, tol, max_iter):
     """GPForth (Jennrich 2001): minimise Q(A T) over orthogonal T.
     Returns (T, n_iter, converged, projected gradient norm)."""
-    f, Gq = criterion(A @ T)
-    G = A.T @ Gq
-    step = 1.0
-    for it in range(max_iter + 1):
+    def value_and_gradient(T):
+        f, Gq = criterion(A @ T)
+        return f, A.T @ Gq
+
+    def project(T, G):  # on the tangent space of O(L)
         M = T.T @ G
-        Gp = G - T @ ((M + M.T) / 2)  # projection on the tangent space of O(L)
-        s = np.linalg.norm(Gp)
-        if s < tol:
-            break
-        step *= 2
-        for _ in range(_MAX_HALVINGS + 1):
-            U, _, Vt = np.linalg.svd(T - step * Gp)
-            T_new = U @ Vt
-            f_new, Gq = criterion(A @ T_new)
-            if f_new < f - 0.5 * s**2 * step:
-                break
-            step /= 2
-        T, f = T_new, f_new
-        G = A.T @ Gq
-    return T, it, bool(s < tol), float(s)
+        return G - T @ ((M + M.T) / 2)
+
+    def retract(X):  # the nearest orthogonal matrix
+        U, _, Vt = np.linalg.svd(X)
+        return U @ Vt
+
+    return _gpa(T, value_and_gradient, project, retract, tol, max_iter)
 
 
 def _gpa_oblique(A, criterion, T, tol, max_iter):
     """GPFoblq (Jennrich 2002): minimise Q(A inv(T)') over T with unit-length columns.
     Returns (T, n_iter, converged, projected gradient norm)."""
-    T_inv = np.linalg.inv(T)
-    L = A @ T_inv.T
-    f, Gq = criterion(L)
-    G = -(L.T @ Gq @ T_inv).T
+    def value_and_gradient(T):
+        T_inv = np.linalg.inv(T)
+        L = A @ T_inv.T
+        f, Gq = criterion(L)
+        return f, -(L.T @ Gq @ T_inv).T
+
+    def project(T, G):  # G - T diag(1'(T * G))
+        return G - T * np.sum(T * G, axis=0)
+
+    def retract(X):  # columns back to unit length
+        return X / np.sqrt(np.sum(X**2, axis=0))
+
+    return _gpa(T, value_and_gradient, project, retract, tol, max_iter)
+
+
+def _gpa(T, value_and_gradient, project, retract, tol, max_iter):
+    """GPArotation's gradient-projection iteration: a projected-gradient step with
+    step doubling and up to ``_MAX_HALVINGS`` halvings until the Armijo condition
+    f_new < f - s^2 step / 2 holds (s the projected gradient's norm)."""
+    f, G = value_and_gradient(T)
     step = 1.0
     for it in range(max_iter + 1):
-        Gp = G - T * np.sum(T * G, axis=0)  # T diag(1'(T * G))
+        Gp = project(T, G)
         s = np.linalg.norm(Gp)
         if s < tol:
             break
         step *= 2
         for _ in range(_MAX_HALVINGS + 1):
-            X = T - step * Gp
-            T_new = X / np.sqrt(np.sum(X**2, axis=0))
-            T_inv = np.linalg.inv(T_new)
-            L = A @ T_inv.T
-            f_new, Gq = criterion(L)
-            if f - f_new > 0.5 * s**2 * step:
+            T_new = retract(T - step * Gp)
+            f_new, G_new = value_and_gradient(T_new)
+            if f_new < f - 0.5 * s**2 * step:
                 break
             step /= 2
-        T, f = T_new, f_new
-        G = -(L.T @ Gq @ T_inv).T
+        T, f, G = T_new, f_new, G_new
     return T, it, bool(s < tol), float(s)
 
 
