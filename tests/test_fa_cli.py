@@ -51,12 +51,25 @@ def _one_line_error(argv, capsys):
 
 # --------------------------------------------------------------------------- columns
 
-def test_a_text_column_is_an_error_naming_it_and_the_way_out(questionnaire, tmp_path, capsys):
+@pytest.mark.parametrize("argv, named", [
+    # a text column: named with the way out; nothing is written
+    (["fit", "fa", "--latent", "2"], ["'gender'", "--drop-columns gender"]),
+    (["compare", "--test-fraction", "0", "--drop-columns", "id,gender"],
+     ["--test-fraction must be above 0"]),
+    (["factors", "--drop-columns", "id,gender", "--method", "scree"],
+     ["--method must be one of"]),
+], ids=["text-column", "compare-test-fraction-0", "factors-method"])
+def test_bad_commands_are_one_line_errors_naming_the_problem(questionnaire, tmp_path, capsys,
+                                                             argv, named):
     path, _ = questionnaire
-    err = _one_line_error(["fit", "fa", "--data", str(path), "--latent", "2",
-                           "--out", str(tmp_path / "fa")], capsys)
-    assert "'gender'" in err and "--drop-columns gender" in err
-    assert not (tmp_path / "fa" / "model.json").exists()
+    out = tmp_path / "out"
+    err = _one_line_error(argv + ["--data", str(path), "--out", str(out)], capsys)
+    assert all(text in err for text in named), err
+    assert not (out / "model.json").exists()
+
+
+def test_factors_needs_data():
+    assert main(["factors"]) == 2  # --data is required (Typer's usage error)
 
 
 @pytest.mark.parametrize("option, value, named", [
@@ -134,13 +147,6 @@ def test_test_fraction_0_fits_every_row_and_says_there_is_no_test_set(questionna
     assert metrics["train_loglike"] == pytest.approx(model.score(X), abs=1e-7)
     refit = FactorAnalysis(2).fit(X)  # the rows in the file's order, all of them
     assert metrics["train_loglike"] == pytest.approx(refit.score(X), abs=1e-6)
-
-
-def test_compare_refuses_test_fraction_0(questionnaire, tmp_path, capsys):
-    path, _ = questionnaire
-    err = _one_line_error(["compare", "--data", str(path), "--test-fraction", "0",
-                           "--drop-columns", "id,gender", "--out", str(tmp_path / "c")], capsys)
-    assert "--test-fraction must be above 0" in err
 
 
 def test_compare_takes_columns_and_reuses_its_runs(questionnaire, tmp_path, capsys):
@@ -222,15 +228,6 @@ def test_factors_heldout_uses_every_observed_answer(questionnaire, tmp_path, cap
     expected = suggest_n_factors(frame[ITEMS], "heldout", max_factors=2, random_state=0)
     assert expected.to_text() in printed and "rows without missing values" not in printed
     assert "parallel analysis suggests 2" in printed
-
-
-def test_factors_needs_data_and_a_known_method(questionnaire, tmp_path, capsys):
-    path, _ = questionnaire
-    err = _one_line_error(["factors", "--data", str(path), "--drop-columns", "id,gender",
-                           "--method", "scree", "--out", str(tmp_path / "f")], capsys)
-    assert "--method must be one of" in err
-    assert main(["factors"]) == 2  # --data is required (Typer's usage error)
-    capsys.readouterr()
 
 
 def test_parallel_scree_marks_the_eigenvalues_above_the_random_ones(tmp_path):
