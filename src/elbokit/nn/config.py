@@ -285,7 +285,7 @@ class TrainingConfig(Settings):
     n_samples: int = setting(1, "z samples per point (L).", minimum=1)
     fused_step: bool = setting(True, "L_B's step for the preset MLP VAE (Bernoulli; standard, "
                                "vamp or mog prior) with its backward written out: autograd's "
-                               "gradients, 1.1-1.4x faster on the CPU (elbokit.nn.fused); "
+                               "gradients, 1.1-1.4x faster on the CPU (elbokit.nn.objectives.fused); "
                                "off: autograd.", resume="warn")
     precision: str = setting("float32", "Training's matmuls: auto (the default: bfloat16 for "
                              "likelihood bernoulli on a device with native bfloat16 matmuls, "

@@ -94,7 +94,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
         ``n_samples=k``, the k-sample bound of Burda et al.).
     fused_step, precision : the written-out L_B step for the preset MLP VAE (see
-        :mod:`elbokit.nn.fused`; False: autograd's backward), and the training matmuls'
+        :mod:`elbokit.nn.objectives.fused`; False: autograd's backward), and the training matmuls'
         precision: ``"auto"`` (bfloat16 for the Bernoulli likelihood on a device with
         native bfloat16 matmuls, float32 otherwise; the resolved value is what
         ``training_`` records), ``"float32"`` or ``"bfloat16"`` (mixed precision: the
