@@ -15,7 +15,7 @@ from conftest import edit_json as _edit_json  # noqa: E402
 from conftest import edit_model_json  # noqa: E402
 from elbokit.exceptions import (DataError, ModelFileError, ParameterError,  # noqa: E402
                                 TrainingError)
-from elbokit.nn import VAE, AnalyticKLELBO as EstimatorB, ArchitectureConfig, TrainingConfig  # noqa: E402
+from elbokit.nn import VAE, AnalyticKLELBO, ArchitectureConfig, TrainingConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +248,7 @@ def test_bad_inputs_raise_clear_errors(fitted, digits):
         VAE(2).sample(3)
 
 
-class _NaNAfter(EstimatorB):
+class _NaNAfter(AnalyticKLELBO):
     """L_B that returns NaN from its ``n``-th call on (to simulate a diverging run)."""
 
     def __init__(self, n):
@@ -260,7 +260,7 @@ class _NaNAfter(EstimatorB):
         return value * float("nan") if self.calls >= self.n else value
 
 
-class _Halved(EstimatorB):
+class _Halved(AnalyticKLELBO):
     """A custom objective object: half of L_B."""
 
     name = "halved"

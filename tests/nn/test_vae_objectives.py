@@ -12,8 +12,8 @@ from elbokit.nn import VAE
 from elbokit.nn.config import TrainingConfig
 from elbokit.nn.objectives import (
     IWAE,
-    MonteCarloELBO as EstimatorA,
-    AnalyticKLELBO as EstimatorB,
+    MonteCarloELBO,
+    AnalyticKLELBO,
     kl_weight,
     training_loss,
     weighted_loss,
@@ -25,7 +25,7 @@ from conftest import shrunk_linear_gaussian_vae
 def test_iwae_with_one_sample_is_l_a():
     model = shrunk_linear_gaussian_vae()
     x = torch.randn(50, 5, dtype=torch.float64)
-    a = EstimatorA()(model, x, 1, torch.Generator().manual_seed(0))
+    a = MonteCarloELBO()(model, x, 1, torch.Generator().manual_seed(0))
     iwae = IWAE()(model, x, 1, torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, iwae)
 
@@ -44,7 +44,7 @@ def test_iwae_rises_with_k_from_the_elbo_towards_log_px():
         mean, stderr = values.mean(0), values.std(0) / math.sqrt(reps)
         assert torch.all(mean < log_px + 4 * stderr)  # a lower bound on log p(x)
         means.append((k, mean, stderr))
-    elbo = EstimatorB()(model, x.repeat(reps, 1), 1, torch.Generator().manual_seed(9))
+    elbo = AnalyticKLELBO()(model, x.repeat(reps, 1), 1, torch.Generator().manual_seed(9))
     elbo = elbo.view(reps, -1).mean(0)
     assert torch.all(means[0][1] - elbo < 5 * means[0][2] + 0.02)  # IWAE_1 = ELBO
     for (k1, m1, s1), (k2, m2, s2) in zip(means[:-1], means[1:]):
@@ -83,7 +83,7 @@ class _LeafGaussian(torch.nn.Module):
 
 
 def _grads(model, **kw):
-    loss, _ = weighted_loss(EstimatorB(), model, model.x, 1, torch.Generator().manual_seed(0),
+    loss, _ = weighted_loss(AnalyticKLELBO(), model, model.x, 1, torch.Generator().manual_seed(0),
                             **kw)
     return torch.autograd.grad(loss, [model.mean, model.logvar])
 
@@ -109,9 +109,9 @@ def test_training_loss_weights_the_kl_but_reports_the_unweighted_elbo():
     model = shrunk_linear_gaussian_vae()
     x = torch.randn(30, 5, dtype=torch.float64)
     config = TrainingConfig(objective="b", beta=3.0, free_bits=0.1)
-    loss, neg_elbo = training_loss(EstimatorB(), model, x, config,
+    loss, neg_elbo = training_loss(AnalyticKLELBO(), model, x, config,
                                    torch.Generator().manual_seed(0), 0, 1)
-    elbo = EstimatorB()(model, x, 1, torch.Generator().manual_seed(0))
+    elbo = AnalyticKLELBO()(model, x, 1, torch.Generator().manual_seed(0))
     torch.testing.assert_close(neg_elbo, -elbo.mean())
     assert float(loss) > float(neg_elbo) + 1.0  # the KL counts three times in the loss
 
