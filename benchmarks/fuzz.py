@@ -1,5 +1,5 @@
-"""Long fuzzing runs (issue 13): the hypothesis tests of tests/test_fuzz_data.py (the data
-readers) and tests/test_fuzz_runs.py (saved runs) with a larger budget than ``make test``
+"""Long fuzzing runs (issue 13): the hypothesis tests of tests/hostile/test_fuzz_data.py (the data
+readers) and tests/hostile/test_fuzz_runs.py (saved runs) with a larger budget than ``make test``
 gives them (ELBOKIT_FUZZ_EXAMPLES).
 
     .venv/bin/python benchmarks/fuzz.py data [--examples 5000]   # default 5000 per format
@@ -15,7 +15,7 @@ Measured (2 shared CPU cores): `data --examples 5000` (4 mutation tests x 5000 f
 390 s and, with other random examples, 282 s; `--examples 3000` with the CSV oracle test
 (5 tests) in 92 s; after the last fix, `--examples 5000` with the no-warning check (5
 tests, 25,000 files) in 266 s; no failure. Earlier runs found four bugs, now regression tests in
-tests/test_data_hostile.py ("fuzzing finds"): the GiB text of an IDX header claiming
+tests/hostile/test_data_files.py ("fuzzing finds"): the GiB text of an IDX header claiming
 2^8000 bytes overflowed a float (OverflowError); a zipfile error quoted 1,900 bytes of
 the archive in a "one-line" message; zipfile raised UnicodeDecodeError on a member name
 flagged UTF-8 that is not; a long-double .npy beyond float64 printed numpy's
@@ -39,7 +39,8 @@ import sys
 import time
 from pathlib import Path
 
-TARGETS = {"data": ("test_fuzz_data.py", 5000), "runs": ("test_fuzz_runs.py", 1000)}
+TARGETS = {"data": ("hostile/test_fuzz_data.py", 5000),
+           "runs": ("hostile/test_fuzz_runs.py", 1000)}
 
 
 def main() -> int:

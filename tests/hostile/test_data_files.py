@@ -1,7 +1,7 @@
 """Hostile and careless data files (issue 13): every header is checked against the file
 and the memory before anything is allocated, and every failure is a one-line DataError.
 
-The cases the issue lists are kept here as a regression corpus; tests/test_fuzz_data.py
+The cases the issue lists are kept here as a regression corpus; tests/hostile/test_fuzz_data.py
 looks for new ones."""
 
 import gzip
@@ -357,14 +357,14 @@ def test_zip_member_whose_directory_lies_about_its_size(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_with_255_huge_dimensions_is_a_short_message(tmp_path, compress):
-    # found by tests/test_fuzz_data.py: 'GiB' of a 2^8000-byte claim overflowed a float
+    # found by tests/hostile/test_fuzz_data.py: 'GiB' of a 2^8000-byte claim overflowed a float
     path = idx_file(tmp_path / "wide", 0x0E, [2**32 - 1] * 255, b"\0" * 16, compress)
     message = one_line_error(lambda: data.read_idx(path), "IDX header gives shape|GiB")
     assert len(message) < 300
 
 
 def test_npz_whose_library_error_quotes_the_archive_is_a_short_message(tmp_path):
-    # found by tests/test_fuzz_data.py: zipfile's message quoted 1,800 bytes of the file
+    # found by tests/hostile/test_fuzz_data.py: zipfile's message quoted 1,800 bytes of the file
     path = tmp_path / "x.npz"
     np.savez(path, X=np.ones((8, 3)), y=np.arange(8))
     raw = bytearray(path.read_bytes())
@@ -382,7 +382,7 @@ def test_npy_header_with_thousands_of_dimensions_is_a_short_message(tmp_path):
 
 
 def test_npz_member_name_that_is_not_utf8(tmp_path):
-    # found by tests/test_fuzz_data.py: zipfile raised UnicodeDecodeError
+    # found by tests/hostile/test_fuzz_data.py: zipfile raised UnicodeDecodeError
     path = tmp_path / "x.npz"
     np.savez(path, X=np.ones((8, 3)))
     raw = bytearray(path.read_bytes())
