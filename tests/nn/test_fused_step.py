@@ -6,16 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from elbokit.data import load  # noqa: E402
 from elbokit.nn import VAE  # noqa: E402
 from elbokit.nn.objectives.fused import FusedLB, fused_step  # noqa: E402
 from elbokit.nn.objectives import get_estimator, training_loss  # noqa: E402
 from elbokit.nn.priors import MixtureOfGaussians  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
 
 
 def _built(X, **settings):

@@ -24,11 +24,6 @@ MATMULS = {"mm", "addmm", "bmm", "baddbmm", "convolution"}
 FLOAT32_OPS = {"softplus", "binary_cross_entropy_with_logits", "sigmoid", "exp"}
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
-
-
 class _DtypesOf(TorchDispatchMode):
     """Records the dtypes of the floating-point tensor arguments of every aten op."""
 

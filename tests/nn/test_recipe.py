@@ -12,18 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import assert_same_weights  # noqa: E402
-from elbokit.data import load  # noqa: E402
 from elbokit.exceptions import ModelFileError, ParameterError  # noqa: E402
 from elbokit.nn import VAE, TrainingConfig  # noqa: E402
 from elbokit.nn._math import bernoulli_log_prob, bernoulli_log_prob_sum  # noqa: E402
 from elbokit.nn.networks import GatedLinear  # noqa: E402
 from elbokit.nn.train import WeightAverage, learning_rate  # noqa: E402
 from elbokit.nn.train.device import Binarizer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
 
 
 # --------------------------------------------------------------------------- networks

@@ -9,18 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from elbokit.data import load  # noqa: E402
 from conftest import assert_same_weights as _assert_same_weights  # noqa: E402
 from conftest import edit_json as _edit_json  # noqa: E402
 from conftest import edit_model_json  # noqa: E402
 from elbokit.exceptions import (DataError, ModelFileError, ParameterError,  # noqa: E402
                                 TrainingError)
 from elbokit.nn import VAE, AnalyticKLELBO, ArchitectureConfig, TrainingConfig  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
 
 
 @pytest.fixture(scope="module")
