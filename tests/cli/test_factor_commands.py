@@ -42,6 +42,15 @@ def questionnaire(tmp_path):
     return path, frame
 
 
+@pytest.fixture
+def complete_csv(questionnaire, tmp_path):
+    """The questionnaire's rows without a missing answer, as a CSV file."""
+    _, frame = questionnaire
+    complete = tmp_path / "complete.csv"
+    frame.dropna().to_csv(complete, index=False)
+    return complete
+
+
 def _one_line_error(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -182,11 +191,10 @@ def test_evaluate_scores_every_row_of_a_file_with_its_missing_answers(questionna
     assert f"{np.isnan(X).mean():.3f}" in printed  # the share of missing answers
 
 
-def test_evaluate_refuses_missing_values_for_a_model_without_them(questionnaire, tmp_path,
-                                                                  capsys):
+def test_evaluate_refuses_missing_values_for_a_model_without_them(questionnaire, complete_csv,
+                                                                  tmp_path, capsys):
     path, frame = questionnaire
-    complete = tmp_path / "complete.csv"
-    frame.dropna().to_csv(complete, index=False)
+    complete = complete_csv
     out = tmp_path / "pca"
     assert main(["fit", "pca", "--data", str(complete), "--latent", "2", "--drop-columns",
                  "id,gender", "--out", str(out)]) == 0
@@ -348,10 +356,9 @@ def test_the_reports_factor_count_does_not_depend_on_the_number_fitted(questionn
     assert "(1 factors fitted)" in captions[0] and "(3 factors fitted)" in captions[1]
 
 
-def test_report_of_a_run_without_a_test_set_and_of_pca(questionnaire, tmp_path):
+def test_report_of_a_run_without_a_test_set_and_of_pca(questionnaire, complete_csv, tmp_path):
     path, frame = questionnaire
-    complete = tmp_path / "complete.csv"
-    frame.dropna().to_csv(complete, index=False)
+    complete = complete_csv
     runs = tmp_path / "runs"
     assert main(["fit", "fa", "--data", str(path), "--latent", "2", "--drop-columns",
                  "id,gender", "--test-fraction", "0", "--out", str(runs / "fa")]) == 0
@@ -382,11 +389,10 @@ def test_sorted_items_groups_by_the_main_factor():
     assert sorted_items(loadings).tolist() == [1, 3, 2, 0, 4]
 
 
-def test_resume_refuses_other_columns(questionnaire, tmp_path, capsys):
+def test_resume_refuses_other_columns(questionnaire, complete_csv, tmp_path, capsys):
     pytest.importorskip("torch")
     path, frame = questionnaire
-    complete = tmp_path / "complete.csv"
-    frame.dropna().to_csv(complete, index=False)
+    complete = complete_csv
     out = tmp_path / "vae"
     base = ["fit", "vae", "--data", str(complete), "--latent", "1", "--likelihood",
             "gaussian", "--hidden", "8", "--out", str(out)]
