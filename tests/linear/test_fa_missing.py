@@ -1,7 +1,6 @@
 """Factor analysis with missing values (NaN, missing at random): exact EM on the
 observed entries, imputation, and densities of the observed entries."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from elbokit import FactorAnalysis
 from elbokit._math import augmented_m_step, ObservedPosteriors, observed_logpdf
 from elbokit.exceptions import DataError
 
-from conftest import sample_linear_gaussian
+from conftest import quiet, sample_linear_gaussian
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +25,7 @@ def wine_holes():
 @pytest.fixture(scope="module")
 def wine_fits(wine_holes):
     X, _, X_missing = wine_holes
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return (FactorAnalysis(3, tol=1e-6).fit(X_missing), FactorAnalysis(3).fit(X))
+    return quiet(lambda: (FactorAnalysis(3, tol=1e-6).fit(X_missing), FactorAnalysis(3).fit(X)))
 
 
 def test_observed_loglike_never_decreases(wine_fits):
@@ -42,9 +39,7 @@ def test_squarem_cycles_reach_the_plain_em_fixed_point(wine_holes):
     from elbokit._math import ObservedPosteriors, augmented_m_step
 
     _, holes, X_missing = wine_holes
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = FactorAnalysis(2, tol=1e-10).fit(X_missing)
+    model = quiet(lambda: FactorAnalysis(2, tol=1e-10).fit(X_missing))
     mask = (~holes).astype(float)
     X0 = np.where(holes, 0.0, X_missing)
     W, mu, psi = model.components_.T, model.mean_, model.noise_variance_

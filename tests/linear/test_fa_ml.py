@@ -1,7 +1,6 @@
 """The correlation-scale ML fit (elbokit.linear._fa_ml): its gradient, its maximum
 against an independent optimizer, scikit-learn run to convergence, and R's factanal."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
 from elbokit import FactorAnalysis
 from elbokit.linear._fa_ml import ProfileLikelihood
 
-from conftest import ABILITY_COV, data_with_covariance
+from conftest import ABILITY_COV, data_with_covariance, quiet
 
 def correlation(X):
     S = np.cov(X.T, bias=True)
@@ -92,10 +91,9 @@ def test_never_below_sklearn_converged(name, L, standardized, sk_iter):
     if standardized:
         X = (X - X.mean(0)) / X.std(0)
     train, _ = train_test_split(X, test_size=0.3, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ours = FactorAnalysis(L).fit(train)
-        theirs = SkFactorAnalysis(L, tol=1e-8, max_iter=sk_iter, random_state=0).fit(train)
+    ours = quiet(lambda: FactorAnalysis(L).fit(train))
+    theirs = quiet(lambda: SkFactorAnalysis(L, tol=1e-8, max_iter=sk_iter,
+                                            random_state=0).fit(train))
     assert ours.score(train) >= theirs.score(train) - 1e-6
     assert ours.convergence_["converged"]
     trace = np.asarray(ours.loglike_)
@@ -112,9 +110,7 @@ def test_a_spiky_pixel_does_not_become_a_heywood_case(digits):
     train, test = digits.train.astype(np.float64), digits.test.astype(np.float64)
     keep = train.var(axis=0) > 0
     assert spiky_features(train)[48]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ours = FactorAnalysis(10).fit(train[:, keep])
+    ours = quiet(lambda: FactorAnalysis(10).fit(train[:, keep]))
     theirs = SkFactorAnalysis(10, random_state=0).fit(train[:, keep])
     assert ours.heywood_features_.size == 0
     assert ours.score(train[:, keep]) >= theirs.score(train[:, keep]) - 1e-6

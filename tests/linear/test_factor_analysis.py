@@ -80,8 +80,7 @@ def test_constant_features_are_floored_and_named(digits):
 
 
 def test_varimax_keeps_the_likelihood(fa_problem):
-    W, psi, mu = fa_problem
-    X = sample_linear_gaussian(1000, W, psi, mu)
+    X = sample_linear_gaussian(1000, *fa_problem)
     plain = FactorAnalysis(3).fit(X)
     rotated = FactorAnalysis(3, rotation="varimax").fit(X)
     assert np.isclose(plain.score(X), rotated.score(X))
