@@ -21,7 +21,7 @@ from sklearn.utils.validation import _check_feature_names
 
 from .._validation import check_data
 from ..exceptions import DataError
-from . import checkpoint as ckpt
+from . import saved
 from .train import EVAL_BATCH, as_float_tensor
 
 
@@ -178,7 +178,7 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         names = getattr(self, "feature_names_in_", None)
         fitted = {"n_features_in_": int(self.n_features_in_),
                   "feature_names_in_": None if names is None else [str(n) for n in names]}
-        return ckpt.save_model(directory, kind=self.kind, cls_name=type(self).__name__,
+        return saved.save_model(directory, kind=self.kind, cls_name=type(self).__name__,
                                model=self.model_, training=self.training_,
                                history=self.history_, fitted=fitted,
                                tensors=self._saved_tensors(), extra=extra)

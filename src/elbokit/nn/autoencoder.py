@@ -28,7 +28,7 @@ import torch
 
 from .._validation import check_choice, check_int
 from ..exceptions import ModelFileError, NoDensityError, TrainingError
-from . import checkpoint as ckpt
+from . import saved
 from ._estimator import NeuralEstimator, sizes
 from ._vae_settings import networks
 from .config import (AE_LIKELIHOODS, AUTOENCODER_SETTINGS, LATENT_DIM, ArchitectureConfig,
@@ -250,7 +250,7 @@ class Autoencoder(NeuralEstimator):
              meta: dict | None = None) -> "Autoencoder":
         """Load an Autoencoder saved by :meth:`save` (JSON and safetensors, no pickle);
         every field and tensor is checked before use (:class:`ModelFileError`)."""
-        record, architecture, training, tensors = ckpt.read_model(
+        record, architecture, training, tensors = saved.read_model(
             directory, kind=cls.kind, meta=meta, network=AENetwork, extra=_code_tensors)
         settings = {name: getattr(architecture, name, None) for name in ARCHITECTURE}
         settings.update({name: getattr(training, name) for name in AUTOENCODER_SETTINGS

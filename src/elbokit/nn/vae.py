@@ -19,7 +19,7 @@ import torch
 
 from ..exceptions import ParameterError, TrainingError
 from ..persistence import MODEL_FILE
-from . import checkpoint as ckpt
+from . import saved
 from . import _vae_settings as settings_of
 from ._bounds import Bounds
 from ._conditioning import Conditioning
@@ -396,11 +396,11 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         def modules(architecture):
             return custom_modules(architecture, classes, where)
 
-        record, architecture, training, tensors = ckpt.read_model(
+        record, architecture, training, tensors = saved.read_model(
             directory, kind=cls.kind, meta=meta, prior=prior, modules=modules)
         model = VAENetwork(architecture, None if prior is None else copy.deepcopy(prior),
                            **modules(architecture))
-        ckpt.check_state_dict(model, tensors, record.weights)
+        saved.check_state_dict(model, tensors, record.weights)
         model.load_state_dict(tensors)
         settings = config_kwargs(ArchitectureConfig, architecture)
         settings.update(modules(architecture))  # fresh modules, as fit is given them

@@ -21,7 +21,7 @@ from ...persistence import (CHECKPOINT_FILE, CHECKPOINT_NAME, FORMAT_VERSION,
                             atomic_write_json, check_description, check_format_version,
                             check_int, check_number, check_type, description_digest, read_json,
                             sha256_file)
-from ..checkpoint import _check_like, _check_names, check_history, load_tensors, save_tensors
+from ..saved import check_history, check_like, check_names, load_tensors, save_tensors
 from ..config import ArchitectureConfig, TrainingConfig
 
 _CHECKPOINT_DESCRIBED = ("architecture", "optimizer", "tensor_file", "epoch")
@@ -119,7 +119,7 @@ def _check_state_value(key: str, value, param: torch.Tensor, what: str, where) -
             raise ModelFileError(f"{where}: {what} must be a finite non-negative scalar; "
                                  f"got shape {tuple(value.shape)}, dtype {value.dtype}")
         return
-    _check_like(value, param.detach(), what, where)
+    check_like(value, param.detach(), what, where)
     if key == "exp_avg_sq" and (value < 0).any():
         raise ModelFileError(f"{where}: {what} holds negative values")
 
@@ -248,9 +248,9 @@ def load_checkpoint(run_dir) -> dict:
     best, ema = _strip("best.", tensors) or None, _strip("ema.", tensors) or None
     for what, extra in (("best", best), ("averaged (EMA)", ema)):
         if extra is not None:
-            _check_names(set(model), set(extra), f"{path}: {what} weights")
+            check_names(set(model), set(extra), f"{path}: {what} weights")
             for key, tensor in extra.items():
-                _check_like(tensor, model[key], f"{what} weight {key!r}", path)
+                check_like(tensor, model[key], f"{what} weight {key!r}", path)
     return {
         "epoch": epoch, "architecture": architecture, "training": training,
         "history": history, "optimizer": meta["optimizer"], "loop_state": loop_state,

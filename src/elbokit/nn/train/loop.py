@@ -22,7 +22,7 @@ import torch
 from ...exceptions import ModelFileError, ParameterError, TrainingError
 from .. import distributed
 from ..callbacks import Hooks
-from ..checkpoint import check_state_dict
+from ..saved import check_state_dict
 from ..config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from ..objectives import get_objective
 from ..schedules import freeze_gradients

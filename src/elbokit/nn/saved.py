@@ -48,19 +48,19 @@ def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], 
     """Raise :class:`ModelFileError` unless ``tensors`` has exactly the module's names,
     shapes and dtypes (and finite values)."""
     expected = module.state_dict()
-    _check_names(set(expected), set(tensors), where)
+    check_names(set(expected), set(tensors), where)
     for name, tensor in tensors.items():
-        _check_like(tensor, expected[name], f"weight {name!r}", where)
+        check_like(tensor, expected[name], f"weight {name!r}", where)
 
 
-def _check_names(expected: set, found: set, where) -> None:
+def check_names(expected: set, found: set, where) -> None:
     missing, extra = sorted(expected - found), sorted(found - expected)
     if missing or extra:
         raise ModelFileError(f"{where}: the weights do not fit the architecture in the config "
                              f"(missing {missing[:5]}, unexpected {extra[:5]})")
 
 
-def _check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where) -> None:
+def check_like(tensor: torch.Tensor, reference: torch.Tensor, what: str, where) -> None:
     """``tensor`` must have the shape and dtype of ``reference`` and finite values."""
     if tuple(tensor.shape) != tuple(reference.shape):
         raise ModelFileError(f"{where}: {what} has shape {tuple(tensor.shape)}, "
@@ -100,7 +100,7 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior
               for p in ("encoder", "decoder") if getattr(architecture, p) == "custom"]
     if custom:
         where = f"{where} (with {' and '.join(custom)})"
-    _check_names(set(expected), set(header), where)
+    check_names(set(expected), set(header), where)
     for name, (dtype, shape) in header.items():
         need = expected[name]
         if tuple(shape) != tuple(need.shape):
