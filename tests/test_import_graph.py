@@ -67,7 +67,7 @@ def test_no_import_circle_in_src():
     assert not cycles, " -> ".join(cycles[0])
 
 
-def test_the_walk_sees_a_circle(tmp_path):
+def test_the_walk_sees_a_circle():
     """The check itself: a graph with a circle is reported."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
     assert _cycle_from(graph, "a") == ["a", "b", "c", "a"]

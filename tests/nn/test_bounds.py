@@ -41,14 +41,17 @@ def _grads(estimator, model, x, n, seed=0):
     return (value.detach(), *flat)
 
 
+def _same(actual, expected):
+    """Equal to 1e-12 relative: the same draws, the same bound."""
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=0)
+
+
 def test_miwae_reduces_to_the_elbo_average_and_to_iwae(small):
     model, x = small
     # K = 1: the mean of M one-sample ELBOs, the same M draws as L_A with M samples
-    torch.testing.assert_close(_value(MIWAE(5), model, x, 1),
-                               _value(MonteCarloELBO(), model, x, 5), rtol=1e-12, atol=0)
+    _same(_value(MIWAE(5), model, x, 1), _value(MonteCarloELBO(), model, x, 5))
     # M = 1: IWAE with K samples
-    torch.testing.assert_close(_value(MIWAE(1), model, x, 7), _value(IWAE(), model, x, 7),
-                               rtol=1e-12, atol=0)
+    _same(_value(MIWAE(1), model, x, 7), _value(IWAE(), model, x, 7))
     # in between, MIWAE(M, K) lies between L_A and IWAE of the same M * K draws
     miwae = _value(MIWAE(4), model, x, 3)
     assert torch.all(_value(MonteCarloELBO(), model, x, 12) < miwae)
@@ -57,12 +60,10 @@ def test_miwae_reduces_to_the_elbo_average_and_to_iwae(small):
 
 def test_ciwae_reduces_to_the_elbo_and_to_iwae(small):
     model, x = small
-    torch.testing.assert_close(_value(CIWAE(1.0), model, x, 6),
-                               _value(MonteCarloELBO(), model, x, 6), rtol=1e-12, atol=0)
-    torch.testing.assert_close(_value(CIWAE(0.0), model, x, 6), _value(IWAE(), model, x, 6),
-                               rtol=1e-12, atol=0)
+    _same(_value(CIWAE(1.0), model, x, 6), _value(MonteCarloELBO(), model, x, 6))
+    _same(_value(CIWAE(0.0), model, x, 6), _value(IWAE(), model, x, 6))
     half = 0.5 * (_value(MonteCarloELBO(), model, x, 6) + _value(IWAE(), model, x, 6))
-    torch.testing.assert_close(_value(CIWAE(0.5), model, x, 6), half, rtol=1e-12, atol=0)
+    _same(_value(CIWAE(0.5), model, x, 6), half)
 
 
 @pytest.mark.parametrize("gradient", ["standard", "dreg"])
@@ -71,7 +72,7 @@ def test_piwae_gives_the_decoder_iwaes_gradient_and_the_encoder_miwaes(small, gr
     value, encoder, decoder = _grads(PIWAE(3, gradient), model, x, 4)
     iwae_value, iwae_encoder, iwae_decoder = _grads(IWAE(gradient), model, x, 12)
     _, miwae_encoder, miwae_decoder = _grads(MIWAE(3, gradient), model, x, 4)
-    torch.testing.assert_close(value, iwae_value, rtol=1e-12, atol=0)  # IWAE_{MK} in value
+    _same(value, iwae_value)  # IWAE_{MK} in value
     torch.testing.assert_close(decoder, iwae_decoder, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(encoder, miwae_encoder, rtol=1e-9, atol=1e-12)
     # and the two bounds' gradients do differ, so the split is not vacuous
@@ -87,7 +88,7 @@ def test_a_gradient_estimator_keeps_the_value_and_the_decoder_gradient(small, st
     model, x = small
     value, encoder, decoder = _grads(standard, model, x, 5)
     value_other, encoder_other, decoder_other = _grads(other, model, x, 5)
-    torch.testing.assert_close(value_other, value, rtol=1e-12, atol=0)
+    _same(value_other, value)
     torch.testing.assert_close(decoder_other, decoder, rtol=1e-9, atol=1e-12)
     assert not torch.allclose(encoder_other, encoder, rtol=1e-3)  # the encoder's changes
 
