@@ -6,6 +6,7 @@ one way for every caller.
 
 import builtins
 import json
+import os
 import pathlib
 from collections import Counter
 
@@ -45,8 +46,8 @@ def test_io_is_gone():
 
 @pytest.fixture
 def file_reads(monkeypatch):
-    """Counts, by file name, every Python-level read of a file: ``open`` (checksums,
-    safetensors headers) and ``Path.read_bytes`` (JSON). safetensors' own data read
+    """Counts, by file name, every Python-level read of a file: ``open`` and
+    ``os.open`` for reading (checksums, safetensors headers, JSON) and ``Path.read_bytes``. safetensors' own data read
     (Rust, memory-mapped) is not counted: it is the one read of the data itself."""
     counts = Counter()
     real_open, real_read_bytes = builtins.open, pathlib.Path.read_bytes
@@ -60,8 +61,16 @@ def file_reads(monkeypatch):
         counts[self.name] += 1
         return real_read_bytes(self)
 
+    real_os_open = os.open
+
+    def counting_os_open(file, flags, *args, **kwargs):  # persistence's open_regular
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            counts[pathlib.Path(file).name] += 1
+        return real_os_open(file, flags, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", counting_open)
     monkeypatch.setattr(pathlib.Path, "read_bytes", counting_read_bytes)
+    monkeypatch.setattr(os, "open", counting_os_open)
     return counts
 
 

@@ -11,9 +11,12 @@ from elbokit.persistence import memory
 
 @pytest.fixture
 def fake_machine(tmp_path, monkeypatch):
-    """A meminfo with 5000 kB available, no cgroup and no address-space limit."""
+    """A meminfo with 5000 kB available, no cgroup and no address-space limit; the
+    process maps 2 kB."""
     (tmp_path / "meminfo").write_text("MemTotal: 9000 kB\nMemAvailable: 5000 kB\n")
+    (tmp_path / "status").write_text("Name: python\nVmPeak: 3 kB\nVmSize: 2 kB\n")
     monkeypatch.setattr(memory, "MEMINFO", tmp_path / "meminfo")
+    monkeypatch.setattr(memory, "SELF_STATUS", tmp_path / "status")
     monkeypatch.setattr(memory, "CGROUP_MEMORY_FILES",
                         ((tmp_path / "memory.max", tmp_path / "memory.current"),))
     monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY,) * 2)
@@ -38,8 +41,26 @@ def test_a_container_limit_that_leaves_less_wins(fake_machine):
 
 
 def test_an_address_space_limit_that_leaves_less_wins(fake_machine, monkeypatch):
-    monkeypatch.setattr(resource, "getrlimit", lambda which: (4096, resource.RLIM_INFINITY))
-    assert memory.available_memory() == 4096
+    """ulimit -v: what it leaves is the limit less what the process maps already (a
+    Python with torch maps gigabytes; the limit alone overstated the room)."""
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (6144, resource.RLIM_INFINITY))
+    assert memory.available_memory() == 6144 - 2048
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, resource.RLIM_INFINITY))
+    assert memory.available_memory() == 0  # mapped beyond the limit already: no room
+
+
+def test_ulimit_v_is_seen_in_a_real_process():
+    """Under a real RLIMIT_AS of 1.5 GiB (a subprocess), the probe gives less than it."""
+    import subprocess
+    import sys
+
+    code = ("import resource; from elbokit.persistence import memory; "
+            "resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29)); "
+            "print(memory.available_memory(), memory._mapped_bytes())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    available, mapped = int(out[0]), int(out[1])
+    assert mapped > 0 and available <= max(3 * 2**29 - mapped, 0)
 
 
 def test_unknown_when_nothing_can_be_read(fake_machine, monkeypatch):

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..exceptions import DataError, DataFileNotFoundError
 from ..persistence import memory
+from ..persistence.files import open_regular
 
 READ_CHUNK = 2**20  # bytes read from a stream at a time
 
@@ -64,14 +65,13 @@ def load_peak_bytes(count: int, dtype: np.dtype) -> int:
 # --------------------------------------------------------------------------- streams
 
 def open_binary(path: Path, what: str):
-    """``path`` opened for reading bytes; a missing or unreadable file is a one-line
-    error naming it (``what``: "data file", "IDX file")."""
+    """``path`` opened for reading bytes; a missing or unreadable file, or one that is
+    not a regular file (a FIFO, a device, a symlink into /proc), is a one-line error
+    naming it (``what``: "data file", "IDX file")."""
     if not path.exists():
         raise DataFileNotFoundError(f"{what} {path} does not exist")
-    if not path.is_file():
-        raise DataError(f"{what} {path} is not a regular file")
     try:
-        return open(path, "rb")
+        return open_regular(path, what, error=DataError)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 

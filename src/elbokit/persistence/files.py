@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -111,20 +112,68 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
+    """Hex SHA-256 of a regular file (:func:`open_regular`), of the bytes its size
+    gives at the open (a file that grows meanwhile is not read past that)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+    with open_regular(path, "file") as handle:
+        left = os.fstat(handle.fileno()).st_size
+        while left > 0:
+            block = handle.read(min(left, 1 << 20))
+            if not block:
+                break
             digest.update(block)
+            left -= len(block)
     return digest.hexdigest()
+
+
+# kernel file systems: their files claim a size of 0 (or none) and can be endless
+# (/proc/self/pagemap, /proc/kcore) or block (/dev/stdin): never data
+KERNEL_TREES = ("/proc", "/sys", "/dev")
+
+
+def not_regular(path: str | os.PathLike, mode: int | None = None) -> str | None:
+    """Why ``path`` is not a regular file to read (symlinks resolved first): "a FIFO",
+    "a directory", "the kernel file /proc/self/pagemap"..., or None when it is one.
+    ``mode``: its ``st_mode`` where the caller has it (an open file's ``fstat``)."""
+    real = os.path.realpath(path)
+    if any(real == tree or real.startswith(tree + "/") for tree in KERNEL_TREES):
+        return f"the kernel or device file {real}"
+    if mode is None:
+        mode = os.stat(real).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike, what: str, *, error=ModelFileError):
+    """``path`` opened for reading bytes, refused with one line (``error``) unless it
+    is a regular file: a FIFO is opened without blocking, checked and refused, a
+    symlink into /proc, /sys or /dev is refused before anything is read. A missing
+    file raises :class:`FileNotFoundError` (the caller words it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        why = not_regular(path, os.fstat(fd).st_mode)
+        if why is not None:
+            raise error(f"{what} {path} is {why}, not a regular file; refused")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def existing_file(path: str | os.PathLike, what: str) -> Path:
     """``path`` as a Path; a one-line :class:`ModelFileError` ("{what} {path} does not
-    exist") unless it is a file."""
+    exist", "... is a FIFO, not a regular file") unless it is a regular file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"{what} {path} does not exist")
+    why = not_regular(path)
+    if why is not None:
+        raise ModelFileError(f"{what} {path} is {why}, not a regular file; refused")
     return path
 
 
@@ -166,7 +215,9 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
         raise ModelFileError(f"{what} {path} is {size / 2**20:.0f} MiB, more than elbokit "
                              f"ever writes ({MAX_JSON_BYTES >> 20} MiB); it is not elbokit's")
     try:
-        obj = loads(path.read_bytes().decode("utf-8"))
+        with open_regular(path, what) as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)  # bounded: the file may have grown
+        obj = loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelFileError(f"{what} {path} is not valid JSON ({reason}); the file is "

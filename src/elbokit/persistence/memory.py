@@ -8,6 +8,7 @@ from pathlib import Path
 from ..exceptions import ModelFileError
 
 MEMINFO = Path("/proc/meminfo")
+SELF_STATUS = Path("/proc/self/status")
 # (limit, usage) files of a container's memory cgroup, v2 then v1
 CGROUP_MEMORY_FILES = (
     (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
@@ -20,7 +21,7 @@ def available_memory() -> int | None:
     """Bytes of memory available to a new allocation, or None where that is unknown:
     ``MemAvailable`` of ``/proc/meminfo`` (the free physical pages where it is absent),
     or less where a container's memory cgroup or the address-space limit
-    (``RLIMIT_AS``) leaves less."""
+    (``RLIMIT_AS``, less what the process maps already) leaves less."""
     candidates = [n for n in (_mem_available(), _cgroup_free(), _address_space_limit())
                   if n is not None]
     return min(candidates) if candidates else None
@@ -53,13 +54,29 @@ def _cgroup_free() -> int | None:
 
 
 def _address_space_limit() -> int | None:
+    """What ``RLIMIT_AS`` (``ulimit -v``) leaves: the soft limit less the address space
+    this process maps already (``VmSize``; a Python with torch maps gigabytes)."""
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     except (ImportError, ValueError, OSError):
         return None
-    return None if soft == resource.RLIM_INFINITY else soft
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(soft - (_mapped_bytes() or 0), 0)
+
+
+def _mapped_bytes() -> int | None:
+    """This process's mapped address space (``VmSize`` of ``/proc/self/status``)."""
+    try:
+        with open(SELF_STATUS) as handle:
+            for line in handle:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def gib(n_bytes: float) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..exceptions import ModelFileError
 from .checks import is_shape, short
-from .files import atomic_write_with, existing_file, loads
+from .files import atomic_write_with, existing_file, loads, open_regular
 from .memory import check_memory
 
 MAX_HEADER_BYTES = 16 << 20  # a safetensors header (JSON): about 100 bytes per tensor
@@ -49,7 +49,7 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, tup
     tile the data exactly. Raises :class:`ModelFileError` on anything else."""
     path = existing_file(path, "tensor file")
     size = path.stat().st_size
-    with open(path, "rb") as handle:
+    with open_regular(path, "tensor file") as handle:
         head = handle.read(8)
         if len(head) < 8:
             raise ModelFileError(f"tensor file {path} is {size} bytes: truncated")
