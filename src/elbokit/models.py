@@ -33,15 +33,21 @@ def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None
     return save_estimator(model, directory, kind=kind.name, extra=extra)
 
 
-def load_model(directory: str | os.PathLike, *, encoder_class=None, decoder_class=None):
+def load_model(directory: str | os.PathLike, *, networks=None, encoder=None, decoder=None,
+               encoder_class=None, decoder_class=None):
     """Load any model saved by elbokit, checking its format version and files; model.json
-    is read once and every field of it is checked before it is used. ``encoder_class``,
-    ``decoder_class``: the classes of a VAE's custom networks (see ``VAE.load``)."""
+    is read once and every field of it is checked before it is used.
+
+    The custom networks of a VAE or an Autoencoder come from the caller (see
+    ``VAE.load``): ``networks``, the dict :func:`elbokit.nn.protocols.import_networks`
+    returns (the CLI's ``--networks FILE.py``; ignored by models without custom
+    networks), ``encoder``/``decoder`` module objects, or ``encoder_class``/
+    ``decoder_class``."""
     meta = read_model_file(directory)
     kind = saved_kind(meta.get("kind"))
     if kind is not None and kind.persistence == "own":
-        custom = {name: cls for name, cls in (("encoder_class", encoder_class),
-                                              ("decoder_class", decoder_class))
-                  if cls is not None}
-        return kind.resolve().load(directory, meta=meta, **custom)
+        given = {"networks": networks, "encoder": encoder, "decoder": decoder,
+                 "encoder_class": encoder_class, "decoder_class": decoder_class}
+        return kind.resolve().load(directory, meta=meta,
+                                   **{k: v for k, v in given.items() if v is not None})
     return load_estimator(directory, classical_registry(), meta)

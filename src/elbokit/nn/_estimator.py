@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -173,15 +174,26 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write model.json (the schema of :mod:`elbokit.persistence.model_file`:
         ``settings`` the two configs, ``fitted`` the features, the history; ``extra``:
-        the caller's JSON) and weights.safetensors to ``directory``."""
+        the caller's JSON), weights.safetensors and a run.json of the model alone (what
+        ``elbokit report`` reads; :func:`elbokit.runs.write_model_run`) to ``directory``.
+        A custom network that gives no constructor arguments is saved with a warning
+        (:func:`~elbokit.nn.protocols.unbuildable_warning`)."""
+        from ..runs import write_model_run  # runs imports the models: no import circle
+        from .protocols import unbuildable_warning
+
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
         fitted = {"n_features_in_": int(self.n_features_in_),
                   "feature_names_in_": None if names is None else [str(n) for n in names]}
-        return saved.save_model(directory, kind=self.kind, cls_name=type(self).__name__,
-                               model=self.model_, training=self.training_,
-                               history=self.history_, fitted=fitted,
-                               tensors=self._saved_tensors(), extra=extra)
+        path = saved.save_model(directory, kind=self.kind, cls_name=type(self).__name__,
+                                model=self.model_, training=self.training_,
+                                history=self.history_, fitted=fitted,
+                                tensors=self._saved_tensors(), extra=extra)
+        warning = unbuildable_warning(self.model_.config)
+        if warning:
+            warnings.warn(f"{directory}: {warning}", UserWarning, stacklevel=2)
+        write_model_run(self, directory, extra)
+        return path
 
     def _saved_tensors(self) -> dict:
         """Tensors saved beside the network's state dict (none by default)."""

@@ -18,23 +18,27 @@ density members raise :class:`NoDensityError`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._validation import check_choice, check_int
 from ..exceptions import ModelFileError, NoDensityError, TrainingError
+from ..persistence import MODEL_FILE
 from . import saved
 from ._estimator import NeuralEstimator, sizes
 from ._vae_settings import networks
 from .config import (AE_LIKELIHOODS, AUTOENCODER_SETTINGS, LATENT_DIM, ArchitectureConfig,
                      TrainingConfig)
 from .model import AENetwork
-from .train import resolve_device, train
+from .protocols import PARTS, check_autoencoder_shapes, custom_settings, network_builder
+from .train import as_float_tensor, resolve_device, train
 
 KIND = "ae"
 NO_DENSITY = ("an Autoencoder has no prior and no posterior, so no log p(x) or ELBO; "
@@ -102,8 +106,10 @@ class Autoencoder(NeuralEstimator):
         the likelihood names the decoder's single head."""
         check_choice(self.likelihood, "likelihood", AE_LIKELIHOODS)
         settings = {name: getattr(self, name) for name in ARCHITECTURE}
-        encoder, decoder, image_shape = networks(self.arch, self.encoder, self.decoder,
-                                                 self.image_shape, n_features)
+        settings.update(custom_settings(self))  # modules of the caller's, if any
+        encoder, decoder, image_shape = networks(self.arch, settings["encoder"],
+                                                 settings["decoder"], self.image_shape,
+                                                 n_features)
         settings.update(
             likelihood="bernoulli" if self.likelihood == "bernoulli" else "gaussian-fixed",
             encoder=encoder, decoder=decoder, hidden=_hidden(self.hidden),
@@ -129,15 +135,19 @@ class Autoencoder(NeuralEstimator):
         if validation is not None:
             validation = self._check_X(validation, "validation", reset=False)
         architecture = self._architecture(X.shape[1])
+        modules = {part: copy.deepcopy(getattr(self, part)) for part in PARTS
+                   if getattr(architecture, part) == "custom"}  # refits start afresh
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
-            network = AENetwork(architecture)
+            network = AENetwork(architecture, **modules)
         if self.likelihood == "gaussian":
             mean = X.astype(np.float64).mean(0)
             scale = math.sqrt(float(X.astype(np.float64).var(0).mean())) or 1.0
             network.data_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             network.data_scale.fill_(scale)
         self.model_ = network.to(resolve_device(training.device))
+        if modules:
+            check_autoencoder_shapes(self.model_, as_float_tensor(X[:2], self.device_))
         self.history_ = train(self.model_, X, training, architecture, validation=validation,
                               objective="reconstruction", started=started)
         self.training_ = training
@@ -247,11 +257,22 @@ class Autoencoder(NeuralEstimator):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
-             meta: dict | None = None) -> "Autoencoder":
+             meta: dict | None = None, networks=None, encoder=None, decoder=None,
+             encoder_class=None, decoder_class=None) -> "Autoencoder":
         """Load an Autoencoder saved by :meth:`save` (JSON and safetensors, no pickle);
-        every field and tensor is checked before use (:class:`ModelFileError`)."""
+        every field and tensor is checked before use (:class:`ModelFileError`). Custom
+        networks are rebuilt from the caller's code, as :meth:`VAE.load
+        <elbokit.nn.VAE.load>` does (``networks``, ``encoder``/``decoder``,
+        ``encoder_class``/``decoder_class``)."""
+        modules = network_builder(Path(directory) / MODEL_FILE, cls.noun, networks=networks,
+                                  encoder=encoder, decoder=decoder,
+                                  encoder_class=encoder_class, decoder_class=decoder_class)
+
+        def network(architecture):
+            return AENetwork(architecture, **modules(architecture))
+
         record, architecture, training, tensors = saved.read_model(
-            directory, kind=cls.kind, meta=meta, network=AENetwork, extra=_code_tensors)
+            directory, kind=cls.kind, meta=meta, network=network, extra=_code_tensors)
         settings = {name: getattr(architecture, name, None) for name in ARCHITECTURE}
         settings.update({name: getattr(training, name) for name in AUTOENCODER_SETTINGS
                          if name not in ARCHITECTURE})
@@ -260,11 +281,14 @@ class Autoencoder(NeuralEstimator):
         if architecture.likelihood not in ("bernoulli", "gaussian-fixed"):
             raise ModelFileError(f"{record.path}: an Autoencoder's likelihood is bernoulli or "
                                  f"gaussian-fixed; got {architecture.likelihood!r}")
+        settings.update(modules(architecture))  # fresh modules, as fit is given them
         ae = cls(**settings)
-        network = AENetwork(architecture)
+        model = network(architecture)
         code = _code_tensors(architecture)
-        network.load_state_dict({k: v for k, v in tensors.items() if k not in code})
-        ae.model_ = network.to(resolve_device(device)).eval()
+        weights = {k: v for k, v in tensors.items() if k not in code}
+        saved.check_state_dict(model, weights, record.weights)
+        model.load_state_dict(weights)
+        ae.model_ = model.to(resolve_device(device)).eval()
         ae.code_mean_, ae.code_cov_ = (tensors[k].double().numpy() for k in code)
         ae.training_, ae.history_ = training, record.history
         ae.n_components_ = architecture.latent_dim

@@ -79,9 +79,10 @@ class ArchitectureConfig(Settings):
     are saved with the model's weights; 0: none).
     ``encoder="custom"`` / ``decoder="custom"``: a module given by the caller (see
     :mod:`elbokit.nn.protocols`); ``encoder_module`` / ``decoder_module`` then record
-    ``{"class": name, "args": constructor arguments}`` (JSON values), from which
-    ``VAE.load`` rebuilds it with the class the caller passes. ``channels``: the
-    image's colour channels; a row is the C*H*W values of one image, channel first.
+    ``{"class": name, "module": name, "args": constructor arguments or None}`` (JSON
+    values), from which ``VAE.load`` rebuilds it with the class the caller passes.
+    ``channels``: the image's colour channels; a row is the C*H*W values of one image,
+    channel first.
 
     ``standardize=True`` puts a fixed per-feature affine map around the networks: the
     encoder sees (x - m) / s, the decoder's likelihood is of that standardized x, and
@@ -158,10 +159,12 @@ class ArchitectureConfig(Settings):
     classes: tuple[int | str, ...] | None = setting(
         None, "The class labels of y, in one-hot order (None: y is a covariate matrix).",
         cli=False)
-    encoder_module: dict | None = setting(None, "A custom encoder: its class name and "
-                                          "constructor arguments (JSON).", cli=False)
-    decoder_module: dict | None = setting(None, "A custom decoder: its class name and "
-                                          "constructor arguments (JSON).", cli=False)
+    encoder_module: dict | None = setting(None, "A custom encoder: its class and module "
+                                          "names and constructor arguments (JSON, or None "
+                                          "when it gave none).", cli=False)
+    decoder_module: dict | None = setting(None, "A custom decoder: its class and module "
+                                          "names and constructor arguments (JSON, or None "
+                                          "when it gave none).", cli=False)
 
     def __post_init__(self):
         check_fields(self)
@@ -416,18 +419,22 @@ def config_kwargs(cls, source) -> dict:
 
 
 def _check_module_record(part: str, name: str, record) -> None:
-    """A custom network's record: ``{"class": str, "args": {JSON}}``, present exactly
-    when the network is "custom"."""
+    """A custom network's record: ``{"class": str, "module": str, "args": {JSON} or
+    None}`` (files written before "module" was kept hold only "class" and "args"),
+    present exactly when the network is "custom"."""
     if name != "custom":
         if record is not None:
             raise ParameterError(f"{part}_module is recorded for a custom {part} only; the "
                                  f"{part} is {name!r}")
         return
-    if not (isinstance(record, dict) and set(record) == {"class", "args"}
-            and isinstance(record["class"], str) and isinstance(record["args"], dict)):
+    if not (isinstance(record, dict) and set(record) in ({"class", "args"},
+                                                         {"class", "module", "args"})
+            and isinstance(record["class"], str) and isinstance(record.get("module", ""), str)
+            and (record["args"] is None or isinstance(record["args"], dict))):
         raise ParameterError(f"{part}='custom' needs {part}_module = {{'class': name, "
-                             f"'args': {{...}}}}; got {str(record)[:60]}")
-    if json_value(record["args"]) != record["args"]:
+                             f"'module': name, 'args': {{...}} or None}}; got "
+                             f"{str(record)[:60]}")
+    if record["args"] is not None and json_value(record["args"]) != record["args"]:
         raise ParameterError(f"the {part}'s constructor arguments must be JSON values "
                              f"(dicts with string keys, lists, strings, numbers, booleans, "
                              f"None); got {str(record['args'])[:80]}")

@@ -202,22 +202,35 @@ class AENetwork(nn.Module):
     loss: one scale for all features, so the loss stays proportional to the squared
     error in the data's units)."""
 
-    def __init__(self, config: ArchitectureConfig):
+    def __init__(self, config: ArchitectureConfig, *, encoder: nn.Module | None = None,
+                 decoder: nn.Module | None = None):
+        """``encoder``, ``decoder``: the modules of a config whose encoder / decoder is
+        "custom" (see :mod:`elbokit.nn.protocols`)."""
         super().__init__()
         self.config = config
-        self.encoder = build_encoder(config)
-        self.decoder = build_decoder(config, 1)
+        self.encoder = encoder if encoder is not None else build_encoder(config)
+        self.decoder = decoder if decoder is not None else build_decoder(config, 1)
         self.register_buffer("data_mean", torch.zeros(config.n_features))
         self.register_buffer("data_scale", torch.ones(()))
 
+    def scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, d) as the networks see it: (x - data_mean) / data_scale."""
+        return (x - self.data_mean) / self.data_scale
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, d) -> the code f(x), (B, L): the mean half of the encoder's output."""
-        code, _ = self.encoder((x - self.data_mean) / self.data_scale)
-        return code
+        """x (B, d) -> the code f(x), (B, L): the mean half of the encoder's output (a
+        custom encoder may return the code alone)."""
+        out = self.encoder(self.scaled(x))
+        return out if torch.is_tensor(out) else out[0]
+
+    def decode_heads(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """z (..., L) -> the decoder's heads (one): a custom decoder's tensor alone is one."""
+        out = self.decoder(z)
+        return (out,) if torch.is_tensor(out) else tuple(out)
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, L) -> the decoder's output (B, d): logits, or standardized means."""
-        return self.decoder(z)[0]
+        return self.decode_heads(z)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, L) -> g(z) in the data's units, (B, d)."""

@@ -32,7 +32,7 @@ from .callbacks import check_callbacks
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .model import VAENetwork
 from .priors import Prior
-from .protocols import PARTS, check_shapes, custom_modules
+from .protocols import PARTS, check_shapes, network_builder
 from .train import EVAL_BATCH, as_float_tensor, resolve_device, train
 
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
@@ -380,22 +380,22 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "cpu", *,
-             meta: dict | None = None, prior: Prior | None = None, encoder_class=None,
-             decoder_class=None) -> "VAE":
+             meta: dict | None = None, prior: Prior | None = None, networks=None,
+             encoder=None, decoder=None, encoder_class=None, decoder_class=None) -> "VAE":
         """Load a VAE saved by :meth:`save` (JSON and safetensors only, no pickle);
         ``meta``: its model.json, when the caller has read it already. ``prior``: for
         a model fitted with a custom prior object, one built like it (its class comes
         from the caller, never from the file; the saved weights are loaded into it).
 
-        A model with a custom encoder or decoder is rebuilt from the classes the caller
-        passes, ``encoder_class(**saved arguments)`` (no name written in the file is
-        ever imported), and its weights checked against the module built."""
-        classes = {"encoder": encoder_class, "decoder": decoder_class}
-        where = Path(directory) / MODEL_FILE
-
-        def modules(architecture):
-            return custom_modules(architecture, classes, where)
-
+        A model with a custom encoder or decoder is rebuilt from the caller's code (no
+        name written in the file is ever imported): ``encoder_class`` (built with the
+        saved arguments, ``encoder_class(**args)``, or none when the module had no
+        config), ``networks`` (the dict :func:`~elbokit.nn.protocols.import_networks`
+        returns, looked up by the saved class name), or ``encoder``, a module object a
+        copy of which gets the weights; the weights are checked against the module."""
+        modules = network_builder(Path(directory) / MODEL_FILE, cls.noun, networks=networks,
+                                  encoder=encoder, decoder=decoder,
+                                  encoder_class=encoder_class, decoder_class=decoder_class)
         record, architecture, training, tensors = saved.read_model(
             directory, kind=cls.kind, meta=meta, prior=prior, modules=modules)
         model = VAENetwork(architecture, None if prior is None else copy.deepcopy(prior),
