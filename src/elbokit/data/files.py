@@ -70,6 +70,8 @@ def _read_npz(handle, path: Path):
         members = {info.filename[:-4]: info for info in archive.infolist()
                    if info.filename.endswith(".npy")}
         keys = list(members)
+        if _is_sparse(members):
+            return _read_sparse(archive, members, path), None
         key = next((k for k in ("X", "x", "data") if k in members), None)
         if key is None and len(keys) == 1:
             key = keys[0]
@@ -86,6 +88,62 @@ def _read_npz(handle, path: Path):
         X = read(key)
         y = read(label_key) if label_key is not None else None
     return X, y
+
+
+# --------------------------------------------------------------------------- sparse .npz
+
+# scipy.sparse.save_npz's members, by format: the usual file of a cells x genes matrix
+SPARSE_MEMBERS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+                  "coo": ("data", "row", "col")}
+
+
+def _is_sparse(members: dict) -> bool:
+    """Whether an archive is a scipy.sparse.save_npz file (its keys: format and shape,
+    and the arrays of its format), not arrays to read as they are ('data' alone was
+    read as one column of the non-zero values)."""
+    return {"format", "shape", "data"} <= set(members)
+
+
+def _read_sparse(archive, members: dict, path: Path) -> np.ndarray:
+    """The matrix of a scipy.sparse.save_npz file, densified (its shape and the memory
+    of the dense matrix checked before it is allocated; its indices checked)."""
+    from scipy import sparse
+
+    def read(key, text=False):
+        info = members[key]
+        with archive.open(info) as stream:
+            return _read_npy(stream, info.file_size, f"{path}[{key}]", size_is_proven=False,
+                             text=text)
+
+    fmt = read("format", text=True)
+    fmt = fmt.item().decode("ascii", "replace") if fmt.dtype.kind == "S" else str(fmt.item()) \
+        if fmt.size == 1 else ""
+    if fmt not in SPARSE_MEMBERS:
+        raise DataError(f"{path} is a scipy.sparse file of format {brief(fmt)!r}; elbokit "
+                        f"reads {sorted(SPARSE_MEMBERS)}: convert it (matrix.tocsr())")
+    shape = read("shape")
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+        raise DataError(f"{path}: a sparse matrix's shape must be two non-negative integers; "
+                        f"got {brief(shape.tolist())}")
+    n_rows, n_columns = (int(v) for v in shape)
+    data = read("data")
+    check_fits(load_peak_bytes(n_rows * n_columns, data.dtype), str(path),
+               f"the sparse matrix of shape ({n_rows}, {n_columns}) as a dense array")
+    arrays = [data] + [read(k) for k in SPARSE_MEMBERS[fmt][1:]]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "coo":
+                matrix = sparse.coo_matrix((arrays[0], (arrays[1], arrays[2])),
+                                           shape=(n_rows, n_columns))
+            else:
+                cls = sparse.csr_matrix if fmt == "csr" else sparse.csc_matrix
+                matrix = cls(tuple(arrays), shape=(n_rows, n_columns))
+                matrix.check_format(full_check=True)
+        return matrix.toarray()
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise DataError(f"{path} is not a valid scipy.sparse {fmt} file ({brief(exc)})") \
+            from None
 
 
 def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
@@ -126,17 +184,21 @@ def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool
     return dtype, shape, fortran, len(magic) + len(raw_length) + length
 
 
-def _read_npy(stream, size: int, name: str, size_is_proven: bool = True) -> np.ndarray:
+def _read_npy(stream, size: int, name: str, size_is_proven: bool = True,
+              text: bool = False) -> np.ndarray:
     """Read a ``.npy`` array of ``size`` bytes from a stream, checking its header's dtype,
     shape and size against the file and the available memory before allocating.
 
     ``size_is_proven``: ``size`` is the size of the file itself, not a claim (a zip
-    member's size in the archive's directory is a claim)."""
+    member's size in the archive's directory is a claim). ``text``: a short string array
+    is accepted too (a sparse file's format)."""
     dtype, shape, fortran, header_len = _read_npy_header(stream, name)
     if dtype.hasobject:
         raise DataError(f"{name} cannot be read as a numeric file (dtype {brief(dtype)}); object "
                         "arrays are refused because loading them could run code")
-    if dtype.kind not in "biuf":
+    if text and dtype.kind in "SU" and math.prod(shape) <= 1 and dtype.itemsize <= 64:
+        pass
+    elif dtype.kind not in "biuf":
         raise DataError(f"{name}: expected a numeric array, got dtype {brief(dtype)}")
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
