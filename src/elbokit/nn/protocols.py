@@ -26,6 +26,14 @@ Decoder
         the mean and the variance's pre-activation s: v = min_variance + softplus(s).
     ``"gaussian-fixed"`` (1 head)
         the mean (standard deviation ``sigma``).
+    ``"logistic"`` (2 heads)
+        the discretized logistic's mean mu, in the data's units ([0, 1]; not squashed:
+        values outside put their mass on level 0 or 255, so a final sigmoid on it is
+        allowed but not needed), and the log-scale's pre-activation r,
+        log s = -8 + softplus(r + 8) (no final activation on r).
+
+    Outputs that are NaN or infinite on the two check rows are refused for every
+    likelihood.
 
     An optional ``init_from_data(x, likelihood)`` is called once before training.
 Autoencoder
@@ -126,10 +134,11 @@ def unbuildable_warning(architecture) -> str | None:
         return None
     which = " and ".join(f"{part} {name}" for part, name in parts)
     part, name = parts[0]
-    return (f"the custom {which} give(s) no config dict or elbokit_config(), so model.json "
-            f"records no constructor arguments: loading will need each class to build with "
-            f"no arguments ({part}_class={name}, or --networks FILE.py that defines it) or "
-            f"the module itself ({part}={name}(...))")
+    return (f"model.json records no constructor arguments for the custom {which} (no "
+            f"config dict or elbokit_config()): loading will need "
+            f"{'each class' if len(parts) > 1 else 'the class'} to build with no arguments "
+            f"({part}_class={name}, or --networks FILE.py that defines it) or the module "
+            f"itself ({part}={name}(...))")
 
 
 def network_builder(where, noun: str = "VAE", *, networks=None, encoder=None, decoder=None,
