@@ -59,7 +59,10 @@ class Autoencoder(NeuralEstimator):
         log-likelihood up to a constant).
     arch, encoder, decoder, hidden, image_shape : the networks, as for the VAE
         (``decoder="linear"`` with ``encoder="linear"`` and the Gaussian loss is a linear
-        autoencoder, whose optimum is PCA's subspace).
+        autoencoder, whose optimum is PCA's subspace). ``encoder`` and ``decoder`` may
+        be your own ``torch.nn.Module`` (:mod:`elbokit.nn.protocols`: the encoder returns
+        (mean, logvar) or the code alone, the decoder one head, logits for
+        ``"bernoulli"``); ``fit`` trains a copy.
     epochs, batch_size, lr, lr_schedule, seed, device, progress : the training loop's
         (``lr_schedule="cosine"`` anneals the rate to 0 over the run).
 
