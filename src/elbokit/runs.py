@@ -4,13 +4,12 @@ A run directory holds the saved model (``model.json`` + arrays), ``metrics.json`
 and ``run.json`` (the resolved settings: data spec, latent size, seed, image shape,
 the data's feature and target names, and ``key``: everything that determines the
 fit, which ``compare`` matches before it reuses a run). A fit holds a lock on its
-run directory (``flock``) from start to end: a second fit into the same directory
-fails at once instead of both "succeeding" with one result lost.
+run directory (``flock``, :class:`RunLock`) from start to end: a second fit into the same
+directory fails at once instead of both "succeeding" with one result lost.
 """
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import time
@@ -19,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ._math import bits_per_dim
-from ._torchrun import env_rank
 from .data import DEFAULT_TEST_FRACTION, Dataset
-from .exceptions import DataError, ModelFileError, ParameterError, RunLockedError
+from ._run_lock import RunLock  # noqa: F401  (the CLI and the tests import it from here)
+from ._torchrun import env_rank
+from .exceptions import DataError, ModelFileError, ParameterError
 from .kinds import build_model, kind_names
 from .models import kind_of, save_model
 from .protocol import as_model
@@ -72,7 +72,8 @@ def evaluation_data(dataset: Dataset, binarize: str) -> tuple[np.ndarray, np.nda
 def metrics_for(model, dataset: Dataset) -> dict:
     """Per-sample log-likelihood (for a model without a closed-form one, a VAE, its
     ``score_samples``: the ELBO L_B, one seeded sample per point) on train and test, in
-    nats and bits/dim. A model trained on binarised pixels is scored on the data
+    nats, and bits/dim where the log p is a density of the data as scored
+    (:func:`density_note`). A model trained on binarised pixels is scored on the data
     binarised once with ``EVAL_SEED`` (:func:`evaluation_data`), so that
     ``elbokit evaluate`` repeats the figures ``elbokit fit vae`` recorded."""
     model = as_model(model)
@@ -84,22 +85,49 @@ def metrics_for(model, dataset: Dataset) -> dict:
     d = train.shape[1]
     name = "loglike" if exact else "elbo"
     result = {} if test.shape[0] else {"test_note": NO_TEST_SET}
+    kinds = set()
     for split, X in (("train", train), ("test", test)):
         if X.shape[0] == 0:  # --test-fraction 0: no held-out rows, no test metrics
             continue
         value = float(np.mean(model.score_samples(X, **condition_of(model, dataset, split))))
         result[f"{split}_{name}"] = value
-        result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
+        kind = density_kind_of(model, X)
+        kinds.add(kind)
+        if kind is not None:
+            result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
+    result["quantity"] = ("log p(x), nats/sample" if exact else
+                          "ELBO (lower bound on log p(x)), nats/sample")
     if not exact:
-        result["quantity"] = "ELBO (lower bound on log p(x)), nats/sample"
-        result["bits_per_dim_note"] = ("-ELBO / (d ln 2) of the data as scored (no "
-                                       "dequantization)")
         result["binarized_evaluation"] = binarize != "none"
-    else:
-        result["quantity"] = "log p(x), nats/sample"
-        result["bits_per_dim_note"] = ("continuous density of the data as loaded (no "
-                                       "dequantization): -value / (d ln 2)")
+    result["bits_per_dim_note"] = density_note(kinds, exact)
     return result
+
+
+def density_kind_of(model, X: np.ndarray) -> str | None:
+    """What the model's log p of the rows X is (elbokit.nn.likelihoods.density_kind):
+    "discrete", "continuous", or None (not a density of X); a model without a decoder
+    likelihood (the classical ones) has a continuous density."""
+    likelihood = getattr(getattr(model, "architecture_", None), "likelihood", None)
+    if likelihood is None:
+        return "continuous"
+    from .nn.likelihoods import density_kind
+
+    return density_kind(likelihood, X)
+
+
+def density_note(kinds: set, exact: bool) -> str:
+    """metrics.json's ``bits_per_dim_note``: what the bits/dim figures are, or why
+    there are none."""
+    if None in kinds:
+        from .nn.likelihoods import NOT_A_DENSITY
+
+        return NOT_A_DENSITY
+    value = "-log p(x)" if exact else "-ELBO"
+    if "continuous" in kinds:
+        return (f"{value} / (d ln 2) of a continuous density of the data as loaded (no "
+                "dequantization): not comparable with the bits/dim of discrete data")
+    return (f"{value} / (d ln 2) of the probability of the discrete values (8-bit levels, "
+            "or binary pixels): comparable with published bits/dim")
 
 
 def _reconstruction_metrics(model, dataset: Dataset) -> dict:
@@ -142,9 +170,9 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
         start = time.perf_counter()
         if epochs:
             checkpoint_dir = out / VAE_CHECKPOINTS if checkpoint else None
-            if not _fit_epochs(model, dataset, validation_fraction or 0.0, seed,
-                               checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
-                               callbacks=callbacks):
+            if not _fit_epochs_or_clean(model, dataset, validation_fraction or 0.0, seed,
+                                        checkpoint_dir=checkpoint_dir, resume=resume,
+                                        on_nan=on_nan, callbacks=callbacks):
                 return None
         else:
             model.fit(dataset.train)
@@ -156,9 +184,7 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                        n_features=int(dataset.train.shape[1]))
         run = {"kind": kind_of(model), "data": spec, "seed": seed, "latent": latent_of(model),
                "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
-               "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()
-                          if isinstance(v, (int, float, str, bool, type(None), tuple))},
-               **record_fields(dataset, key)}
+               "params": _json_params(params), **record_fields(dataset, key)}
         if dataset.channels != 1:
             run["channels"] = dataset.channels
         if dataset.load_options is not None:
@@ -178,7 +204,81 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     return metrics
 
 
+def _json_params(params: dict) -> dict:
+    """The settings of ``get_params()`` that are plain JSON values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()
+            if isinstance(v, (int, float, str, bool, type(None), tuple))}
+
+
+def model_run(model, extra: dict | None = None) -> dict:
+    """The run.json of a model saved outside a fit (``VAE.save`` from Python): what the
+    model alone knows (kind, latent size, image shape and channels, settings; the
+    feature and target names of ``extra``, the JSON its save keeps) and ``data``:
+    null, so that ``report`` draws what needs no data and takes ``--data`` for the rest."""
+    params = model.get_params()
+    shape = params.get("image_shape")
+    seed = params.get("seed")
+    extra = extra or {}
+    run = {"kind": kind_of(model), "data": None, "latent": latent_of(model),
+           "image_shape": [int(s) for s in shape] if shape else None,
+           "params": _json_params(params), "key": None,
+           "feature_names": _str_list(extra.get("feature_names")),
+           "target_names": _str_list(extra.get("target_names"))}
+    if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
+        run["seed"] = seed
+    channels = params.get("channels", 1)
+    if isinstance(channels, int) and channels != 1:
+        run["channels"] = channels
+    return run
+
+
+def write_model_run(model, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write run.json for ``model`` saved into ``directory`` (:func:`model_run`); a fit
+    recorded by :func:`fit_and_record` replaces it with the fit's own afterwards."""
+    path = Path(directory) / RUN_FILE
+    atomic_write_json(path, model_run(model, extra))
+    return path
+
+
 # --------------------------------------------------------------------------- runs in epochs
+
+class _Started:
+    """A training callback, the last of the list: it fires once every other callback
+    has started (a tracking backend that cannot start raises before it)."""
+
+    def __init__(self):
+        self.fired = False
+
+    def on_train_start(self, model, config, data) -> None:
+        self.fired = True
+
+    def on_epoch_end(self, epoch, record, model) -> None:
+        pass
+
+    def on_train_end(self, model, history, error=None) -> None:
+        pass
+
+
+def _fit_epochs_or_clean(model, dataset: Dataset, validation_fraction: float, seed: int, *,
+                         checkpoint_dir, callbacks=None, **options) -> bool:
+    """:func:`_fit_epochs`; a fit that fails before its first epoch (a tracking backend
+    that cannot start, a check of the training loop) removes the checkpoint directory
+    it created, so that a failed start leaves nothing behind. A fit that fails later
+    keeps its last good checkpoint (to ``--resume`` from)."""
+    import shutil
+
+    fresh = checkpoint_dir is not None and not Path(checkpoint_dir).exists() \
+        and env_rank() == 0  # rank 0 writes the checkpoints
+    started = _Started()
+    try:
+        return _fit_epochs(model, dataset, validation_fraction, seed,
+                           checkpoint_dir=checkpoint_dir, callbacks=[*(callbacks or ()), started],
+                           **options)
+    except BaseException:
+        if fresh and not started.fired:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        raise
+
 
 def _fit_epochs(model, dataset: Dataset, validation_fraction: float, seed: int, *,
                 checkpoint_dir, resume: bool, on_nan: str, callbacks=None) -> bool:
@@ -360,61 +460,6 @@ def _roundtrip(obj):
     import json
 
     return json.loads(json.dumps(obj))
-
-
-# --------------------------------------------------------------------------- locking
-
-class RunLock:
-    """An exclusive ``flock`` on a run directory, held while a fit writes into it.
-
-    Created before any work: a second process that asks for the same directory gets a
-    :class:`RunLockedError` at once. The lock is on the directory itself, so an existing
-    run gains no file; a directory the lock created is removed again if it stays empty
-    (a failed fit). Under torchrun only rank 0 (the writer) locks."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.fd = None
-        self.created = False
-        if env_rank() != 0:
-            return
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ParameterError(f"--out {self.directory} exists and is not a directory")
-        self.created = not self.directory.exists()
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise ParameterError(f"cannot write to {self.directory} ({exc.strerror or exc}); "
-                                 "choose another --out") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunLockedError(f"{self.directory} is being written by another elbokit "
-                                 "process; wait for it to finish or choose another --out") \
-                from None
-        self.fd = fd
-
-    def release(self, failed: bool = False) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the lock
-            self.fd = None
-        if failed and self.created:
-            try:
-                self.directory.rmdir()  # only if empty
-            except OSError:
-                pass
-            self.created = False
-
-    def __enter__(self) -> "RunLock":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.release(failed=exc_type is not None)
-
-    def __del__(self):
-        self.release()
 
 
 VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run

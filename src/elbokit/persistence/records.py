@@ -11,7 +11,7 @@ from ..exceptions import ModelFileError
 from .checks import check_int, check_str_list, check_type
 from .files import MAX_SEED, METRICS_FILE, RUN_FILE, read_json
 
-_RUN_FIELDS = {"kind": str, "data": str, "seed": int, "latent": (int, type(None)),
+_RUN_FIELDS = {"kind": str, "data": (str, type(None)), "seed": int, "latent": (int, type(None)),
                "image_shape": (list, type(None)), "params": dict, "key": (dict, type(None)),
                "feature_names": (list, type(None)), "target_names": (list, type(None)),
                "validation_fraction": (int, float), "resumed": bool, "channels": int,
