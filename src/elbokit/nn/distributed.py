@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -30,6 +31,8 @@ from torch.overrides import TorchFunctionMode
 
 from .._torchrun import VARIABLES, env_rank, env_world_size, stray_variables, torchrun_env
 from ..exceptions import ParameterError, TrainingError
+
+RENDEZVOUS_TIMEOUT = 120.0  # seconds for every process of a torchrun job to start
 
 
 def world_size() -> int:
@@ -75,10 +78,48 @@ def init(device: torch.device) -> None:
         return
     if not dist.is_available():
         raise ParameterError("this PyTorch build has no torch.distributed; run one process")
+    store = _rendezvous()
     if device.type == "cuda":
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, store=store, rank=env_rank(),
+                                world_size=env_world_size())
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", store=store, rank=env_rank(),
+                                world_size=env_world_size())
+
+
+def rendezvous_timeout() -> float:
+    """Seconds the processes of a torchrun job wait for each other to start:
+    ``ELBOKIT_RENDEZVOUS_TIMEOUT`` or ``RENDEZVOUS_TIMEOUT`` (torch's own default, 30
+    minutes, is also its collectives' and looked like a hang)."""
+    text = os.environ.get("ELBOKIT_RENDEZVOUS_TIMEOUT", "").strip()
+    if not text:
+        return RENDEZVOUS_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise ParameterError(f"ELBOKIT_RENDEZVOUS_TIMEOUT={text[:20]!r} must be a number of "
+                             "seconds in (0, 86400]")
+    return value
+
+
+def _rendezvous():
+    """The store of torchrun's environment, every process joined within
+    :func:`rendezvous_timeout`, else one line naming the address and the count; the
+    process group's own timeout (its collectives') stays torch's default."""
+    env, timeout = torchrun_env(), rendezvous_timeout()
+    try:
+        store, _, _ = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout)))
+    except (RuntimeError, ValueError, OSError) as exc:  # DistStoreError, DistNetworkError
+        reason = " ".join(str(exc).split("\n")[0].split())[:120]
+        raise TrainingError(
+            f"the torchrun rendezvous at {env.master_addr}:{env.master_port} did not start "
+            f"within {timeout:g} s (RANK={env.rank}, WORLD_SIZE={env.world_size}: {reason}); "
+            f"start all {env.world_size} processes (torchrun --nproc_per_node="
+            f"{env.world_size} ...), or unset {', '.join(VARIABLES)} to train in one "
+            "process") from None
+    return store
 
 
 def shutdown() -> None:
