@@ -119,9 +119,9 @@ def _names(run: dict, dataset, key: str) -> list[str] | None:
 
 
 def _is_image_run(run: dict, dataset) -> bool:
-    """Whether the rows are images: run.json's record when it has one, else the data's."""
-    shape = run["image_shape"] if "image_shape" in run else dataset.image_shape
-    return shape is not None
+    """Whether the rows are images: run.json's record, else the data's (a run saved from
+    Python without an image shape, reported on --data images)."""
+    return (run.get("image_shape") or dataset.image_shape) is not None
 
 
 def _feature_table(model, dataset, names: list[str]) -> str:
@@ -173,10 +173,11 @@ def _figures(run: dict, run_dir: Path, model, dataset, options: dict) -> str:
 
 def _section(run_dir: Path, with_figures: bool, datasets: dict,
              options: dict | None = None, classes: dict | None = None,
-             loaded: dict | None = None) -> tuple[str, dict]:
+             loaded: dict | None = None, data: str | None = None,
+             networks: dict | None = None) -> tuple[str, dict]:
     """The HTML of one run and its summary row; ``loaded`` collects (data key, model) of
-    the runs whose figures were drawn, by run directory (for :func:`_ae_vae_section`)."""
-    from . import data as data_module
+    the runs whose figures were drawn, by run directory (for :func:`_ae_vae_section`).
+    ``data``: the data spec of a run that names none (see :func:`write_report`)."""
     from .models import load_model
 
     # run.json and metrics.json through their schema checks (a tampered field is a
@@ -189,33 +190,107 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
     parts.append(_table(metric_rows, ["metric", "value"]))
-    if with_figures and run.get("data"):
-        model = load_model(run_dir, **_custom_classes(run_dir, classes or {}))
-        columns = recorded_columns(run, run_dir)  # the columns chosen by name at fit
-        key = (run["data"], int(run.get("seed", 0)), _test_fraction(run, run_dir),
-               json.dumps(run.get("load_options")), json.dumps(columns))
-        if key not in datasets:  # runs of one directory usually share their data
-            # NaN entries of user files are missing values (the models fitted on such
-            # files accept them; image data sets never hold NaN); the split is the fit's
-            datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
-                                             allow_nan=True, columns=columns,
-                                             **run.get("load_options", {}))
-        dataset = datasets[key]
-        if loaded is not None:
-            loaded[run_dir] = (key, model)
-        options = options or {"rotation": "fitted", "normalize": True, "cut": DEFAULT_CUT}
-        if len(dataset.test):
-            parts.append(_figures(run, run_dir, model, dataset, options))
-            parts.append(_codes_table(model, dataset))
-        else:  # --test-fraction 0: the figures of held-out rows drawn on the training rows
-            parts.append(f"<p>{html.escape(NO_TEST_SET)}; the figures show the training "
-                         "rows.</p>")
-            parts.append(_figures(run, run_dir, model, _train_as_test(dataset), options))
+    if with_figures:
+        model = load_model(run_dir, networks=networks,
+                           **_custom_classes(run_dir, classes or {}))
+        spec = _data_spec(run, run_dir, data)
+        if spec is None:
+            drawn = _model_figures(run, run_dir, model)
+            parts.append("<p>The run names no data (saved from Python): the figures that "
+                         "need none; <code>elbokit report --data SPEC</code> draws the "
+                         "rest.</p>" + drawn)
+        else:
+            if spec != run.get("data"):
+                parts.append(f"<p>data: {html.escape(spec)}, given to the report (the run "
+                             "names none)</p>")
+            drawn = _data_figures(run, run_dir, model, spec, datasets, options, loaded)
+            parts.append(drawn)
+        if "<figure" not in drawn:  # every figure is one <figure> of _image
+            raise ModelFileError(_no_figure(run_dir, spec))
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
     summary = {"model": run_dir.name, "kind": kind}
     summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     return "\n".join(parts), summary
+
+
+def _no_figure(run_dir: Path, spec: str | None) -> str:
+    """The one line of a run whose report would hold no figure."""
+    if spec is None:
+        return (f"{run_dir} names no data and its model gives no figure without data; "
+                "pass --data SPEC (the data it was fitted on) to draw its figures")
+    return f"{run_dir}: no figure could be drawn for its model on {spec}"
+
+
+def _data_spec(run: dict, run_dir: Path, data: str | None) -> str | None:
+    """The data of a run's figures: run.json's, else ``data`` (the caller's --data);
+    a --data other than the data the run names is refused (the run's record is never
+    replaced)."""
+    from .exceptions import ParameterError
+
+    recorded = run.get("data")
+    if data is not None and recorded is not None and data != recorded:
+        raise ParameterError(f"--data {data}: the run in {run_dir} was fitted on {recorded}, "
+                             "and its report draws that data (leave out --data)")
+    return recorded if recorded is not None else data
+
+
+def _data_figures(run: dict, run_dir: Path, model, spec: str, datasets: dict,
+                  options: dict | None, loaded: dict | None) -> str:
+    """The figures and the codes' table of a run on the data ``spec`` (split as the fit
+    split it); ``datasets`` caches the loaded data by key."""
+    from . import data as data_module
+    from .exceptions import DataError
+
+    columns = recorded_columns(run, run_dir)  # the columns chosen by name at fit
+    key = (spec, int(run.get("seed", 0)), _test_fraction(run, run_dir),
+           json.dumps(run.get("load_options")), json.dumps(columns))
+    if key not in datasets:  # runs of one directory usually share their data
+        # NaN entries of user files are missing values (the models fitted on such
+        # files accept them; image data sets never hold NaN); the split is the fit's
+        datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
+                                         allow_nan=True, columns=columns,
+                                         **run.get("load_options", {}))
+    dataset = datasets[key]
+    if dataset.n_features != model.n_features_in_:
+        raise DataError(f"{spec} has {dataset.n_features} features but the model in "
+                        f"{run_dir} was fitted on {model.n_features_in_}")
+    if loaded is not None:
+        loaded[run_dir] = (key, model)
+    options = options or {"rotation": "fitted", "normalize": True, "cut": DEFAULT_CUT}
+    if len(dataset.test):
+        return (_figures(run, run_dir, model, dataset, options)
+                + _codes_table(model, dataset))
+    # --test-fraction 0: the figures of held-out rows drawn on the training rows
+    return (f"<p>{html.escape(NO_TEST_SET)}; the figures show the training rows.</p>"
+            + _figures(run, run_dir, model, _train_as_test(dataset), options))
+
+
+def _model_figures(run: dict, run_dir: Path, model) -> str:
+    """The figures a model draws without data: samples (one row per class for a
+    conditional VAE), the 2-D manifold and the training curve."""
+    from .plots import class_samples_figure, curves_figure, manifold_figure, samples_figure
+    from .runs import image_shape_of, latent_of
+
+    out_dir = run_dir / "figures"
+    recorded_none = "image_shape" in run and run["image_shape"] is None
+    shape = None if recorded_none else image_shape_of(run_dir, model.n_features_in_)
+    draw = {}
+    if shape is not None and model.conditional and model.classes_ is not None:
+        draw["samples_by_class"] = lambda p: class_samples_figure(
+            model, shape, p, label_names=run.get("target_names"))
+    elif shape is not None and not model.conditional:
+        draw["samples"] = lambda p: samples_figure(model, shape, p)
+        if latent_of(model) == 2:
+            draw["manifold"] = lambda p: manifold_figure(model, shape, p)
+    history = model.training_curve()
+    if history:
+        draw["curves"] = lambda p: curves_figure(history, p)
+    figures = []
+    for name, figure in draw.items():
+        figure(out_dir / f"{name}.png")
+        figures.append(_image(str(out_dir / f"{name}.png"), _CAPTIONS.get(name, name)))
+    return "".join(figures)
 
 
 def _train_as_test(dataset):
@@ -320,11 +395,22 @@ def _test_fraction(run: dict, run_dir: Path) -> float:
 
 def write_report(path: str | os.PathLike, *, with_figures: bool = True,
                  rotation: str = "fitted", normalize: bool = True, cut: float = DEFAULT_CUT,
+                 data: str | None = None, networks: dict | None = None,
                  encoder_class=None, decoder_class=None) -> Path:
     """Write ``report.html`` into ``path`` (a run directory or a directory of runs).
 
-    ``encoder_class``, ``decoder_class``: the classes of VAEs' custom networks (see
-    ``VAE.load``), needed to draw the figures of such runs.
+    Each run gets its metrics, its settings and its figures, drawn on the data its
+    run.json names (split as the fit split it); a run that names none (saved by
+    ``VAE.save`` from Python) gets the figures that need no data (samples, the 2-D
+    manifold, the training curve), or every figure on ``data`` (a spec as
+    :func:`elbokit.data.load` takes; a run that names other data is refused, its
+    record never replaced). A run whose section would hold no figure is a
+    :class:`~elbokit.exceptions.ModelFileError` (no report is written).
+
+    ``networks``: the classes of VAEs' custom networks by class name, as
+    :func:`elbokit.nn.protocols.import_networks` returns them (``elbokit report
+    --networks FILE.py``); ``encoder_class``, ``decoder_class``: the classes themselves
+    (see ``VAE.load``). Either is needed to draw the figures of such runs.
 
     ``rotation``, ``normalize`` and ``cut`` apply to the factor solution of the
     linear-Gaussian runs on data that are not images: ``rotation`` is ``"fitted"``
@@ -344,7 +430,8 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     for run_dir in _run_dirs(path):
         section, summary = _section(run_dir, with_figures, datasets, options,
                                     {"encoder_class": encoder_class,
-                                     "decoder_class": decoder_class}, loaded)
+                                     "decoder_class": decoder_class}, loaded,
+                                    data=data, networks=networks)
         sections.append(section)
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",

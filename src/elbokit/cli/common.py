@@ -47,6 +47,29 @@ DropColumns = Annotated[Optional[str], typer.Option(
     "--drop-columns", help="Tables: the columns to leave out, by name, comma-separated "
                            "(e.g. id,gender).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a saved model in --out.")]
+Networks = Annotated[Optional[str], typer.Option(
+    "--networks", metavar="SOURCE",
+    help="Where the classes of a run's own encoder/decoder are defined: FILE.py, "
+         "FILE.py:ATTR, MODULE or MODULE:ATTR. Exactly that is imported (never a name read "
+         "from the run directory); the classes model.json names are built from it.")]
+
+
+def import_networks(source: str | None) -> dict | None:
+    """The network classes of ``--networks SOURCE`` (None when it is not given), by
+    :func:`elbokit.nn.protocols.import_networks`."""
+    if source is None:
+        return None
+    from ..nn.protocols import import_networks as import_source
+
+    return import_source(source)
+
+
+def load_run_model(run_dir, networks: str | None = None):
+    """The model saved in ``run_dir``, its custom networks built from ``--networks``'
+    classes (:func:`elbokit.models.load_model`)."""
+    from ..models import load_model
+
+    return load_model(run_dir, networks=import_networks(networks))
 
 
 def _check_seed(value: int) -> int:

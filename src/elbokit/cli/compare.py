@@ -17,7 +17,7 @@ from ..kinds import kind_names
 from ..persistence import MODEL_FILE
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, LATENT_DIM, Columns, DataDir, DataSpec, DropColumns,
-                     Latent, Seed, TestFraction, format_table)
+                     Latent, Networks, Seed, TestFraction, format_table, import_networks)
 
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
@@ -49,12 +49,14 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
                                                          "other settings.")] = False,
             data_dir: DataDir = None, seed: Seed = 0,
             test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
-            columns: Columns = None, drop_columns: DropColumns = None):
+            columns: Columns = None, drop_columns: DropColumns = None,
+            networks: Networks = None):
     """Fit (or load) each model and print log p(x), ELBO, active units, reconstruction
     error, linear-probe accuracy and fit time.
 
     A model that fails is printed as a row with its reason; the others are printed and
-    saved; the exit code is then 2."""
+    saved; the exit code is then 2. ``--networks``: the classes of the custom networks of
+    saved runs it reuses (a kind registered with its own encoder/decoder)."""
     from .. import data as data_module
     from ..exceptions import ParameterError
     from ..persistence import atomic_write_json
@@ -79,11 +81,13 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
                          data=data, test_fraction=test_fraction, data_dir=data_dir,
                          refit=refit, overwrite=overwrite, columns=dataset.columns)
              for kind in kinds}
+    classes = import_networks(networks)
     rows, table, failures = [], {}, {}
     for kind in kinds:
         try:
             result = _compare_one(plans[kind], dataset, out / kind, data=data, seed=seed,
-                                  k=k, test_fraction=test_fraction, data_dir=data_dir)
+                                  k=k, test_fraction=test_fraction, data_dir=data_dir,
+                                  networks=classes)
         except COMPARE_FAILURES as exc:
             failures[kind] = _reason(exc)
             rows.append([kind, None, None, FAILED, None, None, None, None, None])
@@ -157,9 +161,10 @@ def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data
 
 
 def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
-                 test_fraction: float, data_dir) -> dict:
+                 test_fraction: float, data_dir, networks: dict | None = None) -> dict:
     """Fit (or load) one model and measure it on the test rows; raises on failure
-    (an elbokit error, a numerical error, or NaN/inf numbers)."""
+    (an elbokit error, a numerical error, or NaN/inf numbers). ``networks``: the
+    classes of a reused run's custom networks (``--networks``)."""
     import math
 
     from ..evaluate import active_units, elbo, log_likelihood
@@ -168,7 +173,7 @@ def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
 
     model, reuse = plan
     if reuse:
-        model = load_model(run_dir)
+        model = load_model(run_dir, networks=networks)
         fit_seconds = read_metrics(run_dir).get("fit_seconds")
     else:
         metrics = fit_and_record(model, dataset, run_dir, spec=data, seed=seed,

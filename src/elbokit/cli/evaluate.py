@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from ._app import app
-from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Normalize,
-                     Seed, print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Networks,
+                     Normalize, Seed, import_networks, load_run_model, print_metrics)
 
 
 @app.command("evaluate")
@@ -19,7 +19,8 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
              test_fraction: Annotated[float, typer.Option(
                  "--test-fraction", help="Built-in data sets only: their held-out share "
                                          "(a file is scored whole).")] = DEFAULT_TEST_FRACTION,
-             columns: Columns = None, drop_columns: DropColumns = None):
+             columns: Columns = None, drop_columns: DropColumns = None,
+             networks: Networks = None):
     """Print a saved model's log-likelihood (ELBO for a VAE) on other data.
 
     A file (.csv, .npy, .npz, a folder of images) is scored whole, every row, with the
@@ -29,10 +30,9 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     say (by default as the fit split it)."""
     from .. import data as data_module
     from ..exceptions import DataError, ModelFileError
-    from ..models import load_model
     from ..runs import RUN_FILE, metrics_for, read_run, recorded_columns
 
-    model = load_model(run_dir)
+    model = load_run_model(run_dir, networks)
     whole = data not in data_module.SPECS  # a user's file: every row, no split
     named = Path(data).suffix.lower() not in (".npy", ".npz")  # arrays have no column names
     if columns is None and drop_columns is None and named and (run_dir / RUN_FILE).is_file():
@@ -83,16 +83,16 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
            label: Annotated[str | None, typer.Option(
                "--label", help="A VAE conditioned on labels: every sample of this class "
                                "(default: one row per class, -n split among them, the same "
-                               "z in each column).")] = None):
+                               "z in each column); its index or its name.")] = None,
+           networks: Networks = None):
     """Draw samples from a saved model and save them as an image grid."""
     from ..exceptions import DataError, ParameterError
-    from ..models import load_model
     from ..plots import image_grid
     from ..runs import image_shape_of
 
     if n < 1:
         raise ParameterError(f"-n must be >= 1; got {n}")
-    model = load_model(run_dir)
+    model = load_run_model(run_dir, networks)
     from ..persistence import check_memory
 
     # the samples in float64 and their latents, the grid image and the figure: ~4 copies,
@@ -110,25 +110,44 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                              f"draws with {' or '.join(map(repr, model.samplers))}")
     options = {} if sampler == "prior" else {"sampler": sampler}
     conditional = model.conditional
-    y = _label_of(model, label, run_dir, conditional)
+    names = _target_names(run_dir)
+    y = _label_of(model, label, run_dir, conditional, names)
     if conditional and y is None:  # a grid of rows, one per class
         from ..plots import MAX_CLASSES_SHOWN, class_samples_figure
 
         rows = min(len(model.classes_), MAX_CLASSES_SHOWN)
         class_samples_figure(model, shape, out, per_class=max(1, n // rows),
-                             random_state=seed, **options)
+                             random_state=seed, label_names=names, **options)
     else:
         if y is not None:
             options["y"] = y
         images = model.sample(n, random_state=seed, **options)
-        title = f"{n} samples from {run_dir}" + ("" if y is None else f", label {label}")
+        title = f"{n} samples from {run_dir}" + (
+            "" if y is None else f", label {_class_name(y, names)}")
         image_grid(images, shape, out, title=title)
     typer.echo(f"wrote {out}")
 
 
-def _label_of(model, label: str | None, run_dir: Path, conditional: bool):
-    """The class a conditional VAE samples for ``--label`` (None: no label given), after
-    checking that the model is one conditioned on labels and knows that class."""
+def _target_names(run_dir: Path) -> list[str] | None:
+    """The class names run.json records (the data's target names), or None."""
+    from ..runs import RUN_FILE, read_run
+
+    return read_run(run_dir).get("target_names") if (run_dir / RUN_FILE).is_file() else None
+
+
+def _class_name(value, names: list[str] | None) -> str:
+    """A class label with its name: "3", or "3 (Dress)" where run.json names it."""
+    if names is not None and isinstance(value, int) and 0 <= value < len(names) \
+            and names[value] != str(value):
+        return f"{value} ({names[value]})"
+    return str(value)
+
+
+def _label_of(model, label: str | None, run_dir: Path, conditional: bool,
+              names: list[str] | None = None):
+    """The class a conditional VAE samples for ``--label`` (None: no label given): the
+    label itself ("3") or its name in run.json's target names ("Dress"), after checking
+    that the model is one conditioned on labels and knows that class."""
     from ..exceptions import ParameterError
 
     if conditional and model.classes_ is None:
@@ -139,11 +158,20 @@ def _label_of(model, label: str | None, run_dir: Path, conditional: bool):
     if not conditional:
         raise ParameterError(f"--label is for a VAE conditioned on labels; the model in "
                              f"{run_dir} is not")
-    match = [c for c in model.classes_.tolist() if str(c) == label]
+    classes = model.classes_.tolist()
+    by_value = [c for c in classes if str(c) == label]
+    # target_names[c] names the integer label c (scikit-learn's convention)
+    by_name = [c for c in classes if isinstance(c, int) and names is not None
+               and 0 <= c < len(names) and names[c] == label]
+    if by_value and by_name and by_value != by_name:
+        raise ParameterError(f"--label {label!r} is both the class {by_value[0]} and the name "
+                             f"of class {_class_name(by_name[0], names)} in {run_dir}; give "
+                             "the other class's name or index")
+    match = by_value or by_name
     if not match:
-        names = ", ".join(map(str, model.classes_.tolist()[:20]))
+        known = ", ".join(_class_name(c, names) for c in classes[:20])
         raise ParameterError(f"--label {label!r} is not one of the classes of the model in "
-                             f"{run_dir} ({names})")
+                             f"{run_dir} ({known})")
     return match[0]
 
 
@@ -157,8 +185,18 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
            normalize: Normalize = True,
            cut: Annotated[float, typer.Option(
                "--cut", help="Loadings below this (absolute value) are left blank in the "
-                             "loadings table, as psych's print(fa, cut=0.3).")] = 0.3):
-    """Write a self-contained report.html (metrics, settings, all figures)."""
+                             "loadings table, as psych's print(fa, cut=0.3).")] = 0.3,
+           data: Annotated[Optional[str], typer.Option(
+               "--data", help="The data of the figures of a run that names none (saved by "
+                              "VAE.save from Python), a spec as fit's --data; a run fitted by "
+                              "`elbokit fit` is drawn on its own.")] = None,
+           networks: Networks = None):
+    """Write a self-contained report.html (metrics, settings, all figures).
+
+    A run whose report would hold no figure is an error (exit code 2), with the fix:
+    --data for a run that names no data, --networks for a run with custom networks."""
     from ..report import write_report
 
-    typer.echo(f"wrote {write_report(run_dir, rotation=rotation, normalize=normalize, cut=cut)}")
+    page = write_report(run_dir, rotation=rotation, normalize=normalize, cut=cut, data=data,
+                        networks=import_networks(networks))
+    typer.echo(f"wrote {page}")

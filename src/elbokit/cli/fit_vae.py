@@ -22,8 +22,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..nn.config import cli_settings
-from .common import (Crop, DataSpec, Out, Resize, config_option, image_size, load_dataset,
-                     model_settings, print_saved, record_fit, shared_fit_options,
+from .common import (Crop, DataSpec, Networks, Out, Resize, config_option, image_size,
+                     import_networks, load_dataset, model_settings, print_saved, record_fit, shared_fit_options,
                      with_options)
 
 
@@ -57,6 +57,7 @@ def _run_options(
                                       "validation ELBO each epoch (0: none).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
     = False,
+    networks: Networks = None,
     on_nan: Annotated[str, typer.Option("--on-nan", help="stop (keep the last good "
                                         "checkpoint) or skip-batch (skip NaN/inf steps; "
                                         "counted in metrics.json).")] = "stop",
@@ -74,12 +75,18 @@ def _run_options(
 
 def fit_vae(**options):
     """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
+    from ..exceptions import ParameterError
     from ..runs import check_resumable, prepare_out_dir
 
     out, resume = options["out"], options["resume"]
+    modules = {}
     if resume:
         check_resumable(out, "vae")
         check_resumed_settings(out, options)
+        modules = resumed_networks(out, options["networks"])
+    elif options["networks"] is not None:
+        raise ParameterError("--networks is for --resume of a run with custom networks (a "
+                             "new fit builds the preset networks of --arch)")
     prepare_out_dir(out, overwrite=options["overwrite"] or resume)
     dataset = load_dataset(options, resize=image_size(options["resize"]), crop=options["crop"])
     if resume:
@@ -87,8 +94,9 @@ def fit_vae(**options):
     from ..nn import VAE
 
     conditional = _condition_on(options["condition_on"], dataset)
-    model = VAE(**model_settings(cli_settings(), options), image_shape=dataset.image_shape,
-                channels=dataset.channels, seed=options["seed"], conditional=conditional)
+    settings = {**model_settings(cli_settings(), options), **modules}  # modules: --networks'
+    model = VAE(**settings, image_shape=dataset.image_shape, channels=dataset.channels,
+                seed=options["seed"], conditional=conditional)
     callbacks = _callbacks(options, dataset.image_shape)
     metrics = record_fit(model, dataset, options, overwrite=options["overwrite"] or resume,
                          validation_fraction=options["validation_fraction"], checkpoint=True,
@@ -118,6 +126,37 @@ def check_resumed_settings(out: Path, options: dict) -> None:
         return  # the loader names what is wrong with it
     if isinstance(training, dict):
         check_resume(training, options, record, warn=False)
+
+
+def resumed_networks(out: Path, source: str | None) -> dict:
+    """``{"encoder": module, ...}``: the custom networks of the checkpoint in ``out``,
+    built from the classes of ``--networks SOURCE`` (the checkpoint's weights are loaded
+    into them when the fit resumes); {} for a run of preset networks. Without
+    --networks a custom run is one line naming the class and the flag."""
+    from types import SimpleNamespace
+
+    from ..exceptions import ModelFileError
+    from ..persistence import CHECKPOINT_FILE, read_json
+    from ..runs import VAE_CHECKPOINTS
+
+    record = Path(out) / VAE_CHECKPOINTS / CHECKPOINT_FILE
+    architecture = read_json(record, "checkpoint file").get("architecture") \
+        if record.is_file() else None
+    if not isinstance(architecture, dict):
+        architecture = {}  # no checkpoint (a warning from the fit) or one the loader refuses
+    custom = [part for part in ("encoder", "decoder") if architecture.get(part) == "custom"]
+    if not custom:
+        if source is not None:
+            raise ParameterError(f"--networks: the checkpoint in {out} holds the preset "
+                                 "networks, none of your own; leave out --networks")
+        return {}
+    from ..nn.protocols import network_builder
+
+    build = network_builder(record, networks=import_networks(source) if source else None)
+    try:
+        return build(SimpleNamespace(**architecture))
+    except (KeyError, TypeError):  # a record without its fields: the loader names it
+        raise ModelFileError(f"{record}: the custom networks' records are incomplete") from None
 
 
 def check_resumed_columns(out: Path, columns: list[str] | None) -> None:
@@ -150,6 +189,7 @@ def _callbacks(options: dict, image_shape) -> list:
         from ..nn.callbacks import MLflowCallback
 
         callbacks.append(MLflowCallback(options["mlflow"] or None))
+        callbacks[-1].connect()  # a store that cannot be opened fails before --out is touched
     return callbacks
 
 

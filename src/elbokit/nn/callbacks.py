@@ -204,7 +204,11 @@ class TensorBoardCallback(Callback):
         self._writer_class, self.writer = SummaryWriter, None
 
     def on_train_start(self, model, config, data):
-        self.writer = self._writer_class(str(self.log_dir))
+        try:
+            self.writer = self._writer_class(str(self.log_dir))
+        except OSError as exc:  # a log directory that cannot be made or written
+            raise TrackingError(f"TensorBoard: cannot write to {self.log_dir} "
+                                f"({exc.strerror or exc})") from None
         self._probe, self._seed, self._epochs = data.probe(), config.seed, config.epochs
         self._rows, self._shape = data.train.shape[0], self.image_shape or data.image_shape
         generator = torch.Generator(device=self._probe.device)
@@ -299,12 +303,22 @@ class MLflowCallback(Callback):
             tracking_uri = Path(tracking_uri).absolute().as_uri()  # a local folder
         self.tracking_uri, self.experiment, self.run_name = tracking_uri, experiment, run_name
         self._client_class, self.client, self.run_id = MlflowClient, None, None
+        self._experiment_id = None
+
+    def connect(self) -> str:
+        """Open the tracking store and find (or create) the experiment; returns its id.
+        ``elbokit fit vae --mlflow`` calls it before anything is written, so a store
+        that cannot be opened fails first; :meth:`on_train_start` calls it otherwise."""
+        if self._experiment_id is None:
+            self.client = self._call(
+                lambda: self._client_class(tracking_uri=self.tracking_uri))
+            experiment = self._call(lambda: self.client.get_experiment_by_name(self.experiment))
+            self._experiment_id = experiment.experiment_id if experiment is not None else \
+                self._call(lambda: self.client.create_experiment(self.experiment))
+        return self._experiment_id
 
     def on_train_start(self, model, config, data):
-        self.client = self._call(lambda: self._client_class(tracking_uri=self.tracking_uri))
-        experiment = self._call(lambda: self.client.get_experiment_by_name(self.experiment))
-        experiment_id = experiment.experiment_id if experiment is not None else \
-            self._call(lambda: self.client.create_experiment(self.experiment))
+        experiment_id = self.connect()
         run = self._call(lambda: self.client.create_run(experiment_id, run_name=self.run_name))
         self.run_id = run.info.run_id
         self._probe, self._seed, self._rows = data.probe(), config.seed, data.train.shape[0]

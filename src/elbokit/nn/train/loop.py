@@ -23,6 +23,7 @@ from ...exceptions import ModelFileError, ParameterError, TrainingError
 from .. import distributed
 from ..callbacks import Hooks
 from ..saved import check_state_dict
+from .._sizes import check_training_sizes
 from ..config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from ..objectives import get_objective
 from ..schedules import freeze_gradients
@@ -130,6 +131,8 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     the last completed epoch, whose checkpoint is on disk. Under ``torchrun`` the
     processes share each minibatch (see :mod:`elbokit.nn.distributed`). ``callbacks``:
     :class:`~elbokit.nn.callbacks.Callback` objects, called on rank 0 only."""
+    check_training_sizes(architecture, config, len(X), vae=hasattr(model, "prior"),
+                         weights=sum(p.numel() for p in model.parameters()) * 4)
     run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
     if started is not None:
         run.started = started
@@ -195,8 +198,9 @@ def _epochs(run: _Run, state: _LoopState, X, X_val, hooks: Hooks) -> None:
                     raise _stopped(exc, state.epoch, run) from None
                 record["seconds"] = time.perf_counter() - start
                 if X_val is not None:
-                    record[f"val_{run.objective.metric}"] = run.shard.on_main(
-                        lambda: _validate(run, X_val))
+                    name = f"val_{run.objective.metric}"
+                    record[name] = run.shard.on_main(lambda: _validate(run, X_val))
+                    bar.show(**{name: record[name]})
                 record["wall_seconds"] = run.elapsed() - state.wall_seconds
                 _end_epoch(run, state, record)
                 last_good = copy.deepcopy(model.state_dict())
@@ -337,11 +341,11 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
             shard.average_(losses[checked:step + 1])  # so a NaN on one rank stops all
             _check_losses(losses, checked, step + 1, epoch, n_steps)
-            bar.update(step + 1 - checked)
-            checked = step + 1
-            if not bar.disable:
-                bar.set_postfix(epoch=epoch, loss=f"{float(losses[:checked].mean()):.2f}",
-                                refresh=False)
+            done_steps, checked = step + 1 - checked, step + 1
+            if bar.disable:
+                bar.steps(done_steps)
+            else:  # the epoch running and its loss so far, set before the bar redraws
+                bar.steps(done_steps, epoch=epoch, loss=float(losses[:checked].mean()))
     run.last_steps = (losses, kept)  # for the callbacks, handed over once per epoch
     return _epoch_record(run, epoch, losses, kept, n)
 
@@ -442,8 +446,7 @@ def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
 
 def _progress_bar(config: TrainingConfig, done_epochs: int, n: int, show: bool = True,
                   fits: str = "VAE"):
-    from tqdm.auto import tqdm
+    from ...progress import TrainingBar
 
     steps = math.ceil(n / config.batch_size) * max(config.epochs - done_epochs, 0)
-    return tqdm(total=steps, disable=not show, unit="step", desc=f"fit {fits}",
-                leave=False, mininterval=0.5)
+    return TrainingBar(steps, f"fit {fits}", show)

@@ -1,0 +1,174 @@
+"""A run with the researcher's own networks, outside Python (issue 30): --networks on
+evaluate, sample, report, compare and fit vae --resume; a run saved by VAE.save() is
+reportable (with --data for the figures that need data); a report with no figure is an
+error. The networks are defined in a .py file the test writes."""
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from conftest import one_line_exit_2  # noqa: E402
+from elbokit.cli import main  # noqa: E402
+from elbokit.data import load  # noqa: E402
+
+NETWORKS = '''
+import torch
+from torch import nn
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self, n_features=64, latent_dim=2):
+        super().__init__()
+        self.config = {"n_features": n_features, "latent_dim": latent_dim}
+        self.body = nn.Sequential(nn.Linear(n_features, 16), nn.ReLU())
+        self.mean, self.logvar = nn.Linear(16, latent_dim), nn.Linear(16, latent_dim)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.mean(h), self.logvar(h)
+
+
+class TinyDecoder(nn.Module):
+    def __init__(self, latent_dim=2, n_features=64):
+        super().__init__()
+        self.config = {"latent_dim": latent_dim, "n_features": n_features}
+        self.net = nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, n_features))
+
+    def forward(self, z):
+        return self.net(z)
+'''
+
+SETTINGS = {"epochs": 1, "batch_size": 64, "progress": False, "likelihood": "bernoulli"}
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    """The networks file and its classes (imported as the CLI imports them)."""
+    from elbokit.nn.protocols import import_networks
+
+    path = tmp_path_factory.mktemp("code") / "my_nets.py"
+    path.write_text(NETWORKS)
+    return path, import_networks(str(path))
+
+
+def _custom_vae(classes, **settings):
+    from elbokit.nn import VAE
+
+    return VAE(2, encoder=classes["TinyEncoder"](), decoder=classes["TinyDecoder"](),
+               image_shape=(8, 8), **{**SETTINGS, **settings})
+
+
+@pytest.fixture(scope="module")
+def custom_run(nets, tmp_path_factory):
+    """A run directory as `elbokit fit` writes it (fit_and_record), of custom networks."""
+    from elbokit.runs import fit_and_record
+
+    out = tmp_path_factory.mktemp("runs") / "custom"
+    fit_and_record(_custom_vae(nets[1]), load("digits"), out, spec="digits", checkpoint=True)
+    return out
+
+
+def test_evaluate_and_sample_need_the_networks_and_take_them(nets, custom_run, tmp_path,
+                                                             capsys):
+    err = one_line_exit_2(["evaluate", str(custom_run)], capsys, "--networks")
+    assert "TinyEncoder" in err
+    one_line_exit_2(["sample", str(custom_run), "--out", str(tmp_path / "s.png")], capsys,
+                    "--networks")
+    assert not (tmp_path / "s.png").exists()
+    recorded = json.loads((custom_run / "metrics.json").read_text())["test_elbo"]
+    assert main(["evaluate", str(custom_run), "--data", "digits", "--networks",
+                 str(nets[0])]) == 0
+    assert f"{recorded:.3f}" in capsys.readouterr().out  # the same model, the same ELBO
+    assert main(["sample", str(custom_run), "-n", "9", "--out", str(tmp_path / "s.png"),
+                 "--networks", f"{nets[0]}:TinyDecoder"]) == 2  # the encoder is missing
+    assert "TinyEncoder" in capsys.readouterr().err
+    assert main(["sample", str(custom_run), "-n", "9", "--out", str(tmp_path / "s.png"),
+                 "--networks", str(nets[0])]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_networks_source_that_fails_is_one_line(custom_run, tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import torch\nclass Bad(torch.nn.Module:\n")
+    for source in (str(tmp_path / "missing.py"), str(broken)):
+        err = one_line_exit_2(["evaluate", str(custom_run), "--networks", source], capsys,
+                              source)
+        assert "networks" in err
+
+
+def test_report_draws_a_custom_run_with_the_networks(nets, custom_run, capsys):
+    one_line_exit_2(["report", str(custom_run)], capsys, "--networks")
+    assert not (custom_run / "report.html").exists()
+    assert main(["report", str(custom_run), "--networks", str(nets[0])]) == 0
+    page = (custom_run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5  # samples ... curves, on digits
+
+
+def test_a_run_saved_from_python_is_reportable(nets, tmp_path, capsys):
+    """VAE.save() writes run.json (no data): report draws what needs none; --data draws
+    the rest, without changing run.json."""
+    digits = load("digits")
+    out = tmp_path / "saved"
+    _custom_vae(nets[1]).fit(digits.train).save(out)
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"] is None and run["image_shape"] == [8, 8] and run["kind"] == "vae"
+    before = (out / "run.json").read_bytes()
+    assert main(["report", str(out), "--networks", str(nets[0])]) == 0
+    page = (out / "report.html").read_text()
+    # samples, the 2-D manifold, the training curve
+    assert page.count("data:image/png;base64,") == 3 and "--data SPEC" in page
+    assert main(["report", str(out), "--networks", str(nets[0]), "--data", "digits"]) == 0
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") > 3 and "reconstructions" in page
+    assert (out / "run.json").read_bytes() == before
+    one_line_exit_2(["report", str(out), "--networks", str(nets[0]), "--data", "wine"],
+                    capsys, "wine has 13 features")
+
+
+def test_report_data_never_replaces_the_runs_own(custom_run, nets, capsys):
+    before = (custom_run / "run.json").read_bytes()
+    err = one_line_exit_2(["report", str(custom_run), "--networks", str(nets[0]), "--data",
+                           "iris"], capsys, "--data iris")
+    assert "fitted on digits" in err
+    assert (custom_run / "run.json").read_bytes() == before
+
+
+def test_a_report_with_no_figure_is_an_error(tmp_path, capsys):
+    """A model saved without its data and with nothing to draw alone (PCA of a
+    5-column table: no image, no training curve) is one line naming --data; no page."""
+    import numpy as np
+
+    from elbokit.linear import PCA
+    from elbokit.models import save_model
+
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    save_model(PCA(2).fit(X), tmp_path / "pca")
+    one_line_exit_2(["report", str(tmp_path / "pca")], capsys, "--data SPEC")
+    assert not (tmp_path / "pca" / "report.html").exists()
+    np.save(tmp_path / "table.npy", X)
+    assert main(["report", str(tmp_path / "pca"), "--data", str(tmp_path / "table.npy")]) == 0
+
+
+def test_fit_vae_resume_takes_the_networks(nets, tmp_path, capsys):
+    """A run started in Python with custom networks continues from the shell."""
+    from elbokit.runs import fit_and_record
+
+    out = tmp_path / "run"
+    fit_and_record(_custom_vae(nets[1]), load("digits"), out, spec="digits", checkpoint=True)
+    argv = ["fit", "vae", "--data", "digits", "--latent", "2", "--likelihood", "bernoulli",
+            "--batch-size", "64", "--epochs", "2", "--no-progress", "--resume", "--out",
+            str(out)]
+    one_line_exit_2(argv, capsys, "--networks")
+    assert main(argv + ["--networks", str(nets[0])]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    model = json.loads((out / "model.json").read_text())
+    assert model["settings"]["architecture"]["encoder_module"]["class"] == "TinyEncoder"
+    one_line_exit_2(["fit", "vae", "--networks", str(nets[0]), "--out", str(tmp_path / "new")],
+                    capsys, "--networks is for --resume")
+
+
+def test_compare_takes_networks_and_names_a_bad_source(tmp_path, capsys):
+    one_line_exit_2(["compare", "--models", "pca", "--out", str(tmp_path), "--networks",
+                     str(tmp_path / "none.py")], capsys, "none.py")
