@@ -83,6 +83,12 @@ log_likelihood_samples(X, *, n_importance, batch_size, random_state, progress) -
     callable given the number of rows done.
 elbo_samples(X, *, n_samples, random_state) -> (n,)
     The ELBO per row (for an exact posterior it equals log p(x)).
+density_kind(X) -> str or None
+    Only for a model whose log-likelihood is not exact (a VAE; the exact ones are
+    continuous densities): what its log p of the rows X is, ``"discrete"`` (the
+    probability of the data's values: bits/dim compares with published figures),
+    ``"continuous"`` (a density), or None (no density of X: a Bernoulli's
+    cross-entropy of intensities), for which no bits/dim is reported.
 training_curve() -> list or None
     The fit's trace for the training-curve figure: one dict per epoch (``train_elbo``,
     ``val_elbo``, ``seconds``, ...) or one float per EM iteration (log-likelihood);

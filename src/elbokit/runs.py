@@ -104,15 +104,10 @@ def metrics_for(model, dataset: Dataset) -> dict:
 
 
 def density_kind_of(model, X: np.ndarray) -> str | None:
-    """What the model's log p of the rows X is (elbokit.nn.likelihoods.density_kind):
-    "discrete", "continuous", or None (not a density of X); a model without a decoder
-    likelihood (the classical ones) has a continuous density."""
-    likelihood = getattr(getattr(model, "architecture_", None), "likelihood", None)
-    if likelihood is None:
-        return "continuous"
-    from .nn.likelihoods import density_kind
-
-    return density_kind(likelihood, X)
+    """What the model's log p of the rows X is: "discrete", "continuous", or None (not
+    a density of X; the protocol's ``density_kind``); a model with a closed-form
+    log-likelihood has a continuous density."""
+    return "continuous" if model.exact_log_likelihood else model.density_kind(X)
 
 
 def density_note(kinds: set, exact: bool) -> str:

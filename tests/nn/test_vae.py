@@ -86,7 +86,10 @@ def test_score_is_seeded_mean_of_score_samples_and_bounded_by_iwae(fitted, digit
     elbo = fitted.elbo(X, "b", n_samples=20).mean()
     iwae = fitted.elbo(X, "iwae", n_samples=20).mean()
     assert iwae > elbo  # a tighter bound
-    assert fitted.bits_per_dim(X) == pytest.approx(-fitted.score(X) / (64 * np.log(2)))
+    binary = (X > 0.5).astype(np.float32)  # bits/dim: of binary pixels under the Bernoulli
+    assert fitted.bits_per_dim(binary) == pytest.approx(-fitted.score(binary) / (64 * np.log(2)))
+    with pytest.raises(ParameterError, match="cross-entropy, not a density"):
+        fitted.bits_per_dim(X)  # intensities: no density of X
 
 
 def test_training_improves_the_elbo(fitted):

@@ -10,12 +10,13 @@ import torch
 
 from .._math import bits_per_dim
 from ..exceptions import ParameterError
+from .likelihoods import NOT_A_DENSITY, density_kind
 from .objectives import get_estimator
 from .train import evaluate_elbo
 
 
 class Bounds:
-    """``elbo``, ``score_samples``, ``score``, ``bits_per_dim``,
+    """``elbo``, ``score_samples``, ``score``, ``bits_per_dim``, ``density_kind``,
     ``log_likelihood_samples`` and ``elbo_samples``; a conditional model's are of
     p(x|y)."""
 
@@ -48,8 +49,23 @@ class Bounds:
         return float(np.mean(self.score_samples(X, y if self.conditional_ else None)))
 
     def bits_per_dim(self, X, y=None) -> float:
-        """-ELBO / (d ln 2): the bound in bits per dimension."""
+        """-ELBO / (d ln 2): the bound in bits per dimension, where the log p is a
+        density of X (:func:`~elbokit.nn.likelihoods.density_kind`: of the 8-bit values
+        under the logistic, of binary X under the Bernoulli, continuous under a
+        Gaussian); a ParameterError for the Bernoulli of intensities, a cross-entropy."""
+        if self.density_kind(X) is None:
+            raise ParameterError(NOT_A_DENSITY)
         return bits_per_dim(self.score(X, y), self.n_features_in_)
+
+    def density_kind(self, X) -> str | None:
+        """What log p of the rows X is under the fitted likelihood: ``"discrete"`` (the
+        probability of the data's values: 8-bit values under the logistic, binary X
+        under the Bernoulli), ``"continuous"`` (a Gaussian's density) or None (the
+        Bernoulli of intensities, a cross-entropy); see
+        :func:`elbokit.nn.likelihoods.density_kind`."""
+        self._check_fitted()
+        return density_kind(self.architecture_.likelihood,
+                            self._check_X(X, "X", reset=False))
 
     def log_likelihood_samples(self, X, *, n_importance: int = 5000, batch_size=None,
                                random_state: int = 0, progress=None, y=None) -> np.ndarray:

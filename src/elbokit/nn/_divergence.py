@@ -18,6 +18,7 @@ from ._estimator import moments
 DIVERGENCE_NATS_PER_FEATURE = 10.0
 DIVERGENCE_ROWS = 4096  # rows (a seeded subset) on which a fit is checked
 SCALE_SPREAD = 1e3  # max/min feature std beyond which unstandardized fits are fragile
+DISCRETE = ("bernoulli", "logistic")  # log p of values in [0, 1], at most 0 per pixel
 
 
 class DivergenceCheck:
@@ -42,7 +43,7 @@ class DivergenceCheck:
         if not math.isfinite(elbo):
             raise TrainingError(f"the fitted VAE's ELBO on the {what} rows is {elbo}: the fit "
                                 f"diverged{self._likely_cause(X)}")
-        if self.model_.config.likelihood == "bernoulli":
+        if self.model_.config.likelihood in DISCRETE:  # log p <= 0: only finiteness
             return
         baseline = self._diagonal_gaussian_log_likelihood(X, reference)
         if elbo < baseline - DIVERGENCE_NATS_PER_FEATURE * X.shape[1]:
@@ -57,7 +58,7 @@ class DivergenceCheck:
         that :meth:`check_fit` asks of a Bernoulli model, so it need not be computed
         again (a Gaussian model's is also compared with a baseline: checked anew)."""
         scores = [record.get("val_elbo") for record in self.history_]
-        if self.model_.config.likelihood != "bernoulli" or not scores or None in scores:
+        if self.model_.config.likelihood not in DISCRETE or not scores or None in scores:
             return False
         finite = [score for score in scores if math.isfinite(score)]
         return math.isfinite(max(finite) if patience and finite else scores[-1])
@@ -83,7 +84,8 @@ class DivergenceCheck:
         config = getattr(getattr(self, "model_", None), "config", None)
         standardized = bool(config and config.standardize)
         far_from_one = std.size and (std.max() > SCALE_SPREAD or std.max() < 1 / SCALE_SPREAD)
-        if not standardized and self.likelihood != "bernoulli" and std.size and (
+        likelihood = config.likelihood if config else self.likelihood
+        if not standardized and likelihood not in DISCRETE + ("auto",) and std.size and (
                 spread > SCALE_SPREAD or far_from_one):
             return (f"; likely cause: feature scales differ by orders of magnitude or are far "
                     f"from 1 (std from {std.min():.3g} to {std.max():.3g}, max/min std = "

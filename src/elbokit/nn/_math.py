@@ -7,6 +7,9 @@ reparameterised sample, each in the form that stays finite for extreme inputs.
 * Bernoulli log-probabilities come from logits through the softplus form
   ``x * l - softplus(l)`` (PyTorch's binary cross-entropy with logits), so pixels
   at exactly 0 or 1 and saturated logits give finite values and gradients.
+* The discretized logistic's bin masses are differences of sigmoids, taken in the log
+  domain as log sigmoid(a) + log sigmoid(-b) + log(1 - e^-(a - b)), with the bin's width
+  a - b computed directly: no difference of two probabilities near 1 (or 0) that cancels.
 """
 
 from __future__ import annotations
@@ -77,6 +80,46 @@ def bernoulli_log_prob_sum(x: torch.Tensor, logits: torch.Tensor) -> torch.Tenso
     if not (x.requires_grad or logits.requires_grad):
         return (x * logits).sum(-1) - F.softplus(logits).sum(-1)
     return _BernoulliLogProbSum.apply(x, logits)
+
+
+def log_sigmoid_difference(upper: torch.Tensor, lower: torch.Tensor,
+                           width: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(upper) - sigmoid(lower)) elementwise, for ``width = upper - lower > 0``
+    passed as computed directly (not as the difference of two large numbers):
+
+    sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - e^(b - a)),
+
+    so the log is logsigmoid(a) + logsigmoid(-b) + log(-expm1(-width)): finite for
+    any finite a, b, also where both sigmoids round to 1 (or to 0)."""
+    return F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(-width))
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
+                                  levels: int = 256) -> torch.Tensor:
+    """log P(x) elementwise (no sum) of the logistic(mean, s = exp(log_scale))
+    discretized to the ``levels`` = K values k / (K - 1) of [0, 1] (8-bit data: K = 256):
+    P(k) = F(c_k + h) - F(c_k - h), h = 1 / (2 (K - 1)) half a bin, F the logistic CDF,
+    with the first bin open to -inf and the last to +inf (Salimans et al. 2017,
+    PixelCNN++, eq. 2), so the K masses sum to 1 for any mean and scale. x (B, d)
+    broadcasts against mean and log_scale (..., B, d); x is read as the level nearest
+    it."""
+    half = 0.5 / (levels - 1)
+    inv_scale = torch.exp(-log_scale)
+    centred = x - mean
+    upper = (centred + half) * inv_scale  # (c_k + h - mean) / s
+    lower = (centred - half) * inv_scale
+    inner = log_sigmoid_difference(upper, lower, (2.0 * half) * inv_scale)
+    first = F.logsigmoid(upper)  # level 0: F(h), the mass of (-inf, h]
+    last = F.logsigmoid(-lower)  # level K - 1: 1 - F(1 - h)
+    x = x.expand_as(inner)
+    return torch.where(x < half, first, torch.where(x > 1.0 - half, last, inner))
+
+
+def clipped_logistic_mean(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """E[clip(X, 0, 1)] for X ~ logistic(mean, scale), elementwise: the integral of
+    1 - F over [0, 1], s (softplus(mean / s) - softplus((mean - 1) / s)). The mean of
+    the discretized logistic differs from it by less than half a level."""
+    return scale * (F.softplus(mean / scale) - F.softplus((mean - 1.0) / scale))
 
 
 def kl_diag_gaussian_standard(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """The VAE's settings as its two configs: :func:`architecture` and :func:`training`
 read the estimator's constructor settings by the config fields' names
 (:func:`~elbokit.nn.config.config_kwargs`) and resolve the defaults that depend on
-other settings or on the data (encoder, decoder, image_shape, standardize, the prior's
-K, the precision); :func:`check_combination` refuses the pairs that cannot work."""
+other settings or on the data (the likelihood, encoder, decoder, image_shape,
+standardize, the prior's K, the precision, the epochs); :func:`check_combination`
+refuses the pairs that cannot work."""
 
 from __future__ import annotations
 
@@ -11,36 +12,46 @@ import math
 
 from ..exceptions import ParameterError
 from ._estimator import names, sizes
-from .config import OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig, TrainingConfig, config_kwargs
+from .._validation import check_choice
+from .config import (LIKELIHOODS, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
+                     TrainingConfig, auto_epochs, config_kwargs)
+from .likelihoods import check_data, resolve
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
-from .protocols import PARTS, is_module, module_record
+from .protocols import custom_settings
 from .train import resolve_precision
 
 STANDARDIZE = (True, False, "auto")
 
 
-def resolve_standardize(vae) -> bool:
+def resolve_standardize(vae, likelihood: str | None = None) -> bool:
     if vae.standardize not in STANDARDIZE or not isinstance(vae.standardize, (bool, str)):
         raise ParameterError(f"standardize must be True, False or 'auto'; got "
                              f"{vae.standardize!r}")
     if vae.standardize == "auto":
-        return vae.likelihood == "gaussian"
+        return (likelihood or vae.likelihood) == "gaussian"
     return vae.standardize  # True with bernoulli fails ArchitectureConfig's check
 
 
+def resolve_likelihood(vae, X) -> str:
+    """The likelihood the VAE fits X (n, d) with: ``vae.likelihood``, or for "auto" the
+    one the data call for (:func:`elbokit.nn.likelihoods.resolve`: logistic for 8-bit
+    values, else bernoulli); X is checked to suit it (one DataError line)."""
+    check_choice(vae.likelihood, "likelihood", ("auto", *LIKELIHOODS), sort=False)
+    binarize = vae.binarize if isinstance(vae.binarize, str) else "none"
+    likelihood = resolve(vae.likelihood, X, binarize)
+    check_data(likelihood, X, "X")
+    return likelihood
+
+
 def architecture(vae, n_features: int, condition_dim: int = 0,
-                 classes=None) -> ArchitectureConfig:
+                 classes=None, *, likelihood: str | None = None) -> ArchitectureConfig:
     """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
-    other settings resolved (encoder, decoder, image_shape, standardize)."""
+    other settings resolved (encoder, decoder, image_shape, standardize);
+    ``likelihood``: the resolved one (:func:`resolve_likelihood`), else the estimator's."""
     settings = config_kwargs(ArchitectureConfig, vae)
-    for part in PARTS:
-        given = getattr(vae, part)
-        if isinstance(given, str) and given == "custom":
-            raise ParameterError(f"{part}='custom' stands for a module of your own: pass "
-                                 f"the module itself, {part}=my_module")
-        if is_module(given):
-            settings[f"{part}_module"] = module_record(given, part)
-            settings[part] = "custom"
+    if likelihood is not None:
+        settings["likelihood"] = likelihood
+    settings.update(custom_settings(vae))
     channels = vae.channels if isinstance(vae.channels, int) and vae.channels > 0 \
         else 1  # a bad value fails its check in the config
     encoder, decoder, image_shape = networks(vae.arch, settings["encoder"],
@@ -49,7 +60,8 @@ def architecture(vae, n_features: int, condition_dim: int = 0,
     settings.update(
         prior=prior_name(vae.prior), prior_components=prior_components(vae),
         encoder=encoder, decoder=decoder, hidden=sizes(vae.hidden), image_shape=image_shape,
-        flow_hidden=sizes(vae.flow_hidden), standardize=resolve_standardize(vae))
+        flow_hidden=sizes(vae.flow_hidden),
+        standardize=resolve_standardize(vae, settings["likelihood"]))
     return ArchitectureConfig(n_features=n_features,
                               feature_names=names(getattr(vae, "feature_names_in_", None)),
                               condition_dim=condition_dim, classes=classes, **settings)
@@ -101,16 +113,24 @@ def prior_object(vae, config: ArchitectureConfig) -> Prior | None:
     return copy.deepcopy(vae.prior)
 
 
-def training(vae) -> TrainingConfig:
+def training(vae, *, likelihood: str | None = None, n_rows: int | None = None) -> TrainingConfig:
+    """The settings of :class:`TrainingConfig`, with the precision and the epochs of
+    "auto" resolved: the precision from ``likelihood`` (the resolved one, else the
+    estimator's), the epochs from the ``n_rows`` training rows
+    (:func:`~elbokit.nn.config.auto_epochs`; MIN_EPOCHS when unknown)."""
     settings = config_kwargs(TrainingConfig, vae)
+    if isinstance(settings["epochs"], str) and settings["epochs"] == "auto":
+        batch = settings["batch_size"]
+        settings["epochs"] = auto_epochs(n_rows, batch) if n_rows and isinstance(batch, int) \
+            and batch > 0 else TrainingConfig.epochs  # a bad batch size fails its own check
     if not isinstance(settings["objective"], str):  # an ELBOEstimator object
         estimator = settings["objective"]
         name = getattr(estimator, "name", "custom")
         settings["objective"] = name if name in OBJECTIVES else "custom"
         if name in OBJECTIVES and hasattr(estimator, "settings"):
             settings.update(estimator.settings())  # its M, beta, gradient are recorded
-    settings["precision"] = resolve_precision(settings["precision"], vae.likelihood,
-                                              settings["device"])
+    settings["precision"] = resolve_precision(settings["precision"],
+                                              likelihood or vae.likelihood, settings["device"])
     return TrainingConfig(**settings)
 
 

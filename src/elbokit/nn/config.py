@@ -15,6 +15,7 @@ fails with a :class:`~elbokit.exceptions.ModelFileError` that names the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -31,7 +32,10 @@ STOP_BELOW_LR = 0.1  # early stopping under a decaying schedule: lr at most this
 # Fashion-MNIST pair (docs/decisions/vampprior-k50.md); the mixture of Gaussians keeps 10
 PRIOR_COMPONENTS = {"vamp": 50, "mog": 10}
 
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed", "logistic")
+# epochs="auto": enough epochs for at least MIN_STEPS optimizer steps, never fewer than
+# MIN_EPOCHS (a large data set) nor more than MAX_EPOCHS (a tiny one); see auto_epochs
+MIN_EPOCHS, MAX_EPOCHS, MIN_STEPS = 10, 100, 1000
 NETWORKS = ("mlp", "linear", "conv", "custom")  # "custom": a module given by the caller
 ARCHS = ("mlp", "conv")
 OBJECTIVES = ("a", "b", "iwae", "miwae", "ciwae", "piwae",
@@ -103,9 +107,12 @@ class ArchitectureConfig(Settings):
                               cli=False)
     latent_dim: int = setting(LATENT_DIM, "Latent dimension L.", minimum=1, flag="--latent",
                               positional=True)
-    likelihood: str = setting("bernoulli", "bernoulli (data in [0, 1]), gaussian (learned "
-                              "per-feature variance) or gaussian-fixed (std --sigma).",
-                              choices=LIKELIHOODS)
+    likelihood: str = setting("bernoulli", "auto (the default: logistic for 8-bit data, "
+                              "values k/255, else bernoulli), bernoulli (data in [0, 1]), "
+                              "logistic (discretized logistic of 8-bit values: a density in "
+                              "bits/dim), gaussian (learned per-feature variance) or "
+                              "gaussian-fixed (std --sigma).", choices=LIKELIHOODS,
+                              estimator_default="auto")
     arch: str = setting("mlp", "mlp or conv: the family of the non-linear networks (conv: "
                         "images 8x8, 28x28, ...).", choices=ARCHS)
     encoder: str = setting("mlp", "mlp, linear or conv (default: linear for --decoder "
@@ -168,10 +175,10 @@ class ArchitectureConfig(Settings):
 
     def __post_init__(self):
         check_fields(self)
-        if self.standardize and self.likelihood == "bernoulli":
-            raise ParameterError("standardize=True does not apply to likelihood='bernoulli' "
-                                 "(its data are intensities in [0, 1]); use standardize=False "
-                                 "or a Gaussian likelihood")
+        if self.standardize and self.likelihood in ("bernoulli", "logistic"):
+            raise ParameterError(f"standardize=True does not apply to likelihood="
+                                 f"'{self.likelihood}' (its data are values in [0, 1]); use "
+                                 "standardize=False or a Gaussian likelihood")
         if self.feature_names is not None and (
                 len(self.feature_names) != self.n_features
                 or not all(isinstance(n, str) for n in self.feature_names)):
@@ -270,7 +277,10 @@ class TrainingConfig(Settings):
 
     section = "training"
 
-    epochs: int = setting(10, "Epochs (in total, when resuming).", minimum=1, resume="free")
+    epochs: int = setting(MIN_EPOCHS, f"Epochs (in total, when resuming); default: enough "
+                          f"for {MIN_STEPS} steps of --batch-size rows, at least {MIN_EPOCHS} "
+                          f"and at most {MAX_EPOCHS}.", minimum=1, resume="free",
+                          estimator_default="auto")
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
     lr: float = setting(1e-3, "Adam learning rate.", positive=True)
     lr_schedule: str = setting("constant", "constant or cosine.", choices=LR_SCHEDULES)
@@ -398,7 +408,8 @@ AE_LIKELIHOODS = ("bernoulli", "gaussian")  # cross-entropy, squared error
 AUTOENCODER_SETTINGS = ("latent_dim", "likelihood", "arch", "encoder", "decoder", "hidden",
                         "image_shape", "epochs", "batch_size", "lr", "lr_schedule", "seed",
                         "device", "progress")
-AUTOENCODER_DEFAULTS = {"device": "cpu", "progress": False}
+AUTOENCODER_DEFAULTS = {"likelihood": "bernoulli", "epochs": MIN_EPOCHS, "device": "cpu",
+                        "progress": False}
 AUTOENCODER_HELP = {"likelihood": "bernoulli (data in [0, 1]: cross-entropy) or gaussian "
                                   "(squared error)."}
 
@@ -409,6 +420,15 @@ def autoencoder_settings() -> list[dataclasses.Field]:
     ``AUTOENCODER_DEFAULTS`` says otherwise)."""
     fields = {f.name: f for f in estimator_settings()}
     return [fields[name] for name in AUTOENCODER_SETTINGS]
+
+
+def auto_epochs(n_rows: int, batch_size: int) -> int:
+    """The epochs of ``epochs="auto"``: ceil(MIN_STEPS / steps per epoch), clipped to
+    [MIN_EPOCHS, MAX_EPOCHS]. 2,400 colour 32x32 patches (1,920 training rows, 15 steps
+    an epoch) get 67 epochs; 10 epochs there left grey reconstructions. Data sets of
+    12,800 rows or more keep 10 (MNIST: 375 steps an epoch)."""
+    steps = max(1, math.ceil(n_rows / batch_size))
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
 
 
 def config_kwargs(cls, source) -> dict:

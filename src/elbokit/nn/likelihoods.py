@@ -3,7 +3,16 @@ log-probability (summed over pixels) and a mean.
 
 The decoder emits ``n_heads`` tensors of shape (..., d): the Bernoulli's logits;
 the learned-variance Gaussian's mean mu_d(z) and variance pre-activation s_d(z) (the
-lecture's slide); the fixed Gaussian's mean.
+lecture's slide); the fixed Gaussian's mean; the discretized logistic's mean mu_d(z)
+(in the data's units) and log-scale pre-activation r_d(z).
+
+``discrete``: whether log p is the log of a probability mass of the data's values
+(the logistic's of 8-bit levels; the Bernoulli's only of binary data, see
+:func:`is_density_of`), so that -log p / (d ln 2) is a bits/dim comparable with
+published figures; a Gaussian's log p is a density of continuous values.
+
+:func:`resolve` chooses the likelihood of ``likelihood="auto"`` from the data, and
+:func:`check_data` refuses data a likelihood cannot score.
 """
 
 from __future__ import annotations
@@ -13,13 +22,22 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._math import bernoulli_log_prob_sum, gaussian_log_prob
+import numpy as np
+
+from ..exceptions import DataError
+from ._math import (bernoulli_log_prob_sum, clipped_logistic_mean,
+                    discretized_logistic_log_prob, gaussian_log_prob, inverse_softplus)
+
+LEVELS = 256  # the logistic's levels: 8-bit values k / 255
+GRID_TOLERANCE = 1e-4  # |255 x - k| below which x reads as the level k (float32 of k/255: 1e-5)
+CHECK_ROWS = 4096  # rows of X checked per chunk (no copy of X as large as X)
 
 
 class Bernoulli:
     """p(x|z) = prod_d Bernoulli(x_d | sigmoid(l_d(z))), for x in [0, 1]."""
 
     n_heads = 1
+    discrete = True  # of binary x only: is_density_of
 
     def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         (logits,) = params  # (..., B, d)
@@ -38,12 +56,18 @@ class Gaussian:
     """
 
     n_heads = 2
+    discrete = False
 
     def __init__(self, min_variance: float):
         self.min_variance = min_variance
 
     def variance(self, raw: torch.Tensor) -> torch.Tensor:
         return self.min_variance + F.softplus(raw)
+
+    def initial_raw(self, X: torch.Tensor) -> torch.Tensor:
+        """The pre-activation (d,) whose variance is each pixel's (at least the floor)."""
+        excess = (X.var(0) - self.min_variance).clamp_min(1e-2 * self.min_variance)
+        return inverse_softplus(excess)
 
     def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         mean, raw = params  # (..., B, d) each
@@ -57,6 +81,7 @@ class FixedGaussian:
     """p(x|z) = prod_d N(x_d | mu_d(z), sigma^2) with sigma given."""
 
     n_heads = 1
+    discrete = False
 
     def __init__(self, sigma: float):
         self.sigma = sigma
@@ -71,9 +96,121 @@ class FixedGaussian:
         return params[0]
 
 
-def build_likelihood(name: str, *, min_variance: float, sigma: float):
+class DiscretizedLogistic:
+    """p(x|z) = prod_d P(x_d | mu_d(z), s_d(z)), the logistic distribution of mean mu_d
+    and scale s_d discretized to the 256 levels k/255 of 8-bit data in [0, 1], its
+    outer bins open to -inf and +inf (Salimans et al. 2017, PixelCNN++, one mixture
+    component): log p is the log-probability of the 8-bit values themselves, <= 0.
+
+    The scale is s = exp(log_s), log_s = LOG_SCALE_MIN + softplus(r - LOG_SCALE_MIN):
+    a smooth floor at e^-8 (a tenth of a level), r unconstrained and equal to log_s
+    for r well above -8; capped at e^LOG_SCALE_MAX, beyond which the bin's width
+    in units of s would underflow. mu is not squashed: a mean outside [0, 1] puts its
+    mass on level 0 or 255."""
+
+    n_heads = 2
+    discrete = True
+    LOG_SCALE_MIN, LOG_SCALE_MAX = -8.0, 20.0
+
+    def log_scale(self, raw: torch.Tensor) -> torch.Tensor:
+        floor = self.LOG_SCALE_MIN
+        return (floor + F.softplus(raw - floor)).clamp(max=self.LOG_SCALE_MAX)
+
+    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        mean, raw = params  # (..., B, d) each
+        return discretized_logistic_log_prob(x, mean, self.log_scale(raw), LEVELS).sum(-1)
+
+    def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """E[x|z] of the logistic clipped to [0, 1] (within half a level of the
+        discretized mean)."""
+        mean, raw = params
+        return clipped_logistic_mean(mean, torch.exp(self.log_scale(raw)))
+
+    def initial_raw(self, X: torch.Tensor) -> torch.Tensor:
+        """The pre-activation (d,) whose logistic has each pixel's variance
+        (var = s^2 pi^2 / 3), at least the floor."""
+        scale = (3.0 * X.var(0)).sqrt() / math.pi
+        log_s = torch.log(scale).clamp(min=self.LOG_SCALE_MIN + 1e-3)
+        return self.LOG_SCALE_MIN + inverse_softplus(log_s - self.LOG_SCALE_MIN)
+
+
+def build_likelihood(name: str, *, min_variance: float = 1e-3, sigma: float = 1.0):
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(min_variance)
+    if name == "logistic":
+        return DiscretizedLogistic()
     return FixedGaussian(sigma)
+
+
+# --------------------------------------------------------------------------- the data
+
+def _chunks(X: np.ndarray):
+    for start in range(0, X.shape[0], CHECK_ROWS):
+        yield X[start:start + CHECK_ROWS]
+
+
+def is_binary(X: np.ndarray) -> bool:
+    """Whether every value of X is 0 or 1."""
+    return all(bool(np.all((chunk == 0) | (chunk == 1))) for chunk in _chunks(X))
+
+
+def on_8bit_grid(X: np.ndarray) -> bool:
+    """Whether every value of X lies in [0, 1] on the grid k/255 (8-bit images, 0-255
+    arrays divided by 255), to GRID_TOLERANCE of a level."""
+    for chunk in _chunks(X):
+        counts = chunk.astype(np.float64) * (LEVELS - 1)
+        if not (np.all(np.abs(counts - np.rint(counts)) <= GRID_TOLERANCE)
+                and chunk.min() >= 0 and chunk.max() <= 1):
+            return False
+    return True
+
+
+def resolve(name: str, X: np.ndarray, binarize: str = "none") -> str:
+    """The likelihood of ``name``: itself, or for ``"auto"`` the one the data X call
+    for: "bernoulli" when the pixels are binarized (``binarize`` other than "none") or
+    X is all 0/1; "logistic" when every value lies on the 8-bit grid k/255 of [0, 1];
+    "bernoulli" otherwise (intensities in [0, 1] read as probabilities)."""
+    if name != "auto":
+        return name
+    if binarize != "none" or is_binary(X):
+        return "bernoulli"
+    return "logistic" if on_8bit_grid(X) else "bernoulli"
+
+
+def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -> None:
+    """Refuse data the likelihood ``name`` cannot score (one DataError line): values
+    outside [0, 1] under "bernoulli" or "logistic", values off the 8-bit grid under
+    "logistic". ``low``, ``high``: X's range when the caller has it."""
+    if name not in ("bernoulli", "logistic") or X.size == 0:
+        return
+    low = float(np.min(X)) if low is None else low
+    high = float(np.max(X)) if high is None else high
+    if low < 0 or high > 1:
+        raise DataError(f"{what} has values outside [0, 1] (min {low:.3g}, max {high:.3g}); "
+                        f"the {name} likelihood needs values in [0, 1]: rescale the data or "
+                        "use likelihood='gaussian'")
+    if name == "logistic" and not on_8bit_grid(X):
+        raise DataError(f"{what} has values off the 8-bit grid k/255; the logistic likelihood "
+                        "is of 8-bit values (images, 0-255 arrays divided by 255): use "
+                        "likelihood='bernoulli' or 'gaussian' for other data")
+
+
+def density_kind(name: str, X: np.ndarray) -> str | None:
+    """What log p of the rows X under likelihood ``name`` is: ``"discrete"``, the
+    log-probability of the data's values (the logistic's of 8-bit values; the
+    Bernoulli's of binary X), which bits/dim compares with published figures;
+    ``"continuous"``, a density of continuous values (the Gaussians'); or None, no
+    density of X at all (the Bernoulli's of intensities that are not all 0/1: a
+    cross-entropy)."""
+    if not build_likelihood(name).discrete:
+        return "continuous"
+    if name == "bernoulli" and not is_binary(X):
+        return None
+    return "discrete"
+
+
+NOT_A_DENSITY = ("the Bernoulli likelihood of intensities that are not all 0/1 is a "
+                 "cross-entropy, not a density of the data: no bits/dim (fit 8-bit data with "
+                 "likelihood 'logistic', the default for them, or binarize the pixels)")

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from ..exceptions import ParameterError
-from ._math import inverse_softplus
 from .likelihoods import Bernoulli
 
 
@@ -98,10 +97,8 @@ class LinearDecoder(nn.Module):
             if isinstance(likelihood, Bernoulli):
                 p = mean.clamp(1e-3, 1 - 1e-3)
                 mean = torch.log(p) - torch.log1p(-p)
-        else:
-            floor = likelihood.min_variance
-            excess = (X.var(0) - floor).clamp_min(1e-2 * floor)  # softplus(raw) = excess
-            self.raw_variance.copy_(inverse_softplus(excess))
+        else:  # the Gaussian's variance or the logistic's scale: the pixel's variance
+            self.raw_variance.copy_(likelihood.initial_raw(X.to(self.linear.bias.device)))
         self.linear.bias.copy_(mean)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
