@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_data
+from .._validation import check_data, check_memory
 from ..exceptions import DataError, ParameterError
+
+# at most this many classes per row of y (a class of a conditional VAE needs rows of
+# its own: 40,000 labels in 40,000 rows is a column of identifiers or measurements)
+MAX_CLASSES_PER_ROW = 0.5
 
 
 class Conditioning:
@@ -31,6 +35,12 @@ class Conditioning:
             if len(classes) < 2:
                 raise DataError(f"y holds a single class ({classes[0]!r}); conditioning "
                                 "needs at least 2")
+            if len(classes) > max(MAX_CLASSES_PER_ROW * n, 2):
+                raise DataError(f"y holds {len(classes)} distinct labels in {n} rows: most "
+                                "classes have a single row, so their one-hot code teaches "
+                                "nothing (y looks like an identifier or a measurement); pass "
+                                "it as a covariate matrix (y.reshape(-1, 1)) or group its "
+                                "values into classes")
             self.classes_ = classes
         self.n_condition_ = len(self.classes_) if self.classes_ is not None \
             else covariates_of(y, n, "y", None).shape[1]
@@ -58,6 +68,9 @@ class Conditioning:
         if unknown:
             raise DataError(f"{name} holds label(s) {unknown[:5]} not seen at fit; the classes "
                             f"are {brief(self.classes_)}")
+        # the code, and X with the code appended (the caller's hstack)
+        check_memory(4.0 * n * len(index) * 2, f"the one-hot code of {n} rows x "
+                     f"{len(index)} classes", "use fewer classes (group the labels)")
         codes = np.zeros((n, len(index)), dtype=np.float32)
         codes[np.arange(n), [index[v] for v in labels.tolist()]] = 1.0
         return codes

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._math import gaussian_log_prob, reparameterize
+from ._sizes import check_network_memory
 from .config import LOGVAR_CLAMP, ArchitectureConfig
 from .flows import IAF
 from .likelihoods import build_likelihood
@@ -67,7 +68,9 @@ class VAENetwork(nn.Module):
     def __init__(self, config: ArchitectureConfig, prior: Prior | None = None, *,
                  encoder: nn.Module | None = None, decoder: nn.Module | None = None):
         """``encoder``, ``decoder``: the modules of a config whose encoder / decoder is
-        "custom" (see :mod:`elbokit.nn.protocols`); the presets are built by name."""
+        "custom" (see :mod:`elbokit.nn.protocols`); the presets are built by name, after
+        their size is checked against the memory available."""
+        check_network_memory(config)
         super().__init__()
         self.config = config
         self.likelihood = build_likelihood(config.likelihood, min_variance=config.min_variance,
@@ -206,6 +209,7 @@ class AENetwork(nn.Module):
                  decoder: nn.Module | None = None):
         """``encoder``, ``decoder``: the modules of a config whose encoder / decoder is
         "custom" (see :mod:`elbokit.nn.protocols`)."""
+        check_network_memory(config, vae=False)
         super().__init__()
         self.config = config
         self.encoder = encoder if encoder is not None else build_encoder(config)

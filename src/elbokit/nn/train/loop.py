@@ -24,6 +24,7 @@ from .. import distributed
 from ..callbacks import Hooks
 from ..saved import check_state_dict
 from .._sizes import check_training_sizes
+from .._sizes import check_training_sizes
 from ..config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from ..objectives import get_objective
 from ..schedules import freeze_gradients
@@ -131,6 +132,8 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     the last completed epoch, whose checkpoint is on disk. Under ``torchrun`` the
     processes share each minibatch (see :mod:`elbokit.nn.distributed`). ``callbacks``:
     :class:`~elbokit.nn.callbacks.Callback` objects, called on rank 0 only."""
+    check_training_sizes(architecture, config, len(X), vae=hasattr(model, "prior"),
+                         weights=sum(p.numel() for p in model.parameters()) * 4)
     check_training_sizes(architecture, config, len(X), vae=hasattr(model, "prior"),
                          weights=sum(p.numel() for p in model.parameters()) * 4)
     run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
