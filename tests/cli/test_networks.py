@@ -22,8 +22,8 @@ class TinyEncoder(nn.Module):
     def __init__(self, n_features=64, latent_dim=2):
         super().__init__()
         self.config = {"n_features": n_features, "latent_dim": latent_dim}
-        self.body = nn.Sequential(nn.Linear(n_features, 16), nn.ReLU())
-        self.mean, self.logvar = nn.Linear(16, latent_dim), nn.Linear(16, latent_dim)
+        self.body = nn.Sequential(nn.Linear(n_features, 12), nn.Tanh())
+        self.mean, self.logvar = nn.Linear(12, latent_dim), nn.Linear(12, latent_dim)
 
     def forward(self, x):
         h = self.body(x)
@@ -34,10 +34,11 @@ class TinyDecoder(nn.Module):
     def __init__(self, latent_dim=2, n_features=64):
         super().__init__()
         self.config = {"latent_dim": latent_dim, "n_features": n_features}
-        self.net = nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, n_features))
+        self.hidden = nn.Sequential(nn.Linear(latent_dim, 12), nn.Tanh())
+        self.logits = nn.Linear(12, n_features)
 
     def forward(self, z):
-        return self.net(z)
+        return self.logits(self.hidden(z))
 '''
 
 SETTINGS = {"epochs": 1, "batch_size": 64, "progress": False, "likelihood": "bernoulli"}
@@ -167,6 +168,26 @@ def test_fit_vae_resume_takes_the_networks(nets, tmp_path, capsys):
     assert model["settings"]["architecture"]["encoder_module"]["class"] == "TinyEncoder"
     one_line_exit_2(["fit", "vae", "--networks", str(nets[0]), "--out", str(tmp_path / "new")],
                     capsys, "--networks is for --resume")
+    preset = ["fit", "vae", "--data", "digits", "--latent", "2", "--hidden", "8", "--epochs",
+              "1", "--likelihood", "bernoulli", "--no-progress", "--out", str(tmp_path / "p")]
+    assert main(preset) == 0
+    one_line_exit_2(preset + ["--resume", "--networks", str(nets[0])], capsys,
+                    "leave out --networks")
+    wider = [a if a != "8" else "16" for a in preset]  # the refusal names what differs
+    one_line_exit_2(wider + ["--resume"], capsys, "hidden (8,) (the checkpoint's) vs (16,)")
+
+
+def test_fit_vae_resume_continues_a_fit_started_in_python_on_an_array(nets, tmp_path):
+    """VAE.fit(X, checkpoint_dir=...) on an array (no feature names) and save(): the
+    shell's --resume goes on with the run's names (none), not the data set's."""
+    out = tmp_path / "mine"
+    vae = _custom_vae(nets[1])
+    vae.fit(load("digits").train, checkpoint_dir=out / "checkpoints")
+    vae.save(out)
+    assert main(["fit", "vae", "--data", "digits", "--latent", "2", "--likelihood",
+                 "bernoulli", "--batch-size", "64", "--epochs", "2", "--no-progress",
+                 "--resume", "--out", str(out), "--networks", str(nets[0])]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
 
 
 def test_compare_takes_networks_and_names_a_bad_source(tmp_path, capsys):

@@ -15,6 +15,7 @@ Runs unchanged under ``torchrun --nproc_per_node=N`` (data-parallel, see
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Annotated, Optional
@@ -91,6 +92,9 @@ def fit_vae(**options):
     dataset = load_dataset(options, resize=image_size(options["resize"]), crop=options["crop"])
     if resume:
         check_resumed_columns(out, dataset.columns)
+        if _checkpoint_architecture(out).get("feature_names", True) is None:
+            # a run started on an array without names (from Python) goes on without them
+            dataset = dataclasses.replace(dataset, feature_names=None)
     from ..nn import VAE
 
     conditional = _condition_on(options["condition_on"], dataset)
@@ -103,7 +107,7 @@ def fit_vae(**options):
                          resume=resume, on_nan=options["on_nan"], callbacks=callbacks)
     if metrics is None:  # under torchrun, rank 0 alone writes and prints
         return
-    _log_artifacts(callbacks, out)
+    _log_artifacts(callbacks, out, options["networks"])
     print_saved(f"vae (L={model.latent_dim}, {model.likelihood}) on {options['data']}",
                 metrics, out)
 
@@ -135,15 +139,12 @@ def resumed_networks(out: Path, source: str | None) -> dict:
     --networks a custom run is one line naming the class and the flag."""
     from types import SimpleNamespace
 
-    from ..exceptions import ModelFileError
-    from ..persistence import CHECKPOINT_FILE, read_json
+    from ..exceptions import ModelFileError, ParameterError
+    from ..persistence import CHECKPOINT_FILE
     from ..runs import VAE_CHECKPOINTS
 
     record = Path(out) / VAE_CHECKPOINTS / CHECKPOINT_FILE
-    architecture = read_json(record, "checkpoint file").get("architecture") \
-        if record.is_file() else None
-    if not isinstance(architecture, dict):
-        architecture = {}  # no checkpoint (a warning from the fit) or one the loader refuses
+    architecture = _checkpoint_architecture(out)
     custom = [part for part in ("encoder", "decoder") if architecture.get(part) == "custom"]
     if not custom:
         if source is not None:
@@ -157,6 +158,22 @@ def resumed_networks(out: Path, source: str | None) -> dict:
         return build(SimpleNamespace(**architecture))
     except (KeyError, TypeError):  # a record without its fields: the loader names it
         raise ModelFileError(f"{record}: the custom networks' records are incomplete") from None
+
+
+def _checkpoint_architecture(out: Path) -> dict:
+    """The architecture the checkpoint in ``out`` records, as JSON; {} without a
+    checkpoint (the fit warns) or with one the loader refuses (it names the problem)."""
+    from ..exceptions import ModelFileError
+    from ..persistence import CHECKPOINT_FILE, read_json
+    from ..runs import VAE_CHECKPOINTS
+
+    record = Path(out) / VAE_CHECKPOINTS / CHECKPOINT_FILE
+    try:
+        architecture = read_json(record, "checkpoint file").get("architecture") \
+            if record.is_file() else None
+    except ModelFileError:
+        architecture = None
+    return architecture if isinstance(architecture, dict) else {}
 
 
 def check_resumed_columns(out: Path, columns: list[str] | None) -> None:
@@ -193,16 +210,17 @@ def _callbacks(options: dict, image_shape) -> list:
     return callbacks
 
 
-def _log_artifacts(callbacks: list, out: Path) -> None:
-    """With --mlflow: write the run's report.html and log the run directory (model,
-    metrics, report; not the checkpoints) as the MLflow run's artifacts."""
+def _log_artifacts(callbacks: list, out: Path, networks: str | None = None) -> None:
+    """With --mlflow: write the run's report.html (its custom networks from
+    ``--networks``) and log the run directory (model, metrics, report; not the
+    checkpoints) as the MLflow run's artifacts."""
     from ..nn.callbacks import MLflowCallback
 
     for cb in callbacks:
         if isinstance(cb, MLflowCallback):
             from ..report import write_report
 
-            write_report(out)
+            write_report(out, networks=import_networks(networks))
             for path in sorted(out.iterdir()):
                 if path.is_file() and not path.name.startswith("."):
                     cb.log_artifacts(path)

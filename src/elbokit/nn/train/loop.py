@@ -24,7 +24,6 @@ from .. import distributed
 from ..callbacks import Hooks
 from ..saved import check_state_dict
 from .._sizes import check_training_sizes
-from .._sizes import check_training_sizes
 from ..config import STOP_BELOW_LR, ArchitectureConfig, TrainingConfig
 from ..objectives import get_objective
 from ..schedules import freeze_gradients
@@ -132,8 +131,6 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     the last completed epoch, whose checkpoint is on disk. Under ``torchrun`` the
     processes share each minibatch (see :mod:`elbokit.nn.distributed`). ``callbacks``:
     :class:`~elbokit.nn.callbacks.Callback` objects, called on rank 0 only."""
-    check_training_sizes(architecture, config, len(X), vae=hasattr(model, "prior"),
-                         weights=sum(p.numel() for p in model.parameters()) * 4)
     check_training_sizes(architecture, config, len(X), vae=hasattr(model, "prior"),
                          weights=sum(p.numel() for p in model.parameters()) * 4)
     run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
@@ -421,9 +418,15 @@ def _early_stopping(weights: dict, state: _LoopState, run: _Run, record: dict,
 def _restore(saved: dict, run: _Run, state: _LoopState) -> None:
     where, model = saved["path"], run.model
     if saved["architecture"] != run.architecture:
+        import dataclasses
+
+        changed = [f"{f.name} {getattr(saved['architecture'], f.name)!r} (the checkpoint's) "
+                   f"vs {getattr(run.architecture, f.name)!r}"
+                   for f in dataclasses.fields(run.architecture)
+                   if getattr(saved["architecture"], f.name) != getattr(run.architecture, f.name)]
         raise ParameterError(f"{where} was written for another architecture "
-                             f"({saved['architecture']}); use a new run directory or the same "
-                             "model settings")
+                             f"({'; '.join(changed)[:300]}); use a new run directory or the "
+                             "same model settings")
     check_resume(saved["training"], run.config, where, warn=distributed.is_main())
     check_state_dict(model, saved["model"], where)
     model.load_state_dict(saved["model"])
