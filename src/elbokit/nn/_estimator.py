@@ -23,6 +23,7 @@ from sklearn.utils.validation import _check_feature_names
 from .._validation import check_data
 from ..exceptions import DataError
 from . import saved
+from .likelihoods import check_data as check_likelihood_data
 from .train import EVAL_BATCH, as_float_tensor
 
 
@@ -63,10 +64,10 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         elif X.shape[1] != self.n_features_in_:
             raise DataError(f"{name} has {X.shape[1]} features, but the {self.noun} was "
                             f"fitted on {self.n_features_in_}")
-        if self.likelihood == "bernoulli" and (low < 0 or high > 1):
-            raise DataError(f"{name} has values outside [0, 1] (min {low:.3g}, max "
-                            f"{high:.3g}); the Bernoulli likelihood needs intensities in "
-                            "[0, 1]: rescale the data or use likelihood='gaussian'")
+        # the fitted likelihood (a fit's "auto" is resolved from the data, then checked)
+        fitted = not reset and hasattr(self, "model_")
+        check_likelihood_data(self.model_.config.likelihood if fitted else self.likelihood,
+                              X, name, low, high)
         return X
 
     def _check_fitted(self) -> None:

@@ -30,6 +30,7 @@ from ._math import reparameterize
 from ._sampling import GMMSampler
 from .callbacks import check_callbacks
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
+from .likelihoods import check_data
 from .model import VAENetwork
 from .priors import Prior
 from .protocols import PARTS, check_shapes, network_builder
@@ -45,9 +46,14 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     Parameters
     ----------
     latent_dim : L, the dimension of z (default 10, as ``--latent`` of the CLI).
-    likelihood : ``"bernoulli"`` (data in [0, 1]), ``"gaussian"`` (learned
-        per-pixel variance, floored at ``min_variance``) or ``"gaussian-fixed"``
-        (standard deviation ``sigma``).
+    likelihood : ``"auto"`` (default: resolved at ``fit`` from the data and recorded
+        resolved, ``architecture_.likelihood``: ``"bernoulli"`` when ``binarize`` is on
+        or the data are all 0/1, ``"logistic"`` when every value lies on the 8-bit grid
+        k/255, else ``"bernoulli"``), ``"bernoulli"`` (data in [0, 1]), ``"logistic"``
+        (the discretized logistic of 8-bit values, a density in bits/dim),
+        ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``) or
+        ``"gaussian-fixed"`` (standard deviation ``sigma``); see
+        :mod:`elbokit.nn.likelihoods`.
     standardize : ``"auto"`` (default), True or False. True: the networks work on
         (x - m) / s, m and s the training data's per-feature mean and standard
         deviation (a constant feature gets the root-mean-square std of all features),
@@ -90,7 +96,9 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         generates one (``encode``, ``elbo``, ``score``, ``sample``, ``decode``, ...) then
         takes ``y=`` too; ``log_likelihood_samples`` estimates log p(x|y).
     epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience, seed, device,
-    progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`.
+    progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`
+        (``epochs="auto"``, the default: :func:`~elbokit.nn.config.auto_epochs` of the
+        training rows).
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
         ``n_samples=k``, the k-sample bound of Burda et al.).
     fused_step, precision : the written-out L_B step for the preset MLP VAE (see
@@ -158,7 +166,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     # the signature of every setting: the fields of ArchitectureConfig and TrainingConfig,
     # with their defaults (tests/nn/test_config.py holds the two equal); scikit-learn's
     # get_params reads the names from here
-    def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "bernoulli",
+    def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "auto",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
                  hidden=(400,), activation: str = "relu", clamp_logvar: bool = False,
                  image_shape=None, channels: int = 1, min_variance: float = 1e-3,
@@ -167,7 +175,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
                  prior_components: int | None = None, gmm_components: int = 0,
                  standardize="auto",
                  conditional: bool = False,
-                 epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
+                 epochs: int | str = "auto", batch_size: int = 128, lr: float = 1e-3,
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
                  fused_step: bool = True, precision: str = "auto", binarize: str = "none",
@@ -180,12 +188,14 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
 
     # ------------------------------------------------------------------ fitting
 
-    def _architecture(self, n_features: int, condition_dim: int = 0,
-                      classes=None) -> ArchitectureConfig:
-        return settings_of.architecture(self, n_features, condition_dim, classes)
+    def _architecture(self, n_features: int, condition_dim: int = 0, classes=None, *,
+                      likelihood: str | None = None) -> ArchitectureConfig:
+        return settings_of.architecture(self, n_features, condition_dim, classes,
+                                        likelihood=likelihood)
 
-    def _training(self) -> TrainingConfig:
-        return settings_of.training(self)
+    def _training(self, *, likelihood: str | None = None,
+                  n_rows: int | None = None) -> TrainingConfig:
+        return settings_of.training(self, likelihood=likelihood, n_rows=n_rows)
 
     def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
             on_nan: str = "stop", callbacks=None):
@@ -215,14 +225,18 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         started = time.perf_counter()  # max_minutes budgets the fit from here
         callbacks = check_callbacks(callbacks)
         X = self._check_X(X, "X", reset=True)
+        likelihood = settings_of.resolve_likelihood(self, X)  # "auto": from the data
         condition = self._fit_condition(y, X.shape[0])
         validation, val_y = self._validation_with_condition(validation, condition)
-        training = self._training()
+        training = self._training(likelihood=likelihood, n_rows=X.shape[0])
         objective = self.objective if not isinstance(self.objective, str) \
             else training.objective
+        if validation is not None:  # checked before the likelihood was known
+            check_data(likelihood, validation[:, :X.shape[1]], "validation")
         architecture = self._architecture(
             X.shape[1], 0 if condition is None else condition.shape[1],
-            None if self.classes_ is None else tuple(self.classes_.tolist()))
+            None if self.classes_ is None else tuple(self.classes_.tolist()),
+            likelihood=likelihood)
         settings_of.check_combination(architecture, training, validation=validation,
                                       conditional=condition is not None,
                                       labels=self.classes_ is not None)
