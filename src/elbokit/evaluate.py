@@ -18,8 +18,11 @@ import numpy as np
 
 from . import _math
 from ._validation import check_int
+from .exceptions import ParameterError
 from .progress import progress_bar
 from .protocol import as_model
+
+MAX_IMPORTANCE = 1_000_000  # importance samples per row of log_likelihood
 
 
 @dataclass
@@ -44,6 +47,18 @@ class LogLikelihood:
         return float(np.std(self.values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
 
+def check_importance(k, name: str = "n_importance") -> int:
+    """k, the importance samples per row, checked before anything is fitted or drawn:
+    an integer in [1, ``MAX_IMPORTANCE``] (each row costs k passes of the decoder; the
+    estimate's own memory is bounded for any k, its time is not)."""
+    k = check_int(k, name, minimum=1)
+    if k > MAX_IMPORTANCE:
+        raise ParameterError(f"{name} = {k} importance samples per row is more than "
+                             f"{MAX_IMPORTANCE:,} (each costs a decoder pass per row: the "
+                             "estimate would not end; 5,000 is the usual choice)")
+    return k
+
+
 def log_likelihood(model, X, *, n_importance: int = 5000, batch_size: int | None = None,
                    random_state: int = 0, progress: bool = False, y=None) -> LogLikelihood:
     """log p(x) for each row of X.
@@ -56,12 +71,12 @@ def log_likelihood(model, X, *, n_importance: int = 5000, batch_size: int | None
     model = as_model(model)
     if y is not None:  # only a conditional model takes y (it names the problem if not)
         return LogLikelihood(np.asarray(model.log_likelihood_samples(
-            X, n_importance=check_int(n_importance, "n_importance", minimum=1),
+            X, n_importance=check_importance(n_importance),
             batch_size=batch_size, random_state=random_state, y=y)), False, n_importance)
     if model.exact_log_likelihood:
         return LogLikelihood(np.asarray(model.log_likelihood_samples(X), dtype=np.float64),
                              True, None)
-    k = check_int(n_importance, "n_importance", minimum=1)
+    k = check_importance(n_importance)
     total = len(X) if isinstance(X, Sized) else None  # the model checks X itself
     with progress_bar(total=total, desc=f"log p(x), k={k}", disable=not progress,
                       unit="pt") as bar:

@@ -89,3 +89,27 @@ def test_under_ulimit_v_the_build_is_refused_with_the_figure(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-1500:]
     assert "building the networks of L = 2, hidden 2000000, 64 features needs" in done.stdout
+
+
+def test_importance_samples_are_bounded_before_any_work():
+    from elbokit import PPCA, evaluate
+
+    assert evaluate.check_importance(5000) == 5000
+    with pytest.raises(ParameterError, match=r"^--k = 1000000000 importance samples per row is "
+                                             r"more than 1,000,000"):
+        evaluate.check_importance(10**9, "--k")
+    model = PPCA(1).fit(np.random.default_rng(0).standard_normal((20, 3)))
+    with pytest.raises(ParameterError, match="n_importance = 1000000000"):
+        evaluate.log_likelihood(model, np.zeros((2, 3)), n_importance=10**9, y=[0, 1])
+
+
+def test_a_resize_beyond_any_image_is_refused(tmp_path):
+    from PIL import Image
+
+    from elbokit.data import load
+
+    for i in range(3):
+        Image.new("L", (8, 8), 40 * i).save(tmp_path / f"{i}.png")
+    with pytest.raises(DataError, match=r"resize 50000x1: each side must be at most 8192"):
+        load(str(tmp_path), resize=(50000, 1))
+    assert load(str(tmp_path), resize=(4, 4), test_fraction=0.34).train.shape[1] == 16

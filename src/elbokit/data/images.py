@@ -24,6 +24,7 @@ from ._reading import brief_error
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_FILES = 1_000_000  # image files in one data set
 MAX_PIXELS = 2**26  # pixels of one image (64 Mpx; Pillow's own bomb check is above)
+MAX_SIDE = 8192  # pixels a side of a resize target
 CROPS = (None, "center")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
 RGB_MODES = ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
@@ -100,6 +101,10 @@ def _target_size(folder: Path, files, sizes, resize, crop) -> tuple[int, int]:
                 for v in resize)):
             raise DataError(f"resize must be (height, width), two positive integers; got "
                             f"{resize!r}")
+        if max(resize) > MAX_SIDE:
+            raise DataError(f"resize {int(resize[0])}x{int(resize[1])}: each side must be at "
+                            f"most {MAX_SIDE} pixels (a VAE's images are tens to hundreds of "
+                            "pixels a side)")
         return int(resize[0]), int(resize[1])
     if crop not in CROPS:
         raise DataError(f"crop must be None or 'center'; got {crop!r}")
