@@ -19,6 +19,7 @@ import numpy as np
 
 from ._math import bits_per_dim
 from .data import DEFAULT_TEST_FRACTION, Dataset
+from ._run_keys import data_fingerprint, matching_run, run_key  # noqa: F401  (re-exported)
 from ._run_lock import RunLock  # noqa: F401  (the CLI and the tests import it from here)
 from ._torchrun import env_rank
 from .exceptions import DataError, ModelFileError, ParameterError
@@ -28,7 +29,7 @@ from .protocol import as_model
 # MAX_SEED, read_metrics and read_run are also re-exported: the CLI imports them from here
 from .persistence import (MAX_SEED, METRICS_FILE,  # noqa: F401
                           MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
-                          read_metrics, read_run, sha256_file)
+                          read_metrics, read_run)
 
 CLASSICAL_KINDS = kind_names(family="linear")  # derived from elbokit.kinds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
@@ -400,61 +401,6 @@ def check_finite_metrics(metrics: dict, out) -> None:
     if bad:
         raise TrainingError(f"the fit into {out} gives non-finite {', '.join(bad)}; nothing "
                             "was saved (check the data's scale, or standardize it)")
-
-
-# --------------------------------------------------------------------------- run keys
-
-def data_fingerprint(spec: str, data_dir=None) -> str:
-    """What identifies the data: the SHA-256 of a data file's content, else the built-in
-    data set's name (with its directory for the IDX data sets)."""
-    path = Path(spec)
-    if path.is_file():
-        return "sha256:" + sha256_file(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return "dir:" + ",".join(f"{p.relative_to(path)}={sha256_file(p)}" for p in files)
-    return f"builtin:{spec}" + (f"@{Path(data_dir).resolve()}" if data_dir else "")
-
-
-def run_key(kind: str, params: dict, *, spec: str, seed: int, test_fraction,
-            data_dir=None, **settings) -> dict:
-    """Everything that determines a fit: the model kind and every setting (``params``,
-    e.g. ``get_params()``: latent size, epochs, ...), the data's content, the seed and
-    the held-out share. Two runs with equal keys are the same fit."""
-    return {"kind": kind, "data": data_fingerprint(spec, data_dir), "seed": seed,
-            "test_fraction": test_fraction,
-            "params": {k: _jsonable(v) for k, v in sorted(params.items())},
-            **{k: _jsonable(v) for k, v in sorted(settings.items())}}
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (int, float, str, bool, type(None))):
-        return value
-    return repr(value)
-
-
-def matching_run(run_dir: str | os.PathLike, key: dict) -> bool:
-    """Whether ``run_dir`` holds a complete run (model, metrics, run.json) whose key is
-    ``key``. A run.json that fails its checks does not match."""
-    run_dir = Path(run_dir)
-    if not all((run_dir / name).is_file() for name in (MODEL_FILE, RUN_FILE, METRICS_FILE)):
-        return False
-    try:
-        run = read_run(run_dir)
-    except ModelFileError:
-        return False
-    return run.get("key") == _roundtrip(key)
-
-
-def _roundtrip(obj):
-    """``obj`` as it reads back from JSON (tuples become lists)."""
-    import json
-
-    return json.loads(json.dumps(obj))
 
 
 VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run

@@ -149,3 +149,9 @@ def test_sample_label_takes_the_class_name(pets, tmp_path, capsys):
     err = one_line_exit_2(["sample", str(pets), "--label", "cow", "--out",
                            str(tmp_path / "c.png")], capsys, "--label 'cow'")
     assert "0 (cat), 1 (dog)" in err
+
+
+def test_fit_vae_prints_the_likelihood_it_resolved(tmp_path, capsys):
+    assert main(["fit", "vae", "--latent", "2", "--hidden", "8", "--epochs", "1",
+                 "--no-progress", "--out", str(tmp_path / "v")]) == 0
+    assert "vae (L=2, bernoulli) on digits" in capsys.readouterr().out  # not "auto"

@@ -75,7 +75,8 @@ def _run_options(
 
 
 def fit_vae(**options):
-    """Variational autoencoder (Gaussian encoder; Bernoulli or Gaussian decoder)."""
+    """Variational autoencoder (Gaussian encoder; Bernoulli, Gaussian or discretized
+    logistic decoder: by default logistic for 8-bit images, else Bernoulli)."""
     from ..exceptions import ParameterError
     from ..runs import check_resumable, prepare_out_dir
 
@@ -108,8 +109,8 @@ def fit_vae(**options):
     if metrics is None:  # under torchrun, rank 0 alone writes and prints
         return
     _log_artifacts(callbacks, out, options["networks"])
-    print_saved(f"vae (L={model.latent_dim}, {model.likelihood}) on {options['data']}",
-                metrics, out)
+    print_saved(f"vae (L={model.latent_dim}, {model.architecture_.likelihood}) on "
+                f"{options['data']}", metrics, out)
 
 
 def check_resumed_settings(out: Path, options: dict) -> None:
