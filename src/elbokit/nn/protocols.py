@@ -219,7 +219,7 @@ def import_networks(source: str) -> dict[str, type]:
 
     ``source`` is ``path/to/file.py``, ``path/to/file.py:ATTR``, ``package.module`` or
     ``package.module:ATTR``: exactly that is imported (a file by its path, under a
-    private module name; a module name with :func:`importlib.import_module`); with
+    private module name; a module name with ``importlib.import_module``); with
     ``:ATTR``, the class ATTR alone, or the classes in the dict or namespace ATTR.
     Nothing is read from a run directory. Any failure (a missing file, a syntax error,
     an exception while importing, no module classes) is one :class:`ParameterError`
