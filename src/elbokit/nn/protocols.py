@@ -39,7 +39,9 @@ Decoder
 Autoencoder
     :class:`~elbokit.nn.Autoencoder` takes the same modules: its code is the encoder's
     mean half (an encoder may also return the code (B, L) alone), its decoder returns
-    one head, the logits for ``"bernoulli"`` and the mean for ``"gaussian"``.
+    one head, the logits for ``"bernoulli"`` and the mean for ``"gaussian"`` (of x
+    scaled by the training data's mean and one overall scale); it does not call
+    ``init_from_data``.
 Saving and loading
     Any module trains and saves. ``save`` writes ``{"class": name, "module": module
     name, "args": ...}`` and the weights (safetensors); ``args`` are the constructor's
