@@ -193,7 +193,7 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     if with_figures:
         model = load_model(run_dir, networks=networks,
                            **_custom_classes(run_dir, classes or {}))
-        spec = _data_spec(run, run_dir, data)
+        spec = run.get("data") or data  # --data: for a run that names none
         if spec is None:
             drawn = _model_figures(run, run_dir, model)
             parts.append("<p>The run names no data (saved from Python): the figures that "
@@ -222,17 +222,28 @@ def _no_figure(run_dir: Path, spec: str | None) -> str:
     return f"{run_dir}: no figure could be drawn for its model on {spec}"
 
 
-def _data_spec(run: dict, run_dir: Path, data: str | None) -> str | None:
-    """The data of a run's figures: run.json's, else ``data`` (the caller's --data);
-    a --data other than the data the run names is refused (the run's record is never
-    replaced)."""
+def _recorded_data(run_dir: Path) -> str | None:
+    """The data spec run.json names (None: none, or no run.json)."""
+    return read_run(run_dir).get("data") if (run_dir / RUN_FILE).is_file() else None
+
+
+def _check_data_option(path: Path, run_dirs: list[Path], data: str | None) -> None:
+    """``data`` (the caller's --data) draws the runs that name no data; refused where
+    every run names its own and one differs (the run's record is never replaced)."""
     from .exceptions import ParameterError
 
-    recorded = run.get("data")
-    if data is not None and recorded is not None and data != recorded:
-        raise ParameterError(f"--data {data}: the run in {run_dir} was fitted on {recorded}, "
-                             "and its report draws that data (leave out --data)")
-    return recorded if recorded is not None else data
+    if data is None:
+        return
+    recorded = {run_dir: _recorded_data(run_dir) for run_dir in run_dirs}
+    if None in recorded.values() or all(spec == data for spec in recorded.values()):
+        return
+    if len(run_dirs) == 1:
+        raise ParameterError(f"--data {data}: the run in {run_dirs[0]} was fitted on "
+                             f"{recorded[run_dirs[0]]}, and its report draws that data "
+                             "(leave out --data)")
+    raise ParameterError(f"--data {data}: every run in {path} names the data it was fitted "
+                         "on, and its report draws that; --data is for a run saved without "
+                         "(leave it out)")
 
 
 def _data_figures(run: dict, run_dir: Path, model, spec: str, datasets: dict,
@@ -403,8 +414,9 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     run.json names (split as the fit split it); a run that names none (saved by
     ``VAE.save`` from Python) gets the figures that need no data (samples, the 2-D
     manifold, the training curve), or every figure on ``data`` (a spec as
-    :func:`elbokit.data.load` takes; a run that names other data is refused, its
-    record never replaced). A run whose section would hold no figure is a
+    :func:`elbokit.data.load` takes). The runs that name their data are drawn on it:
+    ``data`` is refused where every run names its own and one differs, and run.json is
+    never rewritten. A run whose section would hold no figure is a
     :class:`~elbokit.exceptions.ModelFileError` (no report is written).
 
     ``networks``: the classes of VAEs' custom networks by class name, as
@@ -427,7 +439,9 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets, loaded = [], [], {}, {}
-    for run_dir in _run_dirs(path):
+    run_dirs = _run_dirs(path)
+    _check_data_option(path, run_dirs, data)
+    for run_dir in run_dirs:
         section, summary = _section(run_dir, with_figures, datasets, options,
                                     {"encoder_class": encoder_class,
                                      "decoder_class": decoder_class}, loaded,

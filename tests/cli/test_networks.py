@@ -193,3 +193,20 @@ def test_fit_vae_resume_continues_a_fit_started_in_python_on_an_array(nets, tmp_
 def test_compare_takes_networks_and_names_a_bad_source(tmp_path, capsys):
     one_line_exit_2(["compare", "--models", "pca", "--out", str(tmp_path), "--networks",
                      str(tmp_path / "none.py")], capsys, "none.py")
+
+
+def test_report_data_draws_only_the_runs_that_name_none(nets, custom_run, tmp_path, capsys):
+    """A directory with a fitted run (digits) and a run saved from Python: --data draws
+    the second, the first keeps its own data; --data on a directory of fitted runs alone
+    is refused."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(custom_run, runs / "fitted")
+    _custom_vae(nets[1]).fit(load("digits").train).save(runs / "saved")
+    assert main(["report", str(runs), "--networks", str(nets[0]), "--data", "digits"]) == 0
+    page = (runs / "report.html").read_text()
+    assert page.count("given to the report (the run names none)") == 1
+    shutil.copytree(custom_run, runs / "saved", dirs_exist_ok=True)  # now fitted as well
+    one_line_exit_2(["report", str(runs), "--networks", str(nets[0]), "--data", "iris"],
+                    capsys, "every run in")
