@@ -155,3 +155,10 @@ def test_fit_vae_prints_the_likelihood_it_resolved(tmp_path, capsys):
     assert main(["fit", "vae", "--latent", "2", "--hidden", "8", "--epochs", "1",
                  "--no-progress", "--out", str(tmp_path / "v")]) == 0
     assert "vae (L=2, bernoulli) on digits" in capsys.readouterr().out  # not "auto"
+
+
+@pytest.mark.parametrize("command", [["compare", "--models", "pca"], ["demo"]])
+def test_an_unbounded_k_is_refused_before_any_fit(tmp_path, capsys, command):
+    one_line_exit_2(command + ["--k", "1000000000", "--out", str(tmp_path / "o")], capsys,
+                    "--k = 1000000000 importance samples")
+    assert not (tmp_path / "o").exists()

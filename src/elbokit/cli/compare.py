@@ -58,6 +58,7 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     saved; the exit code is then 2. ``--networks``: the classes of the custom networks of
     saved runs it reuses (a kind registered with its own encoder/decoder)."""
     from .. import data as data_module
+    from ..evaluate import check_importance
     from ..exceptions import ParameterError
     from ..persistence import atomic_write_json
 
@@ -68,6 +69,7 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
         raise ParameterError(f"unknown model(s) {unknown}; choose from {list(known)}")
     if k < 1 or epochs < 1 or latent < 1:
         raise ParameterError("--k, --epochs and --latent must be >= 1")
+    check_importance(k, "--k")  # before any model is fitted
     if test_fraction == 0:
         raise ParameterError("compare ranks the models on held-out rows: --test-fraction "
                              "must be above 0 (fit on every row with `elbokit fit ... "

@@ -26,11 +26,12 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
     """Fit PCA, PPCA, FA, the linear autoencoder and a small VAE on digits; print
     held-out log-likelihoods; write an HTML report."""
     from .. import data as data_module
-    from ..evaluate import log_likelihood
+    from ..evaluate import check_importance, log_likelihood
     from ..persistence import METRICS_FILE, atomic_write_json
     from ..kinds import build_model
     from ..runs import fit_and_record
 
+    check_importance(k, "--k")  # before any model is fitted
     dataset = data_module.load("digits")
     rows, summary = [], {}
     for kind in ("pca", "ppca", "fa", "linear-ae"):
