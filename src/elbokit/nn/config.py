@@ -424,9 +424,10 @@ def autoencoder_settings() -> list[dataclasses.Field]:
 
 def auto_epochs(n_rows: int, batch_size: int) -> int:
     """The epochs of ``epochs="auto"``: ceil(MIN_STEPS / steps per epoch), clipped to
-    [MIN_EPOCHS, MAX_EPOCHS]. 2,400 colour 32x32 patches (1,920 training rows, 15 steps
-    an epoch) get 67 epochs; 10 epochs there left grey reconstructions. Data sets of
-    12,800 rows or more keep 10 (MNIST: 375 steps an epoch)."""
+    [MIN_EPOCHS, MAX_EPOCHS], for ``n_rows`` training rows in batches of ``batch_size``.
+    2,400 colour 32x32 patches (1,920 training rows, 15 steps an epoch) get 67 epochs,
+    where 10 left grey-green reconstructions (benchmarks/colour.py); digits (1,437 rows)
+    84; data sets of 12,673 rows or more keep 10 (MNIST's 60,000: 469 steps an epoch)."""
     steps = max(1, math.ceil(n_rows / batch_size))
     return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
 

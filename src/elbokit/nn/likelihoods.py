@@ -33,11 +33,19 @@ GRID_TOLERANCE = 1e-4  # |255 x - k| below which x reads as the level k (float32
 CHECK_ROWS = 4096  # rows of X checked per chunk (no copy of X as large as X)
 
 
-class Bernoulli:
-    """p(x|z) = prod_d Bernoulli(x_d | sigmoid(l_d(z))), for x in [0, 1]."""
+class Likelihood:
+    """What every likelihood offers: ``n_heads`` (the decoder's tensors), ``discrete``
+    (log p is a log-probability of the data's values), ``log_prob(x, params)`` summed
+    over the pixels and ``mean(params)``, E[x|z]."""
 
     n_heads = 1
-    discrete = True  # of binary x only: is_density_of
+    discrete = False
+
+
+class Bernoulli(Likelihood):
+    """p(x|z) = prod_d Bernoulli(x_d | sigmoid(l_d(z))), for x in [0, 1]."""
+
+    discrete = True  # of binary x only: density_kind
 
     def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         (logits,) = params  # (..., B, d)
@@ -47,7 +55,7 @@ class Bernoulli:
         return torch.sigmoid(params[0])
 
 
-class Gaussian:
+class Gaussian(Likelihood):
     """p(x|z) = prod_d N(x_d | mu_d(z), v_d(z)) with v_d = min_variance + softplus(s_d(z)).
 
     The floor ``min_variance`` keeps the log-density bounded by
@@ -56,7 +64,6 @@ class Gaussian:
     """
 
     n_heads = 2
-    discrete = False
 
     def __init__(self, min_variance: float):
         self.min_variance = min_variance
@@ -77,11 +84,8 @@ class Gaussian:
         return params[0]
 
 
-class FixedGaussian:
+class FixedGaussian(Likelihood):
     """p(x|z) = prod_d N(x_d | mu_d(z), sigma^2) with sigma given."""
-
-    n_heads = 1
-    discrete = False
 
     def __init__(self, sigma: float):
         self.sigma = sigma
@@ -96,7 +100,7 @@ class FixedGaussian:
         return params[0]
 
 
-class DiscretizedLogistic:
+class DiscretizedLogistic(Likelihood):
     """p(x|z) = prod_d P(x_d | mu_d(z), s_d(z)), the logistic distribution of mean mu_d
     and scale s_d discretized to the 256 levels k/255 of 8-bit data in [0, 1], its
     outer bins open to -inf and +inf (Salimans et al. 2017, PixelCNN++, one mixture
