@@ -22,10 +22,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._math import LowRankGaussian, ObservedPosteriors, bits_per_dim
+from .. import _validation
 from .._validation import check_choice, check_covariance_memory, check_int, validate_X
 from ..exceptions import DataError, ParameterError
 from ._protocol import LinearProtocolMixin
 from ._streaming import as_chunk_source, streaming_moments, streams_rows
+from ._wide import FactoredCovariance, takes_factor_path
 
 
 def sample_covariance(X: np.ndarray, chunk_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +53,17 @@ def sample_covariance(X: np.ndarray, chunk_rows: int = 4096) -> tuple[np.ndarray
         upper += syrk(1.0, chunk, trans=1, lower=0)
     S = np.triu(upper) + np.triu(upper, 1).T
     return mean, S / n
+
+
+def moments_of(X: np.ndarray, n_components: int):
+    """Mean and ML covariance of a complete in-memory table for PPCA and the linear
+    autoencoder: a :class:`~elbokit.linear._wide.FactoredCovariance` for a wide one
+    (:func:`~elbokit.linear._wide.takes_factor_path`), else :func:`sample_covariance`."""
+    if takes_factor_path(*X.shape, n_components):
+        _validation.check_memory(3 * 8.0 * X.size, f"the {X.shape[0]} x {X.shape[1]} "
+                                 "centred data and its SVD", "use fewer features")
+        return FactoredCovariance.of_rows(X)
+    return sample_covariance(X)
 
 
 #: a feature is exactly constant when its variance is at most this times its squared
@@ -249,7 +262,9 @@ class LinearGaussianMixin(LinearProtocolMixin, ClassNamePrefixFeaturesOutMixin, 
         if not self._standardizing():
             return mean, S, None, None
         scale = standardization(mean, np.diag(S))
-        return np.zeros_like(mean), S / np.outer(scale, scale), mean, scale
+        scaled = S.scaled(scale) if isinstance(S, FactoredCovariance) else \
+            S / np.outer(scale, scale)
+        return np.zeros_like(mean), scaled, mean, scale
 
     def _finish_standardize(self, center, scale) -> None:
         """Map ``mean_`` back to the units of X and record ``feature_scale_``."""

@@ -22,6 +22,7 @@ from .._math import (LOG_2PI, LowRankGaussian, ObservedPosteriors, augmented_m_s
                      cholesky, observed_logpdf)
 from .._validation import check_float, check_int
 from ..exceptions import ConvergenceWarning, ParameterError, TrainingError
+from ._wide import check_wide_covariance
 from ._gaussian import (LinearGaussianMixin, spiky_features, constant_features,
                         describe_features, sample_covariance, variance_scale,
                         warn_constant_features)
@@ -250,6 +251,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         self._check_params()
         L = self._check_n_components(n, d, max_components=d)
         self._check_rotation(L, d)
+        check_wide_covariance(n, d, "FactorAnalysis")  # before any d x d is formed
         missing = None if source is not None else np.isnan(X)
         if missing is not None and missing.any():
             return self._fit_missing(np.asarray(X, dtype=np.float64), missing, L)

@@ -17,7 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._iteration import iterate, relative_change_below
 from .._validation import check_float, check_int
 from ..exceptions import DataError
-from ._gaussian import SubspaceGaussianMixin, noise_guard, sample_covariance
+from ._gaussian import SubspaceGaussianMixin, moments_of, noise_guard
+from ._wide import top_eigh
 from ._streaming import streams_rows
 
 
@@ -99,9 +100,9 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         if source is not None:  # memmap, .npy path, shard directory, Dask array
             mean, S, _ = self._moments(source)
         else:
-            mean, S = sample_covariance(X)
+            mean, S = moments_of(X, L)  # a wide table's as its n x d factor
         self.mean_, S, center, scale = self._standardize_moments(mean, S)
-        top = float(linalg.eigvalsh(S, subset_by_index=[d - 1, d - 1])[0])
+        top = float(top_eigh(S, 1)[0][0])
         step_size = self.learning_rate / max(top, 1e-300)
         rng = check_random_state(self.random_state)
         W = rng.standard_normal((L, d)) * (0.1 / np.sqrt(d))

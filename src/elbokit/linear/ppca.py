@@ -9,16 +9,15 @@ same, so PPCA(solver="em") is the estimator to use on incomplete data.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 from sklearn.utils import check_random_state
 
 from .._iteration import absolute_change_below, finite_steps, iterate
 from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky,
                      observed_logpdf)
 from .._validation import check_choice, check_float, check_int
-from ._gaussian import (LinearGaussianMixin, constant_features,
-                        sample_covariance, variance_scale, warn_constant_features,
-                        warn_scale_spread)
+from ._gaussian import (LinearGaussianMixin, constant_features, moments_of, variance_scale,
+                        warn_constant_features, warn_scale_spread)
+from ._wide import top_eigh
 
 
 _SHARED_NOISE = ("PPCA models them with the shared noise variance alone, which stays finite, "
@@ -33,8 +32,8 @@ def ppca_closed_form(S: np.ndarray, L: int, floor: float):
     Returns ``(W, sigma2)`` with W of shape (d, L)."""
     d = S.shape[0]
     # only the top L eigenpairs: the discarded ones enter through their sum, tr(S) - top
-    eigenvalues, eigenvectors = linalg.eigh(S, subset_by_index=[d - L, d - 1],
-                                            check_finite=False)
+    # (S dense, or a wide table's factor: elbokit.linear._wide)
+    eigenvalues, eigenvectors = top_eigh(S, L)
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
     discarded_sum = max(float(np.trace(S)) - float(eigenvalues.sum()), 0.0)
@@ -151,7 +150,7 @@ class PPCA(LinearGaussianMixin):
         if missing is not None and missing.any():
             self._fit_missing(X, missing, L)
         else:
-            mean, S = sample_covariance(X) if source is None else self._moments(source)[:2]
+            mean, S = moments_of(X, L) if source is None else self._moments(source)[:2]
             mean, S, center, scale = self._standardize_moments(mean, S)
             self._fit_complete(mean, S, L)
             self.loglike_ = [v - self._log_jacobian(scale) for v in self.loglike_]
