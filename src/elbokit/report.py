@@ -174,7 +174,8 @@ def _figures(run: dict, run_dir: Path, model, dataset, options: dict) -> str:
 def _section(run_dir: Path, with_figures: bool, datasets: dict,
              options: dict | None = None, classes: dict | None = None,
              loaded: dict | None = None, data: str | None = None,
-             networks: dict | None = None) -> tuple[str, dict]:
+             networks: dict | None = None,
+             load_options: dict | None = None) -> tuple[str, dict]:
     """The HTML of one run and its summary row; ``loaded`` collects (data key, model) of
     the runs whose figures were drawn, by run directory (for :func:`_ae_vae_section`).
     ``data``: the data spec of a run that names none (see :func:`write_report`)."""
@@ -203,7 +204,10 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
             if spec != run.get("data"):
                 parts.append(f"<p>data: {html.escape(spec)}, given to the report (the run "
                              "names none)</p>")
-            drawn = _data_figures(run, run_dir, model, spec, datasets, options, loaded)
+            given = run.get("data") is None  # the caller's data, read with its options
+            drawn = _data_figures(run, run_dir, model, spec, datasets, options, loaded,
+                                  (load_options or {}) if given else
+                                  run.get("load_options", {}))
             parts.append(drawn)
         if "<figure" not in drawn:  # every figure is one <figure> of _image
             raise ModelFileError(_no_figure(run_dir, spec))
@@ -247,21 +251,22 @@ def _check_data_option(path: Path, run_dirs: list[Path], data: str | None) -> No
 
 
 def _data_figures(run: dict, run_dir: Path, model, spec: str, datasets: dict,
-                  options: dict | None, loaded: dict | None) -> str:
+                  options: dict | None, loaded: dict | None, load_options: dict) -> str:
     """The figures and the codes' table of a run on the data ``spec`` (split as the fit
-    split it); ``datasets`` caches the loaded data by key."""
+    split it, read with ``load_options``: an image folder's resize and crop);
+    ``datasets`` caches the loaded data by key."""
     from . import data as data_module
     from .exceptions import DataError
 
     columns = recorded_columns(run, run_dir)  # the columns chosen by name at fit
     key = (spec, int(run.get("seed", 0)), _test_fraction(run, run_dir),
-           json.dumps(run.get("load_options")), json.dumps(columns))
+           json.dumps(load_options, sort_keys=True), json.dumps(columns))
     if key not in datasets:  # runs of one directory usually share their data
         # NaN entries of user files are missing values (the models fitted on such
         # files accept them; image data sets never hold NaN); the split is the fit's
         datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
                                          allow_nan=True, columns=columns,
-                                         **run.get("load_options", {}))
+                                         **load_options)
     dataset = datasets[key]
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{spec} has {dataset.n_features} features but the model in "
@@ -406,15 +411,17 @@ def _test_fraction(run: dict, run_dir: Path) -> float:
 
 def write_report(path: str | os.PathLike, *, with_figures: bool = True,
                  rotation: str = "fitted", normalize: bool = True, cut: float = DEFAULT_CUT,
-                 data: str | None = None, networks: dict | None = None,
-                 encoder_class=None, decoder_class=None) -> Path:
+                 data: str | None = None, load_options: dict | None = None,
+                 networks: dict | None = None, encoder_class=None,
+                 decoder_class=None) -> Path:
     """Write ``report.html`` into ``path`` (a run directory or a directory of runs).
 
     Each run gets its metrics, its settings and its figures, drawn on the data its
     run.json names (split as the fit split it); a run that names none (saved by
     ``VAE.save`` from Python) gets the figures that need no data (samples, the 2-D
     manifold, the training curve), or every figure on ``data`` (a spec as
-    :func:`elbokit.data.load` takes). The runs that name their data are drawn on it:
+    :func:`elbokit.data.load` takes, read with ``load_options``, its ``resize`` and
+    ``crop`` keywords). The runs that name their data are drawn on it:
     ``data`` is refused where every run names its own and one differs, and run.json is
     never rewritten. A run whose section would hold no figure is a
     :class:`~elbokit.exceptions.ModelFileError` (no report is written).
@@ -445,7 +452,8 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
         section, summary = _section(run_dir, with_figures, datasets, options,
                                     {"encoder_class": encoder_class,
                                      "decoder_class": decoder_class}, loaded,
-                                    data=data, networks=networks)
+                                    data=data, networks=networks,
+                                    load_options=load_options)
         sections.append(section)
         summaries.append(summary)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",

@@ -210,3 +210,27 @@ def test_report_data_draws_only_the_runs_that_name_none(nets, custom_run, tmp_pa
     shutil.copytree(custom_run, runs / "saved", dirs_exist_ok=True)  # now fitted as well
     one_line_exit_2(["report", str(runs), "--networks", str(nets[0]), "--data", "iris"],
                     capsys, "every run in")
+
+
+def test_report_data_of_a_folder_takes_resize(tmp_path, capsys):
+    """A model fitted in Python on a folder read with resize=(8, 8): report --data FOLDER
+    needs the same --resize (else one line naming the sizes)."""
+    import numpy as np
+    from PIL import Image
+
+    from elbokit.nn import VAE
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, (12, 12)).astype(np.uint8)).save(
+            folder / f"{i}.png")
+    data = load(str(folder), resize=(8, 8))
+    VAE(2, hidden=(8,), image_shape=(8, 8), **SETTINGS).fit(data.train).save(tmp_path / "v")
+    one_line_exit_2(["report", str(tmp_path / "v"), "--data", str(folder)], capsys,
+                    "144 features but the model")
+    one_line_exit_2(["report", str(tmp_path / "v"), "--resize", "8,8"], capsys,
+                    "give --data FOLDER")
+    assert main(["report", str(tmp_path / "v"), "--data", str(folder), "--resize", "8,8"]) == 0
+    assert "reconstructions" in (tmp_path / "v" / "report.html").read_text()

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import app
-from .common import (DEFAULT_TEST_FRACTION, Columns, DataDir, DataSpec, DropColumns, Networks,
-                     Normalize, Seed, import_networks, load_run_model, print_metrics)
+from .common import (DEFAULT_TEST_FRACTION, Columns, Crop, DataDir, DataSpec, DropColumns,
+                     Networks, Normalize, Resize, Seed, image_size, import_networks,
+                     load_run_model, print_metrics)
 
 
 @app.command("evaluate")
@@ -190,13 +191,18 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
                "--data", help="The data of the figures of a run that names none (saved by "
                               "VAE.save from Python), a spec as fit's --data; a run fitted by "
                               "`elbokit fit` is drawn on its own.")] = None,
-           networks: Networks = None):
+           resize: Resize = None, crop: Crop = None, networks: Networks = None):
     """Write a self-contained report.html (metrics, settings, all figures).
 
     A run whose report would hold no figure is an error (exit code 2), with the fix:
     --data for a run that names no data, --networks for a run with custom networks."""
+    from ..exceptions import ParameterError
     from ..report import write_report
 
+    options = {"resize": image_size(resize), "crop": crop} if resize or crop else None
+    if options is not None and data is None:
+        raise ParameterError("--resize and --crop read the --data of a run saved without "
+                             "data; give --data FOLDER with them")
     page = write_report(run_dir, rotation=rotation, normalize=normalize, cut=cut, data=data,
-                        networks=import_networks(networks))
+                        load_options=options, networks=import_networks(networks))
     typer.echo(f"wrote {page}")
