@@ -152,12 +152,15 @@ def _figures(run: dict, run_dir: Path, model, dataset, options: dict) -> str:
     """The figures of a run (and, for a linear-Gaussian model on a table, its factor
     solution, correlations and fit statistics); ``options``: rotation, normalize, cut."""
     from ._factor_report import factor_section
-    from .plots import all_figures, feature_labels, table_figures
+    from .plots import all_figures, curves_figure, feature_labels, table_figures
 
     history = model.training_curve()
     out_dir = run_dir / "figures"
     if _is_image_run(run, dataset):
         figures = all_figures(model, dataset, out_dir, history=history)
+        if history and "curves" not in figures:  # a VAE conditioned on covariates
+            curves_figure(history, out_dir / "curves.png")
+            figures["curves"] = str(out_dir / "curves.png")
         return "".join(_image(p, _CAPTIONS.get(name, name)) for name, p in figures.items())
     names = feature_labels(_names(run, dataset, "feature_names"), dataset.n_features)
     figures = table_figures(model, dataset, out_dir, feature_names=names,

@@ -234,3 +234,19 @@ def test_report_data_of_a_folder_takes_resize(tmp_path, capsys):
                     "give --data FOLDER")
     assert main(["report", str(tmp_path / "v"), "--data", str(folder), "--resize", "8,8"]) == 0
     assert "reconstructions" in (tmp_path / "v" / "report.html").read_text()
+
+
+def test_a_vae_conditioned_on_covariates_gets_its_training_curve(tmp_path):
+    """No per-class grid and no samples without covariates: the report still draws the
+    training curve (never a page without a figure)."""
+    import numpy as np
+
+    from elbokit.nn import VAE
+
+    digits = load("digits")
+    covariates = np.random.default_rng(0).normal(size=(len(digits.train), 2))
+    vae = VAE(2, hidden=(8,), image_shape=(8, 8), conditional=True, **SETTINGS)
+    vae.fit(digits.train, covariates).save(tmp_path / "cov")
+    assert main(["report", str(tmp_path / "cov")]) == 0
+    page = (tmp_path / "cov" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "ELBO" in page
