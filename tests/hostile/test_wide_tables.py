@@ -85,3 +85,16 @@ def test_em_on_a_wide_table_stops_promptly_on_a_signal(signum):
         process.kill()
     assert time.monotonic() - start < 5
     assert process.returncode != 0
+
+
+def test_counting_factors_on_a_wide_table_is_one_line_before_any_d_x_d(monkeypatch):
+    from elbokit.linear.n_factors import suggest_n_factors
+
+    X = np.random.default_rng(0).standard_normal((10, 120))
+    with pytest.raises(DataError, match=r"parallel analysis needs more rows than columns: .* "
+                                        r"10 rows x 120 columns is singular"):
+        suggest_n_factors(X, "parallel")
+    monkeypatch.setattr(_wide, "WIDE_REFUSAL_BYTES", 8 * 100**2)
+    with pytest.raises(DataError, match=r"^counting factors on 10 rows x 120 features would "
+                                        r"form a 120 x 120 covariance"):
+        suggest_n_factors(X, "bic")

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import KFold
 
-from .._validation import check_choice, check_data, check_float, check_int
+from .._validation import (check_choice, check_covariance_memory, check_data, check_float,
+                           check_int)
 from ..exceptions import DataError, ParameterError
 from ._fit_statistics import factor_dof, fit_statistics
 from .factor_analysis import FactorAnalysis
 from ._gaussian import nan_moments
+from ._wide import check_wide_covariance
 
 METHODS = ("parallel", "bic", "heldout")
 
@@ -243,6 +245,7 @@ def suggest_n_factors(X, method: str = "parallel", *, max_factors: int | None = 
     if quantile is not None:
         check_float(quantile, "quantile", low=0.0, high=1.0, low_inclusive=False)
     X, _ = _as_matrix(X)
+    _check_size(*X.shape, method)
     if method != "heldout" and np.isnan(X).any():
         raise DataError(f"X has {int(np.isnan(X).sum())} missing (NaN) value(s); method="
                         f"'{method}' needs complete rows: use method='heldout', or drop or "
@@ -258,6 +261,18 @@ def suggest_n_factors(X, method: str = "parallel", *, max_factors: int | None = 
             result = _heldout(X, max_factors=max_factors, n_folds=n_folds,
                               random_state=random_state)
     return _with_notes(result, caught)
+
+
+def _check_size(n: int, d: int, method: str) -> None:
+    """Refuse, before any d x d matrix is formed, what cannot work or fit: parallel
+    analysis on n <= d (its correlation matrix is singular), a wide table whose
+    covariance factor analysis would refuse, a covariance larger than memory."""
+    if method == "parallel" and n <= d:
+        raise DataError(f"parallel analysis needs more rows than columns: the correlation "
+                        f"matrix of {n} rows x {d} columns is singular (its squared multiple "
+                        "correlations are undefined); use fewer columns")
+    check_wide_covariance(n, d, "counting factors")
+    check_covariance_memory(d)
 
 
 def _with_notes(result: NFactorsResult, caught) -> NFactorsResult:
