@@ -8,7 +8,7 @@ lecture's slide); the fixed Gaussian's mean; the discretized logistic's mean mu_
 
 ``discrete``: whether log p is the log of a probability mass of the data's values
 (the logistic's of 8-bit levels; the Bernoulli's only of binary data, see
-:func:`is_density_of`), so that -log p / (d ln 2) is a bits/dim comparable with
+:func:`density_kind`), so that -log p / (d ln 2) is a bits/dim comparable with
 published figures; a Gaussian's log p is a density of continuous values.
 
 :func:`resolve` chooses the likelihood of ``likelihood="auto"`` from the data, and
