@@ -19,9 +19,9 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
                                 reason="needs torch.distributed with gloo")
 
 INIT = ("import torch; from elbokit.nn import distributed as d; "
-        "from elbokit.exceptions import TrainingError\n"
+        "from elbokit.exceptions import ParameterError\n"
         "try:\n    d.init(torch.device('cpu'))\n"
-        "except TrainingError as exc:\n    print(exc); raise SystemExit(2)\n")
+        "except ParameterError as exc:\n    print(exc); raise SystemExit(2)\n")
 
 
 def _free_port() -> int:

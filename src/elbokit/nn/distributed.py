@@ -113,7 +113,7 @@ def _rendezvous():
         store, _, _ = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout)))
     except (RuntimeError, ValueError, OSError) as exc:  # DistStoreError, DistNetworkError
         reason = " ".join(str(exc).split("\n")[0].split())[:120]
-        raise TrainingError(
+        raise ParameterError(  # the environment names peers that never come: a setting
             f"the torchrun rendezvous at {env.master_addr}:{env.master_port} did not start "
             f"within {timeout:g} s (RANK={env.rank}, WORLD_SIZE={env.world_size}: {reason}); "
             f"start all {env.world_size} processes (torchrun --nproc_per_node="
