@@ -152,7 +152,7 @@ def open_regular(path: str | os.PathLike, what: str, *, error=ModelFileError):
     """``path`` opened for reading bytes, refused with one line (``error``) unless it
     is a regular file: a FIFO is opened without blocking, checked and refused, a
     symlink into /proc, /sys or /dev is refused before anything is read. A missing
-    file raises :class:`FileNotFoundError` (the caller words it)."""
+    file raises ``FileNotFoundError`` (the caller words it)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         why = not_regular(path, os.fstat(fd).st_mode)
