@@ -152,3 +152,16 @@ def test_saved_and_loaded_logistic_model_scores_identically(tmp_path):
                                   model.log_likelihood_samples(X, n_importance=8))
     recon = loaded.reconstruct(X)
     assert recon.shape == X.shape and recon.min() >= 0 and recon.max() <= 1
+
+
+def test_the_fused_step_declines_the_logistic_and_autograd_trains_it():
+    from elbokit.nn import VAE, AnalyticKLELBO
+    from elbokit.nn.objectives.fused import fused_step
+
+    rng = np.random.default_rng(5)
+    X = _images(rng, n=64)
+    model = VAE(2, hidden=(16,), epochs=3, progress=False, device="cpu").fit(X)
+    assert model.architecture_.likelihood == "logistic" and model.training_.fused_step
+    assert fused_step(model.model_, model.training_, AnalyticKLELBO(), False) is None
+    elbos = [h["train_elbo"] for h in model.history_]
+    assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
