@@ -72,3 +72,18 @@ def test_the_checksum_reads_no_further_than_the_size(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"x" * 3_000_000)
     assert sha256_file(path) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("make, match", [
+    (lambda p: os.mkfifo(p), r"FIFO \(named pipe\)"),
+    (lambda p: p.symlink_to("/proc/self/pagemap"), "kernel or device file /proc/"),
+])
+def test_an_image_folder_entry_that_is_not_a_regular_file_is_refused(tmp_path, make, match):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("L", (4, 4), 60 * i).save(tmp_path / f"{i}.png")
+    make(tmp_path / "odd.png")
+    with pytest.raises(DataError, match=rf"^image file .*odd\.png is {match}"):
+        load(str(tmp_path))

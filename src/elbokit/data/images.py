@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataError
+from ..persistence.files import not_regular
 from ._reading import brief_error
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -42,8 +43,13 @@ def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
     """The image files of ``folder`` (sorted), and the sub-folder names when the images
     sit in sub-folders (one per class), else None."""
     def images_in(directory):
-        return sorted(p for p in directory.iterdir()
-                      if p.is_file() and p.suffix.lower() in SUFFIXES)
+        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in SUFFIXES
+                       and not p.is_dir())
+        for path in files:  # a FIFO would block the read, /proc/self/pagemap never end
+            why = not_regular(path) if path.exists() else "a broken symlink"
+            if why is not None:
+                raise DataError(f"image file {path} is {why}, not a regular file; refused")
+        return files
 
     try:
         top = images_in(folder)
