@@ -76,8 +76,8 @@ def test_the_checksum_reads_no_further_than_the_size(tmp_path):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("make, match", [
-    (lambda p: os.mkfifo(p), r"FIFO \(named pipe\)"),
-    (lambda p: p.symlink_to("/proc/self/pagemap"), "kernel or device file /proc/"),
+    (lambda p: os.mkfifo(p), r"a FIFO \(named pipe\)"),
+    (lambda p: p.symlink_to("/proc/self/pagemap"), "the kernel or device file /proc/"),
 ])
 def test_an_image_folder_entry_that_is_not_a_regular_file_is_refused(tmp_path, make, match):
     from PIL import Image
