@@ -19,7 +19,8 @@ from .exceptions import ModelFileError
 from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, atomic_write_bytes, read_json,
                           read_metrics, read_run)
 from ._factor_report import DEFAULT_CUT, REPORT_ROTATIONS
-from .runs import NO_TEST_SET, recorded_columns
+from ._report_data import check_data_option, dataset_of, no_figure, scores
+from .runs import NO_TEST_SET
 
 REPORT_FILE = "report.html"
 
@@ -181,7 +182,8 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
              load_options: dict | None = None) -> tuple[str, dict]:
     """The HTML of one run and its summary row; ``loaded`` collects (data key, model) of
     the runs whose figures were drawn, by run directory (for :func:`_ae_vae_section`).
-    ``data``: the data spec of a run that names none (see :func:`write_report`)."""
+    ``data``, ``load_options``: the data of a run that names none (see
+    :func:`write_report`)."""
     from .models import load_model
 
     # run.json and metrics.json through their schema checks (a tampered field is a
@@ -190,10 +192,7 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
     # run.json names the kind; model.json is read for it only for runs without one
     kind = run.get("kind") or read_json(run_dir / MODEL_FILE, "model file").get("kind")
-    parts = [f"<h2>{html.escape(run_dir.name)} ({html.escape(str(kind))})</h2>"]
-    metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    parts.append(_table(metric_rows, ["metric", "value"]))
+    parts = []
     if with_figures:
         model = load_model(run_dir, networks=networks,
                            **_custom_classes(run_dir, classes or {}))
@@ -204,16 +203,21 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
                          "need none; <code>elbokit report --data SPEC</code> draws the "
                          "rest.</p>" + drawn)
         else:
-            if spec != run.get("data"):
+            given = run.get("data") is None  # the caller's data, read with its options
+            dataset = dataset_of(run, run_dir, model, spec, datasets, loaded,
+                               (load_options or {}) if given else run.get("load_options", {}))
+            if given:
                 parts.append(f"<p>data: {html.escape(spec)}, given to the report (the run "
                              "names none)</p>")
-            given = run.get("data") is None  # the caller's data, read with its options
-            drawn = _data_figures(run, run_dir, model, spec, datasets, options, loaded,
-                                  (load_options or {}) if given else
-                                  run.get("load_options", {}))
+                metrics = metrics or scores(model, dataset, spec, parts)
+            drawn = _data_figures(run, run_dir, model, dataset, options)
             parts.append(drawn)
         if "<figure" not in drawn:  # every figure is one <figure> of _image
-            raise ModelFileError(_no_figure(run_dir, spec))
+            raise ModelFileError(no_figure(run_dir, spec))
+    metric_rows = [{"metric": k, "value": v} for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    parts[:0] = [f"<h2>{html.escape(run_dir.name)} ({html.escape(str(kind))})</h2>",
+                 _table(metric_rows, ["metric", "value"])]
     parts.append("<details><summary>settings (run.json)</summary><pre>"
                  + html.escape(json.dumps(run, indent=2)) + "</pre></details>")
     summary = {"model": run_dir.name, "kind": kind}
@@ -221,61 +225,8 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     return "\n".join(parts), summary
 
 
-def _no_figure(run_dir: Path, spec: str | None) -> str:
-    """The one line of a run whose report would hold no figure."""
-    if spec is None:
-        return (f"{run_dir} names no data and its model gives no figure without data; "
-                "pass --data SPEC (the data it was fitted on) to draw its figures")
-    return f"{run_dir}: no figure could be drawn for its model on {spec}"
-
-
-def _recorded_data(run_dir: Path) -> str | None:
-    """The data spec run.json names (None: none, or no run.json)."""
-    return read_run(run_dir).get("data") if (run_dir / RUN_FILE).is_file() else None
-
-
-def _check_data_option(path: Path, run_dirs: list[Path], data: str | None) -> None:
-    """``data`` (the caller's --data) draws the runs that name no data; refused where
-    every run names its own and one differs (the run's record is never replaced)."""
-    from .exceptions import ParameterError
-
-    if data is None:
-        return
-    recorded = {run_dir: _recorded_data(run_dir) for run_dir in run_dirs}
-    if None in recorded.values() or all(spec == data for spec in recorded.values()):
-        return
-    if len(run_dirs) == 1:
-        raise ParameterError(f"--data {data}: the run in {run_dirs[0]} was fitted on "
-                             f"{recorded[run_dirs[0]]}, and its report draws that data "
-                             "(leave out --data)")
-    raise ParameterError(f"--data {data}: every run in {path} names the data it was fitted "
-                         "on, and its report draws that; --data is for a run saved without "
-                         "(leave it out)")
-
-
-def _data_figures(run: dict, run_dir: Path, model, spec: str, datasets: dict,
-                  options: dict | None, loaded: dict | None, load_options: dict) -> str:
-    """The figures and the codes' table of a run on the data ``spec`` (split as the fit
-    split it, read with ``load_options``: an image folder's resize and crop);
-    ``datasets`` caches the loaded data by key."""
-    from . import data as data_module
-    from .exceptions import DataError
-
-    columns = recorded_columns(run, run_dir)  # the columns chosen by name at fit
-    key = (spec, int(run.get("seed", 0)), _test_fraction(run, run_dir),
-           json.dumps(load_options, sort_keys=True), json.dumps(columns))
-    if key not in datasets:  # runs of one directory usually share their data
-        # NaN entries of user files are missing values (the models fitted on such
-        # files accept them; image data sets never hold NaN); the split is the fit's
-        datasets[key] = data_module.load(key[0], seed=key[1], test_fraction=key[2],
-                                         allow_nan=True, columns=columns,
-                                         **load_options)
-    dataset = datasets[key]
-    if dataset.n_features != model.n_features_in_:
-        raise DataError(f"{spec} has {dataset.n_features} features but the model in "
-                        f"{run_dir} was fitted on {model.n_features_in_}")
-    if loaded is not None:
-        loaded[run_dir] = (key, model)
+def _data_figures(run: dict, run_dir: Path, model, dataset, options: dict | None) -> str:
+    """The figures and the codes' table of a run on its data."""
     options = options or {"rotation": "fitted", "normalize": True, "cut": DEFAULT_CUT}
     if len(dataset.test):
         return (_figures(run, run_dir, model, dataset, options)
@@ -400,18 +351,6 @@ def _custom_classes(run_dir: Path, classes: dict) -> dict:
             if architecture.get(name.removesuffix("_class")) == "custom"}
 
 
-def _test_fraction(run: dict, run_dir: Path) -> float:
-    """The held-out share the run was fitted with (its key; the default for runs
-    recorded before keys)."""
-    from .data import DEFAULT_TEST_FRACTION
-
-    value = (run.get("key") or {}).get("test_fraction", DEFAULT_TEST_FRACTION)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ModelFileError(f"{run_dir / RUN_FILE}: field 'key.test_fraction' must lie in "
-                             f"[0, 1); got {str(value)[:40]}")
-    return float(value)
-
-
 def write_report(path: str | os.PathLike, *, with_figures: bool = True,
                  rotation: str = "fitted", normalize: bool = True, cut: float = DEFAULT_CUT,
                  data: str | None = None, load_options: dict | None = None,
@@ -450,7 +389,7 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets, loaded = [], [], {}, {}
     run_dirs = _run_dirs(path)
-    _check_data_option(path, run_dirs, data)
+    check_data_option(path, run_dirs, data)
     for run_dir in run_dirs:
         section, summary = _section(run_dir, with_figures, datasets, options,
                                     {"encoder_class": encoder_class,

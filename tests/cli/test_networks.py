@@ -123,6 +123,7 @@ def test_a_run_saved_from_python_is_reportable(nets, tmp_path, capsys):
     assert main(["report", str(out), "--networks", str(nets[0]), "--data", "digits"]) == 0
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") > 3 and "reconstructions" in page
+    assert "computed by the report on digits" in page and "test_elbo" in page
     assert (out / "run.json").read_bytes() == before
     one_line_exit_2(["report", str(out), "--networks", str(nets[0]), "--data", "wine"],
                     capsys, "wine has 13 features")
