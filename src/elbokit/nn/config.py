@@ -154,7 +154,7 @@ class ArchitectureConfig(Settings):
                                   minimum=0)
     standardize: bool = setting(
         False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
-        "on for --likelihood gaussian, off otherwise; refused for bernoulli).",
+        "on for --likelihood gaussian, off otherwise; refused for bernoulli and logistic).",
         estimator_default="auto")
     conditional: bool = setting(False, "q(z|x, y) and p(x|z, y): fit(X, y) with class labels "
                                 "(one-hot) or a covariate matrix (the CLI's --condition-on).",
