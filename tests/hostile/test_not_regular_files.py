@@ -87,3 +87,12 @@ def test_an_image_folder_entry_that_is_not_a_regular_file_is_refused(tmp_path, m
     make(tmp_path / "odd.png")
     with pytest.raises(DataError, match=rf"^image file .*odd\.png is {match}"):
         load(str(tmp_path))
+
+
+@pytest.mark.timeout(30)
+def test_an_out_of_core_path_that_is_a_fifo_is_refused(tmp_path):
+    fifo = tmp_path / "rows.npy"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"^data file .*rows\.npy is a FIFO \(named pipe\), not "
+                                        r"a regular file; refused$"):
+        PPCA(1).fit(str(fifo))

@@ -28,6 +28,7 @@ from scipy.linalg import blas
 from sklearn.utils.validation import check_is_fitted
 
 from ..exceptions import DataError, DataFileNotFoundError
+from ..persistence.files import open_regular
 
 #: rows per chunk (float32 chunk products sum at most this many terms; see sample_covariance)
 CHUNK_ROWS = 4096
@@ -181,8 +182,8 @@ class NpyFileSource(ChunkSource):
         self.path = path
         self.label = label
         self.first_row = first_row
-        try:
-            with open(path, "rb") as f:
+        try:  # a FIFO, a device or a link into /proc: one line, nothing read
+            with open_regular(path, label or "data file", error=DataError) as f:
                 version = np.lib.format.read_magic(f)
                 read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
@@ -190,6 +191,8 @@ class NpyFileSource(ChunkSource):
                     raise ValueError(f"unsupported .npy version {version}")
                 shape, fortran, dtype = read_header(f)
                 self.offset = f.tell()
+        except DataError:
+            raise
         except (ValueError, OSError) as exc:
             raise DataError(f"{label or path} is not a readable .npy file: {exc}") from None
         where = label or str(path)
@@ -207,7 +210,7 @@ class NpyFileSource(ChunkSource):
     def _chunks(self, chunk_rows):
         row_bytes = self.n_features * self.file_dtype.itemsize
         origin = (self.label, self.first_row) if self.label else None
-        with open(self.path, "rb") as f:
+        with open_regular(self.path, self.label or "data file", error=DataError) as f:
             f.seek(self.offset)
             for first in range(0, self.n_samples, chunk_rows):
                 rows = min(chunk_rows, self.n_samples - first)
