@@ -53,7 +53,7 @@ def test_the_bar_shows_the_epoch_running_and_the_validation_elbo(monkeypatch):
     for epoch in (1, 2, 3):
         # the redraw that counts an epoch's last step names that epoch, not the one before
         shown = [fields for n, fields in RecordingBar.drawn if n == steps * epoch]
-        assert shown and shown[0]["epoch"] == str(epoch)
+        assert shown and shown[0]["epoch"] == str(epoch) and "train_elbo" in shown[0]
         # after the epoch's validation the bar shows its ELBO, and keeps it
         val = f"{vae.history_[epoch - 1]['val_elbo']:.2f}"
         assert shown[-1]["val_elbo"] == val

@@ -344,8 +344,9 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
             done_steps, checked = step + 1 - checked, step + 1
             if bar.disable:
                 bar.steps(done_steps)
-            else:  # the epoch running and its loss so far, set before the bar redraws
-                bar.steps(done_steps, epoch=epoch, loss=float(losses[:checked].mean()))
+            else:  # the epoch running and its score so far, set before the bar redraws
+                so_far = run.objective.recorded(float(losses[:checked].mean()))
+                bar.steps(done_steps, epoch=epoch, **{f"train_{run.objective.metric}": so_far})
     run.last_steps = (losses, kept)  # for the callbacks, handed over once per epoch
     return _epoch_record(run, epoch, losses, kept, n)
 
