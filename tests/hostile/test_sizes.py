@@ -113,3 +113,31 @@ def test_a_resize_beyond_any_image_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"resize 50000x1: each side must be at most 8192"):
         load(str(tmp_path), resize=(50000, 1))
     assert load(str(tmp_path), resize=(4, 4), test_fraction=0.34).train.shape[1] == 16
+
+
+@pytest.mark.timeout(90)
+def test_importance_sampling_with_a_huge_k_stops_promptly_on_ctrl_c():
+    """k = 10^6 on 200 rows runs for minutes in bounded chunks; SIGINT ends it within
+    seconds (KeyboardInterrupt reaches the loop between chunks)."""
+    import os
+    import signal
+    import time
+
+    code = ("import numpy as np\nfrom elbokit import VAE, evaluate\n"
+            "X = np.random.default_rng(0).uniform(size=(200, 16))\n"
+            "model = VAE(2, hidden=(8,), likelihood='bernoulli', epochs=1,\n"
+            "            progress=False).fit(X)\n"
+            "print('estimating', flush=True)\n"
+            "evaluate.log_likelihood(model, X, n_importance=1_000_000)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "estimating"
+        time.sleep(1.0)
+        os.kill(process.pid, signal.SIGINT)
+        start = time.monotonic()
+        process.wait(timeout=30)
+        assert time.monotonic() - start < 5
+    finally:
+        process.kill()
+    assert process.returncode != 0 and "KeyboardInterrupt" in process.stderr.read()
