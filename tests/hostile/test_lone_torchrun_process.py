@@ -24,10 +24,9 @@ INIT = ("import torch; from elbokit.nn import distributed as d; "
         "except ParameterError as exc:\n    print(exc); raise SystemExit(2)\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port() -> int:  # nobody listens there: the lone process waits in vain
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
 
 
 @pytest.mark.timeout(90)

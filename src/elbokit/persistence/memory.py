@@ -28,19 +28,27 @@ def available_memory() -> int | None:
 
 
 def _mem_available() -> int | None:
-    try:
-        with open(MEMINFO) as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    available = _kib_field(MEMINFO, "MemAvailable")
+    if available is not None:
+        return available
     try:
         import os
 
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _kib_field(path: Path, key: str) -> int | None:
+    """The ``key:  N kB`` line of a /proc file (meminfo, status), in bytes."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _cgroup_free() -> int | None:
@@ -69,14 +77,7 @@ def _address_space_limit() -> int | None:
 
 def _mapped_bytes() -> int | None:
     """This process's mapped address space (``VmSize`` of ``/proc/self/status``)."""
-    try:
-        with open(SELF_STATUS) as handle:
-            for line in handle:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _kib_field(SELF_STATUS, "VmSize")
 
 
 def gib(n_bytes: float) -> str:
