@@ -112,15 +112,20 @@ def activations_per_row(config, *, vae: bool = True) -> int:
     return total
 
 
-def step_rows(training) -> int:
+def step_rows(training, n_rows: int | None = None) -> int:
     """Rows of the networks' forward pass in one step: the minibatch times the draws of
     z per row (M x K for the multi-sample bounds that draw M groups)."""
     groups = training.miwae_m if training.objective in ("miwae", "piwae") else 1
-    return training.batch_size * training.n_samples * groups
+    return _batch(training, n_rows) * training.n_samples * groups
 
 
-def training_bytes(architecture, training, *, vae: bool = True,
-                   weights: int | None = None) -> tuple[int, int]:
+def _batch(training, n_rows: int | None) -> int:
+    """Rows of a minibatch: batch_size, or all the rows where there are fewer."""
+    return training.batch_size if n_rows is None else min(training.batch_size, n_rows)
+
+
+def training_bytes(architecture, training, *, vae: bool = True, weights: int | None = None,
+                   n_rows: int | None = None) -> tuple[int, int]:
     """(weights and optimizer state, one step's activations) in bytes: the peak of a
     training step, before it is taken. ``weights``: the model's weight bytes where it is
     built already (a custom module counted too)."""
@@ -128,7 +133,7 @@ def training_bytes(architecture, training, *, vae: bool = True,
         weights = network_bytes(architecture, vae=vae)
     copies = TRAINING_COPIES + bool(getattr(training, "ema", 0)) + \
         bool(getattr(training, "patience", 0))
-    rows = step_rows(training) if vae else training.batch_size
+    rows = step_rows(training, n_rows) if vae else _batch(training, n_rows)
     per_row = activations_per_row(architecture, vae=vae)
     if vae and getattr(architecture, "posterior", "gaussian") == "iaf":
         per_row += architecture.flow_steps * (sum(architecture.flow_hidden)
@@ -156,10 +161,12 @@ def check_training_sizes(architecture, training, n_rows: int, *, vae: bool = Tru
         raise ParameterError(f"prior_components = {k} exceeds the {n_rows} training rows: a "
                              f"{architecture.prior} prior of more components than rows has "
                              "components no row can use; choose at most the number of rows")
-    state, step = training_bytes(architecture, training, vae=vae, weights=weights)
-    rows = f"batch_size {training.batch_size}"
-    if vae and step_rows(training) != training.batch_size:
-        rows += f" x {step_rows(training) // training.batch_size} draws of z"
+    state, step = training_bytes(architecture, training, vae=vae, weights=weights,
+                                 n_rows=n_rows)
+    batch = _batch(training, n_rows)
+    rows = f"{batch} rows"
+    if vae and step_rows(training, n_rows) != batch:
+        rows += f" x {step_rows(training, n_rows) // batch} draws of z"
     check_memory(state + step, f"training the networks of {_describe(architecture)} "
                  f"(weights and optimizer state {gib(state)}, one step of {rows} "
                  f"{gib(step)})", error=ParameterError, hint=SETTINGS_HINT)
