@@ -19,6 +19,10 @@ Test files import the helpers with ``from conftest import ...``.
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -261,3 +265,25 @@ def data_with_covariance(C, n, seed=0, shift=0.0):
     Z -= Z.mean(0)
     Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T
     return Z @ np.linalg.cholesky(C).T + shift
+
+
+# ---------------------------------------------------------------- the hostile tests'
+@pytest.fixture
+def seconds_to_stop():
+    """``stop(code, ready, signum)``: run ``code`` in a fresh interpreter, wait for it to
+    print ``ready``, let it work a second, send ``signum``; returns (seconds from the
+    signal to the exit, return code, stderr)."""
+    def stop(code: str, ready: str, signum: int) -> tuple[float, int, str]:
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout.readline().strip() == ready
+            time.sleep(1.0)  # inside the long loop
+            os.kill(process.pid, signum)
+            start = time.monotonic()
+            process.wait(timeout=30)
+            return time.monotonic() - start, process.returncode, process.stderr.read()
+        finally:
+            process.kill()
+
+    return stop
