@@ -165,3 +165,21 @@ def test_the_fused_step_declines_the_logistic_and_autograd_trains_it():
     assert fused_step(model.model_, model.training_, AnalyticKLELBO(), False) is None
     elbos = [h["train_elbo"] for h in model.history_]
     assert np.all(np.isfinite(elbos)) and elbos[-1] > elbos[0]
+
+
+def test_the_written_out_gradient_is_autograds():
+    rng = np.random.default_rng(6)
+    x = torch.tensor(rng.integers(0, 256, size=(3, 40)) / 255.0)
+    x[0, :4], x[1, :4] = 0.0, 1.0  # both open bins
+    mean = torch.tensor(rng.uniform(-0.3, 1.3, size=(2, 3, 40)), requires_grad=True)
+    log_scale = torch.tensor(rng.uniform(-6, 1, size=(2, 3, 40)), requires_grad=True)
+    weights = torch.tensor(rng.normal(size=(2, 3)))
+    fused = _math.discretized_logistic_log_prob_sum(x, mean, log_scale)
+    composite = _math.discretized_logistic_log_prob(x, mean, log_scale).sum(-1)
+    torch.testing.assert_close(fused, composite)
+    grads = torch.autograd.grad((fused * weights).sum(), (mean, log_scale))
+    expected = torch.autograd.grad((composite * weights).sum(), (mean, log_scale))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(
+        lambda m, s: _math.discretized_logistic_log_prob_sum(x, m, s), (mean, log_scale))

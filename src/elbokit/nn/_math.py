@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 LOG_2PI = math.log(2.0 * math.pi)
+LOG_SCALE_MAX = 20.0  # the discretized logistic's log-scale is read as at most this
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -82,16 +83,21 @@ def bernoulli_log_prob_sum(x: torch.Tensor, logits: torch.Tensor) -> torch.Tenso
     return _BernoulliLogProbSum.apply(x, logits)
 
 
-def log_sigmoid_difference(upper: torch.Tensor, lower: torch.Tensor,
-                           width: torch.Tensor) -> torch.Tensor:
-    """log(sigmoid(upper) - sigmoid(lower)) elementwise, for ``width = upper - lower > 0``
-    passed as computed directly (not as the difference of two large numbers):
-
-    sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - e^(b - a)),
-
-    so the log is logsigmoid(a) + logsigmoid(-b) + log(-expm1(-width)): finite for
-    any finite a, b, also where both sigmoids round to 1 (or to 0)."""
-    return F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(-width))
+def _logistic_terms(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
+                    levels: int):
+    """The pieces of the discretized logistic: a = (x - mean + h) / s, b = (x - mean - h) / s,
+    the bin's width w = a - b = 2 h / s, 1 / s, and the masks of the terms each level has
+    (all three inside; level 0 only log sigmoid(a), level K - 1 only log sigmoid(-b))."""
+    half = 0.5 / (levels - 1)
+    # above e^20 the bin's width in units of s, 2 h / s, would underflow to 0
+    inv_scale = torch.exp(-log_scale.clamp(max=LOG_SCALE_MAX))
+    centred = x - mean
+    upper = (centred + half) * inv_scale  # (c_k + h - mean) / s
+    lower = (centred - half) * inv_scale
+    width = (2.0 * half) * inv_scale
+    has_upper = (x < 1.0 - half).to(mean.dtype)  # not the last level: F(c + h) < 1
+    has_lower = (x >= half).to(mean.dtype)  # not the first level: F(c - h) > 0
+    return upper, lower, width, inv_scale, has_upper, has_lower, has_upper * has_lower
 
 
 def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
@@ -102,17 +108,54 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     with the first bin open to -inf and the last to +inf (Salimans et al. 2017,
     PixelCNN++, eq. 2), so the K masses sum to 1 for any mean and scale. x (B, d)
     broadcasts against mean and log_scale (..., B, d); x is read as the level nearest
-    it."""
-    half = 0.5 / (levels - 1)
-    inv_scale = torch.exp(-log_scale)
-    centred = x - mean
-    upper = (centred + half) * inv_scale  # (c_k + h - mean) / s
-    lower = (centred - half) * inv_scale
-    inner = log_sigmoid_difference(upper, lower, (2.0 * half) * inv_scale)
-    first = F.logsigmoid(upper)  # level 0: F(h), the mass of (-inf, h]
-    last = F.logsigmoid(-lower)  # level K - 1: 1 - F(1 - h)
-    x = x.expand_as(inner)
-    return torch.where(x < half, first, torch.where(x > 1.0 - half, last, inner))
+    it. As sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - e^(b - a)), log P =
+    [not last] log sigmoid(a) + [not first] log sigmoid(-b) + [inside] log(1 - e^-w):
+    finite for any finite a, b, also where both sigmoids round to 1 (or to 0)."""
+    upper, lower, width, _, has_upper, has_lower, inside = _logistic_terms(
+        x, mean, log_scale, levels)
+    return (has_upper * F.logsigmoid(upper) + has_lower * F.logsigmoid(-lower)
+            + inside * torch.log(-torch.expm1(-width)))
+
+
+class _LogisticLogProbSum(torch.autograd.Function):
+    """:func:`discretized_logistic_log_prob` summed over the last axis, with its gradient
+    written out (d/da log sigmoid(a) = sigmoid(-a), d/dw log(1 - e^-w) = 1 / expm1(w)):
+    a fifth of the kernels autograd's composite takes (the likelihood was ~9x the
+    Bernoulli's time in a training step)."""
+
+    @staticmethod
+    def forward(ctx, x, mean, log_scale, levels):
+        upper, lower, width, inv_scale, has_upper, has_lower, inside = _logistic_terms(
+            x, mean, log_scale, levels)
+        not_in_bin = torch.expm1(-width)  # e^-w - 1, in (-1, 0)
+        ctx.save_for_backward(upper, lower, width, not_in_bin, inv_scale, has_upper,
+                              has_lower, inside)
+        return (has_upper * F.logsigmoid(upper) + has_lower * F.logsigmoid(-lower)
+                + inside * torch.log(-not_in_bin)).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        upper, lower, width, not_in_bin, inv_scale, has_upper, has_lower, inside = \
+            ctx.saved_tensors
+        grad = grad.unsqueeze(-1)
+        d_upper = has_upper * torch.sigmoid(-upper)  # df/da
+        d_lower = has_lower * torch.sigmoid(lower)  # -df/db
+        # a, b = (x - mean +- h) / s, w = 2 h / s: da/dmean = db/dmean = -1/s and
+        # d(a, b, w)/dlog_s = -(a, b, w)
+        d_mean = -inv_scale * (d_upper - d_lower) * grad
+        # w / expm1(w) = w e^-w / (1 - e^-w), from the forward's expm1(-w)
+        d_log_scale = -(upper * d_upper - lower * d_lower
+                        + inside * width * (1.0 + not_in_bin) / -not_in_bin) * grad
+        return None, d_mean, d_log_scale, None
+
+
+def discretized_logistic_log_prob_sum(x: torch.Tensor, mean: torch.Tensor,
+                                      log_scale: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """:func:`discretized_logistic_log_prob` summed over the last axis; x (B, d) the data
+    (no gradient), mean and log_scale (..., B, d) of one shape."""
+    if x.requires_grad or mean.shape != log_scale.shape:
+        return discretized_logistic_log_prob(x, mean, log_scale, levels).sum(-1)
+    return _LogisticLogProbSum.apply(x, mean, log_scale, levels)
 
 
 def clipped_logistic_mean(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 import numpy as np
 
 from ..exceptions import DataError
-from ._math import (bernoulli_log_prob_sum, clipped_logistic_mean,
-                    discretized_logistic_log_prob, gaussian_log_prob, inverse_softplus)
+from ._math import (LOG_SCALE_MAX, bernoulli_log_prob_sum, clipped_logistic_mean,
+                    discretized_logistic_log_prob_sum, gaussian_log_prob, inverse_softplus)
 
 LEVELS = 256  # the logistic's levels: 8-bit values k / 255
 GRID_TOLERANCE = 1e-4  # |255 x - k| below which x reads as the level k (float32 of k/255: 1e-5)
@@ -114,21 +114,21 @@ class DiscretizedLogistic(Likelihood):
 
     n_heads = 2
     discrete = True
-    LOG_SCALE_MIN, LOG_SCALE_MAX = -8.0, 20.0
+    LOG_SCALE_MIN = -8.0
 
     def log_scale(self, raw: torch.Tensor) -> torch.Tensor:
         floor = self.LOG_SCALE_MIN
-        return (floor + F.softplus(raw - floor)).clamp(max=self.LOG_SCALE_MAX)
+        return floor + F.softplus(raw - floor)  # read as at most LOG_SCALE_MAX
 
     def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         mean, raw = params  # (..., B, d) each
-        return discretized_logistic_log_prob(x, mean, self.log_scale(raw), LEVELS).sum(-1)
+        return discretized_logistic_log_prob_sum(x, mean, self.log_scale(raw), LEVELS)
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """E[x|z] of the logistic clipped to [0, 1] (within half a level of the
         discretized mean)."""
         mean, raw = params
-        return clipped_logistic_mean(mean, torch.exp(self.log_scale(raw)))
+        return clipped_logistic_mean(mean, torch.exp(self.log_scale(raw).clamp(max=LOG_SCALE_MAX)))
 
     def initial_raw(self, X: torch.Tensor) -> torch.Tensor:
         """The pre-activation (d,) whose logistic has each pixel's variance
