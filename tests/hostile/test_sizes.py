@@ -130,3 +130,19 @@ def test_importance_sampling_with_a_huge_k_stops_promptly_on_ctrl_c(seconds_to_s
             "evaluate.log_likelihood(model, X, n_importance=1_000_000)\n")
     seconds, code, stderr = seconds_to_stop(code, "estimating", signal.SIGINT)
     assert seconds < 10 and code != 0 and "KeyboardInterrupt" in stderr  # 2 s idle
+
+
+def test_on_a_gpu_its_free_memory_is_what_counts(X, monkeypatch):
+    """The model on a GPU: its free memory, not the host's, bounds the step (faked here:
+    no GPU is needed to ask the question)."""
+    from elbokit.nn import _sizes
+    from elbokit.nn.config import ArchitectureConfig, TrainingConfig
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 80 * 2**30))
+    architecture = ArchitectureConfig(n_features=16, latent_dim=2, hidden=(8,),
+                                      likelihood="bernoulli")
+    _sizes.check_training_sizes(architecture, TrainingConfig(), 60, device="cuda:0")
+    with pytest.raises(ParameterError, match=r"more memory on cuda:0 but only 1\.0 GiB is "
+                                             r"free; lower"):
+        _sizes.check_training_sizes(architecture, TrainingConfig(n_samples=10**6), 60,
+                                    device="cuda:0")

@@ -151,11 +151,12 @@ def training_bytes(architecture, training, *, vae: bool = True, weights: int | N
 
 
 def check_training_sizes(architecture, training, n_rows: int, *, vae: bool = True,
-                         weights: int | None = None) -> None:
+                         weights: int | None = None, device=None) -> None:
     """Refuse, before the first step, a mixture prior of more components than training
-    rows (beyond the default's), and a training whose weights, optimizer state and one
-    step's activations would not fit in memory; the message names both figures and the
-    step's rows (batch_size x n_samples)."""
+    rows (beyond the default's), and a training whose optimizer state and one step's
+    activations would not fit in the memory left (``weights``: the bytes of the model's
+    weights, allocated already; ``device``: the model's, a GPU's free memory being
+    what counts there); the message names the figures and the step's rows."""
     k = architecture.prior_components if vae and architecture.prior in ("mog", "vamp") else 0
     if k > max(n_rows, max(PRIOR_COMPONENTS.values())):
         raise ParameterError(f"prior_components = {k} exceeds the {n_rows} training rows: a "
@@ -167,6 +168,13 @@ def check_training_sizes(architecture, training, n_rows: int, *, vae: bool = Tru
     rows = f"{batch} rows"
     if vae and step_rows(training, n_rows) != batch:
         rows += f" x {step_rows(training, n_rows) // batch} draws of z"
-    check_memory(state + step, f"training the networks of {_describe(architecture)} "
-                 f"(weights and optimizer state {gib(state)}, one step of {rows} "
-                 f"{gib(step)})", error=ParameterError, hint=SETTINGS_HINT)
+    what = (f"training the networks of {_describe(architecture)} (weights and optimizer "
+            f"state {gib(state)}, one step of {rows} {gib(step)})")
+    needed = state - (weights or 0) + step  # the weights themselves are allocated already
+    if device is not None and torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if needed > free:
+            raise ParameterError(f"{what} needs {gib(needed)} more memory on {device} but "
+                                 f"only {gib(free)} is free; {SETTINGS_HINT}")
+        return
+    check_memory(needed, what, error=ParameterError, hint=SETTINGS_HINT)

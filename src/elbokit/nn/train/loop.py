@@ -132,7 +132,8 @@ def train(model, X, config: TrainingConfig, architecture: ArchitectureConfig, *,
     processes share each minibatch (see :mod:`elbokit.nn.distributed`). ``callbacks``:
     :class:`~elbokit.nn.callbacks.Callback` objects, called on rank 0 only."""
     check_training_sizes(architecture, config, len(X), vae=hasattr(model, "prior"),
-                         weights=sum(p.numel() for p in model.parameters()) * 4)
+                         weights=sum(p.numel() for p in model.parameters()) * 4,
+                         device=next(model.parameters()).device)
     run = _Run(model, config, architecture, objective, run_dir, on_nan, len(X))
     if started is not None:
         run.started = started
