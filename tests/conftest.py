@@ -75,6 +75,21 @@ def edit_json(path, change, *, drop_digest: bool = False):
     if drop_digest:
         meta["sha256"].pop("description")
     path.write_text(json.dumps(meta))
+    rehash_manifest(path)
+
+
+def rehash_manifest(path) -> None:
+    """After a hand edit of a committed run's file: its entry in the run's manifest.json
+    recomputed, as an attacker would (the edit must reach the file's own checks; the
+    manifest's own check has tests of its own, tests/hostile/test_run_commit.py)."""
+    from elbokit.persistence import MANIFEST_FILE, sha256_file
+
+    manifest = path.parent / MANIFEST_FILE
+    if manifest.is_file():
+        record = json.loads(manifest.read_text())
+        if path.name in record["files"]:
+            record["files"][path.name] = sha256_file(path)
+            manifest.write_text(json.dumps(record))
 
 
 def edit_model_json(path, change):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import rehash_manifest
 from elbokit.cli import main
 from elbokit.data import Dataset
 from elbokit.exceptions import ModelFileError, RunLockedError
@@ -33,6 +34,7 @@ def set_run_field(run_dir, field, value) -> None:
     run = json.loads((run_dir / "run.json").read_text())
     run[field] = value
     (run_dir / "run.json").write_text(json.dumps(run))
+    rehash_manifest(run_dir / "run.json")  # the field checks, not the manifest's, catch it
 
 
 @pytest.fixture
@@ -249,20 +251,21 @@ def test_two_fit_processes_on_one_out_cannot_both_succeed(tmp_path, capsys):
 def test_a_stop_while_saving_leaves_no_partial_run(tmp_path, monkeypatch):
     """Interrupted between the model and metrics.json, a run is removed, not left
     looking complete (exit 130/143 is then the CLI's)."""
-    import elbokit.runs as runs
+    import elbokit._run_commit as commit
 
-    real = runs.atomic_write_json
+    real = commit.atomic_write_json
 
     def stop_at_metrics(path, obj):
         if Path(path).name == "metrics.json":
             raise KeyboardInterrupt("terminated")
         real(path, obj)
 
-    monkeypatch.setattr(runs, "atomic_write_json", stop_at_metrics)
+    monkeypatch.setattr(commit, "atomic_write_json", stop_at_metrics)
     X = np.random.default_rng(2).normal(size=(60, 4))
     with pytest.raises(KeyboardInterrupt):
         fit_and_record(PCA(2), Dataset(X[:50], X[50:]), tmp_path / "r", spec="x", seed=0)
     assert not (tmp_path / "r").exists() or list((tmp_path / "r").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["r"])  # no staging directory left
 
 
 def test_resume_refuses_other_training_settings(tmp_path, capsys):

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import ModelFileError
-from .persistence import METRICS_FILE, MODEL_FILE, RUN_FILE, read_run, sha256_file
+from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, check_manifest, read_run,
+                          sha256_file)
 
 
 def data_fingerprint(spec: str, data_dir=None) -> str:
@@ -46,12 +47,15 @@ def _jsonable(value):
 
 
 def matching_run(run_dir: str | os.PathLike, key: dict) -> bool:
-    """Whether ``run_dir`` holds a complete run (model, metrics, run.json) whose key is
-    ``key``. A run.json that fails its checks does not match."""
+    """Whether ``run_dir`` holds a committed run (model, metrics, run.json, each file
+    matching its digest in the run's manifest) whose key is ``key``. A run without a
+    manifest, one whose files do not match it, or a run.json that fails its checks,
+    does not match."""
     run_dir = Path(run_dir)
     if not all((run_dir / name).is_file() for name in (MODEL_FILE, RUN_FILE, METRICS_FILE)):
         return False
     try:
+        check_manifest(run_dir)
         run = read_run(run_dir)
     except ModelFileError:
         return False

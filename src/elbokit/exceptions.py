@@ -17,6 +17,7 @@ __all__ = [
     "ModelFileError",
     "TrainingError",
     "RunLockedError",
+    "SaveError",
     "MissingDependencyError",
     "TrackingError",
     "NoDensityError",
@@ -51,6 +52,11 @@ class TrainingError(ElbokitError, RuntimeError):
 
 class RunLockedError(ElbokitError, RuntimeError):
     """Another elbokit process is writing the same run directory."""
+
+
+class SaveError(ElbokitError, OSError):
+    """A file could not be written (disk full, a file-size limit, an I/O error): the
+    message names the file and the free space; nothing that was saved before is lost."""
 
 
 class MissingDependencyError(ElbokitError, ImportError):

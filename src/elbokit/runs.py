@@ -5,7 +5,10 @@ and ``run.json`` (the resolved settings: data spec, latent size, seed, image sha
 the data's feature and target names, and ``key``: everything that determines the
 fit, which ``compare`` matches before it reuses a run). A fit holds a lock on its
 run directory (``flock``, :class:`RunLock`) from start to end: a second fit into the same
-directory fails at once instead of both "succeeding" with one result lost.
+directory fails at once instead of both "succeeding" with one result lost. A run is
+saved as one commit (:mod:`elbokit.persistence.commit`): its four files and
+``manifest.json`` (their digests) are written into a staging directory beside it and
+swapped in by one rename, so a failed or killed save leaves the previous run whole.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from .protocol import as_model
 from .persistence import (MAX_SEED, METRICS_FILE,  # noqa: F401
                           MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
                           read_metrics, read_run)
+from .persistence.commit import COMMITTED_FILES, clean_stale, new_stage, remove_tree
+from ._run_commit import commit_run, discarded
 
 CLASSICAL_KINDS = kind_names(family="linear")  # derived from elbokit.kinds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
@@ -45,8 +50,15 @@ def make_classical(kind: str, latent: int, *, seed: int = 0, verbose: bool = Fal
 def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool) -> Path:
     """Check the output directory can be written, before any work is done.
 
-    Refuses to replace a saved model unless ``overwrite`` (nothing is touched then)."""
+    Refuses to replace a saved model unless ``overwrite`` (nothing is touched then), and
+    a run directory or a ``checkpoints/`` in it that is a symbolic link (a save replaces
+    and removes them: never through a link)."""
     out = Path(out)
+    for folder in (out, out / VAE_CHECKPOINTS):
+        if folder.is_symlink():
+            raise ParameterError(f"{folder} is a symbolic link (to {os.readlink(folder)}); "
+                                 "elbokit replaces and deletes the files of a run there: give "
+                                 "a real directory as --out")
     if (out / MODEL_FILE).exists() and not overwrite:
         raise ParameterError(f"{out} already holds a saved model; pass --overwrite to replace it "
                              "or choose another --out")
@@ -161,43 +173,78 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
         extra["columns"] = dataset.columns
     key = run_key(kind_of(model), params, spec=spec, seed=seed, test_fraction=test_fraction,
                   data_dir=data_dir, **extra)
-    with RunLock(out):
+    with RunLock(out) as lock:
         out = prepare_out_dir(out, overwrite=overwrite)
-        start = time.perf_counter()
-        if epochs:
-            checkpoint_dir = out / VAE_CHECKPOINTS if checkpoint else None
-            if not _fit_epochs_or_clean(model, dataset, validation_fraction or 0.0, seed,
-                                        checkpoint_dir=checkpoint_dir, resume=resume,
-                                        on_nan=on_nan, callbacks=callbacks):
-                return None
-        else:
-            model.fit(dataset.train)
-        seconds = time.perf_counter() - start
-        metrics = metrics_for(model, dataset)
-        check_finite_metrics(metrics, out)
-        metrics.update(fit_seconds=seconds, iterations=model.n_iter_,
-                       n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
-                       n_features=int(dataset.train.shape[1]))
-        run = {"kind": kind_of(model), "data": spec, "seed": seed, "latent": latent_of(model),
-               "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
-               "params": _json_params(params), **record_fields(dataset, key)}
-        if dataset.channels != 1:
-            run["channels"] = dataset.channels
-        if dataset.load_options is not None:
-            run["load_options"] = dataset.load_options
-        if dataset.columns is not None:  # evaluate and report read the same columns
-            run["columns"] = dataset.columns
-        if epochs:
-            metrics.update(_epoch_metrics(model, dataset))
-            run.update(extra, resumed=resume)
+        stage = None
+        if env_rank() == 0:  # the writer: under torchrun the other ranks write nothing
+            clean_stale(out)  # what a killed save left
+            stage = new_stage(out)
         try:
-            save_model(model, out, extra=names_of(dataset))
-            atomic_write_json(out / RUN_FILE, run)
-            atomic_write_json(out / METRICS_FILE, metrics)
-        except BaseException:  # a stop or an error mid-save: no half-written run remains
-            remove_run_files(out)
-            raise
+            return _fit_and_commit(model, dataset, out, stage, lock, key=key, extra=extra,
+                                   spec=spec, seed=seed, params=params, epochs=epochs,
+                                   validation_fraction=validation_fraction,
+                                   checkpoint=checkpoint, resume=resume, on_nan=on_nan,
+                                   callbacks=callbacks)
+        except BaseException as exc:
+            if stage is None or not os.path.lexists(stage):
+                raise
+            error = discarded(exc, stage, out)
+            remove_tree(stage)
+            raise error from None
+
+
+def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock, *, key,
+                    extra, spec, seed, params, epochs, validation_fraction, checkpoint,
+                    resume, on_nan, callbacks) -> dict | None:
+    """:func:`fit_and_record`'s work, under the lock: fit, score, write the run into
+    ``stage`` and swap it in (:func:`commit_run`)."""
+    start = time.perf_counter()
+    if epochs:
+        # an --overwrite of a saved run trains into the staging directory: the old run
+        # keeps its checkpoints until the new one is committed
+        replacing = stage is not None and (out / MODEL_FILE).exists() and not resume
+        checkpoint_dir = None if not checkpoint else \
+            (stage if replacing else out) / VAE_CHECKPOINTS
+        if not _fit_epochs_or_clean(model, dataset, validation_fraction or 0.0, seed,
+                                    checkpoint_dir=checkpoint_dir, resume=resume,
+                                    on_nan=on_nan, callbacks=callbacks):
+            return None
+    else:
+        model.fit(dataset.train)
+    metrics = _fit_metrics(model, dataset, out, time.perf_counter() - start)
+    run = _run_record(model, dataset, spec=spec, seed=seed, params=params, key=key)
+    if epochs:
+        metrics.update(_epoch_metrics(model, dataset))
+        run.update(extra, resumed=resume)
+    if stage is None:  # a torchrun rank other than 0 (those return before this)
+        return metrics
+    commit_run(model, stage, out, lock, run=run, metrics=metrics, extra=names_of(dataset))
     return metrics
+
+
+def _fit_metrics(model, dataset: Dataset, out: Path, seconds: float) -> dict:
+    """metrics.json of a fitted model: its scores (finite) and the fit's sizes."""
+    metrics = metrics_for(model, dataset)
+    check_finite_metrics(metrics, out)
+    metrics.update(fit_seconds=seconds, iterations=model.n_iter_,
+                   n_train=int(dataset.train.shape[0]), n_test=int(dataset.test.shape[0]),
+                   n_features=int(dataset.train.shape[1]))
+    return metrics
+
+
+def _run_record(model, dataset: Dataset, *, spec: str, seed: int, params: dict,
+                key: dict) -> dict:
+    """run.json of a fit: the resolved settings, the data's shape and names, the key."""
+    run = {"kind": kind_of(model), "data": spec, "seed": seed, "latent": latent_of(model),
+           "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+           "params": _json_params(params), **record_fields(dataset, key)}
+    if dataset.channels != 1:
+        run["channels"] = dataset.channels
+    if dataset.load_options is not None:
+        run["load_options"] = dataset.load_options
+    if dataset.columns is not None:  # evaluate and report read the same columns
+        run["columns"] = dataset.columns
+    return run
 
 
 def _json_params(params: dict) -> dict:
@@ -361,14 +408,7 @@ def with_names(X, names):
     return pandas.DataFrame(X, columns=[str(n) for n in names], copy=False)
 
 
-RUN_FILES = (METRICS_FILE, RUN_FILE, MODEL_FILE, WEIGHTS_FILE)
-
-
-def remove_run_files(out: Path) -> None:
-    """Delete the files of a run (metrics first, model.json, the commit record, before
-    its tensors), so that an interrupted save never looks like a complete run."""
-    for name in RUN_FILES:
-        (Path(out) / name).unlink(missing_ok=True)
+RUN_FILES = COMMITTED_FILES  # the files of a run, listed in its manifest
 
 
 def latent_of(model) -> int | None:

@@ -61,6 +61,7 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     from ..evaluate import check_importance
     from ..exceptions import ParameterError
     from ..persistence import atomic_write_json
+    from ..runs import RunLock
 
     kinds = [m.strip() for m in models.split(",") if m.strip()]
     known = kind_names()  # read now: a kind registered after import counts too
@@ -78,29 +79,31 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     # the others are failed rows with their reason, as any failing model
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
                                allow_nan=True, columns=columns, drop_columns=drop_columns)
-    # every run directory is checked before anything is fitted or written
-    plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
-                         data=data, test_fraction=test_fraction, data_dir=data_dir,
-                         refit=refit, overwrite=overwrite, columns=dataset.columns)
-             for kind in kinds}
-    classes = import_networks(networks)
-    rows, table, failures = [], {}, {}
-    for kind in kinds:
-        try:
-            result = _compare_one(plans[kind], dataset, out / kind, data=data, seed=seed,
-                                  k=k, test_fraction=test_fraction, data_dir=data_dir,
-                                  networks=classes)
-        except COMPARE_FAILURES as exc:
-            failures[kind] = _reason(exc)
-            rows.append([kind, None, None, FAILED, None, None, None, None, None])
-            table[kind] = {"failed": True, "error": failures[kind]}
-            continue
-        rows.append([kind, result["test_loglike"], result["stderr"], result["method"],
-                     result["test_elbo"], result["active_units"],
-                     result["reconstruction_error"], result["probe_accuracy"],
-                     result["fit_seconds"]])
-        table[kind] = result
-    atomic_write_json(out / "compare.json", {"data": data, "latent": latent, "models": table})
+    # one writer of --out at a time: its runs and compare.json, under one lock
+    with RunLock(out):
+        # every run directory is checked before anything is fitted or written
+        plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
+                             data=data, test_fraction=test_fraction, data_dir=data_dir,
+                             refit=refit, overwrite=overwrite, columns=dataset.columns)
+                 for kind in kinds}
+        classes = import_networks(networks)
+        rows, table, failures = [], {}, {}
+        for kind in kinds:
+            try:
+                result = _compare_one(plans[kind], dataset, out / kind, data=data, seed=seed,
+                                      k=k, test_fraction=test_fraction, data_dir=data_dir,
+                                      networks=classes)
+            except COMPARE_FAILURES as exc:
+                failures[kind] = _reason(exc)
+                rows.append([kind, None, None, FAILED, None, None, None, None, None])
+                table[kind] = {"failed": True, "error": failures[kind]}
+                continue
+            rows.append([kind, result["test_loglike"], result["stderr"], result["method"],
+                         result["test_elbo"], result["active_units"],
+                         result["reconstruction_error"], result["probe_accuracy"],
+                         result["fit_seconds"]])
+            table[kind] = result
+        atomic_write_json(out / "compare.json", {"data": data, "latent": latent, "models": table})
     typer.echo(f"{data}: {dataset.train.shape[0]} train / {dataset.test.shape[0]} test, "
                f"d = {dataset.n_features}, L = {latent}")
     typer.echo(format_table(["model", "test log p(x)", "+-", "method", "test ELBO",

@@ -22,21 +22,28 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
          DEMO_VAE["epochs"],
          k: Annotated[int, typer.Option("--k", help="Importance samples for the VAE's "
                                                    "log p(x).")] = 1000,
-         report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True):
+         report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
+         overwrite: Annotated[bool, typer.Option(
+             "--overwrite", help="Replace the runs a previous demo saved in --out.")] = False):
     """Fit PCA, PPCA, FA, the linear autoencoder and a small VAE on digits; print
-    held-out log-likelihoods; write an HTML report."""
+    held-out log-likelihoods; write an HTML report. Runs saved in --out before are
+    replaced only with --overwrite (checked before anything is fitted)."""
     from .. import data as data_module
     from ..evaluate import check_importance, log_likelihood
     from ..persistence import METRICS_FILE, atomic_write_json
     from ..kinds import build_model
-    from ..runs import fit_and_record
+    from ..runs import fit_and_record, prepare_out_dir
 
     check_importance(k, "--k")  # before any model is fitted
+    kinds = ("pca", "ppca", "fa", "linear-ae")
+    for kind in kinds + (("vae",) if vae_epochs > 0 else ()):
+        prepare_out_dir(out / kind, overwrite=overwrite)  # every run, before any fit
     dataset = data_module.load("digits")
     rows, summary = [], {}
-    for kind in ("pca", "ppca", "fa", "linear-ae"):
+    for kind in kinds:
         model = build_model(kind, latent, seed=0)
-        metrics = fit_and_record(model, dataset, out / kind, spec="digits", overwrite=True)
+        metrics = fit_and_record(model, dataset, out / kind, spec="digits",
+                                 overwrite=overwrite)
         metrics["probe_accuracy"] = _probe(model, dataset)
         rows.append([kind, metrics["train_loglike"], metrics["test_loglike"], "exact",
                      metrics["test_loglike"], metrics["probe_accuracy"],
@@ -47,7 +54,8 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
 
         settings = dict(DEMO_VAE, epochs=vae_epochs)
         model = VAE(latent, seed=0, progress=True, **settings)
-        metrics = fit_and_record(model, dataset, out / "vae", spec="digits", overwrite=True)
+        metrics = fit_and_record(model, dataset, out / "vae", spec="digits",
+                                 overwrite=overwrite)
         ll = log_likelihood(model, dataset.test, n_importance=k, progress=True)
         metrics.update(test_loglike_is=ll.mean, test_loglike_is_stderr=ll.stderr,
                        n_importance=k, probe_accuracy=_probe(model, dataset))

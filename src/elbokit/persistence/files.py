@@ -1,9 +1,15 @@
 """Files on disk: their names, the format version, atomic writes, the stop flag, JSON
-reading with limits, SHA-256 checksums and the digest of a file's describing fields.
+reading with limits, SHA-256 checksums, a run's manifest and the digest of a file's
+describing fields.
 
 Every file is written to a temporary name in the same directory, flushed to disk and
 renamed over the old one, so a crash leaves either the old file or the new one, never
-half of one.
+half of one; a write that fails (disk full, ``ulimit -f``, an I/O error, safetensors'
+own error) is one :class:`~elbokit.exceptions.SaveError` line naming the file and the
+free space. A committed run directory (:mod:`elbokit.persistence.commit`) holds
+``manifest.json``, the SHA-256 of each of its files: every JSON file it lists is
+checked against it when read (a file from another save is refused), and a file it
+lists that is rewritten in place gets its entry rewritten after it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from ..exceptions import ModelFileError
+from ..exceptions import ModelFileError, SaveError
 
 #: the version of every file elbokit writes (model.json, checkpoint.json); 2: one
 #: model.json schema for every kind (:mod:`elbokit.persistence.model_file`)
@@ -31,9 +37,11 @@ CHECKPOINT_FILE = "checkpoint.json"  # a VAE training checkpoint's record
 CHECKPOINT_NAME = re.compile(r"checkpoint-e[0-9]{4,9}\.safetensors")  # its tensor file
 RUN_FILE = "run.json"  # a run's resolved settings and key
 METRICS_FILE = "metrics.json"  # a run's scores
+MANIFEST_FILE = "manifest.json"  # a committed run's record: the SHA-256 of each file
 DESCRIPTION_KEY = "description"  # sha256 entry of the JSON that describes the tensors
 MAX_JSON_BYTES = 64 << 20  # no file elbokit writes is near this; a bigger one is not ours
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
+HEX_DIGEST = re.compile(r"[0-9a-f]{64}")  # a SHA-256 as the files record it
 
 
 def _default_mode() -> int:
@@ -94,10 +102,12 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
 
     For libraries that write to a path themselves (safetensors, matplotlib)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix,
+                                   dir=path.parent)
+        os.close(fd)
         writer(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -105,10 +115,58 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
         if _STOP.is_set():  # a stop whose KeyboardInterrupt was swallowed: commit nothing
             raise KeyboardInterrupt("terminated")
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if is_write_error(exc) and not isinstance(exc, SaveError):
+            raise SaveError(write_failure(path, exc)) from None
         raise
+    if path.name != MANIFEST_FILE and listed_in_manifest(path):
+        update_manifest(path.parent, [path.name])  # a committed file rewritten in place
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """An error of the disk or of safetensors' writer (which raises its own type
+    for an I/O error: "Error while serializing: I/O error: File too large")."""
+    return isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError"
+
+
+def write_failure(path: str | os.PathLike, exc: BaseException) -> str:
+    """The one line of a failed write: the file, the reason, the free space of its
+    file system and, when one is set, the file-size limit (``ulimit -f``)."""
+    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
+              str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return f"cannot write {path}: {reason} ({free_space(path)})"
+
+
+def free_space(path: str | os.PathLike) -> str:
+    """"12.3 MiB free on its file system" for the nearest existing folder of ``path``,
+    with the file-size limit when one is set."""
+    import shutil
+
+    folder = Path(os.path.abspath(path))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        text = f"{_size(shutil.disk_usage(folder).free)} free on its file system"
+    except OSError:
+        text = "free space unknown"
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            text += f"; the file-size limit (ulimit -f) is {_size(limit)}"
+    except (ImportError, OSError, ValueError):
+        pass
+    return text
+
+
+def _size(n_bytes: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n_bytes >= 1 << shift:
+            return f"{n_bytes / (1 << shift):.1f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -188,6 +246,81 @@ def check_checksum(path: str | os.PathLike, expected, *, noun: str = "tensor",
                              "come from different saves or were modified")
 
 
+# --------------------------------------------------------------------------- the manifest
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, str] | None:
+    """File name -> hex SHA-256 of a committed run directory (its ``manifest.json``),
+    or None for a directory without one (a model saved from Python, a run of an
+    older elbokit)."""
+    path = Path(directory) / MANIFEST_FILE
+    if not os.path.lexists(path):
+        return None
+    meta = read_json(path, "manifest")
+    files = meta.get("files")
+    if meta.get("kind") != "elbokit-run" or not isinstance(files, dict) or not all(
+            isinstance(k, str) and "/" not in k and isinstance(v, str) and HEX_DIGEST.fullmatch(v)
+            for k, v in files.items()):
+        raise ModelFileError(f"{path} is not a run manifest (kind \"elbokit-run\", files: "
+                             "name -> hex SHA-256); it was edited or is not elbokit's")
+    return files
+
+
+def write_manifest(directory: str | os.PathLike, names) -> None:
+    """Write ``manifest.json``: the SHA-256 of each file ``names`` of ``directory``
+    (written last: the commit record of the files)."""
+    directory = Path(directory)
+    files = {name: sha256_file(directory / name) for name in sorted(names)}
+    atomic_write_json(directory / MANIFEST_FILE, {"format_version": FORMAT_VERSION,
+                                                  "kind": "elbokit-run", "files": files})
+
+
+def update_manifest(directory: str | os.PathLike, names) -> None:
+    """Rewrite the entries ``names`` of ``directory``'s manifest from the files now
+    on disk (a committed file rewritten in place)."""
+    files = dict(read_manifest(directory) or {})
+    files.update({name: sha256_file(Path(directory) / name) for name in names})
+    write_manifest(directory, files)
+
+
+def listed_in_manifest(path: Path) -> bool:
+    return os.path.lexists(path.parent / MANIFEST_FILE) and \
+        path.name in (read_manifest(path.parent) or {})
+
+
+def check_listed(path: Path, digest: str) -> None:
+    """Refuse a file whose directory's manifest lists another digest for it."""
+    if path.name == MANIFEST_FILE or not os.path.lexists(path.parent / MANIFEST_FILE):
+        return
+    expected = (read_manifest(path.parent) or {}).get(path.name)
+    if expected is not None and expected != digest:
+        raise ModelFileError(mixed_run(path))
+
+
+def mixed_run(path: Path) -> str:
+    return (f"{path} does not match its digest in {path.parent / MANIFEST_FILE}: the run's "
+            "files come from different saves or were edited; refit it (--overwrite)")
+
+
+def check_manifest(directory: str | os.PathLike) -> dict[str, str]:
+    """Check every file of a committed run against its manifest (a missing file, or
+    one of another save, is a one-line :class:`ModelFileError`); returns the manifest.
+    A directory without a manifest is refused: it is not a committed run."""
+    directory = Path(directory)
+    files = read_manifest(directory)
+    if files is None:
+        raise ModelFileError(f"{directory} holds no {MANIFEST_FILE}: it is not a run committed "
+                             "by elbokit fit (an interrupted save, a model saved from Python, "
+                             "or an older elbokit)")
+    for name, digest in files.items():
+        path = directory / name
+        if not path.is_file():
+            raise ModelFileError(f"{path} is listed in {directory / MANIFEST_FILE} and is "
+                                 "missing: the run is incomplete; refit it (--overwrite)")
+        if sha256_file(path) != digest:
+            raise ModelFileError(mixed_run(path))
+    return files
+
+
 # --------------------------------------------------------------------------- JSON
 
 def _no_constant(name: str):
@@ -224,6 +357,7 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
                              "truncated or corrupted") from None
     if not isinstance(obj, dict):
         raise ModelFileError(f"{what} {path} must hold a JSON object")
+    check_listed(path, hashlib.sha256(raw).hexdigest())
     return obj
 
 

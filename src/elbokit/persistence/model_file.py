@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from ..exceptions import ModelFileError
 from .checks import check_int, check_keys, check_str_list, check_type, is_shape, short
-from .files import (DESCRIPTION_KEY, FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE,
+from .files import (DESCRIPTION_KEY, FORMAT_VERSION, HEX_DIGEST, MODEL_FILE, WEIGHTS_FILE,
                     atomic_write_json, check_checksum, check_description,
                     check_format_version, description_digest, read_json, sha256_file)
 from .tensors import (NUMPY_DTYPES, check_header, dtype_name, read_safetensors,
@@ -44,7 +43,6 @@ KEYS = ("format_version", "kind", "class", "settings", "fitted", "history", "ten
 #: the fields whose digest is ``sha256["description"]``: an edit of one is a mismatch
 DESCRIBED = ("kind", "class", "settings", "fitted", "history", "tensors")
 FEATURE_NAMES = "feature_names_in_"
-_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_HISTORY = 10**7
 MAX_FEATURES = 2**40
 
@@ -208,7 +206,7 @@ def _check_fields(meta: dict, path: Path, kind: str | None) -> None:
 def _check_sha256(sha: dict, path: Path) -> None:
     check_keys(sha, (WEIGHTS_FILE, DESCRIPTION_KEY), f"{path}: field 'sha256'")
     for name in (WEIGHTS_FILE, DESCRIPTION_KEY):
-        if not (isinstance(sha.get(name), str) and _HEX.fullmatch(sha[name])):
+        if not (isinstance(sha.get(name), str) and HEX_DIGEST.fullmatch(sha[name])):
             raise ModelFileError(f"{path}: field 'sha256' must hold the hex SHA-256 of "
                                  f"{name!r}; got {short(sha.get(name))}")
 

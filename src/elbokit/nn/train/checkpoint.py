@@ -144,6 +144,7 @@ def save_checkpoint(run_dir, *, model, optimizer, generator: torch.Generator,
     """Write the checkpoint of ``epoch`` to ``run_dir`` and delete older tensor files
     (``best_weights``: early stopping's; ``ema_weights``: the Polyak average)."""
     run_dir = Path(run_dir)
+    check_not_a_link(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     optim_tensors, optim_meta = optimizer_tensors(optimizer)
     tensors = {**_prefixed("model.", model.state_dict()), **_prefixed("optim.", optim_tensors),
@@ -180,8 +181,10 @@ def check_writable(run_dir, checkpoint_size: int) -> None:
     """Raise :class:`TrainingError` before training if ``run_dir`` cannot be created or
     written, or its disk has less free space than two checkpoints (a new one is
     written before the old one is deleted) and the saved model need. Removes the
-    temporary files a killed run may have left."""
+    temporary files a killed run may have left. A checkpoint directory that is a
+    symbolic link is refused (old checkpoints are deleted there: never through a link)."""
     run_dir = Path(run_dir)
+    check_not_a_link(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-probe-{os.getpid()}"
@@ -199,6 +202,15 @@ def check_writable(run_dir, checkpoint_size: int) -> None:
                             f"{needed / 2**20:.1f} MiB (two checkpoints of "
                             f"{checkpoint_size / 2**20:.1f} MiB and the saved model); free "
                             "space or choose another output directory")
+
+
+def check_not_a_link(run_dir: Path) -> None:
+    """Refuse a checkpoint directory that is a symbolic link (one line naming its
+    target): the old checkpoints of the directory are deleted as new ones are written."""
+    if run_dir.is_symlink():
+        raise TrainingError(f"the checkpoint directory {run_dir} is a symbolic link (to "
+                            f"{os.readlink(run_dir)}); old checkpoints are deleted there, so "
+                            "elbokit writes them only into a real directory")
 
 
 def checkpoint_epoch(run_dir) -> int | None:
