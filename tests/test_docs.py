@@ -1,6 +1,8 @@
 """The manual cannot drift: every ```python block of the README and of each page of the
 guide (docs/guide/*.md) runs, in order, in one namespace per page (as a reader would
-paste them), every docstring example in the package passes doctest, the benchmarks page is
+paste them; a block whose first line is ``# file: NAME`` is also written to NAME, as the
+reader saves it), the shell commands of the worked examples (SHELL_PAGES) run after their
+page's Python and print what the page shows, every docstring example in the package passes doctest, the benchmarks page is
 the rendering of benchmarks/results/*.json, and every page is in the docs' navigation."""
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import importlib.util
 import json
 import pkgutil
 import re
+import shlex
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -23,7 +28,11 @@ README = ROOT / "README.md"
 GUIDE_PAGES = sorted((ROOT / "docs" / "guide").glob("*.md"))
 # pages whose commands need more than one process or machine: shell blocks only
 NO_PYTHON = {"distributed.md"}
+# worked examples whose ```console blocks run, in order, after the page's Python blocks
+SHELL_PAGES = {"colour-images.md"}
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+_CONSOLE = re.compile(r"^```console\n(.*?)^```", re.DOTALL | re.MULTILINE)
+_FILE = re.compile(r"# file: ([\w.-]+)\n")
 
 
 def python_blocks(path: Path = README) -> list[tuple[int, str]]:
@@ -36,6 +45,8 @@ def run_blocks(path: Path) -> None:
     """Run the blocks of ``path`` in order in one namespace; name the block that broke."""
     namespace: dict = {"__name__": "__guide__"}
     for line, code in python_blocks(path):
+        if saved_as := _FILE.match(code):
+            Path(saved_as.group(1)).write_text(code)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -61,11 +72,50 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     run_blocks(README)
 
 
+def console_commands(path: Path) -> list[tuple[str, list[str]]]:
+    """(command, the output lines the page shows under it) of each ``$ `` line of the
+    page's ```console blocks."""
+    commands = []
+    for block in _CONSOLE.findall(path.read_text()):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                commands.append((line[2:], []))
+            elif commands:
+                commands[-1][1].append(line)
+    return commands
+
+
+def run_console(path: Path) -> None:
+    """Run each command as the reader types it (elbokit from this venv); its first output
+    line must be the page's (the error line, or what the command says first), its exit
+    code 2 where the page shows an error and 0 elsewhere."""
+    for command, shown in console_commands(path):
+        words = shlex.split(command)
+        assert words[0] == "elbokit", command
+        done = subprocess.run([str(Path(sys.executable).with_name("elbokit")), *words[1:]],
+                              capture_output=True, text=True, timeout=300)
+        printed = (done.stdout + done.stderr).splitlines()
+        expected = 2 if shown and shown[0].startswith("elbokit: error:") else 0
+        assert done.returncode == expected, f"{command}: exit {done.returncode}\n{done.stderr}"
+        if shown:
+            assert printed and printed[0] == shown[0], f"{command}: printed {printed[:1]}"
+
+
 @pytest.mark.parametrize("page", GUIDE_PAGES, ids=lambda p: p.name)
 def test_guide_python_blocks_run(page, tmp_path, monkeypatch):
     assert python_blocks(page) or page.name in NO_PYTHON, f"{page.name} has no python block"
     monkeypatch.chdir(tmp_path)
-    run_blocks(page)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the page's own files import, as a script's
+    before = set(sys.modules)
+    try:
+        run_blocks(page)
+        if page.name in SHELL_PAGES:
+            run_console(page)
+    finally:
+        for name in set(sys.modules) - before:  # the page's modules (nets.py) leave with it
+            if getattr(sys.modules[name], "__file__", None) and \
+                    Path(sys.modules[name].__file__).is_relative_to(tmp_path):
+                del sys.modules[name]
 
 
 def test_cited_files_exist():
