@@ -62,9 +62,9 @@ def test_fa_report_on_a_csv_has_the_table_figures_and_no_image_grids(fa_run, win
     assert "kl_per_dim" not in alts and "I(x; z)" not in page
     assert "varimax-rotated (Kaiser-normalized)" in alts["loadings"]
     assert "parallel analysis" in page and "noise edge" not in page
-    # the heatmap is labelled with the CSV header, every feature, in order
+    # the heatmap is labelled with the CSV header, every feature once, grouped by factor
     listed = alts["loadings"].split("features: ")[1].split(", ")
-    assert listed == list(wine.feature_names)
+    assert sorted(listed) == sorted(wine.feature_names) and len(listed) == 13
     assert not any((fa_run / "figures" / f"{name}.png").exists() for name in IMAGE_FIGURES)
     assert "reconstructions E[x" not in page and "per-pixel" not in page
     # the per-feature table: one row per feature with its communality share
@@ -96,8 +96,8 @@ def test_square_table_is_not_drawn_as_images(tmp_path):
     assert json.loads((out / "run.json").read_text())["image_shape"] is None
     assert main(["report", str(out)]) == 0
     alts = _figure_alts((out / "report.html").read_text())
-    # one row per feature up to 50, then the best explained (named x0, x1, ...)
-    assert "the 50 best-explained of 64 features" in alts["loadings"]
+    # one row per feature up to 50, then those loading most on each factor (x0, x1, ...)
+    assert "the 50 of 64 features that load most on each factor" in alts["loadings"]
     assert len(alts["loadings"].split("features: ")[1].split(", ")) == 50
     assert not any((out / "figures" / f"{name}.png").exists() for name in IMAGE_FIGURES)
 
@@ -214,12 +214,15 @@ def test_loadings_heatmap_is_labelled_with_the_feature_names(wine, tmp_path):
     model = FactorAnalysis(3).fit(X)
     W, psi = model.loading_matrix(), model.noise_variances()
     drawn = plots.loadings_figure(W, psi, wine.feature_names, tmp_path / "loadings.png")
-    assert drawn["features"] == list(wine.feature_names)
+    from elbokit.linear._interpret import sorted_items, standardized_loadings
+
+    order = sorted_items(standardized_loadings(W, psi))  # grouped by factor
+    assert drawn["features"] == [wine.feature_names[j] for j in order]
     assert drawn["factors"] == ["factor 1", "factor 2", "factor 3"]
     assert np.all(np.abs(drawn["values"]) <= 1 + 1e-12)
     # names that do not match the features fall back to x0, x1, ...
     drawn = plots.loadings_figure(W, psi, ["a", "b"], tmp_path / "fallback.png")
-    assert drawn["features"][:2] == ["x0", "x1"]
+    assert sorted(drawn["features"]) == sorted(f"x{j}" for j in range(W.shape[0]))
 
 
 def test_per_feature_errors_add_up_to_the_reconstruction_error(fa_data):

@@ -19,10 +19,12 @@ import math
 
 import numpy as np
 
+from .linear._interpret import sorted_items
 from .linear.rotations import ROTATIONS
 
 REPORT_ROTATIONS = ("fitted", "none") + ROTATIONS
 DEFAULT_CUT = 0.3  # psych's print(fa, cut=0.3): smaller loadings are left blank
+TOP_FEATURES = 10  # the report's table of the features that load most on each factor
 
 
 def factor_solution_of(model, rotation: str = "fitted", *, normalize: bool = True):
@@ -60,14 +62,6 @@ def _number(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def sorted_items(loadings: np.ndarray) -> np.ndarray:
-    """psych's ``sort=TRUE``: the items grouped by the factor they load most on (by
-    absolute value), factor 1 first, and within a group by decreasing loading."""
-    main = np.argmax(np.abs(loadings), axis=1)
-    size = np.abs(loadings[np.arange(loadings.shape[0]), main])
-    return np.lexsort((-size, main))
-
-
 def loadings_table(solution, names, *, cut: float = DEFAULT_CUT) -> str:
     """The pattern loadings as an HTML table: items sorted by factor
     (:func:`sorted_items`), loadings with ``|l| < cut`` blank, then h2, u2 and
@@ -90,6 +84,22 @@ def loadings_table(solution, names, *, cut: float = DEFAULT_CUT) -> str:
         rows.append(f"<tr><th>{label}</th>{cells}<td></td><td></td><td></td></tr>")
     return (f'<table class="loadings"><tr><th>item</th>{head}<th>h2</th><th>u2</th>'
             f"<th>com</th></tr>{''.join(rows)}</table>")
+
+
+def top_features_table(solution, names, n: int = TOP_FEATURES) -> str:
+    """The ``n`` features of largest absolute loading on each factor, with sign, a
+    column per factor (:func:`elbokit.linear._interpret.top_features`: what
+    ``top_features(n)`` returns in Python)."""
+    from .linear._interpret import top_features
+
+    top = top_features(solution.loadings, names, n)
+    head = "".join(f"<th>{factor}</th>" for factor in top)
+    rows = "".join(
+        f"<tr><td>{rank + 1}</td>" + "".join(
+            f"<td>{html.escape(rows[rank][0])} ({rows[rank][1]:+.2f})</td>"
+            for rows in top.values()) + "</tr>"
+        for rank in range(min(n, solution.loadings.shape[0])))
+    return f'<table class="top-features"><tr><th></th>{head}</tr>{rows}</table>'
 
 
 def correlations_table(solution) -> str:
@@ -170,6 +180,11 @@ def factor_section(model, X_train, names, *, rotation: str = "fitted",
              f"{cut:g} left blank; items sorted by the factor they load most on; h2: "
              "communality, u2 = 1 - h2: uniqueness, com: Hoffman's complexity</p>",
              loadings_table(solution, names, cut=cut)]
+    if solution.loadings.shape[0] > TOP_FEATURES:
+        parts += [f"<h3>top {TOP_FEATURES} features per factor</h3>",
+                  "<p>largest absolute loading first, with its sign (the table above, "
+                  "by factor; <code>top_features(n)</code> in Python)</p>",
+                  top_features_table(solution, names)]
     if not solution.converged:
         parts.append("<p><b>warning:</b> the rotation did not converge</p>")
     if solution.oblique:

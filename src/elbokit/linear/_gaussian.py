@@ -148,6 +148,33 @@ def warn_scale_spread(variances: np.ndarray, model: str) -> None:
                       UserWarning, stacklevel=3)
 
 
+def independent_loglike(variances: np.ndarray) -> float | None:
+    """Mean log-likelihood per row (nats) of independent Gaussians, one ML variance per
+    feature, on the rows those variances are of: -1/2 sum_j (log 2 pi s_j^2 + 1); None
+    when a feature is constant (that baseline has no density)."""
+    variances = np.asarray(variances, dtype=np.float64)
+    if variances.size == 0 or not np.all(variances > 0):
+        return None
+    return float(-0.5 * np.sum(np.log(2 * np.pi * variances) + 1.0))
+
+
+def warn_worse_than_independent(loglike: float, variances: np.ndarray, model: str) -> None:
+    """Warn when a model with one noise variance (PCA, PPCA) fits its training rows
+    worse than independent Gaussians per feature: the shared noise cannot follow
+    feature variances that differ (gene expression: 500x), and a diagonal Gaussian,
+    FactorAnalysis or ``standardize=True`` would do better."""
+    baseline = independent_loglike(variances)
+    if baseline is None or not loglike < baseline - 1e-9 * abs(baseline):
+        return
+    positive = variances[variances > 0]
+    warnings.warn(f"{model}: its log-likelihood on the training rows, {loglike:.6g} nats/row, "
+                  f"is {baseline - loglike:.3g} below independent Gaussians per feature "
+                  f"({baseline:.6g}): one noise variance for features whose variances differ "
+                  f"by a factor {positive.max() / positive.min():.3g}. Pass standardize=True "
+                  "(CLI: --standardize) or use FactorAnalysis (a noise variance per feature).",
+                  UserWarning, stacklevel=3)
+
+
 def subspace_loadings(components: np.ndarray, explained_variance: np.ndarray,
                       noise_variance: float) -> np.ndarray:
     """PPCA loadings W = U (Lambda - sigma^2 I)^(1/2) from orthonormal directions U'

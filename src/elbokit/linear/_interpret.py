@@ -217,3 +217,44 @@ def factor_scores(X_std, loadings, factor_correlation, uniquenesses,
                         "u2 <= 0 (Heywood cases): use method='regression'")
     psi_inv_lam = Lam / u2[:, None]  # Psi^-1 Lambda, (d, L)
     return X @ np.linalg.solve(Lam.T @ psi_inv_lam, psi_inv_lam.T).T
+
+
+def top_features(loadings: np.ndarray, names, n: int) -> dict[str, list[tuple[str, float]]]:
+    """``{"F1": [(name, loading), ...], ...}``: for each factor (column of ``loadings``,
+    d x L), the ``n`` features of largest absolute loading, largest first, with their
+    signed loadings; ``names`` one per feature (x0, x1, ... when None)."""
+    loadings = np.asarray(loadings, dtype=np.float64)
+    d, L = loadings.shape
+    names = [f"x{j}" for j in range(d)] if names is None else [str(v) for v in names]
+    top = {}
+    for k in range(L):
+        order = np.argsort(-np.abs(loadings[:, k]), kind="stable")[:n]
+        top[f"F{k + 1}"] = [(names[j], float(loadings[j, k])) for j in order]
+    return top
+
+
+def sorted_items(loadings: np.ndarray) -> np.ndarray:
+    """psych's ``sort=TRUE``: the items grouped by the factor they load most on (by
+    absolute value), factor 1 first, and within a group by decreasing loading."""
+    main = np.argmax(np.abs(loadings), axis=1)
+    size = np.abs(loadings[np.arange(loadings.shape[0]), main])
+    return np.lexsort((-size, main))
+
+
+def features_by_factor(loadings: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` features to draw, grouped by factor as
+    :func:`sorted_items`: every feature when there are no more, else the features that
+    load most on each factor, taken in turn (each factor's first, then each one's
+    second, ...) until ``limit``."""
+    loadings = np.asarray(loadings, dtype=np.float64)
+    d, L = loadings.shape
+    if d <= limit:
+        return sorted_items(loadings)
+    ranked = np.argsort(-np.abs(loadings), axis=0, kind="stable")  # (d, L)
+    chosen: dict[int, None] = {}
+    for j in ranked.ravel():  # row r: the r-th feature of every factor
+        chosen.setdefault(int(j))
+        if len(chosen) == limit:
+            break
+    chosen = np.fromiter(chosen, dtype=np.intp)
+    return chosen[sorted_items(loadings[chosen])]

@@ -15,7 +15,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _math
 from ..exceptions import ParameterError
-from ._interpret import factor_solution, standardized_loadings
+from .._validation import check_int
+from ._interpret import factor_solution, standardized_loadings, top_features
 from .rotations import ROTATIONS
 
 
@@ -158,6 +159,23 @@ class LinearProtocolMixin:
         reflected and ordered by variance explained (FactorAnalysis: its rotation)."""
         W, psi = self.loading_matrix(), self.noise_variances()
         return factor_solution(standardized_loadings(W, psi), None)
+
+    def top_features(self, n: int = 10, *, rotation: str = "fitted",
+                     normalize: bool = True) -> dict[str, list[tuple[str, float]]]:
+        """The ``n`` features that load most on each factor, with sign:
+        ``{"F1": [(name, loading), ...], ...}``, largest absolute loading first, on the
+        correlation scale (the standardized pattern loadings of the report's table),
+        the factors reflected and ordered by variance explained. ``rotation``: the
+        model's own (``"fitted"``), ``"none"`` or any of
+        :data:`~elbokit.linear.rotations.ROTATIONS` (``normalize``: Kaiser's). Names
+        are ``feature_names_in_`` (x0, x1, ... without); ``pandas.DataFrame`` of
+        ``{f: [name for name, _ in rows] for f, rows in top.items()}`` is the table of
+        names, factor by column."""
+        from .._factor_report import factor_solution_of  # the report's rotation rules
+
+        check_int(n, "n", minimum=1)
+        solution, _ = factor_solution_of(self, rotation, normalize=normalize)
+        return top_features(solution.loadings, getattr(self, "feature_names_in_", None), n)
 
     def relevance(self) -> dict | None:
         """The ARD relevance of each component (VBPCA), None for the models without."""

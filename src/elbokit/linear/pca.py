@@ -14,7 +14,8 @@ from scipy import linalg
 
 from .._validation import check_float, check_memory
 from ..exceptions import ParameterError
-from ._gaussian import SubspaceGaussianMixin, noise_guard, warn_scale_spread
+from ._gaussian import (SubspaceGaussianMixin, noise_guard, warn_scale_spread,
+                        warn_worse_than_independent)
 from ._streaming import streams_rows
 
 
@@ -125,6 +126,11 @@ class PCA(SubspaceGaussianMixin):
         self.noise_variance_ = float(max(discarded.mean(), guard)) if discarded.size else guard
         if not self._standardizing():
             warn_scale_spread(variances, "PCA")
+            # the ML log-likelihood of the PPCA reading (Tipping & Bishop 1999, eq. 16)
+            kept = np.maximum(self.explained_variance_, self.noise_variance_)
+            loglike = -0.5 * (d * np.log(2 * np.pi) + np.sum(np.log(kept))
+                              + (d - L) * np.log(self.noise_variance_) + d)
+            warn_worse_than_independent(float(loglike), variances, "PCA")
         self.n_components_ = L
         return self
 

@@ -16,7 +16,8 @@ from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_
                      observed_logpdf)
 from .._validation import check_choice, check_float, check_int
 from ._gaussian import (LinearGaussianMixin, constant_features, moments_of, variance_scale,
-                        warn_constant_features, warn_scale_spread)
+                        warn_constant_features, warn_scale_spread,
+                        warn_worse_than_independent)
 from ._wide import top_eigh
 
 
@@ -177,6 +178,8 @@ class PPCA(LinearGaussianMixin):
         else:
             W, sigma2 = self._em_complete(S, L, floor)
         self.components_, self.noise_variance_ = W.T, float(sigma2)
+        if not self._standardizing():
+            warn_worse_than_independent(self.loglike_[-1], np.diag(S), "PPCA")
 
     def _init_em(self, variances, L, d):
         rng = check_random_state(self.random_state)

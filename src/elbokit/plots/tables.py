@@ -13,10 +13,11 @@ import os
 import numpy as np
 
 from ..evaluate import per_feature_errors
-from ..linear._interpret import communalities, complete_rows, standardized_loadings
+from ..linear._interpret import (communalities, complete_rows, features_by_factor,
+                                 standardized_loadings)
 from ..protocol import as_model
-from ._base import Figure, _finish_chart, _pyplot, _save, _shown_features, \
-    _tick_texts, feature_labels
+from ._base import MAX_FEATURES_SHOWN, Figure, _finish_chart, _pyplot, _save, \
+    _shown_features, _tick_texts, feature_labels
 from .factors import parallel_scree_figure, relevance_figure
 from .latent import common_figures
 
@@ -25,7 +26,9 @@ def loadings_figure(W: np.ndarray, psi: np.ndarray, feature_names, path, *,
                     title: str = "loadings", values: np.ndarray | None = None) -> dict:
     """Heatmap of the standardized loadings (features x factors, in [-1, 1]):
     ``standardized_loadings(W, psi)``, or ``values`` (d, L) when given (a rotated
-    pattern on the correlation scale).
+    pattern on the correlation scale). The features are grouped by the factor they
+    load most on, largest loading first (the order of the report's loadings table);
+    beyond ``MAX_FEATURES_SHOWN`` of them, those that load most on each factor.
 
     Returns what was drawn: ``features`` and ``factors`` (the tick labels read back
     from the axes) and ``values`` (the standardized loadings shown)."""
@@ -33,7 +36,7 @@ def loadings_figure(W: np.ndarray, psi: np.ndarray, feature_names, path, *,
     d, L = W.shape
     names = feature_labels(feature_names, d)
     values = standardized_loadings(W, psi) if values is None else np.asarray(values)
-    shown = _shown_features(communalities(W, psi)[1])
+    shown = features_by_factor(values, MAX_FEATURES_SHOWN)
     values = values[shown]
     fig, ax = plt.subplots(figsize=(min(12, 2.5 + 0.7 * L), 1.5 + 0.28 * shown.size))
     image = ax.imshow(values, cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto",
@@ -192,8 +195,11 @@ def _linear_figures(model, dataset, out_dir, names, rotation,
         path = out_dir / "loadings.png"
         drawn = loadings_figure(W, psi, names, path, title=f"standardized loadings ({how})",
                                 values=solution.loadings)
-        caption = (f"pattern loadings ({how}) of {_count(len(drawn['features']), W.shape[0])} "
-                   f"on {L} factors, standardized (W_jk / sqrt(h_j² + psi_j) before "
+        shown, d = len(drawn["features"]), W.shape[0]
+        which = f"{d} features" if shown == d else \
+            f"the {shown} of {d} features that load most on each factor"
+        caption = (f"pattern loadings ({how}) of {which} on {L} factors (grouped by the "
+                   "factor each loads most on, largest first), standardized (W_jk / sqrt(h_j² + psi_j) before "
                    "rotation): for orthogonal factors the correlation of feature and factor; "
                    "reflected and ordered by variance explained")
         figures["loadings"] = Figure(str(path), caption,
