@@ -77,8 +77,8 @@ def test_compare_with_vaes_on_a_raw_table_has_every_row(tmp_path, wine_npy, caps
     captured = capsys.readouterr()
     assert code == 0, captured.err
     table = json.loads((out / "compare.json").read_text())["models"]
-    assert set(table) == {"fa", "vae"}
-    for kind in ("fa", "vae"):
+    assert set(table) == {"independent", "fa", "vae"}
+    for kind in ("independent", "fa", "vae"):
         assert np.isfinite(table[kind]["test_loglike"])
     # same held-out rows, same units: the VAE's bound is comparable with FA's log p(x)
     assert abs(table["vae"]["test_elbo"] - table["fa"]["test_loglike"]) < 50
@@ -102,3 +102,23 @@ def test_a_csv_with_missing_cells_gives_rows_for_the_models_that_accept_them(tmp
     assert table["pca"]["failed"] and "NaN" in table["pca"]["error"]
     assert np.isfinite(table["fa"]["test_loglike"]) and np.isfinite(table["vbpca"]["test_loglike"])
     assert any(line.startswith("fa ") and "exact" in line for line in lines)
+
+
+def test_compare_has_the_independent_gaussians_baseline_row(tmp_path, capsys):
+    """One row, "independent": a Gaussian per feature with the training rows' mean and
+    variance, its held-out log p(x) computed here with scipy; on raw breast cancer
+    (variances spanning 1e8) it beats PCA's shared noise, which the table must show."""
+    from scipy import stats
+
+    from elbokit.data import load
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", "breast-cancer", "--latent", "3", "--models", "pca",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = json.loads((out / "compare.json").read_text())["models"]
+    data = load("breast-cancer")
+    expected = stats.norm(data.train.mean(0), data.train.std(0)).logpdf(data.test).sum(1)
+    assert table["independent"]["test_loglike"] == pytest.approx(expected.mean(), rel=1e-10)
+    assert table["independent"]["test_loglike"] > table["pca"]["test_loglike"]
+    assert printed.index("independent") < printed.index("pca ")

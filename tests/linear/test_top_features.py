@@ -108,3 +108,18 @@ def test_a_one_noise_model_worse_than_independent_gaussians_is_said():
         warnings.simplefilter("error")
         PCA(2).fit(correlated)  # far better than independent: no warning
         PCA(2, standardize=True).fit(X)  # standardized: not said
+
+
+def test_the_independent_baseline_leaves_out_missing_entries_and_floors_constants():
+    from elbokit.linear._gaussian import independent_log_likelihood
+
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((50, 3)) * [1.0, 3.0, 0.0] + [0.0, 1.0, 5.0]
+    test = rng.standard_normal((4, 3))
+    test[0, 1] = np.nan
+    test[:, 2] = 5.0  # the constant's value: only its floored variance counts
+    ll = independent_log_likelihood(train, test)
+    var = train.var(0)
+    var[2] = 1e-3 * var.mean()
+    expected = stats.norm(train.mean(0), np.sqrt(var)).logpdf(test)
+    np.testing.assert_allclose(ll, np.nansum(expected, axis=1), rtol=1e-12)

@@ -23,6 +23,7 @@ COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
 FAILED = "failed"
 NO_DENSITY = "no density"  # the method cell of a model without log p(x) (the Autoencoder)
+INDEPENDENT = "independent"  # the baseline row: a Gaussian per feature, no dependence
 
 
 def build_model(kind: str, latent: int, *, epochs: int, seed: int):
@@ -87,7 +88,10 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
                              refit=refit, overwrite=overwrite, columns=dataset.columns)
                  for kind in kinds}
         classes = import_networks(networks)
-        rows, table, failures = [], {}, {}
+        rows, table, failures = [], {INDEPENDENT: _independent(dataset)}, {}
+        rows.append([INDEPENDENT, table[INDEPENDENT]["test_loglike"],
+                     table[INDEPENDENT]["stderr"], "exact", table[INDEPENDENT]["test_loglike"],
+                     None, None, None, None])
         for kind in kinds:
             try:
                 result = _compare_one(plans[kind], dataset, out / kind, data=data, seed=seed,
@@ -111,7 +115,9 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     for kind, reason in failures.items():
         typer.echo(f"{kind}: {FAILED}: {reason}")
     typer.echo("nats/sample of the continuous density of the data as loaded; for the "
-               "linear models the exact posterior makes the ELBO equal log p(x). recon err: "
+               "linear models the exact posterior makes the ELBO equal log p(x). "
+               "independent: a Gaussian per feature (the training rows' mean and variance), "
+               "the baseline a model of the features' dependence must beat. recon err: "
                "test squared error per sample; probe acc: test accuracy of a logistic "
                "regression on the codes (all training labels); an autoencoder has no "
                "density.")
@@ -200,6 +206,20 @@ def _compare_one(plan, dataset, run_dir: Path, *, data: str, seed: int, k: int,
     return {"test_loglike": ll.mean, "stderr": ll.stderr,
             "method": "exact" if ll.exact else f"IS k={k}", "test_elbo": bound,
             "active_units": n_active, "fit_seconds": fit_seconds, **features}
+
+
+def _independent(dataset) -> dict:
+    """The baseline row: the test log p(x) of independent Gaussians per feature
+    (:func:`elbokit.linear._gaussian.independent_log_likelihood`), mean and standard
+    error over the test rows."""
+    import numpy as np
+
+    from ..linear._gaussian import independent_log_likelihood
+
+    ll = independent_log_likelihood(dataset.train, dataset.test)
+    stderr = float(ll.std(ddof=1) / np.sqrt(ll.size)) if ll.size > 1 else None
+    return {"test_loglike": float(ll.mean()), "stderr": stderr, "method": "exact",
+            "test_elbo": float(ll.mean())}
 
 
 def _feature_columns(model, dataset) -> dict:

@@ -158,6 +158,22 @@ def independent_loglike(variances: np.ndarray) -> float | None:
     return float(-0.5 * np.sum(np.log(2 * np.pi * variances) + 1.0))
 
 
+def independent_log_likelihood(train: np.ndarray, test: np.ndarray,
+                               floor: float = 1e-3) -> np.ndarray:
+    """log p(x) per test row (nats) under independent Gaussians, one per feature, with the
+    ML mean and variance of the training rows (over their observed entries; a test row's
+    NaN entries are left out, as the models' log p(x_observed)): the baseline a model of
+    the dependence between features must beat. A constant feature gets ``floor`` x the
+    mean feature variance, as FactorAnalysis's noise floor."""
+    from .._math import LOG_2PI
+
+    train, test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    mean, var = np.nanmean(train, axis=0), np.nanvar(train, axis=0)
+    var[constant_features(mean, var)] = floor * variance_scale(mean, var)
+    terms = -0.5 * (LOG_2PI + np.log(var) + (test - mean) ** 2 / var)
+    return np.sum(np.where(np.isnan(test), 0.0, terms), axis=1)
+
+
 def warn_worse_than_independent(loglike: float, variances: np.ndarray, model: str) -> None:
     """Warn when a model with one noise variance (PCA, PPCA) fits its training rows
     worse than independent Gaussians per feature: the shared noise cannot follow
