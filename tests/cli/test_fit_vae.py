@@ -57,7 +57,7 @@ def test_resume_continues_to_the_same_weights(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--latent", "0"], "latent_dim must be >= 1"),
-    (["--likelihood", "poisson"], "likelihood must be one of"),
+    (["--likelihood", "cauchy"], "likelihood must be one of"),
     (["--hidden", "4x"], "--hidden must be comma-separated"),
     (["--patience", "2"], "needs validation data"),
     (["--validation-fraction", "1.5"], "validation-fraction"),

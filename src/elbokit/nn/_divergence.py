@@ -12,13 +12,15 @@ import numpy as np
 from .._math import diag_gaussian_logpdf
 from ..exceptions import TrainingError
 from ._estimator import moments
+from .config import COUNT_LIKELIHOODS
 
 # a fitted Gaussian VAE whose ELBO lies more than this many nats per feature below a
 # diagonal Gaussian fitted to the same rows (a model the VAE contains) has diverged
 DIVERGENCE_NATS_PER_FEATURE = 10.0
 DIVERGENCE_ROWS = 4096  # rows (a seeded subset) on which a fit is checked
 SCALE_SPREAD = 1e3  # max/min feature std beyond which unstandardized fits are fragile
-DISCRETE = ("bernoulli", "logistic")  # log p of values in [0, 1], at most 0 per pixel
+# log p a log-probability of the data's values, at most 0: values in [0, 1], or counts
+DISCRETE = ("bernoulli", "logistic", *COUNT_LIKELIHOODS)
 
 
 class DivergenceCheck:

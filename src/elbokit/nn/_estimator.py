@@ -281,4 +281,6 @@ def init_from_data(network, X: np.ndarray, seed: int) -> None:
     if hasattr(network.decoder, "init_from_data"):  # on the host, as the data
         x = (as_float_tensor(X) - mean) / scale if standardize else as_float_tensor(X)
         network.decoder.init_from_data(x, network.likelihood)
+    if hasattr(network.likelihood, "init_from_data"):  # counts: the median library size
+        network.likelihood.init_from_data(as_float_tensor(X))
     network.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(seed))

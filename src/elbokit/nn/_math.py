@@ -10,6 +10,11 @@ reparameterised sample, each in the form that stays finite for extreme inputs.
 * The discretized logistic's bin masses are differences of sigmoids, taken in the log
   domain as log sigmoid(a) + log sigmoid(-b) + log(1 - e^-(a - b)), with the bin's width
   a - b computed directly: no difference of two probabilities near 1 (or 0) that cancels.
+* Count log-probabilities (Poisson, negative binomial, zero-inflated NB) take the log of
+  the mean, log mu, and of the NB's inverse dispersion, log theta: the ratios
+  theta / (theta + mu) are differences of log-sum-exps, and lgamma(x + theta) - lgamma(theta)
+  is taken in float64 (in float32 it is a difference of two numbers near theta log theta,
+  which loses every digit for theta above ~1e5, where the NB is nearly a Poisson).
 """
 
 from __future__ import annotations
@@ -156,6 +161,51 @@ def discretized_logistic_log_prob_sum(x: torch.Tensor, mean: torch.Tensor,
     if x.requires_grad or mean.shape != log_scale.shape:
         return discretized_logistic_log_prob(x, mean, log_scale, levels).sum(-1)
     return _LogisticLogProbSum.apply(x, mean, log_scale, levels)
+
+
+def poisson_log_prob(x: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
+    """log Poisson(x | mu = exp(log_rate)) = x log mu - mu - lgamma(x + 1), elementwise;
+    x (B, d) broadcasts against log_rate (..., B, d)."""
+    return x * log_rate - torch.exp(log_rate) - torch.lgamma(x + 1.0)
+
+
+def _lgamma_ratio(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """lgamma(x + theta) - lgamma(theta) - lgamma(x + 1), in float64, back in theta's type."""
+    x64, theta64 = x.double(), theta.double()
+    out = torch.lgamma(x64 + theta64) - torch.lgamma(theta64) - torch.lgamma(x64 + 1.0)
+    return out.to(theta.dtype)
+
+
+def nb_log_prob(x: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """log NB(x | mean mu, inverse dispersion theta) elementwise, the gamma-Poisson of
+    variance mu + mu^2 / theta (scVI's parameterisation; scipy's nbinom(n = theta,
+    p = theta / (theta + mu))): lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)
+    + theta log(theta / (theta + mu)) + x log(mu / (theta + mu)). log_theta (d,) or
+    like log_mean; tends to the Poisson of mean mu as theta -> inf."""
+    log_theta = log_theta.expand_as(log_mean)
+    theta = torch.exp(log_theta)
+    # theta log(theta / (theta + mu)) = -theta log(1 + mu / theta): -> -mu for theta >> mu
+    zero_term = -theta * F.softplus(log_mean - log_theta)
+    log_total = torch.logaddexp(log_theta, log_mean)  # log(theta + mu)
+    return _lgamma_ratio(x, theta) + zero_term + x * (log_mean - log_total)
+
+
+def nb_log_prob_zero(log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """log NB(0 | mu, theta) = -theta log(1 + mu / theta), elementwise."""
+    log_theta = log_theta.expand_as(log_mean)
+    return -torch.exp(log_theta) * F.softplus(log_mean - log_theta)
+
+
+def zinb_log_prob(x: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor,
+                  dropout_logits: torch.Tensor) -> torch.Tensor:
+    """log ZINB(x) elementwise: with probability pi = sigmoid(dropout_logits) a zero,
+    else NB(mu, theta): log(pi + (1 - pi) NB(0)) at x = 0, log(1 - pi) + log NB(x)
+    above; log pi = -softplus(-l), log(1 - pi) = -softplus(l)."""
+    log_keep = -F.softplus(dropout_logits)  # log(1 - pi)
+    nonzero = log_keep + nb_log_prob(x, log_mean, log_theta)
+    zero = torch.logaddexp(-F.softplus(-dropout_logits),
+                           log_keep + nb_log_prob_zero(log_mean, log_theta))
+    return torch.where(x.expand_as(nonzero) > 0, nonzero, zero)
 
 
 def clipped_logistic_mean(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

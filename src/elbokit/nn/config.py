@@ -32,7 +32,8 @@ STOP_BELOW_LR = 0.1  # early stopping under a decaying schedule: lr at most this
 # Fashion-MNIST pair (docs/decisions/vampprior-k50.md); the mixture of Gaussians keeps 10
 PRIOR_COMPONENTS = {"vamp": 50, "mog": 10}
 
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed", "logistic")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-fixed", "logistic", "poisson", "nb", "zinb")
+COUNT_LIKELIHOODS = ("poisson", "nb", "zinb")  # of raw counts (likelihoods.CountLikelihood)
 # epochs="auto": enough epochs for at least MIN_STEPS optimizer steps, never fewer than
 # MIN_EPOCHS (a large data set) nor more than MAX_EPOCHS (a tiny one); see auto_epochs
 MIN_EPOCHS, MAX_EPOCHS, MIN_STEPS = 10, 100, 1000
@@ -108,10 +109,14 @@ class ArchitectureConfig(Settings):
     latent_dim: int = setting(LATENT_DIM, "Latent dimension L.", minimum=1, flag="--latent",
                               positional=True)
     likelihood: str = setting("bernoulli", "auto (the default: logistic for 8-bit data, "
-                              "values k/255, else bernoulli), bernoulli (data in [0, 1]), "
-                              "logistic (discretized logistic of 8-bit values: a density in "
-                              "bits/dim), gaussian (learned per-feature variance) or "
-                              "gaussian-fixed (std --sigma).", choices=LIKELIHOODS,
+                              "values k/255, nb for tables of counts, else bernoulli), "
+                              "bernoulli (data in [0, 1]), logistic (discretized logistic of "
+                              "8-bit values: a density in bits/dim), gaussian (learned "
+                              "per-feature variance), gaussian-fixed (std --sigma), or for "
+                              "raw counts poisson, nb (negative binomial, a dispersion per "
+                              "feature) or zinb (zero-inflated nb): rates are shares of each "
+                              "row's total count.",
+                              choices=LIKELIHOODS,
                               estimator_default="auto")
     arch: str = setting("mlp", "mlp or conv: the family of the non-linear networks (conv: "
                         "images 8x8, 28x28, ...).", choices=ARCHS)
@@ -154,7 +159,8 @@ class ArchitectureConfig(Settings):
                                   minimum=0)
     standardize: bool = setting(
         False, "Fit on (x - mean) / std per feature, densities still of x as given (default: "
-        "on for --likelihood gaussian, off otherwise; refused for bernoulli and logistic).",
+        "on for --likelihood gaussian, off otherwise; refused for bernoulli, logistic and the "
+        "count likelihoods).",
         estimator_default="auto")
     conditional: bool = setting(False, "q(z|x, y) and p(x|z, y): fit(X, y) with class labels "
                                 "(one-hot) or a covariate matrix (the CLI's --condition-on).",
@@ -175,9 +181,11 @@ class ArchitectureConfig(Settings):
 
     def __post_init__(self):
         check_fields(self)
-        if self.standardize and self.likelihood in ("bernoulli", "logistic"):
+        if self.standardize and self.likelihood in ("bernoulli", "logistic",
+                                                    *COUNT_LIKELIHOODS):
+            data = "raw counts" if self.likelihood in COUNT_LIKELIHOODS else "values in [0, 1]"
             raise ParameterError(f"standardize=True does not apply to likelihood="
-                                 f"'{self.likelihood}' (its data are values in [0, 1]); use "
+                                 f"'{self.likelihood}' (its data are {data}); use "
                                  "standardize=False or a Gaussian likelihood")
         if self.feature_names is not None and (
                 len(self.feature_names) != self.n_features

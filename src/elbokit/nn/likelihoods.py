@@ -4,7 +4,9 @@ log-probability (summed over pixels) and a mean.
 The decoder emits ``n_heads`` tensors of shape (..., d): the Bernoulli's logits;
 the learned-variance Gaussian's mean mu_d(z) and variance pre-activation s_d(z) (the
 lecture's slide); the fixed Gaussian's mean; the discretized logistic's mean mu_d(z)
-(in the data's units) and log-scale pre-activation r_d(z).
+(in the data's units) and log-scale pre-activation r_d(z); the count likelihoods'
+logits h_d(z) of each feature's share of the row's total count (the ZINB's also its
+zero-inflation logits).
 
 ``discrete``: whether log p is the log of a probability mass of the data's values
 (the logistic's of 8-bit levels; the Bernoulli's only of binary data, see
@@ -21,16 +23,21 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import numpy as np
 
 from ..exceptions import DataError
+from .config import COUNT_LIKELIHOODS as COUNTS  # of raw counts (CountLikelihood)
 from ._math import (LOG_SCALE_MAX, bernoulli_log_prob_sum, clipped_logistic_mean,
-                    discretized_logistic_log_prob_sum, gaussian_log_prob, inverse_softplus)
+                    discretized_logistic_log_prob_sum, gaussian_log_prob, inverse_softplus,
+                    nb_log_prob, poisson_log_prob, zinb_log_prob)
 
 LEVELS = 256  # the logistic's levels: 8-bit values k / 255
 GRID_TOLERANCE = 1e-4  # |255 x - k| below which x reads as the level k (float32 of k/255: 1e-5)
 CHECK_ROWS = 4096  # rows of X checked per chunk (no copy of X as large as X)
+LIBRARY_FLOOR = 1e-6  # a row of zeros' library: its log-rates stay finite, log p(0) ~ 0
+LOG_THETA_RANGE = (-12.0, 18.0)  # the NB's log inverse dispersion is read within this
 
 
 class Likelihood:
@@ -40,6 +47,10 @@ class Likelihood:
 
     n_heads = 1
     discrete = False
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., d) as the encoder sees it: itself (the counts' log1p)."""
+        return x
 
 
 class Bernoulli(Likelihood):
@@ -138,7 +149,101 @@ class DiscretizedLogistic(Likelihood):
         return self.LOG_SCALE_MIN + inverse_softplus(log_s - self.LOG_SCALE_MIN)
 
 
-def build_likelihood(name: str, *, min_variance: float = 1e-3, sigma: float = 1.0):
+class CountLikelihood(Likelihood, nn.Module):
+    """What the count likelihoods share: the rate of feature d in row x is
+    mu_d = l rho_d(z), rho(z) = softmax(h(z)) the decoder's shares of the row's total and
+    l = sum_d x_d the row's observed library size (a scale factor given with x, as
+    scVI's ``use_observed_lib_size``): log p(x | z, l) in nats, a log-probability of the
+    counts (<= 0). The encoder sees log(1 + x). ``library_size`` (a buffer, set from the
+    training rows' median total, as scanpy's ``normalize_total``): the l of
+    :meth:`mean`, E[x|z] of a typical row, where no row is given (decode, sample)."""
+
+    discrete = True
+
+    def __init__(self, n_features: int = 1):
+        nn.Module.__init__(self)
+        self.register_buffer("library_size", torch.ones(()))
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(x.clamp_min(0.0))  # (a VampPrior's pseudo-inputs may go below)
+
+    @torch.no_grad()
+    def init_from_data(self, X: torch.Tensor) -> None:
+        """Set ``library_size`` to the median total count of the rows X (n, d)."""
+        totals = X.sum(-1, dtype=torch.float64).cpu().numpy()
+        self.library_size.fill_(max(float(np.median(totals)), 1.0))
+
+    def initial_logits(self, X: torch.Tensor) -> torch.Tensor:
+        """The logits (d,) of the features' mean shares of the counts X (n, d)."""
+        share = X.sum(0) / X.sum().clamp_min(1.0)
+        return torch.log(share.clamp_min(1e-8))
+
+    @staticmethod
+    def log_mean(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """log mu = log softmax(h) + log l, l = x's row totals (..., B, d)."""
+        library = x.sum(-1, keepdim=True).clamp_min(LIBRARY_FLOOR)  # (B, 1)
+        return F.log_softmax(logits, dim=-1) + torch.log(library)
+
+    def shares(self, params) -> torch.Tensor:
+        return torch.softmax(params[0], dim=-1)
+
+    def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """E[x|z] at the training rows' median library size: l rho(z)."""
+        return self.library_size * self.shares(params)
+
+
+class Poisson(CountLikelihood):
+    """p(x | z, l) = prod_d Poisson(x_d | l rho_d(z))."""
+
+    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        (logits,) = params  # (..., B, d)
+        return poisson_log_prob(x, self.log_mean(x, logits)).sum(-1)
+
+
+class NegativeBinomial(CountLikelihood):
+    """p(x | z, l) = prod_d NB(x_d | l rho_d(z), theta_d): the gamma-Poisson of variance
+    mu + mu^2 / theta_d, theta_d > 0 a learned inverse dispersion per feature (gene-wise,
+    scVI's ``dispersion="gene"``), parameter ``log_theta`` (d,) read within
+    LOG_THETA_RANGE; starts at theta = 1."""
+
+    def __init__(self, n_features: int = 1):
+        super().__init__(n_features)
+        self.log_theta = nn.Parameter(torch.zeros(n_features))
+
+    def theta_log(self) -> torch.Tensor:
+        return self.log_theta.clamp(*LOG_THETA_RANGE)
+
+    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        logits = params[0]  # (..., B, d)
+        return nb_log_prob(x, self.log_mean(x, logits), self.theta_log()).sum(-1)
+
+
+class ZeroInflatedNB(NegativeBinomial):
+    """p(x | z, l) = prod_d [pi_d(z) 1{x_d = 0} + (1 - pi_d(z)) NB(x_d | l rho_d(z), theta_d)],
+    pi_d = sigmoid(g_d(z)) the second head's zero-inflation (dropout) probability."""
+
+    n_heads = 2
+    INITIAL_DROPOUT_LOGIT = -3.0  # pi = 0.047 (a linear decoder's per-feature start)
+
+    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        logits, dropout = params  # (..., B, d) each
+        return zinb_log_prob(x, self.log_mean(x, logits), self.theta_log(), dropout).sum(-1)
+
+    def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """E[x|z] = (1 - pi(z)) l rho(z) at the training rows' median library size."""
+        return super().mean(params) * torch.sigmoid(-params[1])
+
+    def initial_raw(self, X: torch.Tensor) -> torch.Tensor:
+        """A linear decoder's per-feature dropout logits (d,) at the start."""
+        return torch.full((X.shape[1],), self.INITIAL_DROPOUT_LOGIT)
+
+
+def build_likelihood(name: str, *, min_variance: float = 1e-3, sigma: float = 1.0,
+                     n_features: int = 1):
+    """The likelihood ``name``; ``n_features``: d, the NB's dispersions' count."""
+    counts = {"poisson": Poisson, "nb": NegativeBinomial, "zinb": ZeroInflatedNB}
+    if name in counts:
+        return counts[name](n_features)
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
@@ -171,22 +276,38 @@ def on_8bit_grid(X: np.ndarray) -> bool:
     return True
 
 
+def are_counts(X: np.ndarray) -> bool:
+    """Whether every value of X is a non-negative integer (finite)."""
+    return all(bool(np.all((chunk >= 0) & (chunk == np.rint(chunk)) & np.isfinite(chunk)))
+               for chunk in _chunks(X))
+
+
 def resolve(name: str, X: np.ndarray, binarize: str = "none") -> str:
     """The likelihood of ``name``: itself, or for ``"auto"`` the one the data X call
     for: "bernoulli" when the pixels are binarized (``binarize`` other than "none") or
     X is all 0/1; "logistic" when every value lies on the 8-bit grid k/255 of [0, 1];
-    "bernoulli" otherwise (intensities in [0, 1] read as probabilities)."""
+    "nb" (the negative binomial, gene-wise dispersion) when every value is a
+    non-negative integer, some above 1 (a count table: the NB, not the ZINB, as
+    droplet data need no zero inflation, Svensson 2020); "bernoulli" otherwise
+    (intensities in [0, 1] read as probabilities)."""
     if name != "auto":
         return name
     if binarize != "none" or is_binary(X):
         return "bernoulli"
-    return "logistic" if on_8bit_grid(X) else "bernoulli"
+    if on_8bit_grid(X):
+        return "logistic"
+    return "nb" if X.size and are_counts(X) else "bernoulli"
 
 
 def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -> None:
     """Refuse data the likelihood ``name`` cannot score (one DataError line): values
     outside [0, 1] under "bernoulli" or "logistic", values off the 8-bit grid under
-    "logistic". ``low``, ``high``: X's range when the caller has it."""
+    "logistic", values that are not non-negative integers under a count likelihood.
+    ``low``, ``high``: X's range when the caller has it."""
+    if name in COUNTS and X.size and not are_counts(X):
+        raise DataError(f"{what} has values that are not non-negative integers; the {name} "
+                        "likelihood is of raw counts: pass the counts (not log-normalized "
+                        "values) or use likelihood='gaussian'")
     if name not in ("bernoulli", "logistic") or X.size == 0:
         return
     low = float(np.min(X)) if low is None else low

@@ -74,7 +74,7 @@ class VAENetwork(nn.Module):
         super().__init__()
         self.config = config
         self.likelihood = build_likelihood(config.likelihood, min_variance=config.min_variance,
-                                           sigma=config.sigma)
+                                           sigma=config.sigma, n_features=config.n_features)
         self.flow = None
         self._context_half = 0
         if config.posterior == "iaf":
@@ -135,7 +135,7 @@ class VAENetwork(nn.Module):
         """x (B, d) (conditional: (B, d + c), y last) -> mean, logvar (B, L) of the
         Gaussian and the flow's context (B, flow_context), None without a flow."""
         x, y = self.split_condition(x)
-        x = self.standardized(x)
+        x = self.likelihood.encoder_input(self.standardized(x))  # counts: log(1 + x)
         mean, logvar = self.encoder(x if y is None else torch.cat([x, y], dim=-1))
         if self.flow is None:
             return mean, self._clamped(logvar), None

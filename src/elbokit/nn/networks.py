@@ -93,6 +93,8 @@ class LinearDecoder(nn.Module):
         W small, so that the first steps do not swamp low-variance pixels."""
         mean = X.mean(0).to(self.linear.bias.device)  # (d,)
         self.linear.weight.mul_(0.01)
+        if hasattr(likelihood, "initial_logits"):  # counts: the features' mean shares
+            mean = likelihood.initial_logits(X).to(mean.device)
         if self.raw_variance is None:
             if isinstance(likelihood, Bernoulli):
                 p = mean.clamp(1e-3, 1 - 1e-3)
