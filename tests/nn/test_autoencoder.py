@@ -106,7 +106,7 @@ def test_tampered_files_are_one_line_errors(ae, tmp_path):
 
 def test_bad_input_is_a_one_line_error(ae, digits):
     with pytest.raises(ParameterError, match="likelihood must be one of"):
-        elbokit.Autoencoder(2, likelihood="cauchy").fit(digits.train)
+        elbokit.Autoencoder(2, likelihood="poisson").fit(digits.train)
     with pytest.raises(ParameterError, match="epochs"):
         elbokit.Autoencoder(2, epochs=0).fit(digits.train)
     with pytest.raises(DataError, match="outside \\[0, 1\\]"):
@@ -132,7 +132,7 @@ def test_cli_fit_ae_and_compare_row(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_reconstruction_error"] > 0 and "test_loglike" not in metrics
     assert json.loads((out / "run.json").read_text())["kind"] == "ae"
-    assert main(["fit", "ae", "--likelihood", "cauchy", "--out", str(tmp_path / "x")]) == 2
+    assert main(["fit", "ae", "--likelihood", "poisson", "--out", str(tmp_path / "x")]) == 2
     assert "likelihood must be one of" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["compare", "--models", "pca,ae", "--latent", "3", "--epochs", "2",

@@ -134,6 +134,7 @@ class Autoencoder(NeuralEstimator):
         held-out rows whose loss is recorded each epoch (``history_``)."""
         started = time.perf_counter()
         training = self._training()
+        check_choice(self.likelihood, "likelihood", AE_LIKELIHOODS)  # before the data's check
         X = self._check_X(X, "X", reset=True)
         if validation is not None:
             validation = self._check_X(validation, "validation", reset=False)

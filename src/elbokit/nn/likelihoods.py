@@ -282,21 +282,36 @@ def are_counts(X: np.ndarray) -> bool:
                for chunk in _chunks(X))
 
 
+def looks_like_counts(X: np.ndarray) -> bool:
+    """Whether X reads as a count table (what "auto" fits with the NB): non-negative
+    integers with zeros among them, not all 0/1, and not a bounded scale, whose largest
+    value, its ceiling, most columns reach (raw digits' 0-16 pixels: 43 of 64 columns,
+    questionnaire answers 0-4): a count table's largest value is in at most half of its
+    columns, or in one. Likert answers 1-5 have no zeros."""
+    if X.size == 0 or not are_counts(X):
+        return False
+    column_max = np.max(np.stack([chunk.max(0) for chunk in _chunks(X)]), axis=0)
+    has_zeros = any(bool(np.any(chunk == 0)) for chunk in _chunks(X))
+    top = float(column_max.max())
+    at_ceiling = int(np.sum(column_max == top))
+    return has_zeros and top > 1 and (at_ceiling == 1 or at_ceiling <= 0.5 * X.shape[1])
+
+
 def resolve(name: str, X: np.ndarray, binarize: str = "none") -> str:
     """The likelihood of ``name``: itself, or for ``"auto"`` the one the data X call
     for: "bernoulli" when the pixels are binarized (``binarize`` other than "none") or
     X is all 0/1; "logistic" when every value lies on the 8-bit grid k/255 of [0, 1];
-    "nb" (the negative binomial, gene-wise dispersion) when every value is a
-    non-negative integer, some above 1 (a count table: the NB, not the ZINB, as
-    droplet data need no zero inflation, Svensson 2020); "bernoulli" otherwise
-    (intensities in [0, 1] read as probabilities)."""
+    "nb" (the negative binomial, gene-wise dispersion) for a table of counts
+    (:func:`looks_like_counts`; the NB, not the ZINB, as droplet data need no zero
+    inflation, Svensson 2020); "bernoulli" otherwise (intensities in [0, 1] read as
+    probabilities; other data are then refused by :func:`check_data`)."""
     if name != "auto":
         return name
     if binarize != "none" or is_binary(X):
         return "bernoulli"
     if on_8bit_grid(X):
         return "logistic"
-    return "nb" if X.size and are_counts(X) else "bernoulli"
+    return "nb" if looks_like_counts(X) else "bernoulli"
 
 
 def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -> None:

@@ -31,6 +31,10 @@ Decoder
         values outside put their mass on level 0 or 255, so a final sigmoid on it is
         allowed but not needed), and the log-scale's pre-activation r,
         log s = -8 + softplus(r + 8) (no final activation on r).
+    ``"poisson"``, ``"nb"`` (1 head), ``"zinb"`` (2 heads)
+        the logits h of each feature's share of the row's total count (rates
+        l softmax(h), l the row's total; no final activation), and for the ZINB the
+        zero-inflation logits g, pi = sigmoid(g). The encoder sees log(1 + x).
 
     Outputs that are NaN or infinite on the two check rows are refused for every
     likelihood.
