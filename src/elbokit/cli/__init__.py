@@ -1,8 +1,10 @@
 """Command-line interface: a thin layer over the library.
 
 Known errors (any :class:`elbokit.ElbokitError`, and usage errors) become one line
-on stderr and exit code 2; set ``ELBOKIT_DEBUG=1`` to see the traceback. Ctrl-C
-ends with exit code 130 and one line (from training: which checkpoint to resume from);
+on stderr and exit code 2, warnings one line each (control characters escaped by
+:func:`elbokit._text.one_line`: a name read from a file cannot write to the terminal);
+set ``ELBOKIT_DEBUG=1`` to see the traceback. Ctrl-C ends with exit code 130 and one
+line (from training: which checkpoint to resume from);
 SIGTERM (``kill``, a job scheduler's stop) is handled the same way, exit code 143.
 Under torchrun only rank 0 prints these lines.
 """
@@ -14,6 +16,7 @@ import signal
 import sys
 import warnings
 
+from .._text import one_line
 from ..exceptions import ElbokitError
 from ..persistence import clear_stop, request_stop
 from . import compare, demo, evaluate, factors, fit  # noqa: F401  (register commands)
@@ -68,12 +71,12 @@ def _report_interrupt(exc: BaseException) -> None:
     seen = exc
     while seen is not None and not isinstance(seen, KeyboardInterrupt):
         seen = seen.__cause__ or seen.__context__
-    message = str(seen).splitlines()[0] if seen is not None and str(seen) else "interrupted"
+    message = one_line(seen) if seen is not None and str(seen) else "interrupted"
     print(f"elbokit: {message}", file=sys.stderr)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None):
-    return f"elbokit: {category.__name__}: {message}\n"
+    return f"elbokit: {category.__name__}: {one_line(message)}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         if _is_main_rank():  # under torchrun every rank fails alike: one line in all
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = one_line(exc) if str(exc) else type(exc).__name__
             print(f"elbokit: error: {message} (set ELBOKIT_DEBUG=1 for the traceback)",
                   file=sys.stderr)
         return 2
