@@ -44,7 +44,7 @@ def fa_run(tmp_path_factory, wine_csv):
     out = tmp_path_factory.mktemp("runs") / "fa"
     assert main(["fit", "fa", "--data", str(wine_csv), "--latent", "3", "--out",
                  str(out)]) == 0
-    assert main(["report", str(out), "--rotation", "varimax"]) == 0
+    assert main(["report", str(out), "--rotation", "varimax", "--data", str(wine_csv)]) == 0
     return out
 
 
@@ -94,7 +94,7 @@ def test_square_table_is_not_drawn_as_images(tmp_path):
     assert main(["fit", "pca", "--data", str(tmp_path / "table.npy"), "--latent", "4",
                  "--out", str(out)]) == 0
     assert json.loads((out / "run.json").read_text())["image_shape"] is None
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--data", str(tmp_path / "table.npy")]) == 0
     alts = _figure_alts((out / "report.html").read_text())
     # one row per feature up to 50, then those loading most on each factor (x0, x1, ...)
     assert "the 50 of 64 features that load most on each factor" in alts["loadings"]
@@ -102,8 +102,8 @@ def test_square_table_is_not_drawn_as_images(tmp_path):
     assert not any((out / "figures" / f"{name}.png").exists() for name in IMAGE_FIGURES)
 
 
-def test_bad_rotation_is_a_one_line_error(fa_run, capsys):
-    assert main(["report", str(fa_run), "--rotation", "equamax"]) == 2
+def test_bad_rotation_is_a_one_line_error(fa_run, wine_csv, capsys):
+    assert main(["report", str(fa_run), "--rotation", "equamax", "--data", str(wine_csv)]) == 2
     err = capsys.readouterr().err.strip()
     assert "rotation" in err and "varimax" in err and len(err.splitlines()) == 1
 
@@ -113,8 +113,8 @@ def test_bad_rotation_is_a_one_line_error(fa_run, capsys):
     ("feature_names", 5), ("feature_names", [1, 2]), ("target_names", {"a": 1}),
     ("key", {"test_fraction": "x"}),
 ])
-def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, tmp_path, capsys, field,
-                                                           value):
+def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, wine_csv, tmp_path, capsys,
+                                                           field, value):
     """report reads run.json through its schema check: a field of the wrong type or range
     is exit 2 with one line naming it (feature_names = 5 was a TypeError traceback)."""
     import shutil
@@ -123,7 +123,7 @@ def test_a_tampered_run_json_is_a_one_line_error_in_report(fa_run, tmp_path, cap
     shutil.copytree(fa_run, run)
     set_run_field(run, field, value)
     capsys.readouterr()
-    assert main(["report", str(run)]) == 2
+    assert main(["report", str(run), "--data", str(wine_csv)]) == 2
     err = capsys.readouterr().err.strip()
     assert field in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
@@ -142,7 +142,7 @@ def test_report_scores_the_split_the_run_was_fitted_on(wine_csv, tmp_path, monke
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(data, "load", spy)
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--data", str(wine_csv)]) == 0
     assert calls == [0.5]
 
 
@@ -277,7 +277,7 @@ def test_vbpca_with_missing_values_gets_its_relevance_plot(tmp_path, wine):
     out = tmp_path / "vbpca"
     assert main(["fit", "vbpca", "--data", str(csv), "--max-latent", "6", "--out",
                  str(out)]) == 0
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--data", str(csv)]) == 0
     alts = _figure_alts((out / "report.html").read_text())
     assert {"relevance", "scree", "loadings", "reconstruction_error"} <= set(alts)
 

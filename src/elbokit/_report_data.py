@@ -1,6 +1,7 @@
-"""The data of a report's runs: the data set a run's figures are drawn on (its own, or
-the caller's --data for a run saved without), the checks of --data, and the metrics of
-a run that has no metrics.json."""
+"""The data of a report's runs: the data set a run's figures are drawn on (--data, or
+the built-in data set it was fitted on: never a file its run.json names), the checks of
+--data against the run's record (digest, image shape), and the metrics of a run that
+has no metrics.json."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import html
 import json
 from pathlib import Path
 
+from ._provenance import (check_image_shape, data_difference, recorded_fingerprint,
+                          short_fingerprint)
 from .exceptions import ModelFileError
-from .persistence import RUN_FILE, read_run
+from .persistence import RUN_FILE
 from .runs import metrics_for, recorded_columns
 
 
@@ -32,28 +35,47 @@ def no_figure(run_dir: Path, spec: str | None) -> str:
     return f"{run_dir}: no figure could be drawn for its model on {spec}"
 
 
-def _recorded_data(run_dir: Path) -> str | None:
-    """The data spec run.json names (None: none, or no run.json)."""
-    return read_run(run_dir).get("data") if (run_dir / RUN_FILE).is_file() else None
-
-
-def check_data_option(path: Path, run_dirs: list[Path], data: str | None) -> None:
-    """``data`` (the caller's --data) draws the runs that name no data; refused where
-    every run names its own and one differs (the run's record is never replaced)."""
+def own_data(run_dir: Path, run: dict) -> str | None:
+    """The data a report draws a run on without --data: the built-in data set it was
+    fitted on, or None (a run saved from Python names none). A path run.json names is
+    never opened (a run directory received from someone could name any file on this
+    disk, and the page would show it): refused, saying to pass it as --data."""
+    from .data import SPECS
     from .exceptions import ParameterError
 
-    if data is None:
-        return
-    recorded = {run_dir: _recorded_data(run_dir) for run_dir in run_dirs}
-    if None in recorded.values() or all(spec == data for spec in recorded.values()):
-        return
-    if len(run_dirs) == 1:
-        raise ParameterError(f"--data {data}: the run in {run_dirs[0]} was fitted on "
-                             f"{recorded[run_dirs[0]]}, and its report draws that data "
-                             "(leave out --data)")
-    raise ParameterError(f"--data {data}: every run in {path} names the data it was fitted "
-                         "on, and its report draws that; --data is for a run saved without "
-                         "(leave it out)")
+    recorded = run.get("data")
+    if recorded is None or recorded in SPECS:
+        return recorded
+    fingerprint = recorded_fingerprint(run)
+    digest = f" ({short_fingerprint(fingerprint)})" if fingerprint else ""
+    raise ParameterError(f"{run_dir} was fitted on {recorded}{digest}; the report reads no "
+                         "file or folder that a run directory names: pass the data as --data "
+                         "(checked against the digest the run recorded)")
+
+
+def given_data_note(run: dict, run_dir: Path, spec: str) -> str:
+    """The page's line on the data given by --data: given for a run that names none,
+    the data the run was fitted on (the digests agree), or other data, named with both
+    digests on the page and in a :class:`~elbokit.exceptions.DataMismatchWarning`."""
+    import warnings
+
+    from .exceptions import DataMismatchWarning
+
+    if run.get("data") is None:
+        return f"<p>data: {html.escape(spec)}, given to the report (the run names none)</p>"
+    fingerprint = recorded_fingerprint(run)
+    if fingerprint is None:
+        return (f"<p>data: {html.escape(spec)}, given to the report (the run records no "
+                "digest of its data to check it against)</p>")
+    difference = data_difference(run, spec)
+    if difference is None:
+        return (f"<p>data: {html.escape(spec)}, the data the run was fitted on "
+                f"({html.escape(short_fingerprint(fingerprint))})</p>")
+    warnings.warn(f"{run_dir}: {difference}: its figures are drawn on the data given, its "
+                  "training curve and metrics.json are the fit's", DataMismatchWarning,
+                  stacklevel=4)
+    return (f"<p><b>warning: other data.</b> {html.escape(difference)}: the figures are "
+            "drawn on the data given; the training curve and the metrics are the fit's.</p>")
 
 
 def dataset_of(run: dict, run_dir: Path, model, spec: str, datasets: dict,
@@ -77,6 +99,7 @@ def dataset_of(run: dict, run_dir: Path, model, spec: str, datasets: dict,
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{spec} has {dataset.n_features} features but the model in "
                         f"{run_dir} was fitted on {model.n_features_in_}")
+    check_image_shape(run, run_dir, model, dataset, spec)
     if loaded is not None:
         loaded[run_dir] = (key, model)
     return dataset

@@ -22,6 +22,7 @@ __all__ = [
     "TrackingError",
     "NoDensityError",
     "PosteriorCollapseWarning",
+    "DataMismatchWarning",
     "ConvergenceWarning",
 ]
 
@@ -75,3 +76,8 @@ class NoDensityError(ParameterError):
 
 class PosteriorCollapseWarning(UserWarning):
     """Most latent units of a VAE are inactive: q(z|x) is close to the prior for them."""
+
+
+class DataMismatchWarning(UserWarning):
+    """The data given to ``report`` or ``evaluate`` are not those the run was fitted on
+    (their digests differ): the message names both."""

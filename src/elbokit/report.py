@@ -19,8 +19,9 @@ from .exceptions import ModelFileError
 from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, atomic_write_bytes, read_json,
                           read_metrics, read_run)
 from ._factor_report import DEFAULT_CUT, REPORT_ROTATIONS
-from ._report_data import check_data_option, dataset_of, no_figure, scores
+from ._report_data import dataset_of, given_data_note, no_figure, own_data, scores
 from .runs import NO_TEST_SET
+from ._text import plain_text
 
 REPORT_FILE = "report.html"
 
@@ -91,31 +92,10 @@ _CAPTIONS = {
 }
 
 
-def _csv_header(spec: str) -> list[str] | None:
-    """The header row of a CSV data file, if it has one (for runs recorded before
-    run.json kept the feature names)."""
-    import csv
-
-    path = Path(spec)
-    if path.suffix.lower() != ".csv" or not path.is_file():
-        return None
-    with open(path, newline="") as handle:
-        first = next((row for row in csv.reader(handle) if row), None)
-    if not first:
-        return None
-    try:
-        [float(cell) for cell in first]
-    except ValueError:
-        return [cell.strip() for cell in first]
-    return None  # the first row is data
-
-
 def _names(run: dict, dataset, key: str) -> list[str] | None:
     """Feature or target names: run.json's, else the loaded data set's (else None)."""
     names = run.get(key) or {"feature_names": dataset.feature_names,
                              "target_names": dataset.target_names}[key]
-    if names is None and key == "feature_names":
-        names = _csv_header(str(run.get("data", "")))
     return None if names is None else [str(name) for name in names]
 
 
@@ -196,19 +176,19 @@ def _section(run_dir: Path, with_figures: bool, datasets: dict,
     if with_figures:
         model = load_model(run_dir, networks=networks,
                            **_custom_classes(run_dir, classes or {}))
-        spec = run.get("data") or data  # --data: for a run that names none
+        spec = data if data is not None else own_data(run_dir, run)  # never a path of run.json
         if spec is None:
             drawn = _model_figures(run, run_dir, model)
             parts.append("<p>The run names no data (saved from Python): the figures that "
                          "need none; <code>elbokit report --data SPEC</code> draws the "
                          "rest.</p>" + drawn)
         else:
-            given = run.get("data") is None  # the caller's data, read with its options
-            dataset = dataset_of(run, run_dir, model, spec, datasets, loaded,
-                               (load_options or {}) if given else run.get("load_options", {}))
+            given = data is not None  # the caller's data, read with its options (or the run's)
+            read_with = load_options if given and load_options is not None else \
+                run.get("load_options", {})
+            dataset = dataset_of(run, run_dir, model, spec, datasets, loaded, read_with)
             if given:
-                parts.append(f"<p>data: {html.escape(spec)}, given to the report (the run "
-                             "names none)</p>")
+                parts.append(given_data_note(run, run_dir, spec))
                 metrics = metrics or scores(model, dataset, spec, parts)
             drawn = _data_figures(run, run_dir, model, dataset, options)
             parts.append(drawn)
@@ -358,14 +338,18 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
                  decoder_class=None) -> Path:
     """Write ``report.html`` into ``path`` (a run directory or a directory of runs).
 
-    Each run gets its metrics, its settings and its figures, drawn on the data its
-    run.json names (split as the fit split it); a run that names none (saved by
-    ``VAE.save`` from Python) gets the figures that need no data (samples, the 2-D
-    manifold, the training curve), or every figure on ``data`` (a spec as
-    :func:`elbokit.data.load` takes, read with ``load_options``, its ``resize`` and
-    ``crop`` keywords). The runs that name their data are drawn on it:
-    ``data`` is refused where every run names its own and one differs, and run.json is
-    never rewritten. A run whose section would hold no figure is a
+    Each run gets its metrics, its settings and its figures, drawn on ``data`` (a spec
+    as :func:`elbokit.data.load` takes, read with ``load_options``, its ``resize`` and
+    ``crop`` keywords; else the run's own) split as the fit split it. The report reads
+    no file a run directory names: without ``data`` a run fitted on a built-in data set
+    is drawn on it, a run fitted on a file is a :class:`~elbokit.exceptions.ParameterError`
+    saying to pass it, and a run that names none (saved by ``VAE.save`` from Python)
+    gets the figures that need no data (samples, the 2-D manifold, the training curve).
+    ``data`` is checked against the digest the run recorded: other data are named on
+    the page and in a :class:`~elbokit.exceptions.DataMismatchWarning`; images of
+    another shape than the model's are refused. run.json is never rewritten. Names
+    from files are drawn as plain text (:func:`elbokit._text.plain_text`) and escaped
+    in the HTML. A run whose section would hold no figure is a
     :class:`~elbokit.exceptions.ModelFileError` (no report is written).
 
     ``networks``: the classes of VAEs' custom networks by class name, as
@@ -388,16 +372,16 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets, loaded = [], [], {}, {}
-    run_dirs = _run_dirs(path)
-    check_data_option(path, run_dirs, data)
-    for run_dir in run_dirs:
-        section, summary = _section(run_dir, with_figures, datasets, options,
-                                    {"encoder_class": encoder_class,
-                                     "decoder_class": decoder_class}, loaded,
-                                    data=data, networks=networks,
-                                    load_options=load_options)
-        sections.append(section)
-        summaries.append(summary)
+    with plain_text():  # names from files drawn as written: no mathtext, no TeX
+        for run_dir in _run_dirs(path):
+            section, summary = _section(run_dir, with_figures, datasets, options,
+                                        {"encoder_class": encoder_class,
+                                         "decoder_class": decoder_class}, loaded,
+                                        data=data, networks=networks,
+                                        load_options=load_options)
+            sections.append(section)
+            summaries.append(summary)
+        ae_vae = _ae_vae_section(path, datasets, loaded)
     columns = ["model", "kind"] + [c for c in ("train_loglike", "test_loglike", "test_elbo",
                                                "test_loglike_is", "test_bits_per_dim",
                                                "test_reconstruction_error",
@@ -409,8 +393,7 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
             f"<h1>elbokit report: {html.escape(str(path))}</h1>"
             "<p>Log-likelihoods and ELBOs in nats per sample on held-out data.</p>"
             + _table(summaries, columns) + "\n".join(sections) + "</body></html>")
-    page = page.replace("</body></html>",
-                        _ae_vae_section(path, datasets, loaded) + "</body></html>")
+    page = page.replace("</body></html>", ae_vae + "</body></html>")
     out = path / REPORT_FILE
     atomic_write_bytes(out, page.encode("utf-8"))
     return out

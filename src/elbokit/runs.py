@@ -35,6 +35,7 @@ from .persistence import (MAX_SEED, METRICS_FILE,  # noqa: F401
                           read_metrics, read_run)
 from .persistence.commit import COMMITTED_FILES, clean_stale, new_stage, remove_tree
 from ._run_commit import commit_run, discarded
+from ._provenance import check_continued, continued_record, write_continued
 
 CLASSICAL_KINDS = kind_names(family="linear")  # derived from elbokit.kinds
 EVAL_SEED = 12345  # seed of the fixed binarisation of a binary-pixel VAE's evaluation data
@@ -175,6 +176,9 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                   data_dir=data_dir, **extra)
     with RunLock(out) as lock:
         out = prepare_out_dir(out, overwrite=overwrite)
+        record = continued_record(key, dataset, spec)  # what it trains on: data, split, shape
+        if resume:
+            check_continued(out, VAE_CHECKPOINTS, record)
         stage = None
         if env_rank() == 0:  # the writer: under torchrun the other ranks write nothing
             clean_stale(out)  # what a killed save left
@@ -182,6 +186,7 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
         try:
             return _fit_and_commit(model, dataset, out, stage, lock, key=key, extra=extra,
                                    spec=spec, seed=seed, params=params, epochs=epochs,
+                                   record=record,
                                    validation_fraction=validation_fraction,
                                    checkpoint=checkpoint, resume=resume, on_nan=on_nan,
                                    callbacks=callbacks)
@@ -194,8 +199,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
 
 
 def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock, *, key,
-                    extra, spec, seed, params, epochs, validation_fraction, checkpoint,
-                    resume, on_nan, callbacks) -> dict | None:
+                    extra, spec, seed, params, epochs, record, validation_fraction,
+                    checkpoint, resume, on_nan, callbacks) -> dict | None:
     """:func:`fit_and_record`'s work, under the lock: fit, score, write the run into
     ``stage`` and swap it in (:func:`commit_run`)."""
     start = time.perf_counter()
@@ -207,7 +212,7 @@ def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock
             (stage if replacing else out) / VAE_CHECKPOINTS
         if not _fit_epochs_or_clean(model, dataset, validation_fraction or 0.0, seed,
                                     checkpoint_dir=checkpoint_dir, resume=resume,
-                                    on_nan=on_nan, callbacks=callbacks):
+                                    on_nan=on_nan, callbacks=callbacks, record=record):
             return None
     else:
         model.fit(dataset.train)
@@ -287,13 +292,16 @@ def write_model_run(model, directory: str | os.PathLike, extra: dict | None = No
 
 class _Started:
     """A training callback, the last of the list: it fires once every other callback
-    has started (a tracking backend that cannot start raises before it)."""
+    has started (a tracking backend that cannot start raises before it), and then
+    writes what the run trains on into its checkpoint directory (``record``)."""
 
-    def __init__(self):
-        self.fired = False
+    def __init__(self, checkpoint_dir=None, record: dict | None = None):
+        self.fired, self.checkpoint_dir, self.record = False, checkpoint_dir, record
 
     def on_train_start(self, model, config, data) -> None:
         self.fired = True
+        if self.checkpoint_dir is not None and self.record is not None:
+            write_continued(self.checkpoint_dir, self.record)  # what --resume checks
 
     def on_epoch_end(self, epoch, record, model) -> None:
         pass
@@ -303,7 +311,7 @@ class _Started:
 
 
 def _fit_epochs_or_clean(model, dataset: Dataset, validation_fraction: float, seed: int, *,
-                         checkpoint_dir, callbacks=None, **options) -> bool:
+                         checkpoint_dir, callbacks=None, record=None, **options) -> bool:
     """:func:`_fit_epochs`; a fit that fails before its first epoch (a tracking backend
     that cannot start, a check of the training loop) removes the checkpoint directory
     it created, so that a failed start leaves nothing behind. A fit that fails later
@@ -312,7 +320,7 @@ def _fit_epochs_or_clean(model, dataset: Dataset, validation_fraction: float, se
 
     fresh = checkpoint_dir is not None and not Path(checkpoint_dir).exists() \
         and env_rank() == 0  # rank 0 writes the checkpoints
-    started = _Started()
+    started = _Started(checkpoint_dir, record)
     try:
         return _fit_epochs(model, dataset, validation_fraction, seed,
                            checkpoint_dir=checkpoint_dir, callbacks=[*(callbacks or ()), started],
@@ -444,22 +452,6 @@ def check_finite_metrics(metrics: dict, out) -> None:
 
 
 VAE_CHECKPOINTS = "checkpoints"  # the checkpoint directory of a `fit vae` run
-
-
-def check_resumable(out: Path, kind: str) -> None:
-    """Refuse ``--resume`` into a directory holding a saved model of another kind (the
-    training settings are compared by :func:`elbokit.nn.train.resume.check_resume`, the
-    architecture when the checkpoint is loaded)."""
-    model_file = out / MODEL_FILE
-    if model_file.is_file():
-        try:
-            saved = read_json(model_file, "model file").get("kind")
-        except ModelFileError:
-            saved = None
-        if saved != kind:
-            raise ParameterError(f"{out} holds a {str(saved)[:20]!r} model, not a {kind} run; "
-                                 "--resume continues only a run of the same model (choose "
-                                 "another --out, or --overwrite without --resume)")
 
 
 def image_shape_of(run_dir: str | os.PathLike, n_features: int):

@@ -129,11 +129,12 @@ def test_a_run_saved_from_python_is_reportable(nets, tmp_path, capsys):
                     capsys, "wine has 13 features")
 
 
-def test_report_data_never_replaces_the_runs_own(custom_run, nets, capsys):
+def test_report_data_never_rewrites_the_runs_record(custom_run, nets, capsys):
+    """--data other than the run's own is checked against the model (and named on the
+    page when it is drawn: tests/hostile/test_provenance.py); run.json stays as it is."""
     before = (custom_run / "run.json").read_bytes()
-    err = one_line_exit_2(["report", str(custom_run), "--networks", str(nets[0]), "--data",
-                           "iris"], capsys, "--data iris")
-    assert "fitted on digits" in err
+    one_line_exit_2(["report", str(custom_run), "--networks", str(nets[0]), "--data",
+                     "iris"], capsys, "iris has 4 features")
     assert (custom_run / "run.json").read_bytes() == before
 
 
@@ -198,8 +199,8 @@ def test_compare_takes_networks_and_names_a_bad_source(tmp_path, capsys):
 
 def test_report_data_draws_only_the_runs_that_name_none(nets, custom_run, tmp_path, capsys):
     """A directory with a fitted run (digits) and a run saved from Python: --data draws
-    the second, the first keeps its own data; --data on a directory of fitted runs alone
-    is refused."""
+    both, the first checked against the data it was fitted on; data that do not fit the
+    models are refused."""
     import shutil
 
     runs = tmp_path / "runs"
@@ -208,9 +209,10 @@ def test_report_data_draws_only_the_runs_that_name_none(nets, custom_run, tmp_pa
     assert main(["report", str(runs), "--networks", str(nets[0]), "--data", "digits"]) == 0
     page = (runs / "report.html").read_text()
     assert page.count("given to the report (the run names none)") == 1
+    assert page.count("the data the run was fitted on (the built-in digits)") == 1
     shutil.copytree(custom_run, runs / "saved", dirs_exist_ok=True)  # now fitted as well
     one_line_exit_2(["report", str(runs), "--networks", str(nets[0]), "--data", "iris"],
-                    capsys, "every run in")
+                    capsys, "iris has 4 features")
 
 
 def test_report_data_of_a_folder_takes_resize(tmp_path, capsys):

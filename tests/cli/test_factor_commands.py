@@ -274,7 +274,7 @@ def fa_run(questionnaire, tmp_path):
     return out
 
 
-def test_the_loadings_table_is_psychs_sorted_and_cut_solution(fa_run, capsys):
+def test_the_loadings_table_is_psychs_sorted_and_cut_solution(fa_run, questionnaire, capsys):
     """--rotation oblimin --cut 0.3: the table's numbers are factor_solution of the
     model's standardized loadings, items grouped by their main factor, |l| < 0.3
     blank; h2 is the same under every rotation (Lambda Phi Lambda' = A A')."""
@@ -283,7 +283,8 @@ def test_the_loadings_table_is_psychs_sorted_and_cut_solution(fa_run, capsys):
     model = load_model(fa_run)
     A = standardized_loadings(model.loading_matrix(), model.noise_variances())
     expected = factor_solution(A, "oblimin")
-    assert main(["report", str(fa_run), "--rotation", "oblimin"]) == 0
+    data_option = ["--data", str(questionnaire[0])]
+    assert main(["report", str(fa_run), "--rotation", "oblimin", *data_option]) == 0
     page = (fa_run / "report.html").read_text()
     rows = _html_table(page, "loadings")
     assert rows[0] == ["item", "F1", "F2", "h2", "u2", "com"]
@@ -305,7 +306,8 @@ def test_the_loadings_table_is_psychs_sorted_and_cut_solution(fa_run, capsys):
     assert phi[1][2] == f"{expected.factor_correlation[0, 1]:.2f}"
     h2 = {r[0]: r[3] for r in items}
     for rotation in ("none", "varimax", "geomin"):
-        assert main(["report", str(fa_run), "--rotation", rotation, "--cut", "0"]) == 0
+        assert main(["report", str(fa_run), "--rotation", rotation, "--cut", "0",
+                     *data_option]) == 0
         page = (fa_run / "report.html").read_text()
         again = {r[0]: r[3] for r in _html_table(page, "loadings")[1:] if r[0] in ITEMS}
         assert again == h2
@@ -322,7 +324,7 @@ def test_the_fit_statistics_are_factanals_chi_square(fa_run, questionnaire):
     from scipy import stats
 
     path, _ = questionnaire
-    assert main(["report", str(fa_run)]) == 0
+    assert main(["report", str(fa_run), "--data", str(path)]) == 0
     page = (fa_run / "report.html").read_text()
     header, values = _html_table(page, "fit-statistics")
     cells = dict(zip(header, values))
@@ -346,7 +348,7 @@ def test_the_reports_factor_count_does_not_depend_on_the_number_fitted(questionn
     for latent in ("1", "3"):
         assert main(["fit", "fa", "--data", str(path), "--latent", latent, "--drop-columns",
                      "id,gender", "--out", str(runs / f"fa{latent}")]) == 0
-    assert main(["report", str(runs)]) == 0
+    assert main(["report", str(runs), "--data", str(path)]) == 0
     page = (runs / "report.html").read_text()
     import re
 
@@ -364,11 +366,14 @@ def test_report_of_a_run_without_a_test_set_and_of_pca(questionnaire, complete_c
                  "id,gender", "--test-fraction", "0", "--out", str(runs / "fa")]) == 0
     assert main(["fit", "pca", "--data", str(complete), "--latent", "2", "--columns",
                  ",".join(ITEMS), "--out", str(runs / "pca")]) == 0
-    assert main(["report", str(runs)]) == 0
-    page = (runs / "report.html").read_text()
-    assert "no test set" in page
-    assert page.count('<table class="loadings">') == 2  # FA and PCA
-    assert page.count('<table class="fit-statistics">') == 1  # FA's factor model only
+    # two runs fitted on two files: a report of each, on its own --data
+    assert main(["report", str(runs / "fa"), "--data", str(path)]) == 0
+    assert main(["report", str(runs / "pca"), "--data", str(complete)]) == 0
+    fa, pca = ((runs / name / "report.html").read_text() for name in ("fa", "pca"))
+    assert "no test set" in fa
+    assert fa.count('<table class="loadings">') == pca.count('<table class="loadings">') == 1
+    assert fa.count('<table class="fit-statistics">') == 1  # FA's factor model only
+    assert pca.count('<table class="fit-statistics">') == 0
 
 
 def test_a_labelled_table_keeps_its_probes_but_not_the_vaes_numbers(tmp_path):

@@ -164,7 +164,8 @@ def test_an_rgb_conv_vae_fits_and_its_report_draws_colour_grids(colour_patches, 
     run = json.loads((tmp_path / "runs" / "rgb" / "run.json").read_text())
     assert run["channels"] == 3 and run["target_names"] == ["china", "flower"]
     assert run["load_options"] == {"resize": [8, 8], "crop": "center"}  # the report's reload
-    result = CliRunner().invoke(app, ["report", "runs"])
+    # the folder given again; read with the run's own --resize and --crop
+    result = CliRunner().invoke(app, ["report", "runs", "--data", str(colour_patches)])
     assert result.exit_code == 0, result.output
     figures = tmp_path / "runs" / "rgb" / "figures"
     samples = np.asarray(Image.open(figures / "samples.png").convert("RGB"), dtype=float)

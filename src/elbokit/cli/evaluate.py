@@ -28,16 +28,20 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     columns the run was fitted on (run.json's, unless --columns/--drop-columns say
     otherwise); missing values are allowed for the models that accept them. A built-in
     data set is scored on its train and test rows, split as --seed and --test-fraction
-    say (by default as the fit split it)."""
+    say (by default as the fit split it). Images of another shape than the model was
+    fitted on are refused; data other than the fit's (by digest) are named in a line
+    after the metrics, as is the fit's own data."""
     from .. import data as data_module
+    from .._provenance import check_image_shape
     from ..exceptions import DataError, ModelFileError
     from ..runs import RUN_FILE, metrics_for, read_run, recorded_columns
 
     model = load_run_model(run_dir, networks)
+    run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
     whole = data not in data_module.SPECS  # a user's file: every row, no split
     named = Path(data).suffix.lower() not in (".npy", ".npz")  # arrays have no column names
-    if columns is None and drop_columns is None and named and (run_dir / RUN_FILE).is_file():
-        columns = recorded_columns(read_run(run_dir), run_dir)
+    if columns is None and drop_columns is None and named:
+        columns = recorded_columns(run, run_dir)
     dataset = data_module.load(data, data_dir=data_dir, seed=seed,
                                test_fraction=0.0 if whole else test_fraction,
                                allow_nan=model.accepts_missing, columns=columns,
@@ -45,6 +49,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
                         f"was fitted on {model.n_features_in_}")
+    check_image_shape(run, run_dir, model, dataset, data)
     metrics = metrics_for(model, dataset)
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
@@ -54,6 +59,23 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
         metrics = every_row_metrics(metrics, dataset.train)
     print_metrics(f"{run_dir} on {data}" + (f" (every row: {dataset.train.shape[0]})"
                                             if whole else ""), metrics)
+    note = data_note(run, data, data_dir)
+    if note:
+        typer.echo(note)
+
+
+def data_note(run: dict, data: str, data_dir) -> str | None:
+    """The line saying whether ``data`` are those the run was fitted on (by the digest
+    its run.json records; None where it records none)."""
+    from .._provenance import data_difference, recorded_fingerprint, short_fingerprint
+
+    fingerprint = recorded_fingerprint(run)
+    if fingerprint is None:
+        return None
+    difference = data_difference(run, data, data_dir)
+    if difference is None:
+        return f"data: the data the run was fitted on ({short_fingerprint(fingerprint)})"
+    return f"data: {difference}"
 
 
 def every_row_metrics(metrics: dict, X) -> dict:
@@ -87,6 +109,7 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                                "z in each column); its index or its name.")] = None,
            networks: Networks = None):
     """Draw samples from a saved model and save them as an image grid."""
+    from .._text import plain_text
     from ..exceptions import DataError, ParameterError
     from ..plots import image_grid
     from ..runs import image_shape_of
@@ -113,19 +136,20 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     conditional = model.conditional
     names = _target_names(run_dir)
     y = _label_of(model, label, run_dir, conditional, names)
-    if conditional and y is None:  # a grid of rows, one per class
-        from ..plots import MAX_CLASSES_SHOWN, class_samples_figure
+    with plain_text():  # run.json's class names drawn as written (no mathtext)
+        if conditional and y is None:  # a grid of rows, one per class
+            from ..plots import MAX_CLASSES_SHOWN, class_samples_figure
 
-        rows = min(len(model.classes_), MAX_CLASSES_SHOWN)
-        class_samples_figure(model, shape, out, per_class=max(1, n // rows),
-                             random_state=seed, label_names=names, **options)
-    else:
-        if y is not None:
-            options["y"] = y
-        images = model.sample(n, random_state=seed, **options)
-        title = f"{n} samples from {run_dir}" + (
-            "" if y is None else f", label {_class_name(y, names)}")
-        image_grid(images, shape, out, title=title)
+            rows = min(len(model.classes_), MAX_CLASSES_SHOWN)
+            class_samples_figure(model, shape, out, per_class=max(1, n // rows),
+                                 random_state=seed, label_names=names, **options)
+        else:
+            if y is not None:
+                options["y"] = y
+            images = model.sample(n, random_state=seed, **options)
+            title = f"{n} samples from {run_dir}" + (
+                "" if y is None else f", label {_class_name(y, names)}")
+            image_grid(images, shape, out, title=title)
     typer.echo(f"wrote {out}")
 
 
@@ -188,21 +212,25 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
                "--cut", help="Loadings below this (absolute value) are left blank in the "
                              "loadings table, as psych's print(fa, cut=0.3).")] = 0.3,
            data: Annotated[Optional[str], typer.Option(
-               "--data", help="The data of the figures of a run that names none (saved by "
-                              "VAE.save from Python), a spec as fit's --data; a run fitted by "
-                              "`elbokit fit` is drawn on its own.")] = None,
+               "--data", help="The data of the figures, a spec as fit's --data; needed for a "
+                              "run fitted on a file or folder (the report opens no path a "
+                              "run.json names) and for a run saved from Python; checked "
+                              "against the digest the run recorded.")] = None,
            resize: Resize = None, crop: Crop = None, networks: Networks = None):
     """Write a self-contained report.html (metrics, settings, all figures).
 
     A run whose report would hold no figure is an error (exit code 2), with the fix:
-    --data for a run that names no data, --networks for a run with custom networks."""
+    --data for a run that names no data, --networks for a run with custom networks.
+    A run fitted on a file or folder is drawn on --data only (its run.json's path is
+    never opened); data other than the fit's (by digest) are named on the page and in
+    one line, images of another shape than the model's are refused."""
     from ..exceptions import ParameterError
     from ..report import write_report
 
     options = {"resize": image_size(resize), "crop": crop} if resize or crop else None
     if options is not None and data is None:
-        raise ParameterError("--resize and --crop read the --data of a run saved without "
-                             "data; give --data FOLDER with them")
+        raise ParameterError("--resize and --crop read the folder of --data (without them "
+                             "the run's own resize and crop); give --data FOLDER with them")
     page = write_report(run_dir, rotation=rotation, normalize=normalize, cut=cut, data=data,
                         load_options=options, networks=import_networks(networks))
     typer.echo(f"wrote {page}")

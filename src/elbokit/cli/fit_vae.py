@@ -78,7 +78,8 @@ def fit_vae(**options):
     """Variational autoencoder (Gaussian encoder; Bernoulli, Gaussian or discretized
     logistic decoder: by default logistic for 8-bit images, else Bernoulli)."""
     from ..exceptions import ParameterError
-    from ..runs import check_resumable, prepare_out_dir
+    from .._provenance import check_resumable
+    from ..runs import prepare_out_dir
 
     out, resume = options["out"], options["resume"]
     modules = {}
@@ -108,7 +109,7 @@ def fit_vae(**options):
                          resume=resume, on_nan=options["on_nan"], callbacks=callbacks)
     if metrics is None:  # under torchrun, rank 0 alone writes and prints
         return
-    _log_artifacts(callbacks, out, options["networks"])
+    _log_artifacts(callbacks, out, options["networks"], options["data"])
     print_saved(f"vae (L={model.latent_dim}, {model.architecture_.likelihood}) on "
                 f"{options['data']}", metrics, out)
 
@@ -211,17 +212,18 @@ def _callbacks(options: dict, image_shape) -> list:
     return callbacks
 
 
-def _log_artifacts(callbacks: list, out: Path, networks: str | None = None) -> None:
-    """With --mlflow: write the run's report.html (its custom networks from
-    ``--networks``) and log the run directory (model, metrics, report; not the
-    checkpoints) as the MLflow run's artifacts."""
+def _log_artifacts(callbacks: list, out: Path, networks: str | None = None,
+                   data: str | None = None) -> None:
+    """With --mlflow: write the run's report.html (on ``data``, the fit's --data; its
+    custom networks from ``--networks``) and log the run directory (model, metrics,
+    report; not the checkpoints) as the MLflow run's artifacts."""
     from ..nn.callbacks import MLflowCallback
 
     for cb in callbacks:
         if isinstance(cb, MLflowCallback):
             from ..report import write_report
 
-            write_report(out, networks=import_networks(networks))
+            write_report(out, data=data, networks=import_networks(networks))
             for path in sorted(out.iterdir()):
                 if path.is_file() and not path.name.startswith("."):
                     cb.log_artifacts(path)
