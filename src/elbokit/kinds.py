@@ -129,32 +129,47 @@ def estimator_classes() -> dict[str, type]:
 #
 # Each builder takes (latent, *, seed, verbose, epochs, **options) and uses what its
 # model has: the same constructor calls the CLI made before the registry existed.
+# compare's --standardize and --validation-fraction reach every builder as ``standardize``
+# and ``validation_fraction`` options; each keeps those its model has (_applicable).
+
+def _applicable(options: dict, keep: tuple[str, ...]) -> dict:
+    """``options`` without compare's shared settings that do not apply to the model (the
+    ones in ``keep`` do), nor those left at None (the model's own default)."""
+    shared = ("standardize", "validation_fraction")
+    return {k: v for k, v in options.items()
+            if k not in shared or (k in keep and v is not None)}
+
 
 def _pca(latent, *, seed, verbose, epochs, **options):
+    options = _applicable(options, ("standardize",))
     from .linear import PCA
 
     return PCA(latent, **options)
 
 
 def _ppca(latent, *, seed, verbose, epochs, **options):
+    options = _applicable(options, ("standardize",))
     from .linear import PPCA
 
     return PPCA(latent, random_state=seed, verbose=verbose, **options)
 
 
 def _fa(latent, *, seed, verbose, epochs, **options):
+    options = _applicable(options, ("standardize",))
     from .linear import FactorAnalysis
 
     return FactorAnalysis(latent, verbose=verbose, **options)
 
 
 def _linear_ae(latent, *, seed, verbose, epochs, **options):
+    options = _applicable(options, ("standardize",))
     from .linear import LinearAutoencoder
 
     return LinearAutoencoder(latent, random_state=seed, verbose=verbose, **options)
 
 
 def _vbpca(latent, *, seed, verbose, epochs, **options):
+    options = _applicable(options, ("standardize",))
     from .vi import VBPCA
 
     return VBPCA(latent, random_state=seed, **options)
@@ -162,6 +177,7 @@ def _vbpca(latent, *, seed, verbose, epochs, **options):
 
 def _vae_linear(latent, *, seed, verbose, epochs, **options):
     """Settings under which the linear VAE reaches FA's likelihood (tests/test_vae.py)."""
+    options = _applicable(options, ("validation_fraction",))
     from .nn import VAE
 
     settings = dict(decoder="linear", likelihood="gaussian", epochs=epochs, seed=seed,
@@ -171,6 +187,7 @@ def _vae_linear(latent, *, seed, verbose, epochs, **options):
 
 def _vae(latent, *, seed, verbose, epochs, **options):
     """compare's VAE: Gaussian likelihood with learned variance, one hidden layer of 256."""
+    options = _applicable(options, ("validation_fraction",))
     from .nn import VAE
 
     settings = dict(likelihood="gaussian", hidden=(256,), epochs=epochs, seed=seed,
@@ -181,6 +198,7 @@ def _vae(latent, *, seed, verbose, epochs, **options):
 def _ae(latent, *, seed, verbose, epochs, **options):
     """compare's autoencoder: the compare VAE's networks (one hidden layer of 256), the
     squared-error loss (the Gaussian likelihood's reconstruction term)."""
+    options = _applicable(options, ())
     from .nn import Autoencoder
 
     settings = dict(likelihood="gaussian", hidden=(256,), seed=seed,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -85,10 +86,55 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit
                                    callback=_check_seed)]
 
 
+# --threads auto: one thread when the data hold at most this many values (rows x
+# features) or the machine is busy (load average >= its cores); benchmarks/threads.py
+SMALL_WORK = 10_000_000
+
+
+def _check_threads(value: int | None) -> int | None:
+    from ..exceptions import ParameterError
+
+    if value is not None and value < 1:
+        raise ParameterError(f"--threads must be an integer >= 1; got {value}")
+    return value
+
+
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", callback=_check_threads,
+    help="CPU threads of torch and of the linear algebra (default: 1 when the data hold at "
+         f"most {SMALL_WORK:.0e} values or the machine is busy, its load average at least "
+         "its cores; else every core).")]
+
+
+def auto_threads(n_values: int) -> int:
+    """The threads of ``--threads`` left out, for data of ``n_values`` values: one for
+    small work (threads only add synchronisation there) or on a busy machine (two
+    threads of a small VAE fit ran 8.6x slower than one on a loaded 2-core machine),
+    else every core."""
+    cores = os.cpu_count() or 1
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
+    return 1 if n_values <= SMALL_WORK or busy else cores
+
+
+def apply_threads(threads: int | None, dataset) -> int:
+    """Set torch's and BLAS's threads for the command's work on ``dataset``
+    (``threads``: the option's value; None: :func:`auto_threads`); returns the count."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    count = threads or auto_threads(int(dataset.train.size) + int(dataset.test.size))
+    threadpool_limits(limits=count)  # BLAS and OpenMP, for the rest of the process
+    if "torch" in sys.modules:  # else the environment tells torch when it is imported
+        sys.modules["torch"].set_num_threads(count)
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    return count
+
+
 def shared_fit_options(data_dir: DataDir = None, seed: Seed = 0,
                        test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
                        overwrite: Overwrite = False, columns: Columns = None,
-                       drop_columns: DropColumns = None):
+                       drop_columns: DropColumns = None, threads: Threads = None):
     """The options every ``elbokit fit`` command takes after its model's (a group for
     :func:`with_options`)."""
 
@@ -143,6 +189,16 @@ def config_option(f: dataclasses.Field, default=dataclasses.MISSING,
                              annotation=Annotated[kind, option])
 
 
+def config_field_option(name: str):
+    """The ``Annotated`` type of config field ``name``'s option (as ``elbokit fit vae``
+    declares it, :func:`config_option`), for a command that takes that one setting."""
+    from ..nn.config import TrainingConfig
+
+    field = {f.name: f for f in (*dataclasses.fields(ArchitectureConfig),
+                                 *dataclasses.fields(TrainingConfig))}[name]
+    return config_option(field).annotation
+
+
 def layer_sizes(text: str, flag: str = "--hidden") -> tuple[int, ...]:
     """--hidden 512,256 as (512, 256)."""
     from ..exceptions import ParameterError
@@ -193,10 +249,12 @@ def load_dataset(options: dict, **load_options):
     :func:`elbokit.data.load`'s keywords)."""
     from .. import data as data_module
 
-    return data_module.load(options["data"], data_dir=options["data_dir"],
-                            seed=options["seed"], test_fraction=options["test_fraction"],
-                            columns=options["columns"], drop_columns=options["drop_columns"],
-                            **load_options)
+    dataset = data_module.load(options["data"], data_dir=options["data_dir"],
+                               seed=options["seed"], test_fraction=options["test_fraction"],
+                               columns=options["columns"],
+                               drop_columns=options["drop_columns"], **load_options)
+    apply_threads(options.get("threads"), dataset)
+    return dataset
 
 
 def record_fit(model, dataset, options: dict, **fit_keywords) -> dict | None:

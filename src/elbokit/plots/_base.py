@@ -106,8 +106,9 @@ def image_grid(images: np.ndarray, image_shape, path, *, title: str | None = Non
 
 
 def curves_figure(history: list[dict], path, *, title: str = "ELBO per epoch") -> None:
-    """Training and validation ELBO (nats/sample) per epoch, or log-likelihood per
-    iteration for EM (a list of floats)."""
+    """Training and validation ELBO (nats/sample) per epoch, the best validation epoch
+    marked (the weights early stopping keeps), or log-likelihood per iteration for EM (a
+    list of floats)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     if history and isinstance(history[0], dict):
@@ -116,6 +117,7 @@ def curves_figure(history: list[dict], path, *, title: str = "ELBO per epoch") -
             values = [h.get(key) for h in history]
             if any(v is not None for v in values):
                 ax.plot(epochs, [np.nan if v is None else v for v in values], label=label)
+        _mark_best(ax, epochs, [h.get("val_elbo") for h in history])
         ax.set_xlabel("epoch")
         ax.set_ylabel("ELBO (nats/sample)")
         ax.legend()
@@ -126,6 +128,16 @@ def curves_figure(history: list[dict], path, *, title: str = "ELBO per epoch") -
     ax.set_title(title)
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def _mark_best(ax, epochs: list, values: list) -> None:
+    """A dot and a dotted line at the epoch of the best validation ELBO."""
+    finite = [(v, e) for v, e in zip(values, epochs) if v is not None and np.isfinite(v)]
+    if not finite:
+        return
+    value, epoch = max(finite)
+    ax.axvline(epoch, color="C1", linestyle=":", linewidth=1)
+    ax.plot([epoch], [value], "o", color="C1", label=f"best validation (epoch {epoch})")
 
 
 def bar_figure(values, path, *, title: str, ylabel: str, log: bool = False,
