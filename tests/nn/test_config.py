@@ -50,7 +50,7 @@ def test_every_field_has_help_and_only_the_resolved_ones_a_different_estimator_d
                if estimator_default(f) != f.default}
     assert changed == {"encoder": None, "decoder": None, "standardize": "auto",
                        "prior_components": None, "precision": "auto", "likelihood": "auto",
-                       "epochs": "auto"}
+                       "epochs": "auto", "patience": "auto", "validation_fraction": "auto"}
 
 
 def test_one_latent_name_and_default_in_library_and_cli():

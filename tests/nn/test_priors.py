@@ -22,7 +22,8 @@ from elbokit.nn.model import PosteriorSample, VAENetwork  # noqa: E402
 from elbokit.nn.objectives import ESTIMATORS, MonteCarloELBO, AnalyticKLELBO  # noqa: E402
 from elbokit.nn.priors import MixtureOfGaussians, Prior, StandardNormal, VampPrior  # noqa: E402
 
-FAST = dict(hidden=(32,), epochs=2, batch_size=100, progress=False, gmm_components=0)
+FAST = dict(hidden=(32,), epochs=2, batch_size=100, progress=False, gmm_components=0,
+            validation_fraction=0)
 
 
 def _network(prior=None, latent=3, **settings):

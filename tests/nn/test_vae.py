@@ -194,11 +194,11 @@ def test_fit_checks_the_kept_weights_anew_only_where_its_validation_does_not_sho
     monkeypatch.setattr(VAE, "check_fit", lambda self, *a, **k: (calls.append(a[1]),
                                                                   check(self, *a, **k)))
     X, V = digits.train[:200], digits.test[:50]
-    fast = dict(hidden=(8,), epochs=2, progress=False)
+    fast = dict(hidden=(8,), epochs=2, progress=False, patience=0)  # the last epoch kept
     VAE(2, **fast).fit(X, validation=V)
     assert calls == []
     VAE(2, likelihood="gaussian", **fast).fit(X, validation=V)
-    VAE(2, **fast).fit(X)
+    VAE(2, validation_fraction=0, **fast).fit(X)
     assert calls == ["validation", "training"]
     validate, epochs = train_module._validate, []
 
@@ -234,7 +234,7 @@ def test_bad_inputs_raise_clear_errors(fitted, digits):
     with pytest.raises(ParameterError, match="likelihood"):
         VAE(2, likelihood="cauchy", progress=False).fit(digits.train)
     with pytest.raises(ParameterError, match="patience"):
-        VAE(2, patience=3, progress=False).fit(digits.train)
+        VAE(2, patience=3, validation_fraction=0, progress=False).fit(digits.train)
     with pytest.raises(ParameterError, match="multiples of 4"):
         VAE(2, arch="conv", image_shape=(2, 32), progress=False).fit(digits.train)
     with pytest.raises(ParameterError, match="binarize"):
@@ -279,7 +279,8 @@ def test_custom_objective_objects_train_and_are_recorded(digits, tmp_path):
 
 def test_nan_loss_names_epoch_and_step_and_keeps_last_good_checkpoint(digits, tmp_path):
     X = digits.train  # 1437 rows: 12 steps per epoch at batch size 128
-    vae = VAE(3, hidden=(32,), epochs=5, objective=_NaNAfter(12 + 3), progress=False)
+    vae = VAE(3, hidden=(32,), epochs=5, objective=_NaNAfter(12 + 3), progress=False,
+              validation_fraction=0)
     with pytest.raises(TrainingError, match=r"nan at epoch 2, step 3 of 12") as info:
         vae.fit(X, checkpoint_dir=tmp_path)
     assert "epoch 1" in str(info.value) and str(tmp_path) in str(info.value)
@@ -437,7 +438,7 @@ def test_linear_vae_reaches_factor_analysis_log_likelihood(digits):
         fa_loglike = FactorAnalysis(5, min_noise_variance=floor).fit(X).score(X)
     vae = VAE(5, likelihood="gaussian", decoder="linear", min_variance=floor, epochs=40,
               batch_size=64, lr=2e-2, lr_schedule="cosine", standardize=False,
-              progress=False).fit(X)  # the floor in the data's units, as FA's
+              validation_fraction=0, progress=False).fit(X)  # the floor in the data's units
     elbo = vae.elbo(X, "b", n_samples=50).mean()
     assert abs(fa_loglike - elbo) < 0.01 * abs(fa_loglike), (elbo, fa_loglike)
     assert elbo < fa_loglike + 0.05

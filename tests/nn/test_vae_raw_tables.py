@@ -20,7 +20,7 @@ from elbokit.exceptions import DataError, ParameterError, TrainingError  # noqa:
 from elbokit.nn import VAE  # noqa: E402
 
 
-TINY = dict(hidden=(32,), epochs=15, batch_size=32, progress=False)
+TINY = dict(hidden=(32,), epochs=15, batch_size=32, progress=False, validation_fraction=0)
 
 
 def _split(loader, n_test=60):

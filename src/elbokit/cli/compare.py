@@ -17,7 +17,10 @@ from ..kinds import kind_names
 from ..persistence import MODEL_FILE
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, LATENT_DIM, Columns, DataDir, DataSpec, DropColumns,
-                     Latent, Networks, Seed, TestFraction, format_table, import_networks)
+                     Latent, Networks, Seed, Standardize, TestFraction, Threads, apply_threads,
+                     config_field_option, format_table, import_networks)
+
+ValidationFraction = config_field_option("validation_fraction")
 
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
@@ -26,13 +29,18 @@ NO_DENSITY = "no density"  # the method cell of a model without log p(x) (the Au
 INDEPENDENT = "independent"  # the baseline row: a Gaussian per feature, no dependence
 
 
-def build_model(kind: str, latent: int, *, epochs: int, seed: int):
+def build_model(kind: str, latent: int, *, epochs: int, seed: int, standardize: bool = False,
+                validation_fraction: float | None = None):
     """An unfitted model for ``elbokit compare``, as :mod:`elbokit.kinds` declares it.
     VAEs use the Gaussian likelihood with learned variance, so every row is a density of
     the same data in nats; with it they standardize each feature (``standardize="auto"``),
     so their variance floor, ``min_variance=1e-3``, is 1e-3 x each feature's variance and
-    any table's units fit."""
-    return model_kinds.build_model(kind, latent, seed=seed, epochs=epochs)
+    any table's units fit. ``standardize``: the classical models too (their densities
+    still of the data as given); ``validation_fraction``: the VAEs' held-out share of the
+    training rows (None: theirs, "auto")."""
+    chosen = {"standardize": standardize or None, "validation_fraction": validation_fraction}
+    return model_kinds.build_model(kind, latent, seed=seed, epochs=epochs,
+                                   **{k: v for k, v in chosen.items() if v is not None})
 
 
 @app.command("compare")
@@ -51,13 +59,18 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
             data_dir: DataDir = None, seed: Seed = 0,
             test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
             columns: Columns = None, drop_columns: DropColumns = None,
-            networks: Networks = None):
+            networks: Networks = None, standardize: Standardize = False,
+            validation_fraction: ValidationFraction = None, threads: Threads = None):
     """Fit (or load) each model and print log p(x), ELBO, active units, reconstruction
     error, linear-probe accuracy and fit time.
 
     A model that fails is printed as a row with its reason; the others are printed and
     saved; the exit code is then 2. ``--networks``: the classes of the custom networks of
-    saved runs it reuses (a kind registered with its own encoder/decoder)."""
+    saved runs it reuses (a kind registered with its own encoder/decoder).
+    ``--standardize``: every model fits the standardized features (the VAEs do by
+    default); ``--validation-fraction``: the VAEs' validation split (default: 0.1 of a
+    small table's training rows, with early stopping; see
+    :func:`elbokit.nn.config.auto_validation`)."""
     from .. import data as data_module
     from ..evaluate import check_importance
     from ..exceptions import ParameterError
@@ -80,12 +93,15 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     # the others are failed rows with their reason, as any failing model
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
                                allow_nan=True, columns=columns, drop_columns=drop_columns)
+    apply_threads(threads, dataset)
+    settings = {"standardize": standardize, "validation_fraction": validation_fraction}
     # one writer of --out at a time: its runs and compare.json, under one lock
     with RunLock(out):
         # every run directory is checked before anything is fitted or written
         plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
                              data=data, test_fraction=test_fraction, data_dir=data_dir,
-                             refit=refit, overwrite=overwrite, columns=dataset.columns)
+                             refit=refit, overwrite=overwrite, columns=dataset.columns,
+                             settings=settings)
                  for kind in kinds}
         classes = import_networks(networks)
         rows, table, failures = [], {INDEPENDENT: _independent(dataset)}, {}
@@ -150,7 +166,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data: str,
-          test_fraction: float, data_dir, refit: bool, overwrite: bool, columns=None):
+          test_fraction: float, data_dir, refit: bool, overwrite: bool, columns=None,
+          settings=None):
     """``(model, reuse)``: the unfitted model of ``kind`` and whether the saved run in
     ``run_dir`` matches it (its key: data content, split, every setting). A saved run
     fitted otherwise is replaced only with ``refit`` or ``overwrite``."""
@@ -158,7 +175,7 @@ def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data
     from ..models import kind_of
     from ..runs import matching_run, run_key
 
-    model = build_model(kind, latent, epochs=epochs, seed=seed)
+    model = build_model(kind, latent, epochs=epochs, seed=seed, **(settings or {}))
     extra = {} if columns is None else {"columns": columns}  # as fit_and_record keys it
     key = run_key(kind_of(model), model.get_params(), spec=data, seed=seed,
                   test_fraction=test_fraction, data_dir=data_dir, **extra)

@@ -11,7 +11,8 @@ from ._app import app
 from .common import format_table
 
 DEMO_LATENT = 10
-DEMO_VAE = dict(likelihood="gaussian", hidden=(128,), epochs=40, batch_size=64, lr=2e-3)
+DEMO_VAE = dict(likelihood="gaussian", hidden=(128,), epochs=40, batch_size=64, lr=2e-3,
+                validation_fraction=0.0)  # the README table: all 1438 rows, 40 epochs
 
 
 @app.command("demo")

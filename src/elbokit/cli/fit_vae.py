@@ -53,9 +53,6 @@ def _data(data: DataSpec = "digits"):
 
 
 def _run_options(
-    validation_fraction: Annotated[float, typer.Option(
-        "--validation-fraction", help="Share of the training rows held out to record a "
-                                      "validation ELBO each epoch (0: none).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")]
     = False,
     networks: Networks = None,
@@ -105,8 +102,8 @@ def fit_vae(**options):
                 seed=options["seed"], conditional=conditional)
     callbacks = _callbacks(options, dataset.image_shape)
     metrics = record_fit(model, dataset, options, overwrite=options["overwrite"] or resume,
-                         validation_fraction=options["validation_fraction"], checkpoint=True,
-                         resume=resume, on_nan=options["on_nan"], callbacks=callbacks)
+                         checkpoint=True, resume=resume, on_nan=options["on_nan"],
+                         callbacks=callbacks)
     if metrics is None:  # under torchrun, rank 0 alone writes and prints
         return
     _log_artifacts(callbacks, out, options["networks"], options["data"])

@@ -10,11 +10,13 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
+
 from ..exceptions import ParameterError
 from ._estimator import names, sizes
 from .._validation import check_choice
 from .config import (LIKELIHOODS, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
-                     TrainingConfig, auto_epochs, config_kwargs)
+                     TrainingConfig, auto_epochs, auto_validation, config_kwargs)
 from .likelihoods import check_data, resolve
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
 from .protocols import custom_settings
@@ -35,7 +37,7 @@ def resolve_standardize(vae, likelihood: str | None = None) -> bool:
 def resolve_likelihood(vae, X) -> str:
     """The likelihood the VAE fits X (n, d) with: ``vae.likelihood``, or for "auto" the
     one the data call for (:func:`elbokit.nn.likelihoods.resolve`: logistic for 8-bit
-    values, else bernoulli); X is checked to suit it (one DataError line)."""
+    values, nb for counts, else bernoulli); X is checked to suit it (one DataError line)."""
     check_choice(vae.likelihood, "likelihood", ("auto", *LIKELIHOODS), sort=False)
     binarize = vae.binarize if isinstance(vae.binarize, str) else "none"
     likelihood = resolve(vae.likelihood, X, binarize)
@@ -113,15 +115,28 @@ def prior_object(vae, config: ArchitectureConfig) -> Prior | None:
     return copy.deepcopy(vae.prior)
 
 
-def training(vae, *, likelihood: str | None = None, n_rows: int | None = None) -> TrainingConfig:
-    """The settings of :class:`TrainingConfig`, with the precision and the epochs of
-    "auto" resolved: the precision from ``likelihood`` (the resolved one, else the
-    estimator's), the epochs from the ``n_rows`` training rows
-    (:func:`~elbokit.nn.config.auto_epochs`; MIN_EPOCHS when unknown)."""
+def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
+             validation_given: bool = False) -> TrainingConfig:
+    """The settings of :class:`TrainingConfig`, with the precision, the validation split,
+    the patience and the epochs of "auto" resolved: the precision from ``likelihood`` (the
+    resolved one, else the estimator's), the split and patience from the ``n_rows`` rows
+    given to fit and whether validation rows were given
+    (:func:`~elbokit.nn.config.auto_validation`; none when ``n_rows`` is unknown), the
+    epochs from the rows fitted (:func:`~elbokit.nn.config.auto_epochs`; MIN_EPOCHS when
+    unknown)."""
     settings = config_kwargs(TrainingConfig, vae)
+    fraction, patience = auto_validation(n_rows, validation_given) if n_rows else (0.0, 0)
+    if isinstance(settings["validation_fraction"], str) and \
+            settings["validation_fraction"] == "auto":
+        settings["validation_fraction"] = fraction
+    if isinstance(settings["patience"], str) and settings["patience"] == "auto":
+        held_out = held_out_rows(n_rows or 0, settings["validation_fraction"])
+        settings["patience"] = patience if validation_given or held_out else 0
     if isinstance(settings["epochs"], str) and settings["epochs"] == "auto":
         batch = settings["batch_size"]
-        settings["epochs"] = auto_epochs(n_rows, batch) if n_rows and isinstance(batch, int) \
+        fitted = n_rows - held_out_rows(n_rows, settings["validation_fraction"]) \
+            if n_rows else None
+        settings["epochs"] = auto_epochs(fitted, batch) if fitted and isinstance(batch, int) \
             and batch > 0 else TrainingConfig.epochs  # a bad batch size fails its own check
     if not isinstance(settings["objective"], str):  # an ELBOEstimator object
         estimator = settings["objective"]
@@ -132,6 +147,24 @@ def training(vae, *, likelihood: str | None = None, n_rows: int | None = None) -
     settings["precision"] = resolve_precision(settings["precision"],
                                               likelihood or vae.likelihood, settings["device"])
     return TrainingConfig(**settings)
+
+
+def held_out_rows(n_rows: int, fraction) -> int:
+    """How many of ``n_rows`` rows a ``validation_fraction`` holds out: at least one, and
+    at least one row left to fit (0 for 0 or a bad value, which fails its own check)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+            not 0 < fraction < 1:
+        return 0
+    return min(n_rows - 1, max(1, round(fraction * n_rows)))
+
+
+def split_rows(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fitted rows, validation rows): indices of a seeded share ``fraction`` of
+    ``n_rows`` rows held out (the same permutation as the CLI's split of a run,
+    :func:`elbokit.runs.split_validation`)."""
+    order = np.random.default_rng(seed + 7).permutation(n_rows)
+    n_val = held_out_rows(n_rows, fraction)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def check_combination(architecture: ArchitectureConfig, training: TrainingConfig, *,

@@ -49,10 +49,13 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     likelihood : ``"auto"`` (default: resolved at ``fit`` from the data and recorded
         resolved, ``architecture_.likelihood``: ``"bernoulli"`` when ``binarize`` is on
         or the data are all 0/1, ``"logistic"`` when every value lies on the 8-bit grid
-        k/255, else ``"bernoulli"``), ``"bernoulli"`` (data in [0, 1]), ``"logistic"``
+        k/255, ``"nb"`` when every value is a non-negative integer, else
+        ``"bernoulli"``), ``"bernoulli"`` (data in [0, 1]), ``"logistic"``
         (the discretized logistic of 8-bit values, a density in bits/dim),
-        ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``) or
-        ``"gaussian-fixed"`` (standard deviation ``sigma``); see
+        ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``),
+        ``"gaussian-fixed"`` (standard deviation ``sigma``), or for raw counts
+        ``"poisson"``, ``"nb"`` (negative binomial, a learned dispersion per feature) and
+        ``"zinb"`` (zero-inflated NB), of rate = share(z) x the row's total count; see
         :mod:`elbokit.nn.likelihoods`.
     standardize : ``"auto"`` (default), True or False. True: the networks work on
         (x - m) / s, m and s the training data's per-feature mean and standard
@@ -95,10 +98,13 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         the encoder's input and to the decoder's z. Every method that reads x or
         generates one (``encode``, ``elbo``, ``score``, ``sample``, ``decode``, ...) then
         takes ``y=`` too; ``log_likelihood_samples`` estimates log p(x|y).
-    epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience, seed, device,
-    progress : training settings, see :class:`~elbokit.nn.config.TrainingConfig`
-        (``epochs="auto"``, the default: :func:`~elbokit.nn.config.auto_epochs` of the
-        training rows).
+    epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience,
+    validation_fraction, seed, device, progress : training settings, see
+        :class:`~elbokit.nn.config.TrainingConfig` (``epochs="auto"``, the default:
+        :func:`~elbokit.nn.config.auto_epochs` of the training rows;
+        ``validation_fraction="auto"`` and ``patience="auto"``, the defaults:
+        :func:`~elbokit.nn.config.auto_validation`, a validation split and early stopping
+        on a fit of at most 12,800 rows, none on a larger one).
         ``objective`` is ``"a"`` (L_A), ``"b"`` (L_B) or ``"iwae"`` (with
         ``n_samples=k``, the k-sample bound of Burda et al.).
     fused_step, precision : the written-out L_B step for the preset MLP VAE (see
@@ -128,6 +134,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     ----------
     model_ : the fitted :class:`~elbokit.nn.model.VAENetwork` (torch module).
     architecture_, training_ : the configs it was built and fitted with.
+    validation_rows_ : the indices of the rows of X that ``fit`` held out for
+        validation (``validation_fraction``), or None.
     history_ : list of per-epoch dicts (``train_elbo``, ``val_elbo``, ``seconds`` of the
         training steps, ``wall_seconds`` of the whole epoch).
     n_features_in_ : d.
@@ -179,7 +187,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
                  lr_schedule: str = "constant", lr_warmup: int = 0, max_minutes: float = 0.0,
                  ema: float = 0.0, objective: str = "b", n_samples: int = 1,
                  fused_step: bool = True, precision: str = "auto", binarize: str = "none",
-                 patience: int = 0, seed: int = 0,
+                 patience: int | str = "auto", validation_fraction: float | str = "auto",
+                 seed: int = 0,
                  device: str = "auto", progress: bool = True, kl_warmup: int = 0,
                  free_bits: float = 0.0, beta: float = 1.0, gradient: str = "standard",
                  miwae_m: int = 8, ciwae_beta: float = 0.5, schedule: str = "joint",
@@ -193,16 +202,22 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         return settings_of.architecture(self, n_features, condition_dim, classes,
                                         likelihood=likelihood)
 
-    def _training(self, *, likelihood: str | None = None,
-                  n_rows: int | None = None) -> TrainingConfig:
-        return settings_of.training(self, likelihood=likelihood, n_rows=n_rows)
+    def _training(self, *, likelihood: str | None = None, n_rows: int | None = None,
+                  validation_given: bool = False) -> TrainingConfig:
+        return settings_of.training(self, likelihood=likelihood, n_rows=n_rows,
+                                    validation_given=validation_given)
 
     def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
             on_nan: str = "stop", callbacks=None):
         """Maximise the ELBO of X (n, d) by Adam.
 
         ``validation``: held-out rows, whose ELBO (L_B, one sample) is recorded each
-        epoch and drives early stopping (``patience``). Every setting is the
+        epoch and drives early stopping (``patience``); without it a
+        ``validation_fraction`` of X is held out (seeded by ``seed``; their indices in
+        ``validation_rows_``). By default (``"auto"``, see
+        :func:`~elbokit.nn.config.auto_validation`) a fit of at most 12,800 rows holds 10%
+        out and stops 10 epochs after the best validation ELBO, keeping that epoch's
+        weights; a larger one fits every row for every epoch. Every setting is the
         constructor's (change one with ``set_params``). ``checkpoint_dir``: where a
         checkpoint is written after every epoch; ``resume=True`` continues from it
         (changing only the settings :mod:`elbokit.nn.train.resume` allows, as the CLI's
@@ -228,7 +243,18 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         likelihood = settings_of.resolve_likelihood(self, X)  # "auto": from the data
         condition = self._fit_condition(y, X.shape[0])
         validation, val_y = self._validation_with_condition(validation, condition)
-        training = self._training(likelihood=likelihood, n_rows=X.shape[0])
+        training = self._training(likelihood=likelihood, n_rows=X.shape[0],
+                                  validation_given=validation is not None)
+        self.validation_rows_ = None
+        if validation is None and training.validation_fraction:  # held out of X, seeded
+            fitted, self.validation_rows_ = settings_of.split_rows(
+                X.shape[0], training.validation_fraction, training.seed)
+            validation = X[self.validation_rows_] if condition is None else np.hstack(
+                [X[self.validation_rows_], condition[self.validation_rows_]])
+            val_y = None if condition is None else np.asarray(y)[self.validation_rows_]
+            X = X[fitted]
+            y, condition = (None, None) if condition is None else \
+                (np.asarray(y)[fitted], condition[fitted])
         objective = self.objective if not isinstance(self.objective, str) \
             else training.objective
         if validation is not None:  # checked before the likelihood was known
