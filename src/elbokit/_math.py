@@ -185,10 +185,20 @@ def gamma_expected_log_prior(shape, rate, prior_shape: float, prior_rate: float)
 
 # --------------------------------------------------------------------------- bits per dim
 
-def bits_per_dim(mean_log_px: float, n_features: int) -> float:
+def bits_per_dim(mean_log_px: float, n_features: float) -> float:
     """A mean log-density in nats turned into a negative log-likelihood in bits per
-    dimension: -log p(x) / (d ln 2)."""
+    dimension: -log p(x) / (d ln 2) (``n_features``: d, or :func:`observed_dims`)."""
     return -float(mean_log_px) / (n_features * np.log(2.0))
+
+
+def observed_dims(X: np.ndarray) -> float:
+    """The dimensions a row's log p covers, on average: d for complete rows; with
+    missing (NaN) entries the mean count of observed ones (log p of a row is then the
+    marginal of its observed entries), so bits/dim is per observed entry."""
+    X = np.asarray(X)
+    if X.shape[0] == 0 or not np.issubdtype(X.dtype, np.floating) or not np.isnan(X).any():
+        return float(X.shape[1])
+    return float(np.count_nonzero(~np.isnan(X))) / X.shape[0]
 
 
 # --------------------------------------------------------------------------- missing entries

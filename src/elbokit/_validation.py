@@ -68,6 +68,7 @@ def _check_shape(X: np.ndarray, name: str, min_samples: int) -> None:
 def check_data(X, name: str = "X", *, min_samples: int = 1, allow_nan: bool = False,
                dtype=np.float64) -> np.ndarray:
     """Convert ``X`` to a 2-D float array and check it, with messages that name the problem."""
+    X = dense_input(X)
     check_frame_columns(X, name)
     try:
         arr = np.asarray(X)
@@ -109,16 +110,36 @@ def check_frame_columns(X, name: str = "X") -> None:
                 ) from None
 
 
+def dense_input(X):
+    """AnnData and scipy sparse input for a model without a sparse path: a dense array
+    (an AnnData's as a DataFrame of its var_names), the memory checked first."""
+    names = None
+    if any(c.__name__ == "AnnData" for c in type(X).__mro__):
+        names, X = [str(v) for v in X.var_names], X.X
+    if sparse.issparse(X):
+        check_memory(2.0 * X.shape[0] * X.shape[1] * max(X.dtype.itemsize, 4),
+                     f"the sparse matrix of shape {X.shape} as a dense array",
+                     "use fewer cells or genes, or PCA/FA/PPCA, which keep it sparse")
+        X = X.toarray()
+    if names is None:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(np.asarray(X), columns=names, copy=False)
+
+
 def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
                min_samples: int = 1) -> np.ndarray:
     """scikit-learn's ``validate_data`` (feature counts, names, dtype) plus our own
     shape and finiteness messages. Returns a float64 (or float32) 2-D array."""
-    if sparse.issparse(X):
-        raise DataError("sparse input is not supported; convert it with X.toarray()")
+    X = dense_input(X)
     check_frame_columns(X)
     arr = X
     if isinstance(X, np.ndarray) and X.ndim != 2:
         _check_shape(X, "X", min_samples)
+    if isinstance(X, np.ndarray) and X.dtype.kind == "c":  # scikit-learn's message
+        # holds the whole array, many lines (its own words kept: its checks look for them)
+        raise DataError("Complex data not supported: X must be real")
     try:
         arr = validate_data(
             estimator, arr, reset=reset, dtype=[np.float64, np.float32],
@@ -127,7 +148,7 @@ def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
     except ValueError as exc:  # scikit-learn's messages are clear; give them our type
         if isinstance(exc, DataError):
             raise
-        raise DataError(str(exc)) from None
+        raise DataError(" ".join(str(exc).split())) from None  # one line
     _check_shape(arr, "X", min_samples)
     check_finite(arr, "X", allow_nan=allow_nan)
     return arr
@@ -165,10 +186,37 @@ def check_positive(value, name: str) -> float:
     return value
 
 
+def check_bool(value, name: str) -> bool:
+    """Check a switch is True or False (numpy's bool too): "no", -1 or [1] would
+    otherwise be taken as True in silence."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_random_state(seed, name: str = "random_state") -> np.random.RandomState:
+    """scikit-learn's ``check_random_state`` with a one-line :class:`ParameterError`
+    (None, an integer in [0, 2**32 - 1], a RandomState), not a bare ValueError."""
+    from sklearn.utils import check_random_state as sklearn_check
+
+    if isinstance(seed, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be None, an integer in [0, 2**32 - 1] or a "
+                             f"numpy RandomState; got {seed!r}")
+    try:
+        return sklearn_check(seed)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be None, an integer in [0, 2**32 - 1] or a "
+                             f"numpy RandomState; got {seed!r}") from None
+
+
 def check_choice(value, name: str, choices, *, sort: bool = True) -> str:
     """Check a hyper-parameter is one of ``choices`` (listed sorted in the message, or
     in their own order with ``sort=False``)."""
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value (a list, a dict) against a set
+        known = False
+    if not known:
         listed = sorted(choices) if sort else list(choices)
         raise ParameterError(f"{name} must be one of {listed}; got {value!r}")
     return value

@@ -133,17 +133,28 @@ def kl_to_prior(model, X, *, n_samples: int = KL_SAMPLES, random_state: int = 0)
 
 
 def reconstruction_error(model, X) -> float:
-    """Mean over samples of ||x - x_hat||^2, x_hat the model's reconstruction."""
+    """Mean over samples of ||x - x_hat||^2, x_hat the model's reconstruction; with
+    missing (NaN) entries, the sum over a row's observed entries scaled to all d (the
+    mean squared error of its observed entries times d), rows with none left out."""
     X = np.asarray(X, dtype=np.float64)
-    X_hat = as_model(model).reconstruct(X)
-    return float(np.mean(np.sum((X - X_hat) ** 2, axis=1)))
+    squared = (X - as_model(model).reconstruct(X)) ** 2
+    observed = ~np.isnan(X)
+    if observed.all():
+        return float(np.mean(np.sum(squared, axis=1)))
+    counts = observed.sum(axis=1)
+    rows = counts > 0
+    per_row = np.where(observed, squared, 0.0).sum(axis=1)[rows] / counts[rows]
+    return float(np.mean(per_row) * X.shape[1]) if rows.any() else float("nan")
 
 
-def per_feature_errors(model, X) -> tuple[np.ndarray, np.ndarray]:
+def per_feature_errors(model, X, y=None) -> tuple[np.ndarray, np.ndarray]:
     """Mean squared reconstruction error of each feature (its squared units), over the
-    observed (non-NaN) entries of X, and the feature's variance."""
+    observed (non-NaN) entries of X, and the feature's variance (``y``: the labels a
+    conditional VAE reconstructs with)."""
     X = np.asarray(X, dtype=np.float64)
-    squared = (X - np.asarray(as_model(model).reconstruct(X), dtype=np.float64)) ** 2
+    model = as_model(model)
+    X_hat = model.reconstruct(X) if y is None else model.reconstruct(X, y=y)
+    squared = (X - np.asarray(X_hat, dtype=np.float64)) ** 2
     observed = ~np.isnan(X)
     count = np.maximum(observed.sum(axis=0), 1)
     mse = np.where(observed, squared, 0.0).sum(axis=0) / count

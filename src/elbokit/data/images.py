@@ -55,6 +55,8 @@ def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
         top = images_in(folder)
         classes = sorted(p for p in folder.iterdir()
                          if p.is_dir() and not p.name.startswith("."))
+        for sub in classes:
+            _refuse_run_folder(sub, folder)
         nested = {c.name: images_in(c) for c in classes}
     except OSError as exc:
         raise DataError(f"cannot list the images of {folder} ({exc.strerror or exc})") from None
@@ -69,6 +71,32 @@ def image_files(folder: Path) -> tuple[list[Path], list[str] | None]:
     if top:
         return top, None
     return [f for files in nested.values() for f in files], list(nested)
+
+
+RUN_MARKERS = ("manifest.json", "run.json", "model.json")  # what an elbokit save writes
+
+
+def _refuse_run_folder(sub: Path, folder: Path) -> None:
+    """A sub-folder that is an elbokit run (an --out inside the folder being read) is not
+    a class: its figures and samples would be read back as images."""
+    marker = next((name for name in RUN_MARKERS if (sub / name).exists()), None)
+    if marker is not None:
+        raise DataError(f"{sub} is an elbokit run directory (it holds {marker}) inside the "
+                        f"image folder {folder}; its figures would be read as images of a "
+                        f"class: move it out of {folder}")
+
+
+def refuse_out_inside(spec, out) -> None:
+    """Refuse a run directory ``out`` inside the image folder ``spec`` it is fitted on:
+    what it writes (samples, figures) would be read back as images."""
+    folder = Path(spec)
+    if not folder.is_dir():
+        return
+    folder, target = folder.resolve(), Path(out).resolve()
+    if target == folder or folder in target.parents:
+        raise DataError(f"--out {out} lies inside the image folder {spec} being read; its "
+                        "figures and samples would be read back as images: write the run "
+                        "elsewhere")
 
 
 def _open(Image, path: Path):

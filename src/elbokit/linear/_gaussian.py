@@ -18,12 +18,12 @@ import warnings
 import numpy as np
 from scipy.linalg import blas
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._math import LowRankGaussian, ObservedPosteriors, bits_per_dim
+from .._math import LowRankGaussian, ObservedPosteriors, bits_per_dim, observed_dims
 from .. import _validation
-from .._validation import check_choice, check_covariance_memory, check_int, validate_X
+from .._validation import (check_bool, check_choice, check_covariance_memory, check_int,
+                           check_memory, check_random_state, validate_X)
 from ..exceptions import DataError, ParameterError
 from ._protocol import LinearProtocolMixin
 from ._streaming import as_chunk_source, streaming_moments, streams_rows
@@ -279,7 +279,7 @@ class LinearGaussianMixin(LinearProtocolMixin, ClassNamePrefixFeaturesOutMixin, 
 
     # ---- standardize=True, at fit time
     def _standardizing(self) -> bool:
-        return bool(getattr(self, "standardize", False))
+        return check_bool(getattr(self, "standardize", False), "standardize")
 
     def _standardize_data(self, X: np.ndarray):
         """``(X_std, center, scale)``, NaN-aware; ``(X, None, None)`` without standardize."""
@@ -451,13 +451,20 @@ class LinearGaussianMixin(LinearProtocolMixin, ClassNamePrefixFeaturesOutMixin, 
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         rng = check_random_state(random_state)
         W, psi = self._loadings(), self._noise_diag()
+        # z, the noise, the product and the sum: about three (n, d) float64 arrays
+        check_memory(8.0 * n_samples * (W.shape[1] + 3 * W.shape[0]),
+                     f"sample({n_samples}) of {W.shape[0]} features", "draw fewer samples")
         z = rng.standard_normal((n_samples, W.shape[1]))
         noise = rng.standard_normal((n_samples, W.shape[0])) * np.sqrt(psi)
         return z @ W.T + self.mean_ + noise
 
     def bits_per_dim(self, X) -> float:
-        """Negative mean log-likelihood in bits per dimension (no dequantization)."""
-        return bits_per_dim(self.score(X), self.n_features_in_)
+        """Negative mean log-likelihood in bits per dimension (no dequantization); with
+        missing entries, per observed entry (:func:`elbokit._math.observed_dims`)."""
+        score = self.score(X)
+        complete = self._out_of_core(X) is not None  # out-of-core data hold no NaN
+        return bits_per_dim(score, self.n_features_in_ if complete
+                            else observed_dims(np.asarray(X, dtype=np.float64)))
 
 
 class SubspaceGaussianMixin(LinearGaussianMixin):

@@ -270,6 +270,8 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         if self.n_init != "auto":
             check_int(self.n_init, "n_init", minimum=1)
         try:
+            if isinstance(self.random_state, (bool, np.bool_)):
+                raise TypeError("a bool is not a seed")  # default_rng(True) takes it as 1
             self._rng()
         except (TypeError, ValueError):
             raise ParameterError("random_state must be None, an int or a numpy Generator; "
@@ -294,6 +296,16 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         if self.min_noise_variance is not None:  # in the units of X
             floor = np.maximum(floor, self.min_noise_variance / (1.0 if scale is None
                                                                  else scale**2))
+            varying = np.ones(variances.shape[0], dtype=bool)
+            varying[constant] = False
+            if varying.any() and np.all(floor[varying] >= variances[varying]):
+                # every feature all noise: the optimiser's box is empty (scipy's AttributeError)
+                unit = 1.0 if scale is None else scale[varying] ** 2
+                raise ParameterError(
+                    f"min_noise_variance={self.min_noise_variance:g} is at or above the "
+                    f"variance of every feature (the largest: "
+                    f"{np.max(variances[varying] * unit):.4g}), leaving the factors nothing "
+                    "to explain; use a smaller floor")
         return floor, constant
 
     def _run_em(self, step, state, desc):

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._iteration import iterate, relative_change_below
-from .._validation import check_float, check_int
-from ..exceptions import DataError
+from .._validation import check_float, check_int, check_random_state
+from ..exceptions import DataError, TrainingError
 from ._gaussian import SubspaceGaussianMixin, moments_of, noise_guard
 from ._wide import top_eigh
 from ._streaming import streams_rows
@@ -120,6 +119,11 @@ class LinearAutoencoder(SubspaceGaussianMixin):
                              desc="linear AE", verbose=self.verbose)
         self.n_iter_ = len(self.loss_)
         W = state["W"]
+        if not np.all(np.isfinite(W)):  # gradient descent overshot
+            raise TrainingError(f"LinearAutoencoder diverged (non-finite weights after "
+                                f"{self.n_iter_} iterations) with learning_rate="
+                                f"{self.learning_rate:g}; use a smaller one (the default "
+                                "is stable)")
         self.weights_ = W
         self._fit_probabilistic_reading(S, L)
         self._finish_standardize(center, scale)

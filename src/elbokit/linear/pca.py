@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._validation import check_float, check_memory
+from .._validation import check_bool, check_float, check_memory
 from ..exceptions import ParameterError
 from ._gaussian import (SubspaceGaussianMixin, noise_guard, warn_scale_spread,
                         warn_worse_than_independent)
@@ -60,6 +60,7 @@ class PCA(SubspaceGaussianMixin):
         Out-of-core ``X`` (memmap, .npy path, directory of .npy shards, Dask array)
         is reduced to its mean and covariance S in one pass, and S is
         eigen-decomposed instead (the same components, up to rounding)."""
+        check_bool(self.whiten, "whiten")
         source = self._out_of_core(X)
         if source is not None:
             mean, S, n = self._moments(source)

@@ -9,12 +9,11 @@ same, so PPCA(solver="em") is the estimator to use on incomplete data.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils import check_random_state
 
 from .._iteration import absolute_change_below, finite_steps, iterate
 from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky,
                      observed_logpdf)
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_choice, check_float, check_int, check_random_state
 from ._gaussian import (LinearGaussianMixin, constant_features, moments_of, variance_scale,
                         warn_constant_features, warn_scale_spread,
                         warn_worse_than_independent)
@@ -132,6 +131,7 @@ class PPCA(LinearGaussianMixin):
         Dask array), reduced to its mean and covariance in one pass; it must then be
         complete (no NaN)."""
         check_choice(self.solver, "solver", {"closed", "em"})
+        check_random_state(self.random_state)  # checked for the closed form too
         check_float(self.tol, "tol", low=0.0)
         check_int(self.max_iter, "max_iter", minimum=1)
         check_float(self.noise_floor, "noise_floor", low=0.0, low_inclusive=False)

@@ -205,7 +205,8 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
         written[name] = str(out_dir / f"{name}.png")
     labels = dataset.test_labels[:2000] if dataset.test_labels is not None else None
     if labels is not None and dataset.train_labels is not None \
-            and np.unique(dataset.train_labels).size > 1 and encode_mean(model, X[:1]).shape[1]:
+            and arithmetic_pair(dataset.train_labels[:2000], labels) is not None \
+            and encode_mean(model, X[:1]).shape[1]:
         path = out_dir / "latent_arithmetic.png"
         latent_arithmetic_figure(model, dataset.train[:2000], dataset.train_labels[:2000], X,
                                  labels, shape, path)
@@ -214,22 +215,37 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
     return written
 
 
+def arithmetic_pair(y_train, y_test) -> tuple | None:
+    """The classes (a, b) of latent arithmetic: the two most frequent training classes
+    where the second has test rows (they are shown), else b the next most frequent one
+    with test rows; None when no class has test rows (a few images per class)."""
+    classes, counts = np.unique(np.asarray(y_train), return_counts=True)
+    order = list(classes[np.argsort(-counts, kind="stable")])
+    shown = [c for c in order[1:] + order[:1] if np.any(np.asarray(y_test) == c)]
+    if not shown or len(order) < 2:
+        return None
+    b = shown[0]
+    return (order[0] if b != order[0] else order[1]), b
+
+
 def latent_arithmetic_figure(model, X_train, y_train, X, y, image_shape, path, *,
                              a=None, b=None, n: int = 8) -> tuple:
     """Latent arithmetic: delta = (mean code of class ``a``) - (mean code of class ``b``)
     over the training rows; the first ``n`` test rows of class ``b`` are shown (top), as
     reconstructed (middle) and decoded from their code + delta (bottom). ``a``, ``b``:
-    default the two most frequent training classes. Returns (a, b)."""
+    default :func:`arithmetic_pair`'s. Returns (a, b)."""
     from ..exceptions import DataError
 
     plt = _pyplot()
     y_train, y = np.asarray(y_train), np.asarray(y)
-    classes, counts = np.unique(y_train, return_counts=True)
-    if classes.size < 2:
+    if np.unique(y_train).size < 2:
         raise DataError("latent arithmetic needs at least two classes")
-    order = classes[np.argsort(-counts, kind="stable")]
-    a = order[0] if a is None else a
-    b = order[1] if b is None else b
+    pair = arithmetic_pair(y_train, y)
+    if pair is None and (a is None or b is None):
+        raise DataError("latent arithmetic: no class has both training and test rows beside "
+                        "another class with training rows")
+    a = pair[0] if a is None else a
+    b = pair[1] if b is None else b
     train_codes = encode_mean(model, X_train)
     if not (np.any(y_train == a) and np.any(y_train == b) and np.any(y == b)):
         raise DataError(f"latent arithmetic: class {a!r} or {b!r} has no rows")

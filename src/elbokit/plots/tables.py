@@ -225,6 +225,29 @@ def _linear_figures(model, dataset, out_dir, names, rotation,
     return figures
 
 
+def _error_figure(model, X, y, names, out_dir) -> Figure:
+    path = out_dir / "reconstruction_error.png"
+    drawn = reconstruction_error_figure(*per_feature_errors(model, X, y), names, path)
+    caption = ("reconstruction error per feature on test data: MSE relative to the "
+               "feature's variance (1 - R²), and the RMSE in the feature's units"
+               + ("" if y is None else ", each row reconstructed given its label"))
+    return Figure(str(path), caption, caption + "; features: " + ", ".join(drawn["features"]))
+
+
+def _conditional_figures(model, X, labels, names, out_dir, history) -> dict[str, Figure]:
+    """A VAE conditioned on labels, on a table: the reconstruction error given the test
+    rows' labels (when the data have them; none for covariates) and the training curve."""
+    from ._base import curves_figure
+
+    figures = {}
+    if labels is not None and model.classes_ is not None:
+        figures["reconstruction_error"] = _error_figure(model, X, labels, names, out_dir)
+    if history:
+        curves_figure(history, out_dir / "curves.png")
+        figures["curves"] = Figure(str(out_dir / "curves.png"), "training curve")
+    return figures
+
+
 def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=None,
                   label_names=None, rotation: str = "fitted", normalize: bool = True,
                   history=None) -> dict[str, Figure]:
@@ -251,13 +274,10 @@ def table_figures(model, dataset, out_dir: str | os.PathLike, *, feature_names=N
     figures = _linear_figures(model, dataset, out_dir, names, rotation, normalize) \
         if linear else {}
     X = dataset.test[:2000]
-    path = out_dir / "reconstruction_error.png"
-    drawn = reconstruction_error_figure(*per_feature_errors(model, X), names, path)
-    caption = ("reconstruction error per feature on test data: MSE relative to the "
-               "feature's variance (1 - R²), and the RMSE in the feature's units")
-    figures["reconstruction_error"] = Figure(
-        str(path), caption, caption + "; features: " + ", ".join(drawn["features"]))
     labels = dataset.test_labels[:2000] if dataset.test_labels is not None else None
+    if as_model(model).conditional:  # its codes and reconstructions need the labels
+        return _conditional_figures(model, X, labels, names, out_dir, history)
+    figures["reconstruction_error"] = _error_figure(model, X, None, names, out_dir)
     if labels is not None and label_names is None and np.all(np.mod(labels, 1) == 0) \
             and np.unique(labels).size <= 20:  # a few classes: a legend, not a colour bar
         label_names = [str(value) for value in range(int(np.max(labels)) + 1)]

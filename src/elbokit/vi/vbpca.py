@@ -9,11 +9,10 @@ not need. The update equations and the bound live in :mod:`._mean_field`.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._iteration import iterate, relative_change_below, single_blas_thread
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_random_state
 from ..exceptions import DataError, ModelFileError
 from ..linear._gaussian import LinearGaussianMixin, nan_moments, warn_scale_spread
 from ._mean_field import (Priors, elbo, initial_posterior, n_observed, permute_components,
