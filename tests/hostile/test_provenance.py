@@ -7,6 +7,7 @@ escaped for where it is shown (terminal, HTML, matplotlib). ``fit vae --resume``
 continues only on the data, split, seed and image shape it trained on; ``report``
 and ``evaluate`` refuse images of another shape."""
 
+import importlib.util
 import json
 import re
 
@@ -18,6 +19,8 @@ from elbokit.cli import main
 from conftest import edit_json, one_line_exit_2
 
 PCA = ["fit", "pca", "--latent", "2"]
+torch_only = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch")
+TINY_VAE = ["fit", "vae", "--latent", "2", "--hidden", "8", "--no-progress", "--epochs", "1"]
 
 
 def _csv(path, X, header) -> str:
@@ -127,6 +130,25 @@ def test_control_characters_escaped_in_every_error_and_warning_line():
         "bad \\x1b[2J name\\u202e\\x9b; more"
     assert terminal_text("tab\there\r") == "tab\\x09here\\x0d"
     assert terminal_text("plain é ü 字") == "plain é ü 字"
+    from elbokit.cli import _one_line_warning
+
+    line = _one_line_warning("class \x1b[31mred\nfake line", UserWarning, "f.py", 1)
+    assert line == "elbokit: UserWarning: class \\x1b[31mred\n"
+
+
+@torch_only
+def test_sample_draws_a_mathtext_class_name_as_written(tmp_path):
+    """A class folder named $\\foo$ (run.json's target name) in the grid's title."""
+    folder = tmp_path / "images"
+    _image_folder(folder, (8, 8), n=6)
+    (folder / "a").rename(folder / "$\\foo$")
+    out = tmp_path / "cv"
+    assert main([*TINY_VAE, "--data", str(folder), "--condition-on", "labels",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["target_names"][0] == "$\\foo$"
+    assert main(["sample", str(out), "-n", "4", "--label", "$\\foo$", "--out",
+                 str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # --------------------------------------------------------------- image shapes
@@ -168,9 +190,6 @@ def test_evaluate_names_other_data(table_run, tmp_path, capsys):
 
 # --------------------------------------------------------------- resume checks what it continues
 
-torch_only = pytest.mark.skipif(pytest.importorskip("importlib.util").find_spec("torch")
-                                is None, reason="torch")
-TINY_VAE = ["fit", "vae", "--latent", "2", "--hidden", "8", "--no-progress", "--epochs", "1"]
 
 
 @pytest.fixture
