@@ -18,13 +18,14 @@ from .._columns import check_selection, selected_indices
 from .._validation import check_finite, check_int
 from ..exceptions import DataError
 from ._reading import brief, check_fits, float_dtype_for
-from .files import load_file
+from .expression import is_10x_folder, read_h5ad, read_mtx_dataset
+from .files import load_file, table_suffix
 from .idx import find_idx, read_idx
 
 IMAGE_SPECS = ("mnist", "fashion-mnist")
 TABLE_SPECS = ("breast-cancer", "wine", "diabetes", "iris")
 SPECS = ("digits",) + TABLE_SPECS + IMAGE_SPECS
-FILE_SUFFIXES = (".npy", ".npz", ".csv")
+FILE_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt", ".gz", ".mtx", ".h5ad")
 DEFAULT_TEST_FRACTION = 0.2  # held-out share of the embedded data sets and user files
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -71,7 +72,8 @@ class Dataset:
 def load(spec: str, *, data_dir: str | os.PathLike | None = None,
          test_fraction: float = DEFAULT_TEST_FRACTION,
          seed: int = 0, allow_nan: bool = False, resize=None, crop=None,
-         columns=None, drop_columns=None) -> Dataset:
+         columns=None, drop_columns=None, layer: str | None = None,
+         labels: str | None = None) -> Dataset:
     """Load a data set by name or path.
 
     Parameters
@@ -96,6 +98,16 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
         or a comma-separated string; see :mod:`elbokit._columns`). Left-out columns of a
         CSV file are not parsed, so they may hold text (an id, "male"/"female").
         ``Dataset.columns`` records the names kept.
+    layer, labels : AnnData files (``.h5ad``) only: the layer read instead of ``X``
+        (``"counts"``), and the ``obs`` column of the labels (by default the first of
+        :data:`elbokit.data.expression.LABEL_COLUMNS` present, e.g. ``cell_type``,
+        ``louvain``).
+
+    Expression files (:mod:`elbokit.data.expression`): ``.h5ad``, ``.mtx`` (with 10x's
+    ``features.tsv``/``genes.tsv`` and ``barcodes.tsv`` beside it: transposed to cells x
+    genes, named by gene symbols), a 10x folder holding ``matrix.mtx[.gz]``, tab-separated
+    ``.tsv``/``.txt`` and gzip ``.csv.gz``/``.tsv.gz`` tables. Sparse matrices are
+    densified after their dense size is checked against the memory available.
     """
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"test_fraction must lie in [0, 1); got {test_fraction}")
@@ -103,7 +115,8 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
     selected = selection != (None, None)
     seed = check_int(seed, "seed", minimum=0)
     spec = str(spec)
-    folder = spec not in SPECS and Path(spec).is_dir() and \
+    ten_x = spec not in SPECS and is_10x_folder(Path(spec))
+    folder = spec not in SPECS and Path(spec).is_dir() and not ten_x and \
         Path(spec).suffix.lower() not in FILE_SUFFIXES
     if (resize is not None or crop is not None) and not folder:
         raise DataError("resize and crop apply to folders of images only")
@@ -119,16 +132,33 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
     path = Path(spec)
     if folder:
         return _load_image_folder(path, test_fraction, seed, resize, crop)
-    if path.suffix.lower() in FILE_SUFFIXES:
-        X, y, names = load_file(path, allow_nan, selection)
+    suffix = path.suffix.lower()
+    if (layer is not None or labels is not None) and suffix != ".h5ad":
+        raise DataError(f"{spec}: layer and labels choose an AnnData file's layer and obs "
+                        "column; this is not an .h5ad file")
+    if ten_x or suffix in FILE_SUFFIXES:
+        classes = None
+        if ten_x or suffix in (".mtx", ".h5ad") or path.name.lower().endswith(".mtx.gz"):
+            selected_indices(None, *selection, spec)  # a selection is refused
+            X, y, names, classes = (read_h5ad(path, layer, labels) if suffix == ".h5ad"
+                                    else read_mtx_dataset(path))
+        elif suffix == ".gz" and table_suffix(path) is None:
+            raise DataError(f"{path}: elbokit reads gzip tables (.csv.gz, .tsv.gz) and "
+                            "Matrix Market files (.mtx.gz); decompress other files first")
+        else:
+            X, y, names = load_file(path, allow_nan, selection)
         X = _check_matrix(X, str(path), allow_nan=allow_nan)
         if y is not None:
             y = _check_labels(y, X.shape[0], str(path))
-        dataset = _split(X, y, test_fraction, seed, name=str(path), feature_names=names)
+        if names is not None and len(names) != X.shape[1]:
+            raise DataError(f"{path}: {len(names)} feature names for {X.shape[1]} columns")
+        dataset = _split(X, y, test_fraction, seed, name=str(path), feature_names=names,
+                         target_names=classes)
         dataset.columns = list(names) if selected else None
         return dataset
     raise DataError(f"unknown data spec {spec!r}: use one of {list(SPECS)}, a path to a "
-                    ".npy, .npz or .csv file, or a folder of PNG/JPEG images")
+                    ".npy, .npz, .csv, .tsv, .csv.gz, .mtx or .h5ad file, a 10x folder, or a "
+                    "folder of PNG/JPEG images")
 
 
 def _load_image_folder(path: Path, test_fraction, seed, resize, crop) -> Dataset:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import ast
 import csv
+import gzip
 import math
 import os
 import re
@@ -47,7 +48,7 @@ def load_file(path: Path, allow_nan: bool, selection=(None, None)):
     """(X, y or None, feature names or None) from a user file; ``selection``: the
     (columns, drop_columns) of a CSV file with a header."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if table_suffix(path):
         X, names = read_csv(path, allow_nan, selection)
         return X, None, names
     selected_indices(None, *selection, str(path))  # no names: a selection is refused
@@ -56,7 +57,7 @@ def load_file(path: Path, allow_nan: bool, selection=(None, None)):
             size = os.fstat(handle.fileno()).st_size
             return _read_npy(handle, size, str(path)), None, None
         try:
-            return (*_read_npz(handle, path), None)
+            return _read_npz(handle, path)
         except DataError:
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
@@ -70,8 +71,9 @@ def _read_npz(handle, path: Path):
         members = {info.filename[:-4]: info for info in archive.infolist()
                    if info.filename.endswith(".npy")}
         keys = list(members)
+        names = _read_names(archive, members, path)
         if _is_sparse(members):
-            return _read_sparse(archive, members, path), None
+            return _read_sparse(archive, members, path), None, names
         key = next((k for k in ("X", "x", "data") if k in members), None)
         if key is None and len(keys) == 1:
             key = keys[0]
@@ -87,7 +89,26 @@ def _read_npz(handle, path: Path):
 
         X = read(key)
         y = read(label_key) if label_key is not None else None
-    return X, y
+    return X, y, names
+
+
+NAME_KEYS = ("feature_names", "var_names", "genes", "gene_names", "names", "columns")
+
+
+def _read_names(archive, members: dict, path: Path) -> list[str] | None:
+    """The feature names an archive carries (the first of :data:`NAME_KEYS`: a 1-D
+    string array, as ``np.savez(..., feature_names=genes)`` writes it), or None."""
+    key = next((k for k in NAME_KEYS if k in members), None)
+    if key is None:
+        return None
+    info = members[key]
+    with archive.open(info) as stream:
+        names = _read_npy(stream, info.file_size, f"{path}[{key}]", size_is_proven=False,
+                          text=True, names=True)
+    if names.ndim != 1:
+        raise DataError(f"{path}[{key}]: feature names must be a 1-D array of strings; got "
+                        f"shape {brief(names.shape)}")
+    return [str(v) for v in names.tolist()]
 
 
 # --------------------------------------------------------------------------- sparse .npz
@@ -185,18 +206,20 @@ def _read_npy_header(stream, name: str) -> tuple[np.dtype, tuple[int, ...], bool
 
 
 def _read_npy(stream, size: int, name: str, size_is_proven: bool = True,
-              text: bool = False) -> np.ndarray:
+              text: bool = False, names: bool = False) -> np.ndarray:
     """Read a ``.npy`` array of ``size`` bytes from a stream, checking its header's dtype,
     shape and size against the file and the available memory before allocating.
 
     ``size_is_proven``: ``size`` is the size of the file itself, not a claim (a zip
     member's size in the archive's directory is a claim). ``text``: a short string array
-    is accepted too (a sparse file's format)."""
+    is accepted too (a sparse file's format); ``names``: a string array of any length
+    (feature names)."""
     dtype, shape, fortran, header_len = _read_npy_header(stream, name)
     if dtype.hasobject:
         raise DataError(f"{name} cannot be read as a numeric file (dtype {brief(dtype)}); object "
                         "arrays are refused because loading them could run code")
-    if text and dtype.kind in "SU" and math.prod(shape) <= 1 and dtype.itemsize <= 64:
+    if text and dtype.kind in "SU" and (names or math.prod(shape) <= 1) and \
+            dtype.itemsize <= 4096:
         pass
     elif dtype.kind not in "biuf":
         raise DataError(f"{name}: expected a numeric array, got dtype {brief(dtype)}")
@@ -220,6 +243,19 @@ def _read_npy(stream, size: int, name: str, size_is_proven: bool = True,
 
 
 # --------------------------------------------------------------------------- CSV
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+
+
+def table_suffix(path: Path) -> str | None:
+    """".csv" or ".tsv" for a table file (a comma- or tab-separated file, plain or
+    gzip; ``.txt`` is tab-separated, as scanpy.read_text), else None."""
+    name = path.name.lower()
+    suffix = next((s for s in TABLE_SUFFIXES if name.endswith(s)), None)
+    if suffix is None:
+        return None
+    return ".csv" if suffix.startswith(".csv") else ".tsv"
+
 
 def _csv_lines(handle, path: Path):
     """Decoded physical lines of a UTF-8 CSV file (a byte-order mark dropped), each
@@ -292,6 +328,17 @@ def _is_header(row: list[str]) -> bool:
                for v, c in zip(values, row))
 
 
+def _refuse_missing_first_row(row: list[str], path: Path, line: int) -> None:
+    """A first row made only of missing-value tokens (NA, null, nan, blank) is neither a
+    header (it names no column) nor data (it holds no value): refused, never read as
+    a row of NaN."""
+    if all(c.strip().lower() in _CSV_MISSING for c in row):
+        raise DataError(f"{path}: line {line}, the first, holds only missing-value tokens "
+                        f"({brief(row)}): a header must name its columns (not NA, null, "
+                        "nan or blank) and a data row must hold a value; rename the columns "
+                        "or drop the line")
+
+
 def read_csv(path: Path, allow_nan: bool = False, selection=(None, None)
               ) -> tuple[np.ndarray, list[str] | None]:
     """Read a numeric CSV (an optional header row), naming the first bad cell (and its
@@ -302,7 +349,9 @@ def read_csv(path: Path, allow_nan: bool = False, selection=(None, None)
     others are not parsed. Line and column numbers in messages count from 1 as in the
     file (blank lines included)."""
     with open_binary(path, "data file") as handle:
-        reader = csv.reader(_csv_lines(handle, path))
+        stream = gzip.GzipFile(fileobj=handle) if path.suffix.lower() == ".gz" else handle
+        delimiter = "\t" if table_suffix(path) == ".tsv" else ","
+        reader = csv.reader(_csv_lines(stream, path), delimiter=delimiter)
         values = array.array("d")
         names, width, n_rows, next_check = None, None, 0, CSV_FIRST_MEMORY_CHECK
         keep = None  # the indices of the columns parsed (None: all)
@@ -313,6 +362,7 @@ def read_csv(path: Path, allow_nan: bool = False, selection=(None, None)
                 line = reader.line_num
                 if width is None:
                     width = len(row)
+                    _refuse_missing_first_row(row, path, line)
                     if _is_header(row):
                         names = [c.strip() or f"column_{j + 1}" for j, c in enumerate(row)]
                         keep = selected_indices(names, *selection, str(path))
@@ -331,6 +381,9 @@ def read_csv(path: Path, allow_nan: bool = False, selection=(None, None)
                     next_check = 2 * len(values)
         except csv.Error as exc:
             raise DataError(f"{path}: line {reader.line_num} cannot be read as CSV "
+                            f"({brief(exc)})") from None
+        except (OSError, EOFError, zlib.error) as exc:  # a bad or truncated gzip stream
+            raise DataError(f"{path}: cannot be read after line {reader.line_num} "
                             f"({brief(exc)})") from None
     if width is None:
         raise DataError(f"{path} is empty")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import mmap
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -310,6 +311,78 @@ class DaskSource(ChunkSource):
         return np.asarray(out.compute())
 
 
+class SparseSource(ChunkSource):
+    """A scipy sparse matrix (cells x genes), kept sparse: the moments come from the
+    sparse product X'X (never a dense copy of X), the row-wise methods see dense row
+    chunks. ``feature_names``: an AnnData's var_names, or None."""
+
+    def __init__(self, X, feature_names=None):
+        _check_2d(X.shape, "the sparse matrix")
+        _check_numeric(X.dtype, "the sparse matrix")
+        self.dtype = _float_dtype(X.dtype)
+        self.X = X.tocsr().astype(self.dtype)
+        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.feature_names = feature_names
+        if not np.isfinite(self.X.data).all():
+            check_chunk_finite(self._dense_rows(self._first_nonfinite_row()), 0)
+
+    def _first_nonfinite_row(self) -> slice:
+        entry = int(np.argmin(np.isfinite(self.X.data)))
+        row = int(np.searchsorted(self.X.indptr, entry, side="right") - 1)
+        return slice(row, row + 1)
+
+    def _dense_rows(self, rows: slice) -> np.ndarray:
+        return self.X[rows].toarray()
+
+    def _chunks(self, chunk_rows):
+        for start in range(0, self.n_samples, chunk_rows):
+            yield start, self._dense_rows(slice(start, start + chunk_rows)), None
+
+    def moments(self, chunk_rows: int = CHUNK_ROWS, *, data_precision: bool = True):
+        """Mean and ML covariance (divisor N): S = X'X/N - mean mean' in float64 (X'X a
+        sparse product made dense: d x d; the one-pass formula is exact enough for
+        counts and log-normalized values, whose means are small beside their spread)."""
+        X64 = self.X.astype(np.float64)
+        mean = np.asarray(X64.sum(axis=0)).ravel() / self.n_samples
+        C = (X64.T @ X64).toarray()
+        S = C / self.n_samples - np.outer(mean, mean)
+        return mean, 0.5 * (S + S.T)
+
+
+def _anndata_source(adata) -> ChunkSource | None:
+    """An AnnData's X as a source named by its var_names (sparse or dense)."""
+    from scipy import sparse
+
+    matrix = adata.X
+    if matrix is None:
+        raise DataError("adata.X is empty; pass a layer's matrix (adata.layers[name])")
+    names = np.asarray([str(v) for v in adata.var_names], dtype=object)
+    if sparse.issparse(matrix):
+        return SparseSource(matrix, feature_names=names)
+    return DenseSource(np.asarray(matrix), feature_names=names)
+
+
+class DenseSource(ChunkSource):
+    """An in-memory array with feature names (an AnnData's dense X)."""
+
+    def __init__(self, X: np.ndarray, feature_names=None):
+        _check_2d(X.shape, "the array")
+        _check_numeric(X.dtype, "the array")
+        self.dtype = _float_dtype(X.dtype)
+        self.X, self.feature_names = X, feature_names
+        self.n_samples, self.n_features = (int(s) for s in X.shape)
+
+    def _chunks(self, chunk_rows):
+        for start in range(0, self.n_samples, chunk_rows):
+            yield start, np.asarray(self.X[start:start + chunk_rows], dtype=self.dtype), None
+
+
+def is_anndata(X) -> bool:
+    """Whether ``X`` is an AnnData object (by its type: anndata is not imported)."""
+    return any(cls.__name__ == "AnnData" and (cls.__module__ or "").startswith("anndata")
+               for cls in type(X).__mro__)
+
+
 # --------------------------------------------------------------------------- dispatch
 
 def _is_dask_array(X) -> bool:
@@ -335,6 +408,12 @@ def as_chunk_source(X) -> ChunkSource | None:
         return NpyFileSource(path)
     if _is_dask_array(X):
         return DaskSource(X)
+    if is_anndata(X):
+        return _anndata_source(X)
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        return SparseSource(X)
     return None
 
 
@@ -353,7 +432,20 @@ def streaming_moments(estimator, source: ChunkSource, *, min_samples: int = 2,
     estimator.n_features_in_ = source.n_features
     if hasattr(estimator, "feature_names_in_"):
         del estimator.feature_names_in_
+    names = getattr(source, "feature_names", None)
+    if names is not None:  # an AnnData's var_names, as a DataFrame's columns
+        estimator.feature_names_in_ = names
     return mean, S, source.n_samples
+
+
+def _check_names(estimator, names) -> None:
+    """An AnnData's var_names against the names the model was fitted with, if both."""
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if names is None or fitted is None or list(names) == list(fitted):
+        return
+    j = next(i for i, (a, b) in enumerate(zip(names, fitted)) if a != b)
+    raise DataError(f"feature {j} is {names[j]!r} but {type(estimator).__name__} was fitted "
+                    f"with {fitted[j]!r} there; give the genes in the fitted order")
 
 
 def streams_rows(method):
@@ -369,7 +461,10 @@ def streams_rows(method):
         if source.n_features != self.n_features_in_:
             raise DataError(f"X has {source.n_features} features, but "
                             f"{type(self).__name__} was fitted with {self.n_features_in_}")
-        return source.map_rows(lambda chunk: method(self, chunk, *args, **kwargs),
-                               allow_nan=self._allow_nan_now())
+        _check_names(self, getattr(source, "feature_names", None))
+        with warnings.catch_warnings():  # the chunks are arrays: names checked above
+            warnings.filterwarnings("ignore", "X does not have valid feature names")
+            return source.map_rows(lambda chunk: method(self, chunk, *args, **kwargs),
+                                   allow_nan=self._allow_nan_now())
 
     return wrapper
