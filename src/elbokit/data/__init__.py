@@ -1,6 +1,7 @@
 """Data sets: scikit-learn's 8x8 digits (the embedded default) and tables (breast
 cancer, wine, diabetes, iris), MNIST and Fashion-MNIST from IDX files, folders of
-PNG/JPEG images, and the user's own ``.npy``/``.npz``/``.csv`` files.
+PNG/JPEG images, the user's own ``.npy``/``.npz``/``.csv`` files, and expression data
+(``.h5ad``, ``.mtx``, 10x folders, ``.tsv``, ``.csv.gz``; :mod:`~elbokit.data.expression`).
 
 :func:`load` returns a :class:`Dataset` with ``train``/``test`` arrays of shape (n, d).
 Image data sets are float32 scaled to [0, 1]; tables and user files are returned as
@@ -21,9 +22,10 @@ built-in sets and the split), :mod:`~elbokit.data.files` (``.npy``, ``.npz``, CS
 
 from .datasets import (DEFAULT_TEST_FRACTION, FASHION_MNIST_CLASSES, FILE_SUFFIXES,
                        IMAGE_SPECS, SPECS, TABLE_SPECS, Dataset, binarize, load)
+from .expression import LABEL_COLUMNS, from_anndata
 from .files import CSV_MAX_LINE_BYTES
 from .idx import read_idx
 
 __all__ = ["CSV_MAX_LINE_BYTES", "DEFAULT_TEST_FRACTION", "FASHION_MNIST_CLASSES",
-           "FILE_SUFFIXES", "IMAGE_SPECS", "SPECS", "TABLE_SPECS", "Dataset", "binarize",
-           "load", "read_idx"]
+           "FILE_SUFFIXES", "IMAGE_SPECS", "LABEL_COLUMNS", "SPECS", "TABLE_SPECS", "Dataset",
+           "binarize", "from_anndata", "load", "read_idx"]
