@@ -41,10 +41,12 @@ def seconds(rows: int, features: int, epochs: int, threads: int, repeats: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--shapes", type=int, default=len(SHAPES),
+                        help="the first N tables only")
     parser.add_argument("--out", default=str(RESULTS / "threads.json"))
     args = parser.parse_args()
     rows = []
-    for n, d, epochs in SHAPES:
+    for n, d, epochs in SHAPES[:args.shapes]:
         load = os.getloadavg()[0]
         one = seconds(n, d, epochs, 1, args.repeats)
         two = seconds(n, d, epochs, 2, args.repeats)
