@@ -177,6 +177,8 @@ def test_vae_fits_a_count_table_with_elbo_below_log_p(table, likelihood):
         assert np.all((totals > 0) & (totals < library))
     else:
         np.testing.assert_allclose(totals, library, rtol=1e-4)
+        # reconstruct: each row at its own total
+        np.testing.assert_allclose(vae.reconstruct(X[300:]).sum(1), X[300:].sum(1), rtol=1e-4)
 
 
 def test_nb_beats_poisson_on_overdispersed_counts_and_auto_picks_it(table):

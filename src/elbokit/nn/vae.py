@@ -358,8 +358,15 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         return self._batched(self.model_.decoder_mean, z, c).cpu().numpy()
 
     def reconstruct(self, X, y=None) -> np.ndarray:
-        """Decoder mean at the posterior mean: decode(encode(X)), shape (n, d)."""
-        return self.decode(self.encode(X, y=y), y=y)
+        """Decoder mean at the posterior mean: decode(encode(X)), shape (n, d); under a
+        count likelihood at each row's own library size (its total count), where
+        ``decode`` gives the training rows' median."""
+        means = self.decode(self.encode(X, y=y), y=y)
+        library = getattr(self.model_.likelihood, "library_size", None)
+        if library is None:
+            return means
+        totals = self._check_X(X, "X", reset=False).sum(1, keepdims=True)
+        return means * (totals / float(library)).astype(means.dtype)
 
     def sample(self, n_samples: int = 1, random_state=None, sampler: str = "prior",
                y=None) -> np.ndarray:
