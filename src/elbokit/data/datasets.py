@@ -76,6 +76,12 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
          labels: str | None = None) -> Dataset:
     """Load a data set by name or path.
 
+    Expression files (:mod:`elbokit.data.expression`): ``.h5ad``, ``.mtx`` (with 10x's
+    ``features.tsv``/``genes.tsv`` and ``barcodes.tsv`` beside it: transposed to cells x
+    genes, named by gene symbols), a 10x folder holding ``matrix.mtx[.gz]``, tab-separated
+    ``.tsv``/``.txt`` and gzip ``.csv.gz``/``.tsv.gz`` tables. Sparse matrices are
+    densified after their dense size is checked against the memory available.
+
     Parameters
     ----------
     spec : ``"digits"``, ``"breast-cancer"``, ``"wine"``, ``"diabetes"``, ``"iris"``,
@@ -102,12 +108,6 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
         (``"counts"``), and the ``obs`` column of the labels (by default the first of
         :data:`elbokit.data.expression.LABEL_COLUMNS` present, e.g. ``cell_type``,
         ``louvain``).
-
-    Expression files (:mod:`elbokit.data.expression`): ``.h5ad``, ``.mtx`` (with 10x's
-    ``features.tsv``/``genes.tsv`` and ``barcodes.tsv`` beside it: transposed to cells x
-    genes, named by gene symbols), a 10x folder holding ``matrix.mtx[.gz]``, tab-separated
-    ``.tsv``/``.txt`` and gzip ``.csv.gz``/``.tsv.gz`` tables. Sparse matrices are
-    densified after their dense size is checked against the memory available.
     """
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"test_fraction must lie in [0, 1); got {test_fraction}")
