@@ -116,6 +116,12 @@ def test_cli_fit_vae_and_compare_hold_out_by_default_with_threads(tmp_path):
     assert training["validation_fraction"] == VALIDATION_FRACTION
     assert training["patience"] == AUTO_PATIENCE
     assert torch.get_num_threads() == 1
+    for command in (["evaluate", str(out), "--data", str(path)],
+                    ["report", str(out), "--data", str(path)]):
+        torch.set_num_threads(2)
+        result = runner.invoke(app, [*command, "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
     result = runner.invoke(app, ["compare", "--data", str(path), "--latent", "2", "--models",
                                  "pca,vae", "--epochs", "2", "--k", "10", "--standardize",
                                  "--validation-fraction", "0.2", "--threads", "1",

@@ -117,13 +117,15 @@ def auto_threads(n_values: int) -> int:
 
 
 def apply_threads(threads: int | None, dataset) -> int:
-    """Set torch's and BLAS's threads for the command's work on ``dataset``
-    (``threads``: the option's value; None: :func:`auto_threads`); returns the count."""
+    """Set torch's and BLAS's threads for the command's work on ``dataset`` (None: a
+    command of small work, a sample or a report's figures) (``threads``: the option's
+    value; None: :func:`auto_threads`); returns the count."""
     import sys
 
     from threadpoolctl import threadpool_limits
 
-    count = threads or auto_threads(int(dataset.train.size) + int(dataset.test.size))
+    size = 0 if dataset is None else int(dataset.train.size) + int(dataset.test.size)
+    count = threads or auto_threads(size)
     threadpool_limits(limits=count)  # BLAS and OpenMP, for the rest of the process
     if "torch" in sys.modules:  # else the environment tells torch when it is imported
         sys.modules["torch"].set_num_threads(count)

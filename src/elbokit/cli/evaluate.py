@@ -10,8 +10,8 @@ import typer
 
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, Columns, Crop, DataDir, DataSpec, DropColumns,
-                     Networks, Normalize, Resize, Seed, image_size, import_networks,
-                     load_run_model, print_metrics)
+                     Networks, Normalize, Resize, Seed, Threads, apply_threads, image_size,
+                     import_networks, load_run_model, print_metrics)
 
 
 @app.command("evaluate")
@@ -21,7 +21,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                  "--test-fraction", help="Built-in data sets only: their held-out share "
                                          "(a file is scored whole).")] = DEFAULT_TEST_FRACTION,
              columns: Columns = None, drop_columns: DropColumns = None,
-             networks: Networks = None):
+             networks: Networks = None, threads: Threads = None):
     """Print a saved model's log-likelihood (ELBO for a VAE) on other data.
 
     A file (.csv, .npy, .npz, a folder of images) is scored whole, every row, with the
@@ -46,6 +46,7 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                                test_fraction=0.0 if whole else test_fraction,
                                allow_nan=model.accepts_missing, columns=columns,
                                drop_columns=drop_columns)
+    apply_threads(threads, dataset)
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
                         f"was fitted on {model.n_features_in_}")
@@ -107,8 +108,9 @@ def sample(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                "--label", help="A VAE conditioned on labels: every sample of this class "
                                "(default: one row per class, -n split among them, the same "
                                "z in each column); its index or its name.")] = None,
-           networks: Networks = None):
+           networks: Networks = None, threads: Threads = None):
     """Draw samples from a saved model and save them as an image grid."""
+    apply_threads(threads, None)
     from .._text import plain_text
     from ..exceptions import DataError, ParameterError
     from ..plots import image_grid
@@ -216,7 +218,8 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
                               "run fitted on a file or folder (the report opens no path a "
                               "run.json names) and for a run saved from Python; checked "
                               "against the digest the run recorded.")] = None,
-           resize: Resize = None, crop: Crop = None, networks: Networks = None):
+           resize: Resize = None, crop: Crop = None, networks: Networks = None,
+           threads: Threads = None):
     """Write a self-contained report.html (metrics, settings, all figures).
 
     A run whose report would hold no figure is an error (exit code 2), with the fix:
@@ -227,6 +230,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
     from ..exceptions import ParameterError
     from ..report import write_report
 
+    apply_threads(threads, None)
     options = {"resize": image_size(resize), "crop": crop} if resize or crop else None
     if options is not None and data is None:
         raise ParameterError("--resize and --crop read the folder of --data (without them "
