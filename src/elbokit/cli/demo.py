@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ._app import app
-from .common import format_table
+from .common import Threads, apply_threads, format_table
 
 DEMO_LATENT = 10
 DEMO_VAE = dict(likelihood="gaussian", hidden=(128,), epochs=40, batch_size=64, lr=2e-3,
@@ -25,7 +25,8 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
                                                    "log p(x).")] = 1000,
          report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
          overwrite: Annotated[bool, typer.Option(
-             "--overwrite", help="Replace the runs a previous demo saved in --out.")] = False):
+             "--overwrite", help="Replace the runs a previous demo saved in --out.")] = False,
+         threads: Threads = None):
     """Fit PCA, PPCA, FA, the linear autoencoder and a small VAE on digits; print
     held-out log-likelihoods; write an HTML report. Runs saved in --out before are
     replaced only with --overwrite (checked before anything is fitted)."""
@@ -40,6 +41,7 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Directory for the runs
     for kind in kinds + (("vae",) if vae_epochs > 0 else ()):
         prepare_out_dir(out / kind, overwrite=overwrite)  # every run, before any fit
     dataset = data_module.load("digits")
+    apply_threads(threads, dataset)
     rows, summary = [], {}
     for kind in kinds:
         model = build_model(kind, latent, seed=0)
