@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ MTX_CHUNK = 2**18  # entries parsed at a time
 TEN_X_MATRIX = ("matrix.mtx", "matrix.mtx.gz")
 TEN_X_FEATURES = ("features.tsv", "features.tsv.gz", "genes.tsv", "genes.tsv.gz")
 TEN_X_BARCODES = ("barcodes.tsv", "barcodes.tsv.gz")
+# what a damaged plain or gzip file raises while read (gzip's, zlib's, numpy's parse)
+READ_ERRORS = (OSError, EOFError, ValueError, zlib.error)
 
 
 # --------------------------------------------------------------------------- dense
@@ -172,7 +175,7 @@ def read_mtx(path: Path, *, transpose: bool = False) -> "object":
             rows, columns, values = _mtx_entries(stream, path, field, n_entries)
         except DataError:
             raise
-        except (OSError, EOFError, ValueError) as exc:  # gzip's, numpy's parse errors
+        except READ_ERRORS as exc:
             raise DataError(f"{path} cannot be read as Matrix Market "
                             f"({brief_error(exc)})") from None
     if n_entries and (rows.min() < 1 or rows.max() > n_rows or columns.min() < 1
@@ -247,15 +250,27 @@ def read_mtx_dataset(path: Path):
                         "barcodes.tsv beside matrix.mtx (each may be .gz)")
     transpose, names = False, None
     if genes_path is not None and barcodes_path is not None:
-        handle, stream = _open_text(matrix_path, "data file")
-        with handle:
-            _, n_rows, n_columns, _ = _mtx_header(stream, matrix_path)
-        genes = read_names(genes_path, n_rows, column=1)
-        barcodes = read_names(barcodes_path, n_columns)
-        if (len(genes), len(barcodes)) != (n_rows, n_columns):
-            raise DataError(f"{matrix_path} is {n_rows} x {n_columns} but {genes_path.name} "
-                            f"names {len(genes)} genes and {barcodes_path.name} "
-                            f"{len(barcodes)} barcodes; they must name its rows and columns")
-        transpose, names = True, genes
+        try:
+            names = _ten_x_names(matrix_path, genes_path, barcodes_path)
+        except DataError:
+            raise
+        except READ_ERRORS as exc:
+            raise DataError(f"{folder}: cannot read the 10x files ({brief_error(exc)})") \
+                from None
+        transpose = True
     matrix = read_mtx(matrix_path, transpose=transpose)
     return densify(matrix, str(matrix_path)), None, names, None
+
+
+def _ten_x_names(matrix_path: Path, genes_path: Path, barcodes_path: Path) -> list[str]:
+    """The gene symbols of a 10x matrix, its names files checked against its size line."""
+    handle, stream = _open_text(matrix_path, "data file")
+    with handle:
+        _, n_rows, n_columns, _ = _mtx_header(stream, matrix_path)
+    genes = read_names(genes_path, n_rows, column=1)
+    barcodes = read_names(barcodes_path, n_columns)
+    if (len(genes), len(barcodes)) != (n_rows, n_columns):
+        raise DataError(f"{matrix_path} is {n_rows} x {n_columns} but {genes_path.name} "
+                        f"names {len(genes)} genes and {barcodes_path.name} "
+                        f"{len(barcodes)} barcodes; they must name its rows and columns")
+    return genes
