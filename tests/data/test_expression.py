@@ -197,6 +197,17 @@ def test_an_npz_names_array_names_the_features(tmp_path, counts):
         load(str(path))
 
 
+def test_an_npz_class_names_array_names_the_labels(tmp_path, counts):
+    path = tmp_path / "labelled.npz"
+    np.savez(path, X=counts.toarray(), y=np.arange(N_CELLS) % 3,
+             target_names=np.array(["B", "NK", "T"]))
+    assert load(str(path)).target_names == ["B", "NK", "T"]
+    np.savez(path, X=counts.toarray(), y=np.arange(N_CELLS) % 3,
+             target_names=np.array(["B", "NK"]))
+    with pytest.raises(DataError, match="2 class names for labels from 0 to 2"):
+        load(str(path))
+
+
 @pytest.mark.parametrize("name, sep", [("t.tsv", "\t"), ("t.txt", "\t"), ("t.csv.gz", ","),
                                        ("t.tsv.gz", "\t")])
 def test_tab_and_gzip_tables_read_as_the_csv(tmp_path, counts, name, sep):

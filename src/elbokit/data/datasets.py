@@ -146,12 +146,17 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
             raise DataError(f"{path}: elbokit reads gzip tables (.csv.gz, .tsv.gz) and "
                             "Matrix Market files (.mtx.gz); decompress other files first")
         else:
-            X, y, names = load_file(path, allow_nan, selection)
+            X, y, names, classes = load_file(path, allow_nan, selection)
         X = _check_matrix(X, str(path), allow_nan=allow_nan)
         if y is not None:
             y = _check_labels(y, X.shape[0], str(path))
         if names is not None and len(names) != X.shape[1]:
             raise DataError(f"{path}: {len(names)} feature names for {X.shape[1]} columns")
+        if classes is not None and (y is None or y.min() < 0 or y.max() >= len(classes)):
+            raise DataError(f"{path}: {len(classes)} class names for labels "
+                            + ("that are absent" if y is None else
+                               f"from {int(y.min())} to {int(y.max())}")
+                            + f"; they name labels 0 to {len(classes) - 1}")
         dataset = _split(X, y, test_fraction, seed, name=str(path), feature_names=names,
                          target_names=classes)
         dataset.columns = list(names) if selected else None

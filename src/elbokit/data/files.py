@@ -45,17 +45,17 @@ _CSV_DECIMAL_ROW = re.compile(rf"{_CSV_DECIMAL}(?:,{_CSV_DECIMAL})*")  # the com
 # --------------------------------------------------------------------------- .npy / .npz
 
 def load_file(path: Path, allow_nan: bool, selection=(None, None)):
-    """(X, y or None, feature names or None) from a user file; ``selection``: the
-    (columns, drop_columns) of a CSV file with a header."""
+    """(X, y or None, feature names or None, class names or None) from a user file;
+    ``selection``: the (columns, drop_columns) of a CSV file with a header."""
     suffix = path.suffix.lower()
     if table_suffix(path):
         X, names = read_csv(path, allow_nan, selection)
-        return X, None, names
+        return X, None, names, None
     selected_indices(None, *selection, str(path))  # no names: a selection is refused
     with open_binary(path, "data file") as handle:
         if suffix == ".npy":
             size = os.fstat(handle.fileno()).st_size
-            return _read_npy(handle, size, str(path)), None, None
+            return _read_npy(handle, size, str(path)), None, None, None
         try:
             return _read_npz(handle, path)
         except DataError:
@@ -71,9 +71,10 @@ def _read_npz(handle, path: Path):
         members = {info.filename[:-4]: info for info in archive.infolist()
                    if info.filename.endswith(".npy")}
         keys = list(members)
-        names = _read_names(archive, members, path)
+        names = _read_names(archive, members, path, NAME_KEYS)
+        classes = _read_names(archive, members, path, CLASS_KEYS)
         if _is_sparse(members):
-            return _read_sparse(archive, members, path), None, names
+            return _read_sparse(archive, members, path), None, names, classes
         key = next((k for k in ("X", "x", "data") if k in members), None)
         if key is None and len(keys) == 1:
             key = keys[0]
@@ -89,16 +90,17 @@ def _read_npz(handle, path: Path):
 
         X = read(key)
         y = read(label_key) if label_key is not None else None
-    return X, y, names
+    return X, y, names, classes
 
 
 NAME_KEYS = ("feature_names", "var_names", "genes", "gene_names", "names", "columns")
+CLASS_KEYS = ("target_names", "class_names", "classes")  # the names of labels 0, 1, ...
 
 
-def _read_names(archive, members: dict, path: Path) -> list[str] | None:
-    """The feature names an archive carries (the first of :data:`NAME_KEYS`: a 1-D
-    string array, as ``np.savez(..., feature_names=genes)`` writes it), or None."""
-    key = next((k for k in NAME_KEYS if k in members), None)
+def _read_names(archive, members: dict, path: Path, keys) -> list[str] | None:
+    """The names an archive carries under the first of ``keys`` (a 1-D string array, as
+    ``np.savez(..., feature_names=genes, target_names=cell_types)`` writes it), or None."""
+    key = next((k for k in keys if k in members), None)
     if key is None:
         return None
     info = members[key]
@@ -106,7 +108,7 @@ def _read_names(archive, members: dict, path: Path) -> list[str] | None:
         names = _read_npy(stream, info.file_size, f"{path}[{key}]", size_is_proven=False,
                           text=True, names=True)
     if names.ndim != 1:
-        raise DataError(f"{path}[{key}]: feature names must be a 1-D array of strings; got "
+        raise DataError(f"{path}[{key}]: names must be a 1-D array of strings; got "
                         f"shape {brief(names.shape)}")
     return [str(v) for v in names.tolist()]
 
