@@ -4,6 +4,7 @@ gives them (ELBOKIT_FUZZ_EXAMPLES).
 
     .venv/bin/python benchmarks/fuzz.py data [--examples 5000]   # default 5000 per format
     .venv/bin/python benchmarks/fuzz.py runs [--examples 1000]   # default 1000 per target
+    .venv/bin/python benchmarks/fuzz.py saves                    # the long save probes
 
 Data readers (CSV, .npy, .npz, IDX raw and gzip). Each example mutates a valid file
 (byte flips, truncations, hostile tokens, rewritten header fields) and asserts that ``elbokit.data.load`` / ``read_idx`` either returns a
@@ -29,6 +30,20 @@ checkpoint, run.json/metrics.json) gets that many mutations, and each recorded V
 ``ELBOKIT_FUZZ_EXAMPLES=100`` (100 each, 1000 commands) in 108 s beside two long runs, no
 failure; a failure prints the
 shrunk mutation (the hypothesis draws) to add to tests/hostile/test_run_files.py.
+
+Saves (issue 31): tests/hostile/test_save_probes.py with ``ELBOKIT_SAVE_PROBES=long``, for
+pca, fa, ppca and a VAE (``make test``: pca, two kills, two limits, one round). SIGKILL
+at every file boundary of a ``fit --overwrite`` (each os.replace/os.rename, the
+exchange, the carry-over: 8 events for pca, 13 for a VAE with its checkpoint): before
+the swap the previous run whole, after it the new one, never a mix; the next start
+cleans up and carries the user's files over. ``ulimit -f`` (RLIMIT_FSIZE) from 4 KiB to
+past the largest file, and a full disk (an 8 MiB tmpfs, mounted when root, filled to
+leave 0 .. twice the run's size free): exit 0 and the new run whole, or exit 2, one line,
+the previous run byte for byte. Two ``compare`` writers (L = 3 and L = 4) on one --out,
+started together: one writes, the other is refused in one line ("being written by
+another elbokit process"); compare.json's latent is every listed run's. Below 4 KiB of
+``ulimit -f`` Python's own start fails first: joblib (imported by scikit-learn) warns
+that it cannot make its semaphore, a line before elbokit's.
 """
 
 from __future__ import annotations
@@ -40,7 +55,8 @@ import time
 from pathlib import Path
 
 TARGETS = {"data": ("hostile/test_fuzz_data.py", 5000),
-           "runs": ("hostile/test_fuzz_runs.py", 1000)}
+           "runs": ("hostile/test_fuzz_runs.py", 1000),
+           "saves": ("hostile/test_save_probes.py", None)}
 
 
 def main() -> int:
@@ -52,11 +68,12 @@ def main() -> int:
     test_name, default = TARGETS[args.target]
     examples = default if args.examples is None else args.examples
     os.environ["ELBOKIT_FUZZ_EXAMPLES"] = str(examples)
+    os.environ["ELBOKIT_SAVE_PROBES"] = "long"  # read by test_save_probes.py only
     import pytest  # after the budget is set: the test modules read it on import
 
     test_file = Path(__file__).resolve().parent.parent / "tests" / test_name
     start = time.perf_counter()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", "--durations=4", str(test_file)])
+    code = pytest.main(["-q", "-s", "-p", "no:cacheprovider", "--durations=4", str(test_file)])
     print(f"{examples} examples per {args.target} target in "
           f"{time.perf_counter() - start:.0f} s; pytest exit code {int(code)}")
     return int(code)
