@@ -112,7 +112,10 @@ def _feature_table(model, dataset, names: list[str]) -> str:
     from .linear._interpret import communalities
 
     X = dataset.test[:2000]
-    mse, variance = per_feature_errors(model, X)
+    if model.conditional and (model.classes_ is None or dataset.test_labels is None):
+        return ""  # conditioned on covariates: no labels to reconstruct the rows with
+    y = dataset.test_labels[:2000] if model.conditional else None
+    mse, variance = per_feature_errors(model, X, y)
     relative = [float(m / v) if v > 0 else None for m, v in zip(mse, variance)]
     rows = [{"feature": name, "test RMSE": float(np.sqrt(m)), "MSE / variance": r}
             for name, m, r in zip(names, mse, relative)]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._math import bits_per_dim
+from ._math import bits_per_dim, observed_dims
 from .data import DEFAULT_TEST_FRACTION, Dataset
 from ._run_keys import data_fingerprint, matching_run, run_key  # noqa: F401  (re-exported)
 from ._run_lock import RunLock  # noqa: F401  (the CLI and the tests import it from here)
@@ -96,7 +96,6 @@ def metrics_for(model, dataset: Dataset) -> dict:
     exact = model.exact_log_likelihood
     binarize = model.binarize
     train, test = evaluation_data(dataset, binarize)
-    d = train.shape[1]
     name = "loglike" if exact else "elbo"
     result = {} if test.shape[0] else {"test_note": NO_TEST_SET}
     kinds = set()
@@ -108,7 +107,7 @@ def metrics_for(model, dataset: Dataset) -> dict:
         kind = density_kind_of(model, X)
         kinds.add(kind)
         if kind is not None:
-            result[f"{split}_bits_per_dim"] = bits_per_dim(value, d)
+            result[f"{split}_bits_per_dim"] = bits_per_dim(value, observed_dims(X))
     result["quantity"] = ("log p(x), nats/sample" if exact else
                           "ELBO (lower bound on log p(x)), nats/sample")
     if not exact:
@@ -165,6 +164,9 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     ``VAE.fit``), holds out a ``validation_fraction`` of the training rows (then part of
     the key), and is refused if it diverged on the test rows. Under torchrun the ranks
     other than 0 fit, write nothing and return None."""
+    from .data.images import refuse_out_inside
+
+    refuse_out_inside(spec if data_dir is None else Path(data_dir) / spec, out)
     epochs = "checkpoint_dir" in as_model(model).fit_options  # a training loop: _fit_epochs
     params = model.get_params()
     extra = {} if validation_fraction is None else {"validation_fraction": validation_fraction}
