@@ -15,6 +15,16 @@ from elbokit.nn.config import AUTO_PATIENCE, SMALL_DATA_ROWS, VALIDATION_FRACTIO
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small fits on one thread (on a busy 2-core machine two make them ~10x slower);
+    torch's count restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _table(n: int, d: int = 6, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, 2)) @ rng.standard_normal((2, d))
