@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from .kinds import estimator_classes, get_kind, kind_of, saved_kind  # noqa: F401
-from .persistence import load_estimator, read_model_file, save_estimator
+from ._run_commit import check_saveable, save_run, write_model
+from .persistence import load_estimator, read_model_file
 
 
 def classical_registry() -> dict[str, type]:
@@ -24,13 +25,21 @@ def classical_registry() -> dict[str, type]:
 
 
 def save_model(model, directory: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Save a fitted model to ``directory`` (tensors in safetensors, the rest in JSON;
-    ``extra``: JSON kept in model.json, e.g. the data's feature names)."""
-    kind = get_kind(kind_of(model))
-    if kind.persistence == "own":  # the torch models save themselves
-        model.save(directory, extra=extra)
-        return Path(directory)
-    return save_estimator(model, directory, kind=kind.name, extra=extra)
+    """Save a fitted model to ``directory`` as one commit, as ``elbokit fit`` saves a
+    run: model.json, the tensors (safetensors), a run.json of the model alone
+    (:func:`elbokit.runs.model_run`) and manifest.json (their digests) are written into
+    a staging directory beside ``directory`` and swapped in by one rename, so a failed
+    or killed save leaves the previous one whole; the directory's other files are kept.
+    ``extra``: JSON kept in model.json, e.g. the data's feature names."""
+    from .runs import write_model_run  # runs imports this module
+
+    check_saveable(model)
+
+    def write(stage: Path) -> None:
+        write_model(model, stage, extra=extra, named=directory)
+        write_model_run(model, stage, extra)
+
+    return save_run(directory, write)
 
 
 def load_model(directory: str | os.PathLike, *, networks=None, encoder=None, decoder=None,

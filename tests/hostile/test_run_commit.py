@@ -103,7 +103,7 @@ def test_a_failed_vae_overwrite_keeps_the_old_checkpoint(tmp_path, capsys, monke
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(commit, "save_model", full)
+    monkeypatch.setattr(commit, "write_model", full)
     line = refused(base + ["--epochs", "2", "--overwrite"], capsys,
                            "No space left on device")
     assert f"{out} keeps the previous run" in line

@@ -185,9 +185,9 @@ def test_every_kind_writes_the_one_schema(tmp_path, digits):
         save_model(model.fit(X), tmp_path / kind)
         meta = json.loads((tmp_path / kind / "model.json").read_text())
         assert sorted(meta) == sorted(model_file.KEYS), kind
-        run = ["run.json"] if kind != "pca" else []  # a neural save writes report's run.json
+        # every kind's save is one commit: report's run.json and the manifest too
         assert sorted(p.name for p in (tmp_path / kind).iterdir()) == \
-            sorted(["model.json", "weights.safetensors", *run]), kind
+            ["manifest.json", "model.json", "run.json", "weights.safetensors"], kind
         record = model_file.read(tmp_path / kind, kind=kind)
         assert record.fitted["n_features_in_"] == 64, kind
 

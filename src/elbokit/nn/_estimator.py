@@ -173,13 +173,23 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     # ------------------------------------------------------------------ saving
 
     def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write model.json (the schema of :mod:`elbokit.persistence.model_file`:
-        ``settings`` the two configs, ``fitted`` the features, the history; ``extra``:
-        the caller's JSON), weights.safetensors and a run.json of the model alone (what
-        ``elbokit report`` reads; :func:`elbokit.runs.write_model_run`) to ``directory``.
-        A custom network that gives no constructor arguments is saved with a warning
+        """Save the model to ``directory`` as one commit (:func:`elbokit.models.save_model`):
+        model.json (the schema of :mod:`elbokit.persistence.model_file`: ``settings``
+        the two configs, ``fitted`` the features, the history; ``extra``: the caller's
+        JSON), weights.safetensors, a run.json of the model alone (what ``elbokit
+        report`` reads) and manifest.json are written beside ``directory`` and swapped
+        in by one rename: a failed or killed save leaves the previous one whole. A custom
+        network that gives no constructor arguments is saved with a warning
         (:func:`~elbokit.nn.protocols.unbuildable_warning`)."""
-        from ..runs import write_model_run  # runs imports the models: no import circle
+        from ..models import save_model  # models imports the kinds, which name this class
+
+        return save_model(self, directory, extra=extra)
+
+    def write_files(self, directory: str | os.PathLike, extra: dict | None = None, *,
+                    named: str | os.PathLike | None = None) -> Path:
+        """Write model.json and weights.safetensors into ``directory`` itself: the
+        writer of a commit (:func:`elbokit._run_commit.write_model`); ``named``: the
+        directory the model is saved to, which the warning names."""
         from .protocols import unbuildable_warning
 
         self._check_fitted()
@@ -192,8 +202,8 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                                 tensors=self._saved_tensors(), extra=extra)
         warning = unbuildable_warning(self.model_.config)
         if warning:
-            warnings.warn(f"{directory}: {warning}", UserWarning, stacklevel=2)
-        write_model_run(self, directory, extra)
+            warnings.warn(f"{directory if named is None else named}: {warning}", UserWarning,
+                          stacklevel=2)
         return path
 
     def _saved_tensors(self) -> dict:
