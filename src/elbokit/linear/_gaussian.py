@@ -362,6 +362,7 @@ class LinearGaussianMixin(LinearProtocolMixin, ClassNamePrefixFeaturesOutMixin, 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = self._allow_nan_now()
+        tags.input_tags.sparse = True  # the covariance pass keeps it sparse (VBPCA densifies)
         return tags
 
     @staticmethod
