@@ -170,30 +170,29 @@ def poisson_log_prob(x: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
 
 
 def _lgamma_ratio(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """lgamma(x + theta) - lgamma(theta) - lgamma(x + 1), in float64, back in theta's type."""
+    """lgamma(x + theta) - lgamma(theta) - lgamma(x + 1), in float64, back in theta's type;
+    of x (B, d) and theta (d,) alone: no sample axis, however many z there are."""
     x64, theta64 = x.double(), theta.double()
     out = torch.lgamma(x64 + theta64) - torch.lgamma(theta64) - torch.lgamma(x64 + 1.0)
     return out.to(theta.dtype)
+
+
+def _nb_terms(log_mean: torch.Tensor, log_theta: torch.Tensor):
+    """(log NB(0) = theta log(theta / (theta + mu)), log(mu / (theta + mu))), like log_mean."""
+    # theta log(theta / (theta + mu)) = -theta log(1 + mu / theta): -> -mu for theta >> mu
+    zero = -torch.exp(log_theta) * F.softplus(log_mean - log_theta)
+    return zero, log_mean - torch.logaddexp(log_theta, log_mean)
 
 
 def nb_log_prob(x: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
     """log NB(x | mean mu, inverse dispersion theta) elementwise, the gamma-Poisson of
     variance mu + mu^2 / theta (scVI's parameterisation; scipy's nbinom(n = theta,
     p = theta / (theta + mu))): lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)
-    + theta log(theta / (theta + mu)) + x log(mu / (theta + mu)). log_theta (d,) or
-    like log_mean; tends to the Poisson of mean mu as theta -> inf."""
-    log_theta = log_theta.expand_as(log_mean)
-    theta = torch.exp(log_theta)
-    # theta log(theta / (theta + mu)) = -theta log(1 + mu / theta): -> -mu for theta >> mu
-    zero_term = -theta * F.softplus(log_mean - log_theta)
-    log_total = torch.logaddexp(log_theta, log_mean)  # log(theta + mu)
-    return _lgamma_ratio(x, theta) + zero_term + x * (log_mean - log_total)
-
-
-def nb_log_prob_zero(log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
-    """log NB(0 | mu, theta) = -theta log(1 + mu / theta), elementwise."""
-    log_theta = log_theta.expand_as(log_mean)
-    return -torch.exp(log_theta) * F.softplus(log_mean - log_theta)
+    + theta log(theta / (theta + mu)) + x log(mu / (theta + mu)). x (B, d) and log_theta
+    (d,) broadcast against log_mean (..., B, d); tends to the Poisson of mean mu as
+    theta -> inf."""
+    zero, log_share = _nb_terms(log_mean, log_theta)
+    return _lgamma_ratio(x, torch.exp(log_theta)) + zero + x * log_share
 
 
 def zinb_log_prob(x: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor,
@@ -201,11 +200,11 @@ def zinb_log_prob(x: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tens
     """log ZINB(x) elementwise: with probability pi = sigmoid(dropout_logits) a zero,
     else NB(mu, theta): log(pi + (1 - pi) NB(0)) at x = 0, log(1 - pi) + log NB(x)
     above; log pi = -softplus(-l), log(1 - pi) = -softplus(l)."""
+    zero, log_share = _nb_terms(log_mean, log_theta)
     log_keep = -F.softplus(dropout_logits)  # log(1 - pi)
-    nonzero = log_keep + nb_log_prob(x, log_mean, log_theta)
-    zero = torch.logaddexp(-F.softplus(-dropout_logits),
-                           log_keep + nb_log_prob_zero(log_mean, log_theta))
-    return torch.where(x.expand_as(nonzero) > 0, nonzero, zero)
+    nonzero = log_keep + _lgamma_ratio(x, torch.exp(log_theta)) + zero + x * log_share
+    at_zero = torch.logaddexp(log_keep + dropout_logits, log_keep + zero)  # log pi = that + l
+    return torch.where(x > 0, nonzero, at_zero)
 
 
 def clipped_logistic_mean(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
