@@ -186,6 +186,10 @@ def test_a_tampered_factor_correlation_is_refused(tmp_path, oblique_data):
     meta["sha256"]["weights.safetensors"] = sha256_file(directory / "weights.safetensors")
     meta["sha256"][DESCRIPTION_KEY] = description_digest(meta, DESCRIBED)
     (directory / "model.json").write_text(json.dumps(meta))
+    from conftest import rehash_manifest  # the save's manifest.json, as an attacker would
+
+    rehash_manifest(directory / "weights.safetensors")
+    rehash_manifest(directory / "model.json")
     with pytest.raises(ModelFileError, match="not a 3 x 3 correlation matrix"):
         load_model(directory)
 
