@@ -37,7 +37,8 @@ class ModelKind:
     command line makes it. ``family``: ``"linear"`` (``elbokit fit <kind>``), ``"vi"``,
     ``"nn"`` or ``"other"``. ``persistence``: ``"estimator"`` (its numpy parameters and
     fitted attributes saved by :func:`elbokit.persistence.save_estimator`) or ``"own"`` (the class
-    saves itself: ``save``/``load``). ``preset_of``: for a preset, the kind it saves as."""
+    writes its files itself: ``write_files``/``load``; :func:`elbokit.models.save_model`
+    commits them as for every kind). ``preset_of``: for a preset, the kind it saves as."""
 
     name: str
     model_class: type | str

@@ -33,7 +33,7 @@ from .protocol import as_model
 from .persistence import (MAX_SEED, METRICS_FILE,  # noqa: F401
                           MODEL_FILE, RUN_FILE, WEIGHTS_FILE, atomic_write_json, read_json,
                           read_metrics, read_run)
-from .persistence.commit import COMMITTED_FILES, clean_stale, new_stage, remove_tree
+from .persistence.commit import COMMITTED_FILES, STAGE_MARK, clean_stale, new_stage, remove_tree
 from ._run_commit import commit_run, discarded
 from ._provenance import check_continued, continued_record, write_continued
 
@@ -193,7 +193,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
                                    checkpoint=checkpoint, resume=resume, on_nan=on_nan,
                                    callbacks=callbacks)
         except BaseException as exc:
-            if stage is None or not os.path.lexists(stage):
+            # after the exchange of swap_in ``stage`` is the old run: never removed here
+            if stage is None or not os.path.lexists(stage / STAGE_MARK):
                 raise
             error = discarded(exc, stage, out)
             remove_tree(stage)

@@ -250,8 +250,8 @@ def check_checksum(path: str | os.PathLike, expected, *, noun: str = "tensor",
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, str] | None:
     """File name -> hex SHA-256 of a committed run directory (its ``manifest.json``),
-    or None for a directory without one (a model saved from Python, a run of an
-    older elbokit)."""
+    or None for a directory without one (an interrupted save, a run of an older
+    elbokit)."""
     path = Path(directory) / MANIFEST_FILE
     if not os.path.lexists(path):
         return None
@@ -309,8 +309,7 @@ def check_manifest(directory: str | os.PathLike) -> dict[str, str]:
     files = read_manifest(directory)
     if files is None:
         raise ModelFileError(f"{directory} holds no {MANIFEST_FILE}: it is not a run committed "
-                             "by elbokit fit (an interrupted save, a model saved from Python, "
-                             "or an older elbokit)")
+                             "by elbokit (an interrupted save, or a save of an older elbokit)")
     for name, digest in files.items():
         path = directory / name
         if not path.is_file():
