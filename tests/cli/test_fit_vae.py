@@ -59,8 +59,8 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     (["--latent", "0"], "latent_dim must be >= 1"),
     (["--likelihood", "cauchy"], "likelihood must be one of"),
     (["--hidden", "4x"], "--hidden must be comma-separated"),
-    (["--patience", "2"], "needs validation data"),
-    (["--validation-fraction", "1.5"], "validation-fraction"),
+    (["--patience", "2", "--validation-fraction", "0"], "needs validation data"),
+    (["--validation-fraction", "1.5"], "validation_fraction must be a number in [0, 1)"),
 ])
 def test_fit_vae_errors_are_one_line_with_exit_code_2(tmp_path, capsys, extra, message):
     argv = ["fit", "vae", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "o"), *extra]
