@@ -121,6 +121,7 @@ def test_a_plain_module_pair_fits_saves_with_one_warning_and_loads(nets, rows, t
     saved = [w for w in caught if "loading will need" in str(w.message)]
     assert len(saved) == 1  # one warning for both networks, naming both
     assert "encoder Enc and decoder Dec" in str(saved[0].message)
+    assert saved[0].filename == __file__  # it points at the caller's save(), not elbokit
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     record = meta["settings"]["architecture"]["encoder_module"]
     assert record["class"] == "Enc" and record["args"] is None

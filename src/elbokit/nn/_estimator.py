@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -203,7 +204,7 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         warning = unbuildable_warning(self.model_.config)
         if warning:
             warnings.warn(f"{directory if named is None else named}: {warning}", UserWarning,
-                          stacklevel=2)
+                          stacklevel=_caller_level())
         return path
 
     def _saved_tensors(self) -> dict:
@@ -294,3 +295,13 @@ def init_from_data(network, X: np.ndarray, seed: int) -> None:
     if hasattr(network.likelihood, "init_from_data"):  # counts: the median library size
         network.likelihood.init_from_data(as_float_tensor(X))
     network.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(seed))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the caller's first frame outside elbokit (a save passes
+    through models.save_model and _run_commit before it writes the files)."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
