@@ -20,7 +20,7 @@ from ._text import terminal_text
 from .exceptions import DataError, ModelFileError, ParameterError
 
 CONTINUED_FILE = "data.json"  # in checkpoints/: the data and split the checkpoint trains on
-_SPLIT = ("data", "seed", "test_fraction", "validation_fraction", "load_options", "columns")
+_SPLIT = ("data", "seed", "test_fraction", "load_options", "columns")
 _NONE_IS_A_VALUE = ("load_options", "columns", "image_shape")  # None: none, every column, a table
 
 
@@ -104,10 +104,21 @@ def check_image_shape(run: dict, run_dir, model, dataset, spec: str) -> None:
 def continued_record(key: dict, dataset, spec: str) -> dict:
     """What a run trains on, as its checkpoint directory records it: the data's digest,
     the split and its seed (the key's), the image shape and the data spec (to name)."""
-    record = {name: key.get(name) for name in _SPLIT}
+    record = _split_of(key)
     record["image_shape"] = list(dataset.image_shape) if dataset.image_shape else None
     record["channels"] = int(dataset.channels)
     record["spec"] = str(spec)
+    return record
+
+
+def _split_of(key: dict) -> dict:
+    """The data's digest and the split of a run key: the test split's share and seed,
+    the VAE's validation share (a setting of the model, in the key's params), the
+    image folder's load options and the table's columns."""
+    record = {name: key.get(name) for name in _SPLIT}
+    params = key.get("params")
+    record["validation_fraction"] = \
+        params.get("validation_fraction") if isinstance(params, dict) else None
     return record
 
 
@@ -134,7 +145,7 @@ def _recorded_continuation(out: Path, checkpoints: str) -> dict | None:
     key = run.get("key")
     if not isinstance(key, dict):
         return None
-    record = {name: key.get(name) for name in _SPLIT}
+    record = _split_of(key)
     record.update(image_shape=run.get("image_shape"), channels=run.get("channels", 1),
                   spec=run.get("data"))
     return record
@@ -150,7 +161,7 @@ def check_continued(out, checkpoints: str, record: dict) -> None:
     if saved is None:
         return
     changes = []
-    for name in (*_SPLIT, "image_shape", "channels"):
+    for name in (*_SPLIT, "validation_fraction", "image_shape", "channels"):
         old, new = saved.get(name), record.get(name)
         if name == "channels":
             old, new = old or 1, new or 1

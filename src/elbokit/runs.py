@@ -152,8 +152,7 @@ def _reconstruction_metrics(model, dataset: Dataset) -> dict:
 def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str,
                    seed: int = 0, overwrite: bool = False,
                    test_fraction: float = DEFAULT_TEST_FRACTION,
-                   data_dir=None, validation_fraction: float | None = None,
-                   checkpoint: bool = False, resume: bool = False,
+                   data_dir=None, checkpoint: bool = False, resume: bool = False,
                    on_nan: str = "stop", callbacks=None) -> dict | None:
     """Fit ``model`` on ``dataset.train``, save it to ``out`` and write metrics.json and
     run.json (with the run's :func:`run_key`), holding the run directory's lock.
@@ -161,15 +160,15 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
     A model trained in epochs (``"checkpoint_dir"`` in its ``fit_options``: a VAE;
     :func:`_fit_epochs`) with ``checkpoint`` writes a checkpoint each epoch to
     ``out/checkpoints`` (``resume``: continue from it; ``on_nan``, ``callbacks``: see
-    ``VAE.fit``), holds out a ``validation_fraction`` of the training rows (then part of
-    the key), and is refused if it diverged on the test rows. Under torchrun the ranks
+    ``VAE.fit``, which also holds out its own validation rows) and is refused if it
+    diverged on the test rows. Under torchrun the ranks
     other than 0 fit, write nothing and return None."""
     from .data.images import refuse_out_inside
 
     refuse_out_inside(spec if data_dir is None else Path(data_dir) / spec, out)
     epochs = "checkpoint_dir" in as_model(model).fit_options  # a training loop: _fit_epochs
     params = model.get_params()
-    extra = {} if validation_fraction is None else {"validation_fraction": validation_fraction}
+    extra = {}
     if dataset.load_options is not None:  # an image folder's resize/crop shape the data
         extra["load_options"] = dataset.load_options
     if dataset.columns is not None:  # the table's columns chosen by name
@@ -188,9 +187,7 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
         try:
             return _fit_and_commit(model, dataset, out, stage, lock, key=key, extra=extra,
                                    spec=spec, seed=seed, params=params, epochs=epochs,
-                                   record=record,
-                                   validation_fraction=validation_fraction,
-                                   checkpoint=checkpoint, resume=resume, on_nan=on_nan,
+                                   record=record, checkpoint=checkpoint, resume=resume, on_nan=on_nan,
                                    callbacks=callbacks)
         except BaseException as exc:
             # after the exchange of swap_in ``stage`` is the old run: never removed here
@@ -202,8 +199,7 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
 
 
 def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock, *, key,
-                    extra, spec, seed, params, epochs, record, validation_fraction,
-                    checkpoint, resume, on_nan, callbacks) -> dict | None:
+                    extra, spec, seed, params, epochs, record, checkpoint, resume, on_nan, callbacks) -> dict | None:
     """:func:`fit_and_record`'s work, under the lock: fit, score, write the run into
     ``stage`` and swap it in (:func:`commit_run`)."""
     start = time.perf_counter()
@@ -213,9 +209,8 @@ def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock
         replacing = stage is not None and (out / MODEL_FILE).exists() and not resume
         checkpoint_dir = None if not checkpoint else \
             (stage if replacing else out) / VAE_CHECKPOINTS
-        if not _fit_epochs_or_clean(model, dataset, validation_fraction or 0.0, seed,
-                                    checkpoint_dir=checkpoint_dir, resume=resume,
-                                    on_nan=on_nan, callbacks=callbacks, record=record):
+        if not _fit_epochs_or_clean(model, dataset, checkpoint_dir=checkpoint_dir,
+                                    resume=resume, on_nan=on_nan, callbacks=callbacks, record=record):
             return None
     else:
         model.fit(dataset.train)
@@ -313,8 +308,7 @@ class _Started:
         pass
 
 
-def _fit_epochs_or_clean(model, dataset: Dataset, validation_fraction: float, seed: int, *,
-                         checkpoint_dir, callbacks=None, record=None, **options) -> bool:
+def _fit_epochs_or_clean(model, dataset: Dataset, *, checkpoint_dir, callbacks=None, record=None, **options) -> bool:
     """:func:`_fit_epochs`; a fit that fails before its first epoch (a tracking backend
     that cannot start, a check of the training loop) removes the checkpoint directory
     it created, so that a failed start leaves nothing behind. A fit that fails later
@@ -325,8 +319,8 @@ def _fit_epochs_or_clean(model, dataset: Dataset, validation_fraction: float, se
         and env_rank() == 0  # rank 0 writes the checkpoints
     started = _Started(checkpoint_dir, record)
     try:
-        return _fit_epochs(model, dataset, validation_fraction, seed,
-                           checkpoint_dir=checkpoint_dir, callbacks=[*(callbacks or ()), started],
+        return _fit_epochs(model, dataset, checkpoint_dir=checkpoint_dir,
+                           callbacks=[*(callbacks or ()), started],
                            **options)
     except BaseException:
         if fresh and not started.fired:
@@ -334,20 +328,16 @@ def _fit_epochs_or_clean(model, dataset: Dataset, validation_fraction: float, se
         raise
 
 
-def _fit_epochs(model, dataset: Dataset, validation_fraction: float, seed: int, *,
-                checkpoint_dir, resume: bool, on_nan: str, callbacks=None) -> bool:
+def _fit_epochs(model, dataset: Dataset, *, checkpoint_dir, resume: bool, on_nan: str,
+                callbacks=None) -> bool:
     """Fit a model trained in epochs (a VAE; on the data's column names, so the model
-    keeps them); False on the torchrun ranks that write nothing. A fit that diverged
-    on the test rows raises (nothing is written)."""
+    keeps them); False on the torchrun ranks that write nothing. The VAE holds out its
+    own validation rows (its ``validation_fraction``). A fit that diverged on the test
+    rows raises (nothing is written)."""
     from .nn import distributed
 
-    fit_rows, validation = split_validation(dataset.train, validation_fraction, seed)
-    y = None
-    if model.conditional:  # --condition-on labels: the rows' labels
-        labels = check_labels_for_condition(dataset)
-        y, y_val = split_validation(labels, validation_fraction, seed)
-        validation = None if validation is None else (validation, y_val)
-    model.fit(with_names(fit_rows, dataset.feature_names), y, validation=validation,
+    y = check_labels_for_condition(dataset) if model.conditional else None
+    model.fit(with_names(dataset.train, dataset.feature_names), y,
               checkpoint_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
               callbacks=callbacks)
     main = distributed.is_main()
@@ -394,17 +384,6 @@ def _epoch_metrics(model, dataset: Dataset) -> dict:
     if skipped:
         metrics["skipped_batches"] = int(sum(skipped))
     return metrics
-
-
-def split_validation(X, fraction: float, seed: int):
-    """(fit rows, validation rows or None): a seeded share of the training rows."""
-    if not 0.0 <= fraction < 1.0:
-        raise ParameterError(f"--validation-fraction must lie in [0, 1); got {fraction}")
-    if fraction == 0.0:
-        return X, None
-    n_val = max(1, int(round(fraction * X.shape[0])))
-    order = np.random.default_rng(seed + 7).permutation(X.shape[0])
-    return X[order[n_val:]], X[order[:n_val]]
 
 
 def with_names(X, names):

@@ -210,6 +210,9 @@ def test_resume_refuses_other_data_split_or_seed(vae_run, tmp_path, capsys):
                           "cannot resume")
     assert "test_fraction 0.2, given 0.3" in err
     one_line_exit_2([*again, "--data", data, "--seed", "4"], capsys, "seed changed from 0")
+    err = one_line_exit_2([*again, "--data", data, "--validation-fraction", "0.3"], capsys,
+                          "cannot resume")
+    assert "validation_fraction" in err and "0.3" in err
     changed = _csv(tmp_path / "t2.csv", X + 0.5, list("abcde"))
     err = one_line_exit_2([*again, "--data", changed], capsys, "the data: ")
     assert err.count("sha256 ") == 2 and "t.csv" in err and "t2.csv" in err

@@ -160,8 +160,8 @@ def held_out_rows(n_rows: int, fraction) -> int:
 
 def split_rows(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fitted rows, validation rows): indices of a seeded share ``fraction`` of
-    ``n_rows`` rows held out (the same permutation as the CLI's split of a run,
-    :func:`elbokit.runs.split_validation`)."""
+    ``n_rows`` rows held out (seeded by the model's seed: a CLI run and a Python fit
+    with the same seed hold out the same rows)."""
     order = np.random.default_rng(seed + 7).permutation(n_rows)
     n_val = held_out_rows(n_rows, fraction)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
