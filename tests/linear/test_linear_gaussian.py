@@ -66,3 +66,20 @@ def test_subspace_loadings_reproduce_the_ppca_covariance():
     eig = np.sort(np.linalg.eigvalsh(W @ W.T + sigma2 * np.eye(6)))[::-1]
     np.testing.assert_allclose(eig, [5.0, 2.0] + [sigma2] * 4, atol=1e-12)
     assert np.all(subspace_loadings(U.T, np.array([0.2, 0.1]), sigma2) == 0.0)  # floored at 0
+
+
+def test_the_two_independent_baselines_agree_on_the_training_rows():
+    """The warning's closed form from variances alone equals the mean per-row baseline
+    of compare's table when the rows scored are the rows fitted (wine, its own units)."""
+    from sklearn.datasets import load_wine
+
+    from elbokit.linear._gaussian import independent_log_likelihood, independent_loglike
+
+    X = load_wine().data
+    per_row = independent_log_likelihood(X, X)
+    assert per_row.shape == (X.shape[0],)
+    assert np.isclose(per_row.mean(), independent_loglike(X.var(axis=0)), rtol=1e-12)
+    # scipy's density, an independent computation of the per-row figure
+    from scipy.stats import norm
+    expected = norm.logpdf(X, X.mean(0), X.std(0)).sum(1)
+    assert np.allclose(per_row, expected, rtol=1e-10)

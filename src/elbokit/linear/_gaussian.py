@@ -151,7 +151,9 @@ def warn_scale_spread(variances: np.ndarray, model: str) -> None:
 def independent_loglike(variances: np.ndarray) -> float | None:
     """Mean log-likelihood per row (nats) of independent Gaussians, one ML variance per
     feature, on the rows those variances are of: -1/2 sum_j (log 2 pi s_j^2 + 1); None
-    when a feature is constant (that baseline has no density)."""
+    when a feature is constant (that baseline has no density). The closed form of the
+    mean of :func:`independent_log_likelihood` (X, X), for a fit that keeps only the
+    variances; the test holds the two equal."""
     variances = np.asarray(variances, dtype=np.float64)
     if variances.size == 0 or not np.all(variances > 0):
         return None
