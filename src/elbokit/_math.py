@@ -195,6 +195,8 @@ def observed_dims(X: np.ndarray) -> float:
     """The dimensions a row's log p covers, on average: d for complete rows; with
     missing (NaN) entries the mean count of observed ones (log p of a row is then the
     marginal of its observed entries), so bits/dim is per observed entry."""
+    if hasattr(X, "nnz"):  # a scipy sparse X: finite, complete rows
+        return float(X.shape[1])
     X = np.asarray(X)
     if X.shape[0] == 0 or not np.issubdtype(X.dtype, np.floating) or not np.isnan(X).any():
         return float(X.shape[1])

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils.validation import validate_data
 
+from ._anndata import fitted_layer, split_anndata
 from .exceptions import DataError, ParameterError
 
 
@@ -113,13 +114,12 @@ def check_frame_columns(X, name: str = "X") -> None:
 def dense_input(X):
     """AnnData and scipy sparse input for a model without a sparse path: a dense array
     (an AnnData's as a DataFrame of its var_names), the memory checked first."""
-    names = None
-    if any(c.__name__ == "AnnData" for c in type(X).__mro__):
-        names, X = [str(v) for v in X.var_names], X.X
+    X, names = split_anndata(X)
     if sparse.issparse(X):
         check_memory(2.0 * X.shape[0] * X.shape[1] * max(X.dtype.itemsize, 4),
                      f"the sparse matrix of shape {X.shape} as a dense array",
-                     "use fewer cells or genes, or PCA/FA/PPCA, which keep it sparse")
+                     "use fewer cells or genes, or PCA/FA/PPCA or the VAE, which keep it "
+                     "sparse")
         X = X.toarray()
     if names is None:
         return X
@@ -128,11 +128,27 @@ def dense_input(X):
     return pd.DataFrame(np.asarray(X), columns=names, copy=False)
 
 
+def check_sparse(X, name: str = "X") -> sparse.csr_matrix:
+    """A scipy sparse matrix as checked float32 CSR (shape, numeric, finite stored values;
+    NaN is refused: missing values need a dense X), not densified."""
+    if X.ndim != 2:
+        raise DataError(f"{name} must be 2-D; got a sparse array of shape {X.shape}")
+    _check_shape(X, name, 1)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{name} must be numeric; got a sparse matrix of dtype {X.dtype}")
+    X = sparse.csr_matrix(X, dtype=np.float32)
+    if not np.isfinite(X.data).all():
+        n_bad = int((~np.isfinite(X.data)).sum())
+        raise DataError(f"{name} (sparse) holds {n_bad} non-finite stored value(s); a sparse "
+                        "X must be finite (missing values need a dense X with NaN)")
+    return X
+
+
 def validate_X(estimator, X, *, reset: bool, allow_nan: bool = False,
                min_samples: int = 1) -> np.ndarray:
     """scikit-learn's ``validate_data`` (feature counts, names, dtype) plus our own
     shape and finiteness messages. Returns a float64 (or float32) 2-D array."""
-    X = dense_input(X)
+    X = dense_input(X if reset else fitted_layer(estimator, X))  # an AnnData: the fit's layer
     check_frame_columns(X)
     arr = X
     if isinstance(X, np.ndarray) and X.ndim != 2:

@@ -155,7 +155,18 @@ def _figures(run: dict, run_dir: Path, model, dataset, options: dict) -> str:
         if model.linear_gaussian else ""
     return (factors
             + "".join(_image(f.path, f.caption, name, f.alt) for name, f in figures.items())
-            + _feature_table(model, dataset, names))
+            + _scree_note(model, dataset, figures) + _feature_table(model, dataset, names))
+
+
+def _scree_note(model, dataset, figures) -> str:
+    """The sentence saying why a linear model's page has no parallel-analysis scree."""
+    from .linear._interpret import complete_rows
+    from .plots.tables import parallel_scree_omitted
+
+    if not model.linear_gaussian or "scree" in figures:
+        return ""
+    why = parallel_scree_omitted(*complete_rows(dataset.train).shape)
+    return "" if why is None else f'<p class="note">{html.escape(why)}</p>'
 
 
 def _section(run_dir: Path, with_figures: bool, datasets: dict,

@@ -16,10 +16,19 @@ import typer
 from ..data import DEFAULT_TEST_FRACTION
 from ..nn.config import LATENT_DIM, ArchitectureConfig, estimator_default  # noqa: F401
 
-DataSpec = Annotated[str, typer.Option("--data", help="digits, breast-cancer, wine, diabetes, "
-                                                      "iris, mnist, fashion-mnist, a "
-                                                      ".npy/.npz/.csv path, or a folder of "
-                                                      "PNG/JPEG images.")]
+DATA_HELP = ("digits, breast-cancer, wine, diabetes, iris, mnist, fashion-mnist (IDX files in "
+             "--data-dir), or a path: .npy; .npz (arrays, or a sparse matrix from "
+             "scipy.sparse.save_npz); .csv/.tsv/.txt tables, also gzipped (.csv.gz, "
+             ".tsv.gz); .h5ad (AnnData: --layer, --labels); .mtx/.mtx.gz (Matrix Market, "
+             "with genes/barcodes files beside it); a 10x folder (matrix.mtx, features.tsv "
+             "or genes.tsv, barcodes.tsv, each may be .gz); or a folder of PNG/JPEG images.")
+DataSpec = Annotated[str, typer.Option("--data", help=DATA_HELP)]
+Layer = Annotated[Optional[str], typer.Option(
+    "--layer", help=".h5ad data: the AnnData layer to read instead of X (e.g. counts).")]
+Labels = Annotated[Optional[str], typer.Option(
+    "--labels", metavar="COLUMN",
+    help=".h5ad data: the obs column of the cells' labels (default: the first of "
+         "cell_type, celltype, labels, louvain, leiden, clusters... present).")]
 Resize = Annotated[Optional[str], typer.Option(
     "--resize", help="Image folders: resize every image to H,W (e.g. 32,32).")]
 Crop = Annotated[Optional[str], typer.Option(
@@ -136,7 +145,8 @@ def apply_threads(threads: int | None, dataset) -> int:
 def shared_fit_options(data_dir: DataDir = None, seed: Seed = 0,
                        test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
                        overwrite: Overwrite = False, columns: Columns = None,
-                       drop_columns: DropColumns = None, threads: Threads = None):
+                       drop_columns: DropColumns = None, threads: Threads = None,
+                       layer: Layer = None, labels: Labels = None):
     """The options every ``elbokit fit`` command takes after its model's (a group for
     :func:`with_options`)."""
 
@@ -247,14 +257,16 @@ def image_size(text: str | None) -> tuple[int, int] | None:
 
 def load_dataset(options: dict, **load_options):
     """The data set of a command's --data, --data-dir, --seed, --test-fraction,
-    --columns and --drop-columns (``load_options``: the rest of
+    --columns, --drop-columns, --layer and --labels (``load_options``: the rest of
     :func:`elbokit.data.load`'s keywords)."""
     from .. import data as data_module
 
     dataset = data_module.load(options["data"], data_dir=options["data_dir"],
                                seed=options["seed"], test_fraction=options["test_fraction"],
                                columns=options["columns"],
-                               drop_columns=options["drop_columns"], **load_options)
+                               drop_columns=options["drop_columns"],
+                               layer=options.get("layer"), labels=options.get("labels"),
+                               **load_options)
     apply_threads(options.get("threads"), dataset)
     return dataset
 

@@ -17,8 +17,8 @@ from ..kinds import kind_names
 from ..persistence import MODEL_FILE
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, LATENT_DIM, Columns, DataDir, DataSpec, DropColumns,
-                     Latent, Networks, Seed, Standardize, TestFraction, Threads, apply_threads,
-                     config_field_option, format_table, import_networks)
+                     Labels, Latent, Layer, Networks, Seed, Standardize, TestFraction, Threads,
+                     apply_threads, config_field_option, format_table, import_networks)
 
 ValidationFraction = config_field_option("validation_fraction")
 
@@ -60,7 +60,8 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
             test_fraction: TestFraction = DEFAULT_TEST_FRACTION,
             columns: Columns = None, drop_columns: DropColumns = None,
             networks: Networks = None, standardize: Standardize = False,
-            validation_fraction: ValidationFraction = None, threads: Threads = None):
+            validation_fraction: ValidationFraction = None, threads: Threads = None,
+            layer: Layer = None, labels: Labels = None):
     """Fit (or load) each model and print log p(x), ELBO, active units, reconstruction
     error, linear-probe accuracy and fit time.
 
@@ -92,7 +93,8 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     # missing cells are kept as NaN: the models that accept them (FA, VBPCA) fit,
     # the others are failed rows with their reason, as any failing model
     dataset = data_module.load(data, data_dir=data_dir, seed=seed, test_fraction=test_fraction,
-                               allow_nan=True, columns=columns, drop_columns=drop_columns)
+                               allow_nan=True, columns=columns, drop_columns=drop_columns,
+                               layer=layer, labels=labels)
     apply_threads(threads, dataset)
     settings = {"standardize": standardize, "validation_fraction": validation_fraction}
     # one writer of --out at a time: its runs and compare.json, under one lock
@@ -101,7 +103,7 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
         plans = {kind: _plan(kind, out / kind, latent=latent, epochs=epochs, seed=seed,
                              data=data, test_fraction=test_fraction, data_dir=data_dir,
                              refit=refit, overwrite=overwrite, columns=dataset.columns,
-                             settings=settings)
+                             settings=settings, load_options=dataset.load_options)
                  for kind in kinds}
         classes = import_networks(networks)
         rows, table, failures = [], {INDEPENDENT: _independent(dataset)}, {}
@@ -167,7 +169,7 @@ def _reason(exc: BaseException) -> str:
 
 def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data: str,
           test_fraction: float, data_dir, refit: bool, overwrite: bool, columns=None,
-          settings=None):
+          settings=None, load_options=None):
     """``(model, reuse)``: the unfitted model of ``kind`` and whether the saved run in
     ``run_dir`` matches it (its key: data content, split, every setting). A saved run
     fitted otherwise is replaced only with ``refit`` or ``overwrite``."""
@@ -177,6 +179,8 @@ def _plan(kind: str, run_dir: Path, *, latent: int, epochs: int, seed: int, data
 
     model = build_model(kind, latent, epochs=epochs, seed=seed, **(settings or {}))
     extra = {} if columns is None else {"columns": columns}  # as fit_and_record keys it
+    if load_options is not None:  # an .h5ad's layer and labels
+        extra["load_options"] = load_options
     key = run_key(kind_of(model), model.get_params(), spec=data, seed=seed,
                   test_fraction=test_fraction, data_dir=data_dir, **extra)
     if not refit and matching_run(run_dir, key):

@@ -10,8 +10,8 @@ import typer
 
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, Columns, Crop, DataDir, DataSpec, DropColumns,
-                     Networks, Normalize, Resize, Seed, Threads, apply_threads, image_size,
-                     import_networks, load_run_model, print_metrics)
+                     Labels, Layer, Networks, Normalize, Resize, Seed, Threads, apply_threads,
+                     image_size, import_networks, load_run_model, print_metrics)
 
 
 @app.command("evaluate")
@@ -21,7 +21,8 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                  "--test-fraction", help="Built-in data sets only: their held-out share "
                                          "(a file is scored whole).")] = DEFAULT_TEST_FRACTION,
              columns: Columns = None, drop_columns: DropColumns = None,
-             networks: Networks = None, threads: Threads = None):
+             networks: Networks = None, threads: Threads = None,
+             layer: Layer = None, labels: Labels = None):
     """Print a saved model's log-likelihood (ELBO for a VAE) on other data.
 
     A file (.csv, .npy, .npz, a folder of images) is scored whole, every row, with the
@@ -42,10 +43,14 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     named = Path(data).suffix.lower() not in (".npy", ".npz")  # arrays have no column names
     if columns is None and drop_columns is None and named:
         columns = recorded_columns(run, run_dir)
+    if Path(data).suffix.lower() == ".h5ad":  # the run's layer and labels, unless given
+        recorded = run.get("load_options") or {}
+        layer = recorded.get("layer") if layer is None else layer
+        labels = recorded.get("labels") if labels is None else labels
     dataset = data_module.load(data, data_dir=data_dir, seed=seed,
                                test_fraction=0.0 if whole else test_fraction,
                                allow_nan=model.accepts_missing, columns=columns,
-                               drop_columns=drop_columns)
+                               drop_columns=drop_columns, layer=layer, labels=labels)
     apply_threads(threads, dataset)
     if dataset.n_features != model.n_features_in_:
         raise DataError(f"{data} has {dataset.n_features} features but the model in {run_dir} "
@@ -219,7 +224,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
                               "run.json names) and for a run saved from Python; checked "
                               "against the digest the run recorded.")] = None,
            resize: Resize = None, crop: Crop = None, networks: Networks = None,
-           threads: Threads = None):
+           threads: Threads = None, layer: Layer = None, labels: Labels = None):
     """Write a self-contained report.html (metrics, settings, all figures).
 
     A run whose report would hold no figure is an error (exit code 2), with the fix:
@@ -232,9 +237,12 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory or a di
 
     apply_threads(threads, None)
     options = {"resize": image_size(resize), "crop": crop} if resize or crop else None
+    if layer is not None or labels is not None:  # an .h5ad's (else the run's own)
+        options = {**(options or {}), "layer": layer, "labels": labels}
     if options is not None and data is None:
-        raise ParameterError("--resize and --crop read the folder of --data (without them "
-                             "the run's own resize and crop); give --data FOLDER with them")
+        raise ParameterError("--resize, --crop, --layer and --labels read the data of --data "
+                             "(without them the run's own settings apply); give --data with "
+                             "them")
     page = write_report(run_dir, rotation=rotation, normalize=normalize, cut=cut, data=data,
                         load_options=options, networks=import_networks(networks))
     typer.echo(f"wrote {page}")

@@ -160,6 +160,8 @@ def load(spec: str, *, data_dir: str | os.PathLike | None = None,
         dataset = _split(X, y, test_fraction, seed, name=str(path), feature_names=names,
                          target_names=classes)
         dataset.columns = list(names) if selected else None
+        if layer is not None or labels is not None:  # an AnnData's: to read it again
+            dataset.load_options = {"layer": layer, "labels": labels}
         return dataset
     raise DataError(f"unknown data spec {spec!r}: use one of {list(SPECS)}, a path to a "
                     ".npy, .npz, .csv, .tsv, .csv.gz, .mtx or .h5ad file, a 10x folder, or a "

@@ -28,6 +28,7 @@ import numpy as np
 from scipy.linalg import blas
 from sklearn.utils.validation import check_is_fitted
 
+from .._anndata import fitted_layer, is_anndata
 from ..exceptions import DataError, DataFileNotFoundError
 from ..persistence.files import open_regular
 
@@ -377,12 +378,6 @@ class DenseSource(ChunkSource):
             yield start, np.asarray(self.X[start:start + chunk_rows], dtype=self.dtype), None
 
 
-def is_anndata(X) -> bool:
-    """Whether ``X`` is an AnnData object (by its type: anndata is not imported)."""
-    return any(cls.__name__ == "AnnData" and (cls.__module__ or "").startswith("anndata")
-               for cls in type(X).__mro__)
-
-
 # --------------------------------------------------------------------------- dispatch
 
 def _is_dask_array(X) -> bool:
@@ -454,7 +449,7 @@ def streams_rows(method):
 
     @functools.wraps(method)
     def wrapper(self, X, *args, **kwargs):
-        source = as_chunk_source(X)
+        source = as_chunk_source(fitted_layer(self, X))  # an AnnData: the fit's layer
         if source is None:
             return method(self, X, *args, **kwargs)
         check_is_fitted(self)

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg
 
+from .._anndata import reads_anndata
 from .._iteration import (absolute_change_below, finite_steps, iterate, single_blas_thread,
                           squarem)
 from .._math import (LOG_2PI, LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve,
@@ -238,6 +239,7 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
     def _allow_nan_now(self) -> bool:
         return True  # in memory; out-of-core data are checked chunk by chunk
 
+    @reads_anndata
     def fit(self, X, y=None):
         """Fit W, Psi and mu to ``X`` (n_samples, n_features) by EM; NaN entries are
         missing values. ``X`` may also be out of core (memmap, .npy path, directory of

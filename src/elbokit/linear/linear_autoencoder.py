@@ -13,6 +13,7 @@ import numpy as np
 from scipy import linalg
 from sklearn.utils.validation import check_is_fitted
 
+from .._anndata import reads_anndata
 from .._iteration import iterate, relative_change_below
 from .._validation import check_float, check_int, check_random_state
 from ..exceptions import DataError, TrainingError
@@ -81,6 +82,7 @@ class LinearAutoencoder(SubspaceGaussianMixin):
         self.random_state = random_state
         self.verbose = verbose
 
+    @reads_anndata
     def fit(self, X, y=None):
         """Train W on ``X`` (centred by its mean) by full-batch gradient descent."""
         check_float(self.learning_rate, "learning_rate", low=0.0, low_inclusive=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
+from .._anndata import reads_anndata
 from .._validation import check_bool, check_float, check_memory
 from ..exceptions import ParameterError
 from ._gaussian import (SubspaceGaussianMixin, noise_guard, warn_scale_spread,
@@ -54,6 +55,7 @@ class PCA(SubspaceGaussianMixin):
         self.whiten = whiten
         self.standardize = standardize
 
+    @reads_anndata
     def fit(self, X, y=None):
         """Fit the principal directions of ``X`` (n_samples, n_features).
 

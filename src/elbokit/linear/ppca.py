@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._anndata import reads_anndata
 from .._iteration import absolute_change_below, finite_steps, iterate
 from .._math import (LowRankGaussian, ObservedPosteriors, augmented_m_step, cho_solve, cholesky,
                      observed_logpdf)
@@ -124,6 +125,7 @@ class PPCA(LinearGaussianMixin):
     def _allow_nan_now(self):
         return getattr(self, "solver", None) == "em"
 
+    @reads_anndata
     def fit(self, X, y=None):
         """Fit W, sigma^2 and mu to ``X``; with solver="em", NaN entries are missing.
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._validation import check_data, check_memory
 from ..exceptions import DataError, ParameterError
+from ._rows import append_columns
 
 # at most this many classes per row of y (a class of a conditional VAE needs rows of
 # its own: 40,000 labels in 40,000 rows is a column of identifiers or measurements)
@@ -81,7 +82,7 @@ class Conditioning:
             if y is not None:
                 raise ParameterError("y is only for a conditional VAE (conditional=True)")
             return X
-        return np.hstack([X, self._condition(y, X.shape[0])])
+        return append_columns(X, self._condition(y, X.shape[0]))
 
     def _condition_tensor(self, y, n: int):
         """The coded y of n rows as a tensor (None for an unconditional model)."""
@@ -112,8 +113,8 @@ class Conditioning:
         if validation is not None:
             validation = self._check_X(validation, "validation", reset=False)
             if condition is not None:
-                validation = np.hstack([validation, self._condition(val_y, len(validation),
-                                                                    "y_val")])
+                validation = append_columns(validation, self._condition(
+                    val_y, validation.shape[0], "y_val"))
         return validation, val_y
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from .._math import diag_gaussian_logpdf
 from ..exceptions import TrainingError
 from ._estimator import moments
+from ._rows import dense_block
 from .config import COUNT_LIKELIHOODS
 
 # a fitted Gaussian VAE whose ELBO lies more than this many nats per feature below a
@@ -69,7 +70,7 @@ class DivergenceCheck:
         """Mean log-density of X under N(mean, diag var) of the reference rows, var
         floored (and, for likelihood "gaussian-fixed", fixed) as the decoder's is."""
         mean, var = moments(reference)
-        X64 = np.asarray(X, dtype=np.float64)  # at most DIVERGENCE_ROWS rows
+        X64 = np.asarray(dense_block(X), dtype=np.float64)  # at most DIVERGENCE_ROWS rows
         scale = self.scale_ if self.standardize_ else np.ones(X64.shape[1])
         config = self.model_.config
         if config.likelihood == "gaussian-fixed":

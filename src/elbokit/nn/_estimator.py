@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import _check_feature_names
 
-from .._validation import check_data
+from .._anndata import fitted_layer, split_anndata
+from .._validation import check_data, check_sparse, dense_input
 from ..exceptions import DataError
 from . import saved
+from ._rows import SparseRows, dense_block
 from .likelihoods import check_data as check_likelihood_data
 from .train import EVAL_BATCH, as_float_tensor
 
@@ -34,6 +37,7 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     noun = "model"  # the estimator's name in messages
     accepts_missing = False  # rows with NaN are refused
+    keeps_sparse = False  # a scipy sparse X is densified (after a memory check)
     exact_log_likelihood = False
     linear_gaussian = False
 
@@ -48,15 +52,22 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _check_X(self, X, name: str, *, reset: bool) -> np.ndarray:
         """X as checked float32 (n, d); ``reset``: at fit (records ``n_features_in_``
-        and a DataFrame's column names, needs 2 rows), else checked against them."""
-        if reset or hasattr(X, "columns"):
+        and a DataFrame's column names or an AnnData's var_names, needs 2 rows), else
+        checked against them. An AnnData gives the fitted layer (``layer_``); a scipy
+        sparse matrix stays sparse (CSR) for a model that takes it (``keeps_sparse``)."""
+        X, names = split_anndata(X if reset else fitted_layer(self, X))
+        if reset or names is not None or hasattr(X, "columns"):
             # scikit-learn's bookkeeping of DataFrame column names: recorded by fit,
             # checked against a DataFrame later (an array is taken by position)
             try:
-                _check_feature_names(self, X, reset=reset)
+                _check_feature_names(self, X if names is None else _named(names), reset=reset)
             except (TypeError, ValueError) as exc:  # mixed-type column names: TypeError
                 raise DataError(one_line(exc)) from None
-        X, low, high = checked_float32(X, name)
+        if self.keeps_sparse and sparse.issparse(X):
+            X = check_sparse(X, name)
+            low, high = sparse_range(X)
+        else:
+            X, low, high = checked_float32(X, name)
         if reset:
             if X.shape[0] < 2:
                 raise DataError(f"{name} has {X.shape[0]} sample(s) (shape {X.shape}); at "
@@ -83,6 +94,10 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return next(self.model_.parameters()).device
 
     def _tensor(self, X) -> torch.Tensor:
+        """X on the model's device: a tensor, or the rows of a sparse X, densified a
+        batch at a time (:class:`~elbokit.nn._rows.SparseRows`)."""
+        if sparse.issparse(X):
+            return SparseRows(X, self.device_)
         return as_float_tensor(X, self.device_)
 
     def _input(self, X) -> torch.Tensor:
@@ -249,10 +264,10 @@ def moments(X, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and variance (ddof 0) of X in float64, in chunks of rows (no
     float64 copy of a large X)."""
     n = X.shape[0]
-    total = sum(np.asarray(X[i:i + chunk], dtype=np.float64).sum(0) for i in range(0, n, chunk))
+    block = lambda i: np.asarray(dense_block(X[i:i + chunk]), dtype=np.float64)  # sparse too
+    total = sum(block(i).sum(0) for i in range(0, n, chunk))
     mean = total / n
-    squares = sum(((np.asarray(X[i:i + chunk], dtype=np.float64) - mean) ** 2).sum(0)
-                  for i in range(0, n, chunk))
+    squares = sum(((block(i) - mean) ** 2).sum(0) for i in range(0, n, chunk))
     return mean, squares / n
 
 
@@ -269,6 +284,21 @@ def checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:
     if not (math.isfinite(low) and math.isfinite(high)):
         X = check_data(X, name, dtype=np.float32)  # raises, naming the bad entries
     return X, low, high
+
+
+def sparse_range(X) -> tuple[float, float]:
+    """The min and max of a sparse matrix's values, its implicit zeros included."""
+    values = X.data
+    if X.nnz < X.shape[0] * X.shape[1]:
+        values = np.append(values, np.float32(0.0))
+    return float(values.min()), float(values.max())
+
+
+def _named(names):
+    """An empty DataFrame of columns ``names``: what scikit-learn reads names from."""
+    import pandas as pd
+
+    return pd.DataFrame(columns=names)
 
 
 def standardization(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,12 +319,15 @@ def init_from_data(network, X: np.ndarray, seed: int) -> None:
     mean, scale = standardization(X) if standardize else (0.0, 1.0)
     if standardize:
         network.set_standardization(mean, scale)
+    rows = SparseRows(X) if sparse.issparse(X) else as_float_tensor(X)
     if hasattr(network.decoder, "init_from_data"):  # on the host, as the data
-        x = (as_float_tensor(X) - mean) / scale if standardize else as_float_tensor(X)
-        network.decoder.init_from_data(x, network.likelihood)
+        x = as_float_tensor(dense_input(X)) if sparse.issparse(X) else rows  # its moments
+        network.decoder.init_from_data((x - mean) / scale if standardize else x,
+                                       network.likelihood)
     if hasattr(network.likelihood, "init_from_data"):  # counts: the median library size
-        network.likelihood.init_from_data(as_float_tensor(X))
-    network.prior.init_from_data(as_float_tensor(X), torch.Generator().manual_seed(seed))
+        # of a sparse X from its row totals ((n, 1): their sums are the totals)
+        network.likelihood.init_from_data(rows.row_sums() if sparse.issparse(X) else rows)
+    network.prior.init_from_data(rows, torch.Generator().manual_seed(seed))
 
 
 def _caller_level() -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._anndata import reads_anndata
 from .._validation import check_choice, check_int
 from ..exceptions import ModelFileError, NoDensityError, TrainingError
 from ..persistence import MODEL_FILE
@@ -129,6 +130,7 @@ class Autoencoder(NeuralEstimator):
 
     # ------------------------------------------------------------------ fitting
 
+    @reads_anndata
     def fit(self, X, y=None, *, validation=None):
         """Minimise the mean reconstruction loss of X (n, d) by Adam; ``validation``:
         held-out rows whose loss is recorded each epoch (``history_``)."""

@@ -256,8 +256,13 @@ def build_likelihood(name: str, *, min_variance: float = 1e-3, sigma: float = 1.
 # --------------------------------------------------------------------------- the data
 
 def _chunks(X: np.ndarray):
-    for start in range(0, X.shape[0], CHECK_ROWS):
-        yield X[start:start + CHECK_ROWS]
+    """Blocks of CHECK_ROWS rows of X; of a scipy sparse X, dense blocks of about 2^20
+    values (its rows densified a block at a time)."""
+    sparse = hasattr(X, "toarray")
+    step = max(1, (1 << 20) // max(X.shape[1], 1)) if sparse else CHECK_ROWS
+    for start in range(0, X.shape[0], step):
+        chunk = X[start:start + step]
+        yield chunk.toarray() if sparse else chunk
 
 
 def is_binary(X: np.ndarray) -> bool:
@@ -325,8 +330,8 @@ def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -
                         "values) or use likelihood='gaussian'")
     if name not in ("bernoulli", "logistic") or X.size == 0:
         return
-    low = float(np.min(X)) if low is None else low
-    high = float(np.max(X)) if high is None else high
+    low = min(float(np.min(chunk)) for chunk in _chunks(X)) if low is None else low
+    high = max(float(np.max(chunk)) for chunk in _chunks(X)) if high is None else high
     if low < 0 or high > 1:
         raise DataError(f"{what} has values outside [0, 1] (min {low:.3g}, max {high:.3g}); "
                         f"the {name} likelihood needs values in [0, 1]: rescale the data or "

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._anndata import fitted_y, reads_anndata
 from ..exceptions import ParameterError, TrainingError
 from ..persistence import MODEL_FILE
 from . import saved
@@ -27,6 +28,7 @@ from ._divergence import DivergenceCheck
 from ._estimator import NeuralEstimator, init_from_data
 from ._kl import PriorMembers
 from ._math import reparameterize
+from ._rows import append_columns, as_rows, dense_block
 from ._sampling import GMMSampler
 from .callbacks import check_callbacks
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
@@ -167,6 +169,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     kind = "vae"  # the registry name (elbokit.kinds)
     noun = "VAE"
     has_density = True  # log p(x), the ELBO and the KL to the prior exist
+    keeps_sparse = True  # a sparse X is densified a minibatch at a time (nn._rows)
     fit_options = frozenset({"validation", "checkpoint_dir", "resume", "on_nan", "callbacks"})
     # ``conditional`` (the protocol's "fitted with labels / covariates") is the
     # constructor's setting, which fit requires to be True or False
@@ -207,6 +210,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         return settings_of.training(self, likelihood=likelihood, n_rows=n_rows,
                                     validation_given=validation_given)
 
+    @reads_anndata
     def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
             on_nan: str = "stop", callbacks=None):
         """Maximise the ELBO of X (n, d) by Adam.
@@ -249,8 +253,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         if validation is None and training.validation_fraction:  # held out of X, seeded
             fitted, self.validation_rows_ = settings_of.split_rows(
                 X.shape[0], training.validation_fraction, training.seed)
-            validation = X[self.validation_rows_] if condition is None else np.hstack(
-                [X[self.validation_rows_], condition[self.validation_rows_]])
+            validation = X[self.validation_rows_] if condition is None else append_columns(
+                X[self.validation_rows_], condition[self.validation_rows_])
             val_y = None if condition is None else np.asarray(y)[self.validation_rows_]
             X = X[fitted]
             y, condition = (None, None) if condition is None else \
@@ -273,12 +277,13 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
                                   settings_of.prior_object(self, architecture),
                                   **modules).to(device)
         if modules:
-            check_shapes(self.model_, as_float_tensor(X[:2], device))
+            check_shapes(self.model_, as_float_tensor(dense_block(X[:2]), device))
         init_from_data(self.model_, X, training.seed)
         try:
-            data = X if condition is None else np.hstack([X, condition])  # y: the last columns
-            self.history_ = train(self.model_, data, training, architecture,
-                                  validation=validation, objective=objective,
+            data = X if condition is None else append_columns(X, condition)  # y: the last columns
+            # a sparse X stays sparse: each minibatch is densified as it is drawn
+            self.history_ = train(self.model_, as_rows(data), training, architecture,
+                                  validation=as_rows(validation), objective=objective,
                                   run_dir=checkpoint_dir, resume=resume, on_nan=on_nan,
                                   callbacks=callbacks, started=started)
         except TrainingError as exc:
@@ -308,6 +313,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         """X checked, as a tensor on the model's device, in the data's units (the model
         standardizes internally); a conditional model's y coded in its last columns."""
         self._check_fitted()
+        y = fitted_y(self, X, y)  # an AnnData's obs column (the fit's, by default)
         return self._tensor(self._with_condition(self._check_X(X, "X", reset=False), y))
 
     # ------------------------------------------------------------------ using the model
@@ -365,7 +371,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         library = getattr(self.model_.likelihood, "library_size", None)
         if library is None:
             return means
-        totals = self._check_X(X, "X", reset=False).sum(1, keepdims=True)
+        totals = np.asarray(self._check_X(X, "X", reset=False).sum(1)).reshape(-1, 1)
         return means * (totals / float(library)).astype(means.dtype)
 
     def sample(self, n_samples: int = 1, random_state=None, sampler: str = "prior",

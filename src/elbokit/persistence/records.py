@@ -41,13 +41,15 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         check_int(run["channels"], "channels", path, 1, 4)
     options = run.get("load_options", {})
     resize, crop = options.get("resize"), options.get("crop")
-    if set(options) - {"resize", "crop"} or crop not in (None, "center") or resize is not None \
-            and not (isinstance(resize, list) and len(resize) == 2 and all(
+    names = [options.get(key) for key in ("layer", "labels")]  # an .h5ad's
+    if set(options) - {"resize", "crop", "layer", "labels"} or crop not in (None, "center") \
+            or not all(name is None or isinstance(name, str) and name for name in names) \
+            or resize is not None and not (isinstance(resize, list) and len(resize) == 2 and all(
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**16
                 for v in resize)):
         raise ModelFileError(f"{path}: field 'load_options' must hold resize (two positive "
-                             f"integers or null) and crop (\"center\" or null); got "
-                             f"{str(options)[:60]}")
+                             f"integers or null) and crop (\"center\" or null), or an .h5ad's "
+                             f"layer and labels (names or null); got {str(options)[:60]}")
     return run
 
 

@@ -152,16 +152,35 @@ def reconstruction_error_figure(mse: np.ndarray, variance: np.ndarray, feature_n
 MAX_PARALLEL_FEATURES = 500  # wider tables get no parallel analysis in the report
 
 
+def parallel_scree_omitted(n: int, d: int) -> str | None:
+    """Why the report draws no parallel-analysis scree of ``n`` complete training rows
+    of ``d`` features, as the sentence the page says; None where it draws one."""
+    why = None
+    if n < 3:
+        why = f"{n} complete training row(s), fewer than the 3 it needs"
+    elif d < 2:
+        why = "a single feature has no correlations to analyse"
+    elif d > MAX_PARALLEL_FEATURES:
+        why = (f"the {d} features are more than the {MAX_PARALLEL_FEATURES} the report "
+               f"analyses (each random data set takes the eigenvalues of a {d} x {d} matrix)")
+    elif n <= d:
+        why = (f"the {n} complete training rows are no more than the {d} features, so the "
+               "correlation matrix is singular and its squared multiple correlations "
+               "undefined")
+    return None if why is None else f"No parallel-analysis scree: {why}."
+
+
 def _parallel_scree(train, path, n_fitted: int) -> Figure | None:
     """The parallel-analysis scree of the complete training rows
     (:func:`elbokit.linear.suggest_n_factors`, method "parallel", seed 0): the count of
     factors the data support, whatever the number fitted. None where it cannot be
-    computed (too few rows, a constant or collinear column, a very wide table)."""
+    computed (:func:`parallel_scree_omitted` says why, or a constant or collinear
+    column)."""
     from ..exceptions import ElbokitError
     from ..linear import suggest_n_factors
 
     n, d = train.shape
-    if n < 3 or not 2 <= d <= MAX_PARALLEL_FEATURES:
+    if parallel_scree_omitted(n, d) is not None:
         return None
     try:
         result = suggest_n_factors(train, "parallel", random_state=0)

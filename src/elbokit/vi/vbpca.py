@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .._anndata import reads_anndata
 from .._iteration import iterate, relative_change_below, single_blas_thread
 from .._validation import check_float, check_int, check_random_state
 from ..exceptions import DataError, ModelFileError
@@ -157,6 +158,7 @@ class VBPCA(LinearGaussianMixin):
                                  "mean_precision")}
         return Priors(**positive)
 
+    @reads_anndata
     def fit(self, X, y=None):
         """Fit q by coordinate ascent on the ELBO.
 

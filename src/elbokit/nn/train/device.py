@@ -12,6 +12,7 @@ import torch
 from ...exceptions import ParameterError
 from .. import distributed
 from ..config import TrainingConfig
+from .._rows import SparseRows
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,7 +45,10 @@ def as_float_tensor(X, device=None) -> torch.Tensor:
 def to_device(X, device: torch.device, what: str) -> torch.Tensor:
     """X as a float32 tensor on ``device``; a float32 numpy array (or memmap) is shared,
     not copied, on the CPU. Data too large for the GPU stays in host memory and each
-    minibatch is copied over."""
+    minibatch is copied over. A sparse X (:class:`~elbokit.nn._rows.SparseRows`) stays
+    sparse on the host: each minibatch is densified, then copied over."""
+    if isinstance(X, SparseRows):
+        return X.to(device)
     tensor = as_float_tensor(X)
     if device.type == "cpu":
         return tensor
@@ -71,6 +75,9 @@ def prepare_data(X, validation, config: TrainingConfig, device):
     X = to_device(X, device, "the training data")
     X_val = None if validation is None else to_device(validation, device, "the validation data")
     if config.binarize != "none":
+        if config.binarize == "static" and isinstance(X, SparseRows):
+            raise ParameterError("binarize='static' draws the values of a dense X once; "
+                                 "for a sparse X use binarize='dynamic'")
         if config.binarize == "static":
             X = torch.bernoulli(X, generator=seeded(X.device, config.seed + 1))
         if X_val is not None:
