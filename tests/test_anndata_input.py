@@ -201,3 +201,24 @@ def test_the_report_says_why_it_draws_no_parallel_analysis_scree(tmp_path):
     assert "more than the 500" in parallel_scree_omitted(1000, MAX_PARALLEL_FEATURES + 1)
     assert parallel_scree_omitted(1000, MAX_PARALLEL_FEATURES) is None
     assert parallel_scree_omitted(31, 30) is None
+
+
+def test_a_saved_model_reads_the_same_layer_and_column_after_loading(adata, tmp_path):
+    import json
+
+    from elbokit._anndata import restore_keys
+    from elbokit.exceptions import ModelFileError
+    from elbokit.models import load_model, save_model
+
+    pca = PCA(2).fit(adata, layer="counts")
+    vae = VAE(2, conditional=True, **TINY).fit(adata, y="batch", layer="counts")
+    for name, model in (("pca", pca), ("vae", vae)):
+        save_model(model, tmp_path / name)
+        loaded = load_model(tmp_path / name)
+        assert loaded.layer_ == "counts"
+        np.testing.assert_allclose(loaded.transform(adata), model.transform(adata), rtol=1e-6)
+    assert load_model(tmp_path / "vae").y_column_ == "batch"
+    assert json.loads((tmp_path / "vae" / "model.json").read_text())["fitted"]["layer_"] \
+        == "counts"
+    with pytest.raises(ModelFileError, match="fitted.layer_' must be a layer name"):
+        restore_keys(VAE(), {"layer_": ["counts"]}, "model.json")  # not a name

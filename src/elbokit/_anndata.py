@@ -150,3 +150,34 @@ def split_anndata(X):
     if X.X is None:
         raise DataError(f"adata.X is empty; pass layer= (one of {list(X.layers)})")
     return X.X, [str(v) for v in X.var_names]
+
+
+# the fitted attributes that say what a model reads of an AnnData, saved with the model
+KEYS = ("layer_", "y_column_")
+
+
+def saved_keys(estimator) -> dict:
+    """The AnnData keys of a fitted model for its model file's ``fitted`` (none when it
+    was fitted on a matrix, or on ``adata.X`` without a column)."""
+    return {key: getattr(estimator, key) for key in KEYS if getattr(estimator, key, None)
+            is not None}
+
+
+def restore_keys(estimator, fitted: dict, path) -> None:
+    """Set the AnnData keys of a loaded model from its file's ``fitted``, each checked: a
+    name, or (``y_column_``) a list of names."""
+    from .exceptions import ModelFileError
+
+    for key in KEYS:
+        value = fitted.get(key)
+        if value is None:
+            continue
+        names = [value] if isinstance(value, str) else value
+        if not (isinstance(names, list) and names and all(isinstance(v, str) and v
+                                                          for v in names)) \
+                or key == "layer_" and not isinstance(value, str):
+            raise ModelFileError(f"{path}: field 'fitted.{key}' must be "
+                                 + ("a layer name" if key == "layer_" else
+                                    "an obs column name or a list of them")
+                                 + f"; got {str(value)[:40]}")
+        setattr(estimator, key, value)

@@ -22,7 +22,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import _check_feature_names
 
-from .._anndata import fitted_layer, split_anndata
+from .._anndata import fitted_layer, restore_keys, saved_keys, split_anndata
 from .._validation import check_data, check_sparse, dense_input
 from ..exceptions import DataError
 from . import saved
@@ -211,7 +211,8 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
         fitted = {"n_features_in_": int(self.n_features_in_),
-                  "feature_names_in_": None if names is None else [str(n) for n in names]}
+                  "feature_names_in_": None if names is None else [str(n) for n in names],
+                  **saved_keys(self)}  # the AnnData layer and obs column it reads
         path = saved.save_model(directory, kind=self.kind, cls_name=type(self).__name__,
                                 model=self.model_, training=self.training_,
                                 history=self.history_, fitted=fitted,
@@ -226,8 +227,10 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """Tensors saved beside the network's state dict (none by default)."""
         return {}
 
-    def _set_fitted_names(self, config) -> None:
-        """``n_features_in_`` and ``feature_names_in_`` of a loaded model."""
+    def _set_fitted_names(self, config, fitted: dict | None = None, path=None) -> None:
+        """``n_features_in_`` and ``feature_names_in_`` of a loaded model, and the AnnData
+        layer and obs column it reads (``layer_``, ``y_column_``) from its ``fitted``."""
+        restore_keys(self, fitted or {}, path)
         self.n_features_in_ = config.n_features
         if config.feature_names is not None:
             self.feature_names_in_ = np.asarray(config.feature_names, dtype=object)

@@ -298,7 +298,7 @@ class Autoencoder(NeuralEstimator):
         ae.code_mean_, ae.code_cov_ = (tensors[k].double().numpy() for k in code)
         ae.training_, ae.history_ = training, record.history
         ae.n_components_ = architecture.latent_dim
-        ae._set_fitted_names(architecture)
+        ae._set_fitted_names(architecture, record.fitted, record.path)
         return ae
 
 

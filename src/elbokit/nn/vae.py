@@ -463,7 +463,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         vae.model_ = model.to(resolve_device(device)).eval()
         vae.architecture_, vae.training_ = architecture, training
         vae.history_ = record.history
-        vae._set_fitted_names(architecture)
+        vae._set_fitted_names(architecture, record.fitted, record.path)
         vae.n_condition_ = architecture.condition_dim
         vae.classes_ = None if architecture.classes is None else np.asarray(architecture.classes)
         return vae
