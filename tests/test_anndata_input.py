@@ -8,7 +8,6 @@ report's sentence where it draws no parallel-analysis scree. Every file is writt
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import sparse
 
 from elbokit import PCA, PPCA, VBPCA, FactorAnalysis, LinearAutoencoder
@@ -21,14 +20,6 @@ anndata = pytest.importorskip("anndata")
 
 N_CELLS, N_GENES = 80, 10
 TINY = dict(epochs=3, hidden=(8,), seed=0, progress=False)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
