@@ -271,7 +271,8 @@ def _parse():
                         help="train on the first N images only (smoke runs)")
     parser.add_argument("--full", action="store_true",
                         help=f"the published protocol: k = 5000, {FULL_EPOCHS} epochs each "
-                             "(days on a CPU)")
+                             "(hours: about 6 h a model on one CPU thread, at the 6.8 s an "
+                             "epoch of the 784-300-300-40 VAE's 235 epochs in 26.7 min)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice, one per core); 1 "
                              "avoids oversubscription when other jobs share the cores")

@@ -145,12 +145,13 @@ def test_max_minutes_stops_training_and_a_resume_stays_stopped(digits, tmp_path)
 
 
 def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeypatch):
-    """The budget is the fit's wall-clock: with validation and checkpoint writes made
-    slow (a sleep each, so the test does not depend on the machine's speed), far
-    longer than an epoch's training step, the fit still ends within the budget and one
-    epoch."""
+    """The budget is the fit's wall-clock: with validation, checkpoint writes and a
+    callback made slow (a sleep each, so the test does not depend on the machine's
+    speed), far longer than an epoch's one training step, the fit still ends within the
+    budget and one epoch (one step, with its validation, checkpoint and callback)."""
     import time
 
+    from elbokit.nn.callbacks import Callback
     from elbokit.nn.train import checkpoint
     from elbokit.nn.train import loop as train
 
@@ -164,19 +165,23 @@ def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeyp
 
     monkeypatch.setattr(train, "_validate", slow(train._validate))
     monkeypatch.setattr(checkpoint, "save_checkpoint", slow(checkpoint.save_checkpoint))
+
+    class SlowCallback(Callback):
+        def on_epoch_end(self, epoch, record, model):
+            time.sleep(delay)
     X, V = digits.train[:100], digits.train[100:400]  # one training step per epoch
     settings = dict(hidden=(8,), batch_size=100, progress=False)
 
     def fit(directory, **extra):
         start = time.perf_counter()
         vae = VAE(2, **settings, **extra).fit(X, validation=V, checkpoint_dir=tmp_path /
-                                              directory)
+                                              directory, callbacks=[SlowCallback()])
         return vae, time.perf_counter() - start
 
     fit("warm", epochs=1)  # the costs of a first fit out of the way
     two, four = fit("two", epochs=2)[1], fit("four", epochs=4)[1]
-    # training, validation and checkpoint of one epoch (at least its two sleeps)
-    epoch = max((four - two) / 2, 2 * delay)
+    # training, validation, checkpoint and callback of one epoch (at least its sleeps)
+    epoch = max((four - two) / 2, 3 * delay)
     budget = two + 1.5 * epoch  # room for three epochs
     vae, seconds = fit("timed", epochs=30, max_minutes=budget / 60)
     history = vae.history_
@@ -190,7 +195,8 @@ def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeyp
     fit("cut", epochs=1, max_minutes=budget / 60)
     start = time.perf_counter()
     resumed = VAE(2, **settings, epochs=30, max_minutes=budget / 60).fit(
-        X, validation=V, checkpoint_dir=tmp_path / "cut", resume=True)
+        X, validation=V, checkpoint_dir=tmp_path / "cut", resume=True,
+        callbacks=[SlowCallback()])
     seconds = resumed.history_[0]["wall_seconds"] + time.perf_counter() - start
     assert 2 <= len(resumed.history_) < 30 and seconds <= budget + epoch, (seconds, budget)
 
