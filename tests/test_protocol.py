@@ -126,7 +126,7 @@ def test_vae_implements_the_protocol(digits):
     X = digits.test[:6]
     assert isinstance(model, LatentVariableModel) and kinds.kind_of(model) == "vae"
     assert not model.exact_log_likelihood and not model.linear_gaussian
-    assert model.has_density and not model.conditional and not model.accepts_missing
+    assert model.has_density and not model.conditional and model.accepts_missing
     assert model.samplers == ("prior",) and "checkpoint_dir" in model.fit_options
     assert model.latent_dim_ == 2 and model.n_iter_ == 1
     assert model.binarize == model.get_params()["binarize"]

@@ -27,7 +27,7 @@ FACTORIES = {
     "vbpca": lambda: VBPCA(3, max_iter=20),
     "vae": lambda: VAE(3, epochs=1, hidden=(16,), progress=False),
 }
-ACCEPTS_NAN = {"ppca-em", "vbpca", "fa"}  # fa: NaN as missing values (issue 12)
+ACCEPTS_NAN = {"ppca-em", "vbpca", "fa", "vae"}  # NaN as missing values (issues 12, 34)
 
 
 @pytest.fixture(scope="module")

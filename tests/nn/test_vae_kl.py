@@ -113,7 +113,7 @@ def test_the_autoencoder_has_no_prior(digits):
 def test_the_protocol_answers_what_consumers_used_to_probe_for(fitted, digits):
     vae = fitted["standard"]
     assert vae.samplers == ("prior",) and vae.latent_dim_ == 3 and vae.n_iter_ == 1
-    assert vae.accepts_missing is False and "checkpoint_dir" in VAE.fit_options
+    assert vae.accepts_missing is True and "checkpoint_dir" in VAE.fit_options
     gmm = VAE(gmm_components=2, **FAST).fit(digits.train[:200])
     assert gmm.samplers == ("prior", "gmm")
     ae = Autoencoder(3, hidden=(16,), epochs=2).fit(digits.train[:100])

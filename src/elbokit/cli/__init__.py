@@ -19,7 +19,7 @@ import warnings
 from .._text import one_line
 from ..exceptions import ElbokitError
 from ..persistence import clear_stop, request_stop
-from . import compare, demo, evaluate, factors, fit  # noqa: F401  (register commands)
+from . import compare, demo, evaluate, factors, fit, impute  # noqa: F401  (register commands)
 from ._app import app, fit_app
 
 

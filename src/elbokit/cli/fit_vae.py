@@ -88,7 +88,8 @@ def fit_vae(**options):
         raise ParameterError("--networks is for --resume of a run with custom networks (a "
                              "new fit builds the preset networks of --arch)")
     prepare_out_dir(out, overwrite=options["overwrite"] or resume)
-    dataset = load_dataset(options, resize=image_size(options["resize"]), crop=options["crop"])
+    dataset = load_dataset(options, resize=image_size(options["resize"]), crop=options["crop"],
+                           allow_nan=True)  # NaN: missing values (elbokit impute fills them)
     if resume:
         check_resumed_columns(out, dataset.columns)
         if _checkpoint_architecture(out).get("feature_names", True) is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._math import bits_per_dim
+from .._math import bits_per_dim, observed_dims
 from ..exceptions import ParameterError
 from .likelihoods import NOT_A_DENSITY, density_kind
 from .objectives import get_estimator
@@ -40,7 +40,9 @@ class Bounds:
 
     def score_samples(self, X, y=None) -> np.ndarray:
         """Per-sample ELBO (L_B, one sample, seeded), a lower bound on log p(x) (a
-        conditional model's on log p(x|y))."""
+        conditional model's on log p(x|y)); of a row with missing values (NaN), on
+        log p(x_obs), the observed entries' (:meth:`log_likelihood_samples`: the
+        importance-sampled log p(x_obs))."""
         return self.elbo(X, "b", n_samples=1, random_state=0, y=y)
 
     def score(self, X, y=None) -> float:
@@ -55,7 +57,8 @@ class Bounds:
         Gaussian); a ParameterError for the Bernoulli of intensities, a cross-entropy."""
         if self.density_kind(X) is None:
             raise ParameterError(NOT_A_DENSITY)
-        return bits_per_dim(self.score(X, y), self.n_features_in_)
+        # with missing values (NaN): per observed entry, as the bound is of x_obs
+        return bits_per_dim(self.score(X, y), observed_dims(self._check_X(X, "X", reset=False)))
 
     def density_kind(self, X) -> str | None:
         """What log p of the rows X is under the fitted likelihood: ``"discrete"`` (the

@@ -68,7 +68,8 @@ class DivergenceCheck:
 
     def _diagonal_gaussian_log_likelihood(self, X, reference) -> float:
         """Mean log-density of X under N(mean, diag var) of the reference rows, var
-        floored (and, for likelihood "gaussian-fixed", fixed) as the decoder's is."""
+        floored (and, for likelihood "gaussian-fixed", fixed) as the decoder's is; of
+        each row's observed entries where X has missing values (NaN), as the ELBO."""
         mean, var = moments(reference)
         X64 = np.asarray(dense_block(X), dtype=np.float64)  # at most DIVERGENCE_ROWS rows
         scale = self.scale_ if self.standardize_ else np.ones(X64.shape[1])
@@ -77,7 +78,10 @@ class DivergenceCheck:
             var = np.full(X64.shape[1], config.sigma**2) * scale**2
         else:
             var = np.maximum(var, config.min_variance * scale**2)
-        return float(np.mean(diag_gaussian_logpdf(X64, mean, var)))
+        missing = np.isnan(X64)
+        log_density = diag_gaussian_logpdf(np.where(missing, mean, X64), mean, var)
+        # a missing entry at the mean added -1/2 log(2 pi var_j): taken out again
+        return float(np.mean(log_density + 0.5 * missing @ np.log(2 * np.pi * var)))
 
     def _likely_cause(self, X) -> str:
         """The end of a divergence message: what to change."""

@@ -67,7 +67,10 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             X = check_sparse(X, name)
             low, high = sparse_range(X)
         else:
-            X, low, high = checked_float32(X, name)
+            X, low, high = checked_float32(X, name, allow_nan=self.accepts_missing)
+        if math.isnan(low):  # NaN entries, missing values (an estimator that accepts them)
+            check_observed(X, name, fit=reset, noun=self.noun)
+            low, high = float(np.nanmin(X)), float(np.nanmax(X))
         if reset:
             if X.shape[0] < 2:
                 raise DataError(f"{name} has {X.shape[0]} sample(s) (shape {X.shape}); at "
@@ -265,27 +268,34 @@ def one_line(exc: Exception) -> str:
 
 def moments(X, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and variance (ddof 0) of X in float64, in chunks of rows (no
-    float64 copy of a large X)."""
+    float64 copy of a large X); of each feature's observed entries where X has NaN
+    (missing values)."""
     n = X.shape[0]
-    block = lambda i: np.asarray(dense_block(X[i:i + chunk]), dtype=np.float64)  # sparse too
-    total = sum(block(i).sum(0) for i in range(0, n, chunk))
-    mean = total / n
-    squares = sum(((block(i) - mean) ** 2).sum(0) for i in range(0, n, chunk))
-    return mean, squares / n
+    blocks = lambda: (np.asarray(dense_block(X[i:i + chunk]), dtype=np.float64)
+                      for i in range(0, n, chunk))  # a sparse X densified a block at a time
+    total = sum(block.sum(0) for block in blocks())
+    if not np.isnan(total).any():
+        mean = total / n
+        return mean, sum(((block - mean) ** 2).sum(0) for block in blocks()) / n
+    counts = np.maximum(sum((~np.isnan(block)).sum(0) for block in blocks()), 1)
+    mean = sum(np.nansum(block, 0) for block in blocks()) / counts
+    return mean, sum(np.nansum((block - mean) ** 2, 0) for block in blocks()) / counts
 
 
-def checked_float32(X, name: str) -> tuple[np.ndarray, float, float]:
-    """X as a checked 2-D float32 array, with its min and max.
+def checked_float32(X, name: str, *, allow_nan: bool = False) -> tuple[np.ndarray, float, float]:
+    """X as a checked 2-D float32 array, with its min and max (NaN when X holds NaN,
+    which ``allow_nan`` accepts: missing values).
 
     A float32 matrix whose min and max are finite holds no NaN or inf (NaN propagates
     through min and max), so it skips the full check (one pass over the data instead
     of three); anything else goes through :func:`check_data` and its messages."""
     if not (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2
             and X.size > 0):
-        X = check_data(X, name, dtype=np.float32)
+        X = check_data(X, name, dtype=np.float32, allow_nan=allow_nan)
     low, high = float(X.min()), float(X.max())
     if not (math.isfinite(low) and math.isfinite(high)):
-        X = check_data(X, name, dtype=np.float32)  # raises, naming the bad entries
+        # raises, naming the bad entries (NaN accepted with allow_nan, inf never)
+        X = check_data(X, name, dtype=np.float32, allow_nan=allow_nan)
     return X, low, high
 
 
@@ -304,6 +314,22 @@ def _named(names):
     return pd.DataFrame(columns=names)
 
 
+def check_observed(X: np.ndarray, name: str, *, fit: bool, noun: str = "model") -> None:
+    """Rows with missing values (NaN) need an observed entry each, and at fit each
+    column needs one (a one-line :class:`DataError` naming them)."""
+    mask = ~np.isnan(X)
+    if not mask.any():
+        raise DataError(f"{name} has no observed entry: every value is missing (NaN)")
+    empty_rows = np.flatnonzero(~mask.any(axis=1))
+    if empty_rows.size:
+        raise DataError(f"{name}: row(s) {empty_rows[:10].tolist()} have no observed entry "
+                        f"(every value NaN, {empty_rows.size} in all); drop them")
+    if fit:
+        from ..linear._gaussian import check_observed_columns
+
+        check_observed_columns(mask, f"the {noun}")
+
+
 def standardization(X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(m, s), (d,) each: the per-feature mean and standard deviation of X (float64
     sums); a constant feature's s is the root-mean-square std of all features (1 if
@@ -319,7 +345,9 @@ def init_from_data(network, X: np.ndarray, seed: int) -> None:
     standardization (``config.standardize``), a custom decoder's ``init_from_data``
     and the prior's (the VampPrior's pseudo-inputs: training rows)."""
     standardize = network.config.standardize
-    mean, scale = standardization(X) if standardize else (0.0, 1.0)
+    mean, scale = standardization(X) if standardize else (0.0, 1.0)  # NaN-aware
+    if network.config.missing:  # the other inits read complete rows: NaN at column means
+        X = np.where(np.isnan(X), moments(X)[0].astype(X.dtype), X)
     if standardize:
         network.set_standardization(mean, scale)
     rows = SparseRows(X) if sparse.issparse(X) else as_float_tensor(X)

@@ -46,10 +46,12 @@ def resolve_likelihood(vae, X) -> str:
 
 
 def architecture(vae, n_features: int, condition_dim: int = 0,
-                 classes=None, *, likelihood: str | None = None) -> ArchitectureConfig:
+                 classes=None, *, likelihood: str | None = None,
+                 missing: bool = False) -> ArchitectureConfig:
     """The settings of :class:`ArchitectureConfig`, with the defaults that depend on
     other settings resolved (encoder, decoder, image_shape, standardize);
-    ``likelihood``: the resolved one (:func:`resolve_likelihood`), else the estimator's."""
+    ``likelihood``: the resolved one (:func:`resolve_likelihood`), else the estimator's;
+    ``missing``: whether the rows hold missing values (NaN)."""
     settings = config_kwargs(ArchitectureConfig, vae)
     if likelihood is not None:
         settings["likelihood"] = likelihood
@@ -66,7 +68,8 @@ def architecture(vae, n_features: int, condition_dim: int = 0,
         standardize=resolve_standardize(vae, settings["likelihood"]))
     return ArchitectureConfig(n_features=n_features,
                               feature_names=names(getattr(vae, "feature_names_in_", None)),
-                              condition_dim=condition_dim, classes=classes, **settings)
+                              condition_dim=condition_dim, classes=classes, missing=missing,
+                              **settings)
 
 
 def networks(arch, encoder, decoder, image_shape, n_features: int, channels: int = 1):
@@ -184,3 +187,10 @@ def check_combination(architecture: ArchitectureConfig, training: TrainingConfig
     if training.free_bits and architecture.prior != "standard":
         raise ParameterError("free_bits needs a prior that factorizes over the latent "
                              "dimensions; use prior='standard' or beta / kl_warmup")
+    if architecture.missing and training.binarize != "none":
+        raise ParameterError("binarize does not apply to data with missing values (NaN); use "
+                             "binarize='none'")
+    if architecture.missing and architecture.encoder == "custom":
+        raise ParameterError("a custom encoder takes x alone, not the mask of missing values "
+                             "(NaN) a preset encoder sees; fit it on complete rows or use "
+                             "encoder='mlp', 'linear' or 'conv'")

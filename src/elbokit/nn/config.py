@@ -172,6 +172,10 @@ class ArchitectureConfig(Settings):
     condition_dim: int = setting(0, "c, the width of the conditioning input y (from the data).",
                                  minimum=0, cli=False)
     classes: tuple[int | str, ...] | None = setting(
+    missing: bool = setting(False, "Whether the model was fitted on rows with missing values "
+                            "(NaN): its encoder then sees the observed entries zero-filled "
+                            "(in standardized units) and their 0/1 mask (from the data).",
+                            cli=False)
         None, "The class labels of y, in one-hot order (None: y is a covariate matrix).",
         cli=False)
     encoder_module: dict | None = setting(None, "A custom encoder: its class and module "
@@ -406,7 +410,7 @@ class TrainingConfig(Settings):
 # fields the data (or the caller's modules) decide, not a setting: not arguments of the
 # estimator
 DATA_FIELDS = ("n_features", "feature_names", "condition_dim", "classes", "encoder_module",
-               "decoder_module")
+               "decoder_module", "missing")
 
 
 def estimator_settings() -> list[dataclasses.Field]:

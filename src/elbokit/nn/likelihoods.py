@@ -29,7 +29,8 @@ import numpy as np
 
 from ..exceptions import DataError
 from .config import COUNT_LIKELIHOODS as COUNTS  # of raw counts (CountLikelihood)
-from ._math import (LOG_SCALE_MAX, bernoulli_log_prob_sum, clipped_logistic_mean,
+from ._math import (LOG_SCALE_MAX, bernoulli_log_prob, bernoulli_log_prob_sum,
+                    clipped_logistic_mean, discretized_logistic_log_prob,
                     discretized_logistic_log_prob_sum, gaussian_log_prob, inverse_softplus,
                     nb_log_prob, poisson_log_prob, zinb_log_prob)
 
@@ -42,8 +43,14 @@ LOG_THETA_RANGE = (-12.0, 18.0)  # the NB's log inverse dispersion is read withi
 
 class Likelihood:
     """What every likelihood offers: ``n_heads`` (the decoder's tensors), ``discrete``
-    (log p is a log-probability of the data's values), ``log_prob(x, params)`` summed
-    over the pixels and ``mean(params)``, E[x|z]."""
+    (log p is a log-probability of the data's values), ``log_prob(x, params, mask)``
+    summed over the pixels (the observed ones), ``mean(params)``, E[x|z], and
+    ``sample``, a draw of x ~ p(x|z). A subclass gives the per-pixel terms
+    (``log_prob_terms``), and may give their sum a faster path (``log_prob_sum``).
+
+    Missing entries (Mattei & Frellsen 2019): ``mask`` (B, d), True where x is
+    observed, keeps the observed entries' terms only, log p(x_obs|z) (x is finite
+    everywhere: the caller fills the missing entries, with 0)."""
 
     n_heads = 1
     discrete = False
@@ -52,18 +59,46 @@ class Likelihood:
         """x (..., d) as the encoder sees it: itself (the counts' log1p)."""
         return x
 
+    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...],
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x|z) (..., B) of x (B, d) summed over the pixels, the observed ones
+        (``mask``) only when given."""
+        if mask is None:
+            return self.log_prob_sum(x, params)
+        return (self.log_prob_terms(x, params, mask) * mask).sum(-1)
+
+    def log_prob_sum(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.log_prob_terms(x, params, None).sum(-1)
+
+    def row_mean(self, x: torch.Tensor, params: tuple[torch.Tensor, ...],
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z] of each pixel of the rows x (B, d): :meth:`mean` (the counts' at each
+        row's own library)."""
+        return self.mean(params)
+
+    @staticmethod
+    def _normal(like: torch.Tensor, generator) -> torch.Tensor:
+        return torch.randn(like.shape, generator=generator, device=like.device,
+                           dtype=like.dtype)
+
 
 class Bernoulli(Likelihood):
     """p(x|z) = prod_d Bernoulli(x_d | sigmoid(l_d(z))), for x in [0, 1]."""
 
     discrete = True  # of binary x only: density_kind
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
+        return bernoulli_log_prob(x, params[0])  # (..., B, d)
+
+    def log_prob_sum(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         (logits,) = params  # (..., B, d)
         return bernoulli_log_prob_sum(x, logits)  # (..., B)
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return torch.sigmoid(params[0])
+
+    def sample(self, x, params, mask, generator) -> torch.Tensor:
+        return torch.bernoulli(self.mean(params), generator=generator)
 
 
 class Gaussian(Likelihood):
@@ -87,12 +122,16 @@ class Gaussian(Likelihood):
         excess = (X.var(0) - self.min_variance).clamp_min(1e-2 * self.min_variance)
         return inverse_softplus(excess)
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
         mean, raw = params  # (..., B, d) each
-        return gaussian_log_prob(x, mean, torch.log(self.variance(raw))).sum(-1)
+        return gaussian_log_prob(x, mean, torch.log(self.variance(raw)))
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return params[0]
+
+    def sample(self, x, params, mask, generator) -> torch.Tensor:
+        mean, raw = params
+        return mean + self.variance(raw).sqrt() * self._normal(mean, generator)
 
 
 class FixedGaussian(Likelihood):
@@ -102,13 +141,15 @@ class FixedGaussian(Likelihood):
         self.sigma = sigma
         self.logvar = 2.0 * math.log(sigma)
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
         (mean,) = params
-        logvar = torch.full_like(mean, self.logvar)
-        return gaussian_log_prob(x, mean, logvar).sum(-1)
+        return gaussian_log_prob(x, mean, torch.full_like(mean, self.logvar))
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return params[0]
+
+    def sample(self, x, params, mask, generator) -> torch.Tensor:
+        return params[0] + self.sigma * self._normal(params[0], generator)
 
 
 class DiscretizedLogistic(Likelihood):
@@ -131,9 +172,23 @@ class DiscretizedLogistic(Likelihood):
         floor = self.LOG_SCALE_MIN
         return floor + F.softplus(raw - floor)  # read as at most LOG_SCALE_MAX
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
+        mean, raw = params  # (..., B, d) each
+        return discretized_logistic_log_prob(x, mean, self.log_scale(raw), LEVELS)
+
+    def log_prob_sum(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         mean, raw = params  # (..., B, d) each
         return discretized_logistic_log_prob_sum(x, mean, self.log_scale(raw), LEVELS)
+
+    def sample(self, x, params, mask, generator) -> torch.Tensor:
+        """The level k/255 nearest a logistic draw mean + s log(u / (1 - u)), clipped
+        to [0, 1] (the open outer bins)."""
+        mean, raw = params
+        scale = torch.exp(self.log_scale(raw).clamp(max=LOG_SCALE_MAX))
+        u = torch.rand(mean.shape, generator=generator, device=mean.device,
+                       dtype=mean.dtype).clamp(1e-7, 1 - 1e-7)
+        draw = mean + scale * (torch.log(u) - torch.log1p(-u))
+        return torch.round(draw.clamp(0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """E[x|z] of the logistic clipped to [0, 1] (within half a level of the
@@ -179,10 +234,19 @@ class CountLikelihood(Likelihood, nn.Module):
         return torch.log(share.clamp_min(1e-8))
 
     @staticmethod
-    def log_mean(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """log mu = log softmax(h) + log l, l = x's row totals (..., B, d)."""
+    def log_mean(x: torch.Tensor, logits: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log mu = log softmax(h) + log l, l = x's row totals (..., B, d). With missing
+        entries (``mask``, x 0 there) l is the observed total and the shares are those of
+        the observed features, mu_d = l rho_d / sum_{j observed} rho_j: the observed
+        rates add up to the observed total, the missing ones follow at the same scale."""
         library = x.sum(-1, keepdim=True).clamp_min(LIBRARY_FLOOR)  # (B, 1)
-        return F.log_softmax(logits, dim=-1) + torch.log(library)
+        log_mean = F.log_softmax(logits, dim=-1) + torch.log(library)
+        if mask is None:
+            return log_mean
+        observed_share = torch.logsumexp(logits.masked_fill(~mask, -math.inf), -1, True) \
+            - torch.logsumexp(logits, -1, True)  # log sum_{j observed} rho_j, (..., B, 1)
+        return log_mean - observed_share
 
     def shares(self, params) -> torch.Tensor:
         return torch.softmax(params[0], dim=-1)
@@ -191,13 +255,20 @@ class CountLikelihood(Likelihood, nn.Module):
         """E[x|z] at the training rows' median library size: l rho(z)."""
         return self.library_size * self.shares(params)
 
+    def row_mean(self, x, params, mask=None) -> torch.Tensor:
+        """E[x|z] at the row's own library, mu (the ZINB's (1 - pi) mu)."""
+        return torch.exp(self.log_mean(x, params[0], mask))
+
+    def sample(self, x, params, mask, generator) -> torch.Tensor:
+        return torch.poisson(self.row_mean(x, params, mask), generator=generator)
+
 
 class Poisson(CountLikelihood):
     """p(x | z, l) = prod_d Poisson(x_d | l rho_d(z))."""
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
         (logits,) = params  # (..., B, d)
-        return poisson_log_prob(x, self.log_mean(x, logits)).sum(-1)
+        return poisson_log_prob(x, self.log_mean(x, logits, mask))
 
 
 class NegativeBinomial(CountLikelihood):
@@ -213,9 +284,24 @@ class NegativeBinomial(CountLikelihood):
     def theta_log(self) -> torch.Tensor:
         return self.log_theta.clamp(*LOG_THETA_RANGE)
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
         logits = params[0]  # (..., B, d)
-        return nb_log_prob(x, self.log_mean(x, logits), self.theta_log()).sum(-1)
+        return nb_log_prob(x, self.log_mean(x, logits, mask), self.theta_log())
+
+    def sample(self, x, params, mask, generator) -> torch.Tensor:
+        """The gamma-Poisson: x ~ Poisson(lambda), lambda ~ Gamma(theta, theta / mu)
+        (torch's gamma draws from the global stream: seeded from ``generator`` here)."""
+        mean = torch.exp(self.log_mean(x, params[0], mask))
+        theta = torch.exp(self.theta_log()).expand_as(mean)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=mean.device))
+        with torch.random.fork_rng(devices=[] if mean.device.type == "cpu" else [mean.device]):
+            torch.manual_seed(seed)
+            rate = torch.distributions.Gamma(theta, theta / mean).sample()
+        rate = rate * self._kept(params, generator)
+        return torch.poisson(rate, generator=generator)
+
+    def _kept(self, params, generator):
+        return 1.0
 
 
 class ZeroInflatedNB(NegativeBinomial):
@@ -225,13 +311,20 @@ class ZeroInflatedNB(NegativeBinomial):
     n_heads = 2
     INITIAL_DROPOUT_LOGIT = -3.0  # pi = 0.047 (a linear decoder's per-feature start)
 
-    def log_prob(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def log_prob_terms(self, x, params, mask=None) -> torch.Tensor:
         logits, dropout = params  # (..., B, d) each
-        return zinb_log_prob(x, self.log_mean(x, logits), self.theta_log(), dropout).sum(-1)
+        return zinb_log_prob(x, self.log_mean(x, logits, mask), self.theta_log(), dropout)
 
     def mean(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """E[x|z] = (1 - pi(z)) l rho(z) at the training rows' median library size."""
         return super().mean(params) * torch.sigmoid(-params[1])
+
+    def row_mean(self, x, params, mask=None) -> torch.Tensor:
+        return super().row_mean(x, params, mask) * torch.sigmoid(-params[1])
+
+    def _kept(self, params, generator):
+        """1 where the NB's draw is kept, 0 where it dropped out (probability pi)."""
+        return torch.bernoulli(torch.sigmoid(-params[1]), generator=generator)
 
     def initial_raw(self, X: torch.Tensor) -> torch.Tensor:
         """A linear decoder's per-feature dropout logits (d,) at the start."""
@@ -265,26 +358,32 @@ def _chunks(X: np.ndarray):
         yield chunk.toarray() if sparse else chunk
 
 
+def _all_observed(chunk: np.ndarray, passes: np.ndarray) -> bool:
+    """Whether ``passes`` (a test of each entry of ``chunk``) holds at every observed
+    entry: missing ones (NaN) are looked for only where the test failed somewhere."""
+    return bool(np.all(passes)) or bool(np.all(passes | np.isnan(chunk)))
+
+
 def is_binary(X: np.ndarray) -> bool:
-    """Whether every value of X is 0 or 1."""
-    return all(bool(np.all((chunk == 0) | (chunk == 1))) for chunk in _chunks(X))
+    """Whether every (observed) value of X is 0 or 1."""
+    return all(_all_observed(chunk, (chunk == 0) | (chunk == 1)) for chunk in _chunks(X))
 
 
 def on_8bit_grid(X: np.ndarray) -> bool:
-    """Whether every value of X lies in [0, 1] on the grid k/255 (8-bit images, 0-255
-    arrays divided by 255), to GRID_TOLERANCE of a level."""
+    """Whether every (observed) value of X lies in [0, 1] on the grid k/255 (8-bit
+    images, 0-255 arrays divided by 255), to GRID_TOLERANCE of a level."""
     for chunk in _chunks(X):
         counts = chunk.astype(np.float64) * (LEVELS - 1)
-        if not (np.all(np.abs(counts - np.rint(counts)) <= GRID_TOLERANCE)
-                and chunk.min() >= 0 and chunk.max() <= 1):
+        if not _all_observed(chunk, (np.abs(counts - np.rint(counts)) <= GRID_TOLERANCE)
+                             & (chunk >= 0) & (chunk <= 1)):
             return False
     return True
 
 
 def are_counts(X: np.ndarray) -> bool:
-    """Whether every value of X is a non-negative integer (finite)."""
-    return all(bool(np.all((chunk >= 0) & (chunk == np.rint(chunk)) & np.isfinite(chunk)))
-               for chunk in _chunks(X))
+    """Whether every (observed) value of X is a non-negative integer (finite)."""
+    return all(_all_observed(chunk, (chunk >= 0) & (chunk == np.rint(chunk))
+                             & np.isfinite(chunk)) for chunk in _chunks(X))
 
 
 def looks_like_counts(X: np.ndarray) -> bool:
@@ -295,7 +394,8 @@ def looks_like_counts(X: np.ndarray) -> bool:
     columns, or in one. Likert answers 1-5 have no zeros."""
     if X.size == 0 or not are_counts(X):
         return False
-    column_max = np.max(np.stack([chunk.max(0) for chunk in _chunks(X)]), axis=0)
+    column_max = np.nanmax(np.stack([np.nanmax(chunk, 0, initial=-1.0) for chunk in _chunks(X)]),
+                           axis=0)  # -1: a column missing in a chunk
     has_zeros = any(bool(np.any(chunk == 0)) for chunk in _chunks(X))
     top = float(column_max.max())
     at_ceiling = int(np.sum(column_max == top))
@@ -330,8 +430,8 @@ def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -
                         "values) or use likelihood='gaussian'")
     if name not in ("bernoulli", "logistic") or X.size == 0:
         return
-    low = min(float(np.min(chunk)) for chunk in _chunks(X)) if low is None else low
-    high = max(float(np.max(chunk)) for chunk in _chunks(X)) if high is None else high
+    low = min(float(np.nanmin(chunk)) for chunk in _chunks(X)) if low is None else low
+    high = max(float(np.nanmax(chunk)) for chunk in _chunks(X)) if high is None else high
     if low < 0 or high > 1:
         raise DataError(f"{what} has values outside [0, 1] (min {low:.3g}, max {high:.3g}); "
                         f"the {name} likelihood needs values in [0, 1]: rescale the data or "

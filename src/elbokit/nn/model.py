@@ -115,13 +115,29 @@ class VAENetwork(nn.Module):
             return x
         return (x - self.data_mean) / self.data_scale
 
-    def log_jacobian(self) -> torch.Tensor | float:
+    def log_jacobian(self, mask: torch.Tensor | None = None) -> torch.Tensor | float:
         """log |dx_std/dx| = -sum_j log s_j: what turns a density of x_std into one of
         x as given, log p(x) = log p_std((x - m) / s) - sum_j log s_j (0 without
-        standardization)."""
+        standardization); with ``mask`` (B, d), over each row's observed j, (B,)."""
         if not self.config.standardize:
             return 0.0
+        if mask is not None:
+            return -(mask * torch.log(self.data_scale)).sum(-1)
         return -torch.log(self.data_scale).sum()
+
+    def observed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x with its missing entries (NaN) set to 0, mask (B, d), True where
+        observed), or (x, None) when every entry is observed. A model fitted on complete
+        rows (``config.missing`` False) looks for NaN in eval mode only: the rows it
+        trains on hold none (the estimator checked them), so its training step is
+        unchanged; evaluated (imputation, scores) it takes rows with NaN too, its
+        encoder seeing them at 0 (the training mean when it standardizes)."""
+        if not self.config.missing and self.training:
+            return x, None
+        mask = ~torch.isnan(x)
+        if not self.config.missing and bool(mask.all()):
+            return x, None
+        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)), mask
 
     def split_condition(self, x: torch.Tensor):
         """A conditional model's input (..., d + c) -> (x (..., d), y (..., c)); an
@@ -135,7 +151,10 @@ class VAENetwork(nn.Module):
         """x (B, d) (conditional: (B, d + c), y last) -> mean, logvar (B, L) of the
         Gaussian and the flow's context (B, flow_context), None without a flow."""
         x, y = self.split_condition(x)
-        x = self.likelihood.encoder_input(self.standardized(x))  # counts: log(1 + x)
+        x, mask = self.observed(self.standardized(x))
+        x = self.likelihood.encoder_input(x)  # counts: log(1 + x)
+        if self.config.missing:  # the encoder sees (x zero-filled, its 0/1 mask)
+            x = torch.cat([x, torch.ones_like(x) if mask is None else mask.to(x.dtype)], -1)
         mean, logvar = self.encoder(x if y is None else torch.cat([x, y], dim=-1))
         if self.flow is None:
             return mean, self._clamped(logvar), None
@@ -183,20 +202,38 @@ class VAENetwork(nn.Module):
         out = self.decoder(z)
         return (out,) if torch.is_tensor(out) else tuple(out)  # a custom decoder's one head
 
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, params=None) -> torch.Tensor:
         """log p(x|z) of x (B, d) as given, for z (S, B, L) or (B, L): shape (S, B) or
         (B,). With standardization, log p_std(x_std|z) - sum_j log s_j (a Gaussian of
-        mean m + s mu(z) and variance s^2 v(z) in the data's units)."""
+        mean m + s mu(z) and variance s^2 v(z) in the data's units). Entries of x that
+        are NaN are missing: log p(x_obs|z), the sum over the observed ones (Mattei &
+        Frellsen 2019). ``params``: the decoder's output at z, when the caller has it."""
         x, y = self.split_condition(x)
-        log_prob = self.likelihood.log_prob(self.standardized(x), self.decode(z, y))
-        return log_prob + self.log_jacobian()
+        x, mask = self.observed(self.standardized(x))
+        params = self.decode(z, y) if params is None else params
+        return self.likelihood.log_prob(x, params, mask) + self.log_jacobian(mask)
 
     def decoder_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """E[x|z] (conditional: E[x|z, y]) in the data's units, (..., d)."""
-        mean = self.likelihood.mean(self.decode(z, y))
+        return self._in_data_units(self.likelihood.mean(self.decode(z, y)))
+
+    def _in_data_units(self, x_std: torch.Tensor) -> torch.Tensor:
         if not self.config.standardize:
-            return mean
-        return self.data_mean + self.data_scale * mean
+            return x_std
+        return self.data_mean + self.data_scale * x_std
+
+    def row_mean(self, x: torch.Tensor, params) -> torch.Tensor:
+        """E[x|z] in the data's units (..., B, d) for the rows x (B, d) (NaN: missing)
+        and the decoder's output ``params`` at their z (the counts' at each row's
+        library, its observed total)."""
+        x, mask = self.observed(self.standardized(self.split_condition(x)[0]))
+        return self._in_data_units(self.likelihood.row_mean(x, params, mask))
+
+    def sample_rows(self, x: torch.Tensor, params, generator=None) -> torch.Tensor:
+        """Draws x ~ p(x|z) in the data's units (..., B, d), for the rows x (B, d) and
+        the decoder's output ``params`` at their z."""
+        x, mask = self.observed(self.standardized(self.split_condition(x)[0]))
+        return self._in_data_units(self.likelihood.sample(x, params, mask, generator))
 
 
 class AENetwork(nn.Module):

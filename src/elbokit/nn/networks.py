@@ -168,17 +168,21 @@ class ConvDecoder(nn.Module):
 def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
     """The encoder of ``config``, with ``n_outputs`` numbers in each of its two halves
     (mean, logvar): the latent size, or more when a flow takes a context from it. A
-    conditional model's encoder takes y's ``condition_dim`` columns after x's."""
+    conditional model's encoder takes y's ``condition_dim`` columns after x's; a model
+    fitted on missing values (``config.missing``) takes x's 0/1 mask after x (for conv:
+    as C more channels)."""
     n_outputs = n_outputs or config.latent_dim
     n_condition = getattr(config, "condition_dim", 0)
+    copies = 2 if getattr(config, "missing", False) else 1  # x, and its mask
     if config.encoder == "custom":
         raise ParameterError("a custom encoder is the caller's module; pass it "
                              "(VAE(encoder=module), VAE.load(path, encoder_class=...))")
     if config.encoder == "conv":
-        return ConvEncoder(config.image_shape, n_outputs, image_channels=config.channels,
-                           n_condition=n_condition)
+        return ConvEncoder(config.image_shape, n_outputs,
+                           image_channels=copies * config.channels, n_condition=n_condition)
     hidden = () if config.encoder == "linear" else config.hidden
-    return MLPEncoder(config.n_features + n_condition, hidden, n_outputs, config.activation)
+    return MLPEncoder(copies * config.n_features + n_condition, hidden, n_outputs,
+                      config.activation)
 
 
 def build_decoder(config, n_heads: int) -> nn.Module:

@@ -27,6 +27,7 @@ from ._conditioning import Conditioning
 from ._divergence import DivergenceCheck
 from ._estimator import NeuralEstimator, init_from_data
 from ._kl import PriorMembers
+from ._impute import Imputation
 from ._math import reparameterize
 from ._rows import append_columns, as_rows, dense_block
 from ._sampling import GMMSampler
@@ -41,7 +42,8 @@ from .train import EVAL_BATCH, as_float_tensor, resolve_device, train
 FLOW_MOMENT_SAMPLES = 256  # draws behind the posterior mean and std of an IAF model
 
 
-class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, NeuralEstimator):
+class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMembers,
+          NeuralEstimator):
     """Variational autoencoder of the lecture: Gaussian encoder, N(0, I) prior (or a
     mixture, the VampPrior, or one of the caller's: ``prior``).
 
@@ -170,6 +172,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     noun = "VAE"
     has_density = True  # log p(x), the ELBO and the KL to the prior exist
     keeps_sparse = True  # a sparse X is densified a minibatch at a time (nn._rows)
+    accepts_missing = True  # NaN entries are missing values: see fit and impute
     fit_options = frozenset({"validation", "checkpoint_dir", "resume", "on_nan", "callbacks"})
     # ``conditional`` (the protocol's "fitted with labels / covariates") is the
     # constructor's setting, which fit requires to be True or False
@@ -201,9 +204,10 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
     # ------------------------------------------------------------------ fitting
 
     def _architecture(self, n_features: int, condition_dim: int = 0, classes=None, *,
-                      likelihood: str | None = None) -> ArchitectureConfig:
+                      likelihood: str | None = None, missing: bool = False
+                      ) -> ArchitectureConfig:
         return settings_of.architecture(self, n_features, condition_dim, classes,
-                                        likelihood=likelihood)
+                                        likelihood=likelihood, missing=missing)
 
     def _training(self, *, likelihood: str | None = None, n_rows: int | None = None,
                   validation_given: bool = False) -> TrainingConfig:
@@ -266,7 +270,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, PriorMembers, Neura
         architecture = self._architecture(
             X.shape[1], 0 if condition is None else condition.shape[1],
             None if self.classes_ is None else tuple(self.classes_.tolist()),
-            likelihood=likelihood)
+            likelihood=likelihood, missing=any(
+                part is not None and bool(np.isnan(part.min())) for part in (X, validation)))
         settings_of.check_combination(architecture, training, validation=validation,
                                       conditional=condition is not None,
                                       labels=self.classes_ is not None)

@@ -201,7 +201,7 @@ def fused_step(model, config, objective, distributed: bool):
                and getattr(model, "flow", None) is None
                and isinstance(model.likelihood, Bernoulli)
                and _covered_prior(getattr(model, "prior", None))
-               and not arch.condition_dim and not arch.standardize)
+               and not arch.condition_dim and not arch.standardize and not arch.missing)
     if not covered:
         return None
     layers = _layers(model.encoder.net), _layers(model.decoder.net)
