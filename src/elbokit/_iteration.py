@@ -5,9 +5,9 @@ scikit-learn's ``ConvergenceWarning`` naming the model and the last change."""
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Callable
 
+from ._warn import warn
 from .exceptions import ConvergenceWarning
 from .progress import progress_bar
 
@@ -52,8 +52,8 @@ def iterate(step: Callable[[], float], *, converged: Callable[[list[float]], boo
             if converged(values):
                 return values
     change = abs(values[-1] - values[-2]) if len(values) > 1 else float("nan")
-    warnings.warn(f"{model} did not converge in max_iter={max_iter} iterations (last change "
-                  f"{change:.3g}); raise max_iter or tol.", ConvergenceWarning, stacklevel=4)
+    warn(f"{model} did not converge in max_iter={max_iter} iterations (last change "
+         f"{change:.3g}); raise max_iter or tol.", ConvergenceWarning)
     return values
 
 

@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from ._warn import warn
 from ._provenance import (check_image_shape, data_difference, recorded_fingerprint,
                           short_fingerprint)
 from .exceptions import ModelFileError
@@ -57,8 +58,6 @@ def given_data_note(run: dict, run_dir: Path, spec: str) -> str:
     """The page's line on the data given by --data: given for a run that names none,
     the data the run was fitted on (the digests agree), or other data, named with both
     digests on the page and in a :class:`~elbokit.exceptions.DataMismatchWarning`."""
-    import warnings
-
     from .exceptions import DataMismatchWarning
 
     if run.get("data") is None:
@@ -71,9 +70,8 @@ def given_data_note(run: dict, run_dir: Path, spec: str) -> str:
     if difference is None:
         return (f"<p>data: {html.escape(spec)}, the data the run was fitted on "
                 f"({html.escape(short_fingerprint(fingerprint))})</p>")
-    warnings.warn(f"{run_dir}: {difference}: its figures are drawn on the data given, its "
-                  "training curve and metrics.json are the fit's", DataMismatchWarning,
-                  stacklevel=4)
+    warn(f"{run_dir}: {difference}: its figures are drawn on the data given, its "
+         "training curve and metrics.json are the fit's", DataMismatchWarning)
     return (f"<p><b>warning: other data.</b> {html.escape(difference)}: the figures are "
             "drawn on the data given; the training curve and the metrics are the fit's.</p>")
 

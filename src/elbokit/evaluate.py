@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._warn import warn
 from . import _math
 from ._validation import check_int
 from .exceptions import ParameterError
@@ -307,8 +308,6 @@ def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float 
     ``active_units`` (of ``latent_dim``, Burda et al.'s threshold). Warns
     (:class:`~elbokit.exceptions.PosteriorCollapseWarning`) when fewer than half of the units are active: the posterior has collapsed onto the prior
     for the others, and they carry no information about x."""
-    import warnings
-
     from .exceptions import PosteriorCollapseWarning
 
     kl_dims = kl_per_dimension(model, X)
@@ -316,9 +315,9 @@ def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float 
     mi = mutual_information(model, X, n_points=n_points, random_state=random_state)
     latent = int(kl_dims.size)
     if latent and n_active < COLLAPSE_SHARE * latent:
-        warnings.warn(f"posterior collapse: {n_active} of {latent} latent units are active "
-                      f"(I(x; z) = {mi:.2f} nats); the others match the prior and carry no "
-                      "information about x", PosteriorCollapseWarning, stacklevel=2)
+        warn(f"posterior collapse: {n_active} of {latent} latent units are active "
+             f"(I(x; z) = {mi:.2f} nats); the others match the prior and carry no "
+             "information about x", PosteriorCollapseWarning)
     kl = kl_to_prior(model, X, random_state=random_state)
     return {"kl": kl, "mutual_information": mi, "marginal_kl": kl - mi,
             "kl_per_dimension": [float(v) for v in kl_dims], "active_units": n_active,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._warn import warn
 from ..exceptions import DataError
 from ..persistence.files import not_regular
 from ._reading import brief_error
@@ -220,9 +221,9 @@ def read_folder(folder, *, resize=None, crop=None, check_fits=None):
     colour = [m in RGB_MODES for m in modes]
     channels = 3 if any(colour) else 1
     if any(colour) and not all(colour):
-        warnings.warn(f"{folder}: {colour.count(False)} grey image(s) among "
-                      f"{colour.count(True)} colour ones; the grey ones are read as RGB "
-                      "(equal channels)", UserWarning, stacklevel=3)
+        warn(f"{folder}: {colour.count(False)} grey image(s) among "
+             f"{colour.count(True)} colour ones; the grey ones are read as RGB "
+             "(equal channels)", UserWarning)
     n_values = channels * size[0] * size[1]
     if check_fits is not None:
         check_fits(2 * len(files) * n_values * 4, f"{len(files)} images of {channels}x"

@@ -12,12 +12,11 @@ unrotated and orthogonal solutions). Since (Lambda C)(Lambda C)' = Lambda Phi La
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import linalg
 from sklearn.utils.validation import check_is_fitted
 
+from .._warn import warn
 from .._validation import check_choice
 from ..exceptions import DataError, ModelFileError, ParameterError
 from ._bootstrap import bootstrap_solutions
@@ -39,10 +38,10 @@ class FactorSolutionMixin:
         d = n_features
         if self.n_components is not None and factor_dof(d, n_factors) < 0:
             most = max(L for L in range(d + 1) if factor_dof(d, L) >= 0)
-            warnings.warn(f"FactorAnalysis: {n_factors} factors for {d} features leave "
-                          f"{factor_dof(d, n_factors):g} degrees of freedom: more free parameters "
-                          f"than the covariance has entries (R's factanal refuses more than "
-                          f"{most} factors here); the likelihood is still exact", UserWarning, stacklevel=3)
+            warn(f"FactorAnalysis: {n_factors} factors for {d} features leave "
+                 f"{factor_dof(d, n_factors):g} degrees of freedom: more free parameters "
+                 f"than the covariance has entries (R's factanal refuses more than "
+                 f"{most} factors here); the likelihood is still exact", UserWarning)
         if self.rotation is None:
             return
         check_choice(self.rotation, "rotation", set(ROTATIONS))

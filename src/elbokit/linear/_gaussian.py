@@ -13,13 +13,12 @@ estimators that accept them) are handled by conditioning on their observed entri
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.linalg import blas
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._warn import warn
 from .._math import LowRankGaussian, ObservedPosteriors, bits_per_dim, observed_dims
 from .. import _validation
 from .._validation import (check_bool, check_choice, check_covariance_memory, check_int,
@@ -128,9 +127,9 @@ def warn_constant_features(constant: np.ndarray, model: str, consequence: str,
                            names=None) -> np.ndarray:
     """Warn, naming them, about exactly constant features."""
     if constant.size:
-        warnings.warn(f"{model}: {constant.size} feature(s) are constant "
-                      f"({describe_features(constant, names)}); {consequence}. Consider "
-                      "dropping them.", UserWarning, stacklevel=3)
+        warn(f"{model}: {constant.size} feature(s) are constant "
+             f"({describe_features(constant, names)}); {consequence}. Consider "
+             "dropping them.", UserWarning)
     return constant
 
 
@@ -141,11 +140,11 @@ def warn_scale_spread(variances: np.ndarray, model: str) -> None:
         return
     spread = float(positive.max() / np.median(positive))
     if spread > SCALE_SPREAD_WARN:
-        warnings.warn(f"{model}: feature variances differ by a factor {spread:.2g} (largest / "
-                      "median); the fit is dominated by the largest-variance features. Pass "
-                      "standardize=True (CLI: --standardize) to fit the correlation structure "
-                      "instead.",
-                      UserWarning, stacklevel=3)
+        warn(f"{model}: feature variances differ by a factor {spread:.2g} (largest / "
+             "median); the fit is dominated by the largest-variance features. Pass "
+             "standardize=True (CLI: --standardize) to fit the correlation structure "
+             "instead.",
+             UserWarning)
 
 
 def independent_loglike(variances: np.ndarray) -> float | None:
@@ -185,12 +184,12 @@ def warn_worse_than_independent(loglike: float, variances: np.ndarray, model: st
     if baseline is None or not loglike < baseline - 1e-9 * abs(baseline):
         return
     positive = variances[variances > 0]
-    warnings.warn(f"{model}: its log-likelihood on the training rows, {loglike:.6g} nats/row, "
-                  f"is {baseline - loglike:.3g} below independent Gaussians per feature "
-                  f"({baseline:.6g}): one noise variance for features whose variances differ "
-                  f"by a factor {positive.max() / positive.min():.3g}. Pass standardize=True "
-                  "(CLI: --standardize) or use FactorAnalysis (a noise variance per feature).",
-                  UserWarning, stacklevel=3)
+    warn(f"{model}: its log-likelihood on the training rows, {loglike:.6g} nats/row, "
+         f"is {baseline - loglike:.3g} below independent Gaussians per feature "
+         f"({baseline:.6g}): one noise variance for features whose variances differ "
+         f"by a factor {positive.max() / positive.min():.3g}. Pass standardize=True "
+         "(CLI: --standardize) or use FactorAnalysis (a noise variance per feature).",
+         UserWarning)
 
 
 def subspace_loadings(components: np.ndarray, explained_variance: np.ndarray,

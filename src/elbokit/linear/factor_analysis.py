@@ -11,11 +11,11 @@ covariance S (divisor N) every E- and M-step quantity is a d x L or L x L produc
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 from scipy import linalg
 
+from .._warn import warn
 from .._anndata import reads_anndata
 from .._iteration import (absolute_change_below, finite_steps, iterate, single_blas_thread,
                           squarem)
@@ -426,10 +426,10 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
             why = f"did not converge in max_iter={self.max_iter} iterations"
         else:
             why = "stopped where the likelihood's rounding hides further progress"
-        warnings.warn(f"FactorAnalysis {why} (largest gradient |d loglike / d log psi| "
-                      f"{result.gradient_norm:.3g} > tol={self._tol(GRADIENT_TOL):g}); raise max_iter "
-                      "or tol.",
-                      ConvergenceWarning, stacklevel=4)
+        warn(f"FactorAnalysis {why} (largest gradient |d loglike / d log psi| "
+             f"{result.gradient_norm:.3g} > tol={self._tol(GRADIENT_TOL):g}); raise max_iter "
+             "or tol.",
+             ConvergenceWarning)
 
     def _fit_missing(self, X, missing, L):
         """Exact EM on the observed entries: per-sample posteriors given x_o, and the
@@ -477,10 +477,10 @@ class FactorAnalysis(FactorSolutionMixin, LinearGaussianMixin):
         heywood = np.setdiff1d(np.flatnonzero(psi <= HEYWOOD_WARN * variances), constant)
         if heywood.size:
             where = describe_features(heywood, getattr(self, "feature_names_in_", None))
-            warnings.warn(f"FactorAnalysis: {heywood.size} feature(s) are Heywood cases ({where}"
-                          f"): the {L} factors explain them almost exactly and their "
-                          "noise variance went to ~0. Consider fewer factors or dropping "
-                          "near-duplicate features.", UserWarning, stacklevel=4)
+            warn(f"FactorAnalysis: {heywood.size} feature(s) are Heywood cases ({where}"
+                 f"): the {L} factors explain them almost exactly and their "
+                 "noise variance went to ~0. Consider fewer factors or dropping "
+                 "near-duplicate features.", UserWarning)
         self.heywood_features_ = heywood
         self.components_ = self._rotate(W, psi).T  # the rotated factors, z ~ N(0, I) basis
         self.noise_variance_ = psi

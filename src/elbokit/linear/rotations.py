@@ -61,13 +61,12 @@ Browne (2001) Multivariate Behav Res 36, 111-150.
 """
 
 from __future__ import annotations
-
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from .._warn import warn
 from .._validation import check_data, check_float, check_int
 from ..exceptions import ConvergenceWarning, DataError, ParameterError
 
@@ -339,9 +338,9 @@ def rotate(A, method, *, normalize=True, gamma=0.0, power=4, delta=0.01, max_ite
     if not converged:
         what = ("relative criterion gain" if method in ("varimax", "promax")
                 else "projected gradient norm")
-        warnings.warn(f"rotation={method!r} did not converge in {max_iter} iterations "
-                      f"({what} {gap:.2e} > tol {tol:g}); increase max_iter",
-                      ConvergenceWarning, stacklevel=2)
+        warn(f"rotation={method!r} did not converge in {max_iter} iterations "
+             f"({what} {gap:.2e} > tol {tol:g}); increase max_iter",
+             ConvergenceWarning)
     if method == "promax":
         U = T @ _promax_step(A @ T, power)  # stats::promax: U <- xx$rotmat %*% U
         T = np.linalg.inv(U).T

@@ -22,13 +22,13 @@ process group (gloo on the CPU, NCCL on GPUs) comes from torchrun's environment
 from __future__ import annotations
 
 import os
-import warnings
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.overrides import TorchFunctionMode
 
+from .._warn import warn
 from .._torchrun import VARIABLES, env_rank, env_world_size, stray_variables, torchrun_env
 from ..exceptions import ParameterError, TrainingError
 
@@ -71,9 +71,9 @@ def init(device: torch.device) -> None:
     """Join torchrun's process group (once per process): NCCL for GPUs, else gloo."""
     stray = stray_variables()
     if stray and not dist.is_initialized():
-        warnings.warn(f"{', '.join(f'{n}={os.environ[n]}' for n in stray)} set without the "
-                      f"rest of torchrun's variables ({', '.join(VARIABLES)}): ignored, "
-                      "training in one process", UserWarning, stacklevel=3)
+        warn(f"{', '.join(f'{n}={os.environ[n]}' for n in stray)} set without the "
+             f"rest of torchrun's variables ({', '.join(VARIABLES)}): ignored, "
+             "training in one process", UserWarning)
     if not launched() or dist.is_initialized():
         return
     if not dist.is_available():
