@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from sklearn.utils.validation import _check_feature_names
 
 from .._anndata import fitted_layer, restore_keys, saved_keys, split_anndata
 from .._validation import check_data, check_sparse, dense_input
+from .._warn import warn
 from ..exceptions import DataError
 from . import saved
 from ._rows import SparseRows, dense_block
@@ -222,8 +221,7 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                                 tensors=self._saved_tensors(), extra=extra)
         warning = unbuildable_warning(self.model_.config)
         if warning:
-            warnings.warn(f"{directory if named is None else named}: {warning}", UserWarning,
-                          stacklevel=_caller_level())
+            warn(f"{directory if named is None else named}: {warning}", UserWarning)
         return path
 
     def _saved_tensors(self) -> dict:
@@ -359,13 +357,3 @@ def init_from_data(network, X: np.ndarray, seed: int) -> None:
         # of a sparse X from its row totals ((n, 1): their sums are the totals)
         network.likelihood.init_from_data(rows.row_sums() if sparse.issparse(X) else rows)
     network.prior.init_from_data(rows, torch.Generator().manual_seed(seed))
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` of the caller's first frame outside elbokit (a save passes
-    through models.save_model and _run_commit before it writes the files)."""
-    package = str(Path(__file__).resolve().parents[1])
-    frame, level = sys._getframe(1), 1
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
