@@ -9,6 +9,7 @@ import warnings
 
 import torch
 
+from ..._warn import warn
 from ...exceptions import ParameterError
 from .. import distributed
 from ..config import TrainingConfig
@@ -55,9 +56,9 @@ def to_device(X, device: torch.device, what: str) -> torch.Tensor:
     try:
         return tensor.to(device)
     except torch.OutOfMemoryError:
-        warnings.warn(f"{what} ({tensor.numel() * 4 / 2**30:.1f} GiB) does not fit in {device} "
-                      "memory; it stays in host memory and each minibatch is copied over",
-                      UserWarning, stacklevel=4)
+        warn(f"{what} ({tensor.numel() * 4 / 2**30:.1f} GiB) does not fit in {device} "
+             "memory; it stays in host memory and each minibatch is copied over",
+             UserWarning)
         return tensor
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 
 import torch
 
+from ..._warn import warn
 from ...exceptions import ModelFileError, ParameterError, TrainingError
 from .. import distributed
 from ..callbacks import Hooks
@@ -89,9 +89,9 @@ class _Run:
                                  "clock would set its own learning rate); use epochs")
         self.shard = distributed.Shard(config.batch_size, n_rows, self.generator)
         if self.shard.active and config.free_bits and distributed.is_main():
-            warnings.warn("free_bits floors the minibatch-mean KL of each process's share of "
-                          "the minibatch: the run differs from a single-process one",
-                          UserWarning, stacklevel=4)
+            warn("free_bits floors the minibatch-mean KL of each process's share of "
+                 "the minibatch: the run differs from a single-process one",
+                 UserWarning)
         self.step = None  # the objective's, made once the weights are final (DDP)
         self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk
         self.save_seconds = 0.0  # how long the last checkpoint took to write
@@ -173,8 +173,8 @@ def _start(run: _Run, resume: bool) -> _LoopState:
         saved = run.shard.on_main(
             lambda: ckpt.load_checkpoint(run_dir) if ckpt.has_checkpoint(run_dir) else None)
         if saved is None and distributed.is_main():
-            warnings.warn(f"resume=True but {run_dir} holds no checkpoint; training from the "
-                          "start", UserWarning, stacklevel=4)
+            warn(f"resume=True but {run_dir} holds no checkpoint; training from the "
+                 "start", UserWarning)
     if saved is not None:
         _restore(saved, run, state)
         run.saved_epoch = state.epoch

@@ -14,8 +14,8 @@ before it loads any data; :mod:`elbokit.nn.train` imports its parts when first u
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
+from ... import _warn
 from ...exceptions import ParameterError
 from ..config import TrainingConfig
 
@@ -53,9 +53,8 @@ def check_resume(saved, new, where, *, warn: bool = True) -> None:
             f"{_and(free)} may change ({_and(rounding)} with a warning): pass the "
             "checkpoint's values, or start a new run in another directory")
     if warn and changes["warn"]:
-        warnings.warn(f"resuming from {where} with {_listed(changes['warn'])}: the result "
-                      "will differ from an uninterrupted run by rounding", UserWarning,
-                      stacklevel=3)
+        _warn.warn(f"resuming from {where} with {_listed(changes['warn'])}: the result "
+                   "will differ from an uninterrupted run by rounding", UserWarning)
 
 
 def _listed(changes: list[tuple[str, object, object]]) -> str:
