@@ -4,13 +4,15 @@ and the CLI's --threads (item 5)."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from elbokit.nn import VAE
-from elbokit.nn.config import AUTO_PATIENCE, SMALL_DATA_ROWS, VALIDATION_FRACTION, auto_validation
+from elbokit.nn.config import (AUTO_PATIENCE, AUTO_PATIENCE_STEPS, SMALL_DATA_ROWS,
+                               VALIDATION_FRACTION, auto_validation)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -32,8 +34,16 @@ def _table(n: int, d: int = 6, seed: int = 0) -> np.ndarray:
 
 
 def test_auto_holds_out_a_small_table_and_nothing_of_a_large_one():
-    assert auto_validation(560, False) == (VALIDATION_FRACTION, AUTO_PATIENCE)
-    assert auto_validation(560, True) == (0.0, AUTO_PATIENCE)  # given rows: stop on them
+    for n, batch in ((100, 128), (560, 128), (560, 32), (5000, 128), (SMALL_DATA_ROWS, 64)):
+        for given in (False, True):  # given rows: stop on them, nothing held out
+            fraction, patience = auto_validation(n, given, batch)
+            assert fraction == (0.0 if given else VALIDATION_FRACTION)
+            steps = math.ceil(round(n * (1 - fraction)) / batch)  # an epoch's
+            # the longer of AUTO_PATIENCE epochs and AUTO_PATIENCE_STEPS steps, no longer
+            assert patience >= AUTO_PATIENCE and patience * steps >= AUTO_PATIENCE_STEPS
+            assert patience == AUTO_PATIENCE or (patience - 1) * steps < AUTO_PATIENCE_STEPS
+    assert auto_validation(560, False)[1] == 50  # 504 rows: 4 steps an epoch
+    assert auto_validation(5000, False)[1] == AUTO_PATIENCE  # 36 steps an epoch
     assert auto_validation(SMALL_DATA_ROWS + 1, False) == (0.0, 0)
     assert auto_validation(SMALL_DATA_ROWS + 1, True) == (0.0, 0)
 
@@ -60,7 +70,7 @@ def test_default_fit_of_a_small_table_keeps_the_best_validation_epoch():
     vae = VAE(2, likelihood="gaussian", hidden=(16,), epochs=60, lr=1e-2, progress=False,
               device="cpu").fit(X, callbacks=[scores])
     assert vae.training_.validation_fraction == VALIDATION_FRACTION
-    assert vae.training_.patience == AUTO_PATIENCE
+    assert vae.training_.patience == auto_validation(200, False)[1]
     held = vae.validation_rows_
     assert len(held) == 20 and len(set(held.tolist())) == 20
     val = [h["val_elbo"] for h in vae.history_]
@@ -124,7 +134,7 @@ def test_cli_fit_vae_and_compare_hold_out_by_default_with_threads(tmp_path):
     assert result.exit_code == 0, result.output
     training = json.loads((out / "model.json").read_text())["settings"]["training"]
     assert training["validation_fraction"] == VALIDATION_FRACTION
-    assert training["patience"] == AUTO_PATIENCE
+    assert training["patience"] == auto_validation(120, False)[1]
     assert torch.get_num_threads() == 1
     for command in (["evaluate", str(out), "--data", str(path)],
                     ["report", str(out), "--data", str(path)]):

@@ -128,7 +128,10 @@ def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
     epochs from the rows fitted (:func:`~elbokit.nn.config.auto_epochs`; MIN_EPOCHS when
     unknown)."""
     settings = config_kwargs(TrainingConfig, vae)
-    fraction, patience = auto_validation(n_rows, validation_given) if n_rows else (0.0, 0)
+    batch = settings["batch_size"] if isinstance(settings["batch_size"], int) and \
+        settings["batch_size"] > 0 else TrainingConfig.batch_size  # a bad one fails its check
+    fraction, patience = auto_validation(n_rows, validation_given, batch) if n_rows \
+        else (0.0, 0)
     if isinstance(settings["validation_fraction"], str) and \
             settings["validation_fraction"] == "auto":
         settings["validation_fraction"] = fraction

@@ -224,10 +224,10 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         ``validation_fraction`` of X is held out (seeded by ``seed``; their indices in
         ``validation_rows_``). By default (``"auto"``, see
         :func:`~elbokit.nn.config.auto_validation`) a fit of at most 12,800 rows holds 10%
-        out and stops 10 epochs after the best validation ELBO, keeping that epoch's
-        weights; a larger one fits every row for every epoch. Every setting is the
-        constructor's (change one with ``set_params``). ``checkpoint_dir``: where a
-        checkpoint is written after every epoch; ``resume=True`` continues from it
+        out and stops 10 epochs or 200 steps (the longer) after the best validation ELBO,
+        keeping that epoch's weights; a larger one fits every row for every epoch. Every
+        setting is the constructor's (change one with ``set_params``). ``checkpoint_dir``:
+        where a checkpoint is written after every epoch; ``resume=True`` continues from it
         (changing only the settings :mod:`elbokit.nn.train.resume` allows, as the CLI's
         ``--resume``).
         ``on_nan``: ``"stop"`` (raise :class:`TrainingError`, keep the last good
