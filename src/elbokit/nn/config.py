@@ -172,11 +172,11 @@ class ArchitectureConfig(Settings):
                                                     cli=False)
     condition_dim: int = setting(0, "c, the width of the conditioning input y (from the data).",
                                  minimum=0, cli=False)
-    classes: tuple[int | str, ...] | None = setting(
     missing: bool = setting(False, "Whether the model was fitted on rows with missing values "
                             "(NaN): its encoder then sees the observed entries zero-filled "
                             "(in standardized units) and their 0/1 mask (from the data).",
                             cli=False)
+    classes: tuple[int | str, ...] | None = setting(
         None, "The class labels of y, in one-hot order (None: y is a covariate matrix).",
         cli=False)
     encoder_module: dict | None = setting(None, "A custom encoder: its class and module "
