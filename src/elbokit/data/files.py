@@ -435,7 +435,8 @@ def _parse_row(row: list[str], path: Path, line: int, allow_nan: bool,
             raise DataError(f"{path}: non-numeric cell {_show(cell)} {where}{hint}")
         if math.isnan(value) and not allow_nan:
             raise DataError(f"{path}: missing value {_show(cell)} {where}; fill it in, or fit "
-                            "a model that accepts missing values (FA, PPCA solver='em', VBPCA, VAE)")
+                            "a model that accepts missing values (FA, PPCA solver='em', "
+                            "VBPCA, VAE)")
         if math.isinf(value):
             if "inf" not in cell.lower():
                 raise DataError(f"{path}: value {_show(cell)} {where} is beyond float64's "
