@@ -182,6 +182,9 @@ def check_combination(architecture: ArchitectureConfig, training: TrainingConfig
         raise ParameterError(f"gradient={training.gradient!r} needs posterior='gaussian' "
                              "(log q(z|x) at a given z with the flow's parameters held "
                              "fixed needs the flow's inverse)")
+    if training.gradient != "standard" and architecture.top_latent_dim:
+        raise ParameterError(f"gradient={training.gradient!r} needs a one-layer VAE; use "
+                             "gradient='standard' with top_latent_dim > 0")
     if training.binarize != "none" and conditional and not labels:
         raise ParameterError("binarize would binarize the covariates y too; use "
                              "binarize='none' with a covariate matrix")

@@ -111,6 +111,10 @@ class ArchitectureConfig(Settings):
                               cli=False)
     latent_dim: int = setting(LATENT_DIM, "Latent dimension L.", minimum=1, flag="--latent",
                               positional=True)
+    top_latent_dim: int = setting(0, "L2 > 0: a hierarchical VAE with two stochastic layers "
+                                  "(the VampPrior paper's HVAE), z2 of L2 dimensions under the "
+                                  "prior and z1 of L - L2 given z2 (--latent counts both); 0: "
+                                  "one layer.", minimum=0, flag="--top-latent")
     likelihood: str = setting("bernoulli", "auto (the default: logistic for 8-bit data, "
                               "values k/255, nb for tables of counts, else bernoulli), "
                               "bernoulli (data in [0, 1]), logistic (discretized logistic of "
@@ -201,6 +205,8 @@ class ArchitectureConfig(Settings):
         if not self.flow_hidden:
             raise ParameterError("flow_hidden needs at least one hidden layer size")
         self._check_condition()
+        if self.top_latent_dim:
+            self._check_hierarchy()
         if "conv" in (self.encoder, self.decoder):
             self._check_conv_shape()
         for part in ("encoder", "decoder"):
@@ -224,6 +230,17 @@ class ArchitectureConfig(Settings):
                     len(self.classes):
                 raise ParameterError(f"classes must be {self.condition_dim} distinct labels; "
                                      f"got {list(self.classes)[:20]}")
+
+    def _check_hierarchy(self):
+        """The two-layer VAE (elbokit.nn.hierarchical): its own encoders and prior."""
+        if not 0 < self.top_latent_dim < self.latent_dim:
+            raise ParameterError(f"top_latent_dim must be below latent_dim (which counts z1 "
+                                 f"and z2); got {self.top_latent_dim} of {self.latent_dim}")
+        for name, bad in (("posterior", "iaf"), ("encoder", "custom"), ("prior", "custom")):
+            if getattr(self, name) == bad:
+                raise ParameterError(f"{name}={bad!r} is not available for the hierarchical "
+                                     f"VAE (top_latent_dim > 0): it builds its own q(z2|x), "
+                                     "q(z1|x, z2) and p(z2) p(z1|z2)")
 
     def _check_conv_shape(self):
         shape = self.image_shape

@@ -147,15 +147,21 @@ class VAENetwork(nn.Module):
         c = self.config.condition_dim
         return (x, None) if not c else (x[..., :-c], x[..., -c:])
 
-    def encode_posterior(self, x: torch.Tensor):
-        """x (B, d) (conditional: (B, d + c), y last) -> mean, logvar (B, L) of the
-        Gaussian and the flow's context (B, flow_context), None without a flow."""
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, d) (conditional: (B, d + c), y last) as the encoder sees it: standardized,
+        the likelihood's transform (counts: log(1 + x)), the 0/1 mask of a model fitted on
+        missing values after it, then y."""
         x, y = self.split_condition(x)
         x, mask = self.observed(self.standardized(x))
         x = self.likelihood.encoder_input(x)  # counts: log(1 + x)
         if self.config.missing:  # the encoder sees (x zero-filled, its 0/1 mask)
             x = torch.cat([x, torch.ones_like(x) if mask is None else mask.to(x.dtype)], -1)
-        mean, logvar = self.encoder(x if y is None else torch.cat([x, y], dim=-1))
+        return x if y is None else torch.cat([x, y], dim=-1)
+
+    def encode_posterior(self, x: torch.Tensor):
+        """x (B, d) (conditional: (B, d + c), y last) -> mean, logvar (B, L) of the
+        Gaussian and the flow's context (B, flow_context), None without a flow."""
+        mean, logvar = self.encoder(self.encoder_input(x))
         if self.flow is None:
             return mean, self._clamped(logvar), None
         latent = self.config.latent_dim

@@ -165,14 +165,15 @@ class ConvDecoder(nn.Module):
         return tuple(maps[:, k].reshape(*lead, -1) for k in range(self.n_heads))
 
 
-def build_encoder(config, n_outputs: int | None = None) -> nn.Module:
+def build_encoder(config, n_outputs: int | None = None, extra_inputs: int = 0) -> nn.Module:
     """The encoder of ``config``, with ``n_outputs`` numbers in each of its two halves
     (mean, logvar): the latent size, or more when a flow takes a context from it. A
     conditional model's encoder takes y's ``condition_dim`` columns after x's; a model
     fitted on missing values (``config.missing``) takes x's 0/1 mask after x (for conv:
-    as C more channels)."""
+    as C more channels). ``extra_inputs``: more columns after those, joining as y does
+    (the hierarchical VAE's z2 in q(z1|x, z2))."""
     n_outputs = n_outputs or config.latent_dim
-    n_condition = getattr(config, "condition_dim", 0)
+    n_condition = getattr(config, "condition_dim", 0) + extra_inputs
     copies = 2 if getattr(config, "missing", False) else 1  # x, and its mask
     if config.encoder == "custom":
         raise ParameterError("a custom encoder is the caller's module; pass it "

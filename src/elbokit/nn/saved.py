@@ -86,13 +86,13 @@ def meta_state_dict(architecture: ArchitectureConfig, header: dict, where, prior
             len(architecture.hidden) > n_tensors or len(architecture.flow_hidden) > n_tensors:
         raise ModelFileError(f"{where}: the architecture has more layers than the weights file "
                              f"has tensors ({n_tensors})")
-    from .model import VAENetwork
+    from .hierarchical import build_network
 
     prior = None if prior is None else copy.deepcopy(prior)  # the network attaches to it
     with torch.device("meta"):
         if network is None:
-            expected = VAENetwork(architecture, prior,
-                                  **(modules(architecture) if modules else {}))
+            expected = build_network(architecture, prior,
+                                     **(modules(architecture) if modules else {}))
         else:
             expected = network(architecture)
         expected = expected.state_dict()

@@ -34,6 +34,7 @@ from ._sampling import GMMSampler
 from .callbacks import check_callbacks
 from .config import LATENT_DIM, ArchitectureConfig, TrainingConfig, config_kwargs
 from .likelihoods import check_data
+from .hierarchical import build_network
 from .model import VAENetwork
 from .priors import Prior
 from .protocols import PARTS, check_shapes, network_builder
@@ -50,6 +51,10 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
     Parameters
     ----------
     latent_dim : L, the dimension of z (default 10, as ``--latent`` of the CLI).
+    top_latent_dim : L2 > 0 makes the VAE hierarchical, with two stochastic layers
+        (the HVAE of Tomczak & Welling 2018): z2 (L2) ~ p(z2) (``prior``), z1 (L - L2)
+        ~ p(z1|z2), x ~ p(x|z1, z2), and q(z2|x) q(z1|x, z2); z = (z1, z2), so
+        ``latent_dim`` counts both (see :mod:`elbokit.nn.hierarchical`). Default 0: one layer.
     likelihood : ``"auto"`` (default: resolved at ``fit`` from the data and recorded
         resolved, ``architecture_.likelihood``: ``"bernoulli"`` when ``binarize`` is on
         or the data are all 0/1, ``"logistic"`` when every value lies on the 8-bit grid
@@ -180,7 +185,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
     # the signature of every setting: the fields of ArchitectureConfig and TrainingConfig,
     # with their defaults (tests/nn/test_config.py holds the two equal); scikit-learn's
     # get_params reads the names from here
-    def __init__(self, latent_dim: int = LATENT_DIM, *, likelihood: str = "auto",
+    def __init__(self, latent_dim: int = LATENT_DIM, *, top_latent_dim: int = 0,
+                 likelihood: str = "auto",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
                  hidden=(400,), activation: str = "relu", clamp_logvar: bool = False,
                  image_shape=None, channels: int = 1, min_variance: float = 1e-3,
@@ -312,7 +318,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         weights as given), leaving torch's global random state untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return VAENetwork(architecture, prior, **modules)
+            return build_network(architecture, prior, **modules)
 
     def _input(self, X, y=None) -> torch.Tensor:
         """X checked, as a tensor on the model's device, in the data's units (the model
@@ -456,8 +462,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
                                   encoder_class=encoder_class, decoder_class=decoder_class)
         record, architecture, training, tensors = saved.read_model(
             directory, kind=cls.kind, meta=meta, prior=prior, modules=modules)
-        model = VAENetwork(architecture, None if prior is None else copy.deepcopy(prior),
-                           **modules(architecture))
+        model = build_network(architecture, None if prior is None else copy.deepcopy(prior),
+                              **modules(architecture))
         saved.check_state_dict(model, tensors, record.weights)
         model.load_state_dict(tensors)
         settings = config_kwargs(ArchitectureConfig, architecture)

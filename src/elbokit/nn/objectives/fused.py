@@ -191,7 +191,7 @@ def fused_step(model, config, objective, distributed: bool):
     """A :class:`FusedLB` where it computes exactly what autograd would for this run:
     the preset MLP encoder and decoder (ReLU or gated), the Bernoulli likelihood, the
     standard prior, the VampPrior or a mixture of K > 1 Gaussians, no flow, no
-    conditioning, no standardization, L_B with one draw and the standard gradient, no
+    conditioning, no standardization, one stochastic layer, L_B with one draw and the standard gradient, no
     free bits, one process; else None."""
     arch = model.config
     covered = (config.fused_step and not distributed
@@ -201,7 +201,8 @@ def fused_step(model, config, objective, distributed: bool):
                and getattr(model, "flow", None) is None
                and isinstance(model.likelihood, Bernoulli)
                and _covered_prior(getattr(model, "prior", None))
-               and not arch.condition_dim and not arch.standardize and not arch.missing)
+               and not arch.condition_dim and not arch.standardize and not arch.missing
+               and not getattr(arch, "top_latent_dim", 0))
     if not covered:
         return None
     layers = _layers(model.encoder.net), _layers(model.decoder.net)

@@ -101,6 +101,8 @@ class AnalyticKLELBO(ELBOEstimator):
 
     def kl_dims(self, post, model=None):
         prior = model_prior(model)
+        if hasattr(post, "analytic_kl_dims"):  # two stochastic layers: nn/hierarchical.py
+            return post.analytic_kl_dims(self, prior)
         closed = prior.kl_dims(post.mean, post.logvar)  # (B, L) or None
         if closed is None:  # KL(q_0 || r) + E[log r(z_0) - log|det| - log p(z)], per coordinate
             r_mean, r_logvar = prior.reference_gaussian()

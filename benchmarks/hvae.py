@@ -1,0 +1,70 @@
+"""The hierarchical VAE (two stochastic layers, ``top_latent_dim``) on dynamically
+binarized Fashion-MNIST, with the recipe's training and evaluation protocol
+(``benchmarks/recipe.py``: gated MLPs 300-300, batch 100, L_B, warm-ups, EMA, the
+Exemplar split 50,000 / 10,000, the test set binarized once, k = 5000 importance
+samples): z1 and z2 of 40 dimensions each, as the VampPrior paper's HVAE.
+
+    # a run of --minutes of training; checkpoints in benchmarks/.runs/hvae-<prior> (ignored);
+    # the same command with --resume continues it (with the new --minutes as the budget)
+    .venv/bin/python benchmarks/hvae.py --minutes 60 --prior vamp
+    # a smoke run: 2 minutes on 5,000 images, 500 test images, k = 100
+    .venv/bin/python benchmarks/hvae.py --minutes 2 --train-images 5000 --test-images 500 --k 100
+
+Writes result.json into the run directory (the test NLL, its standard error, the epochs
+and minutes trained, the settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from recipe import RECIPE, RUNS, load_data, prior_options, score
+
+LATENT, TOP = 80, 40  # z = (z1, z2): 40 + 40
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0, help="training budget")
+    parser.add_argument("--prior", default="standard", help="p(z2): standard, mog or vamp")
+    parser.add_argument("--prior-components", type=int, default=None)
+    parser.add_argument("--k", type=int, default=5000, help="importance samples")
+    parser.add_argument("--train-images", type=int, default=None)
+    parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from elbokit.nn import VAE
+
+    train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
+    options = prior_options(args.prior, args.prior_components)
+    run_dir = Path(args.run_dir or RUNS / f"hvae-{args.prior}")
+    print(f"HVAE on Fashion-MNIST: train {train.shape}, validation {validation.shape}, test "
+          f"{test.shape}; z1 {LATENT - TOP} + z2 {TOP}; prior {args.prior}; "
+          f"{args.minutes:g} min; k = {args.k}; run dir {run_dir}", flush=True)
+    vae = VAE(LATENT, top_latent_dim=TOP, max_minutes=args.minutes, progress=False,
+              **{**RECIPE, **options})
+    vae.fit(train, validation=validation, checkpoint_dir=run_dir, resume=args.resume)
+    history = vae.history_
+    minutes = sum(h["seconds"] for h in history) / 60
+    scored = score(vae, test, args.k)
+    result = dict(nll=scored["nll"], stderr=scored["stderr"], active=scored["active"],
+                  epochs=len(history), train_minutes=minutes,
+                  eval_minutes=scored["eval_minutes"], k=args.k, prior=args.prior,
+                  train_images=len(train), test_images=len(test),
+                  latent=LATENT, top_latent=TOP, threads=torch.get_num_threads())
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
+    print(f"{len(history)} epochs in {minutes:.1f} min; test NLL {scored['nll']:.2f} +- "
+          f"{scored['stderr']:.2f} nats (k = {args.k}); active units "
+          f"{scored['active']}/{LATENT}; evaluation {scored['eval_minutes']:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
