@@ -10,12 +10,12 @@ _HOMES = {"ArchitectureConfig": "config", "TrainingConfig": "config",
           "MIWAE": "objectives", "CIWAE": "objectives", "PIWAE": "objectives",
           "VAE": "vae", "load_vae": "vae", "Callback": "callbacks",
           "TensorBoardCallback": "callbacks", "MLflowCallback": "callbacks",
-          "Autoencoder": "autoencoder"}
+          "Autoencoder": "autoencoder", "SemiSupervisedVAE": "semisupervised"}
 
 __all__ = ["VAE", "load_vae", "Autoencoder", "VAENetwork", "ArchitectureConfig",
            "TrainingConfig", "ELBOEstimator", "MonteCarloELBO", "AnalyticKLELBO", "IWAE",
            "get_estimator", "MIWAE", "CIWAE", "PIWAE", "Callback",
-           "TensorBoardCallback", "MLflowCallback"]
+           "TensorBoardCallback", "MLflowCallback", "SemiSupervisedVAE"]
 
 
 def __getattr__(name):

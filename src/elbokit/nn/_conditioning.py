@@ -33,6 +33,11 @@ class Conditioning:
                             "covariate matrix (n, c)")
         if np.ndim(y) == 1:
             classes = np.unique(labels_of(y, n, "y"))
+            if classes.dtype.kind == "i" and classes[0] == -1 and len(classes) > 2:
+                raise DataError("y holds -1, scikit-learn's mark of an unlabeled row: a "
+                                "conditional VAE needs every row's label; fit "
+                                "elbokit.nn.SemiSupervisedVAE for partly labeled data (or "
+                                "recode -1 to keep it as a class)")
             if len(classes) < 2:
                 raise DataError(f"y holds a single class ({classes[0]!r}); conditioning "
                                 "needs at least 2")

@@ -426,6 +426,24 @@ class TrainingConfig(Settings):
 
 # --------------------------------------------------------------------------- the settings
 
+@dataclass(frozen=True)
+class SemiSupervisedConfig(Settings):
+    """The settings of :class:`~elbokit.nn.SemiSupervisedVAE` beyond the VAE's (Kingma
+    et al. 2014, model M2): the classifier q(y|x) and the weight of its term."""
+
+    section = "semisupervised"
+
+    classifier_hidden: tuple[int, ...] = setting(
+        (500,), "Hidden sizes of the MLP classifier q(y|x) (the paper's 500).", minimum=1,
+        cli=False)
+    alpha: float = setting(
+        0.1, "Weight of the labeled rows' log q(y|x) per row of the data: the paper's "
+        "alpha = 0.1 N, N the number of training rows.", positive=True, cli=False)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
 # fields the data (or the caller's modules) decide, not a setting: not arguments of the
 # estimator
 DATA_FIELDS = ("n_features", "feature_names", "condition_dim", "classes", "encoder_module",

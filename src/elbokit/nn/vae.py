@@ -269,8 +269,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
             X = X[fitted]
             y, condition = (None, None) if condition is None else \
                 (np.asarray(y)[fitted], condition[fitted])
-        objective = self.objective if not isinstance(self.objective, str) \
-            else training.objective
+        objective = self._objective(training)
         if validation is not None:  # checked before the likelihood was known
             check_data(likelihood, validation[:, :X.shape[1]], "validation")
         architecture = self._architecture(
@@ -310,6 +309,11 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
             self.check_fit(validation[:, :d], "validation", reference=X,
                            y=None if condition is None else val_y)
         return self
+
+    def _objective(self, training: TrainingConfig):
+        """What the fit's training loop maximises: the estimator object given as
+        ``objective``, or the name the training config resolved."""
+        return self.objective if not isinstance(self.objective, str) else training.objective
 
     @staticmethod
     def _build(architecture: ArchitectureConfig, seed: int, prior=None,

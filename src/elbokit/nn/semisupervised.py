@@ -1,0 +1,342 @@
+"""Semi-supervised learning with a deep generative model: model M2 of Kingma, Rezende,
+Mohamed & Welling (2014), "Semi-supervised learning with deep generative models".
+
+Generative model: p(y) = Cat(1/K), p(z) = N(0, I), p(x|y, z) (the conditional VAE's
+decoder). Inference: q(z|x, y) (the conditional VAE's encoder, on [x, one-hot y]) and
+a classifier q(y|x) (an MLP). A labeled row's bound is the conditional VAE's ELBO
+L(x, y) <= log p(x|y) (the constant log p(y) left out, as in the paper's eq. 6); an
+unlabeled row's, with y a latent variable (eq. 7),
+
+    U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)),
+
+computed by enumerating the K classes. The objective maximised (eq. 9, signs flipped):
+
+    J = sum_labeled L(x, y) + sum_unlabeled U(x) + a * E_labeled[log q(y|x)],
+
+E_labeled the mean over the N_l labeled rows and a = ``alpha`` x N (N the rows given
+to ``fit``; the paper's a = 0.1 N is ``alpha=0.1``, the default). The training loop
+minimises -J / N by minibatches: each row's term is U(x), or for a labeled row
+L(x, y) + alpha (N / N_l) log q(y|x) (:class:`SemiSupervisedObjective`).
+
+The network is the conditional VAE's (:class:`~elbokit.nn.model.VAENetwork`, the
+code of y as the last K columns of x) with the classifier beside it
+(:class:`SemiSupervisedNetwork`); an unlabeled row travels with an all-zero code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..exceptions import DataError, ParameterError
+from ..persistence import model_file
+from . import saved
+from ._conditioning import labels_of
+from ._estimator import sizes
+from .config import (LATENT_DIM, ArchitectureConfig, SemiSupervisedConfig, TrainingConfig,
+                     config_kwargs)
+from .model import VAENetwork
+from .objectives import get_estimator
+from .objectives.step import TrainingObjective
+from .train import EVAL_BATCH
+from .vae import VAE
+
+UNLABELED = -1  # scikit-learn's mark of an unlabeled row (sklearn.semi_supervised)
+SCORE_IMPORTANCE = 100  # draws of z per class behind score_samples' log p(x)
+
+
+class SemiSupervisedNetwork(VAENetwork):
+    """The conditional VAE's module (c = K, the classes) plus the classifier q(y|x), an
+    MLP of hidden sizes ``classifier_hidden`` on x as the encoder sees it."""
+
+    def __init__(self, config: ArchitectureConfig, prior=None, *,
+                 classifier_hidden=(500,), **modules):
+        super().__init__(config, prior, **modules)
+        widths = (config.n_features, *classifier_hidden)
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+        self.classifier = nn.Sequential(*layers, nn.Linear(widths[-1], config.condition_dim))
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """log q(y|x), (B, K), of rows x (B, d) (or (B, d + K): the code is ignored)."""
+        if x.shape[-1] != self.config.n_features:
+            x = self.split_condition(x)[0]
+        x = self.likelihood.encoder_input(self.standardized(x))
+        return torch.log_softmax(self.classifier(x), dim=-1)
+
+
+class SemiSupervisedObjective(TrainingObjective):
+    """-J / N of the module docstring, by minibatch: ``estimator`` gives L(x, y) (an
+    ELBOEstimator, L_B by default); ``label_weight`` = alpha N / N_l multiplies a
+    labeled row's log q(y|x)."""
+
+    name = "semisupervised"
+    fits = "semi-supervised VAE"
+
+    def __init__(self, estimator, label_weight: float):
+        self.estimator, self.label_weight = estimator, float(label_weight)
+
+    def per_row(self, model, x: torch.Tensor, n_samples: int, generator) -> torch.Tensor:
+        """Each row's term of J, (B,): L(x, y) + label_weight log q(y|x) for a labeled
+        row (its code one-hot), U(x) for an unlabeled one (its code all zeros)."""
+        data, code = model.split_condition(x)  # (B, d), (B, K)
+        labeled = code.sum(-1) > 0
+        log_q = model.classify(data)  # (B, K)
+        out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        if bool(labeled.any()):
+            bound = self.estimator(model, x[labeled], n_samples, generator)
+            log_q_y = (log_q[labeled] * code[labeled]).sum(-1)
+            out[labeled] = bound + self.label_weight * log_q_y
+        if not bool(labeled.all()):
+            rows, k = data[~labeled], code.shape[1]
+            # every row with every class: class j's copies are rows j*B_u .. (j+1)*B_u - 1
+            codes = torch.eye(k, dtype=x.dtype, device=x.device).repeat_interleave(len(rows), 0)
+            bound = self.estimator(model, torch.cat([rows.repeat(k, 1), codes], -1),
+                                   n_samples, generator).view(k, len(rows)).T  # (B_u, K)
+            log_q_u = log_q[~labeled]
+            out[~labeled] = (log_q_u.exp() * (bound - log_q_u)).sum(-1)
+        return out
+
+    def loss(self, model, x, config, generator, step: int, steps_per_epoch: int):
+        loss = -self.per_row(model, x, config.n_samples, generator).mean()
+        return loss, loss
+
+    @torch.no_grad()
+    def validate(self, model, X: torch.Tensor, seed: int) -> float:
+        generator = torch.Generator(device=next(model.parameters()).device)
+        generator.manual_seed(seed)
+        device = generator.device
+        total = sum(float(self.per_row(model, X[i:i + EVAL_BATCH].to(device), 1,
+                                       generator).sum())
+                    for i in range(0, X.shape[0], EVAL_BATCH))
+        return total / X.shape[0]
+
+
+def unlabeled_rows(y, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """(mask of the unlabeled rows (n,), the labels of the others): y holds class labels
+    (integers or strings) and -1 for an unlabeled row (string labels: an object array
+    with the integer -1, scikit-learn's convention)."""
+    values = np.asarray(y)
+    if values.ndim != 1 or values.shape[0] != n:
+        raise DataError(f"{name} must be class labels of shape ({n},), -1 for an unlabeled "
+                        f"row; got shape {values.shape}")
+    if values.dtype.kind == "O":
+        mask = np.array([not isinstance(v, str) and v == UNLABELED for v in values.tolist()])
+    elif values.dtype.kind in "iuf":
+        mask = values == UNLABELED
+    else:
+        mask = np.zeros(n, dtype=bool)
+    labels = values[~mask]
+    if labels.dtype.kind == "O":
+        labels = labels.astype(str) if all(isinstance(v, str) for v in labels.tolist()) \
+            else labels
+    return mask, labels_of(labels, len(labels), name) if len(labels) else labels
+
+
+class SemiSupervisedVAE(VAE):
+    """Model M2 of Kingma et al. (2014): a conditional VAE whose class y is a latent
+    variable of the unlabeled rows, with a classifier q(y|x); see
+    :mod:`elbokit.nn.semisupervised` for the objective and the weight ``alpha``.
+
+    ``fit(X, y)``: y holds the class labels, -1 for an unlabeled row (scikit-learn's
+    semi-supervised convention); the classes (``classes_``) are those of the labeled
+    rows, at least 2. ``predict_proba(X)`` and ``predict(X)`` come from q(y|x);
+    ``score_samples(X)`` is log p(x) = log sum_y p(y) p(x|y), each p(x|y) importance
+    sampled; ``sample(n, y=...)`` generates for given classes (drawn from p(y) when y is
+    None). Every VAE setting applies (``conditional`` is always True), plus
+    ``classifier_hidden`` and ``alpha`` (:class:`~elbokit.nn.config.SemiSupervisedConfig`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from elbokit.data import load
+    >>> from elbokit.nn import SemiSupervisedVAE
+    >>> digits = load("digits", binarize=False)
+    >>> y = np.full(len(digits.train), -1)
+    >>> y[:100] = digits.train_labels[:100]                  # 100 labeled rows
+    >>> model = SemiSupervisedVAE(8, hidden=(64,), classifier_hidden=(64,), epochs=2,
+    ...                           progress=False).fit(digits.train, y)
+    >>> model.predict_proba(digits.test[:3]).shape
+    (3, 10)
+    """
+
+    kind = "semisupervised-vae"  # model.json's kind (read by SemiSupervisedVAE.load)
+    noun = "SemiSupervisedVAE"
+    conditional = True  # not a setting: M2 is a conditional VAE
+    accepts_missing = False
+    keeps_sparse = False
+
+    def __init__(self, latent_dim: int = LATENT_DIM, **settings):
+        # the signature (below) is the VAE's less ``conditional``, plus SemiSupervisedConfig's
+        unknown = set(settings) - set(_PARAMETERS)
+        if unknown:
+            raise TypeError(f"SemiSupervisedVAE got unexpected argument(s) {sorted(unknown)}")
+        self._store_settings({**_DEFAULTS, **settings, "latent_dim": latent_dim})
+
+    # ------------------------------------------------------------------ fitting hooks
+
+    def fit(self, X, y=None, **options):
+        """Fit M2 on X (n, d) and y (n,): class labels, -1 for the unlabeled rows (see
+        :meth:`VAE.fit` for ``validation`` (a pair (X_val, y_val), -1 allowed) and the
+        other options)."""
+        self.semisupervised_ = SemiSupervisedConfig(
+            classifier_hidden=sizes(self.classifier_hidden), alpha=self.alpha)
+        if getattr(self, "top_latent_dim", 0):
+            raise ParameterError("SemiSupervisedVAE has one stochastic layer: top_latent_dim "
+                                 "must be 0")
+        self._fitting = True
+        try:
+            return super().fit(X, y, **options)
+        finally:
+            self._fitting = False
+
+    def _fit_condition(self, y, n: int) -> np.ndarray:
+        if y is None:
+            raise DataError("SemiSupervisedVAE.fit(X, y) needs y: class labels, -1 for an "
+                            "unlabeled row")
+        mask, labels = unlabeled_rows(y, n)
+        classes = np.unique(labels)
+        if len(classes) < 2:
+            raise DataError(f"y labels {len(classes)} class(es) in {n} rows (the rest -1, "
+                            "unlabeled): the classes of q(y|x) are those of the labeled rows, "
+                            "so label rows of at least 2 classes")
+        self.classes_, self.n_condition_ = classes, len(classes)
+        self._label_weight = self.semisupervised_.alpha * n / int((~mask).sum())
+        return self._condition(y, n)
+
+    def _condition(self, y, n: int, name: str = "y") -> np.ndarray:
+        """The coded y; at fit an unlabeled row (-1) gets an all-zero code."""
+        if not getattr(self, "_fitting", False) or y is None:
+            return super()._condition(y, n, name)
+        mask, _ = unlabeled_rows(y, n, name)
+        codes = np.zeros((n, len(self.classes_)), dtype=np.float32)
+        if not mask.all():
+            codes[~mask] = super()._condition(np.asarray(y)[~mask], int((~mask).sum()), name)
+        return codes
+
+    def _objective(self, training: TrainingConfig) -> SemiSupervisedObjective:
+        estimator = get_estimator(super()._objective(training), training)
+        return SemiSupervisedObjective(estimator, self._label_weight)
+
+    def _build(self, architecture: ArchitectureConfig, seed: int, prior=None,
+               **modules) -> SemiSupervisedNetwork:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return SemiSupervisedNetwork(architecture, prior, classifier_hidden=self
+                                         .semisupervised_.classifier_hidden, **modules)
+
+    def check_fit(self, X, what: str = "test", *, reference=None, y=None) -> None:
+        """:meth:`VAE.check_fit` at the classes q(y|x) predicts (y may hold -1)."""
+        super().check_fit(X, what, reference=reference, y=self.predict(X))
+
+    # ------------------------------------------------------------------ the classifier
+
+    @torch.no_grad()
+    def predict_log_proba(self, X) -> np.ndarray:
+        """log q(y|x), (n, K), columns in the order of ``classes_``."""
+        self._check_fitted()
+        x = self._tensor(self._check_X(X, "X", reset=False))
+        return self._batched(self.model_.classify, x).cpu().numpy().astype(np.float64)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """q(y|x), (n, K): each row sums to 1, columns in the order of ``classes_``."""
+        proba = np.exp(self.predict_log_proba(X))
+        return proba / proba.sum(1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class under q(y|x), (n,), labels of ``classes_``."""
+        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+
+    # ------------------------------------------------------------------ the density
+
+    def score_samples(self, X, y=None, *, n_importance: int = SCORE_IMPORTANCE,
+                      random_state: int = 0) -> np.ndarray:
+        """log p(x) = log sum_y p(y) p(x|y), (n,), each log p(x|y) importance sampled
+        (:meth:`log_likelihood_samples` of the class, ``n_importance`` draws of q(z|x, y),
+        the same seed for each). ``y`` is ignored (a pipeline passes it): y is a latent
+        variable of this model."""
+        per_class = np.stack([self.log_likelihood_samples(
+            X, n_importance=n_importance, random_state=random_state,
+            y=np.full(np.shape(X)[0], label)) for label in self.classes_.tolist()], 1)
+        peak = per_class.max(1, keepdims=True)
+        return (peak[:, 0] + np.log(np.exp(per_class - peak).mean(1)))  # p(y) = 1/K
+
+    def score(self, X, y=None) -> float:
+        """Mean log p(x) (:meth:`score_samples`), nats; y is ignored."""
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples: int = 1, random_state=None, sampler: str = "prior",
+               y=None) -> np.ndarray:
+        """Decoder means of n draws (n, d) for the classes ``y`` (one label for all, or
+        one per sample); y=None draws each sample's class from p(y), uniform."""
+        self._check_fitted()
+        if y is None and isinstance(n_samples, (int, np.integer)) and n_samples > 0:
+            y = np.random.default_rng(random_state if isinstance(random_state, int)
+                                      else None).choice(self.classes_, int(n_samples))
+        return super().sample(n_samples, random_state, sampler, y=y)
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, directory: str | os.PathLike, extra: dict | None = None):
+        """Write model.json (kind "semisupervised-vae", the classifier's settings in its
+        ``extra.semisupervised``) and weights.safetensors into ``directory``."""
+        self._check_fitted()
+        extra = {**(extra or {}), "semisupervised": self.semisupervised_.to_dict()}
+        return self.write_files(directory, extra=extra)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> "SemiSupervisedVAE":
+        """Load a model written by :meth:`save` (every field and tensor checked first)."""
+        record = model_file.read(directory, kind=cls.kind)
+        config = SemiSupervisedConfig.from_dict(record.extra.get("semisupervised"),
+                                                f"{record.path}: extra.semisupervised")
+
+        def build(architecture):
+            return SemiSupervisedNetwork(architecture,
+                                         classifier_hidden=config.classifier_hidden)
+
+        record, architecture, training, tensors = saved.read_model(
+            directory, kind=cls.kind, meta=record.meta, network=build)
+        if not architecture.conditional or architecture.classes is None:
+            raise ParameterError(f"{record.path}: a semi-supervised VAE is conditioned on "
+                                 "class labels")
+        model = build(architecture)
+        saved.check_state_dict(model, tensors, record.weights)
+        model.load_state_dict(tensors)
+        settings = {k: v for k, v in config_kwargs(ArchitectureConfig, architecture).items()
+                    if k in _PARAMETERS}
+        settings.update(config_kwargs(TrainingConfig, training), device=device,
+                        **config_kwargs(SemiSupervisedConfig, config))
+        estimator = cls(**settings)
+        estimator.model_ = model.eval()
+        estimator.architecture_, estimator.training_ = architecture, training
+        estimator.semisupervised_, estimator.history_ = config, record.history
+        estimator._set_fitted_names(architecture, record.fitted, record.path)
+        estimator.n_condition_ = architecture.condition_dim
+        estimator.classes_ = np.asarray(architecture.classes)
+        return estimator
+
+
+def _signature() -> inspect.Signature:
+    """The VAE's signature less ``conditional``, with SemiSupervisedConfig's fields after
+    ``latent_dim``: what scikit-learn's get_params and clone read."""
+    params = [p for name, p in inspect.signature(VAE.__init__).parameters.items()
+              if name != "conditional"]
+    own = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+           for f in dataclasses.fields(SemiSupervisedConfig)]
+    return inspect.Signature(params[:2] + own + params[2:])
+
+
+SemiSupervisedVAE.__init__.__signature__ = _signature()
+_PARAMETERS = {name: p for name, p in SemiSupervisedVAE.__init__.__signature__
+               .parameters.items() if name != "self"}
+_DEFAULTS = {name: p.default for name, p in _PARAMETERS.items()}
+
+__all__ = ["SemiSupervisedVAE", "SemiSupervisedNetwork", "SemiSupervisedObjective"]
