@@ -51,6 +51,7 @@ def _linear_gaussian(seed=0):
     W1, W2 = W[:, :2], W[:, 2:]
     M = W1 @ A + W2
     cov = M @ M.T + W1 @ torch.diag(log_s.exp()) @ W1.T + torch.diag(psi)
+    net.marginal = (a, (A.square().sum(1) + log_s.exp()))  # p(z1_j) = N(a_j, A_j^2 + S_j)
     return net.eval(), W1 @ a + b, cov
 
 
@@ -78,6 +79,19 @@ def test_a_linear_gaussian_two_layer_model_has_its_closed_form_log_likelihood():
         bounds = [float((torch.logsumexp(log_w[:k * 20].reshape(20, k, 3), 1)
                          - math.log(k)).mean()) for k in (1, 10, 100)]
         assert bounds[0] < bounds[1] < bounds[2] < float(exact.mean()) + 1e-3
+
+
+def test_the_priors_marginals_are_the_closed_form_ones():
+    net, _, _ = _linear_gaussian()
+    mean, var = net.marginal
+    z = torch.tensor([[0.0, 0.5, -1.0], [1.5, -2.0, 0.3]], dtype=torch.float64)
+    with torch.no_grad():
+        got = net.prior.marginal_log_prob_dims(z)  # (2, 3): z1 (Monte Carlo), z2 (exact)
+    exact = torch.distributions.Normal(torch.cat([mean, torch.zeros(1, dtype=torch.float64)]),
+                                       torch.cat([var, torch.ones(1, dtype=torch.float64)]
+                                                 ).sqrt()).log_prob(z)
+    torch.testing.assert_close(got[:, 2], exact[:, 2])
+    assert (got - exact).abs().max() < 0.1, (got, exact)
 
 
 def test_collapsing_the_top_layer_gives_the_one_layer_models_elbo():
@@ -142,6 +156,7 @@ def test_the_cli_flag_and_the_refusals(tmp_path, capsys):
                  "--hidden", "16", "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
     meta = json.loads((out / "model.json").read_text())
     assert meta["settings"]["architecture"]["top_latent_dim"] == 2
+    assert main(["report", str(out)]) == 0  # per-dimension KLs, prior moments, samples
     one_line_exit_2(["fit", "vae", "--data", "digits", "--latent", "2", "--top-latent", "2",
                      "--out", str(tmp_path / "bad")], capsys, "top_latent_dim must be below")
     x = np.random.default_rng(0).random((40, 64)).round()

@@ -63,7 +63,7 @@ class PriorMembers:
         estimated from ``n_draws`` seeded prior draws (traversals sweep these)."""
         self._check_fitted()
         latent = self.latent_dim_
-        if self.model_.config.prior == "standard":
+        if self.model_.config.prior == "standard" and not self.model_.config.top_latent_dim:
             return np.zeros(latent), np.ones(latent)
         with torch.no_grad():
             z = self.model_.prior.sample(n_draws, self._generator(0)).double()

@@ -20,6 +20,7 @@ E_q(z2|x)[KL(q(z1|x, z2) || p(z1|z2))], closed-form for each drawn z2
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
@@ -29,7 +30,9 @@ from ._math import gaussian_log_prob, kl_diag_gaussians_dims
 from .config import ArchitectureConfig
 from .model import PosteriorSample, VAENetwork
 from .networks import MLPEncoder, build_encoder
-from .priors import Prior, build_prior
+from .priors import Prior, build_prior, mixture_marginals
+
+MARGINAL_DRAWS = 256  # seeded draws of z2 whose p(z1|z2) approximate each marginal p(z1_j)
 
 
 @dataclass
@@ -80,6 +83,8 @@ class HierarchicalPrior(Prior):
         super().__init__(bottom_dim + top.latent_dim)
         self.top, self.conditional, self.bottom_dim = top, conditional, int(bottom_dim)
         self.name = top.name
+        # the mixture components of marginal_log_prob_dims (sizes the KL's batches)
+        self.n_components = max(MARGINAL_DRAWS, getattr(top, "n_components", 1))
 
     def attach(self, network) -> None:
         self.top.attach(_TopEncoder(network))
@@ -99,6 +104,20 @@ class HierarchicalPrior(Prior):
         eps = torch.randn(mean.shape, generator=generator, device=mean.device,
                           dtype=mean.dtype)
         return torch.cat([mean + torch.exp(0.5 * logvar) * eps, z2], dim=-1)
+
+    def marginal_log_prob_dims(self, z):
+        """log p(z1_j) then log p(z2_j), like z: p(z1_j) = E_p(z2) N(z1_j | mu_j(z2),
+        exp(s_j(z2))) as the mean over MARGINAL_DRAWS seeded draws of z2 (a mixture of
+        that many Gaussians; Monte Carlo), p(z2_j) the top prior's own marginal."""
+        z1, z2 = self.split(z)
+        top = self.top.marginal_log_prob_dims(z2)
+        if top is None:
+            return None
+        generator = torch.Generator(device=self._origin.device).manual_seed(0)
+        mean, logvar = self.conditional(self.top.sample(MARGINAL_DRAWS, generator))  # (M, L1)
+        log_weights = torch.full((MARGINAL_DRAWS, 1), -math.log(MARGINAL_DRAWS),
+                                 dtype=mean.dtype, device=mean.device)
+        return torch.cat([mixture_marginals(z1, log_weights, mean, logvar), top], dim=-1)
 
     def init_from_data(self, x, generator):
         self.top.init_from_data(x, generator)
