@@ -7,7 +7,10 @@ data's is named (:func:`data_difference`), an image shape that differs is refuse
 (:func:`check_image_shape`). ``fit vae --resume`` refuses to continue a checkpoint
 on other data, another split or seed, or another image shape
 (:func:`check_continued`): the run writes what it trains on into its checkpoint
-directory when training starts (:func:`write_continued`)."""
+directory when training starts (:func:`write_continued`). ``VAE.fit`` itself, from
+Python as under the CLI, adds the digest of the rows it is given to the same record
+(:func:`rows_digest`, :class:`RowsRecord`) and refuses to resume on other rows
+(:func:`check_rows`)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from ._text import terminal_text
 from .exceptions import DataError, ModelFileError, ParameterError
 
 CONTINUED_FILE = "data.json"  # in checkpoints/: the data and split the checkpoint trains on
+ROWS = "rows"  # its digest of the rows VAE.fit was given (X, y's coding, validation rows)
 _SPLIT = ("data", "seed", "test_fraction", "load_options", "columns")
 _NONE_IS_A_VALUE = ("load_options", "columns", "image_shape")  # None: none, every column, a table
 
@@ -123,11 +127,79 @@ def _split_of(key: dict) -> dict:
 
 
 def write_continued(checkpoint_dir, record: dict) -> None:
-    """Write ``record`` (:func:`continued_record`) into the checkpoint directory."""
+    """Write ``record`` (:func:`continued_record`) into the checkpoint directory; the
+    digest of the rows that ``VAE.fit`` recorded there at this start (it writes first,
+    :class:`RowsRecord`) is kept when ``record`` has none."""
     from .persistence import atomic_write_json
 
-    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(checkpoint_dir) / CONTINUED_FILE, record)
+    path = Path(checkpoint_dir) / CONTINUED_FILE
+    if ROWS not in record and path.is_file():
+        rows = _read_record(path).get(ROWS)
+        record = record if rows is None else {**record, ROWS: rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record)
+
+
+def _read_record(path: Path) -> dict:
+    from .persistence import read_json
+
+    record = read_json(path, "checkpoint data record")
+    if not isinstance(record, dict):
+        raise ModelFileError(f"{terminal_text(path)} must hold a JSON object")
+    return record
+
+
+def rows_digest(*arrays) -> str:
+    """"sha256:HEX" of the rows a fit is given: each array's type, shape, dtype and
+    bytes in turn (a scipy sparse matrix by its CSR arrays; None as a marker)."""
+    import numpy as np
+    from scipy import sparse
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none;")
+            continue
+        if sparse.issparse(array):
+            csr = sparse.csr_matrix(array)
+            parts = (csr.data, csr.indices, csr.indptr)
+            digest.update(f"csr{csr.shape};".encode())
+        else:
+            parts = (np.asarray(array),)
+        for part in parts:
+            part = np.ascontiguousarray(part)
+            digest.update(f"{part.dtype.str}{part.shape};".encode())
+            digest.update(memoryview(part).cast("B"))
+    return f"sha256:{digest.hexdigest()}"
+
+
+def check_rows(checkpoint_dir, digest: str) -> None:
+    """Refuse to resume the checkpoint in ``checkpoint_dir`` on rows other than those it
+    trained on (the record's :data:`ROWS`), in one line naming both digests. A
+    checkpoint without the record (written before elbokit kept one) is not checked."""
+    path = Path(checkpoint_dir) / CONTINUED_FILE
+    if path.is_file():
+        _refuse_changes(checkpoint_dir, _read_record(path), {ROWS: digest})
+
+
+class RowsRecord:
+    """A training callback, the first of ``VAE.fit``'s list: at the start of training it
+    records the rows' digest in the checkpoint directory (``resume``: beside what the
+    record holds, e.g. the CLI's data and split; else as the whole record)."""
+
+    def __init__(self, checkpoint_dir, digest: str, resume: bool):
+        self.checkpoint_dir, self.digest, self.resume = Path(checkpoint_dir), digest, resume
+
+    def on_train_start(self, model, config, data) -> None:
+        path = self.checkpoint_dir / CONTINUED_FILE
+        record = _read_record(path) if self.resume and path.is_file() else {}
+        write_continued(self.checkpoint_dir, {**record, ROWS: self.digest})
+
+    def on_epoch_end(self, epoch, record, model) -> None:
+        pass
+
+    def on_train_end(self, model, history, error=None) -> None:
+        pass
 
 
 def _recorded_continuation(out: Path, checkpoints: str) -> dict | None:
@@ -158,14 +230,24 @@ def check_continued(out, checkpoints: str, record: dict) -> None:
     given. A checkpoint without a record (written before elbokit kept one) is not
     checked."""
     saved = _recorded_continuation(Path(out), checkpoints)
-    if saved is None:
-        return
+    if saved is not None:
+        _refuse_changes(out, saved, record)
+
+
+def _refuse_changes(out, saved: dict, record: dict) -> None:
+    """The ParameterError of :func:`check_continued` for each of ``record``'s values that
+    differs from the ``saved`` record's."""
     changes = []
-    for name in (*_SPLIT, "validation_fraction", "image_shape", "channels"):
+    for name in (*_SPLIT, "validation_fraction", "image_shape", "channels", ROWS):
+        if name not in record:
+            continue
         old, new = saved.get(name), record.get(name)
         if name == "channels":
             old, new = old or 1, new or 1
-        if name == "data" and isinstance(old, str) and isinstance(new, str):
+        if name == ROWS and isinstance(old, str) and old != new:
+            changes.append(f"the rows {short_fingerprint(old)}, given "
+                           f"{short_fingerprint(new)}")
+        elif name == "data" and isinstance(old, str) and isinstance(new, str):
             if not _same_data(old, new):
                 changes.append(f"the data: {terminal_text(str(saved.get('spec')))[:80]} "
                                f"({short_fingerprint(old)}), given "

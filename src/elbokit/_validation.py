@@ -210,6 +210,22 @@ def check_bool(value, name: str) -> bool:
     return bool(value)
 
 
+def check_seed(value, name: str = "random_state") -> int | None:
+    """A seed argument as an integer: None (unseeded) as it is, a numpy RandomState by
+    an integer drawn from it, else an integer in [0, MAX_SEED] (numpy's and torch's
+    seeds), or one line naming it."""
+    from .persistence.files import MAX_SEED
+
+    if value is None:
+        return None
+    if isinstance(value, np.random.RandomState):
+        return int(value.randint(2**31 - 1))
+    value = check_int(value, name)
+    if value > MAX_SEED:
+        raise ParameterError(f"{name} must be <= {MAX_SEED}; got {value}")
+    return value
+
+
 def check_random_state(seed, name: str = "random_state") -> np.random.RandomState:
     """scikit-learn's ``check_random_state`` with a one-line :class:`ParameterError`
     (None, an integer in [0, 2**32 - 1], a RandomState), not a bare ValueError."""

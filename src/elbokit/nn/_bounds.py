@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from .._math import bits_per_dim, observed_dims
+from .._validation import check_int, check_seed
 from ..exceptions import ParameterError
 from .likelihoods import NOT_A_DENSITY, density_kind
 from .objectives import get_estimator
-from .train import evaluate_elbo
+from .train import EVAL_BATCH, evaluate_elbo
 
 
 class Bounds:
@@ -31,9 +32,9 @@ class Bounds:
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
                 or n_samples < 1:
             raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
-        seed = random_state
-        if isinstance(seed, np.random.RandomState):
-            seed = int(seed.randint(2**31 - 1))
+        seed = check_seed(random_state)
+        self._check_draws(min(x.shape[0], EVAL_BATCH), int(n_samples),
+                          self.latent_dim_ + self.n_features_in_, "n_samples")
         values = evaluate_elbo(self.model_, x, estimator=get_estimator(estimator),
                                n_samples=int(n_samples), seed=seed)
         return values.cpu().numpy().astype(np.float64)
@@ -76,12 +77,14 @@ class Bounds:
         z_i ~ q(z|x) (the IWAE bound with k = ``n_importance``), batched over data and
         samples so memory is bounded for any k; ``progress(rows_done)`` if given. A
         conditional model's log p(x|y), with q(z|x, y) and p(x|z, y)."""
+        from ..evaluate import check_importance
         from .importance import importance_log_likelihood
 
+        n_importance = check_importance(n_importance, "n_importance")
+        batch_size = check_int(batch_size, "batch_size", minimum=1, allow_none=True)
         x = self._input(X, y)
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(random_state))
-        values = importance_log_likelihood(self.model_, x, int(n_importance),
+        generator = self._generator(random_state)
+        values = importance_log_likelihood(self.model_, x, n_importance,
                                            batch_size=batch_size, generator=generator,
                                            progress=progress)
         return values.cpu().numpy()

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import _check_feature_names
 
 from .._anndata import fitted_layer, restore_keys, saved_keys, split_anndata
-from .._validation import check_data, check_sparse, dense_input
+from .._validation import check_data, check_memory, check_seed, check_sparse, dense_input
 from .._warn import warn
 from ..exceptions import DataError
 from . import saved
@@ -117,13 +117,20 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self._tensor(Z)
 
     def _generator(self, random_state) -> torch.Generator | None:
-        if random_state is None:
+        """A torch generator seeded by ``random_state`` (:func:`check_seed`), or None."""
+        seed = check_seed(random_state)
+        if seed is None:
             return None
-        if isinstance(random_state, np.random.RandomState):
-            random_state = int(random_state.randint(2**31 - 1))
         generator = torch.Generator(device=self.device_)
-        generator.manual_seed(int(random_state))
+        generator.manual_seed(seed)
         return generator
+
+    def _check_draws(self, n_rows: int, n_draws: int, width: int, name: str) -> None:
+        """Refuse, before drawing, ``n_draws`` draws of ``width`` float32 numbers for each
+        of ``n_rows`` rows beyond the memory available (one line naming ``name``)."""
+        check_memory(4.0 * n_rows * n_draws * width,
+                     f"{name} = {n_draws} draws of {width} numbers for each of {n_rows} row(s)",
+                     hint=f"lower {name}")
 
     @staticmethod
     @torch.no_grad()
@@ -239,11 +246,14 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
 # --------------------------------------------------------------------------- helpers
 
-def sizes(value) -> tuple:
-    """Layer sizes given as an int or a sequence, as a tuple."""
-    if isinstance(value, (int, np.integer)):
+def sizes(value):
+    """Layer sizes given as an int or a sequence (a list, tuple or array), as a tuple;
+    any other value as it is, for the config's check to name (2.5, None, "x")."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value),)
-    return tuple(value)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(value)
+    return value
 
 
 def names(feature_names) -> tuple[str, ...] | None:

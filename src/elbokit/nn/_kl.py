@@ -62,6 +62,7 @@ class PriorMembers:
         """Per-dimension mean and std of p(z), (L,) each: 0 and 1 for N(0, I), else
         estimated from ``n_draws`` seeded prior draws (traversals sweep these)."""
         self._check_fitted()
+        n_draws = check_int(n_draws, "n_draws", minimum=2)
         latent = self.latent_dim_
         if self.model_.config.prior == "standard" and not self.model_.config.top_latent_dim:
             return np.zeros(latent), np.ones(latent)

@@ -21,12 +21,14 @@ UNSET = dataclasses.MISSING
 RESUME_RULES = ("refuse", "warn", "free")
 
 
-def setting(default, help: str, *, choices=None, minimum=None, positive: bool = False,
+def setting(default, help: str, *, choices=None, minimum=None, maximum=None,
+            positive: bool = False,
             estimator_default=UNSET, flag: str | None = None, cli: bool = True,
             positional: bool = False, resume: str = "refuse"):
     """A config field with what every consumer needs to know about it.
 
-    ``choices``: the allowed values; ``minimum``: the least integer allowed;
+    ``choices``: the allowed values; ``minimum``, ``maximum``: the least and the
+    greatest integer allowed;
     ``positive``: a finite number > 0. ``estimator_default``: the default of the
     :class:`~elbokit.nn.VAE` argument when it differs from the stored (resolved)
     value, e.g. ``None`` for "chosen from the other settings at fit". ``flag``: the
@@ -36,7 +38,8 @@ def setting(default, help: str, *, choices=None, minimum=None, positive: bool = 
     :data:`RESUME_RULES`; the rule is applied by :mod:`elbokit.nn.train.resume`)."""
     if resume not in RESUME_RULES:
         raise ValueError(f"resume must be one of {RESUME_RULES}; got {resume!r}")
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "positive": positive,
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum,
+                "positive": positive,
                 "estimator_default": estimator_default, "flag": flag, "cli": cli,
                 "positional": positional, "resume": resume}
     return field(default=default, metadata=metadata)
@@ -79,19 +82,27 @@ def check_fields(config) -> None:
                                  f"{value!r}")
         if kind == "bool" and not isinstance(value, bool):
             raise ParameterError(f"{f.name} must be True or False; got {value!r}")
-        if kind == "ints":
-            if not isinstance(value, tuple):
-                raise ParameterError(f"{f.name} must be a tuple of integers; got {value!r}")
+        if kind in ("ints", "pair"):
+            if not isinstance(value, tuple) or kind == "pair" and len(value) != 2:
+                shape = "(height, width), two integers" if kind == "pair" else \
+                    "a tuple of integers"
+                raise ParameterError(f"{f.name} must be {shape}; got {value!r}")
             label = f.name.replace("_", " ").replace("hidden", "hidden size") \
                 if "hidden" in f.name else f.name
             for v in value:
-                check_int(v, label, minimum=meta["minimum"])
+                _check_int(v, label, meta)
         elif kind == "int":
-            check_int(value, f.name, minimum=meta["minimum"])
+            _check_int(value, f.name, meta)
         if meta["positive"]:
             check_positive(value, f.name)
         if meta["choices"] is not None:
             check_choice(value, f.name, meta["choices"], sort=False)
+
+
+def _check_int(value, name: str, meta) -> None:
+    check_int(value, name, minimum=meta["minimum"])
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ParameterError(f"{name} must be <= {meta['maximum']}; got {value}")
 
 
 def _labels(value) -> bool:
@@ -113,7 +124,7 @@ def json_value(value):
 
 # the kind of each annotation (a string under ``from __future__ import annotations``)
 _KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool",
-          "tuple[int, ...]": "ints", "tuple[int, int] | None": "ints",
+          "tuple[int, ...]": "ints", "tuple[int, int] | None": "pair",
           "tuple[str, ...] | None": "strs", "tuple[int | str, ...] | None": "labels",
           "dict | None": "json"}
 
@@ -172,7 +183,7 @@ def _convert(value, f: dataclasses.Field, where):
             raise ModelFileError(f"{where}.{name} must be a list of integers or of strings; "
                                  f"got {str(value)[:80]}")
         return tuple(value)
-    if kind == "ints":
+    if kind in ("ints", "pair"):
         if not isinstance(value, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ModelFileError(f"{where}.{name} must be a list of integers; got {value!r}")

@@ -30,12 +30,14 @@ TRAINING_COPIES = 5
 # temporary of the same size
 ACTIVATION_COPIES = 3
 SETTINGS_HINT = ("lower latent_dim (--latent), hidden (--hidden), prior_components, "
-                 "n_samples or batch_size")
+                 "n_samples or batch_size (an IAF's flow settings, gmm_components)")
 
 
 def _meta_networks(config, vae: bool) -> list[torch.nn.Module]:
     """The preset parts of ``config``'s network built on the meta device (no memory);
-    a custom encoder, decoder or prior is the caller's module, already allocated."""
+    a custom encoder, decoder or prior is the caller's module, already allocated. An
+    IAF is built with one of its ``flow_steps`` steps, all of one size (building 10^12
+    of them would not end): :func:`network_bytes` counts it that many times."""
     heads = build_likelihood(config.likelihood, min_variance=config.min_variance,
                              sigma=config.sigma).n_heads if vae else 1
     half = math.ceil(config.flow_context / 2) if vae and config.posterior == "iaf" else 0
@@ -46,8 +48,7 @@ def _meta_networks(config, vae: bool) -> list[torch.nn.Module]:
         if config.decoder != "custom":
             parts.append(build_decoder(config, heads))
         if half:
-            parts.append(IAF(config.latent_dim, config.flow_steps, config.flow_hidden,
-                             config.flow_context))
+            parts.append(IAF(config.latent_dim, 1, config.flow_hidden, config.flow_context))
         if vae and config.prior != "custom":
             parts.append(build_prior(config))
     return parts
@@ -61,6 +62,11 @@ def _describe(config) -> str:
         text += f", hidden {hidden}"
     if getattr(config, "prior", "standard") in ("mog", "vamp"):
         text += f", {config.prior_components} prior components"
+    if getattr(config, "posterior", "gaussian") == "iaf":
+        text += (f", flow_steps {config.flow_steps}, flow_hidden "
+                 f"{','.join(map(str, config.flow_hidden))}, flow_context {config.flow_context}")
+    if getattr(config, "gmm_components", 0):
+        text += f", gmm_components {config.gmm_components}"
     return f"{text}, {config.n_features} features"
 
 
@@ -75,8 +81,8 @@ def _built(config, vae: bool) -> list[torch.nn.Module]:
 
 def network_bytes(config, *, vae: bool = True) -> int:
     """Bytes of the weights and buffers of ``config``'s preset networks (float32)."""
-    total = sum(t.numel() * FLOAT_BYTES for part in _built(config, vae)
-                for t in (*part.parameters(), *part.buffers()))
+    total = sum(t.numel() * FLOAT_BYTES * (config.flow_steps if isinstance(part, IAF) else 1)
+                for part in _built(config, vae) for t in (*part.parameters(), *part.buffers()))
     if vae and config.gmm_components:
         total += config.gmm_components * (1 + config.latent_dim + config.latent_dim ** 2) \
             * FLOAT_BYTES

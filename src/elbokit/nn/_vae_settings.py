@@ -15,9 +15,10 @@ import numpy as np
 from ..exceptions import ParameterError
 from ._estimator import names, sizes
 from .._validation import check_choice
-from .config import (LIKELIHOODS, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
+from .config import (DEVICES, LIKELIHOODS, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
                      TrainingConfig, auto_epochs, auto_validation, config_kwargs)
 from .likelihoods import check_data, resolve
+from .objectives.registry import get_objective
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
 from .protocols import custom_settings
 from .train import resolve_precision
@@ -76,16 +77,20 @@ def networks(arch, encoder, decoder, image_shape, n_features: int, channels: int
     """(encoder, decoder, image_shape) with the defaults that follow from the others:
     the decoder is ``arch``'s, the encoder linear for a linear decoder else ``arch``'s,
     and a conv network's image a square of C * side^2 = d values (None if d is not)."""
-    decoder = decoder or arch  # an unknown arch fails its check in the config
-    encoder = encoder or ("linear" if decoder == "linear" else arch)
+    decoder = arch if decoder is None else decoder  # a bad value fails its config check
+    encoder = ("linear" if decoder == "linear" else arch) if encoder is None else encoder
     if image_shape is None and "conv" in (encoder, decoder):
         side = math.isqrt(n_features // channels)
         image_shape = (side, side) if channels * side * side == n_features else None
-    return encoder, decoder, None if image_shape is None else tuple(image_shape)
+    if isinstance(image_shape, (list, np.ndarray)):
+        image_shape = tuple(image_shape)
+    return encoder, decoder, image_shape  # anything but a pair fails its config check
 
 
 def prior_components(vae) -> int:
     name = prior_name(vae.prior)
+    if not isinstance(name, str):  # a bad prior: its config check names it
+        return ArchitectureConfig.prior_components
     if name in PRIOR_COMPONENTS and isinstance(vae.prior, Prior):
         return vae.prior.n_components  # a built-in mixture object: its own K
     if vae.prior_components is None:  # the prior's own default (config.PRIOR_COMPONENTS)
@@ -146,12 +151,15 @@ def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
             and batch > 0 else TrainingConfig.epochs  # a bad batch size fails its own check
     if not isinstance(settings["objective"], str):  # an ELBOEstimator object
         estimator = settings["objective"]
+        get_objective(estimator)  # else one line naming the value
         name = getattr(estimator, "name", "custom")
         settings["objective"] = name if name in OBJECTIVES else "custom"
         if name in OBJECTIVES and hasattr(estimator, "settings"):
             settings.update(estimator.settings())  # its M, beta, gradient are recorded
+    device = settings["device"] if isinstance(settings["device"], str) and \
+        settings["device"] in DEVICES else "cpu"  # a bad device fails its config check
     settings["precision"] = resolve_precision(settings["precision"],
-                                              likelihood or vae.likelihood, settings["device"])
+                                              likelihood or vae.likelihood, device)
     return TrainingConfig(**settings)
 
 
@@ -190,9 +198,6 @@ def check_combination(architecture: ArchitectureConfig, training: TrainingConfig
                              "binarize='none' with a covariate matrix")
     if training.patience and validation is None:
         raise ParameterError("early stopping (patience > 0) needs validation data")
-    if training.free_bits and architecture.prior != "standard":
-        raise ParameterError("free_bits needs a prior that factorizes over the latent "
-                             "dimensions; use prior='standard' or beta / kl_warmup")
     if architecture.missing and training.binarize != "none":
         raise ParameterError("binarize does not apply to data with missing values (NaN); use "
                              "binarize='none'")
@@ -200,3 +205,6 @@ def check_combination(architecture: ArchitectureConfig, training: TrainingConfig
         raise ParameterError("a custom encoder takes x alone, not the mask of missing values "
                              "(NaN) a preset encoder sees; fit it on complete rows or use "
                              "encoder='mlp', 'linear' or 'conv'")
+    if training.free_bits and architecture.prior != "standard":
+        raise ParameterError("free_bits needs a prior that factorizes over the latent "
+                             "dimensions; use prior='standard' or beta / kl_warmup")

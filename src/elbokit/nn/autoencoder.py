@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .._anndata import reads_anndata
-from .._validation import check_choice, check_int
+from .._validation import check_choice, check_int, check_seed
 from ..exceptions import ModelFileError, NoDensityError, TrainingError
 from ..persistence import MODEL_FILE
 from . import saved
@@ -116,7 +116,7 @@ class Autoencoder(NeuralEstimator):
                                                  n_features)
         settings.update(
             likelihood="bernoulli" if self.likelihood == "bernoulli" else "gaussian-fixed",
-            encoder=encoder, decoder=decoder, hidden=_hidden(self.hidden),
+            encoder=encoder, decoder=decoder, hidden=sizes(self.hidden),
             image_shape=image_shape)
         names = getattr(self, "feature_names_in_", None)
         return ArchitectureConfig(n_features=n_features, feature_names=None if names is None
@@ -204,7 +204,8 @@ class Autoencoder(NeuralEstimator):
         self._check_fitted()
         n = check_int(n_samples, "n_samples", minimum=1)
         check_choice(sampler, "sampler", self.samplers)
-        rng = np.random.default_rng(random_state)
+        self._check_draws(1, n, 2 * (self.latent_dim_ + self.n_features_in_), "n_samples")
+        rng = np.random.default_rng(check_seed(random_state))
         if sampler == "prior":
             Z = rng.standard_normal((n, self.latent_dim_))
         else:
@@ -222,7 +223,10 @@ class Autoencoder(NeuralEstimator):
     def posterior_samples(self, X, n_samples: int, random_state=0) -> np.ndarray:
         """The code repeated ``n_samples`` times, (n, k, L): a point mass has no spread."""
         k = check_int(n_samples, "n_samples", minimum=1)
-        return np.repeat(self.encode(X)[:, None, :], k, axis=1)
+        check_seed(random_state)  # a point mass draws nothing; a bad seed is still refused
+        codes = self.encode(X)
+        self._check_draws(codes.shape[0], k, self.latent_dim_, "n_samples")
+        return np.repeat(codes[:, None, :], k, axis=1)
 
     def prior_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Zeros and ones (L,): the N(0, I) that ``sample(sampler="prior")`` draws from
@@ -306,15 +310,6 @@ def _code_tensors(architecture) -> dict:
     """The saved tensors beside the network's: the code Gaussian's (shape, dtype)."""
     L = architecture.latent_dim
     return {"code_mean_": ((L,), "float64"), "code_cov_": ((L, L), "float64")}
-
-
-def _hidden(value) -> tuple:
-    try:
-        return sizes(value)
-    except TypeError:
-        from ..exceptions import ParameterError
-
-        raise ParameterError(f"hidden must be a tuple of integers; got {value!r}") from None
 
 
 __all__ = ["Autoencoder", "AENetwork"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .._validation import check_positive
 from ..exceptions import ParameterError
+from ..persistence.files import MAX_SEED
 from ._settings import (RESUME_RULES, UNSET, Settings, check_fields,  # noqa: F401
                         estimator_default, json_value, setting)  # (re-exported)
 
@@ -203,7 +204,8 @@ class ArchitectureConfig(Settings):
                 or not all(isinstance(n, str) for n in self.feature_names)):
             raise ParameterError(f"feature_names must be {self.n_features} strings")
         if not self.flow_hidden:
-            raise ParameterError("flow_hidden needs at least one hidden layer size")
+            raise ParameterError(f"flow_hidden needs at least one hidden layer size; got "
+                                 f"{self.flow_hidden!r}")
         self._check_condition()
         if self.top_latent_dim:
             self._check_hierarchy()
@@ -352,8 +354,9 @@ class TrainingConfig(Settings):
         f"stopping (0: none; default: {VALIDATION_FRACTION} on a fit of at most "
         f"{SMALL_DATA_ROWS} rows, small enough to overfit, else 0).",
         estimator_default="auto")
+    # the CLI's --seed also seeds the data split
     seed: int = setting(0, "Seed of the weights' initialisation and the minibatch order.",
-                        minimum=0, cli=False)  # the CLI's --seed also seeds the data split
+                        minimum=0, maximum=MAX_SEED, cli=False)
     device: str = setting("auto", "auto (cuda, else mps, else cpu), cpu, cuda or mps.",
                           choices=DEVICES, resume="free")
     progress: bool = setting(True, "Show a progress bar.", resume="free")

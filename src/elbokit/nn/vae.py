@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from .._anndata import fitted_y, reads_anndata
+from .._provenance import RowsRecord, check_rows, rows_digest
+from .._validation import check_int
 from ..exceptions import ParameterError, TrainingError
 from ..persistence import MODEL_FILE
 from . import saved
@@ -26,8 +28,8 @@ from ._bounds import Bounds
 from ._conditioning import Conditioning
 from ._divergence import DivergenceCheck
 from ._estimator import NeuralEstimator, init_from_data
-from ._kl import PriorMembers
 from ._impute import Imputation
+from ._kl import PriorMembers
 from ._math import reparameterize
 from ._rows import append_columns, as_rows, dense_block
 from ._sampling import GMMSampler
@@ -176,8 +178,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
     kind = "vae"  # the registry name (elbokit.kinds)
     noun = "VAE"
     has_density = True  # log p(x), the ELBO and the KL to the prior exist
-    keeps_sparse = True  # a sparse X is densified a minibatch at a time (nn._rows)
     accepts_missing = True  # NaN entries are missing values: see fit and impute
+    keeps_sparse = True  # a sparse X is densified a minibatch at a time (nn._rows)
     fit_options = frozenset({"validation", "checkpoint_dir", "resume", "on_nan", "callbacks"})
     # ``conditional`` (the protocol's "fitted with labels / covariates") is the
     # constructor's setting, which fit requires to be True or False
@@ -257,6 +259,11 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         likelihood = settings_of.resolve_likelihood(self, X)  # "auto": from the data
         condition = self._fit_condition(y, X.shape[0])
         validation, val_y = self._validation_with_condition(validation, condition)
+        if checkpoint_dir is not None:  # a resumed fit continues on the rows it began on
+            rows = rows_digest(X, condition, validation)
+            if resume:
+                check_rows(checkpoint_dir, rows)
+            callbacks = [RowsRecord(checkpoint_dir, rows, resume), *callbacks]
         training = self._training(likelihood=likelihood, n_rows=X.shape[0],
                                   validation_given=validation is not None)
         self.validation_rows_ = None
@@ -345,6 +352,9 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         are Monte-Carlo estimates over ``max(k, 256)`` seeded draws of the flow.
         ``y``: a conditional model's labels or covariates of X (q(z|x, y))."""
         x = self._input(X, y)
+        if n_samples is not None:
+            n_samples = check_int(n_samples, "n_samples", minimum=1)
+            self._check_draws(x.shape[0], n_samples, 2 * self.latent_dim_, "n_samples")
         if self.model_.flow is not None:
             return self._encode_flow(x, n_samples, random_state)
         means, logvars = zip(*(self.model_.encode(x[i:i + EVAL_BATCH])
@@ -404,6 +414,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
             raise ParameterError(f"n_samples must be a positive integer; got {n_samples!r}")
         if sampler not in ("prior", "gmm"):
             raise ParameterError(f"sampler must be one of ['prior', 'gmm']; got {sampler!r}")
+        self._check_draws(1, int(n_samples), self.latent_dim_ + self.n_features_in_,
+                          "n_samples")
         generator = self._generator(random_state)
         with torch.no_grad():
             if sampler == "gmm":
@@ -438,6 +450,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
 
     def posterior_samples(self, X, n_samples: int, random_state=0, y=None) -> np.ndarray:
         """``n_samples`` draws from q(z|x) per row, shape (n, k, L)."""
+        n_samples = check_int(n_samples, "n_samples", minimum=1)  # None is encode's mean
         return self.encode(X, n_samples=n_samples, random_state=random_state, y=y)[0]
 
     def training_curve(self) -> list | None:

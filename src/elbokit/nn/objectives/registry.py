@@ -43,9 +43,10 @@ def get_objective(objective, config=None) -> TrainingObjective:
     :data:`ESTIMATORS` or an :class:`ELBOEstimator`; see :func:`get_estimator`)."""
     if isinstance(objective, TrainingObjective):
         return objective
-    if objective == Reconstruction.name:
+    if isinstance(objective, str) and objective == Reconstruction.name:
         return Reconstruction()
-    if not isinstance(objective, ELBOEstimator) and objective not in ESTIMATORS:
+    if not isinstance(objective, ELBOEstimator) and not (
+            isinstance(objective, str) and objective in ESTIMATORS):
         raise ParameterError(f"objective must be one of {sorted(OBJECTIVES)}, an "
                              f"ELBOEstimator or a TrainingObjective; got {objective!r}")
     return ELBOObjective(get_estimator(objective, config))
