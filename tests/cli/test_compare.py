@@ -122,3 +122,25 @@ def test_compare_has_the_independent_gaussians_baseline_row(tmp_path, capsys):
     assert table["independent"]["test_loglike"] == pytest.approx(expected.mean(), rel=1e-10)
     assert table["independent"]["test_loglike"] > table["pca"]["test_loglike"]
     assert printed.index("independent") < printed.index("pca ")
+
+
+def test_a_failed_row_s_reason_is_printed_with_its_control_characters_escaped(
+        tmp_path, wine_npy, capsys, monkeypatch):
+    """A reason quoting a name from a file (here an escape sequence that retitles the
+    terminal, and a newline) is one line with both written as escapes (issue 31)."""
+    real_build = compare_module.build_model
+    error = TrainingError("feature 'a\x1b]0;owned\x07b\nc' has no variance")
+
+    def build(kind, latent, **kwargs):
+        return _failing_ppca(error) if kind == "ppca" else real_build(kind, latent, **kwargs)
+
+    monkeypatch.setattr(compare_module, "build_model", build)
+    out = tmp_path / "cmp"
+    code = main(["compare", "--data", str(wine_npy), "--latent", "2", "--models", "pca,ppca",
+                 "--out", str(out), "--k", "5"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "\x1b" not in captured.out and "\x07" not in captured.out
+    reason = "TrainingError: feature 'a\\x1b]0;owned\\x07b"
+    assert f"ppca: failed: {reason}" in captured.out.splitlines()
+    assert json.loads((out / "compare.json").read_text())["models"]["ppca"]["error"] == reason

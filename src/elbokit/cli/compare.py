@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from .. import kinds as model_kinds
+from .._text import one_line
 from ..kinds import kind_names
 from ..persistence import MODEL_FILE
 from ._app import app
@@ -162,8 +163,9 @@ class _NonFinite(ArithmeticError):
 
 
 def _reason(exc: BaseException) -> str:
-    """The one-line reason of a failed row: the error's type and first line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """The one-line reason of a failed row: the error's type and first line, its
+    control characters escaped (a feature or class name from a file may hold any)."""
+    text = one_line(str(exc).strip())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
