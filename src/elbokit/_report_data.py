@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 from ._warn import warn
-from ._provenance import (check_image_shape, data_difference, recorded_fingerprint,
-                          short_fingerprint)
+from ._provenance import (_same_data, check_image_shape, data_difference,
+                          recorded_fingerprint, short_fingerprint)
+from ._text import terminal_text
 from .exceptions import ModelFileError
 from .persistence import RUN_FILE
 from .runs import metrics_for, recorded_columns
@@ -26,6 +27,34 @@ def scores(model, dataset, spec: str, parts: list) -> dict:
     parts.append(f"<p>metrics: computed by the report on {html.escape(spec)}, split as "
                  "by default (the run has no metrics.json)</p>")
     return metrics_for(model, dataset)
+
+
+def check_one_data(path: Path, run_dirs: list[Path], data: str | None) -> None:
+    """Refuse a directory of runs fitted on different data (by their recorded digests):
+    one ``--data`` cannot be the data of each, so the line says to report each run
+    alone. Without ``--data`` runs on different built-in data sets are each drawn on
+    their own and pass."""
+    from .data import SPECS
+    from .exceptions import ParameterError
+    from .persistence import read_run
+
+    fitted = []  # (run directory, recorded data, digest) of the runs that record one
+    for run_dir in run_dirs:
+        run = read_run(run_dir) if (run_dir / RUN_FILE).is_file() else {}
+        digest = recorded_fingerprint(run)
+        if digest is not None and (data is not None or run.get("data") not in SPECS):
+            fitted.append((run_dir, run.get("data"), digest))
+    distinct = [run for i, run in enumerate(fitted)
+                if not any(_same_data(other[2], run[2]) for other in fitted[:i])]
+    if len(distinct) < 2:
+        return
+    named = ", ".join(f"{terminal_text(d.name)}: {terminal_text(str(spec))[:200]} "
+                      f"({short_fingerprint(digest)})" for d, spec, digest in distinct[:4])
+    first, spec, _ = distinct[0]
+    raise ParameterError(f"the runs in {terminal_text(path)} were fitted on "
+                         f"{len(distinct)} different data ({named}); one --data cannot be "
+                         f"the data of each: report each run alone, e.g. elbokit report "
+                         f"{terminal_text(first)} --data {terminal_text(str(spec))[:200]}")
 
 
 def no_figure(run_dir: Path, spec: str | None) -> str:

@@ -19,7 +19,8 @@ from .exceptions import ModelFileError
 from .persistence import (METRICS_FILE, MODEL_FILE, RUN_FILE, atomic_write_bytes, read_json,
                           read_metrics, read_run)
 from ._factor_report import DEFAULT_CUT, REPORT_ROTATIONS
-from ._report_data import dataset_of, given_data_note, no_figure, own_data, scores
+from ._report_data import (check_one_data, dataset_of, given_data_note, no_figure, own_data,
+                           scores)
 from .runs import NO_TEST_SET
 from ._text import plain_text
 
@@ -361,7 +362,9 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     gets the figures that need no data (samples, the 2-D manifold, the training curve).
     ``data`` is checked against the digest the run recorded: other data are named on
     the page and in a :class:`~elbokit.exceptions.DataMismatchWarning`; images of
-    another shape than the model's are refused. run.json is never rewritten. Names
+    another shape than the model's are refused; a directory of runs fitted on different
+    data (by their digests) is a ParameterError saying to report each run alone (one
+    ``data`` cannot be the data of each). run.json is never rewritten. Names
     from files are drawn as plain text (:func:`elbokit._text.plain_text`) and escaped
     in the HTML. A run whose section would hold no figure is a
     :class:`~elbokit.exceptions.ModelFileError` (no report is written).
@@ -386,8 +389,11 @@ def write_report(path: str | os.PathLike, *, with_figures: bool = True,
     if not path.exists():
         raise ModelFileError(f"run directory {path} does not exist")
     sections, summaries, datasets, loaded = [], [], {}, {}
+    run_dirs = _run_dirs(path)
+    if with_figures:
+        check_one_data(path, run_dirs, data)  # one --data: the runs' own data alike
     with plain_text():  # names from files drawn as written: no mathtext, no TeX
-        for run_dir in _run_dirs(path):
+        for run_dir in run_dirs:
             section, summary = _section(run_dir, with_figures, datasets, options,
                                         {"encoder_class": encoder_class,
                                          "decoder_class": decoder_class}, loaded,

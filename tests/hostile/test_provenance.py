@@ -188,6 +188,26 @@ def test_evaluate_names_other_data(table_run, tmp_path, capsys):
     assert last.startswith("data: ") and "is not the data the run was fitted on" in last
 
 
+def test_a_directory_of_runs_on_different_files_is_reported_run_by_run(tmp_path, capsys):
+    """One --data cannot be the data of two runs fitted on different files: the report
+    of their directory is refused in one line naming both, saying to report each run
+    alone; each run alone is reported on its own file."""
+    rng = np.random.default_rng(5)
+    a = _csv(tmp_path / "a.csv", rng.normal(size=(60, 4)), list("wxyz"))
+    b = _csv(tmp_path / "b.csv", rng.normal(size=(60, 4)), list("wxyz"))
+    runs = tmp_path / "runs"
+    for name, data in (("pca_a", a), ("pca_b", b)):
+        assert main([*PCA, "--data", data, "--out", str(runs / name)]) == 0
+    for given in ([], ["--data", a]):
+        err = one_line_exit_2(["report", str(runs), *given], capsys,
+                              "were fitted on 2 different data")
+        assert "pca_a: " in err and "pca_b: " in err and err.count("sha256 ") == 2
+        assert f"report each run alone, e.g. elbokit report {runs / 'pca_a'} --data {a}" in err
+    assert not (runs / "report.html").exists()
+    assert main(["report", str(runs / "pca_a"), "--data", a]) == 0
+    assert "the data the run was fitted on" in (runs / "pca_a" / "report.html").read_text()
+
+
 # --------------------------------------------------------------- resume checks what it continues
 
 
@@ -229,3 +249,29 @@ def test_resume_of_an_interrupted_run_is_checked_by_its_checkpoint_record(vae_ru
     again = [*TINY_VAE[:-1], "2", "--likelihood", "gaussian", "--out", str(out), "--resume"]
     one_line_exit_2([*again, "--data", data, "--test-fraction", "0.1"], capsys,
                     "test_fraction 0.2, given 0.1")
+
+
+@torch_only
+def test_a_python_resume_refuses_other_rows_naming_both_digests(vae_run, tmp_path):
+    """VAE.fit(checkpoint_dir=..., resume=True) from Python checks the rows as the CLI
+    checks the file: their digest is in the same data.json, beside the CLI's record."""
+    from elbokit.exceptions import ParameterError
+    from elbokit.nn import VAE
+
+    out, _, _ = vae_run  # a CLI run: its data.json records the file and the rows
+    record = json.loads((out / "checkpoints" / "data.json").read_text())
+    assert record["data"].startswith("sha256:") and record["rows"].startswith("sha256:")
+    X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    settings = dict(latent_dim=2, hidden=(8,), epochs=1, likelihood="gaussian", progress=False)
+    ckpt = tmp_path / "ckpt"
+    VAE(**settings).fit(X, checkpoint_dir=ckpt)
+    first = json.loads((ckpt / "data.json").read_text())["rows"]
+    with pytest.raises(ParameterError) as caught:
+        VAE(**{**settings, "epochs": 2}).fit(X + 0.5, checkpoint_dir=ckpt, resume=True)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"cannot resume {ckpt}: it trained on")
+    assert f"the rows sha256 {first[7:15]}, given sha256 " in message
+    assert message.count("sha256 ") == 2
+    resumed = VAE(**{**settings, "epochs": 2}).fit(X, checkpoint_dir=ckpt, resume=True)
+    assert len(resumed.history_) == 2  # the same rows: resumed from epoch 1
+    assert json.loads((ckpt / "data.json").read_text())["rows"] == first
