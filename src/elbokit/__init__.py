@@ -19,6 +19,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 __all__ = [
     "PCA", "PPCA", "FactorAnalysis", "LinearAutoencoder", "VAE", "VBPCA", "Autoencoder",
+    "SemiSupervisedVAE",
     "load_model", "save_model", "data",
     "ElbokitError", "DataError", "DataFileNotFoundError", "ParameterError",
     "ModelFileError", "TrainingError", "ConvergenceWarning",
@@ -34,6 +35,10 @@ def __getattr__(name):
         from .nn import Autoencoder
 
         return Autoencoder
+    if name == "SemiSupervisedVAE":
+        from .nn import SemiSupervisedVAE
+
+        return SemiSupervisedVAE
     if name == "VBPCA":
         from .vi import VBPCA
 

@@ -158,7 +158,7 @@ class SemiSupervisedVAE(VAE):
     >>> import numpy as np
     >>> from elbokit.data import load
     >>> from elbokit.nn import SemiSupervisedVAE
-    >>> digits = load("digits", binarize=False)
+    >>> digits = load("digits")
     >>> y = np.full(len(digits.train), -1)
     >>> y[:100] = digits.train_labels[:100]                  # 100 labeled rows
     >>> model = SemiSupervisedVAE(8, hidden=(64,), classifier_hidden=(64,), epochs=2,

@@ -1,0 +1,92 @@
+"""Semi-supervised classification with model M2 (Kingma et al. 2014) at default settings:
+test accuracy of SemiSupervisedVAE against a logistic regression on the labeled rows alone
+and a linear probe (logistic regression) on an unsupervised VAE's codes, same labels.
+
+    .venv/bin/python benchmarks/semisupervised.py [--data digits fashion-mnist]
+        [--seeds 0 1 2] [--max-minutes 0]
+
+digits: 50 labels (5 per class); fashion-mnist: 100 labels (10 per class). ``--max-minutes``
+(> 0) budgets each neural fit's training (the models' own ``max_minutes`` setting), the
+only change from the defaults. Writes benchmarks/results/semisupervised-<data>-<date>.json
+(benchmarks/_results.py: the command, date, machine and commit with the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from elbokit.data import load
+from _results import write_table
+from elbokit.nn import VAE, SemiSupervisedVAE
+
+LABELS_PER_CLASS = {"digits": 5, "fashion-mnist": 10}
+
+
+def labeled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+                           for c in np.unique(labels)])
+
+
+def probe(train, train_labels, test, test_labels) -> float:
+    clf = LogisticRegression(max_iter=2000).fit(train, train_labels)
+    return float((clf.predict(test) == test_labels).mean())
+
+
+def run(data: str, seed: int, max_minutes: float) -> dict:
+    ds = load(data)
+    rows = labeled_subset(ds.train_labels, LABELS_PER_CLASS[data], seed)
+    y = np.full(len(ds.train), -1)
+    y[rows] = ds.train_labels[rows]
+    budget = {"max_minutes": max_minutes} if max_minutes else {}
+    out = {"seed": seed, "labels": len(rows)}
+    out["logistic"] = probe(ds.train[rows], y[rows], ds.test, ds.test_labels)
+    start = time.perf_counter()
+    vae = VAE(seed=seed, progress=False, **budget).fit(ds.train)
+    out["vae_seconds"] = time.perf_counter() - start
+    out["vae_probe"] = probe(vae.encode(ds.train[rows]), y[rows], vae.encode(ds.test),
+                             ds.test_labels)
+    start = time.perf_counter()
+    m2 = SemiSupervisedVAE(seed=seed, progress=False, **budget).fit(ds.train, y)
+    out["m2_seconds"] = time.perf_counter() - start
+    out["m2_epochs"] = len(m2.history_)
+    out["m2"] = float((m2.predict(ds.test) == ds.test_labels).mean())
+    print(data, out, flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", nargs="+", default=["digits", "fashion-mnist"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-minutes", type=float, default=0.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # the machine's cores are shared
+    for data in args.data:
+        runs = [run(data, seed, args.max_minutes) for seed in args.seeds]
+        write(data, runs, args.max_minutes)
+
+
+def write(data: str, runs: list[dict], max_minutes: float, notes: str = "") -> None:
+    """One table row per seed and the medians: test accuracy (%) of each method."""
+    keys = ("logistic", "vae_probe", "m2")
+    rows = [[r["seed"], *(f"{100 * r[k]:.1f}" for k in keys), f"{r['m2_seconds']:.0f}",
+             r["m2_epochs"]] for r in runs]
+    rows.append(["median", *(f"{100 * np.median([r[k] for r in runs]):.1f}" for k in keys),
+                 "", ""])
+    budget = f", max_minutes={max_minutes} per neural fit" if max_minutes else ""
+    write_table(f"semisupervised-{data}", f"Semi-supervised {data}: "
+                f"{LABELS_PER_CLASS[data]} labels per class, test accuracy (%)",
+                ["seed", "logistic regression (labeled rows)", "linear probe on VAE codes",
+                 "M2 (SemiSupervisedVAE)", "M2 seconds", "M2 epochs"], rows,
+                setup=f"default settings{budget}; torch.set_num_threads(1) on 2 shared cores",
+                notes=notes)
+
+
+if __name__ == "__main__":
+    main()
