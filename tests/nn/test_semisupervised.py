@@ -66,14 +66,14 @@ def test_unlabeled_rows_get_the_marginal_bound(model, digits):
 def test_labeled_rows_get_the_conditional_elbo_plus_weighted_log_q(digits):
     X, labels, _, _ = digits
     m = SemiSupervisedVAE(4, **SMALL).fit(X[:200], labels[:200])
-    assert m._label_weight == pytest.approx(0.1)  # alpha N / N_l with every row labeled
+    assert m._label_weight == pytest.approx(m.alpha)  # alpha N / N_l, every row labeled
     codes = m._tensor(m._with_condition(X[:30], labels[:30]))
     with torch.no_grad():
         got = m._objective(m.training_).per_row(m.model_, codes, 1, _generator(5))
         log_q = m.model_.classify(codes)[torch.arange(30), torch.as_tensor(
             np.searchsorted(m.classes_, labels[:30]))]
     elbo = m.elbo(X[:30], "b", random_state=5, y=labels[:30])  # the conditional VAE's
-    np.testing.assert_allclose(got.numpy(), elbo + 0.1 * log_q.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got.numpy(), elbo + m.alpha * log_q.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_predict_proba_predict_and_string_classes(model, digits):
