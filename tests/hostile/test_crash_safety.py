@@ -224,8 +224,9 @@ def test_disk_full_mid_run_keeps_the_previous_checkpoint_whole(tmp_path, digits,
     with pytest.raises(TrainingError, match=r"checkpoint of epoch 2 .*No space left.*the "
                                             r"checkpoint of epoch 1 is kept"):
         vae.fit(digits.train / 16.0, checkpoint_dir=tmp_path)
+    # data.json: the digest of the rows it trains on, for a resume to check
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-e0001.safetensors",
-                                                         "checkpoint.json"]
+                                                         "checkpoint.json", "data.json"]
     assert ckpt.load_checkpoint(tmp_path)["epoch"] == 1
 
 
