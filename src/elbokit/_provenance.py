@@ -239,7 +239,7 @@ def _refuse_changes(out, saved: dict, record: dict) -> None:
     differs from the ``saved`` record's."""
     changes = []
     for name in (*_SPLIT, "validation_fraction", "image_shape", "channels", ROWS):
-        if name not in record:
+        if name not in record or name not in saved:  # a Python fit records its rows alone
             continue
         old, new = saved.get(name), record.get(name)
         if name == "channels":

@@ -234,7 +234,7 @@ def test_report_data_of_a_folder_takes_resize(tmp_path, capsys):
     one_line_exit_2(["report", str(tmp_path / "v"), "--data", str(folder)], capsys,
                     "144 features but the model")
     one_line_exit_2(["report", str(tmp_path / "v"), "--resize", "8,8"], capsys,
-                    "give --data FOLDER")
+                    "give --data with them")
     assert main(["report", str(tmp_path / "v"), "--data", str(folder), "--resize", "8,8"]) == 0
     assert "reconstructions" in (tmp_path / "v" / "report.html").read_text()
 
