@@ -72,7 +72,7 @@ class Likelihood:
 
     def row_mean(self, x: torch.Tensor, params: tuple[torch.Tensor, ...],
                  mask: torch.Tensor | None = None) -> torch.Tensor:
-        """E[x|z] of each pixel of the rows x (B, d): :meth:`mean` (the counts' at each
+        """E[x|z] of each pixel of the rows x (B, d): ``mean`` (the counts' at each
         row's own library)."""
         return self.mean(params)
 
