@@ -6,7 +6,7 @@ The fits: compare's VAE (gaussian, hidden 256, L = 10), a fixed number of epochs
 validation; rows of standard normal noise of the tables' shapes (the time does not depend
 on the values). Each cell is the best of ``--repeats`` fits.
 
-    .venv/bin/python benchmarks/threads.py [--repeats 2]
+    .venv/bin/python benchmarks/threads.py [--repeats 2] [--machine idle]
 """
 
 from __future__ import annotations
@@ -43,8 +43,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--shapes", type=int, default=len(SHAPES),
                         help="the first N tables only")
-    parser.add_argument("--out", default=str(RESULTS / "threads.json"))
+    parser.add_argument("--machine", default="loaded",
+                        help="the machine's state, in the title and the file name: "
+                             "loaded (threads.json) or idle (threads-idle.json)")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    out = Path(args.out) if args.out else \
+        RESULTS / ("threads.json" if args.machine == "loaded" else f"threads-{args.machine}.json")
     rows = []
     for n, d, epochs in SHAPES[:args.shapes]:
         load = os.getloadavg()[0]
@@ -54,13 +59,14 @@ def main() -> None:
                f"{two / one:.2f}"]
         print(" | ".join(str(c) for c in row), flush=True)
         rows.append(row)
-    write_table("threads", "Torch threads of a VAE fit on a 2-core machine",
+    name = "threads" if args.machine == "loaded" else f"threads-{args.machine}"
+    write_table(name, f"Torch threads of a VAE fit on a 2-core machine, {args.machine}",
                 ["table", "epochs", "load average (1 min)", "1 thread s", "2 threads s",
-                 "2 / 1"], rows, order=41,
+                 "2 / 1"], rows, order=41 if args.machine == "loaded" else 42,
                 setup=f"compare's VAE (gaussian, hidden 256, L = 10), best of {args.repeats}; "
                       f"{os.cpu_count()} cores",
                 notes="2 / 1 above 1: the second thread slows the fit down.",
-                out=Path(args.out))
+                out=out)
 
 
 if __name__ == "__main__":

@@ -161,14 +161,12 @@ def test_threads_below_one_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--threads must be an integer >= 1" in err, err
 
 
-def test_auto_threads_one_for_small_work_or_a_busy_machine(monkeypatch):
+def test_auto_threads_are_the_cores_the_load_leaves_idle(monkeypatch):
     import os
 
     from elbokit.cli import common
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert common.auto_threads(1000) == 1
-    assert common.auto_threads(common.SMALL_WORK + 1) == 4
-    monkeypatch.setattr(os, "getloadavg", lambda: (4.5, 0.0, 0.0))
-    assert common.auto_threads(common.SMALL_WORK + 1) == 1
+    for load, threads in ((0.0, 4), (0.9, 4), (1.2, 3), (3.99, 1), (4.5, 1), (40.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert common.auto_threads() == threads, load

@@ -95,11 +95,6 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of the split and the fit
                                    callback=_check_seed)]
 
 
-# --threads auto: one thread when the data hold at most this many values (rows x
-# features) or the machine is busy (load average >= its cores); benchmarks/threads.py
-SMALL_WORK = 10_000_000
-
-
 def _check_threads(value: int | None) -> int | None:
     from ..exceptions import ParameterError
 
@@ -110,19 +105,18 @@ def _check_threads(value: int | None) -> int | None:
 
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", callback=_check_threads,
-    help="CPU threads of torch and of the linear algebra (default: 1 when the data hold at "
-         f"most {SMALL_WORK:.0e} values or the machine is busy, its load average at least "
-         "its cores; else every core).")]
+    help="CPU threads of torch and of the linear algebra (default: the cores the machine's "
+         "1-minute load average leaves idle, at least 1).")]
 
 
-def auto_threads(n_values: int) -> int:
-    """The threads of ``--threads`` left out, for data of ``n_values`` values: one for
-    small work (threads only add synchronisation there) or on a busy machine (two
-    threads of a small VAE fit ran 8.6x slower than one on a loaded 2-core machine),
-    else every core."""
+def auto_threads() -> int:
+    """The threads of ``--threads`` left out: the cores the 1-minute load average leaves
+    idle, at least one (benchmarks/threads.py, on 2 cores: idle, two threads took
+    0.61-0.95 of one thread's time on every table, small ones included; under a load
+    of 8-10, two threads ran 7-13x slower than one)."""
     cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
-    return 1 if n_values <= SMALL_WORK or busy else cores
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, cores - int(load)))
 
 
 def apply_threads(threads: int | None, dataset) -> int:
@@ -133,8 +127,7 @@ def apply_threads(threads: int | None, dataset) -> int:
 
     from threadpoolctl import threadpool_limits
 
-    size = 0 if dataset is None else int(dataset.train.size) + int(dataset.test.size)
-    count = threads or auto_threads(size)
+    count = threads or (1 if dataset is None else auto_threads())
     threadpool_limits(limits=count)  # BLAS and OpenMP, for the rest of the process
     if "torch" in sys.modules:  # else the environment tells torch when it is imported
         sys.modules["torch"].set_num_threads(count)
