@@ -187,8 +187,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
         try:
             return _fit_and_commit(model, dataset, out, stage, lock, key=key, extra=extra,
                                    spec=spec, seed=seed, params=params, epochs=epochs,
-                                   record=record, checkpoint=checkpoint, resume=resume, on_nan=on_nan,
-                                   callbacks=callbacks)
+                                   record=record, checkpoint=checkpoint, resume=resume,
+                                   on_nan=on_nan, callbacks=callbacks)
         except BaseException as exc:
             # after the exchange of swap_in ``stage`` is the old run: never removed here
             if stage is None or not os.path.lexists(stage / STAGE_MARK):
@@ -199,7 +199,8 @@ def fit_and_record(model, dataset: Dataset, out: str | os.PathLike, *, spec: str
 
 
 def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock, *, key,
-                    extra, spec, seed, params, epochs, record, checkpoint, resume, on_nan, callbacks) -> dict | None:
+                    extra, spec, seed, params, epochs, record, checkpoint, resume, on_nan,
+                    callbacks) -> dict | None:
     """:func:`fit_and_record`'s work, under the lock: fit, score, write the run into
     ``stage`` and swap it in (:func:`commit_run`)."""
     start = time.perf_counter()
@@ -210,7 +211,8 @@ def _fit_and_commit(model, dataset: Dataset, out: Path, stage: Path | None, lock
         checkpoint_dir = None if not checkpoint else \
             (stage if replacing else out) / VAE_CHECKPOINTS
         if not _fit_epochs_or_clean(model, dataset, checkpoint_dir=checkpoint_dir,
-                                    resume=resume, on_nan=on_nan, callbacks=callbacks, record=record):
+                                    resume=resume, on_nan=on_nan, callbacks=callbacks,
+                                    record=record):
             return None
     else:
         model.fit(dataset.train)
@@ -308,7 +310,8 @@ class _Started:
         pass
 
 
-def _fit_epochs_or_clean(model, dataset: Dataset, *, checkpoint_dir, callbacks=None, record=None, **options) -> bool:
+def _fit_epochs_or_clean(model, dataset: Dataset, *, checkpoint_dir, callbacks=None,
+                         record=None, **options) -> bool:
     """:func:`_fit_epochs`; a fit that fails before its first epoch (a tracking backend
     that cannot start, a check of the training loop) removes the checkpoint directory
     it created, so that a failed start leaves nothing behind. A fit that fails later
