@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from recipe import RECIPE, RUNS, load_data, prior_options, score
 
@@ -38,9 +41,12 @@ def main(argv=None):
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-threads", type=int, default=None,
+                        help="torch threads for the IS evaluation (default: --threads)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    import elbokit.evaluate  # noqa: F401  (imported now: the checkout may change during the run)
     from elbokit.nn import VAE
 
     train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
@@ -54,17 +60,27 @@ def main(argv=None):
     vae.fit(train, validation=validation, checkpoint_dir=run_dir, resume=args.resume)
     history = vae.history_
     minutes = sum(h["seconds"] for h in history) / 60
-    scored = score(vae, test, args.k)
+    best = max(history, key=lambda h: h.get("val_elbo", -math.inf))
+    print(f"trained {len(history)} epochs in {minutes:.1f} min; best validation ELBO "
+          f"{best.get('val_elbo', math.nan):.2f} at epoch {best['epoch']}", flush=True)
+    if args.eval_threads:
+        torch.set_num_threads(args.eval_threads)
+    scored = score(vae, test, args.k, cache=run_dir)  # resumable: pieces in run_dir
+    bottom = LATENT - TOP  # z = (z1, z2): z1 first
+    active = dict(z1=int(np.sum(scored["activity"][:bottom] > 0.01)),
+                  z2=int(np.sum(scored["activity"][bottom:] > 0.01)))
+    np.save(run_dir / "test-log-likelihoods.npy", scored["values"])
     result = dict(nll=scored["nll"], stderr=scored["stderr"], active=scored["active"],
-                  epochs=len(history), train_minutes=minutes,
-                  eval_minutes=scored["eval_minutes"], k=args.k, prior=args.prior,
-                  train_images=len(train), test_images=len(test),
-                  latent=LATENT, top_latent=TOP, threads=torch.get_num_threads())
+                  active_per_layer=active, epochs=len(history), best_epoch=best["epoch"],
+                  train_minutes=minutes, eval_minutes=scored["eval_minutes"], k=args.k,
+                  n_test=len(test), prior=args.prior,
+                  prior_components=options.get("prior_components"),
+                  train_images=len(train), latent=LATENT, top_latent=TOP,
+                  threads=args.threads, date=time.strftime("%Y-%m-%d"))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     print(f"{len(history)} epochs in {minutes:.1f} min; test NLL {scored['nll']:.2f} +- "
-          f"{scored['stderr']:.2f} nats (k = {args.k}); active units "
-          f"{scored['active']}/{LATENT}; evaluation {scored['eval_minutes']:.1f} min")
-
+          f"{scored['stderr']:.2f} nats (k = {args.k}); active units z1 {active['z1']}/"
+          f"{bottom}, z2 {active['z2']}/{TOP}; evaluation {scored['eval_minutes']:.1f} min")
 
 if __name__ == "__main__":
     main()

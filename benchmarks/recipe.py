@@ -159,14 +159,36 @@ def as_vae(plain):
 
 # --------------------------------------------------------------------------- scoring
 
-def score(vae, test, k, seed=0) -> dict:
+SCORE_CHUNK = 1000  # test images per saved piece of a resumable evaluation
+
+
+def score(vae, test, k, seed=0, cache=None) -> dict:
+    """The IS estimate of log p(x) on ``test`` with k samples and the active units. With
+    ``cache`` (a run directory) the images are scored in pieces of SCORE_CHUNK, each
+    saved as it ends (``is-k<k>-<piece>.npy``, written atomically) and read back by a
+    rerun, so an evaluation cut short resumes; piece i draws with seed + i."""
     from elbokit.evaluate import active_units, log_likelihood
 
     start = time.perf_counter()
-    ll = log_likelihood(vae, test, n_importance=k, random_state=seed)
-    count, _ = active_units(vae, test)
-    return dict(nll=-ll.mean, stderr=ll.stderr, active=int(count),
-                eval_minutes=(time.perf_counter() - start) / 60, values=ll.values)
+    if cache is None:
+        values = log_likelihood(vae, test, n_importance=k, random_state=seed).values
+    else:
+        pieces = []
+        for i, lo in enumerate(range(0, len(test), SCORE_CHUNK)):
+            path = Path(cache) / f"is-k{k}-n{len(test)}-{i:02d}.npy"
+            if not path.exists():
+                part = log_likelihood(vae, test[lo:lo + SCORE_CHUNK], n_importance=k,
+                                      random_state=seed + i).values
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, part)
+                tmp.replace(path)
+            pieces.append(np.load(path, allow_pickle=False))
+        values = np.concatenate(pieces)
+    values = np.asarray(values, dtype=np.float64)
+    count, activity = active_units(vae, test)
+    return dict(nll=-values.mean(), stderr=values.std(ddof=1) / math.sqrt(len(values)),
+                active=int(count), activity=activity,
+                eval_minutes=(time.perf_counter() - start) / 60, values=values)
 
 
 def _row(name, epochs, minutes, scored, extra=""):
@@ -199,7 +221,7 @@ def long_run(args):
           f"{history[-1]['train_elbo']:.2f}", flush=True)
     if args.eval_threads:
         torch.set_num_threads(args.eval_threads)
-    scored = score(vae, test, args.k)
+    scored = score(vae, test, args.k, cache=run_dir)
     print("\n| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
           "| best val epoch |")
     print("|---|---|---|---|---|---|---|")
@@ -208,7 +230,7 @@ def long_run(args):
         name += f", {prior_label(options)} prior"
     print(_row(name, len(history), minutes, scored, best["epoch"]))
     print(f"\nk = {args.k}, {len(test)} test images; published {PUBLISHED} (k = 5000)")
-    out = {k: v for k, v in scored.items() if k != "values"}
+    out = {k: v for k, v in scored.items() if k not in ("values", "activity")}
     np.save(run_dir / "test-log-likelihoods.npy", scored["values"])
     out.update(epochs=len(history), train_minutes=minutes, best_epoch=best["epoch"],
                prior=args.prior, prior_components=options.get("prior_components"),
