@@ -83,6 +83,10 @@ _CAPTIONS = {
     "samples_by_class": "a conditional VAE's samples, one row per class (same z per column)",
     "reconstructions": "test images and their reconstructions E[x | E[z|x]]",
     "uncertainty": "per-pixel std of decoder means over posterior samples of z",
+    "completions": "completing test images with the bottom half hidden: the truth, what the "
+                   "model sees (hidden in red), and answers drawn from p(x_mis | x_obs); "
+                   "each titled with its log p(x) in nats (the truth also with log p(x_mis "
+                   "| x_obs), 'seen' with log p(x_obs)), by importance sampling",
     "traversals": "latent traversals along the most active dimensions",
     "manifold": "the 2-D latent manifold (Kingma & Welling, fig. 4)",
     "latent": "posterior means of test points, coloured by label",

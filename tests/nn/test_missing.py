@@ -285,3 +285,77 @@ def test_cli_impute_round_trip_and_errors(tmp_path, capsys):
     one_line_exit_2(["impute", str(run), "--data", str(bad), "--out", str(tmp_path / "b.csv")],
                     capsys, "no observed entry")
     assert not (tmp_path / "b.csv").exists()
+
+
+# --------------------------------------------------------------------------- complete
+
+def _own_gaussian(vae):
+    """The linear-decoder VAE's own x ~ N(b, W W' + diag(v)) in the data's units, read
+    from its decoder (an independent route to the densities complete() estimates)."""
+    Z = np.vstack([np.zeros(L), np.eye(L)])
+    means = vae.decode_mean(Z)
+    b, W = means[0], (means[1:] - means[0]).T
+    model = vae.model_
+    raw = model.decoder.raw_variance.detach().double().numpy()
+    v = (model.likelihood.variance(torch.as_tensor(raw)).numpy()
+         * model.data_scale.double().numpy() ** 2)
+    return W @ W.T + np.diag(v), b
+
+
+def test_complete_scores_the_hidden_entries_by_the_gaussian_conditional(fitted):
+    """On a linear-Gaussian VAE, log p(x_mis | x_obs) of the truth (an IS difference)
+    matches the conditional density of the model's own Gaussian; every answer keeps the
+    observed entries, the answers differ in the hidden ones, and each is scored by the
+    model's log p(x)."""
+    vae, X, _, _, _ = fitted
+    C, b = _own_gaussian(vae)
+    rows = X[:40]
+    region = np.array([False, True, False, True, True, False])
+    done = vae.complete(rows, region, 3, n_samples=2000, random_state=1)
+    o, m = ~region, region
+    full = stats.multivariate_normal(b, C).logpdf(rows)
+    seen = stats.multivariate_normal(b[o], C[np.ix_(o, o)]).logpdf(rows[:, o])
+    error = done.conditional_log_likelihood - (full - seen)
+    assert np.abs(error).mean() < 0.05 and abs(error.mean()) < 0.03, error
+    assert np.abs(done.observed_log_likelihood - seen).mean() < 0.05
+    assert done.images.shape == (3, 40, D) and done.mask.shape == (40, D)
+    np.testing.assert_array_equal(done.images[:, :, o], np.broadcast_to(rows[:, o],
+                                                                        (3, 40, o.sum())))
+    assert np.all(done.images[0][:, m] != done.images[1][:, m])
+    again = vae.log_likelihood_samples(done.images.reshape(-1, D), n_importance=2000,
+                                       random_state=1).reshape(3, 40)
+    np.testing.assert_allclose(done.log_likelihood, again, rtol=1e-12)
+    # the answers are draws from p(x_mis | x_obs): their mean and spread are the
+    # conditional's (many answers of one row)
+    many = vae.complete(rows[:1], region, 400, n_samples=400, random_state=2).images[:, 0]
+    cond_mean = b[m] + C[np.ix_(m, o)] @ np.linalg.solve(C[np.ix_(o, o)], rows[0, o] - b[o])
+    cond_cov = C[np.ix_(m, m)] - C[np.ix_(m, o)] @ np.linalg.solve(C[np.ix_(o, o)],
+                                                                   C[np.ix_(o, m)])
+    se = np.sqrt(np.diag(cond_cov) / 400)
+    assert np.all(np.abs(many[:, m].mean(0) - cond_mean) < 5 * se + 0.05 * np.sqrt(
+        np.diag(cond_cov)))
+    np.testing.assert_allclose(many[:, m].std(0), np.sqrt(np.diag(cond_cov)), rtol=0.2)
+
+
+def test_complete_regions_of_images_and_bad_regions(fitted):
+    from elbokit.nn._impute import region_mask
+
+    mask = region_mask("bottom", (2, 12), (4, 3))
+    np.testing.assert_array_equal(mask[0].reshape(4, 3), np.repeat([[0], [0], [1], [1]], 3, 1))
+    square = region_mask("square", (1, 64), None)[0].reshape(8, 8)
+    assert square.sum() == 16 and square[2:6, 2:6].all()
+    right = region_mask("right", (1, 2 * 6), (2, 3), channels=2)[0].reshape(2, 2, 3)
+    np.testing.assert_array_equal(right[..., 0], 0)
+    np.testing.assert_array_equal(right[..., 2], 1)  # both channels of a hidden pixel
+    vae, X, _, _, _ = fitted
+    for region, words in [("middle", "region must be one of"),
+                          (np.ones(4, bool), "boolean of shape (6,)"),
+                          ("bottom", "not square images"),
+                          (np.zeros(D, bool), "row 0 of X has nothing hidden")]:
+        with pytest.raises((ParameterError, DataError), match=words.replace("(", r"\(")
+                           .replace(")", r"\)")):
+            vae.complete(X[:2], region, 2)
+    with pytest.raises(ParameterError, match="does not match rows of 6"):
+        vae.complete(X[:2], "bottom", 2, image_shape=(2, 2))
+    done = vae.complete(X[:2], "bottom", 2, image_shape=(2, 3), n_samples=50)
+    np.testing.assert_array_equal(done.mask[0], [0, 0, 0, 1, 1, 1])

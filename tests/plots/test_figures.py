@@ -55,3 +55,20 @@ def test_the_relevance_figure_draws_the_models_relevance(tmp_path):
     np.testing.assert_array_equal(relevance["active"], model.active_components_)
     plot_relevance(model, tmp_path / "relevance.png")
     assert _is_png(tmp_path / "relevance.png")
+
+
+def test_a_vae_of_images_draws_completions(digits, tmp_path):
+    """The completions figure: answers from p(x_mis | x_obs) of the bottom half, the
+    truth's log p(x) minus log p(x_obs) its hidden half's conditional."""
+    from elbokit.nn import VAE
+
+    vae = VAE(4, hidden=(32,), epochs=3, binarize="dynamic", progress=False,
+              validation_fraction=0).fit(digits.train[:300])
+    X = (digits.test[:3] > 0.5).astype(float)
+    done = plots.completions_figure(vae, X, (8, 8), tmp_path / "c.png", n=3, n_draws=2)
+    assert _is_png(tmp_path / "c.png") and done.images.shape == (2, 3, 64)
+    assert done.mask.reshape(3, 8, 8)[:, 4:].all() and not done.mask.reshape(3, 8, 8)[:, :4].any()
+    np.testing.assert_allclose(done.conditional_log_likelihood,
+                               done.truth_log_likelihood - done.observed_log_likelihood)
+    assert np.all(done.conditional_log_likelihood < 0) and np.isin(done.images, (0, 1)).all()
+    assert "completions" in plots.all_figures(vae, digits, tmp_path / "all")

@@ -14,18 +14,28 @@ With z_s ~ q(z|x_obs), s = 1..S, and the weights w_s = p(x_obs|z_s) p(z_s) / q(z
 A model fitted on complete rows imputes too: its encoder sees the missing entries at 0
 (the training mean, when it standardizes) and the weights correct the proposal; one
 fitted on rows with NaN (``architecture_.missing``) has an encoder that sees the mask.
+
+``complete`` is the same for images with a region hidden (the bottom half, a square, any
+mask): m answers drawn from p(x_mis | x_obs), each scored by its own log p(x), beside
+the truth's log p(x) and log p(x_mis | x_obs) = log p(x) - log p(x_obs) (:class:`Completions`).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .._validation import check_data, check_int, check_memory
+from ..exceptions import DataError, ParameterError
 from ._math import logsumexp_accumulate
 from .objectives import draw_posterior, encode_posterior, prior_log_prob
 
-IMPUTE_SAMPLES = 1000  # S, the proposals per row of impute
+IMPUTE_SAMPLES = 1000  # S, the proposals per row of impute (and of complete's scores)
+REGIONS = ("bottom", "top", "left", "right", "square")  # complete's named regions
+COMPLETE_DRAWS = 8  # m, the answers per image of complete
 MAX_ELEMENTS = 1 << 21  # samples x rows x features held at once (decoder outputs)
 
 
@@ -65,6 +75,45 @@ class Imputation:
                 out[:, rows] = np.where(missing, filled, values[rows])
         return self._as_frame(out, X) if n_draws is None else out
 
+    def complete(self, X, region="bottom", n_draws: int = COMPLETE_DRAWS, *,
+                 image_shape=None, n_samples: int = IMPUTE_SAMPLES, random_state=0,
+                 y=None) -> "Completions":
+        """Complete images with a region hidden: ``n_draws`` = m answers per image drawn
+        from p(x_mis | x_obs) (:meth:`impute` with ``n_draws``), each scored by log p(x)
+        (importance sampling, ``n_samples`` draws), beside the truth's log p(x) and its
+        log p(x_mis | x_obs) = log p(x) - log p(x_obs) when X holds the hidden pixels.
+
+        ``region``: ``"bottom"``, ``"top"``, ``"left"``, ``"right"`` (that half of each
+        image), ``"square"`` (the centred square of half the side), a boolean mask (d,)
+        or (n, d) (True: hidden), or None (the NaN entries of X are the region); NaN
+        entries of X are hidden in any case. ``image_shape`` (h, w): the model's own
+        (``image_shape_``), else square images. Returns :class:`Completions`."""
+        self._check_fitted()
+        n_draws = check_int(n_draws, "n_draws", minimum=1)
+        checked = self._check_X(X, "X", reset=False)
+        values = check_data(X, "X", allow_nan=True)
+        shape = image_shape if image_shape is not None else self.image_shape_
+        mask = region_mask(region, values.shape, shape, self.architecture_.channels) \
+            | np.isnan(checked)
+        if not mask.any(axis=1).all():
+            row = int(np.flatnonzero(~mask.any(axis=1))[0])
+            raise DataError(f"row {row} of X has nothing hidden: the region leaves every "
+                            "entry observed")
+        hidden = np.where(mask, np.nan, values)
+        draws = self.impute(hidden, n_draws=n_draws, n_samples=n_samples,
+                            random_state=random_state, y=y)  # (m, n, d)
+        options = dict(n_importance=n_samples, random_state=random_state)
+        rows_y = None if y is None else np.tile(np.asarray(y), (n_draws,) + (1,) * (
+            np.ndim(y) - 1))
+        scores = self.log_likelihood_samples(draws.reshape(-1, values.shape[1]), y=rows_y,
+                                             **options).reshape(n_draws, -1)
+        observed = self.log_likelihood_samples(hidden, y=y, **options)
+        truth = None if np.isnan(checked).any() else \
+            self.log_likelihood_samples(values, y=y, **options)
+        return Completions(draws, mask, np.asarray(scores, np.float64),
+                           np.asarray(observed, np.float64),
+                           None if truth is None else np.asarray(truth, np.float64))
+
     @staticmethod
     def _rows_of(y, rows):
         return None if y is None else np.asarray(y)[rows]
@@ -79,6 +128,76 @@ class Imputation:
         import pandas as pd
 
         return pd.DataFrame(out, index=X.index, columns=X.columns)
+
+
+@dataclass(frozen=True)
+class Completions:
+    """What :meth:`Imputation.complete` returns (nats; n images, m answers, d pixels).
+
+    ``images`` (m, n, d): the answers, the observed pixels as given and the hidden ones
+    drawn from p(x_mis | x_obs); ``mask`` (n, d): True where hidden; ``log_likelihood``
+    (m, n): log p(x) of each answer; ``observed_log_likelihood`` (n,): log p(x_obs);
+    ``truth_log_likelihood`` (n,): log p(x) of the given images (None when X had NaN:
+    no truth to score); ``conditional_log_likelihood`` (n,): the truth's log p(x_mis |
+    x_obs), how well the model predicts what was hidden."""
+
+    images: np.ndarray
+    mask: np.ndarray
+    log_likelihood: np.ndarray
+    observed_log_likelihood: np.ndarray
+    truth_log_likelihood: np.ndarray | None
+
+    @property
+    def conditional_log_likelihood(self) -> np.ndarray | None:
+        if self.truth_log_likelihood is None:
+            return None
+        return self.truth_log_likelihood - self.observed_log_likelihood
+
+
+def region_mask(region, shape: tuple[int, int], image_shape=None,
+                channels: int = 1) -> np.ndarray:
+    """The hidden entries (n, d) of rows of ``shape`` = (n, d) for a named region of
+    images of ``image_shape`` (h, w) with ``channels`` (every channel of a hidden pixel
+    is hidden), a boolean mask (d,) or (n, d), or None (nothing beyond the NaN)."""
+    n, d = shape
+    if region is None:
+        return np.zeros(shape, dtype=bool)
+    if not isinstance(region, str):
+        mask = np.asarray(region)
+        if mask.dtype != bool or mask.shape not in ((d,), (n, d)):
+            raise ParameterError(f"region: a mask must be boolean of shape ({d},) or "
+                                 f"({n}, {d}); got {mask.dtype} {mask.shape}")
+        return np.broadcast_to(mask, shape).copy()
+    if region not in REGIONS:
+        raise ParameterError(f"region must be one of {', '.join(REGIONS)} or a boolean "
+                             f"mask; got {region!r}")
+    h, w = _image_sides(image_shape, d, channels)
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    half_h, half_w = max(1, h // 2), max(1, w // 2)
+    hidden = {"bottom": rows >= h - half_h, "top": rows < half_h,
+              "left": cols < half_w, "right": cols >= w - half_w,
+              "square": (abs(rows - (h - 1) / 2) < half_h / 2)
+              & (abs(cols - (w - 1) / 2) < half_w / 2)}[region]
+    return np.broadcast_to(np.tile(hidden.ravel(), channels), shape).copy()
+
+
+def _image_sides(image_shape, d: int, channels: int) -> tuple[int, int]:
+    """(h, w) of the images: ``image_shape`` checked against d, else square ones."""
+    if image_shape is None:
+        side = math.isqrt(d // channels)
+        if side * side * channels != d:
+            raise ParameterError(f"rows of {d} values are not square images; pass "
+                                 "image_shape=(height, width), or a boolean mask as region")
+        return side, side
+    try:
+        h, w = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        raise ParameterError(f"image_shape must be (height, width); got {image_shape!r}") \
+            from None
+    if h < 1 or w < 1 or h * w * channels != d:
+        raise ParameterError(f"image_shape {image_shape!r} does not match rows of {d} values"
+                             + (f" ({channels} channels)" if channels != 1 else ""))
+    return h, w
 
 
 @torch.no_grad()

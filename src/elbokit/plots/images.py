@@ -1,6 +1,7 @@
 """Figures of models of images: sample grids, reconstructions, latent traversals, the
-2-D manifold (Kingma & Welling 2014, fig. 4), per-pixel uncertainty, latent arithmetic
-and the AE-vs-VAE page, each read through the model protocol only."""
+2-D manifold (Kingma & Welling 2014, fig. 4), per-pixel uncertainty, completions of a
+hidden region, latent arithmetic and the AE-vs-VAE page, each read through the model
+protocol only (completions: the models with ``complete``)."""
 
 from __future__ import annotations
 
@@ -169,6 +170,44 @@ def uncertainty_figure(model, X, image_shape, path, *, n: int = 8, n_samples: in
     _save(fig, path)
 
 
+COMPLETION_REGION = "bottom"  # the report's hidden region (the lecture's completing an image)
+
+
+def completions_figure(model, X, image_shape, path, *, n: int = 6, n_draws: int = 7,
+                       region=COMPLETION_REGION, random_state: int = 0):
+    """Per image (a row): the truth, what the model sees (the hidden region in red) and
+    ``n_draws`` answers from p(x_mis | x_obs) (``model.complete``), each titled with its
+    log p(x), the truth with log p(x) and log p(x_mis | x_obs); returns the
+    :class:`~elbokit.nn._impute.Completions`."""
+    plt = _pyplot()
+    X = np.asarray(X[:n], dtype=np.float64)
+    if as_model(model).binarize != "none":  # scored as binary pixels, as it was trained
+        from ..data import binarize
+
+        X = binarize(X, np.random.default_rng(random_state)).astype(np.float64)
+    done = model.complete(X, region, n_draws, image_shape=grey_shape(image_shape),
+                          random_state=random_state)
+    vmin, vmax = _range(X)
+    grey = len(image_shape) == 2
+    seen = np.where(done.mask, np.nan if grey else vmax, X)
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="#d62728")
+    fig, axes = plt.subplots(len(X), n_draws + 2, squeeze=False,
+                             figsize=(0.95 * (n_draws + 2) + 0.5, 1.15 * len(X) + 0.4))
+    for i, row in enumerate(axes):
+        truth = "truth" if done.truth_log_likelihood is None else \
+            f"truth {done.truth_log_likelihood[i]:.1f}\n" \
+            f"hidden {done.conditional_log_likelihood[i]:.1f}"
+        panels = [(X[i], truth), (seen[i], f"seen {done.observed_log_likelihood[i]:.1f}")]
+        panels += [(done.images[k, i], f"{done.log_likelihood[k, i]:.1f}")
+                   for k in range(n_draws)]
+        for ax, (image, title) in zip(row, panels):
+            _show(ax, _tile(image[None], image_shape, 1)[1:-1, 1:-1], vmin=vmin, vmax=vmax,
+                  cmap=cmap if grey else "gray_r")
+            ax.set_title(title, fontsize=6)
+    _save(fig, path)
+    return done
+
+
 def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> dict[str, str]:
     """Write every figure that applies to ``model`` on ``dataset`` into ``out_dir``;
     returns {name: path}. Data that are not images (``dataset.image_shape`` None) get
@@ -193,6 +232,8 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
         "reconstructions": lambda p: reconstructions_figure(model, X, shape, p),
         "uncertainty": lambda p: uncertainty_figure(model, X, shape, p),
     }
+    if callable(getattr(model, "complete", None)):
+        figures["completions"] = lambda p: completions_figure(model, X, shape, p)
     count, activity = active_units(model, X)
     active = [int(j) for j in np.argsort(activity)[::-1] if activity[j] > 0.01][:10]
     figures["traversals"] = lambda p: traversals_figure(model, X, shape, p,
