@@ -52,7 +52,7 @@ def test_unlabeled_rows_get_the_marginal_bound(model, digits):
     net, k = model.model_, len(model.classes_)
     x = torch.as_tensor(X[:20])
     with torch.no_grad():
-        got = SemiSupervisedObjective(AnalyticKLELBO(), 3.0).per_row(
+        got = SemiSupervisedObjective(AnalyticKLELBO(), 3.0, 1, 3, k).per_row(
             net, torch.cat([x, torch.zeros(20, k)], -1), 1, _generator())
         # the same noise: one draw of (K * B, L), class j's block j
         eps = torch.randn((k * 20, model.latent_dim_), generator=_generator()).view(k, 20, -1)
@@ -66,7 +66,7 @@ def test_unlabeled_rows_get_the_marginal_bound(model, digits):
 def test_labeled_rows_get_the_conditional_elbo_plus_weighted_log_q(digits):
     X, labels, _, _ = digits
     m = SemiSupervisedVAE(4, **SMALL).fit(X[:200], labels[:200])
-    assert m._label_weight == pytest.approx(m.alpha)  # alpha N / N_l, every row labeled
+    assert m._objective(m.training_).label_weight == pytest.approx(m.alpha)  # every row labeled
     codes = m._tensor(m._with_condition(X[:30], labels[:30]))
     with torch.no_grad():
         got = m._objective(m.training_).per_row(m.model_, codes, 1, _generator(5))
@@ -96,7 +96,7 @@ def test_log_px_by_importance_sampling(model, digits):
     k = len(model.classes_)
     codes = torch.cat([torch.as_tensor(test), torch.zeros(len(test), k)], -1)
     with torch.no_grad():  # the marginal bound U(x) <= log p(x) - log K ... plus log p(y)
-        bound = SemiSupervisedObjective(AnalyticKLELBO(), 1.0).per_row(
+        bound = SemiSupervisedObjective(AnalyticKLELBO(), 1.0, 1, 1, k).per_row(
             model.model_, codes, 1, _generator()).numpy() - np.log(k)
     assert log_px.mean() >= bound.mean()
     per_class = np.stack([model.elbo(test, "iwae", n_samples=200, random_state=3,

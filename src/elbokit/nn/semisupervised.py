@@ -34,10 +34,14 @@ import os
 
 import numpy as np
 import torch
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _num_samples
 from torch import nn
 
+from .._anndata import reads_anndata
 from ..exceptions import DataError, ParameterError
 from ..persistence import model_file
+from . import _vae_settings as settings_of
 from . import saved
 from ._conditioning import labels_of
 from ._estimator import sizes
@@ -76,26 +80,36 @@ class SemiSupervisedNetwork(VAENetwork):
 
 class SemiSupervisedObjective(TrainingObjective):
     """-J / N of the module docstring, by minibatch: ``estimator`` gives L(x, y) (an
-    ELBOEstimator, L_B by default); ``label_weight`` = alpha N / N_l multiplies a
-    labeled row's log q(y|x)."""
+    ELBOEstimator, L_B by default); ``alpha`` the weight a / N; ``n_labeled`` of the
+    ``n_rows`` training rows are labeled, in ``n_classes`` classes (coded in the last
+    columns of a row).
+
+    Each training minibatch carries labeled rows (:meth:`batch_order`: at least
+    ``LABELED_SHARE`` of it, or the labeled rows' share of the data where that is
+    larger), and its loss weights each kind of row by its share of the data, so that it
+    stays an unbiased estimate of -J / N (:meth:`loss`)."""
 
     name = "semisupervised"
     fits = "semi-supervised VAE"
 
-    def __init__(self, estimator, label_weight: float):
-        self.estimator, self.label_weight = estimator, float(label_weight)
+    def __init__(self, estimator, alpha: float, n_labeled: int, n_rows: int,
+                 n_classes: int):
+        self.estimator, self.alpha, self.n_classes = estimator, float(alpha), int(n_classes)
+        self.n_labeled, self.n_rows = int(n_labeled), int(n_rows)
+        # a labeled row's weight of log q(y|x) in J / N, per row: a / N_l = alpha N / N_l
+        self.label_weight = self.alpha * self.n_rows / self.n_labeled
 
-    def per_row(self, model, x: torch.Tensor, n_samples: int, generator) -> torch.Tensor:
-        """Each row's term of J, (B,): L(x, y) + label_weight log q(y|x) for a labeled
-        row (its code one-hot), U(x) for an unlabeled one (its code all zeros)."""
+    def terms(self, model, x: torch.Tensor, n_samples: int, generator):
+        """(mask of the labeled rows (B,), their L(x, y) and log q(y|x) (B_l,) each, the
+        unlabeled rows' U(x) (B_u,)): a labeled row's code is one-hot, an unlabeled
+        row's all zeros."""
         data, code = model.split_condition(x)  # (B, d), (B, K)
         labeled = code.sum(-1) > 0
         log_q = model.classify(data)  # (B, K)
-        out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        bound_l = log_q_y = bound_u = x.new_zeros(0)
         if bool(labeled.any()):
-            bound = self.estimator(model, x[labeled], n_samples, generator)
+            bound_l = self.estimator(model, x[labeled], n_samples, generator)
             log_q_y = (log_q[labeled] * code[labeled]).sum(-1)
-            out[labeled] = bound + self.label_weight * log_q_y
         if not bool(labeled.all()):
             rows, k = data[~labeled], code.shape[1]
             # every row with every class: class j's copies are rows j*B_u .. (j+1)*B_u - 1
@@ -103,12 +117,58 @@ class SemiSupervisedObjective(TrainingObjective):
             bound = self.estimator(model, torch.cat([rows.repeat(k, 1), codes], -1),
                                    n_samples, generator).view(k, len(rows)).T  # (B_u, K)
             log_q_u = log_q[~labeled]
-            out[~labeled] = (log_q_u.exp() * (bound - log_q_u)).sum(-1)
+            bound_u = (log_q_u.exp() * (bound - log_q_u)).sum(-1)
+        return labeled, bound_l, log_q_y, bound_u
+
+    def per_row(self, model, x: torch.Tensor, n_samples: int, generator) -> torch.Tensor:
+        """Each row's term of J, (B,): L(x, y) + label_weight log q(y|x) for a labeled
+        row, U(x) for an unlabeled one; their mean over all N rows is J / N."""
+        return self._per_row(*self.terms(model, x, n_samples, generator))
+
+    def _per_row(self, labeled, bound_l, log_q_y, bound_u) -> torch.Tensor:
+        out = bound_u.new_zeros(labeled.shape[0])
+        out[labeled] = bound_l + self.label_weight * log_q_y
+        out[~labeled] = bound_u
         return out
 
     def loss(self, model, x, config, generator, step: int, steps_per_epoch: int):
-        loss = -self.per_row(model, x, config.n_samples, generator).mean()
-        return loss, loss
+        """-J / N estimated from a minibatch holding both kinds of rows, each kind's mean
+        weighted by its share of the data: (N_l / N) mean L + alpha mean log q(y|x) +
+        (N_u / N) mean U, unbiased when each kind's rows are drawn uniformly
+        (:meth:`batch_order`). A minibatch missing one kind (a process's share under
+        torchrun) takes the plain mean of :meth:`per_row`."""
+        terms = self.terms(model, x, config.n_samples, generator)
+        _, bound_l, log_q_y, bound_u = terms
+        n_unlabeled = self.n_rows - self.n_labeled
+        if len(bound_l) and (len(bound_u) or not n_unlabeled):
+            objective = (self.n_labeled / self.n_rows * bound_l.mean()
+                         + self.alpha * log_q_y.mean())
+            if len(bound_u):
+                objective = objective + n_unlabeled / self.n_rows * bound_u.mean()
+        else:
+            objective = self._per_row(*terms).mean()
+        return -objective, -objective
+
+    def batch_order(self, X: torch.Tensor, batch_size: int, generator) -> torch.Tensor:
+        """The epoch's row order (n,) for the training loop (sliced into minibatches of
+        ``batch_size``, the last one smaller): every minibatch holds
+        :func:`labeled_per_batch` labeled rows (in proportion, the last), spread evenly
+        through it, drawn uniformly from the labeled rows by cycling seeded permutations,
+        and the rest drawn the same way from the unlabeled rows."""
+        labeled = X[:, -self.n_classes:].sum(-1) > 0  # (n,), on X's device
+        where = [torch.nonzero(mask).squeeze(1).to(generator.device)
+                 for mask in (labeled, ~labeled)]
+        n, device = X.shape[0], generator.device
+        if not len(where[1]):  # every row labeled: the plain permutation
+            return torch.randperm(n, generator=generator, device=device)
+        per_batch = labeled_per_batch(batch_size, len(where[0]), n)
+        sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+        slot = torch.cat([_spread(max(1, round(per_batch * size / batch_size)), size)
+                          for size in sizes]).to(device)  # (n,) True: a labeled row's place
+        order = torch.empty(n, dtype=torch.long, device=device)
+        for rows, places in zip(where, (slot, ~slot)):
+            order[places] = rows[_cycled(len(rows), int(places.sum()), generator)]
+        return order
 
     @torch.no_grad()
     def validate(self, model, X: torch.Tensor, seed: int) -> float:
@@ -119,6 +179,34 @@ class SemiSupervisedObjective(TrainingObjective):
                                        generator).sum())
                     for i in range(0, X.shape[0], EVAL_BATCH))
         return total / X.shape[0]
+
+
+LABELED_SHARE = 0.1  # the least share of each training minibatch that is labeled rows
+
+
+def labeled_per_batch(batch_size: int, n_labeled: int, n_rows: int) -> int:
+    """The labeled rows of each full training minibatch: ``LABELED_SHARE`` of it, or the
+    labeled rows' share of the data where that is larger, at least 1, and at least one
+    place left for an unlabeled row."""
+    share = max(LABELED_SHARE, n_labeled / n_rows)
+    return max(1, min(batch_size - 1, math.ceil(share * batch_size)))
+
+
+def _spread(k: int, size: int) -> torch.Tensor:
+    """(size,) bool, True at k places spread evenly (so torchrun's contiguous shares of
+    a minibatch each get their part of the labeled rows); k is capped at size."""
+    places = torch.zeros(size, dtype=torch.bool)
+    places[(torch.arange(min(k, size)) * size) // max(min(k, size), 1)] = True
+    return places
+
+
+def _cycled(n: int, count: int, generator) -> torch.Tensor:
+    """``count`` indices of range(n): seeded permutations of it one after another, so
+    each place is a uniform draw and no index repeats before all n came."""
+    device = generator.device
+    rounds = [torch.randperm(n, generator=generator, device=device)
+              for _ in range(math.ceil(count / n))]
+    return torch.cat(rounds)[:count]
 
 
 def unlabeled_rows(y, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
@@ -184,25 +272,61 @@ class SemiSupervisedVAE(VAE):
 
     # ------------------------------------------------------------------ fitting hooks
 
-    def fit(self, X, y=None, **options):
+    @reads_anndata
+    def fit(self, X, y=None, *, validation=None, **options):
         """Fit M2 on X (n, d) and y (n,): class labels, -1 for the unlabeled rows (see
         :meth:`VAE.fit` for ``validation`` (a pair (X_val, y_val), -1 allowed) and the
-        other options)."""
+        other options). Without ``validation`` the VAE's ``validation_fraction`` of the
+        rows is held out from the unlabeled rows only (seeded by ``seed``; their indices
+        in ``validation_rows_``): every labeled row trains. Data with fewer unlabeled
+        rows than that share hold out as the VAE does, from all rows."""
         self.semisupervised_ = SemiSupervisedConfig(
             classifier_hidden=sizes(self.classifier_hidden), alpha=self.alpha)
         if getattr(self, "top_latent_dim", 0):
             raise ParameterError("SemiSupervisedVAE has one stochastic layer: top_latent_dim "
                                  "must be 0")
-        self._fitting = True
-        try:
-            return super().fit(X, y, **options)
-        finally:
-            self._fitting = False
-
-    def _fit_condition(self, y, n: int) -> np.ndarray:
         if y is None:
             raise DataError("SemiSupervisedVAE.fit(X, y) needs y: class labels, -1 for an "
                             "unlabeled row")
+        n = _num_samples(X)
+        held_out = None if validation is not None else self._held_out_rows(y, n)
+        if held_out is not None:
+            fitted = np.setdiff1d(np.arange(n), held_out)
+            validation = (_safe_indexing(X, held_out), _safe_indexing(np.asarray(y), held_out))
+            X, y = _safe_indexing(X, fitted), _safe_indexing(np.asarray(y), fitted)
+        self._fitting, self._split_of = True, None if held_out is None else n
+        try:
+            super().fit(X, y, validation=validation, **options)
+        finally:
+            self._fitting, self._split_of = False, None
+        if held_out is not None:
+            self.validation_rows_ = held_out
+        return self
+
+    def _held_out_rows(self, y, n: int) -> np.ndarray | None:
+        """The rows of the VAE's validation split (its ``validation_fraction`` of n rows,
+        "auto" resolved as for the VAE) drawn from the unlabeled rows, seeded; None
+        where the VAE holds nothing out or the unlabeled rows are too few."""
+        mask, _ = unlabeled_rows(y, n)
+        fraction = self._training(n_rows=n).validation_fraction
+        count = settings_of.held_out_rows(n, fraction)
+        if not count or int(mask.sum()) < count:
+            return None
+        unlabeled = np.flatnonzero(mask)
+        order = np.random.default_rng(self.seed + 7).permutation(len(unlabeled))
+        return np.sort(unlabeled[order[:count]])
+
+    def _training(self, *, likelihood: str | None = None, n_rows: int | None = None,
+                  validation_given: bool = False) -> TrainingConfig:
+        """The VAE's, but a fit whose rows M2 split itself (:meth:`fit`) resolves its
+        settings as the VAE's split of all the rows would (the same fraction, patience
+        and epochs)."""
+        if getattr(self, "_split_of", None) is not None:
+            n_rows, validation_given = self._split_of, False
+        return super()._training(likelihood=likelihood, n_rows=n_rows,
+                                 validation_given=validation_given)
+
+    def _fit_condition(self, y, n: int) -> np.ndarray:
         mask, labels = unlabeled_rows(y, n)
         classes = np.unique(labels)
         if len(classes) < 2:
@@ -210,7 +334,7 @@ class SemiSupervisedVAE(VAE):
                             "unlabeled): the classes of q(y|x) are those of the labeled rows, "
                             "so label rows of at least 2 classes")
         self.classes_, self.n_condition_ = classes, len(classes)
-        self._label_weight = self.semisupervised_.alpha * n / int((~mask).sum())
+        self._rows = (int((~mask).sum()), n)  # (labeled, all) training rows
         return self._condition(y, n)
 
     def _condition(self, y, n: int, name: str = "y") -> np.ndarray:
@@ -225,7 +349,8 @@ class SemiSupervisedVAE(VAE):
 
     def _objective(self, training: TrainingConfig) -> SemiSupervisedObjective:
         estimator = get_estimator(super()._objective(training), training)
-        return SemiSupervisedObjective(estimator, self._label_weight)
+        return SemiSupervisedObjective(estimator, self.semisupervised_.alpha, *self._rows,
+                                       n_classes=len(self.classes_))
 
     def _build(self, architecture: ArchitectureConfig, seed: int, prior=None,
                **modules) -> SemiSupervisedNetwork:

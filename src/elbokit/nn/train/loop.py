@@ -312,7 +312,7 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
     n, batch_size = X.shape[0], config.batch_size
     n_steps = math.ceil(n / batch_size)
     device = generator.device  # the model's
-    order = torch.randperm(n, generator=generator, device=device).to(X.device)
+    order = _epoch_order(run, X).to(X.device)
     losses = torch.zeros(n_steps, device=device)  # mean value of each step (over all ranks)
     kept = torch.ones(n_steps, dtype=torch.bool, device=device)  # False: a skipped step
     schedule = config.lr_schedule != "constant" or config.lr_warmup
@@ -350,6 +350,17 @@ def _run_epoch(run: _Run, X, epoch: int, bar, seconds: float) -> dict:
                 bar.steps(done_steps, epoch=epoch, **{f"train_{run.objective.metric}": so_far})
     run.last_steps = (losses, kept)  # for the callbacks, handed over once per epoch
     return _epoch_record(run, epoch, losses, kept, n)
+
+
+def _epoch_order(run: _Run, X) -> torch.Tensor:
+    """The epoch's row order (n,), sliced into minibatches of ``batch_size``: a seeded
+    permutation, or the objective's ``batch_order(X, batch_size, generator)`` where it
+    has one (M2's puts labeled rows into every minibatch,
+    :class:`~elbokit.nn.semisupervised.SemiSupervisedObjective`)."""
+    order = getattr(run.objective, "batch_order", None)
+    if order is None:
+        return torch.randperm(X.shape[0], generator=run.generator, device=run.generator.device)
+    return order(X, run.config.batch_size, run.generator)
 
 
 def _optimise(run: _Run, loss: torch.Tensor, step: int) -> bool:
