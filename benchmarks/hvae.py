@@ -41,6 +41,9 @@ def main(argv=None):
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reverse", action="store_true",
+                        help="score the test pieces last to first (a second process "
+                             "sharing an evaluation under way: run it with --resume)")
     parser.add_argument("--eval-threads", type=int, default=None,
                         help="torch threads for the IS evaluation (default: --threads)")
     args = parser.parse_args(argv)
@@ -65,7 +68,7 @@ def main(argv=None):
           f"{best.get('val_elbo', math.nan):.2f} at epoch {best['epoch']}", flush=True)
     if args.eval_threads:
         torch.set_num_threads(args.eval_threads)
-    scored = score(vae, test, args.k, cache=run_dir)  # resumable: pieces in run_dir
+    scored = score(vae, test, args.k, cache=run_dir, reverse=args.reverse)  # resumable
     bottom = LATENT - TOP  # z = (z1, z2): z1 first
     active = dict(z1=int(np.sum(scored["activity"][:bottom] > 0.01)),
                   z2=int(np.sum(scored["activity"][bottom:] > 0.01)))

@@ -162,19 +162,21 @@ def as_vae(plain):
 SCORE_CHUNK = 1000  # test images per saved piece of a resumable evaluation
 
 
-def score(vae, test, k, seed=0, cache=None) -> dict:
+def score(vae, test, k, seed=0, cache=None, reverse=False) -> dict:
     """The IS estimate of log p(x) on ``test`` with k samples and the active units. With
     ``cache`` (a run directory) the images are scored in pieces of SCORE_CHUNK, each
     saved as it ends (``is-k<k>-<piece>.npy``, written atomically) and read back by a
-    rerun, so an evaluation cut short resumes; piece i draws with seed + i."""
+    rerun, so an evaluation cut short resumes; piece i draws with seed + i. ``reverse``:
+    the pieces last to first, so that a second process shares an evaluation under way
+    (each skips the pieces the other has saved)."""
     from elbokit.evaluate import active_units, log_likelihood
 
     start = time.perf_counter()
     if cache is None:
         values = log_likelihood(vae, test, n_importance=k, random_state=seed).values
     else:
-        pieces = []
-        for i, lo in enumerate(range(0, len(test), SCORE_CHUNK)):
+        starts = list(enumerate(range(0, len(test), SCORE_CHUNK)))
+        for i, lo in reversed(starts) if reverse else starts:
             path = Path(cache) / f"is-k{k}-n{len(test)}-{i:02d}.npy"
             if not path.exists():
                 part = log_likelihood(vae, test[lo:lo + SCORE_CHUNK], n_importance=k,
@@ -182,8 +184,8 @@ def score(vae, test, k, seed=0, cache=None) -> dict:
                 tmp = path.with_suffix(".tmp.npy")
                 np.save(tmp, part)
                 tmp.replace(path)
-            pieces.append(np.load(path, allow_pickle=False))
-        values = np.concatenate(pieces)
+        values = np.concatenate([np.load(Path(cache) / f"is-k{k}-n{len(test)}-{i:02d}.npy",
+                                         allow_pickle=False) for i, _ in starts])
     values = np.asarray(values, dtype=np.float64)
     count, activity = active_units(vae, test)
     return dict(nll=-values.mean(), stderr=values.std(ddof=1) / math.sqrt(len(values)),
