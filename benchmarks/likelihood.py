@@ -80,7 +80,8 @@ def main() -> None:
 
         versus(argparse.Namespace(minutes=args.minutes, k=args.k, data_dir=args.data_dir,
                                   run_dir=None, resume=False, train_images=args.train_images,
-                                  test_images=args.test_images))
+                                  test_images=args.test_images, prior="standard",
+                                  prior_components=None))
         return
     args.models = _available(args.models)
     if not args.models:

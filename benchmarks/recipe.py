@@ -20,7 +20,8 @@ Cov_x(E[z_j|x]) > 0.01.
     .venv/bin/python benchmarks/recipe.py long --minutes 100
     # equal time against the plain loop (784-300-300-40 ReLU, Adam 1e-3 constant,
     # the usual hand-written VAE), one after the other, same IS evaluation
-    .venv/bin/python benchmarks/recipe.py versus --minutes 15 --k 1000
+    # (--prior vamp: the recipe with the VampPrior, K = 50)
+    .venv/bin/python benchmarks/recipe.py versus --minutes 15 --k 1000 [--prior vamp]
     # the VampPrior's long run, and both long runs scored on the same draws (paired on
     # their saved per-image values where both were scored at this k; else re-scored)
     # (K = 50 pseudo-inputs, the library's default; --prior-components 10 for the earlier runs)
@@ -246,8 +247,10 @@ def versus(args):
     train, validation, test = load_data(args.data_dir, args.train_images, args.test_images)
     print(f"equal time, {args.minutes:g} min each, {torch.get_num_threads()} torch threads; "
           f"k = {args.k} on {len(test)} test images", flush=True)
-    run_dir = Path(args.run_dir or RUNS / "recipe-versus")
-    ours = fit_recipe(train, validation, args.minutes, run_dir, args.resume)
+    options = prior_options(args.prior, args.prior_components)
+    run_dir = Path(args.run_dir or RUNS / ("recipe-versus" if not options else
+                                           f"recipe-versus-{args.prior}"))
+    ours = fit_recipe(train, validation, args.minutes, run_dir, args.resume, **options)
     ours_minutes = sum(h["seconds"] for h in ours.history_) / 60
     plain, plain_epochs, plain_seconds = fit_plain(np.concatenate([train, validation]),
                                                    args.minutes)
@@ -256,7 +259,8 @@ def versus(args):
     se = np.std(a["values"] - b["values"], ddof=1) / math.sqrt(len(test))
     table = ["| model | epochs | train (min) | test NLL (nats) | active units | IS eval (min) "
              "| vs plain (paired) |", "|---|---|---|---|---|---|---|",
-             _row("elbokit recipe", len(ours.history_), ours_minutes, a,
+             _row("elbokit recipe" + (f", {prior_label(options)} prior" if options else ""),
+                  len(ours.history_), ours_minutes, a,
                   f"{-diff:+.2f} +- {se:.2f}"),
              _row("plain loop", plain_epochs, plain_seconds / 60, b, "")]
     print("\n" + "\n".join(table))
