@@ -305,13 +305,15 @@ def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float 
     p(z)) against the model's own prior (:func:`kl_to_prior`) = ``mutual_information`` +
     ``marginal_kl`` (KL(q(z) || p(z)), the remainder), ``kl_per_dimension`` (against the
     prior's marginals: for a mixture prior these need not sum to ``kl``),
-    ``active_units`` (of ``latent_dim``, Burda et al.'s threshold). Warns
+    ``active_units`` (of ``latent_dim``, Burda et al.'s threshold) and, for a model
+    with several stochastic layers (``latent_layers_``, z1 first), ``active_per_layer``
+    (a count per layer). Warns
     (:class:`~elbokit.exceptions.PosteriorCollapseWarning`) when fewer than half of the units are active: the posterior has collapsed onto the prior
     for the others, and they carry no information about x."""
     from .exceptions import PosteriorCollapseWarning
 
     kl_dims = kl_per_dimension(model, X)
-    n_active, _ = active_units(model, X, threshold=threshold)
+    n_active, activity = active_units(model, X, threshold=threshold)
     mi = mutual_information(model, X, n_points=n_points, random_state=random_state)
     latent = int(kl_dims.size)
     if latent and n_active < COLLAPSE_SHARE * latent:
@@ -319,6 +321,12 @@ def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float 
              f"(I(x; z) = {mi:.2f} nats); the others match the prior and carry no "
              "information about x", PosteriorCollapseWarning)
     kl = kl_to_prior(model, X, random_state=random_state)
-    return {"kl": kl, "mutual_information": mi, "marginal_kl": kl - mi,
-            "kl_per_dimension": [float(v) for v in kl_dims], "active_units": n_active,
-            "latent_dim": latent}
+    out = {"kl": kl, "mutual_information": mi, "marginal_kl": kl - mi,
+           "kl_per_dimension": [float(v) for v in kl_dims], "active_units": n_active,
+           "latent_dim": latent}
+    layers = getattr(model, "latent_layers_", None)
+    if layers is not None and len(layers) > 1:
+        ends = np.cumsum(layers)
+        out["active_per_layer"] = [int(np.sum(activity[end - size:end] > threshold))
+                                   for size, end in zip(layers, ends)]
+    return out

@@ -301,6 +301,11 @@ def _codes_table(model, dataset) -> str:
             diag = latent_diagnostics(model, dataset.test)
         values = {k: diag[k] for k in ("mutual_information", "kl", "marginal_kl",
                                        "active_units", "latent_dim")}
+        if "active_per_layer" in diag:  # two stochastic layers: z1's, then z2's
+            layers = model.latent_layers_
+            values["active per layer"] = ", ".join(
+                f"z{i + 1} {a}/{size}" for i, (a, size) in
+                enumerate(zip(diag["active_per_layer"], layers)))
         parts.append("<p>I(x; z) under q (aggregate-posterior estimate, Hoffman &amp; "
                      "Johnson 2016) and E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z)), "
                      "nats per test row</p>" + _table([values], list(values), 3))

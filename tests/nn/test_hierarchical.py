@@ -144,6 +144,15 @@ def test_save_load_sample_and_resume(digits, tmp_path):
                           loaded.score_samples(digits.test[:50]))
     assert np.array_equal(vae.sample(4, random_state=1), loaded.sample(4, random_state=1))
     assert vae.encode(digits.test[:3]).shape == (3, 5)
+    assert vae.latent_layers_ == (3, 2) == loaded.latent_layers_
+    from elbokit.evaluate import active_units, latent_diagnostics
+
+    diag = latent_diagnostics(vae, digits.test[:100])
+    _, activity = active_units(vae, digits.test[:100])
+    assert diag["active_per_layer"] == [int((activity[:3] > 0.01).sum()),
+                                        int((activity[3:] > 0.01).sum())]
+    assert "active_per_layer" not in latent_diagnostics(
+        VAE(3, **FAST).fit(digits.train[:100]), digits.test[:50])
     whole = VAE(5, **{**settings, "epochs": 3}).fit(digits.train[:300])
     vae.set_params(epochs=3).fit(digits.train[:300], checkpoint_dir=tmp_path / "ck",
                                  resume=True)
@@ -157,6 +166,7 @@ def test_the_cli_flag_and_the_refusals(tmp_path, capsys):
     meta = json.loads((out / "model.json").read_text())
     assert meta["settings"]["architecture"]["top_latent_dim"] == 2
     assert main(["report", str(out)]) == 0  # per-dimension KLs, prior moments, samples
+    assert "active per layer" in (out / "report.html").read_text()
     one_line_exit_2(["fit", "vae", "--data", "digits", "--latent", "2", "--top-latent", "2",
                      "--out", str(tmp_path / "bad")], capsys, "top_latent_dim must be below")
     x = np.random.default_rng(0).random((40, 64)).round()

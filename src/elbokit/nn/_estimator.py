@@ -170,6 +170,16 @@ class NeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return self.model_.config.image_shape
 
     @property
+    def latent_layers_(self) -> tuple[int, ...]:
+        """The sizes of the stochastic layers in z's order: (L,) for one layer, (L1, L2)
+        for two (``top_latent_dim``; z = (z1, z2)). The report splits the active units
+        and the KL per dimension by it (read with ``getattr``: other models have one)."""
+        self._check_fitted()
+        config = self.model_.config
+        top = getattr(config, "top_latent_dim", 0)
+        return (config.latent_dim - top, top) if top else (config.latent_dim,)
+
+    @property
     def standardize_(self) -> bool:
         """Whether the networks see x standardized: x_std = (x - m) / s."""
         self._check_fitted()

@@ -141,12 +141,21 @@ def _mark_best(ax, epochs: list, values: list) -> None:
 
 
 def bar_figure(values, path, *, title: str, ylabel: str, log: bool = False,
-               threshold: float | None = None) -> None:
-    """A bar per latent dimension (KL per dimension, activity, ARD precisions)."""
+               threshold: float | None = None, layers=None) -> None:
+    """A bar per latent dimension (KL per dimension, activity, ARD precisions);
+    ``layers`` (the sizes of several stochastic layers, z1 first): a colour per layer."""
     plt = _pyplot()
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(max(4, 0.3 * values.size + 2), 3.5))
-    ax.bar(np.arange(1, values.size + 1), values, color="C0")
+    if layers is not None and len(layers) > 1 and sum(layers) == values.size:
+        start = 0
+        for i, size in enumerate(layers):
+            ax.bar(np.arange(start + 1, start + size + 1), values[start:start + size],
+                   color=f"C{i}", label=f"z{i + 1}")
+            start += size
+        ax.legend(fontsize=8)
+    else:
+        ax.bar(np.arange(1, values.size + 1), values, color="C0")
     if threshold is not None:
         ax.axhline(threshold, color="C3", linestyle="--", label=f"threshold {threshold:g}")
         ax.legend()

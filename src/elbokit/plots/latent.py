@@ -70,7 +70,8 @@ def common_figures(model, X, labels, out_dir, history, *, label_names=None,
     # no KL for point codes (the Autoencoder: q(z|x) has no spread, has_density False)
     if kl and n_latent and observed.shape[0] and as_model(model).has_density:
         bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
-                   title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats")
+                   title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats",
+                   layers=getattr(model, "latent_layers_", None))
         written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
     if history:
         curves_figure(history, out_dir / "curves.png",
