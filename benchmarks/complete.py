@@ -117,8 +117,11 @@ def load(name, args):
         vae = fit_recipe(train, held_out, 120.0, Path(args.run), resume=True, **options)
         made = (f"the long run {Path(args.run).name} restored (prior {args.prior}, "
                 f"{len(vae.history_)} epochs)")
-    else:
-        vae = fit_recipe(train, held_out, args.minutes, None, False)
+    else:  # checkpointed: a rerun restores the fit instead of training again
+        from recipe import RUNS
+
+        run = RUNS / f"complete-recipe-{args.minutes:g}min"
+        vae = fit_recipe(train, held_out, args.minutes, run, (run / "checkpoint.json").exists())
         made = f"the recipe, {args.minutes:g} minutes, {len(vae.history_)} epochs"
     return train, validation, test, (28, 28), vae, made
 

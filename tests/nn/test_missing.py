@@ -223,6 +223,30 @@ def test_a_model_fitted_on_complete_rows_imputes_too(fitted):
     assert error(vae.impute(rows, n_samples=200)) < 0.3 * error(column_means)
 
 
+def test_the_proposal_of_a_model_fitted_on_complete_rows_is_refined(fitted, monkeypatch):
+    """Its encoder sees missing entries at 0; proposal_encoding fills them with their
+    conditional mean first. On a linear-Gaussian VAE, log p(x_obs) by importance sampling
+    with few draws then comes closer to the exact marginal of the model's own Gaussian
+    than with the zero-filled proposal."""
+    from elbokit.nn import _impute
+
+    _, X, X_nan, _, _ = fitted
+    vae = VAE(L, likelihood="gaussian", decoder="linear", objective="iwae", n_samples=5,
+              epochs=60, lr=1e-2, validation_fraction=0, progress=False).fit(X)
+    C, b = _own_gaussian(vae)
+    rows = X_nan[:300]
+    rows = rows[np.isnan(rows).any(axis=1)]
+    exact = np.array([stats.multivariate_normal(b[o], C[np.ix_(o, o)]).logpdf(r[o])
+                      for r, o in ((r, ~np.isnan(r)) for r in rows)])
+    refined = vae.log_likelihood_samples(rows, n_importance=20) - exact
+    monkeypatch.setattr(_impute, "PROPOSAL_ROUNDS", 0)
+    zero_filled = vae.log_likelihood_samples(rows, n_importance=20) - exact
+    # both fall short (IS is a lower bound; q(z|x filled) is narrower than p(z|x_obs)),
+    # the refined one by less than half as much (0.20 against 0.46 nats a row here)
+    assert zero_filled.mean() < refined.mean() < 0 and np.abs(refined).mean() < 0.5 * np.abs(
+        zero_filled).mean(), (np.abs(refined).mean(), np.abs(zero_filled).mean())
+
+
 def test_bad_missing_values_are_one_line_errors(fitted):
     vae, _, X_nan, _, _ = fitted
     rows = X_nan[:4].copy()

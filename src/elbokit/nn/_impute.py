@@ -206,37 +206,79 @@ def importance_impute(model, x: torch.Tensor, n_samples: int, n_draws: int | Non
                       max_elements: int = MAX_ELEMENTS) -> torch.Tensor:
     """For the rows x (n, d) (NaN: missing; a conditional model's y in the last
     columns): the self-normalized importance-sampling estimate of E[x|x_obs], (n, d)
-    float64 in the data's units, from ``n_samples`` draws of q(z|x) per row; or with
-    ``n_draws=m``, m draws from p(x|x_obs) by resampling those z, (m, n, d)."""
+    float64 in the data's units, from ``n_samples`` draws of the proposal per row
+    (:func:`proposal_encoding`); or with ``n_draws=m``, m draws from p(x|x_obs) by
+    resampling those z, (m, n, d)."""
     n, d = x.shape
     batch = max(1, min(n, max_elements // (d * min(n_samples, 256))))
     chunk = max(1, min(n_samples, max_elements // (d * batch)))
     parts = []
     for start in range(0, n, batch):
         xb = x[start:start + batch]
-        y = model.split_condition(xb)[1]
-        encoding = encode_posterior(model, xb)  # mean, logvar (B, L); flow context
-        log_total, weighted, kept = None, 0.0, []
-        for done in range(0, n_samples, chunk):
-            post = draw_posterior(model, xb, min(chunk, n_samples - done), generator, encoding)
-            params = model.decode(post.z, y)
-            log_w = (model.log_likelihood(xb, post.z, params) + prior_log_prob(model, post.z)
-                     - post.log_q()).double()  # (s, B): observed entries only
-            if n_draws is not None:
-                kept.append((post.z, log_w))
-                continue
-            total = logsumexp_accumulate(log_total, log_w)  # (B,)
-            share = torch.exp(log_w - total).unsqueeze(-1)  # (s, B, 1)
-            means = model.row_mean(xb, params).double()  # E[x|z_s], (s, B, d)
-            weighted = (share * means).sum(0) + (
-                0.0 if log_total is None else weighted * torch.exp(log_total - total)[:, None])
-            log_total = total
-        parts.append(weighted if n_draws is None else
-                     _resampled(model, xb, y, kept, n_draws, generator))
+        encoding = proposal_encoding(model, xb, generator, chunk)
+        if n_draws is None:
+            parts.append(_conditional_mean(model, xb, n_samples, generator, encoding, chunk))
+            continue
+        kept = [(post.z, log_w) for post, _, log_w in
+                _weighted(model, xb, n_samples, generator, encoding, chunk)]
+        parts.append(_resampled(model, xb, kept, n_draws, generator))
     return torch.cat(parts, dim=0 if n_draws is None else 1)
 
 
-def _resampled(model, xb, y, kept, n_draws: int, generator) -> torch.Tensor:
+PROPOSAL_ROUNDS, PROPOSAL_SAMPLES = 2, 100  # proposal_encoding's refinement
+
+
+def proposal_encoding(model, xb: torch.Tensor, generator=None, chunk: int = PROPOSAL_SAMPLES):
+    """The encoding of q that proposes z for importance sampling the rows xb (B, d)
+    with NaN entries. A model fitted on NaN (``config.missing``) has an encoder that
+    sees the mask: its own encoding. A model fitted on complete rows sees the missing
+    entries at 0, which can say the wrong thing (a blank half of an image): instead,
+    PROPOSAL_ROUNDS times, the missing entries are filled with their conditional mean
+    under the current proposal (PROPOSAL_SAMPLES draws) and the filled rows encoded.
+    Every estimate stays consistent, as the weights p(x_obs|z) p(z) / q(z) divide by
+    the density of the proposal used; a better one makes them tighter (log p(x_obs))
+    and the draws closer to the posterior."""
+    encoding = encode_posterior(model, xb)
+    config = getattr(model, "config", None)
+    missing = torch.isnan(xb)
+    if config is None or config.missing or not bool(missing.any()):
+        return encoding
+    y = model.split_condition(xb)[1]
+    for _ in range(PROPOSAL_ROUNDS):
+        mean = _conditional_mean(model, xb, PROPOSAL_SAMPLES, generator, encoding,
+                                 min(chunk, PROPOSAL_SAMPLES)).to(xb.dtype)
+        if y is not None:
+            mean = torch.cat([mean, y], dim=-1)
+        encoding = encode_posterior(model, torch.where(missing, mean, xb))
+    return encoding
+
+
+def _weighted(model, xb, n_samples: int, generator, encoding, chunk: int):
+    """Chunks of (draws of the proposal, the decoder's output at them, log w (s, B))
+    with w = p(x_obs|z) p(z) / q(z): the observed entries' likelihood only."""
+    y = model.split_condition(xb)[1]
+    for done in range(0, n_samples, chunk):
+        post = draw_posterior(model, xb, min(chunk, n_samples - done), generator, encoding)
+        params = model.decode(post.z, y)
+        log_w = (model.log_likelihood(xb, post.z, params) + prior_log_prob(model, post.z)
+                 - post.log_q()).double()
+        yield post, params, log_w
+
+
+def _conditional_mean(model, xb, n_samples: int, generator, encoding, chunk: int):
+    """sum_s w_s E[x|z_s] / sum_s w_s, (B, d) float64, accumulated chunk by chunk."""
+    log_total, weighted = None, 0.0
+    for _, params, log_w in _weighted(model, xb, n_samples, generator, encoding, chunk):
+        total = logsumexp_accumulate(log_total, log_w)  # (B,)
+        share = torch.exp(log_w - total).unsqueeze(-1)  # (s, B, 1)
+        means = model.row_mean(xb, params).double()  # E[x|z_s], (s, B, d)
+        weighted = (share * means).sum(0) + (
+            0.0 if log_total is None else weighted * torch.exp(log_total - total)[:, None])
+        log_total = total
+    return weighted
+
+
+def _resampled(model, xb, kept, n_draws: int, generator) -> torch.Tensor:
     """m draws x ~ p(x|z), z resampled by the weights from the kept (z, log w) chunks:
     (m, B, d) float64."""
     z = torch.cat([z for z, _ in kept])  # (S, B, L)
@@ -244,4 +286,5 @@ def _resampled(model, xb, y, kept, n_draws: int, generator) -> torch.Tensor:
     picks = torch.multinomial(torch.softmax(log_w, dim=0).T, n_draws, replacement=True,
                               generator=generator)  # (B, m)
     chosen = z[picks.T, torch.arange(z.shape[1], device=z.device)]  # (m, B, L)
+    y = model.split_condition(xb)[1]
     return model.sample_rows(xb, model.decode(chosen, y), generator).double()

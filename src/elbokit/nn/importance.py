@@ -6,7 +6,10 @@ log p(x) ~= log 1/k sum_i p(x, z_i) / q(z_i|x),  z_i ~ q(z|x)   (Burda et al. 20
 running log-sum-exp over chunks of samples and batches of data, so memory stays
 bounded (about ``max_elements`` decoder outputs at a time) whatever k is. Its
 expectation is a lower bound on log p(x) that rises to it as k grows, and is
-never below the ELBO's.
+never below the ELBO's. Rows with NaN entries are scored on their observed ones, log
+p(x_obs), with the proposal of :func:`elbokit.nn._impute.proposal_encoding` (a model
+fitted on complete rows: the encoder at the missing entries filled by their conditional
+mean, not at 0).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import math
 import torch
 
 from ._math import logsumexp_accumulate
-from .objectives import ELBOEstimator, draw_posterior, encode_posterior
+from ._impute import proposal_encoding
+from .objectives import ELBOEstimator, draw_posterior
 
 
 @torch.no_grad()
@@ -40,7 +44,7 @@ def importance_log_likelihood(model, x: torch.Tensor, n_importance: int, *,
     out = torch.empty(n, dtype=torch.float64, device=x.device)
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
-        encoding = encode_posterior(model, xb)  # mean, logvar (B, L) each; flow context
+        encoding = proposal_encoding(model, xb, generator, chunk)  # mean, logvar; context
         total = None  # running log sum_i w_i, (B,)
         for done in range(0, n_importance, chunk):
             s = min(chunk, n_importance - done)
