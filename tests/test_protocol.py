@@ -26,7 +26,7 @@ def wine():
 
 def test_every_kind_is_declared_once_and_names_its_class():
     names = kinds.kind_names(presets=False)
-    assert names == ("pca", "ppca", "fa", "vbpca", "linear-ae", "vae", "ae")
+    assert names == ("pca", "ppca", "fa", "vbpca", "linear-ae", "vae", "ae", "semisupervised-vae")
     for name in ("pca", "ppca", "fa", "vbpca", "linear-ae"):
         cls = kinds.get_kind(name).resolve()
         assert cls.kind == name

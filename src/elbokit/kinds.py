@@ -207,6 +207,15 @@ def _ae(latent, *, seed, verbose, epochs, **options):
     return Autoencoder(latent, **{**settings, **options})
 
 
+def _semisupervised_vae(latent, *, seed, verbose, epochs, **options):
+    """Model M2 (Kingma et al. 2014) at its defaults; its fit needs y (-1: unlabeled)."""
+    options = _applicable(options, ("validation_fraction",))
+    from .nn import SemiSupervisedVAE
+
+    settings = dict(seed=seed, progress=False, **({} if epochs is None else {"epochs": epochs}))
+    return SemiSupervisedVAE(latent, **{**settings, **options})
+
+
 for _kind in (
         ModelKind("pca", "elbokit.linear:PCA", _pca, family="linear"),
         ModelKind("ppca", "elbokit.linear:PPCA", _ppca, family="linear"),
@@ -217,6 +226,8 @@ for _kind in (
         ModelKind("vae-linear", "elbokit.nn:VAE", _vae_linear, family="nn",
                   persistence="own", preset_of="vae"),
         ModelKind("vae", "elbokit.nn:VAE", _vae, family="nn", persistence="own"),
-        ModelKind("ae", "elbokit.nn:Autoencoder", _ae, family="nn", persistence="own")):
+        ModelKind("ae", "elbokit.nn:Autoencoder", _ae, family="nn", persistence="own"),
+        ModelKind("semisupervised-vae", "elbokit.nn:SemiSupervisedVAE", _semisupervised_vae,
+                  family="nn", persistence="own")):
     register_kind(_kind)
 del _kind
