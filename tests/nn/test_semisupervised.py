@@ -116,6 +116,10 @@ def test_bad_labels_are_one_line_errors(model, digits):
         VAE(4, conditional=True, hidden=(16,), epochs=1, progress=False).fit(X, y)
     with pytest.raises(DataError, match=r"shape \(300,\)"):
         SemiSupervisedVAE(4, **SMALL).fit(X, y[:100])
+    with_nan = y.astype(float)
+    with_nan[7] = np.nan
+    with pytest.raises(DataError, match=r"^y holds nan at row 7: mark an unlabeled row with -1$"):
+        SemiSupervisedVAE(4, **SMALL).fit(X, with_nan)
     for message in ("not seen at fit", "label rows", "SemiSupervisedVAE"):
         assert "\n" not in message
 

@@ -250,6 +250,10 @@ def unlabeled_rows(y, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
     if values.ndim != 1 or values.shape[0] != n:
         raise DataError(f"{name} must be class labels of shape ({n},), -1 for an unlabeled "
                         f"row; got shape {values.shape}")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise DataError(f"{name} holds {values[row]} at row {row}: mark an unlabeled row with "
+                        f"{UNLABELED}")
     if values.dtype.kind == "O":
         mask = np.array([not isinstance(v, str) and v == UNLABELED for v in values.tolist()])
     elif values.dtype.kind in "iuf":
