@@ -21,7 +21,7 @@ from . import _math
 from ._validation import check_int
 from .exceptions import ParameterError
 from .progress import progress_bar
-from .protocol import as_model
+from .protocol import as_model, optional
 
 MAX_IMPORTANCE = 1_000_000  # importance samples per row of log_likelihood
 
@@ -324,7 +324,7 @@ def latent_diagnostics(model, X, *, n_points: int = MI_POINTS, threshold: float 
     out = {"kl": kl, "mutual_information": mi, "marginal_kl": kl - mi,
            "kl_per_dimension": [float(v) for v in kl_dims], "active_units": n_active,
            "latent_dim": latent}
-    layers = getattr(model, "latent_layers_", None)
+    layers = optional(model, "latent_layers_")
     if layers is not None and len(layers) > 1:
         ends = np.cumsum(layers)
         out["active_per_layer"] = [int(np.sum(activity[end - size:end] > threshold))

@@ -98,6 +98,17 @@ check_fit(X, what, *, reference)
     (a diverged VAE); the exact models never are.
 reconstruction_error(X) -> (n,)
     Only for a model without a density: its reconstruction loss per row.
+
+Optional members
+    A model may implement these; consumers read them with :func:`optional`, which gives
+    the default below where a model has none (a new kind needs none of them).
+latent_layers_ -> tuple of int (default None: one layer)
+    The sizes of the stochastic layers, in the order of z's coordinates (a VAE with
+    ``top_latent_dim``: (L1, L2), z = (z1, z2)): the active units and the KL per
+    dimension are then shown per layer.
+complete(X, region, n_draws, *, image_shape, random_state) -> Completions (default None)
+    Answers for a hidden region of each image drawn from p(x_mis | x_obs), with their
+    log-likelihoods (:meth:`elbokit.nn.VAE.complete`): the report's completions figure.
 """
 
 from __future__ import annotations
@@ -176,6 +187,15 @@ class LinearGaussianModel(Protocol):
     def factor_solution(self): ...  # the fitted FactorSolution on the correlation scale
 
     def relevance(self) -> dict | None: ...  # VBPCA's ARD: alpha, threshold, active
+
+
+OPTIONAL_MEMBERS = {"latent_layers_": None, "complete": None}
+
+
+def optional(model, name: str):
+    """The optional member ``name`` of ``model`` (see the module docstring), or its
+    default where the model does not implement it."""
+    return getattr(model, name, OPTIONAL_MEMBERS[name])
 
 
 def as_model(model) -> LatentVariableModel:

@@ -280,6 +280,7 @@ def _codes_table(model, dataset) -> str:
     import numpy as np
 
     from .evaluate import latent_diagnostics, linear_probe
+    from .protocol import optional
 
     if model.conditional:
         return ""  # a conditional VAE's codes are given the label: nothing left to probe
@@ -302,7 +303,7 @@ def _codes_table(model, dataset) -> str:
         values = {k: diag[k] for k in ("mutual_information", "kl", "marginal_kl",
                                        "active_units", "latent_dim")}
         if "active_per_layer" in diag:  # two stochastic layers: z1's, then z2's
-            layers = model.latent_layers_
+            layers = optional(model, "latent_layers_")
             values["active per layer"] = ", ".join(
                 f"z{i + 1} {a}/{size}" for i, (a, size) in
                 enumerate(zip(diag["active_per_layer"], layers)))

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..protocol import as_model
+from ..protocol import as_model, optional
 from ._base import (_pyplot, _range, _save, _show, _show_rows, _tile, curves_figure,
                     decode_mean, encode_mean, grey_shape, image_grid)
 from .latent import common_figures
@@ -232,7 +232,7 @@ def all_figures(model, dataset, out_dir: str | os.PathLike, *, history=None) -> 
         "reconstructions": lambda p: reconstructions_figure(model, X, shape, p),
         "uncertainty": lambda p: uncertainty_figure(model, X, shape, p),
     }
-    if callable(getattr(model, "complete", None)):
+    if optional(model, "complete") is not None:
         figures["completions"] = lambda p: completions_figure(model, X, shape, p)
     count, activity = active_units(model, X)
     active = [int(j) for j in np.argsort(activity)[::-1] if activity[j] > 0.01][:10]

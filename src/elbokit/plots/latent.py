@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..linear._interpret import complete_rows
-from ..protocol import as_model
+from ..protocol import as_model, optional
 from ._base import _pyplot, _save, _tick_texts, bar_figure, curves_figure, encode_mean
 
 
@@ -71,7 +71,7 @@ def common_figures(model, X, labels, out_dir, history, *, label_names=None,
     if kl and n_latent and observed.shape[0] and as_model(model).has_density:
         bar_figure(kl_per_dimension(model, observed), out_dir / "kl_per_dim.png",
                    title="KL(q(z_j|x) || p(z_j)) per dimension", ylabel="nats",
-                   layers=getattr(model, "latent_layers_", None))
+                   layers=optional(model, "latent_layers_"))
         written["kl_per_dim"] = str(out_dir / "kl_per_dim.png")
     if history:
         curves_figure(history, out_dir / "curves.png",
