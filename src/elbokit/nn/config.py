@@ -441,8 +441,9 @@ class SemiSupervisedConfig(Settings):
         cli=False)
     alpha: float = setting(
         1.0, "Weight of the labeled rows' log q(y|x) per row of the data, a = alpha N (N the "
-        "training rows; the paper's a = 0.1 N is 0.1, which gave 80% on digits with 50 labels "
-        "against 91% for 1.0, benchmarks/semisupervised.py).", positive=True, cli=False)
+        "training rows; the paper's a = 0.1 N is 0.1). 1.0 was chosen on held-out training "
+        "rows of digits with 50 labels (benchmarks/semisupervised.py --alphas).", positive=True,
+        cli=False)
 
     def __post_init__(self):
         check_fields(self)
