@@ -265,8 +265,11 @@ def csv_tables(draw):
     if draw(st.booleans()):  # one missing or bad cell
         i, j = draw(st.integers(0, n_rows - 1)), draw(st.integers(0, width - 1))
         # (an empty cell alone on its line is a blank line, skipped: not drawn)
-        # ("abc" in a headerless first row may make it a header: not drawn)
-        cells[i][j] = draw(st.sampled_from(["", "NA", "nan"][width == 1:] + [
+        # ("abc" in a headerless first row may make it a header: not drawn; nor a missing
+        # token alone on the first line, which the reader refuses as a header of no name)
+        alone_first = width == 1 and i == 0 and header is None
+        tokens = [] if alone_first else ["", "NA", "nan"][width == 1:]
+        cells[i][j] = draw(st.sampled_from(tokens + [
             c for c in BAD_CELLS if not (c == "abc" and i == 0 and header is None)]))
     values = np.full((n_rows, width), np.nan)
     bad, missing = [], []
