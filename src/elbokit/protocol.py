@@ -108,7 +108,7 @@ latent_layers_ -> tuple of int (default None: one layer)
     dimension are then shown per layer.
 complete(X, region, n_draws, *, image_shape, random_state) -> Completions (default None)
     Answers for a hidden region of each image drawn from p(x_mis | x_obs), with their
-    log-likelihoods (:meth:`elbokit.nn.VAE.complete`): the report's completions figure.
+    log-likelihoods (a VAE's ``complete``): the report's completions figure.
 """
 
 from __future__ import annotations

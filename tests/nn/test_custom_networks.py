@@ -176,6 +176,6 @@ def test_a_run_with_custom_networks_gets_its_report_with_the_classes(tmp_path):
         write_report(tmp_path / "runs")
     page = write_report(tmp_path / "runs", encoder_class=MyEncoder,
                         decoder_class=MyDecoder).read_text()
-    # both runs drawn: samples ... manifold, latent, KL per dimension, curves, latent
-    # arithmetic each
-    assert page.count("data:image/png;base64,") == 2 * 9
+    # both runs drawn: samples ... manifold, completions, latent, KL per dimension, curves,
+    # latent arithmetic each
+    assert page.count("data:image/png;base64,") == 2 * 10
