@@ -11,7 +11,7 @@ from elbokit.data import load  # noqa: E402
 from elbokit.exceptions import DataError  # noqa: E402
 from elbokit.nn import VAE, SemiSupervisedVAE  # noqa: E402
 from elbokit.nn.objectives import AnalyticKLELBO  # noqa: E402
-from elbokit.nn.semisupervised import SemiSupervisedObjective  # noqa: E402
+from elbokit.nn.objectives.semisupervised import SemiSupervisedObjective  # noqa: E402
 
 SMALL = dict(hidden=(32,), classifier_hidden=(32,), epochs=2, progress=False)
 

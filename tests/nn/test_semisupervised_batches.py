@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 from elbokit.data import load  # noqa: E402
 from elbokit.nn import VAE, SemiSupervisedVAE  # noqa: E402
 from elbokit.nn import _vae_settings as settings_of  # noqa: E402
-from elbokit.nn.semisupervised import (LABELED_SHARE, SemiSupervisedObjective,  # noqa: E402
-                                       labeled_per_batch)
+from elbokit.nn.objectives.semisupervised import (  # noqa: E402
+    LABELED_SHARE, SemiSupervisedObjective, labeled_per_batch)
 from elbokit.nn.train import loop  # noqa: E402
 
 SMALL = dict(hidden=(16,), classifier_hidden=(16,), progress=False)

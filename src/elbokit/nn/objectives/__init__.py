@@ -65,11 +65,13 @@ minibatch, and each objective owns its step (:class:`~.step.TrainingObjective`, 
 :class:`~.elbo.ELBOObjective` trains the ELBO of any estimator above, with L_B's
 written-out step (:mod:`~elbokit.nn.objectives.fused`) where that covers the model;
 :class:`~.reconstruction.Reconstruction` (``"reconstruction"``) is the deterministic
-Autoencoder's. :func:`get_objective` builds one from a name of :data:`OBJECTIVES`.
+Autoencoder's; :class:`~.semisupervised.SemiSupervisedObjective` is M2's (labeled and
+unlabeled rows, :class:`~elbokit.nn.semisupervised.SemiSupervisedVAE`), built by that
+estimator. :func:`get_objective` builds one from a name of :data:`OBJECTIVES`.
 
 The modules import one way: ``base`` <- ``single_sample``, ``importance_weighted``,
-``loss`` <- ``fused``, ``step`` <- ``elbo`` <- ``reconstruction`` <- ``registry`` <-
-this ``__init__``.
+``loss`` <- ``fused``, ``step`` <- ``elbo`` <- ``reconstruction``, ``semisupervised`` <-
+``registry`` <- this ``__init__``.
 """
 
 from .base import (

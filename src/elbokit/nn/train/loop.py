@@ -356,7 +356,7 @@ def _epoch_order(run: _Run, X) -> torch.Tensor:
     """The epoch's row order (n,), sliced into minibatches of ``batch_size``: a seeded
     permutation, or the objective's ``batch_order(X, batch_size, generator)`` where it
     has one (M2's puts labeled rows into every minibatch,
-    :class:`~elbokit.nn.semisupervised.SemiSupervisedObjective`)."""
+    :class:`~elbokit.nn.objectives.semisupervised.SemiSupervisedObjective`)."""
     order = getattr(run.objective, "batch_order", None)
     if order is None:
         return torch.randperm(X.shape[0], generator=run.generator, device=run.generator.device)
