@@ -144,3 +144,19 @@ def test_a_failed_row_s_reason_is_printed_with_its_control_characters_escaped(
     reason = "TrainingError: feature 'a\\x1b]0;owned\\x07b"
     assert f"ppca: failed: {reason}" in captured.out.splitlines()
     assert json.loads((out / "compare.json").read_text())["models"]["ppca"]["error"] == reason
+
+
+def test_the_default_latent_size_fits_a_table_of_few_columns(tmp_path, capsys):
+    """Without --latent, a table of d <= 10 columns (iris: 4) gets L = d - 1, the most
+    PPCA takes, instead of 10, which every linear model refused."""
+    out = tmp_path / "cmp"
+    code = main(["compare", "--data", "iris", "--models", "pca,ppca,fa", "--out", str(out),
+                 "--k", "5"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "d = 4, L = 3" in printed
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["latent"] == 3 and not any(m.get("failed") for m in saved["models"].values())
+    # the three find the same maximum-likelihood model of 3 factors on 4 features
+    values = [saved["models"][k]["test_loglike"] for k in ("pca", "ppca", "fa")]
+    assert max(values) - min(values) < 1e-3

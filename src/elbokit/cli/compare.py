@@ -8,7 +8,7 @@ printed and saved in ``compare.json`` all the same, and the exit code is 2."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -18,10 +18,13 @@ from ..kinds import kind_names
 from ..persistence import MODEL_FILE
 from ._app import app
 from .common import (DEFAULT_TEST_FRACTION, LATENT_DIM, Columns, DataDir, DataSpec, DropColumns,
-                     Labels, Latent, Layer, Networks, Seed, Standardize, TestFraction, Threads,
+                     Labels, Layer, Networks, Seed, Standardize, TestFraction, Threads,
                      apply_threads, config_field_option, format_table, import_networks)
 
 ValidationFraction = config_field_option("validation_fraction")
+CompareLatent = Annotated[Optional[int], typer.Option(
+    "--latent", help=f"Latent dimension L of every model (default: {LATENT_DIM}, or d - 1 for a "
+                     f"table of at most {LATENT_DIM} features, the most PPCA takes).")]
 
 COMPARE_MODELS = kind_names()  # every registered kind and preset (elbokit.kinds)
 DEFAULT_MODELS = "pca,ppca,fa,vae-linear,vae"
@@ -45,7 +48,7 @@ def build_model(kind: str, latent: int, *, epochs: int, seed: int, standardize: 
 
 
 @app.command("compare")
-def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
+def compare(data: DataSpec = "digits", latent: CompareLatent = None,
             models: Annotated[str, typer.Option(help="Comma-separated: " + ",".join(
                 COMPARE_MODELS))] = DEFAULT_MODELS,
             k: Annotated[int, typer.Option("--k", help="Importance samples for VAE "
@@ -84,7 +87,7 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
     unknown = [m for m in kinds if m not in known]
     if unknown or not kinds:
         raise ParameterError(f"unknown model(s) {unknown}; choose from {list(known)}")
-    if k < 1 or epochs < 1 or latent < 1:
+    if k < 1 or epochs < 1 or (latent is not None and latent < 1):
         raise ParameterError("--k, --epochs and --latent must be >= 1")
     check_importance(k, "--k")  # before any model is fitted
     if test_fraction == 0:
@@ -97,6 +100,8 @@ def compare(data: DataSpec = "digits", latent: Latent = LATENT_DIM,
                                allow_nan=True, columns=columns, drop_columns=drop_columns,
                                layer=layer, labels=labels)
     apply_threads(threads, dataset)
+    if latent is None:  # the default, within what every default model takes
+        latent = max(1, min(LATENT_DIM, dataset.n_features - 1))
     settings = {"standardize": standardize, "validation_fraction": validation_fraction}
     # one writer of --out at a time: its runs and compare.json, under one lock
     with RunLock(out):
