@@ -16,6 +16,10 @@ k = 5000) also writes its row to results/hvae-<date>.json (the benchmarks page).
 importance-sampling evaluation is saved in pieces and resumes; ``--reverse`` scores the
 pieces last to first, so that a second process (the same command with ``--resume``)
 shares an evaluation under way.
+
+    # the budget table: finished runs of the protocol's data (every training and test image)
+    # from their result.json, at any k; writes results/hvae-budget-<date>.json
+    .venv/bin/python benchmarks/hvae.py --budget-table RUN_DIR [RUN_DIR ...]
 """
 
 from __future__ import annotations
@@ -51,7 +55,11 @@ def main(argv=None):
                              "sharing an evaluation under way: run it with --resume)")
     parser.add_argument("--eval-threads", type=int, default=None,
                         help="torch threads for the IS evaluation (default: --threads)")
+    parser.add_argument("--budget-table", nargs="+", default=None, metavar="RUN_DIR",
+                        help="write the table of these finished runs instead of training")
     args = parser.parse_args(argv)
+    if args.budget_table:
+        return budget_table([Path(d) for d in args.budget_table])
     torch.set_num_threads(args.threads)
 
     import elbokit.evaluate  # noqa: F401  (imported now: the checkout may change during the run)
@@ -103,6 +111,38 @@ def main(argv=None):
                           f"for training; published: one layer {PUBLISHED} (Gaussian prior), "
                           "HVAE with the VampPrior 226.53 (Exemplar VAE paper's table).",
                     order=7)
+
+
+def budget_table(run_dirs: list[Path]) -> None:
+    """One row per finished run (its result.json), shortest budget first, and the gain in
+    nats per doubling of the training minutes between runs scored at the same k."""
+    results = sorted((json.loads((d / "result.json").read_text()) | {"dir": d.name}
+                      for d in run_dirs), key=lambda r: (r["k"], r["train_minutes"]))
+    for r in results:
+        if r["train_images"] != 50000 or r["n_test"] != 10000:
+            raise SystemExit(f"{r['dir']}: not a run of the protocol's data")
+    rows = [[r["dir"], f"{r['prior']} K = {r.get('prior_components')}", r["threads"],
+             r["epochs"], f"{r['train_minutes']:.1f}", r["k"],
+             f"{r['nll']:.2f} +- {r['stderr']:.2f}",
+             f"z1 {r['active_per_layer']['z1']}/{LATENT - TOP}, "
+             f"z2 {r['active_per_layer']['z2']}/{TOP}"] for r in results]
+    gains = []
+    for a, b in zip(results, results[1:]):
+        if a["k"] == b["k"] and b["train_minutes"] > a["train_minutes"]:
+            doublings = math.log2(b["train_minutes"] / a["train_minutes"])
+            gains.append(f"{a['dir']} -> {b['dir']} (k = {a['k']}): "
+                         f"{(a['nll'] - b['nll']) / doublings:.2f} nats per doubling of the "
+                         f"training minutes")
+    for row in rows:
+        print(" | ".join(str(c) for c in row))
+    print("\n".join(gains))
+    write_table("hvae-budget", "Two stochastic layers: the test NLL against the training "
+                "budget", ["run", "p(z2)", "threads", "epochs", "train (min)", "k",
+                           "test NLL (nats)", "active units"], rows,
+                setup="benchmarks/hvae.py runs (the recipe with top_latent_dim=40), every "
+                      "training and test image; each row's own result.json.",
+                notes="; ".join(gains), order=8)
+
 
 if __name__ == "__main__":
     main()
