@@ -154,6 +154,9 @@ class SemiSupervisedVAE(VAE):
     True), plus ``classifier_hidden`` and ``alpha``
     (:class:`~elbokit.nn.config.SemiSupervisedConfig`). Saved as one commit
     (:meth:`save`, kind "semisupervised-vae"), loaded by :func:`elbokit.models.load_model`.
+    M1+M2 (the paper's M2 on the codes of an unsupervised VAE, M1) is the scikit-learn
+    pipeline ``make_pipeline(VAE(...), SemiSupervisedVAE(likelihood="gaussian", ...))``:
+    a plain VAE ignores y and ``transform`` gives its posterior means.
 
     Examples
     --------
