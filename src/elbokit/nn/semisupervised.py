@@ -232,14 +232,14 @@ class SemiSupervisedVAE(VAE):
         return np.sort(unlabeled[order[:count]])
 
     def _training(self, *, likelihood: str | None = None, n_rows: int | None = None,
-                  validation_given: bool = False) -> TrainingConfig:
-        """The VAE's, but a fit whose rows M2 split itself (:meth:`fit`) resolves its
-        settings as the VAE's split of all the rows would (the same fraction, patience
-        and epochs)."""
+                  validation_given: bool = False, **options) -> TrainingConfig:
+        """The VAE's (``options``: its other keywords), but a fit whose rows M2 split
+        itself (:meth:`fit`) resolves its settings as the VAE's split of all the rows
+        would (the same fraction, patience and epochs)."""
         if getattr(self, "_split_of", None) is not None:
             n_rows, validation_given = self._split_of, False
         return super()._training(likelihood=likelihood, n_rows=n_rows,
-                                 validation_given=validation_given)
+                                 validation_given=validation_given, **options)
 
     def _fit_condition(self, y, n: int) -> np.ndarray:
         mask, labels = unlabeled_rows(y, n)
