@@ -49,8 +49,9 @@ def test_every_field_has_help_and_only_the_resolved_ones_a_different_estimator_d
     changed = {f.name: estimator_default(f) for f in estimator_settings()
                if estimator_default(f) != f.default}
     assert changed == {"encoder": None, "decoder": None, "standardize": "auto",
-                       "prior_components": None, "precision": "auto", "likelihood": "auto",
-                       "epochs": "auto", "patience": "auto", "validation_fraction": "auto"}
+                       "prior_components": None, "min_variance": None, "precision": "auto",
+                       "likelihood": "auto", "epochs": "auto", "patience": "auto",
+                       "validation_fraction": "auto"}
 
 
 def test_one_latent_name_and_default_in_library_and_cli():

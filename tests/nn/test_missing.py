@@ -151,10 +151,12 @@ def fitted():
     torch.set_num_threads(1)
     X, X_nan, C, b = _linear_gaussian_data()
     # the posterior of x_O depends on which entries are observed: an MLP encoder of
-    # (x, mask), and the IWAE bound, whose fit an imperfect amortization biases less
+    # (x, mask), and the IWAE bound, whose fit an imperfect amortization biases less;
+    # the noise here is 4-10% of each feature's variance, below the default floor of a
+    # fit with NaN (config.MISSING_MIN_VARIANCE, 0.2): the floor of complete fits
     vae = VAE(L, likelihood="gaussian", decoder="linear", encoder="mlp", hidden=(64,),
               objective="iwae", n_samples=5, epochs=60, lr=1e-2, validation_fraction=0,
-              progress=False).fit(X_nan)
+              min_variance=1e-3, progress=False).fit(X_nan)
     return vae, X, X_nan, C, b
 
 
@@ -383,3 +385,29 @@ def test_complete_regions_of_images_and_bad_regions(fitted):
         vae.complete(X[:2], "bottom", 2, image_shape=(2, 2))
     done = vae.complete(X[:2], "bottom", 2, image_shape=(2, 3), n_samples=50)
     np.testing.assert_array_equal(done.mask[0], [0, 0, 0, 1, 1, 1])
+
+
+def test_a_fit_on_rows_with_nan_gets_the_missing_value_defaults():
+    """config.MISSING_MIN_VARIANCE and MISSING_EPOCHS apply to a standardized fit on rows
+    with NaN only: a complete fit, an unstandardized one, an explicit setting and a fit
+    without early stopping keep their own."""
+    from elbokit.nn import _vae_settings as settings_of
+    from elbokit.nn.config import (MIN_VARIANCE, MISSING_EPOCHS, MISSING_MIN_VARIANCE,
+                                   auto_epochs)
+
+    vae = VAE(likelihood="gaussian")
+
+    def floor(model, missing):
+        return settings_of.architecture(model, D, missing=missing).min_variance
+
+    def epochs(model, missing):
+        return settings_of.training(model, likelihood="gaussian", n_rows=1797,
+                                    missing=missing).epochs
+
+    assert (floor(vae, True), floor(vae, False)) == (MISSING_MIN_VARIANCE, MIN_VARIANCE)
+    assert floor(VAE(likelihood="gaussian", standardize=False), True) == MIN_VARIANCE
+    assert floor(VAE(likelihood="gaussian", min_variance=0.01), True) == 0.01
+    assert epochs(vae, False) == auto_epochs(1797 - 180, 128) < MISSING_EPOCHS
+    assert epochs(vae, True) == MISSING_EPOCHS
+    assert epochs(VAE(likelihood="gaussian", patience=0), True) == auto_epochs(1617, 128)
+    assert epochs(VAE(likelihood="gaussian", epochs=7), True) == 7

@@ -15,8 +15,9 @@ import numpy as np
 from ..exceptions import ParameterError
 from ._estimator import names, sizes
 from .._validation import check_choice
-from .config import (DEVICES, LIKELIHOODS, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
-                     TrainingConfig, auto_epochs, auto_validation, config_kwargs)
+from .config import (DEVICES, LIKELIHOODS, MIN_VARIANCE, MISSING_EPOCHS, MISSING_MIN_VARIANCE,
+                     OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig, TrainingConfig,
+                     auto_epochs, auto_validation, config_kwargs)
 from .likelihoods import check_data, resolve
 from .objectives.registry import get_objective
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior
@@ -67,6 +68,9 @@ def architecture(vae, n_features: int, condition_dim: int = 0,
         encoder=encoder, decoder=decoder, hidden=sizes(vae.hidden), image_shape=image_shape,
         flow_hidden=sizes(vae.flow_hidden),
         standardize=resolve_standardize(vae, settings["likelihood"]))
+    if settings["min_variance"] is None:  # config.MISSING_MIN_VARIANCE
+        settings["min_variance"] = MISSING_MIN_VARIANCE if missing and \
+            settings["standardize"] else MIN_VARIANCE
     return ArchitectureConfig(n_features=n_features,
                               feature_names=names(getattr(vae, "feature_names_in_", None)),
                               condition_dim=condition_dim, classes=classes, missing=missing,
@@ -124,14 +128,14 @@ def prior_object(vae, config: ArchitectureConfig) -> Prior | None:
 
 
 def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
-             validation_given: bool = False) -> TrainingConfig:
+             validation_given: bool = False, missing: bool = False) -> TrainingConfig:
     """The settings of :class:`TrainingConfig`, with the precision, the validation split,
     the patience and the epochs of "auto" resolved: the precision from ``likelihood`` (the
     resolved one, else the estimator's), the split and patience from the ``n_rows`` rows
     given to fit and whether validation rows were given
     (:func:`~elbokit.nn.config.auto_validation`; none when ``n_rows`` is unknown), the
     epochs from the rows fitted (:func:`~elbokit.nn.config.auto_epochs`; MIN_EPOCHS when
-    unknown)."""
+    unknown; MISSING_EPOCHS for rows with NaN, ``missing``, under early stopping)."""
     settings = config_kwargs(TrainingConfig, vae)
     batch = settings["batch_size"] if isinstance(settings["batch_size"], int) and \
         settings["batch_size"] > 0 else TrainingConfig.batch_size  # a bad one fails its check
@@ -149,6 +153,8 @@ def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
             if n_rows else None
         settings["epochs"] = auto_epochs(fitted, batch) if fitted and isinstance(batch, int) \
             and batch > 0 else TrainingConfig.epochs  # a bad batch size fails its own check
+        if missing and settings["patience"]:  # config.MISSING_EPOCHS: patience decides
+            settings["epochs"] = max(settings["epochs"], MISSING_EPOCHS)
     if not isinstance(settings["objective"], str):  # an ELBOEstimator object
         estimator = settings["objective"]
         get_objective(estimator)  # else one line naming the value

@@ -63,7 +63,9 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         k/255, ``"nb"`` when every value is a non-negative integer, else
         ``"bernoulli"``), ``"bernoulli"`` (data in [0, 1]), ``"logistic"``
         (the discretized logistic of 8-bit values, a density in bits/dim),
-        ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``),
+        ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``; its
+        default None: 0.2 for a standardized fit on rows with NaN, else 1e-3, see
+        :data:`~elbokit.nn.config.MISSING_MIN_VARIANCE`),
         ``"gaussian-fixed"`` (standard deviation ``sigma``), or for raw counts
         ``"poisson"``, ``"nb"`` (negative binomial, a learned dispersion per feature) and
         ``"zinb"`` (zero-inflated NB), of rate = share(z) x the row's total count; see
@@ -191,7 +193,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
                  likelihood: str = "auto",
                  arch: str = "mlp", encoder: str | None = None, decoder: str | None = None,
                  hidden=(400,), activation: str = "relu", clamp_logvar: bool = False,
-                 image_shape=None, channels: int = 1, min_variance: float = 1e-3,
+                 image_shape=None, channels: int = 1, min_variance: float | None = None,
                  sigma: float = 1.0, posterior: str = "gaussian", flow_steps: int = 2,
                  flow_hidden=(320,), flow_context: int = 64, prior="standard",
                  prior_components: int | None = None, gmm_components: int = 0,
@@ -218,9 +220,9 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
                                         likelihood=likelihood, missing=missing)
 
     def _training(self, *, likelihood: str | None = None, n_rows: int | None = None,
-                  validation_given: bool = False) -> TrainingConfig:
+                  validation_given: bool = False, missing: bool = False) -> TrainingConfig:
         return settings_of.training(self, likelihood=likelihood, n_rows=n_rows,
-                                    validation_given=validation_given)
+                                    validation_given=validation_given, missing=missing)
 
     @reads_anndata
     def fit(self, X, y=None, *, validation=None, checkpoint_dir=None, resume: bool = False,
@@ -264,8 +266,9 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
             if resume:
                 check_rows(checkpoint_dir, rows)
             callbacks = [RowsRecord(checkpoint_dir, rows, resume), *callbacks]
+        missing = any(part is not None and bool(np.isnan(part.min())) for part in (X, validation))
         training = self._training(likelihood=likelihood, n_rows=X.shape[0],
-                                  validation_given=validation is not None)
+                                  validation_given=validation is not None, missing=missing)
         self.validation_rows_ = None
         if validation is None and training.validation_fraction:  # held out of X, seeded
             fitted, self.validation_rows_ = settings_of.split_rows(
@@ -282,8 +285,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         architecture = self._architecture(
             X.shape[1], 0 if condition is None else condition.shape[1],
             None if self.classes_ is None else tuple(self.classes_.tolist()),
-            likelihood=likelihood, missing=any(
-                part is not None and bool(np.isnan(part.min())) for part in (X, validation)))
+            likelihood=likelihood, missing=missing)
         settings_of.check_combination(architecture, training, validation=validation,
                                       conditional=condition is not None,
                                       labels=self.classes_ is not None)
