@@ -65,7 +65,7 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         (the discretized logistic of 8-bit values, a density in bits/dim),
         ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``; its
         default None: 0.2 for a standardized fit on rows with NaN, else 1e-3, see
-        :data:`~elbokit.nn.config.MISSING_MIN_VARIANCE`),
+        ``elbokit.nn.config.MISSING_MIN_VARIANCE``),
         ``"gaussian-fixed"`` (standard deviation ``sigma``), or for raw counts
         ``"poisson"``, ``"nb"`` (negative binomial, a learned dispersion per feature) and
         ``"zinb"`` (zero-inflated NB), of rate = share(z) x the row's total count; see
