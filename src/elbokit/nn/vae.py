@@ -64,8 +64,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
         ``"bernoulli"``), ``"bernoulli"`` (data in [0, 1]), ``"logistic"``
         (the discretized logistic of 8-bit values, a density in bits/dim),
         ``"gaussian"`` (learned per-pixel variance, floored at ``min_variance``; its
-        default None: 0.2 for a standardized fit on rows with NaN, else 1e-3, see
-        ``elbokit.nn.config.MISSING_MIN_VARIANCE``),
+        default None resolves to ``elbokit.nn.config.MISSING_MIN_VARIANCE`` for a
+        standardized fit on rows with NaN, else ``MIN_VARIANCE``),
         ``"gaussian-fixed"`` (standard deviation ``sigma``), or for raw counts
         ``"poisson"``, ``"nb"`` (negative binomial, a learned dispersion per feature) and
         ``"zinb"`` (zero-inflated NB), of rate = share(z) x the row's total count; see
