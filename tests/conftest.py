@@ -20,6 +20,7 @@ Test files import the helpers with ``from conftest import ...``.
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -289,8 +290,12 @@ def seconds_to_stop():
     print ``ready``, let it work a second, send ``signum``; returns (seconds from the
     signal to the exit, return code, stderr)."""
     def stop(code: str, ready: str, signum: int) -> tuple[float, int, str]:
+        # a shell's background job ignores SIGINT and passes that on: the child must
+        # start with the default, as from a terminal (as in test_crash_safety)
         process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+                                   stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                    signal.SIG_DFL))
         try:
             assert process.stdout.readline().strip() == ready
             time.sleep(1.0)  # inside the long loop
