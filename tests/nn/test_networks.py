@@ -59,3 +59,66 @@ def test_linear_decoder_starts_at_the_data_moments():
     bernoulli.init_from_data(pixels, Bernoulli())
     p = torch.sigmoid(bernoulli.linear.bias)
     torch.testing.assert_close(p, torch.tensor([1e-3, 0.5, 1 - 1e-3]))
+
+
+def _each_by_copies(forward, x, codes):
+    """forward of every row of x with each code after it, by copying the rows."""
+    return forward(torch.cat([x.repeat(len(codes), 1),
+                              codes.repeat_interleave(x.shape[0], 0)], -1))
+
+
+@pytest.mark.parametrize("make_encoder, d", [
+    (lambda: MLPEncoder(64 + 4, (16,), 3), 64),
+    (lambda: MLPEncoder(64 + 4, (16, 8), 3, activation="gated"), 64),
+    (lambda: MLPEncoder(10 + 4, (), 3), 10),  # a linear encoder
+    (lambda: ConvEncoder((8, 8), 3, channels=(4, 6), n_condition=4), 64),
+])
+def test_forward_each_is_forward_of_every_row_with_every_code(make_encoder, d):
+    """M2's enumeration of the classes: the x part of the first layer computed once gives
+    the values and the weight gradients of the rows copied K times."""
+    torch.manual_seed(0)
+    encoder = make_encoder()
+    x, codes = torch.rand(5, d), torch.eye(4)
+    got = encoder.forward_each(x, codes)
+    want = _each_by_copies(encoder, x, codes)
+    for a, b in zip(got, want):
+        assert a.shape == (20, 3)
+        torch.testing.assert_close(a, b)
+    weights = torch.randn(20, 3)
+    grads = []
+    for out in (got, want):
+        encoder.zero_grad()
+        ((out[0] + out[1].exp()) * weights).sum().backward(retain_graph=True)
+        grads.append([p.grad.clone() for p in encoder.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("posterior", ["gaussian", "iaf"])
+def test_network_encodes_each_class_as_the_copied_rows(posterior):
+    """VAENetwork.encode_posterior_each: the preset's shortcut and the copies of an
+    encoder without forward_each give encode_posterior of the copied rows (the IAF's
+    context too)."""
+    from elbokit.nn.config import ArchitectureConfig
+    from elbokit.nn.model import VAENetwork
+
+    torch.manual_seed(0)
+    config = ArchitectureConfig(n_features=12, latent_dim=3, hidden=(8,), conditional=True,
+                                condition_dim=4, classes=(0, 1, 2, 3), posterior=posterior,
+                                flow_context=6, flow_hidden=(8,), standardize=True,
+                                likelihood="gaussian")
+    net = VAENetwork(config)
+    net.set_standardization(torch.rand(12), torch.rand(12) + 0.5)
+    x, codes = torch.randn(5, 12), torch.eye(4)
+    want = _each_by_copies(net.encode_posterior, x, codes)
+    torch.testing.assert_close(net.encode_posterior_each(x, codes), want)
+
+    class Plain(torch.nn.Module):  # a custom encoder: no forward_each
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+    net.encoder = Plain(net.encoder)
+    torch.testing.assert_close(net.encode_posterior_each(x, codes), want)

@@ -201,6 +201,26 @@ def test_max_minutes_counts_validation_and_checkpoints(digits, tmp_path, monkeyp
     assert 2 <= len(resumed.history_) < 30 and seconds <= budget + epoch, (seconds, budget)
 
 
+def test_a_budget_without_checkpoints_is_spent_and_auto_epochs_fill_it(digits):
+    """Without a checkpoint directory the budget's look-ahead counts one epoch, not the
+    whole fit so far (which stopped every such fit at half its budget), and
+    ``epochs="auto"`` with ``max_minutes`` trains until the budget ends it (auto alone
+    gives these 300 rows 100 epochs, ~0.3 s here)."""
+    import time
+
+    from elbokit.nn.config import BUDGET_EPOCHS, auto_epochs
+
+    budget = 3.0
+    start = time.perf_counter()
+    vae = VAE(2, hidden=(8,), max_minutes=budget / 60, validation_fraction=0.0, patience=0,
+              progress=False).fit(digits.train[:300])
+    seconds = time.perf_counter() - start
+    assert vae.training_.epochs == BUDGET_EPOCHS
+    assert len(vae.history_) > auto_epochs(300, vae.batch_size)
+    assert 0.8 * budget < seconds < budget + 1.0, seconds  # the old look-ahead: ~half
+    assert VAE(2, epochs=7, max_minutes=1.0)._training(n_rows=300).epochs == 7  # as given
+
+
 def test_ema_updates_field_is_checked_on_resume(digits, tmp_path):
     from conftest import edit_json
 

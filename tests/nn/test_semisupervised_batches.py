@@ -95,7 +95,8 @@ def test_loss_of_the_whole_data_is_minus_j_over_n(digits):
     codes = np.zeros((400, 10), dtype=np.float32)
     codes[np.arange(30), y[:30]] = 1.0
     x = torch.cat([m._tensor(X), torch.as_tensor(codes)], -1)
-    deterministic = lambda model, rows, n_samples, generator: -(rows ** 2).sum(-1)  # noqa
+    deterministic = lambda model, rows, n_samples, generator, encoding=None: -(  # noqa
+        rows ** 2).sum(-1)
     objective.estimator = deterministic
     with torch.no_grad():
         loss, _ = objective.loss(m.model_, x, m.training_, _generator(), 0, 1)

@@ -15,8 +15,8 @@ import numpy as np
 from ..exceptions import ParameterError
 from ._estimator import names, sizes
 from .._validation import check_choice
-from .config import (DEVICES, LIKELIHOODS, MIN_VARIANCE, MISSING_EPOCHS, MISSING_MIN_VARIANCE,
-                     OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig, TrainingConfig,
+from .config import (BUDGET_EPOCHS, DEVICES, LIKELIHOODS, MIN_VARIANCE, MISSING_EPOCHS,
+                     MISSING_MIN_VARIANCE, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig, TrainingConfig,
                      auto_epochs, auto_validation, config_kwargs)
 from .likelihoods import check_data, resolve
 from .objectives.registry import get_objective
@@ -135,7 +135,8 @@ def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
     given to fit and whether validation rows were given
     (:func:`~elbokit.nn.config.auto_validation`; none when ``n_rows`` is unknown), the
     epochs from the rows fitted (:func:`~elbokit.nn.config.auto_epochs`; MIN_EPOCHS when
-    unknown; MISSING_EPOCHS for rows with NaN, ``missing``, under early stopping)."""
+    unknown; MISSING_EPOCHS for rows with NaN, ``missing``, under early stopping;
+    BUDGET_EPOCHS with a ``max_minutes`` budget, which then ends the fit)."""
     settings = config_kwargs(TrainingConfig, vae)
     batch = settings["batch_size"] if isinstance(settings["batch_size"], int) and \
         settings["batch_size"] > 0 else TrainingConfig.batch_size  # a bad one fails its check
@@ -155,6 +156,9 @@ def training(vae, *, likelihood: str | None = None, n_rows: int | None = None,
             and batch > 0 else TrainingConfig.epochs  # a bad batch size fails its own check
         if missing and settings["patience"]:  # config.MISSING_EPOCHS: patience decides
             settings["epochs"] = max(settings["epochs"], MISSING_EPOCHS)
+        budget = settings["max_minutes"]
+        if isinstance(budget, (int, float)) and budget > 0:  # the budget decides
+            settings["epochs"] = BUDGET_EPOCHS
     if not isinstance(settings["objective"], str):  # an ELBOEstimator object
         estimator = settings["objective"]
         get_objective(estimator)  # else one line naming the value

@@ -38,6 +38,9 @@ COUNT_LIKELIHOODS = ("poisson", "nb", "zinb")  # of raw counts (likelihoods.Coun
 # epochs="auto": enough epochs for at least MIN_STEPS optimizer steps, never fewer than
 # MIN_EPOCHS (a large data set) nor more than MAX_EPOCHS (a tiny one); see auto_epochs
 MIN_EPOCHS, MAX_EPOCHS, MIN_STEPS = 10, 100, 1000
+# epochs="auto" with a max_minutes budget: the budget (or early stopping) ends the fit, so
+# "auto" is this many, a cap no budget of these machines reaches
+BUDGET_EPOCHS = 100_000
 # validation_fraction="auto" / patience="auto" on small data: see auto_validation
 SMALL_DATA_ROWS, VALIDATION_FRACTION, AUTO_PATIENCE = 12_800, 0.1, 10
 AUTO_PATIENCE_STEPS = 200  # "auto" patience: at least this many optimizer steps
@@ -323,7 +326,8 @@ class TrainingConfig(Settings):
 
     epochs: int = setting(MIN_EPOCHS, f"Epochs (in total, when resuming); default: enough "
                           f"for {MIN_STEPS} steps of --batch-size rows, at least {MIN_EPOCHS} "
-                          f"and at most {MAX_EPOCHS}.", minimum=1, resume="free",
+                          f"and at most {MAX_EPOCHS}; with --max-minutes, as many as the "
+                          "budget holds.", minimum=1, resume="free",
                           estimator_default="auto")
     batch_size: int = setting(128, "Rows per minibatch.", minimum=1)
     lr: float = setting(1e-3, "Adam learning rate.", positive=True)

@@ -152,16 +152,36 @@ class VAENetwork(nn.Module):
         the likelihood's transform (counts: log(1 + x)), the 0/1 mask of a model fitted on
         missing values after it, then y."""
         x, y = self.split_condition(x)
+        x = self._encoder_data(x)
+        return x if y is None else torch.cat([x, y], dim=-1)
+
+    def _encoder_data(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`encoder_input` of x (B, d) without y."""
         x, mask = self.observed(self.standardized(x))
         x = self.likelihood.encoder_input(x)  # counts: log(1 + x)
         if self.config.missing:  # the encoder sees (x zero-filled, its 0/1 mask)
             x = torch.cat([x, torch.ones_like(x) if mask is None else mask.to(x.dtype)], -1)
-        return x if y is None else torch.cat([x, y], dim=-1)
+        return x
 
     def encode_posterior(self, x: torch.Tensor):
         """x (B, d) (conditional: (B, d + c), y last) -> mean, logvar (B, L) of the
         Gaussian and the flow's context (B, flow_context), None without a flow."""
-        mean, logvar = self.encoder(self.encoder_input(x))
+        return self._posterior_parts(*self.encoder(self.encoder_input(x)))
+
+    def encode_posterior_each(self, x: torch.Tensor, codes: torch.Tensor):
+        """:meth:`encode_posterior` of a conditional model for every row of x (B, d)
+        with each code of ``codes`` (K, c), class-major (K B rows): those of the rows
+        ``cat([x.repeat(K, 1), codes.repeat_interleave(B, 0)], -1)``. The presets'
+        encoders (``forward_each``) compute x's part once; another encoder sees the
+        K B rows."""
+        each = getattr(self.encoder, "forward_each", None)
+        if each is None:
+            return self.encode_posterior(torch.cat(
+                [x.repeat(len(codes), 1), codes.repeat_interleave(x.shape[0], 0)], -1))
+        return self._posterior_parts(*each(self._encoder_data(x), codes))
+
+    def _posterior_parts(self, mean: torch.Tensor, logvar: torch.Tensor):
+        """The encoder's two halves -> (mean, logvar (B, L), the flow's context or None)."""
         if self.flow is None:
             return mean, self._clamped(logvar), None
         latent = self.config.latent_dim

@@ -27,8 +27,26 @@ class GatedLinear(nn.Module):
         self.linear = nn.Linear(n_in, 2 * n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.linear(x).chunk(2, dim=-1)
+        return self.activate(self.linear(x))
+
+    @staticmethod
+    def activate(pre: torch.Tensor) -> torch.Tensor:
+        """The layer's output from its matmul's (..., 2 n_out)."""
+        value, gate = pre.chunk(2, dim=-1)
         return value * torch.sigmoid(gate)
+
+
+def linear_each(layer: nn.Linear, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``layer`` on every row of x (B, D) with each code of ``codes`` (K, c) after it,
+    class-major, (K B, n_out): the rows of layer(cat([x.repeat(K, 1),
+    codes.repeat_interleave(B, 0)], -1)), with x's part of the matmul computed once. The
+    encoders' ``forward_each`` (M2's unlabeled rows take every class,
+    :mod:`elbokit.nn.semisupervised`)."""
+    c = codes.shape[-1]
+    weight = layer.weight
+    of_x = nn.functional.linear(x, weight[:, :-c], layer.bias)  # (B, n_out)
+    of_code = nn.functional.linear(codes, weight[:, -c:])  # (K, n_out)
+    return (of_code[:, None, :] + of_x[None]).flatten(0, 1)
 
 
 def mlp(sizes: list[int], activation: str = "relu") -> nn.Sequential:
@@ -57,6 +75,17 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.net(x).chunk(2, dim=-1)  # (B, L) each
+        return mean, logvar
+
+    def forward_each(self, x: torch.Tensor, codes: torch.Tensor):
+        """:meth:`forward` of every row of x (B, D) with each code of ``codes`` (K, c)
+        after it, class-major, (K B, L) each (see :func:`linear_each`)."""
+        first = self.net[0]
+        if isinstance(first, GatedLinear):
+            hidden = first.activate(linear_each(first.linear, x, codes))
+        else:
+            hidden = linear_each(first, x, codes)
+        mean, logvar = self.net[1:](hidden).chunk(2, dim=-1)
         return mean, logvar
 
 
@@ -136,6 +165,13 @@ class ConvEncoder(nn.Module):
         if c:
             features = torch.cat([features, x[:, -c:]], dim=-1)
         mean, logvar = self.head(features).chunk(2, dim=-1)
+        return mean, logvar
+
+    def forward_each(self, x: torch.Tensor, codes: torch.Tensor):
+        """:meth:`forward` of every image x (B, C*H*W) with each code of ``codes`` (K, c)
+        after it, class-major, (K B, L) each: the convolutions run once per image."""
+        features = self.conv(x.reshape(-1, *self.image_shape)).flatten(1)
+        mean, logvar = linear_each(self.head, features, codes).chunk(2, dim=-1)
         return mean, logvar
 
 

@@ -114,7 +114,8 @@ class VAE(Conditioning, DivergenceCheck, GMMSampler, Bounds, Imputation, PriorMe
     epochs, batch_size, lr, lr_schedule, objective, n_samples, binarize, patience,
     validation_fraction, seed, device, progress : training settings, see
         :class:`~elbokit.nn.config.TrainingConfig` (``epochs="auto"``, the default:
-        :func:`~elbokit.nn.config.auto_epochs` of the training rows;
+        :func:`~elbokit.nn.config.auto_epochs` of the training rows, or with
+        ``max_minutes`` as many as the budget holds;
         ``validation_fraction="auto"`` and ``patience="auto"``, the defaults:
         :func:`~elbokit.nn.config.auto_validation`, a validation split and early stopping
         on a fit of at most 12,800 rows, none on a larger one).

@@ -67,9 +67,11 @@ class ELBOEstimator:
     accepts_single_sample = True
 
     def __call__(self, model, x: torch.Tensor, n_samples: int = 1,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, *, encoding=None) -> torch.Tensor:
+        """The estimate per row of x, (B,); ``encoding``: q(z|x)'s precomputed
+        ``encode_posterior(x)``, when the caller has it."""
         single = n_samples == 1 and self.accepts_single_sample
-        post = draw_posterior(model, x, None if single else n_samples, generator)
+        post = draw_posterior(model, x, None if single else n_samples, generator, encoding)
         return self.from_posterior(model, x, post)  # z: (S, B, L) or (B, L)
 
     def from_posterior(self, model, x, post) -> torch.Tensor:

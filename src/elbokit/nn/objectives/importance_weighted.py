@@ -131,8 +131,8 @@ class _Groups(_ImportanceWeighted):
         self.m = _check_m(m)
         self.gradient = self._check_gradient(gradient)
 
-    def __call__(self, model, x, n_samples: int = 1, generator=None):
-        return super().__call__(model, x, self.m * n_samples, generator)
+    def __call__(self, model, x, n_samples: int = 1, generator=None, *, encoding=None):
+        return super().__call__(model, x, self.m * n_samples, generator, encoding=encoding)
 
 
 class MIWAE(_Groups):

@@ -49,9 +49,12 @@ class SemiSupervisedObjective(TrainingObjective):
         if not bool(labeled.all()):
             rows, k = data[~labeled], code.shape[1]
             # every row with every class: class j's copies are rows j*B_u .. (j+1)*B_u - 1
-            codes = torch.eye(k, dtype=x.dtype, device=x.device).repeat_interleave(len(rows), 0)
-            bound = self.estimator(model, torch.cat([rows.repeat(k, 1), codes], -1),
-                                   n_samples, generator).view(k, len(rows)).T  # (B_u, K)
+            # (the encoder computes the rows' part once: encode_posterior_each)
+            eye = torch.eye(k, dtype=x.dtype, device=x.device)
+            joined = torch.cat([rows.repeat(k, 1), eye.repeat_interleave(len(rows), 0)], -1)
+            bound = self.estimator(model, joined, n_samples, generator,
+                                   encoding=model.encode_posterior_each(rows, eye))
+            bound = bound.view(k, len(rows)).T  # (B_u, K)
             log_q_u = log_q[~labeled]
             bound_u = (log_q_u.exp() * (bound - log_q_u)).sum(-1)
         return labeled, bound_l, log_q_y, bound_u
