@@ -1,13 +1,16 @@
 """Semi-supervised classification with model M2 (Kingma et al. 2014) at default settings:
 test accuracy of SemiSupervisedVAE (M2) and of M1+M2 (M2 with likelihood="gaussian" on the
 posterior means of an unsupervised VAE, M1) against a logistic regression on the labeled rows
-alone and a linear probe (logistic regression) on M1's codes, same labels; M1 is fitted once
-and serves both.
+alone, a linear probe (logistic regression) on M1's codes, same labels (M1 is fitted once and
+serves both), and scikit-learn's semi-supervised reference, ``LabelSpreading`` on the pixels
+with the same labels (its k-nearest-neighbour kernel, 7 neighbours: the default RBF kernel is
+a dense n x n matrix, 29 GB for Fashion-MNIST).
 
     .venv/bin/python benchmarks/semisupervised.py [--data digits fashion-mnist]
         [--seeds 0 1 2] [--max-minutes 0] [--jobs 1] [--alphas 0.1 0.3 1 3 10]
 
-digits: 50 labels (5 per class); fashion-mnist: 100 labels (10 per class). ``--max-minutes``
+digits: 50 labels (5 per class); fashion-mnist and mnist (where its IDX files are given,
+``$ELBOKIT_DATA``): 100 labels (10 per class). ``--max-minutes``
 (> 0) budgets each neural fit's training (the models' own ``max_minutes`` setting), the
 only change from the defaults; ``--jobs``: seeds run in that many processes at once (one
 thread each). ``--alphas``: choose M2's ``alpha`` instead, by accuracy on a held-out 20% of
@@ -36,12 +39,13 @@ import time
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.semi_supervised import LabelSpreading
 
 from elbokit.data import load
 from _results import write_table
 from elbokit.nn import VAE, SemiSupervisedVAE
 
-LABELS_PER_CLASS = {"digits": 5, "fashion-mnist": 10}
+LABELS_PER_CLASS = {"digits": 5, "fashion-mnist": 10, "mnist": 10}
 
 
 def labeled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -63,6 +67,10 @@ def run(data: str, seed: int, max_minutes: float) -> dict:
     budget = {"max_minutes": max_minutes} if max_minutes else {}
     out = {"seed": seed, "labels": len(rows)}
     out["logistic"] = probe(ds.train[rows], y[rows], ds.test, ds.test_labels)
+    start = time.perf_counter()
+    spreading = LabelSpreading(kernel="knn").fit(ds.train, y)
+    out["spreading"] = float((spreading.predict(ds.test) == ds.test_labels).mean())
+    out["spreading_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     m1 = VAE(seed=seed, progress=False, **budget).fit(ds.train)  # the probe's VAE and M1
     out["vae_seconds"] = time.perf_counter() - start
@@ -209,7 +217,7 @@ def main() -> None:
 def write(data: str, runs: list[dict], max_minutes: float, notes: str = "") -> None:
     """One table row per seed and the medians: test accuracy (%) of each method, and the
     seconds and epochs of M2 and of M1+M2 (M1's seconds included)."""
-    keys = ("logistic", "vae_probe", "m2", "m1m2")
+    keys = ("logistic", "vae_probe", "spreading", "m2", "m1m2")
     rows = [[r["seed"], *(f"{100 * r[k]:.1f}" for k in keys), f"{r['m2_seconds']:.0f}",
              r["m2_epochs"], f"{r['m1m2_seconds']:.0f}", r["m1m2_epochs"]] for r in runs]
     rows.append(["median", *(f"{100 * np.median([r[k] for r in runs]):.1f}" for k in keys),
@@ -219,7 +227,7 @@ def write(data: str, runs: list[dict], max_minutes: float, notes: str = "") -> N
     write_table(f"semisupervised-{data}", f"Semi-supervised {data}: "
                 f"{LABELS_PER_CLASS[data]} labels per class, test accuracy (%)",
                 ["seed", "logistic regression (labeled rows)", "linear probe on VAE codes",
-                 "M2 (SemiSupervisedVAE)", "M1+M2", "M2 seconds", "M2 epochs",
+                 "LabelSpreading (knn)", "M2 (SemiSupervisedVAE)", "M1+M2", "M2 seconds", "M2 epochs",
                  "M1+M2 seconds", "M1+M2 epochs (M2's)"], rows,
                 setup=f"default settings{budget}; M1+M2: M2 with likelihood='gaussian' on "
                 "the posterior means of the probe's VAE (M1, fitted once for both); "
