@@ -16,8 +16,8 @@ from ..exceptions import ParameterError
 from ._estimator import names, sizes
 from .._validation import check_choice
 from .config import (BUDGET_EPOCHS, DEVICES, LIKELIHOODS, MIN_VARIANCE, MISSING_EPOCHS,
-                     MISSING_MIN_VARIANCE, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig, TrainingConfig,
-                     auto_epochs, auto_validation, config_kwargs)
+                     MISSING_MIN_VARIANCE, OBJECTIVES, PRIOR_COMPONENTS, ArchitectureConfig,
+                     TrainingConfig, auto_epochs, auto_validation, config_kwargs)
 from .likelihoods import check_data, resolve
 from .objectives.registry import get_objective
 from .priors import PRIOR_NAMES, MixtureOfGaussians, Prior, StandardNormal, VampPrior

@@ -9,7 +9,10 @@ unlabeled row's, with y a latent variable (eq. 7),
 
     U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)),
 
-computed by enumerating the K classes. The objective maximised (eq. 9, signs flipped):
+computed by enumerating the K classes (the preset encoders compute a row's part of their
+first layer, or their convolutions, once for the K classes:
+:meth:`~elbokit.nn.model.VAENetwork.encode_posterior_each`; the decoder runs K times). The
+objective maximised (eq. 9, signs flipped):
 
     J = sum_labeled L(x, y) + sum_unlabeled U(x) + a * E_labeled[log q(y|x)],
 
