@@ -19,7 +19,7 @@ class TrainingBar:
     value until it is set again, and the fields are set *before* the steps are counted,
     so that the bar never shows the epoch before the one running."""
 
-    def __init__(self, total: int, desc: str, show: bool = True):
+    def __init__(self, total: int | None, desc: str, show: bool = True):
         self.bar = progress_bar(total=total, desc=desc, disable=not show, unit="step",
                                 mininterval=0.5)
         self.fields: dict[str, str] = {}

@@ -468,5 +468,9 @@ def _progress_bar(config: TrainingConfig, done_epochs: int, n: int, show: bool =
                   fits: str = "VAE"):
     from ...progress import TrainingBar
 
+    """The bar of the steps to come; under a ``max_minutes`` budget, which then ends the
+    fit more often than the epochs do, no total (no ETA of epochs that will not run)."""
+    if config.max_minutes:
+        return TrainingBar(None, f"fit {fits} ({config.max_minutes:g} min)", show)
     steps = math.ceil(n / config.batch_size) * max(config.epochs - done_epochs, 0)
     return TrainingBar(steps, f"fit {fits}", show)
