@@ -70,14 +70,30 @@ def test_unlabeled_rows_get_the_marginal_bound(model, digits):
 def test_labeled_rows_get_the_conditional_elbo_plus_weighted_log_q(digits):
     X, labels, _, _ = digits
     m = SemiSupervisedVAE(4, **SMALL).fit(X[:200], labels[:200])
-    assert m._objective(m.training_).label_weight == pytest.approx(m.alpha)  # every row labeled
+    assert m._objective(m.training_).label_weight == pytest.approx(m.semisupervised_.alpha)  # all labeled
     codes = m._tensor(m._with_condition(X[:30], labels[:30]))
     with torch.no_grad():
         got = m._objective(m.training_).per_row(m.model_, codes, 1, _generator(5))
         log_q = m.model_.classify(codes)[torch.arange(30), torch.as_tensor(
             np.searchsorted(m.classes_, labels[:30]))]
     elbo = m.elbo(X[:30], "b", random_state=5, y=labels[:30])  # the conditional VAE's
-    np.testing.assert_allclose(got.numpy(), elbo + m.alpha * log_q.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got.numpy(), elbo + m.semisupervised_.alpha * log_q.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_alpha_auto_grows_with_the_features(model, digits):
+    """alpha="auto" is 3/64 per feature: 3 for digits' 64 pixels, and the labeled rows'
+    weight alpha N / N_l; a given alpha is kept."""
+    from elbokit.nn.config import auto_alpha
+
+    X, _, y, _ = digits
+    assert model.get_params()["alpha"] == "auto"
+    assert model.semisupervised_.alpha == pytest.approx(3.0) == auto_alpha(64)
+    objective = model._objective(model.training_)
+    assert objective.label_weight == pytest.approx(3.0 * objective.n_rows / 60)
+    narrow = SemiSupervisedVAE(2, **{**SMALL, "epochs": 1}).fit(X[:, :10], y)
+    assert narrow.semisupervised_.alpha == pytest.approx(10 * 3 / 64)
+    given = SemiSupervisedVAE(2, alpha=0.1, **{**SMALL, "epochs": 1}).fit(X, y)
+    assert given.semisupervised_.alpha == 0.1
 
 
 def test_predict_proba_predict_and_string_classes(model, digits):
@@ -133,7 +149,9 @@ def test_save_load_round_trip(model, digits, tmp_path):
     model.save(tmp_path / "m2")
     loaded = SemiSupervisedVAE.load(tmp_path / "m2")
     np.testing.assert_array_equal(loaded.predict_proba(test), model.predict_proba(test))
-    assert (loaded.alpha, loaded.classifier_hidden) == (model.alpha, model.classifier_hidden)
+    assert loaded.semisupervised_ == model.semisupervised_
+    assert (loaded.alpha, loaded.classifier_hidden) == (model.semisupervised_.alpha,
+                                                         model.classifier_hidden)
     np.testing.assert_array_equal(loaded.classes_, model.classes_)
 
 

@@ -91,7 +91,7 @@ def test_loss_of_the_whole_data_is_minus_j_over_n(digits):
     m = SemiSupervisedVAE(2, **SMALL, epochs=1, validation_fraction=0.0).fit(X, y)
     objective = m._objective(m.training_)
     assert (objective.n_labeled, objective.n_rows) == (30, 400)
-    assert objective.label_weight == pytest.approx(m.alpha * 400 / 30)
+    assert objective.label_weight == pytest.approx(m.semisupervised_.alpha * 400 / 30)
     codes = np.zeros((400, 10), dtype=np.float32)
     codes[np.arange(30), y[:30]] = 1.0
     x = torch.cat([m._tensor(X), torch.as_tensor(codes)], -1)
@@ -106,7 +106,7 @@ def test_loss_of_the_whole_data_is_minus_j_over_n(digits):
         loss_half, _ = objective.loss(m.model_, half, m.training_, _generator(), 0, 1)
         _, bound_l, log_q_y, bound_u = objective.terms(m.model_, half, 1, _generator())
     torch.testing.assert_close(loss, -per_row.mean(), rtol=1e-6, atol=1e-4)
-    by_share = -(30 / 400 * bound_l.mean() + m.alpha * log_q_y.mean()
+    by_share = -(30 / 400 * bound_l.mean() + m.semisupervised_.alpha * log_q_y.mean()
                  + 370 / 400 * bound_u.mean())
     torch.testing.assert_close(loss_half, by_share, rtol=1e-6, atol=1e-4)
 
