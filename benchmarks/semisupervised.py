@@ -130,16 +130,10 @@ SPEED_CASES = (  # (name, data set, training rows, settings beyond the defaults)
 )
 
 
-def _repeated(network, x, codes):
-    """The reference's encoding: every row copied K times through the whole encoder."""
-    return network.encode_posterior(torch.cat(
-        [x.repeat(len(codes), 1), codes.repeat_interleave(x.shape[0], 0)], -1))
-
-
 def speed(rounds: int) -> None:
     from elbokit.nn.model import VAENetwork
 
-    own = VAENetwork.encode_posterior_each
+    own, copies = VAENetwork.encode_posterior_each, VAENetwork.encode_posterior_copies
     rows = []
     for name, data, n, settings in SPEED_CASES:
         ds = load(data)
@@ -153,7 +147,7 @@ def speed(rounds: int) -> None:
         bound = {}
         for r in range(rounds):
             for side in (("elbokit", "repeated") if r % 2 == 0 else ("repeated", "elbokit")):
-                VAENetwork.encode_posterior_each = own if side == "elbokit" else _repeated
+                VAENetwork.encode_posterior_each = own if side == "elbokit" else copies
                 try:
                     start = time.perf_counter()
                     m2 = SemiSupervisedVAE(seed=0, progress=False, **settings).fit(X, y)
@@ -176,8 +170,8 @@ def speed(rounds: int) -> None:
                 f"first column; labels {LABELS_PER_CLASS}; {rounds} rounds, the sides "
                 "alternating; seconds of the whole fit (validation included), medians; "
                 "torch.set_num_threads(1)", notes="repeated: VAENetwork.encode_posterior_each "
-                "replaced by the enumeration of the paper's code (every unlabeled row copied "
-                "K times, all through the encoder).")
+                "replaced by encode_posterior_copies, the enumeration of the paper's code "
+                "(every unlabeled row copied K times, all through the encoder).")
 
 
 def _one_thread() -> None:

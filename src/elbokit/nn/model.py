@@ -176,9 +176,15 @@ class VAENetwork(nn.Module):
         K B rows."""
         each = getattr(self.encoder, "forward_each", None)
         if each is None:
-            return self.encode_posterior(torch.cat(
-                [x.repeat(len(codes), 1), codes.repeat_interleave(x.shape[0], 0)], -1))
+            return self.encode_posterior_copies(x, codes)
         return self._posterior_parts(*each(self._encoder_data(x), codes))
+
+    def encode_posterior_copies(self, x: torch.Tensor, codes: torch.Tensor):
+        """:meth:`encode_posterior_each` the plain way: every row copied K times, each
+        copy through the whole encoder (a custom encoder's way, and the reference of
+        ``benchmarks/semisupervised.py --speed``)."""
+        return self.encode_posterior(torch.cat(
+            [x.repeat(len(codes), 1), codes.repeat_interleave(x.shape[0], 0)], -1))
 
     def _posterior_parts(self, mean: torch.Tensor, logvar: torch.Tensor):
         """The encoder's two halves -> (mean, logvar (B, L), the flow's context or None)."""
