@@ -88,7 +88,7 @@ def test_wrong_feature_count_after_fit(X, model):
 
 def test_bernoulli_needs_values_in_unit_interval(X):
     with pytest.raises(DataError, match=r"outside \[0, 1\]"):
-        VAE(3, epochs=1, progress=False).fit(X * 3)
+        VAE(3, likelihood="bernoulli", epochs=1, progress=False).fit(X * 3)
 
 
 @pytest.mark.parametrize("make, message", [

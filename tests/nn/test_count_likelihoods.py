@@ -116,7 +116,7 @@ def test_rates_are_shares_of_each_rows_total():
     assert got[2] == pytest.approx(0.0, abs=1e-5)  # a row of zeros: l = 0, p(0) = 1
 
 
-def test_auto_picks_nb_for_count_tables_only():
+def test_auto_picks_nb_for_count_tables_only_and_gaussian_for_other_tables():
     from sklearn.datasets import load_digits, load_wine
 
     rng = np.random.default_rng(0)
@@ -127,7 +127,7 @@ def test_auto_picks_nb_for_count_tables_only():
                   "Likert answers 1-5 (no zeros)": rng.integers(1, 6, (200, 10)),
                   "answers 0-4 (a bounded scale)": rng.integers(0, 5, (200, 10))}
     for what, X in not_counts.items():
-        assert resolve("auto", np.asarray(X, dtype=float)) == "bernoulli", what
+        assert resolve("auto", np.asarray(X, dtype=float)) == "gaussian", what
 
 
 def test_data_checks_and_auto():

@@ -103,7 +103,9 @@ def test_auto_picks_each_likelihood_on_data_made_for_it():
     assert resolve("auto", binary) == "bernoulli"
     assert resolve("auto", intensities) == "bernoulli"
     assert resolve("auto", eight_bit, binarize="dynamic") == "bernoulli"
-    assert resolve("auto", np.rint(eight_bit * 255) / 16) == "bernoulli"  # not k/255 in [0, 1]
+    assert resolve("auto", np.rint(eight_bit * 255) / 256) == "bernoulli"  # not k/255
+    assert resolve("auto", np.rint(eight_bit * 255) / 16) == "gaussian"  # beyond [0, 1]
+    assert resolve("auto", eight_bit - 0.5) == "gaussian"  # negative values
     assert resolve("gaussian", eight_bit) == "gaussian"
 
 

@@ -226,7 +226,7 @@ def test_resuming_an_early_stopped_run_does_not_train_on(digits, tmp_path):
 
 def test_bad_inputs_raise_clear_errors(fitted, digits):
     with pytest.raises(DataError, match=r"outside \[0, 1\]"):
-        VAE(2, epochs=1, progress=False).fit(digits.train * 2)
+        VAE(2, likelihood="bernoulli", epochs=1, progress=False).fit(digits.train * 2)
     with pytest.raises(DataError, match="64"):
         fitted.encode(np.zeros((2, 10)))
     with pytest.raises(DataError, match="no observed entry"):

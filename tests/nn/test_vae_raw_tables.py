@@ -52,6 +52,24 @@ def test_raw_tables_fit_with_default_settings(loader):
     assert all(math.isfinite(h["train_elbo"]) for h in vae.history_)
 
 
+@pytest.mark.parametrize("loader", [load_wine, load_breast_cancer])
+def test_auto_fits_a_raw_table_as_the_gaussian_vae_does(loader):
+    """likelihood="auto" (the default) on measurements in their own units resolves to
+    the standardized Gaussian: the same fit, value for value, as likelihood="gaussian"
+    with the same seed, where it once refused the table (values outside [0, 1])."""
+    train, test = _split(loader)
+    auto = VAE(2, **TINY).fit(train)
+    gaussian = VAE(2, likelihood="gaussian", **TINY).fit(train)
+    assert auto.likelihood == "auto"
+    assert auto.architecture_.likelihood == "gaussian" and auto.standardize_
+    np.testing.assert_array_equal(auto.score_samples(test), gaussian.score_samples(test))
+    holes = train.copy()
+    holes[np.random.default_rng(1).random(train.shape) < 0.2] = np.nan
+    filled = VAE(2, **TINY).fit(holes).impute(holes)
+    assert np.all(np.isfinite(filled)) and np.array_equal(filled[~np.isnan(holes)],
+                                                          train[~np.isnan(holes)])
+
+
 def test_standardized_fit_equals_a_fit_on_standardized_data_minus_the_jacobian():
     """VAE(standardize=True) on raw x is the VAE of (x - m) / s (same seed, same
     steps): ELBO and IS log-likelihood differ by exactly -sum_j log s_j, encodings

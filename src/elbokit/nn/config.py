@@ -129,7 +129,8 @@ class ArchitectureConfig(Settings):
                                   "prior and z1 of L - L2 given z2 (--latent counts both); 0: "
                                   "one layer.", minimum=0, flag="--top-latent")
     likelihood: str = setting("bernoulli", "auto (the default: logistic for 8-bit data, "
-                              "values k/255, nb for tables of counts, else bernoulli), "
+                              "values k/255, nb for tables of counts, bernoulli for other "
+                              "values in [0, 1], else gaussian), "
                               "bernoulli (data in [0, 1]), logistic (discretized logistic of "
                               "8-bit values: a density in bits/dim), gaussian (learned "
                               "per-feature variance), gaussian-fixed (std --sigma), or for "

@@ -408,15 +408,26 @@ def resolve(name: str, X: np.ndarray, binarize: str = "none") -> str:
     X is all 0/1; "logistic" when every value lies on the 8-bit grid k/255 of [0, 1];
     "nb" (the negative binomial, gene-wise dispersion) for a table of counts
     (:func:`looks_like_counts`; the NB, not the ZINB, as droplet data need no zero
-    inflation, Svensson 2020); "bernoulli" otherwise (intensities in [0, 1] read as
-    probabilities; other data are then refused by :func:`check_data`)."""
+    inflation, Svensson 2020); "bernoulli" for other values in [0, 1] (intensities read
+    as probabilities); "gaussian" for any other table (values in their own units: wine's
+    measurements, a bounded scale such as questionnaire answers or digits' 0-16 pixels),
+    which the default ``standardize="auto"`` then fits per feature, as factor analysis
+    does."""
     if name != "auto":
         return name
     if binarize != "none" or is_binary(X):
         return "bernoulli"
     if on_8bit_grid(X):
         return "logistic"
-    return "nb" if looks_like_counts(X) else "bernoulli"
+    if looks_like_counts(X):
+        return "nb"
+    return "bernoulli" if _within_unit_interval(X) else "gaussian"
+
+
+def _within_unit_interval(X: np.ndarray) -> bool:
+    """Whether every observed value of X lies in [0, 1] (NaN: not observed)."""
+    return all(float(np.nanmin(chunk, initial=0.0)) >= 0 and
+               float(np.nanmax(chunk, initial=0.0)) <= 1 for chunk in _chunks(X))
 
 
 def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -> None:
