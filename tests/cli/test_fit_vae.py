@@ -85,7 +85,8 @@ def wine_csv(tmp_path):
 def test_fit_vae_gaussian_on_a_raw_csv_works_by_default(tmp_path, wine_csv, monkeypatch):
     """The reported failure (inf loss at the first step, or a test ELBO of -2.8e26
     recorded as a success): the default standardizes, the test ELBO is finite and in
-    the data's units, and the CSV header's names are kept in the model file."""
+    the data's units, and the CSV header's names are kept in the model file. No
+    --likelihood: "auto" picks the Gaussian for a table in its own units."""
     from elbokit import data as data_module
     from sklearn.datasets import load_wine
 
@@ -99,13 +100,14 @@ def test_fit_vae_gaussian_on_a_raw_csv_works_by_default(tmp_path, wine_csv, monk
 
     monkeypatch.setattr(data_module, "load", load_with_names)
     out = tmp_path / "vae"
-    argv = ["fit", "vae", "--data", str(wine_csv), "--likelihood", "gaussian", "--latent", "2",
+    argv = ["fit", "vae", "--data", str(wine_csv), "--latent", "2",
             "--hidden", "32", "--epochs", "5", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["test_elbo"]) and -60 < metrics["test_elbo"] < 0
     model = json.loads((out / "model.json").read_text())
     assert model["settings"]["architecture"]["standardize"] is True
+    assert model["settings"]["architecture"]["likelihood"] == "gaussian"
     assert model["settings"]["architecture"]["feature_names"] == names
 
 
