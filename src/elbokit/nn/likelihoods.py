@@ -421,13 +421,17 @@ def resolve(name: str, X: np.ndarray, binarize: str = "none") -> str:
         return "logistic"
     if looks_like_counts(X):
         return "nb"
-    return "bernoulli" if _within_unit_interval(X) else "gaussian"
+    low, high = value_range(X)
+    return "bernoulli" if low >= 0 and high <= 1 else "gaussian"
 
 
-def _within_unit_interval(X: np.ndarray) -> bool:
-    """Whether every observed value of X lies in [0, 1] (NaN: not observed)."""
-    return all(float(np.nanmin(chunk, initial=0.0)) >= 0 and
-               float(np.nanmax(chunk, initial=0.0)) <= 1 for chunk in _chunks(X))
+def value_range(X: np.ndarray) -> tuple[float, float]:
+    """(min, max) of X's observed values (NaN: not observed), a block at a time; (inf,
+    -inf) when none is observed."""
+    lows, highs = zip(*((float(np.nanmin(chunk, initial=np.inf)),
+                         float(np.nanmax(chunk, initial=-np.inf))) for chunk in _chunks(X))) \
+        if X.shape[0] else ((np.inf,), (-np.inf,))
+    return min(lows), max(highs)
 
 
 def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -> None:
@@ -441,8 +445,8 @@ def check_data(name: str, X: np.ndarray, what: str = "X", low=None, high=None) -
                         "values) or use likelihood='gaussian'")
     if name not in ("bernoulli", "logistic") or X.size == 0:
         return
-    low = min(float(np.nanmin(chunk)) for chunk in _chunks(X)) if low is None else low
-    high = max(float(np.nanmax(chunk)) for chunk in _chunks(X)) if high is None else high
+    if low is None or high is None:
+        low, high = value_range(X)
     if low < 0 or high > 1:
         raise DataError(f"{what} has values outside [0, 1] (min {low:.3g}, max {high:.3g}); "
                         f"the {name} likelihood needs values in [0, 1]: rescale the data or "
